@@ -1,0 +1,139 @@
+"""The interfaces between the core and the connectors.
+
+A connector package exposes one :class:`ConnectorPlugin` (see ``registry.py``). Its
+source reads and translates; its revoker writes. The two are separate classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from offboard_audit.options import SourceOptions
+from offboard_audit.records import (
+    ActionDef,
+    ActionResult,
+    ActionTarget,
+    Account,
+    HRRead,
+    Person,
+    ResourceState,
+    SourceData,
+)
+
+
+class SourceKind(StrEnum):
+    HR = "hr"
+    ACCOUNTS = "accounts"
+
+
+@runtime_checkable
+class HRSource(Protocol):
+    """Reads people from an HR system. Raises ``SourceError`` when it cannot (never returns [])."""
+
+    name: str
+
+    def read_people(self) -> HRRead: ...
+
+
+@runtime_checkable
+class AccountSource(Protocol):
+    """Reads accounts and credentials from one system in two passes.
+
+    ``collect`` is the cheap bulk pass over everything. ``detail`` is called only for the
+    accounts the core cares about (matched to departed or ambiguous people); the
+    credentials it returns replace the bulk-pass credentials of those accounts. A source
+    with nothing more to say returns ``SourceData()``.
+    """
+
+    name: str
+    system: str
+
+    def collect(self) -> SourceData: ...
+
+    def detail(self, accounts: Sequence[Account]) -> SourceData: ...
+
+
+@runtime_checkable
+class TargetedSource(Protocol):
+    """Optional: read only what belongs to one person (used by the HR webhook)."""
+
+    def collect_for(self, person: Person) -> SourceData: ...
+
+
+@runtime_checkable
+class Revoker(Protocol):
+    """Changes credentials in one system. Declares its actions (and their permissions) as data.
+
+    ``apply`` must be idempotent (an object already in the target state is reported with
+    ``changed=False``) and must re-read the object to verify. ``undo`` restores ``prior``.
+    """
+
+    actions: ClassVar[Mapping[str, ActionDef]]
+
+    def read_state(self, action: str, target: ActionTarget) -> ResourceState: ...
+
+    def apply(self, action: str, target: ActionTarget) -> ActionResult: ...
+
+    def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a connector factory may use besides its own options.
+
+    ``env`` is where secrets come from (``password_env`` names a variable in it);
+    ``base_dir`` resolves relative paths (the config file's folder); ``clients`` lets
+    tests and the demo inject ready-made API clients instead of real ones.
+    """
+
+    base_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    clients: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """Which account attributes carry an employee id or an email, for one source."""
+
+    employee_id_attributes: tuple[str, ...] = ()
+    email_attributes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoPart:
+    """A connector's share of ``offboard-audit demo``: a source table and an injected client.
+
+    ``source`` is the ``[[sources]]`` table to add (its ``name`` is the key under which
+    ``client`` is put into ``SourceContext.clients``); ``close`` stops any in-process fake.
+    Everything must run in process: no network, no server, no config.
+    """
+
+    source: Mapping[str, Any]
+    client: Any = None
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
+class ConnectorPlugin:
+    """How the core knows a connector: one of these per source type, named in the registry.
+
+    ``options`` documents every config key (``key -> help``) for ``config check`` and the
+    README; ``read_permissions`` lists what the read path needs.
+    """
+
+    type_name: str
+    kind: SourceKind
+    system: str
+    make_source: Callable[[SourceOptions, SourceContext], HRSource | AccountSource]
+    make_revoker: Callable[[SourceOptions, SourceContext], Revoker] | None = None
+    revoker_actions: Mapping[str, ActionDef] = field(default_factory=dict)
+    read_permissions: tuple[str, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+    match: MatchSpec = MatchSpec()
+    # Builds this connector's part of the demo organisation from the demo's HR people.
+    demo: Callable[[Sequence[Person], datetime], DemoPart] | None = None

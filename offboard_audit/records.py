@@ -1,0 +1,388 @@
+"""Plain typed records that cross module boundaries.
+
+Everything here is a frozen dataclass with timezone-aware datetimes. Connectors
+produce them, the pure core (matching, evaluation, planning) consumes them and
+the storage module maps them to and from SQLModel tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+def require_aware(value: datetime | None, what: str) -> None:
+    """Refuse naive datetimes: every time in the system carries an offset."""
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
+
+
+class PersonStatus(StrEnum):
+    ACTIVE = "active"
+    ON_LEAVE = "on_leave"
+    TERMINATED = "terminated"
+
+
+class AccountKind(StrEnum):
+    HUMAN = "human"
+    SERVICE = "service"
+
+
+class CredentialKind(StrEnum):
+    ACCOUNT = "account"
+    PASSWORD = "password"
+    ACCESS_KEY = "access_key"
+    SSH_KEY = "ssh_key"
+    MFA_DEVICE = "mfa_device"
+    SIGNING_CERTIFICATE = "signing_certificate"
+    SERVICE_CREDENTIAL = "service_credential"
+    SERVICE_ACCOUNT_KEY = "service_account_key"
+    IAM_BINDING = "iam_binding"
+    GROUP_MEMBERSHIP = "group_membership"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+class Rule(StrEnum):
+    USED_AFTER_TERMINATION = "used-after-termination"
+    CREDENTIAL_AFTER_TERMINATION = "credential-after-termination"
+    AMBIGUOUS_OWNER = "ambiguous-owner"
+    ORPHAN_ACCOUNT = "orphan-account"
+
+    @property
+    def severity(self) -> Severity:
+        return _RULE_SEVERITY[self]
+
+
+_RULE_SEVERITY = {
+    Rule.USED_AFTER_TERMINATION: Severity.CRITICAL,
+    Rule.CREDENTIAL_AFTER_TERMINATION: Severity.HIGH,
+    Rule.AMBIGUOUS_OWNER: Severity.MEDIUM,
+    Rule.ORPHAN_ACCOUNT: Severity.MEDIUM,
+}
+
+
+class FindingStatus(StrEnum):
+    OPEN = "open"
+    EXEMPTED = "exempted"
+    REVOKED = "revoked"
+    RESOLVED = "resolved"
+
+
+class SourceStatus(StrEnum):
+    OK = "ok"
+    # Read succeeded but something was skipped (bad HR rows, a warning); the data is usable.
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One person from an HR source."""
+
+    employee_id: str
+    email: str | None
+    name: str
+    status: PersonStatus
+    terminated_at: datetime | None = None
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.terminated_at, "Person.terminated_at")
+
+    def is_departed(self, now: datetime) -> bool:
+        """Terminated with an effective date that has passed (future dates are not terminations yet)."""
+        return (
+            self.status is PersonStatus.TERMINATED
+            and self.terminated_at is not None
+            and self.terminated_at <= now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One login or principal in a system (an LDAP entry, an IAM user, a service account).
+
+    ``attributes`` carries the raw owner hints the connector read (``("mail", "a@x")``,
+    ``("tag:employee_id", "123")``); which of them identify a person is decided by the
+    core's matching from the source's match spec, not by the connector.
+    """
+
+    source: str
+    system: str
+    account_id: str
+    username: str
+    enabled: bool
+    kind: AccountKind = AccountKind.HUMAN
+    emails: tuple[str, ...] = ()
+    display_name: str = ""
+    last_login_at: datetime | None = None
+    # How coarse last_login_at is (Active Directory's lastLogonTimestamp lags by up to ~14 days).
+    last_login_precision: timedelta | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    # Sub-scope of the source: AWS account id, GCP project, LDAP base. Scopes fail independently.
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.last_login_at, "Account.last_login_at")
+
+    def attribute_values(self, name: str) -> tuple[str, ...]:
+        lowered = name.lower()
+        return tuple(v for k, v in self.attributes if k.lower() == lowered)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """Something that grants access and can be revoked on its own."""
+
+    source: str
+    account_id: str
+    credential_id: str
+    kind: CredentialKind
+    active: bool
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    # Free text that says what this is (a group name, a role, a key fingerprint).
+    detail: str = ""
+    # When the data was true: the AWS credential report can be up to 4 hours old.
+    observed_at: datetime | None = None
+    last_used_precision: timedelta | None = None
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.created_at, "Credential.created_at")
+        require_aware(self.last_used_at, "Credential.last_used_at")
+        require_aware(self.observed_at, "Credential.observed_at")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.source, self.account_id, self.credential_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeFailure:
+    """One part of a source (an AWS account, a GCP project) that could not be read."""
+
+    scope: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceData:
+    """What an account source read. ``failed_scopes`` lists parts that failed while others worked."""
+
+    accounts: tuple[Account, ...] = ()
+    credentials: tuple[Credential, ...] = ()
+    failed_scopes: tuple[ScopeFailure, ...] = ()
+    warnings: tuple[str, ...] = ()
+    # Scopes that were read (successfully or not); lets storage keep stale data per scope.
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """A bad input row that was skipped, with where it came from."""
+
+    line: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class HRRead:
+    people: tuple[Person, ...]
+    problems: tuple[RowProblem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The result of matching one account against the HR people."""
+
+    account: Account
+    people: tuple[Person, ...]
+    matched_by: str = ""
+
+    @property
+    def person(self) -> Person | None:
+        return self.people[0] if len(self.people) == 1 else None
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.people) > 1
+
+
+def finding_id(rule: Rule, source: str, account_id: str, credential_id: str | None) -> str:
+    """Stable id: the same credential and rule give the same id in every run."""
+    raw = "\x1f".join((rule.value, source, account_id, credential_id or ""))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    finding_id: str
+    rule: Rule
+    severity: Severity
+    status: FindingStatus
+    account: Account
+    person: Person | None
+    credential: Credential | None
+    first_seen: datetime
+    due_at: datetime | None
+    reason: str
+    candidates: tuple[Person, ...] = ()
+    exemption_id: str | None = None
+    stale: bool = False
+
+    def __post_init__(self) -> None:
+        require_aware(self.first_seen, "Finding.first_seen")
+        require_aware(self.due_at, "Finding.due_at")
+
+    @property
+    def source(self) -> str:
+        return self.account.source
+
+    @property
+    def system(self) -> str:
+        return self.account.system
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRun:
+    """How one source fared in one run."""
+
+    name: str
+    system: str
+    status: SourceStatus
+    error: str | None = None
+    counts: tuple[tuple[str, int], ...] = ()
+    failed_scopes: tuple[ScopeFailure, ...] = ()
+    warnings: tuple[str, ...] = ()
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    exemption_id: str
+    selector: str
+    reason: str
+    until: datetime
+    created_by: str
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        require_aware(self.until, "Exemption.until")
+        require_aware(self.created_at, "Exemption.created_at")
+
+    def active(self, now: datetime) -> bool:
+        return self.until > now
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    sources: tuple[SourceRun, ...]
+    findings: tuple[Finding, ...]
+    circuit_breaker: str | None = None
+
+    def summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Severity if s is not Severity.INFO and s is not Severity.LOW}
+        for f in self.findings:
+            if f.status is FindingStatus.OPEN:
+                counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+        return counts
+
+    @property
+    def any_source_failed(self) -> bool:
+        return any(s.status is SourceStatus.FAILED or s.failed_scopes for s in self.sources)
+
+
+# --- revocation ---------------------------------------------------------------------------
+
+
+class Stage(StrEnum):
+    DISABLE = "disable"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDef:
+    """What a revoker can do to one kind of credential, declared as data on the revoker class.
+
+    ``permissions`` are the API permissions the action needs (IAM actions, LDAP rights);
+    ``config check`` and the plan print them.
+    """
+
+    name: str
+    credential_kind: CredentialKind
+    stage: Stage
+    reversible: bool
+    permissions: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTarget:
+    """Everything a revoker needs to find the object an action changes."""
+
+    source: str
+    system: str
+    account_id: str
+    username: str
+    credential_id: str
+    credential_kind: CredentialKind
+    detail: str = ""
+    scope: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceState:
+    """The state of one revocable object as read from its system.
+
+    ``data`` holds whatever the connector needs to undo a change (group names, key
+    material fingerprints, a policy document); values are strings so that the audit log
+    can store them as they are.
+    """
+
+    exists: bool
+    active: bool
+    data: tuple[tuple[str, str], ...] = ()
+
+    def value(self, key: str) -> str | None:
+        for k, v in self.data:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What applying (or undoing) one action did, verified by re-reading the object."""
+
+    changed: bool
+    before: ResourceState
+    after: ResourceState
+    verified: bool
+    message: str = ""

@@ -1,0 +1,47 @@
+"""The one place where the core learns which connectors exist.
+
+Each line maps a source ``type`` (as written in the config file) to the module attribute
+holding its :class:`ConnectorPlugin`. Connectors are imported lazily, so an audit of an
+HR file never imports boto3 or the Google client libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from offboard_audit.errors import ConfigError
+from offboard_audit.protocols import ConnectorPlugin
+
+SOURCE_TYPES: dict[str, str] = {
+    "hr_csv": "connectors.hr_records:CSV_PLUGIN",
+    "hr_json": "connectors.hr_records:JSON_PLUGIN",
+    "ldap": "connectors.ldap:PLUGIN",
+    "aws_iam": "connectors.aws_iam:PLUGIN",
+    "gcp_iam": "connectors.gcp_iam:PLUGIN",
+}
+
+
+def plugin_for(type_name: str) -> ConnectorPlugin:
+    """Return the plugin for a source type, or raise ``ConfigError`` listing the known ones."""
+    target = SOURCE_TYPES.get(type_name)
+    if target is None:
+        known = ", ".join(sorted(SOURCE_TYPES))
+        raise ConfigError(f"unknown source type {type_name!r} (known: {known})")
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    plugin = getattr(module, attr)
+    if not isinstance(plugin, ConnectorPlugin):
+        raise TypeError(f"{target} is not a ConnectorPlugin")
+    return plugin
+
+
+def available_types() -> list[str]:
+    """Source types whose connector package can be imported here."""
+    found = []
+    for name in sorted(SOURCE_TYPES):
+        try:
+            plugin_for(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
