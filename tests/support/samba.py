@@ -1,0 +1,1 @@
+"""Fixtures for the samba test server (filled in by its connector work)."""

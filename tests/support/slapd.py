@@ -1,0 +1,1 @@
+"""Fixtures for the slapd test server (filled in by its connector work)."""
