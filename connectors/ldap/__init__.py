@@ -1,0 +1,69 @@
+"""LDAP / Active Directory connector: source type ``ldap`` (dialects openldap, ad, 389ds).
+
+``PLUGIN`` is what the core's registry loads. See ``source.py`` (read), ``revoker.py``
+(write), ``dialects.py`` (what differs per directory) and ``demo.py`` (in-memory demo).
+"""
+
+from __future__ import annotations
+
+from connectors.ldap.demo import demo
+from connectors.ldap.revoker import LdapRevoker, revoker_for
+from connectors.ldap.settings import OPTIONS, Connector, parse_settings, real_connector
+from connectors.ldap.source import SYSTEM, LdapSource
+from offboard_audit.options import SourceOptions
+from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+
+
+def _connector(options: SourceOptions, ctx: SourceContext) -> tuple[Connector | None, bool]:
+    client = ctx.clients.get(options.string("name"))
+    if client is not None and not callable(client):
+        raise TypeError("an injected ldap client must be a callable returning a bound ldap3 Connection")
+    return client, client is None
+
+
+def make_source(options: SourceOptions, ctx: SourceContext) -> LdapSource:
+    """Build the source from its ``[[sources]]`` table.
+
+    Injected client (tests, demo): ``ctx.clients[<source name>]`` is a zero-argument callable
+    returning an open, *bound* ``ldap3.Connection`` (any strategy, e.g. ``MOCK_SYNC``); the
+    source calls it once per pass and unbinds the connection afterwards. Without it, the
+    source connects to ``url`` and binds as ``bind_dn`` with the password from ``password_env``.
+    """
+    client, need_password = _connector(options, ctx)
+    settings = parse_settings(options, ctx, need_password)
+    return LdapSource(settings, client or real_connector(settings))
+
+
+def make_revoker(options: SourceOptions, ctx: SourceContext) -> LdapRevoker:
+    """The dialect's revoker; the injected client has the same shape as for :func:`make_source`."""
+    client, need_password = _connector(options, ctx)
+    settings = parse_settings(options, ctx, need_password)
+    return revoker_for(settings, client or real_connector(settings))
+
+
+PLUGIN = ConnectorPlugin(
+    type_name="ldap",
+    kind=SourceKind.ACCOUNTS,
+    system=SYSTEM,
+    make_source=make_source,
+    make_revoker=make_revoker,
+    revoker_actions=LdapRevoker.actions,
+    read_permissions=(
+        "bind as bind_dn (simple bind, over TLS unless the link is trusted)",
+        "search + read on account entries under base_dn/extra_base_dns (and group entries under "
+        "group_base_dn): objectClass, uid, cn, mail, employeeNumber/employeeID, sAMAccountName, "
+        "userPrincipalName, displayName, sshPublicKey, memberOf",
+        "read the operational state attributes: pwdAccountLockedTime, pwdLastSuccess, authTimestamp "
+        "(openldap); userAccountControl, lastLogonTimestamp (ad); nsAccountLock, lastLoginTime (389ds)",
+        "a size limit that allows full paged reads (OpenLDAP olcLimits size.prtotal=unlimited for "
+        "the bind identity; AD paging within MaxPageSize)",
+    ),
+    options=OPTIONS,
+    match=MatchSpec(
+        employee_id_attributes=("employeeNumber", "employeeID"),
+        email_attributes=("mail", "userPrincipalName"),
+    ),
+    demo=demo,
+)
+
+__all__ = ["PLUGIN", "LdapRevoker", "LdapSource", "make_revoker", "make_source"]

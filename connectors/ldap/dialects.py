@@ -1,0 +1,192 @@
+"""What differs between OpenLDAP, Active Directory and 389 Directory Server.
+
+Each :class:`Dialect` names the attributes that carry an entry's enabled state, its last
+login and its owner hints, and knows how to read them from raw attribute values (bytes, as
+the wire carries them: ldap3's formatters choke on ppolicy's permanent-lock year 0000, and
+raw bytes are the same for a real server and ldap3's mock). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+RawAttrs = Mapping[str, Sequence[bytes]]
+
+# ppolicy's "locked until an administrator unlocks it" value (RFC draft behera, OpenLDAP 2.5).
+PPOLICY_PERMANENT_LOCK = "000001010000Z"
+# Active Directory's userAccountControl flag ACCOUNTDISABLE.
+UAC_ACCOUNTDISABLE = 0x2
+# lastLogonTimestamp is replicated only when it is older than msDS-LogonTimeSyncInterval
+# (default 14 days, minus up to 5 random days), so it may lag real use by up to ~14 days.
+AD_LAST_LOGON_PRECISION = timedelta(days=14)
+# 1601-01-01 to 1970-01-01 in 100 ns intervals: Windows FILETIME epoch offset.
+_FILETIME_EPOCH_OFFSET = 116444736000000000
+# FILETIME "never" markers.
+_FILETIME_NEVER = {0, 0x7FFFFFFFFFFFFFFF}
+
+
+def first(raw: RawAttrs, name: str) -> str | None:
+    """The first value of ``name`` (case-insensitive) decoded as UTF-8, or None."""
+    values = values_of(raw, name)
+    return values[0] if values else None
+
+
+def values_of(raw: RawAttrs, name: str) -> list[str]:
+    lowered = name.lower()
+    for key, values in raw.items():
+        if key.lower() == lowered:
+            return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+    return []
+
+
+def parse_generalized_time(text: str) -> datetime | None:
+    """Parse LDAP GeneralizedTime (``20260930170000Z``, ``20260930170000.123Z``, ``...+0200``).
+
+    Returns None for values that are not real instants (ppolicy's year 0000 lock marker).
+    """
+    value = text.strip()
+    if not value or value.startswith("0000"):
+        return None
+    tz: timezone = UTC
+    if value.endswith("Z"):
+        value = value[:-1]
+    elif len(value) > 5 and value[-5] in "+-":
+        sign = 1 if value[-5] == "+" else -1
+        offset = timedelta(hours=int(value[-4:-2]), minutes=int(value[-2:]))
+        tz = timezone(sign * offset)
+        value = value[:-5]
+    fraction = 0.0
+    if "." in value or "," in value:
+        value, _, frac = value.replace(",", ".").partition(".")
+        fraction = float("0." + frac) if frac else 0.0
+    fmt = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H"}.get(len(value))
+    if fmt is None:
+        raise ValueError(f"not a GeneralizedTime: {text!r}")
+    parsed = datetime.strptime(value, fmt).replace(tzinfo=tz)
+    return (parsed + timedelta(seconds=fraction)).astimezone(UTC)
+
+
+def parse_filetime(text: str) -> datetime | None:
+    """Windows FILETIME (100 ns since 1601-01-01 UTC) as used by lastLogonTimestamp."""
+    ticks = int(text.strip())
+    if ticks in _FILETIME_NEVER or ticks < _FILETIME_EPOCH_OFFSET:
+        return None
+    micros = (ticks - _FILETIME_EPOCH_OFFSET) // 10
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def to_filetime(when: datetime) -> str:
+    """The inverse of :func:`parse_filetime` (for fixtures and the demo)."""
+    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return str(micros * 10 + _FILETIME_EPOCH_OFFSET)
+
+
+def to_generalized_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Attribute names and state rules of one directory flavour."""
+
+    name: str
+    # Attributes that hold the state this dialect reads (asked for explicitly: some are operational).
+    state_attributes: tuple[str, ...]
+    last_login_attributes: tuple[str, ...]
+    last_login_precision: timedelta | None
+    username_attributes: tuple[str, ...]
+    employee_id_attributes: tuple[str, ...]
+    email_attributes: tuple[str, ...]
+    default_user_filter: str
+    service_object_classes: tuple[str, ...]
+    group_filter: str
+
+    def enabled(self, raw: RawAttrs) -> bool:
+        """Whether the account can log in, from this dialect's lock attribute."""
+        if self.name == "ad":
+            uac = first(raw, "userAccountControl")
+            return uac is None or not (int(uac) & UAC_ACCOUNTDISABLE)
+        if self.name == "389ds":
+            lock = first(raw, "nsAccountLock")
+            return lock is None or lock.strip().lower() != "true"
+        # OpenLDAP ppolicy: any pwdAccountLockedTime means locked (the year-0000 value for good,
+        # a real time until pwdLockoutDuration passes; we report it as locked either way).
+        return first(raw, "pwdAccountLockedTime") is None
+
+    def last_login(self, raw: RawAttrs) -> datetime | None:
+        """The latest of this dialect's last-login attributes."""
+        latest: datetime | None = None
+        for attr in self.last_login_attributes:
+            for text in values_of(raw, attr):
+                when = parse_filetime(text) if self.name == "ad" else parse_generalized_time(text)
+                if when is not None and (latest is None or when > latest):
+                    latest = when
+        return latest
+
+    def username(self, raw: RawAttrs, dn: str) -> str:
+        for attr in self.username_attributes:
+            value = first(raw, attr)
+            if value:
+                return value
+        # Fall back to the first RDN value: every entry has one.
+        rdn = dn.split(",", 1)[0]
+        return rdn.partition("=")[2]
+
+
+OPENLDAP = Dialect(
+    name="openldap",
+    state_attributes=("pwdAccountLockedTime",),
+    # ppolicy maintains pwdLastSuccess; olcLastBind (or the lastbind overlay) maintains authTimestamp.
+    last_login_attributes=("pwdLastSuccess", "authTimestamp"),
+    last_login_precision=None,
+    username_attributes=("uid", "cn"),
+    employee_id_attributes=("employeeNumber",),
+    email_attributes=("mail",),
+    default_user_filter="(|(objectClass=inetOrgPerson)(objectClass=posixAccount))",
+    service_object_classes=("applicationProcess", "simpleSecurityObject"),
+    group_filter="(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+)
+
+AD = Dialect(
+    name="ad",
+    state_attributes=("userAccountControl",),
+    last_login_attributes=("lastLogonTimestamp",),
+    last_login_precision=AD_LAST_LOGON_PRECISION,
+    username_attributes=("sAMAccountName", "cn"),
+    employee_id_attributes=("employeeID", "employeeNumber"),
+    email_attributes=("mail", "userPrincipalName"),
+    # objectCategory=person excludes computer accounts (which are also objectClass=user).
+    default_user_filter="(&(objectCategory=person)(objectClass=user))",
+    service_object_classes=("msDS-ManagedServiceAccount", "msDS-GroupManagedServiceAccount"),
+    group_filter="(objectClass=group)",
+)
+
+DS389 = Dialect(
+    name="389ds",
+    state_attributes=("nsAccountLock",),
+    last_login_attributes=("lastLoginTime",),
+    last_login_precision=None,
+    username_attributes=("uid", "cn"),
+    employee_id_attributes=("employeeNumber",),
+    email_attributes=("mail",),
+    default_user_filter="(|(objectClass=inetOrgPerson)(objectClass=posixAccount))",
+    service_object_classes=("applicationProcess", "simpleSecurityObject"),
+    group_filter="(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+)
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENLDAP, AD, DS389)}
+
+# Owner hints read for every dialect: which of them identify a person is the core's matcher's call.
+HINT_ATTRIBUTES: tuple[str, ...] = (
+    "uid",
+    "cn",
+    "mail",
+    "employeeNumber",
+    "employeeID",
+    "sAMAccountName",
+    "userPrincipalName",
+    "displayName",
+)

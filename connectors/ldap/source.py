@@ -1,0 +1,470 @@
+"""Read people, service accounts and their credentials from an LDAP directory.
+
+API calls: a simple bind, then RFC 2696 paged subtree searches (one per base DN, plus one
+over ``group_base_dn`` when it is set) asking only for the attributes listed in
+:func:`wanted_attributes`; the detail pass reads single entries by DN (base scope) and the
+targeted pass runs one escaped equality filter per base.
+
+Permissions: read access (search + read) for the bind identity on the account entries and
+the attributes below, including the operational ones (``pwdAccountLockedTime``,
+``pwdLastSuccess``, ``authTimestamp``, ``lastLogonTimestamp``, ``nsAccountLock``,
+``lastLoginTime``), and a size limit that allows full paged reads (OpenLDAP:
+``olcLimits: dn.exact="<bind_dn>" size.prtotal=unlimited``; AD: paging within MaxPageSize).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import ldap3
+from ldap3.core import exceptions as ldap_exc
+from ldap3.utils.conv import escape_filter_chars
+
+from connectors.ldap.dialects import HINT_ATTRIBUTES, RawAttrs, first, parse_generalized_time, values_of
+from connectors.ldap.settings import Connector, LdapSettings
+from offboard_audit.errors import SourceError
+from offboard_audit.records import (
+    Account,
+    AccountKind,
+    Credential,
+    CredentialKind,
+    Person,
+    ScopeFailure,
+    SourceData,
+)
+
+SYSTEM = "ldap"
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+# Result codes that mean "the server stopped before giving us everything".
+_TRUNCATED = {4: "sizeLimitExceeded", 11: "adminLimitExceeded", 3: "timeLimitExceeded"}
+GROUP_PREFIX = "group:"
+SSH_PREFIX = "ssh:"
+
+
+class ScopeReadError(Exception):
+    """One search base could not be read completely (the other bases may be fine)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    dn: str
+    raw: RawAttrs
+
+
+def normalize_dn(dn: str) -> str:
+    """Case- and space-insensitive form of a DN, for comparisons only (never sent to a server)."""
+    return ",".join(part.strip().lower() for part in dn.split(","))
+
+
+def dn_under(dn: str, base: str) -> bool:
+    d, b = normalize_dn(dn), normalize_dn(base)
+    return d == b or d.endswith("," + b)
+
+
+def ssh_fingerprint(key: str) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint of an authorized_keys line (falls back to the text)."""
+    parts = key.split()
+    for part in parts[:3]:
+        # The key blob is the first base64 field that decodes (options may precede the type).
+        if part.startswith("AAAA"):
+            try:
+                blob = base64.b64decode(part, validate=True)
+            except ValueError:
+                break
+            digest = hashlib.sha256(blob).digest()
+            return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    digest = hashlib.sha256(key.strip().encode()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def ssh_credential_id(key: str) -> str:
+    return SSH_PREFIX + ssh_fingerprint(key)
+
+
+def group_credential_id(group_dn: str) -> str:
+    return GROUP_PREFIX + group_dn
+
+
+def wanted_attributes(settings: LdapSettings) -> list[str]:
+    """Only what translation needs: state, last login, owner hints, keys, memberships."""
+    d = settings.dialect
+    names = [
+        "objectClass",
+        *d.state_attributes,
+        *d.last_login_attributes,
+        *HINT_ATTRIBUTES,
+        *settings.employee_id_attributes,
+        *settings.email_attributes,
+        *settings.username_attributes,
+        "sshPublicKey",
+        "memberOf",
+        "whenCreated" if d.name == "ad" else "createTimestamp",
+    ]
+    if d.name == "ad":
+        names.append("isCriticalSystemObject")
+    seen: dict[str, str] = {}
+    for n in names:
+        seen.setdefault(n.lower(), n)
+    return list(seen.values())
+
+
+def paged_search(
+    conn: Any, base: str, search_filter: str, attributes: Sequence[str], page_size: int
+) -> Iterator[Entry]:
+    """Yield every entry, page by page; raise ScopeReadError if the server cut the result short.
+
+    A short result is never taken for the whole directory: sizeLimitExceeded (OpenLDAP's
+    default 500 for non-admin binds, AD's limits) and friends raise, naming the count read.
+    """
+    cookie: bytes | None = None
+    count = 0
+    while True:
+        conn.search(
+            base,
+            search_filter,
+            search_scope=ldap3.SUBTREE,
+            attributes=list(attributes),
+            paged_size=page_size,
+            paged_cookie=cookie,
+        )
+        result = conn.result
+        for item in conn.response or ():
+            if item.get("type") == "searchResEntry":
+                count += 1
+                yield Entry(item["dn"], item["raw_attributes"])
+        code = int(result.get("result", 0))
+        if code in _TRUNCATED:
+            raise ScopeReadError(
+                f"search of {base} was truncated by the server ({_TRUNCATED[code]}) after {count} "
+                f"entries: raise the size limit for the bind identity (OpenLDAP olcLimits "
+                f"size.prtotal=unlimited; AD MaxPageSize/MaxResultSetSize) — refusing to treat a "
+                f"partial list as complete"
+            )
+        if code != 0:
+            raise ScopeReadError(
+                f"search of {base} failed: {result.get('description')} {result.get('message') or ''}".strip()
+            )
+        controls = result.get("controls") or {}
+        paged = controls.get(PAGED_RESULTS_OID)
+        if paged is None:
+            # A server that ignores the paged-results control sends everything in one go.
+            return
+        cookie = paged["value"]["cookie"]
+        if not cookie:
+            return
+
+
+def read_entry(conn: Any, dn: str, attributes: Sequence[str]) -> Entry | None:
+    """One entry by DN (base-scope search), or None if it does not exist."""
+    conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=list(attributes))
+    code = int(conn.result.get("result", 0))
+    if code == 32:  # noSuchObject
+        return None
+    if code != 0:
+        raise ScopeReadError(f"read of {dn} failed: {conn.result.get('description')}")
+    for item in conn.response or ():
+        if item.get("type") == "searchResEntry":
+            return Entry(item["dn"], item["raw_attributes"])
+    return None
+
+
+class LdapSource:
+    """The ``ldap`` account source (see the module docstring for calls and permissions)."""
+
+    system = SYSTEM
+
+    def __init__(self, settings: LdapSettings, connector: Connector) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._connect = connector
+
+    # --- passes -----------------------------------------------------------------------
+
+    def collect(self) -> SourceData:
+        """Bulk pass: one paged search per base (+ one over groups), all accounts and credentials."""
+        s = self.settings
+        conn = self._open()
+        try:
+            accounts: list[Account] = []
+            per_account: dict[str, list[Credential]] = {}
+            failures: list[ScopeFailure] = []
+            scopes: list[str] = list(s.base_dns)
+            entries: list[tuple[str, Entry]] = []
+            for base in s.base_dns:
+                try:
+                    entries.extend(
+                        (base, e) for e in paged_search(conn, base, s.user_filter, self._attrs(), s.page_size)
+                    )
+                except ScopeReadError as exc:
+                    failures.append(ScopeFailure(base, str(exc)))
+            if len(failures) == len(s.base_dns):
+                raise SourceError(f"{s.name}: no base could be read: " + "; ".join(f.error for f in failures))
+            groups: dict[str, list[str]] = {}
+            if s.group_base_dn is not None:
+                scopes.append(s.group_base_dn)
+                try:
+                    groups = self._group_index(conn)
+                except ScopeReadError as exc:
+                    failures.append(ScopeFailure(s.group_base_dn, str(exc)))
+            for base, entry in entries:
+                account, creds = self.translate(entry, base, groups)
+                accounts.append(account)
+                per_account[account.account_id] = creds
+            credentials = [c for creds in per_account.values() for c in creds]
+            return SourceData(
+                accounts=tuple(accounts),
+                credentials=tuple(credentials),
+                failed_scopes=tuple(failures),
+                scopes=tuple(scopes),
+            )
+        except ldap_exc.LDAPException as exc:
+            raise SourceError(f"{s.name}: {s.url}: read failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            close(conn)
+
+    def detail(self, accounts: Sequence[Account]) -> SourceData:
+        """Re-read the asked-for entries by DN, so findings act on fresh state."""
+        mine = [a for a in accounts if a.source == self.name]
+        if not mine:
+            return SourceData()
+        s = self.settings
+        conn = self._open()
+        try:
+            out_accounts: list[Account] = []
+            out_creds: list[Credential] = []
+            failures: list[ScopeFailure] = []
+            for account in mine:
+                base = account.scope or self._base_of(account.account_id)
+                try:
+                    entry = read_entry(conn, account.account_id, self._attrs())
+                    if entry is None:
+                        continue  # deleted since the bulk pass: nothing left to revoke
+                    groups = self._groups_for(conn, entry) if s.group_base_dn else {}
+                except ScopeReadError as exc:
+                    failures.append(ScopeFailure(base, str(exc)))
+                    continue
+                acc, creds = self.translate(entry, base, groups)
+                out_accounts.append(acc)
+                out_creds.extend(creds)
+            return SourceData(
+                accounts=tuple(out_accounts),
+                credentials=tuple(out_creds),
+                failed_scopes=tuple(failures),
+                scopes=tuple(sorted({a.scope for a in mine if a.scope})),
+            )
+        except ldap_exc.LDAPException as exc:
+            raise SourceError(f"{s.name}: {s.url}: detail read failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            close(conn)
+
+    def collect_for(self, person: Person) -> SourceData:
+        """Targeted pass for one person: an escaped OR of their ids, emails and aliases per base."""
+        s = self.settings
+        flt = person_filter(s, person)
+        if flt is None:
+            return SourceData(scopes=s.base_dns)
+        full = f"(&{s.user_filter}{flt})"
+        conn = self._open()
+        try:
+            accounts: list[Account] = []
+            creds: list[Credential] = []
+            failures: list[ScopeFailure] = []
+            for base in s.base_dns:
+                try:
+                    for entry in paged_search(conn, base, full, self._attrs(), s.page_size):
+                        groups = self._groups_for(conn, entry) if s.group_base_dn else {}
+                        acc, cs = self.translate(entry, base, groups)
+                        accounts.append(acc)
+                        creds.extend(cs)
+                except ScopeReadError as exc:
+                    failures.append(ScopeFailure(base, str(exc)))
+            if len(failures) == len(s.base_dns):
+                raise SourceError(f"{s.name}: no base could be read: " + "; ".join(f.error for f in failures))
+            return SourceData(tuple(accounts), tuple(creds), tuple(failures), scopes=s.base_dns)
+        except ldap_exc.LDAPException as exc:
+            raise SourceError(f"{s.name}: {s.url}: read failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            close(conn)
+
+    # --- translation (pure) -------------------------------------------------------------
+
+    def translate(
+        self, entry: Entry, scope: str, groups: dict[str, list[str]]
+    ) -> tuple[Account, list[Credential]]:
+        """One directory entry -> its Account and Credentials. ``groups``: member key -> group DNs."""
+        s = self.settings
+        d = s.dialect
+        raw = entry.raw
+        dn = entry.dn
+        enabled = d.enabled(raw)
+        last_login = d.last_login(raw)
+        object_classes = {v.lower() for v in values_of(raw, "objectClass")}
+        is_service = bool(object_classes & {c.lower() for c in s.service_object_classes}) or any(
+            dn_under(dn, b) for b in s.service_base_dns
+        )
+        username = ""
+        for attr in s.username_attributes:
+            username = first(raw, attr) or ""
+            if username:
+                break
+        if not username:
+            username = d.username(raw, dn)
+        emails = tuple(v for attr in s.email_attributes for v in values_of(raw, attr) if "@" in v)
+        hint_names: dict[str, str] = {}
+        for n in (*HINT_ATTRIBUTES, *s.employee_id_attributes, *s.email_attributes, *s.username_attributes):
+            hint_names.setdefault(n.lower(), n)
+        attributes = tuple(
+            (canonical, v) for canonical in hint_names.values() for v in values_of(raw, canonical)
+        )
+        created = _created(raw, d.name)
+        account = Account(
+            source=s.name,
+            system=SYSTEM,
+            account_id=dn,
+            username=username,
+            enabled=enabled,
+            kind=AccountKind.SERVICE if is_service else AccountKind.HUMAN,
+            emails=emails,
+            display_name=first(raw, "displayName") or first(raw, "cn") or username,
+            last_login_at=last_login,
+            last_login_precision=d.last_login_precision,
+            attributes=attributes,
+            scope=scope,
+        )
+        creds = [
+            Credential(
+                source=s.name,
+                account_id=dn,
+                credential_id=dn,
+                kind=CredentialKind.ACCOUNT,
+                active=enabled,
+                created_at=created,
+                last_used_at=last_login,
+                last_used_precision=d.last_login_precision,
+                detail=f"{d.name} entry {dn}",
+                scope=scope,
+            )
+        ]
+        seen_keys: set[str] = set()
+        for key in values_of(raw, "sshPublicKey"):
+            cid = ssh_credential_id(key)
+            if cid in seen_keys:
+                continue
+            seen_keys.add(cid)
+            kind = key.split()[0] if key.split() else "?"
+            comment = " ".join(key.split()[2:3])
+            creds.append(
+                Credential(
+                    source=s.name,
+                    account_id=dn,
+                    credential_id=cid,
+                    kind=CredentialKind.SSH_KEY,
+                    active=True,
+                    detail=f"sshPublicKey {kind} {cid[len(SSH_PREFIX) :]} {comment}".strip(),
+                    scope=scope,
+                )
+            )
+        group_dns: dict[str, str] = {}
+        for g in values_of(raw, "memberOf"):
+            group_dns.setdefault(normalize_dn(g), g)
+        for key in (normalize_dn(dn), "uid:" + username.lower()):
+            for g in groups.get(key, ()):
+                group_dns.setdefault(normalize_dn(g), g)
+        for g in group_dns.values():
+            creds.append(
+                Credential(
+                    source=s.name,
+                    account_id=dn,
+                    credential_id=group_credential_id(g),
+                    kind=CredentialKind.GROUP_MEMBERSHIP,
+                    active=True,
+                    detail=g,
+                    scope=scope,
+                )
+            )
+        return account, creds
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _attrs(self) -> list[str]:
+        return wanted_attributes(self.settings)
+
+    def _open(self) -> Any:
+        try:
+            return self._connect()
+        except ldap_exc.LDAPException as exc:
+            raise SourceError(f"{self.settings.url}: cannot connect: {type(exc).__name__}: {exc}") from exc
+
+    def _base_of(self, dn: str) -> str:
+        for base in self.settings.base_dns:
+            if dn_under(dn, base):
+                return base
+        return self.settings.base_dns[0]
+
+    def _group_index(self, conn: Any, extra_filter: str = "") -> dict[str, list[str]]:
+        """member DN (normalized) or "uid:<memberUid>" -> group DNs, from group entries."""
+        s = self.settings
+        assert s.group_base_dn is not None
+        flt = f"(&{s.group_filter}{extra_filter})" if extra_filter else s.group_filter
+        index: dict[str, list[str]] = {}
+        for g in paged_search(
+            conn, s.group_base_dn, flt, ["member", "uniqueMember", "memberUid"], s.page_size
+        ):
+            for attr in ("member", "uniqueMember"):
+                for m in values_of(g.raw, attr):
+                    index.setdefault(normalize_dn(m), []).append(g.dn)
+            for uid in values_of(g.raw, "memberUid"):
+                index.setdefault("uid:" + uid.lower(), []).append(g.dn)
+        return index
+
+    def _groups_for(self, conn: Any, entry: Entry) -> dict[str, list[str]]:
+        """Only the groups one entry belongs to (detail/targeted passes)."""
+        uid = first(entry.raw, "uid")
+        dn = escape_filter_chars(entry.dn)
+        parts = [f"(member={dn})", f"(uniqueMember={dn})"]
+        if uid:
+            parts.append(f"(memberUid={escape_filter_chars(uid)})")
+        return self._group_index(conn, "(|" + "".join(parts) + ")")
+
+
+def person_filter(settings: LdapSettings, person: Person) -> str | None:
+    """An OR of equality tests for one HR person; every value escaped (RFC 4515)."""
+    tests: list[str] = []
+    values_by_attr: list[tuple[str, str]] = []
+    emails = [e for e in (person.email, *person.aliases) if e and "@" in e]
+    names = [a for a in person.aliases if a and "@" not in a]
+    for attr in settings.employee_id_attributes:
+        if person.employee_id:
+            values_by_attr.append((attr, person.employee_id))
+    for attr in (*settings.email_attributes, "userPrincipalName" if settings.dialect.name == "ad" else ""):
+        if attr:
+            values_by_attr.extend((attr, e) for e in emails)
+    for attr in settings.username_attributes:
+        values_by_attr.extend((attr, n) for n in names)
+    for attr, value in dict.fromkeys(values_by_attr):
+        tests.append(f"({attr}={escape_filter_chars(value)})")
+    if not tests:
+        return None
+    return "(|" + "".join(tests) + ")"
+
+
+def _created(raw: RawAttrs, dialect: str) -> datetime | None:
+    text = first(raw, "whenCreated" if dialect == "ad" else "createTimestamp")
+    if not text:
+        return None
+    try:
+        return parse_generalized_time(text)
+    except ValueError:
+        return None
+
+
+def close(conn: Any) -> None:
+    """Unbind; a connection that already broke has nothing left to close."""
+    with contextlib.suppress(ldap_exc.LDAPException):
+        conn.unbind()
