@@ -1,0 +1,209 @@
+"""Configuration and API clients of the Google Cloud IAM connector.
+
+Clients are built on first use (never at import time) from the source's options:
+``iam_endpoint`` (plaintext gRPC ``host:port``) and ``resource_manager_endpoint`` /
+``policy_analyzer_endpoint`` (HTTP URLs) point at private or local endpoints; without
+them the libraries use Application Default Credentials against Google's endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from offboard_audit.errors import ConfigError
+from offboard_audit.options import SourceOptions
+
+POLICY_ANALYZER_URL = "https://policyanalyzer.googleapis.com"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+_ORG = re.compile(r"^organizations/\d+$")
+_FOLDER = re.compile(r"^folders/\d+$")
+# Project ids are lower-case letters, digits and hyphens; legacy ones carry a domain prefix.
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]*$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
+
+
+@dataclass(frozen=True)
+class GcpConfig:
+    """The parsed ``[[sources]]`` table of a ``gcp_iam`` source."""
+
+    name: str
+    projects: tuple[str, ...] = ()
+    organization: str | None = None
+    folders: tuple[str, ...] = ()
+    iam_endpoint: str | None = None
+    resource_manager_endpoint: str | None = None
+    policy_analyzer_endpoint: str | None = None
+    max_workers: int = 8
+    # service account email (lower case) -> owner email or employee id
+    owners: Mapping[str, str] | None = None
+    key_last_auth: bool = False
+    timeout: float = 30.0
+    # Members / service-account emails (fnmatch patterns) the revoker refuses to touch.
+    protected_principals: tuple[str, ...] = ()
+    max_policy_retries: int = 5
+
+    @classmethod
+    def from_options(cls, options: SourceOptions) -> GcpConfig:
+        name = options.string("name")
+        projects = options.strings("projects")
+        for p in projects:
+            if not _PROJECT.match(p):
+                raise options.error("projects", f"{p!r} is not a project id")
+        organization = options.opt_str("organization")
+        if organization is not None and not _ORG.match(organization):
+            raise options.error("organization", f'must look like "organizations/123", got {organization!r}')
+        folders = options.strings("folders")
+        for f in folders:
+            if not _FOLDER.match(f):
+                raise options.error("folders", f'each folder must look like "folders/123", got {f!r}')
+        if not projects and organization is None and not folders:
+            raise ConfigError(
+                'gcp_iam needs projects = [...], organization = "organizations/N" or folders = [...]',
+                key=options.path("projects"),
+            )
+        iam_endpoint = options.opt_str("iam_endpoint")
+        if iam_endpoint is not None and not _HOSTPORT.match(iam_endpoint):
+            raise options.error("iam_endpoint", f"must be host:port (plaintext gRPC), got {iam_endpoint!r}")
+        rm_endpoint = options.opt_str("resource_manager_endpoint")
+        pa_endpoint = options.opt_str("policy_analyzer_endpoint")
+        for key, url in (
+            ("resource_manager_endpoint", rm_endpoint),
+            ("policy_analyzer_endpoint", pa_endpoint),
+        ):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise options.error(key, f"must be an http:// or https:// URL, got {url!r}")
+        owners = {k.lower(): v for k, v in options.str_map("owners").items()}
+        return cls(
+            name=name,
+            projects=projects,
+            organization=organization,
+            folders=folders,
+            iam_endpoint=iam_endpoint,
+            resource_manager_endpoint=rm_endpoint,
+            policy_analyzer_endpoint=pa_endpoint,
+            max_workers=options.integer("max_workers", default=8, minimum=1),
+            owners=owners,
+            key_last_auth=options.flag("key_last_auth", default=False),
+            timeout=options.number("timeout", default=30.0),
+            protected_principals=options.strings("protected_principals"),
+            max_policy_retries=options.integer("max_policy_retries", default=5, minimum=1),
+        )
+
+
+class ActivityQueryError(Exception):
+    """The Policy Analyzer activity query failed (API disabled, permission missing, ...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}")
+
+
+class ActivityClient:
+    """Policy Analyzer ``activities:query`` over REST.
+
+    API call: ``GET /v1/projects/{project}/locations/global/activityTypes/{type}/activities:query``
+    (paged). Permissions: ``policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query``
+    and ``policyanalyzer.serviceAccountLastAuthenticationActivities.query``. No client library
+    for this API ships with the project's dependencies, so it goes through a ``requests``
+    session (an ``AuthorizedSession`` with Application Default Credentials in production).
+    """
+
+    def __init__(self, session: Any, base_url: str, timeout: float = 30.0) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, project: str, activity_type: str) -> list[dict[str, Any]]:
+        url = (
+            f"{self.base_url}/v1/projects/{project}/locations/global/activityTypes/"
+            f"{activity_type}/activities:query"
+        )
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"pageSize": "1000"}
+            if token:
+                params["pageToken"] = token
+            resp = self.session.get(url, params=params, timeout=self.timeout)
+            if resp.status_code != 200:
+                message = resp.text[:300]
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    message = resp.json()["error"]["message"]
+                raise ActivityQueryError(resp.status_code, message)
+            body = resp.json()
+            found.extend(body.get("activities") or [])
+            token = body.get("nextPageToken") or ""
+            if not token:
+                return found
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@dataclass
+class GcpClients:
+    """The API clients a ``gcp_iam`` source and revoker use.
+
+    - ``iam``: ``google.cloud.iam_admin_v1.IAMClient`` (gRPC)
+    - ``projects``: ``google.cloud.resourcemanager_v3.ProjectsClient``
+    - ``folders``: ``google.cloud.resourcemanager_v3.FoldersClient`` (folder traversal only)
+    - ``activity``: :class:`ActivityClient` (only with ``key_last_auth``)
+    """
+
+    iam: Any
+    projects: Any
+    folders: Any = None
+    activity: ActivityClient | None = None
+
+    def close(self) -> None:
+        for client in (self.iam, self.projects, self.folders):
+            transport = getattr(client, "transport", None)
+            if transport is not None:
+                transport.close()
+        if self.activity is not None:
+            self.activity.close()
+
+
+def build_clients(config: GcpConfig) -> GcpClients:
+    """Real clients for ``config``: local endpoints when given, otherwise ADC."""
+    import grpc
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import iam_admin_v1, resourcemanager_v3
+    from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+
+    if config.iam_endpoint:
+        # A private/local endpoint speaks plaintext gRPC: no TLS, no credentials.
+        channel = grpc.insecure_channel(config.iam_endpoint)
+        iam = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel))
+    else:
+        iam = iam_admin_v1.IAMClient()
+    if config.resource_manager_endpoint:
+        opts = {"api_endpoint": config.resource_manager_endpoint}
+        anon = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        projects = resourcemanager_v3.ProjectsClient(transport="rest", credentials=anon, client_options=opts)
+        folders = resourcemanager_v3.FoldersClient(transport="rest", credentials=anon, client_options=opts)
+    else:
+        projects = resourcemanager_v3.ProjectsClient()
+        folders = resourcemanager_v3.FoldersClient()
+    activity = None
+    if config.key_last_auth:
+        activity = build_activity_client(config)
+    return GcpClients(iam=iam, projects=projects, folders=folders, activity=activity)
+
+
+def build_activity_client(config: GcpConfig) -> ActivityClient:
+    if config.policy_analyzer_endpoint:
+        import requests
+
+        return ActivityClient(requests.Session(), config.policy_analyzer_endpoint, config.timeout)
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+    return ActivityClient(session, POLICY_ANALYZER_URL, config.timeout)

@@ -1,0 +1,378 @@
+"""The read side of the Google Cloud IAM connector.
+
+API calls (all read-only) and the permissions they need:
+
+- Resource Manager ``projects.search`` (``resourcemanager.projects.get``) and
+  ``folders.list`` (``resourcemanager.folders.list``): only with ``organization`` / ``folders``.
+- Resource Manager ``projects.getIamPolicy`` (``resourcemanager.projects.getIamPolicy``),
+  one per project, requested at policy version 3 so conditional bindings are visible.
+- IAM Admin ``ListServiceAccounts`` (``iam.serviceAccounts.list``), paged, one per project,
+  and ``ListServiceAccountKeys`` with key type USER_MANAGED (``iam.serviceAccountKeys.list``),
+  one per service account.
+- With ``key_last_auth`` only, in the detail pass: Policy Analyzer activity queries
+  ``serviceAccountKeyLastAuthentication`` and ``serviceAccountLastAuthentication``
+  (``policyanalyzer.serviceAccount[Key]LastAuthenticationActivities.query``), two per
+  project that holds an account the core asked about.
+
+The number of calls per project is independent of the number of people: one policy read,
+one service-account page per 100 accounts, one key list per service account.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from connectors.gcp_iam.clients import ActivityQueryError, GcpClients, GcpConfig, build_clients
+from connectors.gcp_iam.translate import (
+    SYSTEM,
+    key_id_of,
+    last_auth_by_key,
+    last_auth_by_service_account,
+    policy_bindings,
+    translate_key,
+    translate_policy,
+    translate_service_account,
+)
+from offboard_audit.errors import SourceError
+from offboard_audit.records import (
+    Account,
+    AccountKind,
+    Credential,
+    CredentialKind,
+    Person,
+    ScopeFailure,
+    SourceData,
+)
+
+KEY_ACTIVITY = "serviceAccountKeyLastAuthentication"
+SA_ACTIVITY = "serviceAccountLastAuthentication"
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this call failed" (as opposed to a bug in this code)."""
+    import requests
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    return (GoogleAPIError, GoogleAuthError, requests.RequestException)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for a failed call (no secrets ever travel in these)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class _ProjectResult:
+    accounts: list[Account] = field(default_factory=list)
+    credentials: list[Credential] = field(default_factory=list)
+
+
+class GcpIamSource:
+    """Reads IAM bindings, service accounts and their user-managed keys from Google Cloud projects.
+
+    Projects are scanned concurrently (at most ``max_workers`` at a time). A project that
+    fails (PermissionDenied, quota, unreachable) becomes a ``ScopeFailure``; if every
+    project fails, or the project list itself cannot be read, :class:`SourceError` is raised.
+    """
+
+    system = SYSTEM
+
+    def __init__(
+        self,
+        config: GcpConfig,
+        clients: GcpClients | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._clients = clients
+        self._clients_lock = threading.Lock()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # --- clients -------------------------------------------------------------------------
+
+    @property
+    def clients(self) -> GcpClients:
+        with self._clients_lock:
+            if self._clients is None:
+                try:
+                    self._clients = build_clients(self.config)
+                except _api_errors() as exc:
+                    raise SourceError(
+                        f"{self.name}: cannot create Google Cloud clients ({describe_error(exc)}); "
+                        "set Application Default Credentials or iam_endpoint/resource_manager_endpoint"
+                    ) from exc
+            return self._clients
+
+    # --- projects ------------------------------------------------------------------------
+
+    def projects(self) -> list[str]:
+        """Configured projects plus every active project under ``organization`` / ``folders``.
+
+        API calls: ``projects.search`` with ``parent:X state:ACTIVE`` for each parent and
+        ``folders.list`` to descend into sub-folders (search matches direct children only).
+        """
+        found: list[str] = list(self.config.projects)
+        parents = [p for p in ([self.config.organization] if self.config.organization else [])]
+        parents += list(self.config.folders)
+        if not parents:
+            return _unique(found)
+        clients = self.clients
+        seen: set[str] = set()
+        queue = list(parents)
+        try:
+            while queue:
+                parent = queue.pop(0)
+                if parent in seen:
+                    continue
+                seen.add(parent)
+                pager = clients.projects.search_projects(
+                    request={"query": f"parent:{parent} state:ACTIVE"}, timeout=self.config.timeout
+                )
+                found.extend(p.project_id for p in pager if p.state.name == "ACTIVE")
+                if clients.folders is None:
+                    continue
+                folders = clients.folders.list_folders(
+                    request={"parent": parent}, timeout=self.config.timeout
+                )
+                queue.extend(f.name for f in folders if f.state.name == "ACTIVE")
+        except _api_errors() as exc:
+            raise SourceError(
+                f"{self.name}: cannot list projects under {parent}: {describe_error(exc)}"
+            ) from exc
+        projects = _unique(found)
+        if not projects:
+            raise SourceError(f"{self.name}: no active project found under {', '.join(parents)}")
+        return projects
+
+    # --- bulk pass -----------------------------------------------------------------------
+
+    def collect(self) -> SourceData:
+        return self._scan(self.projects(), wanted=None)
+
+    def collect_for(self, person: Person) -> SourceData:
+        """Only the bindings and owned service accounts of one person (the HR webhook path).
+
+        The same calls as :meth:`collect` (the APIs cannot filter by member), but the output
+        keeps only ``user:`` members and service accounts whose owner is one of the person's
+        email addresses.
+        """
+        wanted = {e.lower() for e in (person.email, *person.aliases) if e and "@" in e}
+        data = self._scan(self.projects(), wanted=wanted)
+        if not self.config.key_last_auth:
+            return data
+        services = [a for a in data.accounts if a.kind is AccountKind.SERVICE]
+        extra = self.detail(services)
+        replaced = {a.account_id for a in extra.accounts}
+        return SourceData(
+            accounts=tuple(a for a in data.accounts if a.account_id not in replaced) + extra.accounts,
+            credentials=tuple(c for c in data.credentials if c.account_id not in replaced)
+            + extra.credentials,
+            failed_scopes=data.failed_scopes,
+            warnings=data.warnings + extra.warnings,
+            scopes=data.scopes,
+        )
+
+    def _scan(self, projects: Sequence[str], wanted: set[str] | None) -> SourceData:
+        observed_at = self._clock()
+        results: dict[str, _ProjectResult] = {}
+        failures: list[ScopeFailure] = []
+        workers = max(1, min(self.config.max_workers, len(projects)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}") as pool:
+            futures = {p: pool.submit(self._scan_project, p, wanted, observed_at) for p in projects}
+            for project, future in futures.items():
+                try:
+                    results[project] = future.result()
+                except _ProjectFailed as exc:
+                    failures.append(ScopeFailure(scope=project, error=str(exc)))
+        if projects and len(failures) == len(projects):
+            detail = "; ".join(f"{f.scope}: {f.error}" for f in failures[:3])
+            raise SourceError(f"{self.name}: every project failed ({detail})")
+        accounts: list[Account] = []
+        credentials: list[Credential] = []
+        for project in projects:
+            if project in results:
+                accounts.extend(results[project].accounts)
+                credentials.extend(results[project].credentials)
+        return SourceData(
+            accounts=tuple(accounts),
+            credentials=tuple(credentials),
+            failed_scopes=tuple(failures),
+            scopes=tuple(projects),
+        )
+
+    def _scan_project(self, project: str, wanted: set[str] | None, observed_at: datetime) -> _ProjectResult:
+        from google.cloud import iam_admin_v1
+
+        clients = self.clients
+        result = _ProjectResult()
+        step = "getIamPolicy"
+        try:
+            policy = clients.projects.get_iam_policy(
+                request={"resource": f"projects/{project}", "options": {"requested_policy_version": 3}},
+                timeout=self.config.timeout,
+            )
+            accounts, credentials = translate_policy(
+                self.name, project, policy_bindings(policy), observed_at, wanted=wanted
+            )
+            result.accounts.extend(accounts)
+            result.credentials.extend(credentials)
+            step = "ListServiceAccounts"
+            owners = self.config.owners or {}
+            pager = clients.iam.list_service_accounts(
+                request={"name": f"projects/{project}", "page_size": 100}, timeout=self.config.timeout
+            )
+            for sa in pager:
+                account, account_cred = translate_service_account(self.name, project, sa, owners, observed_at)
+                if wanted is not None and not wanted.intersection(account.attribute_values("owner")):
+                    continue
+                step = f"ListServiceAccountKeys {sa.email}"
+                keys = clients.iam.list_service_account_keys(
+                    request={
+                        "name": sa.name,
+                        "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
+                    },
+                    timeout=self.config.timeout,
+                )
+                result.accounts.append(account)
+                result.credentials.append(account_cred)
+                result.credentials.extend(
+                    translate_key(self.name, project, sa.email, k, observed_at) for k in keys.keys
+                )
+                step = "ListServiceAccounts"
+        except _api_errors() as exc:
+            raise _ProjectFailed(f"{step}: {describe_error(exc)}") from exc
+        return result
+
+    # --- detail pass ---------------------------------------------------------------------
+
+    def detail(self, accounts: Sequence[Account]) -> SourceData:
+        """Last-authentication evidence for the service accounts the core asks about.
+
+        Only with ``key_last_auth``; otherwise the bulk pass already said everything and this
+        returns ``SourceData()``. For each asked-about service account the keys are re-read
+        and the Policy Analyzer activities of its project attached as ``last_used_at``; the
+        returned credentials are the complete set for that account. When the Policy Analyzer
+        is unavailable (API disabled, permission missing) the evidence is left out and a
+        warning says why; an account whose keys cannot be re-read is left out (its bulk
+        credentials stay) with a warning.
+        """
+        if not self.config.key_last_auth:
+            return SourceData()
+        services = [
+            a
+            for a in accounts
+            if a.kind is AccountKind.SERVICE
+            and a.source == self.name
+            and "@" in a.account_id
+            and not a.account_id.startswith("projects/")
+        ]
+        if not services:
+            return SourceData()
+        from google.cloud import iam_admin_v1
+
+        clients = self.clients
+        observed_at = self._clock()
+        warnings: list[str] = []
+        key_auth: dict[str, dict[str, datetime]] = {}
+        sa_auth: dict[str, dict[str, datetime]] = {}
+        for project in _unique(a.scope for a in services):
+            key_auth[project], sa_auth[project] = self._activities(clients, project, warnings)
+        out_accounts: list[Account] = []
+        out_credentials: list[Credential] = []
+        for account in services:
+            project = account.scope
+            name = f"projects/{project}/serviceAccounts/{account.account_id}"
+            try:
+                keys = clients.iam.list_service_account_keys(
+                    request={
+                        "name": name,
+                        "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
+                    },
+                    timeout=self.config.timeout,
+                )
+            except _api_errors() as exc:
+                warnings.append(
+                    f"{project}: cannot re-read keys of {account.account_id}: {describe_error(exc)}"
+                )
+                continue
+            refs = [account.account_id.lower(), *account.attribute_values("unique_id")]
+            sa_last = max((sa_auth[project][r] for r in refs if r in sa_auth[project]), default=None)
+            refined = replace(account, last_login_at=sa_last or account.last_login_at)
+            out_accounts.append(refined)
+            out_credentials.append(
+                Credential(
+                    source=self.name,
+                    account_id=account.account_id,
+                    credential_id=account.account_id,
+                    kind=CredentialKind.ACCOUNT,
+                    active=account.enabled,
+                    last_used_at=refined.last_login_at,
+                    detail="service account",
+                    observed_at=observed_at,
+                    scope=project,
+                )
+            )
+            out_credentials.extend(
+                translate_key(
+                    self.name,
+                    project,
+                    account.account_id,
+                    k,
+                    observed_at,
+                    last_auth=key_auth[project].get(key_id_of(k.name)),
+                )
+                for k in keys.keys
+            )
+        return SourceData(
+            accounts=tuple(out_accounts),
+            credentials=tuple(out_credentials),
+            warnings=tuple(warnings),
+        )
+
+    def _activities(
+        self, clients: GcpClients, project: str, warnings: list[str]
+    ) -> tuple[dict[str, datetime], dict[str, datetime]]:
+        """Key and service-account last authentication for one project; empty with a warning on failure."""
+        activity = clients.activity
+        if activity is None:
+            warnings.append(f"{project}: key_last_auth is on but no Policy Analyzer client is configured")
+            return {}, {}
+        errors: tuple[type[BaseException], ...] = (ActivityQueryError, *_api_errors())
+        try:
+            keys = last_auth_by_key(activity.query(project, KEY_ACTIVITY))
+            sas = last_auth_by_service_account(activity.query(project, SA_ACTIVITY))
+        except errors as exc:
+            hint = ""
+            if isinstance(exc, ActivityQueryError) and exc.status in (403, 404):
+                hint = (
+                    " (enable policyanalyzer.googleapis.com and grant "
+                    "roles/policyanalyzer.activityAnalysisViewer)"
+                )
+            warnings.append(
+                f"{project}: last-authentication evidence unavailable, Policy Analyzer query failed: "
+                f"{describe_error(exc)}{hint}"
+            )
+            return {}, {}
+        return keys, sas
+
+    def close(self) -> None:
+        if self._clients is not None:
+            self._clients.close()
+
+
+class _ProjectFailed(Exception):
+    """One project could not be read; carries the step and the API's message."""
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)

@@ -1,0 +1,394 @@
+"""Pure translation of Google Cloud API payloads into the core's records.
+
+Nothing here performs I/O. The functions take the payloads the client libraries return
+(``google.iam.v1.Policy`` protobufs, ``iam_admin_v1`` messages) or plain values and
+produce :class:`Account` and :class:`Credential` records. No policy logic: deciding who
+departed and what to flag is the core's job.
+
+Owner convention for service accounts
+-------------------------------------
+A service account's owner comes from the source's ``owners`` table (service account
+email -> owner email or employee id) or, when the table has no entry, from markers in the
+service account's description: ``owner: grace@example.com`` or ``owner=grace@example.com``
+(case-insensitive, several markers allowed, separated by spaces, commas or semicolons).
+The owners become ``("owner", EMAIL)`` attributes (``("owner_employee_id", ID)`` for a
+table value that is not an email); the core matches them through the plugin's match spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from offboard_audit.records import Account, AccountKind, Credential, CredentialKind
+
+SYSTEM = "gcp_iam"
+
+# owner: a@b / owner=a@b, anywhere in the description.
+_OWNER_MARKER = re.compile(r"\bowner\s*[:=]\s*([^\s,;]+@[^\s,;]+)", re.IGNORECASE)
+# Keys Google issues "forever" carry this validBeforeTime.
+_NEVER_EXPIRES_YEAR = 9999
+
+
+class _Timestamp(Protocol):
+    seconds: int
+    nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One parsed IAM policy member string."""
+
+    raw: str
+    # user, group, serviceAccount, domain, ... (without the deleted: prefix)
+    type: str
+    email: str
+    deleted: bool = False
+    uid: str = ""
+
+
+def parse_member(raw: str) -> Member:
+    """Split ``user:a@b``, ``deleted:user:a@b?uid=123``, ``group:g@b``, ``allUsers`` ..."""
+    rest = raw
+    deleted = False
+    if rest.startswith("deleted:"):
+        deleted = True
+        rest = rest[len("deleted:") :]
+    kind, sep, value = rest.partition(":")
+    if not sep:
+        return Member(raw=raw, type=kind, email="")
+    uid = ""
+    if "?uid=" in value:
+        value, _, uid = value.partition("?uid=")
+    return Member(raw=raw, type=kind, email=value.lower(), deleted=deleted, uid=uid)
+
+
+def condition_key(expression: str) -> str:
+    """A short stable tag for a binding condition (bindings are unique per role+condition)."""
+    return hashlib.sha256(expression.encode("utf-8")).hexdigest()[:12]
+
+
+def binding_credential_id(project: str, role: str, member: str, condition_expression: str = "") -> str:
+    """``projects/P/<role>/<member>[#condition=<hash>]``: stable across runs."""
+    cid = f"projects/{project}/{role}/{member}"
+    if condition_expression:
+        cid += f"#condition={condition_key(condition_expression)}"
+    return cid
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRef:
+    """What a binding credential id names: enough for the revoker to find the binding again."""
+
+    project: str
+    role: str
+    member: str
+    condition: str = ""  # condition_key() of the expression, "" for an unconditional binding
+
+
+def parse_binding_credential_id(credential_id: str) -> BindingRef:
+    """Inverse of :func:`binding_credential_id`. Raises ``ValueError`` on anything else."""
+    base, _, cond = credential_id.partition("#")
+    if cond and not cond.startswith("condition="):
+        raise ValueError(f"not a binding credential id: {credential_id!r}")
+    if not base.startswith("projects/"):
+        raise ValueError(f"not a binding credential id: {credential_id!r}")
+    project, _, remainder = base[len("projects/") :].partition("/")
+    role, _, member = remainder.rpartition("/")
+    if not project or not role or not member or (":" not in member and member not in ("allUsers",)):
+        raise ValueError(f"not a binding credential id: {credential_id!r}")
+    return BindingRef(project=project, role=role, member=member, condition=cond[len("condition=") :])
+
+
+def human_account_id(project: str, email: str) -> str:
+    # One account per (project, person): account ids must be unique within the source.
+    return f"projects/{project}/user:{email}"
+
+
+def group_account_id(project: str, email: str) -> str:
+    return f"projects/{project}/group:{email}"
+
+
+def ts_to_datetime(ts: _Timestamp | None) -> datetime | None:
+    """A protobuf Timestamp (or proto-plus DatetimeWithNanoseconds) as an aware datetime; unset -> None."""
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        # proto-plus gives DatetimeWithNanoseconds for a set field and None for an unset one.
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+def parse_rfc3339(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    cleaned = text.replace("Z", "+00:00")
+    # Python 3.11 fromisoformat takes at most 6 fractional digits; Google sends up to 9.
+    m = re.match(r"^(.*?\.\d{6})\d*(.*)$", cleaned)
+    if m:
+        cleaned = m.group(1) + m.group(2)
+    value = datetime.fromisoformat(cleaned)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- IAM policies -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BindingEntry:
+    role: str
+    members: tuple[str, ...]
+    condition_title: str = ""
+    condition_expression: str = ""
+
+
+def policy_bindings(policy: Any) -> tuple[BindingEntry, ...]:
+    """The bindings of a ``google.iam.v1.policy_pb2.Policy`` as plain values."""
+    entries = []
+    for b in policy.bindings:
+        has_condition = b.HasField("condition")
+        entries.append(
+            BindingEntry(
+                role=b.role,
+                members=tuple(b.members),
+                condition_title=b.condition.title if has_condition else "",
+                condition_expression=b.condition.expression if has_condition else "",
+            )
+        )
+    return tuple(entries)
+
+
+def translate_policy(
+    source: str,
+    project: str,
+    bindings: Sequence[BindingEntry],
+    observed_at: datetime,
+    wanted: Iterable[str] | None = None,
+) -> tuple[list[Account], list[Credential]]:
+    """Accounts and ``iam_binding`` credentials for the people (and groups) in one project policy.
+
+    ``user:`` and ``deleted:user:`` members of the same email share one account; every
+    (role, member[, condition]) is one credential. A deleted member stays an *active*
+    credential: the binding comes back to life if the Google account is restored.
+    ``group:`` members are reported as service-kind accounts for context (group membership
+    lives in Cloud Identity, not here). Other member types are not people and are skipped.
+    ``wanted`` (lower-case emails) restricts the output to those people.
+    """
+    wanted_set = {w.lower() for w in wanted} if wanted is not None else None
+    per_account: dict[str, dict[str, Any]] = {}
+    credentials: list[Credential] = []
+    for entry in bindings:
+        for raw in entry.members:
+            member = parse_member(raw)
+            if member.type not in ("user", "group") or not member.email:
+                continue
+            if wanted_set is not None and (member.type != "user" or member.email not in wanted_set):
+                continue
+            if member.type == "user":
+                account_id = human_account_id(project, member.email)
+            else:
+                account_id = group_account_id(project, member.email)
+            info = per_account.setdefault(
+                account_id,
+                {"member": member, "live": False, "uids": [], "roles": []},
+            )
+            if not member.deleted:
+                info["live"] = True
+            if member.uid and member.uid not in info["uids"]:
+                info["uids"].append(member.uid)
+            info["roles"].append(entry.role)
+            detail = entry.role
+            if entry.condition_title or entry.condition_expression:
+                detail += f" if {entry.condition_title or entry.condition_expression}"
+            if member.deleted:
+                detail += " (deleted principal: the binding revives if the Google account is restored)"
+            credentials.append(
+                Credential(
+                    source=source,
+                    account_id=account_id,
+                    credential_id=binding_credential_id(project, entry.role, raw, entry.condition_expression),
+                    kind=CredentialKind.IAM_BINDING,
+                    active=True,
+                    detail=detail,
+                    observed_at=observed_at,
+                    scope=project,
+                )
+            )
+    accounts = []
+    for account_id, info in per_account.items():
+        member = info["member"]
+        attributes: list[tuple[str, str]] = [("member_type", member.type)]
+        attributes += [("deleted_uid", uid) for uid in info["uids"]]
+        is_user = member.type == "user"
+        accounts.append(
+            Account(
+                source=source,
+                system=SYSTEM,
+                account_id=account_id,
+                username=f"{member.type}:{member.email}",
+                # A principal bound only through deleted: members has no live Google account.
+                enabled=bool(info["live"]),
+                kind=AccountKind.HUMAN if is_user else AccountKind.SERVICE,
+                emails=(member.email,) if is_user else (),
+                display_name=member.email,
+                attributes=tuple(attributes),
+                scope=project,
+            )
+        )
+    return accounts, credentials
+
+
+# --- service accounts -------------------------------------------------------------------
+
+
+def service_account_owners(
+    email: str, description: str, owners: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """Owner attributes of one service account: the owners table wins over description markers."""
+    mapped = owners.get(email.lower())
+    if mapped is not None:
+        name = "owner" if "@" in mapped else "owner_employee_id"
+        return ((name, mapped.lower() if "@" in mapped else mapped),)
+    found: list[tuple[str, str]] = []
+    for m in _OWNER_MARKER.finditer(description or ""):
+        value = m.group(1).rstrip(".").lower()
+        if ("owner", value) not in found:
+            found.append(("owner", value))
+    return tuple(found)
+
+
+def translate_service_account(
+    source: str,
+    project: str,
+    sa: Any,
+    owners: Mapping[str, str],
+    observed_at: datetime,
+    last_auth: datetime | None = None,
+) -> tuple[Account, Credential]:
+    """An ``iam_admin_v1.ServiceAccount`` as a service account and its ``account`` credential.
+
+    The service account is a login that can be disabled on its own, so it is also a
+    credential whose id is the account id.
+    """
+    email: str = sa.email
+    attributes = service_account_owners(email, sa.description, owners)
+    if sa.unique_id:
+        attributes += (("unique_id", sa.unique_id),)
+    if sa.description:
+        attributes += (("description", sa.description),)
+    account = Account(
+        source=source,
+        system=SYSTEM,
+        account_id=email,
+        username=email,
+        enabled=not sa.disabled,
+        kind=AccountKind.SERVICE,
+        # The service account's own email is not a person's address: never put it in emails.
+        emails=(),
+        display_name=sa.display_name or email,
+        last_login_at=last_auth,
+        attributes=attributes,
+        scope=project,
+    )
+    credential = Credential(
+        source=source,
+        account_id=email,
+        credential_id=email,
+        kind=CredentialKind.ACCOUNT,
+        active=not sa.disabled,
+        last_used_at=last_auth,
+        detail="service account",
+        observed_at=observed_at,
+        scope=project,
+    )
+    return account, credential
+
+
+def translate_key(
+    source: str,
+    project: str,
+    sa_email: str,
+    key: Any,
+    observed_at: datetime,
+    last_auth: datetime | None = None,
+) -> Credential:
+    """One user-managed ``iam_admin_v1.ServiceAccountKey`` as a ``service_account_key`` credential.
+
+    A key is active while it is enabled and not past its ``validBeforeTime``.
+    """
+    created = ts_to_datetime(key.valid_after_time)
+    expires = ts_to_datetime(key.valid_before_time)
+    expired = expires is not None and expires.year < _NEVER_EXPIRES_YEAR and expires <= observed_at
+    detail = "user-managed key"
+    if key.disabled:
+        detail += ", disabled"
+    if expires is not None and expires.year < _NEVER_EXPIRES_YEAR:
+        detail += f", expires {expires.isoformat()}"
+    return Credential(
+        source=source,
+        account_id=sa_email,
+        credential_id=key.name,
+        kind=CredentialKind.SERVICE_ACCOUNT_KEY,
+        active=not key.disabled and not expired,
+        created_at=created,
+        last_used_at=last_auth,
+        detail=detail,
+        observed_at=observed_at,
+        scope=project,
+    )
+
+
+# --- Policy Analyzer activities ----------------------------------------------------------
+
+
+def key_id_of(resource_name: str) -> str:
+    """The key id (last path segment) of a key name or full resource name."""
+    return resource_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def sa_ref_of(resource_name: str) -> str:
+    """The service account part (email or unique id) of a service account full resource name."""
+    parts = resource_name.split("/serviceAccounts/", 1)
+    if len(parts) != 2:
+        return ""
+    return parts[1].split("/", 1)[0].lower()
+
+
+def last_auth_by_key(activities: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
+    """``serviceAccountKeyLastAuthentication`` activities -> {key id: last authenticated time}."""
+    found: dict[str, datetime] = {}
+    for act in activities:
+        body = act.get("activity") or {}
+        when = parse_rfc3339(body.get("lastAuthenticatedTime"))
+        key = body.get("serviceAccountKey") or {}
+        name = key.get("fullResourceName") or act.get("fullResourceName") or ""
+        if when is None or not name:
+            continue
+        kid = key_id_of(name)
+        if kid not in found or when > found[kid]:
+            found[kid] = when
+    return found
+
+
+def last_auth_by_service_account(activities: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
+    """``serviceAccountLastAuthentication`` activities -> {email or unique id: last time}."""
+    found: dict[str, datetime] = {}
+    for act in activities:
+        body = act.get("activity") or {}
+        when = parse_rfc3339(body.get("lastAuthenticatedTime"))
+        sa = body.get("serviceAccount") or {}
+        refs = [sa_ref_of(sa.get("fullResourceName") or act.get("fullResourceName") or "")]
+        if sa.get("serviceAccountId"):
+            refs.append(str(sa["serviceAccountId"]))
+        if when is None:
+            continue
+        for ref in refs:
+            if ref and (ref not in found or when > found[ref]):
+                found[ref] = when
+    return found
