@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,9 @@ class SourceOptions:
 
     def __contains__(self, key: str) -> bool:
         return key in self.raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
 
     def keys(self) -> list[str]:
         return list(self.raw)
@@ -125,7 +128,7 @@ class SourceOptions:
             assert default is not None
             return default
         if not isinstance(value, str):
-            raise self.error(key, f"must be a duration string such as \"7d\", got {value!r}")
+            raise self.error(key, f'must be a duration string such as "7d", got {value!r}')
         try:
             return parse_duration(value)
         except ValueError as exc:

@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from offboard_audit.options import SourceOptions
 from offboard_audit.records import (
+    Account,
     ActionDef,
     ActionResult,
     ActionTarget,
-    Account,
     HRRead,
     Person,
     ResourceState,

@@ -1,0 +1,381 @@
+"""Load and validate ``offboard-audit.toml``.
+
+Every problem becomes a :class:`ConfigError` naming the key (``sources[2].url``) and, when
+it can be found, the line of the file it is on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from offboard_audit.errors import ConfigError
+from offboard_audit.options import SourceOptions
+from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceKind
+from offboard_audit.registry import plugin_for
+
+DEFAULT_CONFIG_NAME = "offboard-audit.toml"
+CONFIG_ENV = "OFFBOARD_AUDIT_CONFIG"
+DB_ENV = "OFFBOARD_AUDIT_DB"
+
+# Documented here once; README and `config check` print them from this table.
+POLICY_OPTIONS: dict[str, str] = {
+    "grace_period": 'time after termination before a finding is due for revocation ("0h", "4h", "2d")',
+    "auto_revoke": "daemon and webhook apply the plan themselves (the CLI needs --apply regardless)",
+    "max_revocations_per_run": "blast-radius cap: a plan with more actions is refused whole",
+    "max_new_terminations": "HR circuit breaker: largest share of the workforce newly terminated "
+    "since the last good HR read before nothing is revoked (0.05 = 5%)",
+    "orphan_accounts": "report enabled human accounts that match nobody in HR",
+    "protected": 'selectors never revoked: "SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL]", globs allowed',
+    "delete_after": "after this long disabled, plan the delete stage (unset: never delete)",
+    "service_accounts_owned": "also flag credentials of service accounts owned by a departed person",
+}
+TOP_LEVEL_KEYS = {"database", "policy", "schedule", "webhook", "sources", "matching", "notifications"}
+SCHEDULE_OPTIONS = {
+    "audit": 'cron for the full reconcile (default "*/15 * * * *")',
+    "hr_refresh": "cron for an HR-only refresh (optional)",
+    "timezone": "time zone the cron expressions are read in (default UTC)",
+    "misfire_grace_time": 'how late a missed run may still start ("5m")',
+}
+WEBHOOK_OPTIONS = {
+    "listen": 'HOST:PORT the webhook and metrics server binds to (default "127.0.0.1:8787")',
+    "secret_env": "environment variable holding the HMAC secret shared with the HR system",
+    "enabled": "serve the webhook at all (default true)",
+    "undo_on_rehire": "on employee.rehired, undo that person's revocations (default false)",
+}
+MATCHING_OPTIONS = {
+    "username_rules": 'how a person\'s usernames are derived: "alias", "email_local", or templates '
+    'using {first} {last} {first_initial} {email_local} {employee_id} (default ["alias", "email_local"])',
+}
+NOTIFICATION_OPTIONS = {
+    "urls": "webhook URLs that get a JSON message (Slack-compatible `text`) on new critical/high "
+    "findings, a tripped circuit breaker or failed actions",
+    "urls_env": "environment variable with more URLs, comma separated (for URLs that embed tokens)",
+    "timeout": 'per-request timeout ("5s")',
+    "retries": "retries per URL (default 3)",
+}
+SOURCE_COMMON_OPTIONS = {
+    "name": "unique name of this source (used in findings, --source and selectors)",
+    "type": "connector type",
+    "enabled": "set false to keep the table but skip the source",
+    "match": "table: employee_id = [attributes], email = [attributes] that identify the owner",
+}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    grace_period: timedelta = timedelta(0)
+    auto_revoke: bool = False
+    max_revocations_per_run: int = 25
+    max_new_terminations: float = 0.05
+    orphan_accounts: bool = True
+    protected: tuple[str, ...] = ()
+    delete_after: timedelta | None = None
+    service_accounts_owned: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    audit: str = "*/15 * * * *"
+    hr_refresh: str | None = None
+    timezone: str = "UTC"
+    misfire_grace_time: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    listen: str = "127.0.0.1:8787"
+    secret_env: str = "OFFBOARD_WEBHOOK_SECRET"
+    enabled: bool = True
+    undo_on_rehire: bool = False
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    urls: tuple[str, ...] = ()
+    urls_env: str | None = None
+    timeout: timedelta = timedelta(seconds=5)
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    username_rules: tuple[str, ...] = ("alias", "email_local")
+
+
+@dataclass(frozen=True, eq=False)
+class SourceConfig:
+    name: str
+    type: str
+    plugin: ConnectorPlugin
+    options: SourceOptions
+    match: MatchSpec
+    enabled: bool = True
+
+    @property
+    def kind(self) -> SourceKind:
+        return self.plugin.kind
+
+    @property
+    def system(self) -> str:
+        return self.plugin.system
+
+
+@dataclass(frozen=True, eq=False)
+class Config:
+    path: Path | None
+    base_dir: Path
+    database_url: str
+    policy: PolicyConfig = PolicyConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    webhook: WebhookConfig = WebhookConfig()
+    notifications: NotificationConfig = NotificationConfig()
+    matching: MatchingConfig = MatchingConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"no source named {name!r} (configured: {known})", key="--source")
+
+    @property
+    def hr_sources(self) -> tuple[SourceConfig, ...]:
+        return tuple(s for s in self.sources if s.kind is SourceKind.HR and s.enabled)
+
+    @property
+    def account_sources(self) -> tuple[SourceConfig, ...]:
+        return tuple(s for s in self.sources if s.kind is SourceKind.ACCOUNTS and s.enabled)
+
+
+_HEADER_ARRAY = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]")
+_HEADER_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+|\"[^\"]+\")\s*=")
+
+
+def locate_keys(text: str) -> dict[str, int]:
+    """Map dotted key paths (``policy.grace_period``, ``sources[1].url``) to 1-based lines.
+
+    tomllib keeps no positions, so this scans the text; it understands the subset of TOML
+    that config files use (tables, arrays of tables, ``key = value`` lines).
+    """
+    lines: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _HEADER_ARRAY.match(line):
+            name = m.group(1)
+            counters[name] = counters.get(name, -1) + 1
+            current = f"{name}[{counters[name]}]"
+            lines.setdefault(current, number)
+            lines.setdefault(name, number)
+            continue
+        if m := _HEADER_TABLE.match(line):
+            name = m.group(1)
+            head, _, rest = name.partition(".")
+            current = f"{head}[{counters[head]}].{rest}" if head in counters and rest else name
+            lines.setdefault(current, number)
+            continue
+        if m := _KEY.match(line):
+            key = m.group(1).strip('"')
+            lines.setdefault(f"{current}.{key}" if current else key, number)
+    return lines
+
+
+def resolve_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    """--config beats $OFFBOARD_AUDIT_CONFIG beats ./offboard-audit.toml."""
+    value = cli_value or env.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    return Path(value).expanduser()
+
+
+def default_db_url(base_dir: Path) -> str:
+    return f"sqlite:///{(base_dir / 'offboard-audit.db').resolve()}"
+
+
+def load_config(path: Path, db_override: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file. Raises ``ConfigError`` for every problem."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found (pass --config, set {CONFIG_ENV}, "
+            f"or try `offboard-audit demo` which needs none)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return parse_config(text, path=path, db_override=db_override, env=env)
+
+
+def parse_config(
+    text: str,
+    path: Path | None = None,
+    db_override: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", line=line) from None
+    positions = locate_keys(text)
+    base_dir = (path.parent if path else Path.cwd()).resolve()
+    root = SourceOptions(raw, "", positions.get, base_dir)
+    warnings: list[str] = []
+
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise root.error(key, f"unknown section (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+
+    database = root.table("database")
+    _reject_unknown(database, {"url": ""})
+    url = db_override or env.get(DB_ENV) or database.opt_str("url") or default_db_url(base_dir)
+    url = _resolve_sqlite_path(url, base_dir)
+
+    policy_t = root.table("policy")
+    _reject_unknown(policy_t, POLICY_OPTIONS)
+    max_new = policy_t.number("max_new_terminations", 0.05)
+    if not 0 <= max_new <= 1:
+        raise policy_t.error("max_new_terminations", f"must be a share between 0 and 1, got {max_new}")
+    policy = PolicyConfig(
+        grace_period=policy_t.duration("grace_period", timedelta(0)),
+        auto_revoke=policy_t.flag("auto_revoke", False),
+        max_revocations_per_run=policy_t.integer("max_revocations_per_run", 25, minimum=0),
+        max_new_terminations=max_new,
+        orphan_accounts=policy_t.flag("orphan_accounts", True),
+        protected=policy_t.strings("protected"),
+        delete_after=policy_t.duration("delete_after") if "delete_after" in policy_t else None,
+        service_accounts_owned=policy_t.flag("service_accounts_owned", True),
+    )
+
+    sched_t = root.table("schedule")
+    _reject_unknown(sched_t, SCHEDULE_OPTIONS)
+    schedule = ScheduleConfig(
+        audit=sched_t.opt_str("audit", "*/15 * * * *") or "*/15 * * * *",
+        hr_refresh=sched_t.opt_str("hr_refresh"),
+        timezone=sched_t.opt_str("timezone", "UTC") or "UTC",
+        misfire_grace_time=sched_t.duration("misfire_grace_time", timedelta(minutes=5)),
+    )
+    for key in ("audit", "hr_refresh"):
+        expr = getattr(schedule, key)
+        if expr is not None and len(expr.split()) != 5:
+            raise sched_t.error(key, f"must be a 5-field cron expression, got {expr!r}")
+
+    hook_t = root.table("webhook")
+    _reject_unknown(hook_t, WEBHOOK_OPTIONS)
+    webhook = WebhookConfig(
+        listen=hook_t.opt_str("listen", "127.0.0.1:8787") or "127.0.0.1:8787",
+        secret_env=hook_t.opt_str("secret_env", "OFFBOARD_WEBHOOK_SECRET") or "OFFBOARD_WEBHOOK_SECRET",
+        enabled=hook_t.flag("enabled", True),
+        undo_on_rehire=hook_t.flag("undo_on_rehire", False),
+    )
+    try:
+        webhook.host_port  # noqa: B018 - validate now, not when the daemon starts
+    except ValueError:
+        raise hook_t.error("listen", f"must be HOST:PORT, got {webhook.listen!r}") from None
+
+    notes_t = root.table("notifications")
+    _reject_unknown(notes_t, NOTIFICATION_OPTIONS)
+    notifications = NotificationConfig(
+        urls=notes_t.strings("urls"),
+        urls_env=notes_t.opt_str("urls_env"),
+        timeout=notes_t.duration("timeout", timedelta(seconds=5)),
+        retries=notes_t.integer("retries", 3, minimum=0),
+    )
+
+    match_t = root.table("matching")
+    _reject_unknown(match_t, MATCHING_OPTIONS)
+    matching = MatchingConfig(
+        username_rules=match_t.strings("username_rules", ("alias", "email_local")),
+    )
+
+    sources = _parse_sources(raw, positions, base_dir)
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        database_url=url,
+        policy=policy,
+        schedule=schedule,
+        webhook=webhook,
+        notifications=notifications,
+        matching=matching,
+        sources=sources,
+        warnings=tuple(warnings),
+    )
+
+
+def _parse_sources(
+    raw: Mapping[str, Any], positions: Mapping[str, int], base_dir: Path
+) -> tuple[SourceConfig, ...]:
+    tables = raw.get("sources", [])
+    if not isinstance(tables, list):
+        raise ConfigError(
+            "must be an array of tables ([[sources]])", key="sources", line=positions.get("sources")
+        )
+    result: list[SourceConfig] = []
+    seen: set[str] = set()
+    for index, table in enumerate(tables):
+        opts = SourceOptions(table, f"sources[{index}]", positions.get, base_dir)
+        name = opts.string("name")
+        if name in seen:
+            raise opts.error("name", f"duplicate source name {name!r}")
+        seen.add(name)
+        type_name = opts.string("type")
+        try:
+            plugin = plugin_for(type_name)
+        except ConfigError as exc:
+            raise opts.error("type", exc.message) from None
+        _reject_unknown(opts, {**SOURCE_COMMON_OPTIONS, **plugin.options})
+        match_t = opts.table("match")
+        _reject_unknown(match_t, {"employee_id": "", "email": ""})
+        spec = MatchSpec(
+            employee_id_attributes=match_t.strings("employee_id", plugin.match.employee_id_attributes),
+            email_attributes=match_t.strings("email", plugin.match.email_attributes),
+        )
+        result.append(
+            SourceConfig(
+                name=name,
+                type=type_name,
+                plugin=plugin,
+                options=opts,
+                match=spec,
+                enabled=opts.flag("enabled", True),
+            )
+        )
+    return tuple(result)
+
+
+def _reject_unknown(table: SourceOptions, known: Mapping[str, str]) -> None:
+    for key in table:
+        if key not in known:
+            hint = ", ".join(sorted(known)) or "none"
+            raise table.error(key, f"unknown key (known here: {hint})")
+
+
+def _resolve_sqlite_path(url: str, base_dir: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not to the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:" and not Path(rest).is_absolute():
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def _toml_error_line(message: str) -> int | None:
+    m = re.search(r"line (\d+)", message)
+    return int(m.group(1)) if m else None

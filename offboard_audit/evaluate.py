@@ -1,0 +1,149 @@
+"""Turn linked accounts and their credentials into findings. Pure: takes ``now``, does no I/O.
+
+Rules (design.md):
+
+* ``used-after-termination`` (critical): an active credential, or an enabled account, whose
+  last use is after its owner's termination.
+* ``credential-after-termination`` (high): an active credential or enabled account of a
+  departed person.
+* ``ambiguous-owner`` (medium): an enabled human account that matches several people.
+* ``orphan-account`` (medium): an enabled human account that matches nobody.
+
+One finding per credential: the most severe rule wins. Inactive credentials raise nothing;
+a finding whose credential became inactive or vanished is resolved by storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from offboard_audit import selectors
+from offboard_audit.records import (
+    Account,
+    AccountKind,
+    Credential,
+    Exemption,
+    Finding,
+    FindingStatus,
+    Link,
+    Person,
+    Rule,
+    finding_id,
+)
+
+
+@dataclass(frozen=True)
+class EvalPolicy:
+    grace_period: timedelta = timedelta(0)
+    orphan_accounts: bool = True
+    service_accounts_owned: bool = True
+
+
+def _fmt(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def _exemption_for(
+    exemptions: Sequence[Exemption], account: Account, credential: Credential | None, now: datetime
+) -> Exemption | None:
+    for ex in exemptions:
+        if ex.active(now) and selectors.matches(ex.selector, account, credential):
+            return ex
+    return None
+
+
+def _used_after(credential: Credential, person: Person) -> bool:
+    assert person.terminated_at is not None
+    return credential.last_used_at is not None and credential.last_used_at > person.terminated_at
+
+
+def evaluate(
+    links: Iterable[Link],
+    credentials: Mapping[tuple[str, str], Sequence[Credential]],
+    now: datetime,
+    policy: EvalPolicy = EvalPolicy(),
+    exemptions: Sequence[Exemption] = (),
+    first_seen: Mapping[str, datetime] | None = None,
+    stale_scopes: frozenset[tuple[str, str]] = frozenset(),
+) -> list[Finding]:
+    """Evaluate every link. ``credentials`` is keyed by (source, account_id).
+
+    ``first_seen`` carries finding ids already known (so ids and first_seen stay stable);
+    ``stale_scopes`` lists (source, scope) pairs whose data is from an earlier run.
+    """
+    seen = first_seen or {}
+    findings: list[Finding] = []
+
+    def make(
+        rule: Rule,
+        account: Account,
+        person: Person | None,
+        credential: Credential | None,
+        reason: str,
+        due_at: datetime | None,
+        candidates: tuple[Person, ...] = (),
+    ) -> Finding:
+        fid = finding_id(
+            rule, account.source, account.account_id, credential.credential_id if credential else None
+        )
+        exemption = _exemption_for(exemptions, account, credential, now)
+        stale = (account.source, account.scope) in stale_scopes or (account.source, "*") in stale_scopes
+        return Finding(
+            finding_id=fid,
+            rule=rule,
+            severity=rule.severity,
+            status=FindingStatus.EXEMPTED if exemption else FindingStatus.OPEN,
+            account=account,
+            person=person,
+            credential=credential,
+            first_seen=seen.get(fid, now),
+            due_at=due_at,
+            reason=reason,
+            candidates=candidates,
+            exemption_id=exemption.exemption_id if exemption else None,
+            stale=stale,
+        )
+
+    for link in links:
+        account = link.account
+        creds = credentials.get((account.source, account.account_id), ())
+        person = link.person
+        if person is not None and person.is_departed(now):
+            if account.kind is AccountKind.SERVICE and not policy.service_accounts_owned:
+                continue
+            assert person.terminated_at is not None
+            due = person.terminated_at + policy.grace_period
+            for cred in creds:
+                if not cred.active:
+                    continue
+                if _used_after(cred, person):
+                    assert cred.last_used_at is not None
+                    precision = ""
+                    if cred.last_used_precision:
+                        precision = f" (recorded to within {cred.last_used_precision})"
+                    reason = (
+                        f"{cred.kind.value} {cred.credential_id} last used {_fmt(cred.last_used_at)}{precision}, "
+                        f"after {person.name or person.employee_id} left on {_fmt(person.terminated_at)}"
+                    )
+                    findings.append(make(Rule.USED_AFTER_TERMINATION, account, person, cred, reason, due))
+                else:
+                    reason = (
+                        f"{cred.kind.value} {cred.credential_id} still active; "
+                        f"{person.name or person.employee_id} left on {_fmt(person.terminated_at)}"
+                    )
+                    findings.append(
+                        make(Rule.CREDENTIAL_AFTER_TERMINATION, account, person, cred, reason, due)
+                    )
+            continue
+        if account.kind is not AccountKind.HUMAN or not account.enabled:
+            continue
+        if link.ambiguous:
+            names = ", ".join(f"{p.employee_id} ({p.email or p.name})" for p in link.people)
+            reason = f"account {account.username!r} matches {len(link.people)} people by {link.matched_by}: {names}"
+            findings.append(make(Rule.AMBIGUOUS_OWNER, account, None, None, reason, None, link.people))
+        elif not link.people and policy.orphan_accounts:
+            reason = f"enabled human account {account.username!r} matches nobody in HR"
+            findings.append(make(Rule.ORPHAN_ACCOUNT, account, None, None, reason, None))
+    return findings

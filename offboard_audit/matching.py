@@ -1,0 +1,141 @@
+"""Link accounts to HR people. Pure: no I/O, linear in people + accounts.
+
+Order of evidence, strongest first: employee id, then emails and aliases (case-insensitive,
+trimmed), then usernames derived by the configured rules. The first kind of evidence that
+finds anyone decides; if it finds more than one person the link is ambiguous and nobody is
+guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from offboard_audit.protocols import MatchSpec
+from offboard_audit.records import Account, Link, Person
+
+_TEMPLATE_FIELD = re.compile(r"\{(\w+)\}")
+_KNOWN_FIELDS = {"first", "last", "first_initial", "email_local", "employee_id"}
+
+
+def _norm(value: str) -> str:
+    return value.strip().lower()
+
+
+def validate_username_rules(rules: Sequence[str]) -> list[str]:
+    """Return a problem per rule that is neither a keyword nor a valid template."""
+    problems = []
+    for rule in rules:
+        if rule in ("alias", "email_local"):
+            continue
+        fields = _TEMPLATE_FIELD.findall(rule)
+        unknown = [f for f in fields if f not in _KNOWN_FIELDS]
+        if not fields or unknown:
+            problems.append(
+                f"username rule {rule!r}: use alias, email_local or a template with "
+                f"{', '.join('{' + f + '}' for f in sorted(_KNOWN_FIELDS))}"
+            )
+    return problems
+
+
+def usernames_for(person: Person, rules: Sequence[str]) -> set[str]:
+    """The usernames a person is expected to have, by the configured rules."""
+    names: set[str] = set()
+    email_local = person.email.split("@", 1)[0] if person.email else ""
+    parts = person.name.split()
+    first = parts[0] if parts else ""
+    last = parts[-1] if len(parts) > 1 else ""
+    values = {
+        "first": first,
+        "last": last,
+        "first_initial": first[:1],
+        "email_local": email_local,
+        "employee_id": person.employee_id,
+    }
+    for rule in rules:
+        if rule == "alias":
+            names.update(a for a in person.aliases if "@" not in a)
+        elif rule == "email_local":
+            if email_local:
+                names.add(email_local)
+        else:
+            fields = _TEMPLATE_FIELD.findall(rule)
+            if all(values.get(f) for f in fields):
+                names.add(_TEMPLATE_FIELD.sub(lambda m: values[m.group(1)], rule))
+    return {_norm(n) for n in names if n.strip()}
+
+
+@dataclass(frozen=True)
+class PeopleIndex:
+    """Lookup tables from identifiers to people, built once per run."""
+
+    by_employee_id: Mapping[str, tuple[Person, ...]]
+    by_email: Mapping[str, tuple[Person, ...]]
+    by_username: Mapping[str, tuple[Person, ...]]
+
+    @classmethod
+    def build(cls, people: Iterable[Person], username_rules: Sequence[str]) -> PeopleIndex:
+        ids: dict[str, list[Person]] = defaultdict(list)
+        emails: dict[str, list[Person]] = defaultdict(list)
+        users: dict[str, list[Person]] = defaultdict(list)
+        for p in people:
+            ids[_norm(p.employee_id)].append(p)
+            own_emails = {_norm(p.email)} if p.email else set()
+            own_emails.update(_norm(a) for a in p.aliases if "@" in a)
+            for e in own_emails:
+                emails[e].append(p)
+            for u in usernames_for(p, username_rules):
+                users[u].append(p)
+        return cls(
+            {k: tuple(v) for k, v in ids.items()},
+            {k: tuple(v) for k, v in emails.items()},
+            {k: tuple(v) for k, v in users.items()},
+        )
+
+
+def _lookup(table: Mapping[str, tuple[Person, ...]], keys: Iterable[str]) -> tuple[Person, ...]:
+    found: dict[tuple[str, str], Person] = {}
+    for key in keys:
+        for person in table.get(_norm(key), ()):
+            found[(person.source, person.employee_id)] = person
+    return tuple(found.values())
+
+
+def match_account(account: Account, spec: MatchSpec, index: PeopleIndex) -> Link:
+    """Link one account to the people it belongs to (zero, one, or several = ambiguous)."""
+    ids = [v for attr in spec.employee_id_attributes for v in account.attribute_values(attr) if v.strip()]
+    if ids and (people := _lookup(index.by_employee_id, ids)):
+        return Link(account, people, "employee_id")
+
+    emails = list(account.emails)
+    emails.extend(v for attr in spec.email_attributes for v in account.attribute_values(attr))
+    username = account.username.strip()
+    if "@" in username:
+        emails.append(username)
+    emails = [e for e in emails if "@" in e]
+    if emails and (people := _lookup(index.by_email, emails)):
+        return Link(account, people, "email")
+
+    candidates = [username]
+    # DOMAIN\user and user@realm style names also carry the plain username.
+    if "\\" in username:
+        candidates.append(username.rsplit("\\", 1)[1])
+    if "@" in username:
+        candidates.append(username.split("@", 1)[0])
+    if people := _lookup(index.by_username, [c for c in candidates if c]):
+        return Link(account, people, "username")
+    return Link(account, (), "")
+
+
+def match_all(
+    accounts: Iterable[Account],
+    specs: Mapping[str, MatchSpec],
+    people: Iterable[Person],
+    username_rules: Sequence[str],
+) -> list[Link]:
+    """Match every account; ``specs`` gives each source's owner attributes by source name."""
+    index = PeopleIndex.build(people, username_rules)
+    default = MatchSpec()
+    return [match_account(a, specs.get(a.source, default), index) for a in accounts]

@@ -1,0 +1,424 @@
+"""The audit pipeline: collect -> match -> detail -> evaluate -> store.
+
+I/O happens in ``collect`` (connectors) and in the store; matching and evaluation are pure.
+A source that fails is recorded as failed, its last good data is used marked stale, and
+nothing of it is resolved: an unreachable source is never taken as clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from offboard_audit.config import Config, SourceConfig
+from offboard_audit.errors import ConfigError, SourceError
+from offboard_audit.evaluate import EvalPolicy, evaluate
+from offboard_audit.matching import match_all
+from offboard_audit.protocols import AccountSource, HRSource, MatchSpec, SourceContext
+from offboard_audit.records import (
+    Account,
+    Credential,
+    Finding,
+    HRRead,
+    Link,
+    Person,
+    RunResult,
+    SourceData,
+    SourceRun,
+    SourceStatus,
+)
+from offboard_audit.storage.store import Store, group_credentials
+
+log = logging.getLogger(__name__)
+
+Reporter = Callable[[str], None]
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class _HRState:
+    source: SourceConfig
+    read: HRRead | None = None
+    error: str | None = None
+    people: tuple[Person, ...] = ()
+
+
+@dataclass
+class _AccountState:
+    source: SourceConfig
+    instance: AccountSource | None = None
+    data: SourceData | None = None
+    error: str | None = None
+    detail_error: str | None = None
+    accounts: list[Account] = field(default_factory=list)
+    credentials: list[Credential] = field(default_factory=list)
+    stale_scopes: set[str] = field(default_factory=set)
+    fresh_scopes: set[str] = field(default_factory=set)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.detail_error is not None
+
+
+def circuit_breaker_reason(
+    previous: Sequence[Person],
+    current: Sequence[Person],
+    hr_failed: Sequence[str],
+    max_share: float,
+    now: datetime,
+) -> str | None:
+    """Why revocations must not run on this HR read, or None when it looks sane.
+
+    Trips when an HR source failed, when the read is empty, or when the share of people newly
+    departed since the last good read exceeds ``max_share``. The first read is the baseline.
+    """
+    if hr_failed:
+        return f"HR source failed: {', '.join(hr_failed)}"
+    if not current:
+        return "HR read returned nobody"
+    if not previous:
+        return None
+    before = {(p.source, p.employee_id): p for p in previous}
+    newly = 0
+    for p in current:
+        if not p.is_departed(now):
+            continue
+        old = before.get((p.source, p.employee_id))
+        if old is None or not old.is_departed(now):
+            newly += 1
+    share = newly / len(current)
+    if share > max_share:
+        return (
+            f"{newly} of {len(current)} people ({share:.1%}) newly terminated since the last good HR read, "
+            f"above policy.max_new_terminations = {max_share:.1%}"
+        )
+    return None
+
+
+class Pipeline:
+    """Runs audits for one config against one store. Sources are built once and reused."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        ctx: SourceContext,
+        reporter: Reporter | None = None,
+        max_workers: int = 4,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.ctx = ctx
+        self.report = reporter or _quiet
+        self.max_workers = max_workers
+        self._instances: dict[str, HRSource | AccountSource] = {}
+
+    # --- building sources ----------------------------------------------------------
+
+    def instance(self, source: SourceConfig) -> HRSource | AccountSource:
+        if source.name not in self._instances:
+            self._instances[source.name] = source.plugin.make_source(source.options, self.ctx)
+        return self._instances[source.name]
+
+    def selected_account_sources(self, only: Sequence[str]) -> list[SourceConfig]:
+        if not only:
+            return list(self.config.account_sources)
+        chosen = []
+        for name in only:
+            src = self.config.source(name)
+            if src.kind.value == "accounts":
+                chosen.append(src)
+        return chosen
+
+    # --- the run ---------------------------------------------------------------------
+
+    def run(self, now: datetime, only: Sequence[str] = (), kind: str = "audit") -> RunResult:
+        """One full audit. ``only`` limits the account sources (HR is always read)."""
+        if not self.config.hr_sources:
+            raise ConfigError("no HR source configured: add a [[sources]] table with type hr_csv or hr_json")
+        account_sources = self.selected_account_sources(only)
+        # Build every source first: a bad option is a config error (exit 2) before any I/O.
+        for src in (*self.config.hr_sources, *account_sources):
+            self.instance(src)
+
+        run_id = new_run_id(now)
+        self.store.start_run(run_id, now, kind)
+        try:
+            return self._run(run_id, now, account_sources)
+        except BaseException:
+            self.store.finish_run(RunResult(run_id, now, datetime.now(UTC), (), ()), status="failed")
+            raise
+
+    def _run(self, run_id: str, now: datetime, account_sources: Sequence[SourceConfig]) -> RunResult:
+        hr_states = [self._read_hr(src) for src in self.config.hr_sources]
+        previous_people = self.store.load_people()
+        people = self._merge_people(hr_states)
+
+        states = self._collect_all(account_sources)
+        for st in states:
+            self._settle(st)
+
+        specs: dict[str, MatchSpec] = {st.source.name: st.source.match for st in states}
+        all_accounts = [a for st in states for a in st.accounts]
+        links = match_all(all_accounts, specs, people, self.config.matching.username_rules)
+
+        self._detail_pass(states, links, now)
+        credentials = group_credentials(c for st in states for c in st.credentials)
+
+        stale: set[tuple[str, str]] = set()
+        hr_failed = [s.source.name for s in hr_states if s.error is not None]
+        for st in states:
+            if st.error is not None:
+                stale.add((st.source.name, "*"))
+            stale.update((st.source.name, scope) for scope in st.stale_scopes)
+
+        policy = self.config.policy
+        findings = evaluate(
+            links,
+            credentials,
+            now,
+            EvalPolicy(policy.grace_period, policy.orphan_accounts, policy.service_accounts_owned),
+            self.store.list_exemptions(),
+            self.store.finding_first_seen(),
+            frozenset(stale),
+        )
+
+        breaker = circuit_breaker_reason(previous_people, people, hr_failed, policy.max_new_terminations, now)
+        self._save(run_id, now, hr_states, states, findings, bool(hr_failed))
+
+        source_runs = [self._hr_source_run(s) for s in hr_states] + [
+            self._account_source_run(s) for s in states
+        ]
+        finished = datetime.now(UTC)
+        if finished < now:
+            finished = now
+        result = RunResult(run_id, now, finished, tuple(source_runs), tuple(findings), breaker)
+        status = "done"
+        if any(s.status is SourceStatus.FAILED or s.failed_scopes for s in source_runs):
+            status = "failed_sources"
+        elif any(s.status is SourceStatus.DEGRADED for s in source_runs):
+            status = "degraded"
+        self.store.finish_run(result, status)
+        return result
+
+    # --- HR ----------------------------------------------------------------------------
+
+    def _read_hr(self, src: SourceConfig) -> _HRState:
+        state = _HRState(src)
+        self.report(f"reading HR source {src.name}")
+        instance = self.instance(src)
+        assert isinstance(instance, HRSource)
+        try:
+            state.read = instance.read_people()
+            state.people = state.read.people
+        except ConfigError:
+            raise
+        except Exception as exc:  # any failure of a source is recorded, never fatal, never "empty"
+            state.error = _describe(exc) if not isinstance(exc, SourceError) else str(exc)
+            state.people = tuple(self.store.load_people(src.name))
+            log.warning("HR source %s failed: %s", src.name, state.error)
+        return state
+
+    @staticmethod
+    def _merge_people(states: Iterable[_HRState]) -> list[Person]:
+        return [p for s in states for p in s.people]
+
+    def _hr_source_run(self, s: _HRState) -> SourceRun:
+        if s.error is not None:
+            return SourceRun(
+                s.source.name,
+                s.source.system,
+                SourceStatus.FAILED,
+                s.error,
+                (("people", len(s.people)),),
+                stale=True,
+            )
+        assert s.read is not None
+        problems = s.read.problems
+        return SourceRun(
+            s.source.name,
+            s.source.system,
+            SourceStatus.DEGRADED if problems else SourceStatus.OK,
+            None,
+            (("people", len(s.people)), ("bad_rows", len(problems))),
+            warnings=tuple(p.message for p in problems),
+        )
+
+    # --- account sources ---------------------------------------------------------------
+
+    def _collect_one(self, st: _AccountState) -> _AccountState:
+        instance = self.instance(st.source)
+        assert isinstance(instance, AccountSource)
+        st.instance = instance
+        self.report(f"collecting {st.source.name} ({st.source.system})")
+        try:
+            st.data = instance.collect()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            st.error = str(exc) if isinstance(exc, SourceError) else _describe(exc)
+            log.warning("source %s failed: %s", st.source.name, st.error)
+        return st
+
+    def _collect_all(self, sources: Sequence[SourceConfig]) -> list[_AccountState]:
+        states = [_AccountState(src) for src in sources]
+        if len(states) <= 1:
+            return [self._collect_one(st) for st in states]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(states))) as pool:
+            return list(pool.map(self._collect_one, states))
+
+    def _settle(self, st: _AccountState) -> None:
+        """Decide which data of a source is fresh and fill the gaps with stale stored data."""
+        name = st.source.name
+        if st.data is None:
+            snap = self.store.load_snapshot(name)
+            st.accounts = list(snap.accounts)
+            st.credentials = list(snap.credentials)
+            st.stale_scopes = {a.scope for a in snap.accounts}
+            return
+        failed = {f.scope for f in st.data.failed_scopes}
+        st.accounts = [a for a in st.data.accounts if a.scope not in failed]
+        st.credentials = [c for c in st.data.credentials if c.scope not in failed]
+        if failed:
+            snap = self.store.load_snapshot(name, failed)
+            st.accounts.extend(snap.accounts)
+            st.credentials.extend(snap.credentials)
+            st.stale_scopes = set(failed)
+        seen_scopes = (
+            set(st.data.scopes) | {a.scope for a in st.data.accounts} | self.store.stored_scopes(name)
+        )
+        if not seen_scopes:
+            seen_scopes = {""}
+        st.fresh_scopes = seen_scopes - failed
+
+    def _detail_pass(self, states: Sequence[_AccountState], links: Sequence[Link], now: datetime) -> None:
+        """Ask each source for detail on the accounts of departed or ambiguous people only."""
+        wanted: dict[str, list[Account]] = {}
+        for link in links:
+            person = link.person
+            if link.ambiguous or (person is not None and person.is_departed(now)):
+                wanted.setdefault(link.account.source, []).append(link.account)
+        for st in states:
+            accounts = [a for a in wanted.get(st.source.name, []) if a.scope not in st.stale_scopes]
+            if not accounts or st.instance is None or st.data is None:
+                continue
+            self.report(f"detail pass on {len(accounts)} accounts in {st.source.name}")
+            try:
+                detail = st.instance.detail(accounts)
+            except Exception as exc:
+                st.detail_error = (
+                    f"detail pass failed: {exc if isinstance(exc, SourceError) else _describe(exc)}"
+                )
+                log.warning("source %s: %s", st.source.name, st.detail_error)
+                continue
+            self._merge_detail(st, detail)
+
+    @staticmethod
+    def _merge_detail(st: _AccountState, detail: SourceData) -> None:
+        refined = {a.account_id: a for a in detail.accounts}
+        replaced = {c.account_id for c in detail.credentials} | set(refined)
+        if refined:
+            st.accounts = [refined.get(a.account_id, a) for a in st.accounts]
+        if replaced:
+            st.credentials = [c for c in st.credentials if c.account_id not in replaced]
+            st.credentials.extend(detail.credentials)
+        if detail.failed_scopes:
+            assert st.data is not None
+            st.data = replace(st.data, failed_scopes=st.data.failed_scopes + detail.failed_scopes)
+            st.fresh_scopes -= {f.scope for f in detail.failed_scopes}
+
+    def _account_source_run(self, st: _AccountState) -> SourceRun:
+        counts = (
+            ("accounts", len(st.accounts)),
+            ("credentials", len(st.credentials)),
+        )
+        if st.error is not None:
+            return SourceRun(
+                st.source.name, st.source.system, SourceStatus.FAILED, st.error, counts, stale=True
+            )
+        assert st.data is not None
+        failed = st.data.failed_scopes
+        if st.detail_error is not None:
+            return SourceRun(
+                st.source.name,
+                st.source.system,
+                SourceStatus.FAILED,
+                st.detail_error,
+                counts,
+                failed,
+                st.data.warnings,
+            )
+        status = SourceStatus.DEGRADED if st.data.warnings else SourceStatus.OK
+        error = None
+        if failed:
+            status = SourceStatus.FAILED
+            error = "; ".join(f"{f.scope}: {f.error}" for f in failed)
+        return SourceRun(
+            st.source.name,
+            st.source.system,
+            status,
+            error,
+            counts,
+            failed,
+            st.data.warnings,
+            stale=bool(failed),
+        )
+
+    # --- storing -----------------------------------------------------------------------
+
+    def _save(
+        self,
+        run_id: str,
+        now: datetime,
+        hr_states: Sequence[_HRState],
+        states: Sequence[_AccountState],
+        findings: Sequence[Finding],
+        hr_failed: bool,
+    ) -> None:
+        self.report("storing results")
+        for hs in hr_states:
+            if hs.error is None:
+                self.store.save_people(hs.source.name, hs.people, run_id)
+        fresh: set[tuple[str, str]] = set()
+        for st in states:
+            if st.data is None:
+                continue
+            fresh_accounts = [a for a in st.accounts if a.scope not in st.stale_scopes]
+            fresh_creds = [c for c in st.credentials if c.scope not in st.stale_scopes]
+            self.store.save_snapshot(st.source.name, fresh_accounts, fresh_creds, run_id, st.stale_scopes)
+            if st.detail_error is None:
+                fresh.update((st.source.name, scope) for scope in st.fresh_scopes)
+        if hr_failed:
+            # Without a good HR read nothing can be called resolved.
+            fresh = set()
+        self.store.save_findings(run_id, now, findings, fresh, self.store.revoked_finding_ids())
+
+
+def run_audit(
+    config: Config,
+    store: Store,
+    now: datetime,
+    only: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    clients: Mapping[str, object] | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Convenience wrapper: build a pipeline for ``config`` and run one audit."""
+    ctx = SourceContext(base_dir=config.base_dir, env=dict(env or {}), clients=dict(clients or {}))
+    return Pipeline(config, store, ctx, reporter).run(now, only)

@@ -1,0 +1,49 @@
+"""Selectors name a source, an account or a credential, globs allowed.
+
+Form: ``PREFIX:ACCOUNT[:CREDENTIAL]``. PREFIX is a source name, a system (``aws_iam``) or
+its short form (``aws``, ``gcp``, ``ldap``); ACCOUNT is an account id or username;
+CREDENTIAL a credential id. ``aws:root``, ``ldap:uid=breakglass,*``,
+``aws-main:bob:AKIA*`` and ``corp-ldap:*`` are all selectors. Matching is case-insensitive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+from offboard_audit.records import Account, Credential
+
+
+def _prefixes(account: Account) -> set[str]:
+    system = account.system.lower()
+    short = system.removesuffix("_iam")
+    return {account.source.lower(), system, short}
+
+
+def candidates(account: Account, credential: Credential | None = None) -> list[str]:
+    """Every string a selector may match for this account (and credential)."""
+    names = {account.account_id.lower(), account.username.lower()}
+    out = []
+    for prefix in _prefixes(account):
+        for name in names:
+            out.append(f"{prefix}:{name}")
+            if credential is not None:
+                out.append(f"{prefix}:{name}:{credential.credential_id.lower()}")
+    return out
+
+
+def matches(selector: str, account: Account, credential: Credential | None = None) -> bool:
+    pattern = selector.strip().lower()
+    if ":" not in pattern:
+        # A bare source name or system selects everything in it.
+        return pattern in _prefixes(account)
+    return any(fnmatchcase(c, pattern) for c in candidates(account, credential))
+
+
+def first_match(
+    selectors: Iterable[str], account: Account, credential: Credential | None = None
+) -> str | None:
+    for selector in selectors:
+        if matches(selector, account, credential):
+            return selector
+    return None

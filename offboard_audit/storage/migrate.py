@@ -1,0 +1,50 @@
+"""Run the Alembic migrations from code (``offboard-audit db upgrade`` and first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from alembic import command
+
+
+def migrations_dir() -> Path:
+    """Where the migration scripts are: inside the installed package, or the repo's alembic/."""
+    packaged = Path(__file__).resolve().parent.parent / "migrations"
+    if (packaged / "env.py").exists():
+        return packaged
+    repo = Path(__file__).resolve().parents[2] / "alembic"
+    if (repo / "env.py").exists():
+        return repo
+    raise FileNotFoundError("migration scripts not found (expected offboard_audit/migrations or alembic/)")
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return cfg
+
+
+def upgrade_head(engine: Engine) -> None:
+    """Bring the schema to the newest revision (no-op when it already is)."""
+    cfg = alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == script.get_current_head():
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

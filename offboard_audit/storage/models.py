@@ -1,0 +1,217 @@
+"""SQLModel tables. They stay inside the storage package; the rest of the code sees records.
+
+Every change here ships an Alembic migration (``alembic/versions``); a test checks that the
+models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from offboard_audit.storage.types import UTCDateTime
+
+
+def _dt(nullable: bool = True, index: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="audit", max_length=32)
+    started_at: datetime = Field(sa_column=_dt(False, True))
+    finished_at: datetime | None = Field(default=None, sa_column=_dt())
+    status: str = Field(default="running", max_length=16)
+    circuit_breaker: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    summary_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class SourceRunRow(SQLModel, table=True):
+    __tablename__ = "source_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.run_id", index=True, max_length=64)
+    name: str = Field(max_length=128)
+    system: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stale: bool = False
+    counts_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    failed_scopes_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    warnings_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+
+
+class PersonRow(SQLModel, table=True):
+    __tablename__ = "people"
+
+    source: str = Field(primary_key=True, max_length=128)
+    employee_id: str = Field(primary_key=True, max_length=128)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    name: str = Field(default="", max_length=256)
+    status: str = Field(max_length=16)
+    terminated_at: datetime | None = Field(default=None, sa_column=_dt())
+    aliases_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    row_hash: str = Field(max_length=40)
+    updated_run: str = Field(max_length=64)
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    source: str = Field(primary_key=True, max_length=128)
+    account_id: str = Field(primary_key=True, max_length=512)
+    system: str = Field(max_length=64)
+    scope: str = Field(default="", max_length=256)
+    username: str = Field(default="", max_length=512)
+    display_name: str = Field(default="", max_length=512)
+    kind: str = Field(max_length=16)
+    enabled: bool = True
+    emails_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    attributes_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    last_login_at: datetime | None = Field(default=None, sa_column=_dt())
+    last_login_precision_s: float | None = None
+    row_hash: str = Field(max_length=40)
+    updated_run: str = Field(max_length=64)
+
+
+class CredentialRow(SQLModel, table=True):
+    __tablename__ = "credentials"
+
+    source: str = Field(primary_key=True, max_length=128)
+    account_id: str = Field(primary_key=True, max_length=512)
+    credential_id: str = Field(primary_key=True, max_length=512)
+    scope: str = Field(default="", max_length=256)
+    kind: str = Field(max_length=32)
+    active: bool = True
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_dt())
+    last_used_at: datetime | None = Field(default=None, sa_column=_dt())
+    observed_at: datetime | None = Field(default=None, sa_column=_dt())
+    last_used_precision_s: float | None = None
+    row_hash: str = Field(max_length=40)
+    updated_run: str = Field(max_length=64)
+
+
+class FindingRow(SQLModel, table=True):
+    """A finding with enough copied context to print it after its credential is gone."""
+
+    __tablename__ = "findings"
+    __table_args__ = (Index("ix_findings_status_severity", "status", "severity"),)
+
+    finding_id: str = Field(primary_key=True, max_length=40)
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    source: str = Field(max_length=128)
+    system: str = Field(max_length=64)
+    scope: str = Field(default="", max_length=256)
+    account_id: str = Field(max_length=512)
+    account_name: str = Field(default="", max_length=512)
+    account_kind: str = Field(default="human", max_length=16)
+    credential_id: str | None = Field(default=None, max_length=512)
+    credential_kind: str | None = Field(default=None, max_length=32)
+    credential_active: bool | None = None
+    credential_detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    credential_created_at: datetime | None = Field(default=None, sa_column=_dt())
+    credential_last_used_at: datetime | None = Field(default=None, sa_column=_dt())
+    person_source: str | None = Field(default=None, max_length=128)
+    person_employee_id: str | None = Field(default=None, max_length=128, index=True)
+    person_email: str | None = Field(default=None, max_length=320)
+    person_name: str | None = Field(default=None, max_length=256)
+    person_status: str | None = Field(default=None, max_length=16)
+    person_terminated_at: datetime | None = Field(default=None, sa_column=_dt())
+    candidates_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    first_seen: datetime = Field(sa_column=_dt(False))
+    last_seen: datetime = Field(sa_column=_dt(False))
+    due_at: datetime | None = Field(default=None, sa_column=_dt())
+    resolved_at: datetime | None = Field(default=None, sa_column=_dt())
+    exemption_id: str | None = Field(default=None, max_length=64)
+    stale: bool = False
+    run_id: str = Field(max_length=64, index=True)
+
+
+class FindingEventRow(SQLModel, table=True):
+    """Status history of a finding: one row per change, so a run can be explained later."""
+
+    __tablename__ = "finding_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: str = Field(index=True, max_length=40)
+    run_id: str = Field(max_length=64)
+    at: datetime = Field(sa_column=_dt(False))
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+
+
+class ExemptionRow(SQLModel, table=True):
+    __tablename__ = "exemptions"
+
+    exemption_id: str = Field(primary_key=True, max_length=64)
+    selector: str = Field(max_length=1024)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    until: datetime = Field(sa_column=_dt(False))
+    created_by: str = Field(max_length=256)
+    created_at: datetime = Field(sa_column=_dt(False))
+    removed_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class ActionRow(SQLModel, table=True):
+    """One planned or applied revocation (or undo) of one credential."""
+
+    __tablename__ = "actions"
+
+    action_id: str = Field(primary_key=True, max_length=64)
+    plan_id: str = Field(max_length=64, index=True)
+    finding_id: str | None = Field(default=None, max_length=40, index=True)
+    source: str = Field(max_length=128)
+    system: str = Field(max_length=64)
+    scope: str = Field(default="", max_length=256)
+    account_id: str = Field(max_length=512)
+    username: str = Field(default="", max_length=512)
+    credential_id: str = Field(max_length=512)
+    credential_kind: str = Field(max_length=32)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    action: str = Field(max_length=64)
+    stage: str = Field(max_length=16)
+    reversible: bool = True
+    person_employee_id: str | None = Field(default=None, max_length=128, index=True)
+    status: str = Field(max_length=16, index=True)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    prior_state_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result_state_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    actor: str = Field(default="", max_length=256)
+    undo_of: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(sa_column=_dt(False))
+    updated_at: datetime = Field(sa_column=_dt(False))
+
+
+class AuditEventRow(SQLModel, table=True):
+    """Append-only, hash-chained log: each event carries the hash of the one before."""
+
+    __tablename__ = "audit_events"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_dt(False))
+    kind: str = Field(max_length=64)
+    actor: str = Field(default="", max_length=256)
+    run_id: str | None = Field(default=None, max_length=64)
+    action_id: str | None = Field(default=None, max_length=64, index=True)
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class LockRow(SQLModel, table=True):
+    """Named lease used where the database has no advisory locks (SQLite)."""
+
+    __tablename__ = "locks"
+
+    name: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(max_length=256)
+    acquired_at: datetime = Field(sa_column=_dt(False))
+    expires_at: datetime = Field(sa_column=_dt(False))
