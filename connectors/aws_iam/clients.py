@@ -1,0 +1,145 @@
+"""Where the AWS clients come from: injected ones (tests, demo) or a boto3 session.
+
+A :class:`ClientProvider` hands out one IAM client per AWS account: the injected client for
+the home account, a client built from ``AssumeRole`` credentials for the others. boto3
+clients are thread-safe but sessions are not, so client creation is serialised.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.aws_iam.report import as_aware
+from connectors.aws_iam.settings import AwsSettings
+from offboard_audit.errors import SourceError
+
+_REFRESH_MARGIN = timedelta(minutes=5)
+
+# boto3-stubs for iam/sts/organizations are optional; the clients are typed loosely here.
+Client = Any
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """What tests and the demo inject as ``ctx.clients[<source name>]``.
+
+    ``session`` (a boto3.Session used for anything not given), ``iam`` / ``sts`` /
+    ``organizations`` (home-account clients), ``iam_by_account`` (per-account IAM clients used
+    instead of AssumeRole). A bare IAM client may be injected instead: it is taken as ``iam``.
+    """
+
+    session: Any = None
+    iam: Client = None
+    sts: Client = None
+    organizations: Client = None
+    iam_by_account: Mapping[str, Client] = field(default_factory=dict)
+
+    @staticmethod
+    def coerce(value: Any) -> AwsClients:
+        if value is None:
+            return AwsClients()
+        if isinstance(value, AwsClients):
+            return value
+        service = getattr(getattr(getattr(value, "meta", None), "service_model", None), "service_name", None)
+        if service == "iam":
+            return AwsClients(iam=value)
+        raise TypeError(f"cannot use {type(value).__name__} as injected AWS clients (want AwsClients)")
+
+
+def client_config(settings: AwsSettings) -> Any:
+    """botocore Config: standard/adaptive retries so that throttling is retried, not swallowed."""
+    from botocore.config import Config
+
+    retries: Any = {"mode": settings.retry_mode, "max_attempts": settings.max_attempts}
+    return Config(
+        region_name=settings.region,
+        retries=retries,
+        max_pool_connections=max(10, settings.max_workers + 2),
+        connect_timeout=10,
+        read_timeout=60,
+    )
+
+
+class ClientProvider:
+    """Builds (once) and caches clients. Calls sts:GetCallerIdentity (once) and sts:AssumeRole
+    (once per other account, refreshed 5 minutes before the credentials expire)."""
+
+    def __init__(self, settings: AwsSettings, injected: AwsClients) -> None:
+        self.settings = settings
+        self.injected = injected
+        self._lock = threading.Lock()
+        self._session: Any = injected.session
+        self._clients: dict[tuple[str, str], Client] = {}
+        self._expires: dict[str, datetime] = {}
+        self._home_account: str | None = None
+
+    def _get_session(self) -> Any:
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.Session(
+                profile_name=self.settings.profile, region_name=self.settings.region
+            )
+        return self._session
+
+    def _make(self, service: str, credentials: Mapping[str, Any] | None = None) -> Client:
+        kwargs: dict[str, Any] = {"config": client_config(self.settings)}
+        if self.settings.endpoint_url:
+            kwargs["endpoint_url"] = self.settings.endpoint_url
+        if credentials is not None:
+            kwargs["aws_access_key_id"] = credentials["AccessKeyId"]
+            kwargs["aws_secret_access_key"] = credentials["SecretAccessKey"]
+            kwargs["aws_session_token"] = credentials["SessionToken"]
+        return self._get_session().client(service, **kwargs)
+
+    def _home(self, service: str) -> Client:
+        injected = getattr(self.injected, service)
+        if injected is not None:
+            return injected
+        with self._lock:
+            key = ("", service)
+            if key not in self._clients:
+                self._clients[key] = self._make(service)
+            return self._clients[key]
+
+    def sts(self) -> Client:
+        return self._home("sts")
+
+    def organizations(self) -> Client:
+        return self._home("organizations")
+
+    def home_iam(self) -> Client:
+        return self._home("iam")
+
+    def home_account(self) -> str:
+        if self._home_account is None:
+            self._home_account = str(self.sts().get_caller_identity()["Account"])
+        return self._home_account
+
+    def iam_for(self, account: str) -> Client:
+        if account in self.injected.iam_by_account:
+            return self.injected.iam_by_account[account]
+        template = self.settings.assume_role
+        if template is None:
+            if account == self.home_account():
+                return self.home_iam()
+            raise SourceError(f"account {account}: no assume_role configured to reach it")
+        with self._lock:
+            cached = self._clients.get((account, "iam"))
+            expires = self._expires.get(account)
+        if cached is not None and (expires is None or expires - datetime.now(UTC) > _REFRESH_MARGIN):
+            return cached
+        role_arn = template.format(account=account)
+        response = self.sts().assume_role(RoleArn=role_arn, RoleSessionName=self.settings.role_session_name)
+        credentials = response["Credentials"]
+        with self._lock:
+            client = self._make("iam", credentials)
+            self._clients[(account, "iam")] = client
+            expiration = credentials.get("Expiration")
+            if isinstance(expiration, datetime):
+                self._expires[account] = as_aware(expiration)
+        return client

@@ -1,0 +1,337 @@
+"""Translation of IAM payloads into the core's records. Pure: no I/O, no decisions about people.
+
+Credential ids are stable across runs. The bulk pass only knows report slots (the credential
+report gives no key ids), so its ids are ``report/access_key_1``, ``report/cert_1`` and
+``report/mfa``; the detail pass returns the real ids (``AKIA...``, ``APKA...``, certificate
+ids, MFA serial numbers), which replace them. Console passwords are ``login-profile`` and
+group memberships ``group/<name>`` in both passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from connectors.aws_iam.report import ReportRow, UserDetail, opt_time
+from connectors.aws_iam.settings import AwsSettings
+from offboard_audit.records import Account, AccountKind, Credential, CredentialKind
+
+SYSTEM = "aws_iam"
+LOGIN_PROFILE_ID = "login-profile"
+# Name of the inline policy that denies temporary credentials issued before revocation.
+DENY_POLICY_NAME = "OffboardAuditDenyIssuedSessions"
+# Credentials with which an IAM user can authenticate (groups and MFA only widen or guard access).
+_LOGIN_KINDS = frozenset(
+    {
+        CredentialKind.PASSWORD,
+        CredentialKind.ACCESS_KEY,
+        CredentialKind.SSH_KEY,
+        CredentialKind.SIGNING_CERTIFICATE,
+        CredentialKind.SERVICE_CREDENTIAL,
+    }
+)
+
+
+def account_id_of(scope: str, user: str, arn: str | None = None) -> str:
+    """The core's account id for an IAM user: its ARN (unique across accounts, stable)."""
+    return arn if arn else f"arn:aws:iam::{scope}:user/{user}"
+
+
+def owner_attributes(
+    user: UserDetail, settings: AwsSettings
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Owner hints from tags and the ``owners`` map, as (attributes, emails).
+
+    Each configured tag is kept raw (``tag:<key>``) and also under a canonical name, so the
+    plugin's static match spec works whatever tag keys a company uses: a value with ``@`` is an
+    ``email``; a key containing ``employee`` gives an ``employee_id``; anything else an ``owner``.
+    """
+    wanted = {k.lower() for k in settings.owner_tag_keys}
+    attributes: list[tuple[str, str]] = [("arn", user.arn), ("path", user.path), ("user_id", user.user_id)]
+    emails: list[str] = []
+    for key, value in user.tags:
+        if key.lower() not in wanted or not value.strip():
+            continue
+        value = value.strip()
+        attributes.append((f"tag:{key}", value))
+        if "@" in value:
+            attributes.append(("email", value))
+            emails.append(value)
+        elif "employee" in key.lower():
+            attributes.append(("employee_id", value))
+        else:
+            attributes.append(("owner", value))
+    mapped = settings.owner_of(user.name)
+    if mapped:
+        attributes.append(("owner", mapped))
+        if "@" in mapped:
+            attributes.append(("email", mapped))
+            emails.append(mapped)
+    # Many companies use the email as IAM user name: the core also matches on the username.
+    if "@" in user.name:
+        emails.append(user.name)
+    attributes.extend(("group", g) for g in user.groups)
+    attributes.extend(("attached_policy", p) for p in user.attached_policies)
+    attributes.extend(("inline_policy", p) for p in user.inline_policies)
+    return tuple(attributes), tuple(dict.fromkeys(e.lower() for e in emails))
+
+
+def account_kind(user: UserDetail, settings: AwsSettings) -> AccountKind:
+    if user.name in settings.service_users or any(user.path.startswith(p) for p in settings.service_paths):
+        return AccountKind.SERVICE
+    return AccountKind.HUMAN
+
+
+def make_account(
+    source: str,
+    scope: str,
+    user: UserDetail,
+    settings: AwsSettings,
+    credentials: Sequence[Credential] | None,
+    last_login_at: datetime | None,
+) -> Account:
+    """An IAM user. IAM users have no enabled flag: a user is enabled when it can authenticate
+    (an active password, key, certificate or service credential); unknown credentials => enabled."""
+    attributes, emails = owner_attributes(user, settings)
+    enabled = True if credentials is None else any(c.active and c.kind in _LOGIN_KINDS for c in credentials)
+    return Account(
+        source=source,
+        system=SYSTEM,
+        account_id=account_id_of(scope, user.name, user.arn),
+        username=user.name,
+        enabled=enabled,
+        kind=account_kind(user, settings),
+        emails=emails,
+        last_login_at=last_login_at,
+        attributes=attributes,
+        scope=scope,
+    )
+
+
+def report_credentials(
+    source: str, scope: str, account_id: str, row: ReportRow, observed_at: datetime
+) -> list[Credential]:
+    """Password, access key slots, certificate slots and MFA from one credential report row."""
+    out: list[Credential] = []
+    if row.password_enabled:
+        out.append(password_credential(source, scope, account_id, row, observed_at))
+    for key in row.keys:
+        where = " ".join(x for x in (key.last_used_service, key.last_used_region) if x)
+        out.append(
+            Credential(
+                source=source,
+                account_id=account_id,
+                credential_id=f"report/access_key_{key.slot}",
+                kind=CredentialKind.ACCESS_KEY,
+                active=key.active,
+                created_at=key.last_rotated,
+                last_used_at=key.last_used,
+                detail=f"access key slot {key.slot}" + (f" (last used: {where})" if where else ""),
+                observed_at=observed_at,
+                scope=scope,
+            )
+        )
+    for cert in row.certs:
+        out.append(
+            Credential(
+                source=source,
+                account_id=account_id,
+                credential_id=f"report/cert_{cert.slot}",
+                kind=CredentialKind.SIGNING_CERTIFICATE,
+                active=cert.active,
+                created_at=cert.last_rotated,
+                detail=f"signing certificate slot {cert.slot}",
+                observed_at=observed_at,
+                scope=scope,
+            )
+        )
+    if row.mfa_active:
+        out.append(
+            Credential(
+                source=source,
+                account_id=account_id,
+                credential_id="report/mfa",
+                kind=CredentialKind.MFA_DEVICE,
+                active=True,
+                detail="MFA device (serial read in the detail pass)",
+                observed_at=observed_at,
+                scope=scope,
+            )
+        )
+    return out
+
+
+def password_credential(
+    source: str, scope: str, account_id: str, row: ReportRow, observed_at: datetime
+) -> Credential:
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=LOGIN_PROFILE_ID,
+        kind=CredentialKind.PASSWORD,
+        active=True,
+        created_at=row.password_last_changed,
+        last_used_at=row.password_last_used,
+        detail="console password (login profile)",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def login_profile_credential(
+    source: str, scope: str, account_id: str, raw: Mapping[str, Any], observed_at: datetime
+) -> Credential:
+    """From ``GetLoginProfile`` (targeted path without a report: no last use known)."""
+    profile = raw["LoginProfile"]
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=LOGIN_PROFILE_ID,
+        kind=CredentialKind.PASSWORD,
+        active=True,
+        created_at=opt_time(profile.get("CreateDate")),
+        detail="console password (login profile)",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def group_credentials(
+    source: str, scope: str, account_id: str, user: UserDetail, observed_at: datetime
+) -> list[Credential]:
+    return [
+        Credential(
+            source=source,
+            account_id=account_id,
+            credential_id=f"group/{group}",
+            kind=CredentialKind.GROUP_MEMBERSHIP,
+            active=True,
+            detail=group,
+            observed_at=observed_at,
+            scope=scope,
+        )
+        for group in user.groups
+    ]
+
+
+def session_credential(
+    source: str,
+    scope: str,
+    account_id: str,
+    user: UserDetail,
+    observed_at: datetime,
+    last_login_at: datetime | None,
+) -> Credential:
+    """The user's already-issued temporary credentials; inactive once the deny policy is in place."""
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=account_id,
+        kind=CredentialKind.ACCOUNT,
+        active=DENY_POLICY_NAME not in user.inline_policies,
+        last_used_at=last_login_at,
+        detail="temporary credentials already issued to this user (STS sessions)",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def access_key_credential(
+    source: str,
+    scope: str,
+    account_id: str,
+    key: Mapping[str, Any],
+    last_used: Mapping[str, Any] | None,
+    observed_at: datetime,
+) -> Credential:
+    """``ListAccessKeys`` metadata plus ``GetAccessKeyLastUsed``'s ``AccessKeyLastUsed``."""
+    used_at = opt_time(last_used.get("LastUsedDate")) if last_used else None
+    where = ""
+    if last_used:
+        parts = [last_used.get("ServiceName"), last_used.get("Region")]
+        where = " ".join(str(p) for p in parts if p and p != "N/A")
+    key_id = key["AccessKeyId"]
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=key_id,
+        kind=CredentialKind.ACCESS_KEY,
+        active=key["Status"] == "Active",
+        created_at=opt_time(key.get("CreateDate")),
+        last_used_at=used_at,
+        detail=f"access key {key_id}" + (f" (last used: {where})" if where else ""),
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def ssh_key_credential(
+    source: str, scope: str, account_id: str, key: Mapping[str, Any], observed_at: datetime
+) -> Credential:
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=key["SSHPublicKeyId"],
+        kind=CredentialKind.SSH_KEY,
+        active=key["Status"] == "Active",
+        created_at=opt_time(key.get("UploadDate")),
+        detail=f"SSH public key {key['SSHPublicKeyId']} (CodeCommit)",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def service_credential(
+    source: str, scope: str, account_id: str, cred: Mapping[str, Any], observed_at: datetime
+) -> Credential:
+    service = cred.get("ServiceName", "")
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=cred["ServiceSpecificCredentialId"],
+        kind=CredentialKind.SERVICE_CREDENTIAL,
+        active=cred["Status"] == "Active",
+        created_at=opt_time(cred.get("CreateDate")),
+        detail=f"service-specific credential for {service}" if service else "service-specific credential",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def signing_certificate_credential(
+    source: str, scope: str, account_id: str, cert: Mapping[str, Any], observed_at: datetime
+) -> Credential:
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=cert["CertificateId"],
+        kind=CredentialKind.SIGNING_CERTIFICATE,
+        active=cert["Status"] == "Active",
+        created_at=opt_time(cert.get("UploadDate")),
+        detail=f"signing certificate {cert['CertificateId']}",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def mfa_credential(
+    source: str, scope: str, account_id: str, device: Mapping[str, Any], observed_at: datetime
+) -> Credential:
+    serial = device["SerialNumber"]
+    return Credential(
+        source=source,
+        account_id=account_id,
+        credential_id=serial,
+        kind=CredentialKind.MFA_DEVICE,
+        active=True,
+        created_at=opt_time(device.get("EnableDate")),
+        detail=f"MFA device {serial}",
+        observed_at=observed_at,
+        scope=scope,
+    )
+
+
+def without_kinds(credentials: Iterable[Credential], kinds: Iterable[CredentialKind]) -> list[Credential]:
+    drop = frozenset(kinds)
+    return [c for c in credentials if c.kind not in drop]
