@@ -7,6 +7,7 @@ referral to a server we were not configured for is not followed silently).
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,7 +172,8 @@ def real_connector(settings: LdapSettings) -> Connector:
                 server,
                 user=settings.bind_dn,
                 password=settings.password,
-                receive_timeout=settings.receive_timeout,
+                # ldap3 packs this into SO_RCVTIMEO as whole seconds: it must be an int.
+                receive_timeout=max(1, math.ceil(settings.receive_timeout)),
                 auto_referrals=False,
                 raise_exceptions=False,
                 read_only=False,

@@ -198,11 +198,12 @@ class LdapSource:
             entries: list[tuple[str, Entry]] = []
             for base in s.base_dns:
                 try:
-                    entries.extend(
-                        (base, e) for e in paged_search(conn, base, s.user_filter, self._attrs(), s.page_size)
-                    )
+                    # Materialise the base first: a base cut short must contribute nothing.
+                    read = list(paged_search(conn, base, s.user_filter, self._attrs(), s.page_size))
                 except ScopeReadError as exc:
                     failures.append(ScopeFailure(base, str(exc)))
+                    continue
+                entries.extend((base, e) for e in read)
             if len(failures) == len(s.base_dns):
                 raise SourceError(f"{s.name}: no base could be read: " + "; ".join(f.error for f in failures))
             groups: dict[str, list[str]] = {}
@@ -277,13 +278,17 @@ class LdapSource:
             failures: list[ScopeFailure] = []
             for base in s.base_dns:
                 try:
-                    for entry in paged_search(conn, base, full, self._attrs(), s.page_size):
-                        groups = self._groups_for(conn, entry) if s.group_base_dn else {}
-                        acc, cs = self.translate(entry, base, groups)
-                        accounts.append(acc)
-                        creds.extend(cs)
+                    found = list(paged_search(conn, base, full, self._attrs(), s.page_size))
+                    translated = [
+                        self.translate(e, base, self._groups_for(conn, e) if s.group_base_dn else {})
+                        for e in found
+                    ]
                 except ScopeReadError as exc:
                     failures.append(ScopeFailure(base, str(exc)))
+                    continue
+                for acc, cs in translated:
+                    accounts.append(acc)
+                    creds.extend(cs)
             if len(failures) == len(s.base_dns):
                 raise SourceError(f"{s.name}: no base could be read: " + "; ".join(f.error for f in failures))
             return SourceData(tuple(accounts), tuple(creds), tuple(failures), scopes=s.base_dns)
