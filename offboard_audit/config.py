@@ -232,8 +232,21 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         line = _toml_error_line(str(exc))
         raise ConfigError(f"not valid TOML: {exc}", line=line) from None
-    positions = locate_keys(text)
-    base_dir = (path.parent if path else Path.cwd()).resolve()
+    return build_config(raw, locate_keys(text), path=path, db_override=db_override, env=env)
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    positions: Mapping[str, int] | None = None,
+    path: Path | None = None,
+    db_override: str | None = None,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate an already-parsed config document (the demo builds one in memory)."""
+    env = os.environ if env is None else env
+    positions = positions or {}
+    base_dir = (base_dir or (path.parent if path else Path.cwd())).resolve()
     root = SourceOptions(raw, "", positions.get, base_dir)
     warnings: list[str] = []
 

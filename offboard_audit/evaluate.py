@@ -39,6 +39,8 @@ class EvalPolicy:
     grace_period: timedelta = timedelta(0)
     orphan_accounts: bool = True
     service_accounts_owned: bool = True
+    # Protected accounts (break-glass, root) are ownerless on purpose: no orphan/ambiguous noise.
+    protected: tuple[str, ...] = ()
 
 
 def _fmt(t: datetime) -> str:
@@ -138,6 +140,8 @@ def evaluate(
                     )
             continue
         if account.kind is not AccountKind.HUMAN or not account.enabled:
+            continue
+        if selectors.first_match(policy.protected, account) is not None:
             continue
         if link.ambiguous:
             names = ", ".join(f"{p.employee_id} ({p.email or p.name})" for p in link.people)

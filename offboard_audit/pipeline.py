@@ -193,7 +193,9 @@ class Pipeline:
             links,
             credentials,
             now,
-            EvalPolicy(policy.grace_period, policy.orphan_accounts, policy.service_accounts_owned),
+            EvalPolicy(
+                policy.grace_period, policy.orphan_accounts, policy.service_accounts_owned, policy.protected
+            ),
             self.store.list_exemptions(),
             self.store.finding_first_seen(),
             frozenset(stale),

@@ -143,7 +143,9 @@ class Store:
     def start_run(self, run_id: str, started_at: datetime, kind: str = "audit") -> None:
         with self.begin() as conn:
             conn.execute(
-                insert(RUNS).values(run_id=run_id, kind=kind, started_at=started_at, status="running")
+                insert(RUNS).values(
+                    run_id=run_id, kind=kind, started_at=started_at, status="running", summary_json="{}"
+                )
             )
 
     def finish_run(self, result: RunResult, status: str = "done") -> None:
@@ -455,6 +457,33 @@ class Store:
                 )
             ).scalars()
             return set(rows)
+
+    def actions_by_finding(self, finding_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Actions per finding, oldest first, as plain data for reports."""
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if not finding_ids:
+            return {}
+        with self.begin() as conn:
+            for batch in _chunks(list(finding_ids), 500):
+                rows = conn.execute(
+                    select(ACTIONS)
+                    .where(ACTIONS.c.finding_id.in_(list(batch)))
+                    .order_by(ACTIONS.c.created_at)
+                ).mappings()
+                for r in rows:
+                    out[r["finding_id"]].append(
+                        {
+                            "id": r["action_id"],
+                            "action": r["action"],
+                            "stage": r["stage"],
+                            "status": r["status"],
+                            "actor": r["actor"],
+                            "error": r["error"],
+                            "created_at": r["created_at"].isoformat(),
+                            "updated_at": r["updated_at"].isoformat(),
+                        }
+                    )
+        return dict(out)
 
     # --- exemptions ------------------------------------------------------------------
 
