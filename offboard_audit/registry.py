@@ -8,6 +8,7 @@ HR file never imports boto3 or the Google client libraries.
 from __future__ import annotations
 
 import importlib
+import os
 
 from offboard_audit.errors import ConfigError
 from offboard_audit.protocols import ConnectorPlugin
@@ -21,11 +22,29 @@ SOURCE_TYPES: dict[str, str] = {
 }
 
 
+EXTRA_SOURCES_ENV = "OFFBOARD_AUDIT_EXTRA_SOURCES"
+
+
+def _extra_types() -> dict[str, str]:
+    """Out-of-tree connectors: ``OFFBOARD_AUDIT_EXTRA_SOURCES="type=module:ATTR,other=pkg.mod:ATTR"``."""
+    extra: dict[str, str] = {}
+    for item in os.environ.get(EXTRA_SOURCES_ENV, "").split(","):
+        name, sep, target = item.strip().partition("=")
+        if sep and name and ":" in target:
+            extra[name.strip()] = target.strip()
+    return extra
+
+
+def all_types() -> dict[str, str]:
+    return {**SOURCE_TYPES, **_extra_types()}
+
+
 def plugin_for(type_name: str) -> ConnectorPlugin:
     """Return the plugin for a source type, or raise ``ConfigError`` listing the known ones."""
-    target = SOURCE_TYPES.get(type_name)
+    types = all_types()
+    target = types.get(type_name)
     if target is None:
-        known = ", ".join(sorted(SOURCE_TYPES))
+        known = ", ".join(sorted(types))
         raise ConfigError(f"unknown source type {type_name!r} (known: {known})")
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
