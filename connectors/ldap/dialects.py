@@ -157,7 +157,9 @@ AD = Dialect(
     last_login_precision=AD_LAST_LOGON_PRECISION,
     username_attributes=("sAMAccountName", "cn"),
     employee_id_attributes=("employeeID", "employeeNumber"),
-    email_attributes=("mail", "userPrincipalName"),
+    # userPrincipalName looks like an email but is a login name: it goes into the owner hints
+    # (PLUGIN.match lists it), not into Account.emails.
+    email_attributes=("mail",),
     # objectCategory=person excludes computer accounts (which are also objectClass=user).
     default_user_filter="(&(objectCategory=person)(objectClass=user))",
     service_object_classes=("msDS-ManagedServiceAccount", "msDS-GroupManagedServiceAccount"),
