@@ -114,6 +114,8 @@ class GcpFakeState:
         self.calls: Counter[tuple[str, str]] = Counter()
         # project -> status name (PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...) for every call on it
         self.failures: dict[str, str] = {}
+        # project -> (status name, message) for IAM Admin (gRPC) calls only
+        self.iam_failures: dict[str, tuple[str, str]] = {}
         # project ("*" for all) -> (HTTP status, message) for Policy Analyzer queries
         self.activity_failures: dict[str, tuple[int, str]] = {}
         # project -> hooks run (one per setIamPolicy call, first in first out) before the etag check
@@ -338,6 +340,9 @@ class FakeIamServer:
             context.abort(
                 getattr(grpc.StatusCode, failure), f"{failure}: injected failure on project {project}"
             )
+        iam_failure = self.state.iam_failures.get(project)
+        if iam_failure:
+            context.abort(getattr(grpc.StatusCode, iam_failure[0]), iam_failure[1])
 
     def _sa_or_abort(self, method: str, name: str, context: Any) -> FakeServiceAccount:
         import grpc
@@ -544,7 +549,9 @@ class FakeRestServer:
         httpd.daemon_threads = True
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-gcp-rest", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: httpd.serve_forever(poll_interval=0.05), name="fake-gcp-rest", daemon=True
+        )
         self._thread.start()
         return self.url
 
