@@ -29,7 +29,8 @@ class AwsClients:
 
     ``session`` (a boto3.Session used for anything not given), ``iam`` / ``sts`` /
     ``organizations`` (home-account clients), ``iam_by_account`` (per-account IAM clients used
-    instead of AssumeRole). A bare IAM client may be injected instead: it is taken as ``iam``.
+    instead of AssumeRole). A bare IAM client may be injected instead (taken as ``iam``), or a
+    bare ``boto3.Session`` (taken as ``session``).
     """
 
     session: Any = None
@@ -47,14 +48,23 @@ class AwsClients:
         service = getattr(getattr(getattr(value, "meta", None), "service_model", None), "service_name", None)
         if service == "iam":
             return AwsClients(iam=value)
-        raise TypeError(f"cannot use {type(value).__name__} as injected AWS clients (want AwsClients)")
+        import boto3
+
+        if isinstance(value, boto3.session.Session):
+            # Every client (home and assumed-role) is built from it, so hooks on its events see all calls.
+            return AwsClients(session=value)
+        raise TypeError(
+            f"cannot use {type(value).__name__} as injected AWS clients "
+            "(want AwsClients, a boto3.Session or an IAM client)"
+        )
 
 
 def client_config(settings: AwsSettings) -> Any:
     """botocore Config: standard/adaptive retries so that throttling is retried, not swallowed."""
     from botocore.config import Config
 
-    retries: Any = {"mode": settings.retry_mode, "max_attempts": settings.max_attempts}
+    # total_max_attempts counts the first call too (botocore's "max_attempts" counts retries only).
+    retries: Any = {"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts}
     return Config(
         region_name=settings.region,
         retries=retries,

@@ -142,7 +142,9 @@ def test_user_newer_than_the_report_is_enabled_and_warned_about() -> None:
 
 
 def test_owners_map_and_custom_tag_keys_feed_owner_hints() -> None:
-    data = fixture_source(owner_tag_keys=["cost-center"], owners={"newpw": "new.person@example.com"}).collect()
+    data = fixture_source(
+        owner_tag_keys=["cost-center"], owners={"newpw": "new.person@example.com"}
+    ).collect()
     accounts = {a.username: a for a in data.accounts}
     assert ("tag:cost-center", "42") in accounts["bob"].attributes
     assert not any(k == "tag:employee_id" for k, _ in accounts["bob"].attributes)
@@ -179,4 +181,6 @@ def test_report_age_is_within_the_generation_time() -> None:
     data = fixture_source().collect()
     report_creds = [c for c in data.credentials if c.credential_id.startswith("report/")]
     assert report_creds and all(c.observed_at == GENERATED for c in report_creds)
-    assert all(c.observed_at is not None and c.observed_at > GENERATED - timedelta(hours=4) for c in report_creds)
+    assert all(
+        c.observed_at is not None and c.observed_at > GENERATED - timedelta(hours=4) for c in report_creds
+    )
