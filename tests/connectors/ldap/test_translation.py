@@ -1,0 +1,205 @@
+"""Pure translation and configuration: raw attribute payloads in, records out (no server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from connectors.ldap import PLUGIN
+from connectors.ldap.dialects import (
+    AD,
+    AD_LAST_LOGON_PRECISION,
+    DS389,
+    OPENLDAP,
+    parse_filetime,
+    parse_generalized_time,
+    to_filetime,
+)
+from connectors.ldap.revoker import ADRevoker, DS389Revoker, OpenLDAPRevoker
+from connectors.ldap.settings import parse_settings
+from connectors.ldap.source import Entry, LdapSource, person_filter, ssh_fingerprint
+from offboard_audit.errors import ConfigError
+from offboard_audit.options import SourceOptions
+from offboard_audit.protocols import SourceContext
+from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus
+from tests.connectors.ldap.helpers import ED25519_FP, ED25519_KEY, RSA_FP, RSA_KEY, table
+
+
+def settings_for(dialect: str, **extra: object):  # type: ignore[no-untyped-def]
+    opts = SourceOptions(
+        table("ldap://127.0.0.1:1", "cn=x,dc=example,dc=org", "dc=example,dc=org", dialect=dialect, **extra)
+    )
+    return parse_settings(opts, SourceContext(Path("."), env={"LDAP_TEST_PASSWORD": "pw"}), True)
+
+
+def raw(**attrs: list[str]) -> dict[str, list[bytes]]:
+    return {k: [v.encode() for v in vals] for k, vals in attrs.items()}
+
+
+# --- time formats -------------------------------------------------------------------------
+
+
+def test_generalized_time_variants_parse_to_aware_utc() -> None:
+    assert parse_generalized_time("20260930170000Z") == datetime(2026, 9, 30, 17, 0, tzinfo=UTC)
+    assert parse_generalized_time("20260930170000.5Z") == datetime(2026, 9, 30, 17, 0, 0, 500000, tzinfo=UTC)
+    assert parse_generalized_time("20260930190000+0200") == datetime(2026, 9, 30, 17, 0, tzinfo=UTC)
+    # ppolicy's permanent-lock marker is not an instant.
+    assert parse_generalized_time("000001010000Z") is None
+
+
+def test_filetime_round_trips_and_zero_means_never() -> None:
+    # 2026-10-12T17:00:00Z computed independently: (unix seconds + 11644473600) * 10^7.
+    unix = int(datetime(2026, 10, 12, 17, tzinfo=UTC).timestamp())
+    ticks = str((unix + 11644473600) * 10_000_000)
+    assert parse_filetime(ticks) == datetime(2026, 10, 12, 17, tzinfo=UTC)
+    when = datetime(2025, 1, 2, 3, 4, 5, 678900, tzinfo=timezone(timedelta(hours=-5)))
+    assert parse_filetime(to_filetime(when)) == when
+    assert parse_filetime("0") is None and parse_filetime("9223372036854775807") is None
+
+
+def test_ssh_fingerprints_equal_what_ssh_keygen_prints() -> None:
+    assert ssh_fingerprint(ED25519_KEY) == ED25519_FP
+    assert ssh_fingerprint(RSA_KEY) == RSA_FP
+    # An options prefix (authorized_keys style) does not change the key's identity.
+    assert ssh_fingerprint('from="10.0.0.0/8" ' + ED25519_KEY) == ED25519_FP
+
+
+# --- dialect state ------------------------------------------------------------------------
+
+
+def test_enabled_state_per_dialect() -> None:
+    assert OPENLDAP.enabled(raw())
+    assert not OPENLDAP.enabled(raw(pwdAccountLockedTime=["000001010000Z"]))
+    assert AD.enabled(raw(userAccountControl=["512"]))
+    assert not AD.enabled(raw(userAccountControl=["514"]))
+    assert not AD.enabled(raw(userAccountControl=[str(0x10202)]))  # DONT_EXPIRE + disabled
+    assert DS389.enabled(raw(nsAccountLock=["false"])) and DS389.enabled(raw())
+    assert not DS389.enabled(raw(nsAccountLock=["TRUE"]))
+
+
+def test_last_login_takes_the_latest_of_the_dialects_attributes() -> None:
+    got = OPENLDAP.last_login(raw(pwdLastSuccess=["20260101000000Z"], authTimestamp=["20260301000000Z"]))
+    assert got == datetime(2026, 3, 1, tzinfo=UTC)
+    assert DS389.last_login(raw(lastLoginTime=["20260505050505Z"])) == datetime(
+        2026, 5, 5, 5, 5, 5, tzinfo=UTC
+    )
+    assert AD.last_login(raw(lastLogonTimestamp=[to_filetime(datetime(2026, 2, 2, tzinfo=UTC))])) == datetime(
+        2026, 2, 2, tzinfo=UTC
+    )
+
+
+# --- entry translation --------------------------------------------------------------------
+
+
+def test_ad_entry_translates_to_account_and_credentials() -> None:
+    s = settings_for("ad", service_base_dns=["OU=Services,DC=example,DC=org"])
+    src = LdapSource(s, lambda: None)
+    dn = "CN=Bob Leaver,OU=Staff,DC=example,DC=org"
+    entry = Entry(
+        dn,
+        raw(
+            objectClass=["top", "person", "organizationalPerson", "user"],
+            sAMAccountName=["bleaver"],
+            userPrincipalName=["bleaver@corp.example.org"],
+            mail=["bob@example.com"],
+            employeeID=["E1002"],
+            userAccountControl=["66048"],
+            lastLogonTimestamp=[to_filetime(datetime(2026, 10, 12, 17, tzinfo=UTC))],
+            whenCreated=["20200101000000.0Z"],
+            memberOf=["CN=VPN,OU=Groups,DC=example,DC=org", "CN=Admins,OU=Groups,DC=example,DC=org"],
+        ),
+    )
+    account, creds = src.translate(entry, "OU=Staff,DC=example,DC=org", {})
+    assert account.account_id == dn and account.username == "bleaver" and account.enabled
+    assert account.kind is AccountKind.HUMAN and account.emails == ("bob@example.com",)
+    assert account.last_login_precision == AD_LAST_LOGON_PRECISION
+    assert ("employeeID", "E1002") in account.attributes
+    assert ("userPrincipalName", "bleaver@corp.example.org") in account.attributes
+    kinds = sorted(c.kind.value for c in creds)
+    assert kinds == ["account", "group_membership", "group_membership"]
+    acc = next(c for c in creds if c.kind is CredentialKind.ACCOUNT)
+    assert acc.created_at == datetime(2020, 1, 1, tzinfo=UTC)
+    assert acc.last_used_at == datetime(2026, 10, 12, 17, tzinfo=UTC)
+    svc, _ = src.translate(
+        Entry("CN=bot,OU=Services,DC=example,DC=org", raw(sAMAccountName=["bot"])), "x", {}
+    )
+    assert svc.kind is AccountKind.SERVICE
+
+
+def test_duplicate_memberships_from_memberof_and_group_entries_are_one_credential() -> None:
+    s = settings_for("openldap")
+    src = LdapSource(s, lambda: None)
+    dn = "uid=a,ou=people,dc=example,dc=org"
+    entry = Entry(dn, raw(uid=["a"], memberOf=["cn=eng,ou=groups,dc=example,dc=org"]))
+    groups = {
+        dn: ["CN=eng,ou=groups,dc=example,dc=org"],
+        "uid:a": ["cn=ops,ou=groups,dc=example,dc=org"],
+    }
+    _, creds = src.translate(entry, "ou=people,dc=example,dc=org", groups)
+    memberships = sorted(c.detail.lower() for c in creds if c.kind is CredentialKind.GROUP_MEMBERSHIP)
+    assert memberships == ["cn=eng,ou=groups,dc=example,dc=org", "cn=ops,ou=groups,dc=example,dc=org"]
+
+
+def test_person_filter_escapes_every_value() -> None:
+    s = settings_for("openldap")
+    person = Person("E1)(uid=*", "a*b@example.com", "n", PersonStatus.ACTIVE, aliases=("x)(|(uid=*",))
+    flt = person_filter(s, person)
+    assert flt is not None
+    assert "(employeeNumber=E1\\29\\28uid=\\2a)" in flt
+    assert "(mail=a\\2ab@example.com)" in flt
+    assert "(uid=x\\29\\28|\\28uid=\\2a)" in flt
+    assert "*" not in flt
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"base_dn": None}, "base_dn"),
+        ({"dialect": "novell"}, "dialect"),
+        ({"url": "http://x"}, "url"),
+        ({"base_dn": "not a dn"}, "base_dn"),
+        ({"page_size": 0}, "page_size"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "ca_file"),
+        ({"user_filter": "uid=*"}, "user_filter"),
+    ],
+)
+def test_bad_config_raises_config_error_naming_the_key(change: dict[str, object], key: str) -> None:
+    t = table("ldap://127.0.0.1:1", "cn=x,dc=example,dc=org", "dc=example,dc=org")
+    for k, v in change.items():
+        if v is None:
+            t.pop(k)
+        else:
+            t[k] = v
+    with pytest.raises(ConfigError) as err:
+        PLUGIN.make_source(SourceOptions(t), SourceContext(Path("."), env={"LDAP_TEST_PASSWORD": "pw"}))
+    assert err.value.key == key
+
+
+def test_password_comes_only_from_the_named_environment_variable() -> None:
+    t = table("ldap://127.0.0.1:1", "cn=x,dc=example,dc=org", "dc=example,dc=org")
+    with pytest.raises(ConfigError, match="LDAP_TEST_PASSWORD is not set"):
+        PLUGIN.make_source(SourceOptions(t), SourceContext(Path("."), env={}))
+    opts = SourceOptions(t)
+    s = parse_settings(opts, SourceContext(Path("."), env={"LDAP_TEST_PASSWORD": "s3cret-Value"}), True)
+    assert s.password == "s3cret-Value" and "s3cret-Value" not in repr(s)
+
+
+def test_every_option_read_is_documented_and_revokers_declare_dialect_permissions() -> None:
+    import connectors.ldap.settings as mod
+
+    source_text = Path(mod.__file__).read_text()
+    import re
+
+    used = set(re.findall(r'options\.\w+\(\s*"(\w+)"', source_text))
+    used |= set(re.findall(r'_check_dn\(options, "(\w+)"', source_text))
+    assert used <= set(PLUGIN.options), used - set(PLUGIN.options)
+    assert "pwdAccountLockedTime" in OpenLDAPRevoker.actions["lock_account"].permissions[0]
+    assert "userAccountControl" in ADRevoker.actions["lock_account"].permissions[0]
+    assert "nsAccountLock" in DS389Revoker.actions["lock_account"].permissions[0]
+    assert set(PLUGIN.revoker_actions) == {"lock_account", "remove_group_membership", "remove_ssh_key"}
+    assert all(a.reversible for a in PLUGIN.revoker_actions.values())
