@@ -1,0 +1,237 @@
+"""The aws_iam revoker against moto in process: apply, idempotence, verification, undo, refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from connectors.aws_iam import PLUGIN
+from connectors.aws_iam.revoker import (
+    DEACTIVATE_ACCESS_KEY,
+    DEACTIVATE_MFA_DEVICE,
+    DEACTIVATE_SIGNING_CERTIFICATE,
+    DEACTIVATE_SSH_KEY,
+    DELETE_LOGIN_PROFILE,
+    DENY_ISSUED_SESSIONS,
+    REMOVE_GROUP_MEMBERSHIP,
+    AwsIamRevoker,
+)
+from connectors.aws_iam.translate import DENY_POLICY_NAME
+from offboard_audit.errors import RevokeError
+from offboard_audit.options import SourceOptions
+from offboard_audit.protocols import SourceContext
+from offboard_audit.records import ActionTarget, CredentialKind, Stage
+from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
+
+NOW = datetime.now(UTC)
+
+
+def self_signed_certificate() -> str:
+    """A fresh self-signed certificate (moto parses what is uploaded)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "offboard-audit-test")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def iam() -> Iterator[Any]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.client(
+            "iam", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+
+
+def revoker(iam: Any, **options: Any) -> AwsIamRevoker:
+    table = {"name": "aws-rv", "type": "aws_iam", **options}
+    assert PLUGIN.make_revoker is not None
+    made = PLUGIN.make_revoker(SourceOptions(table), SourceContext(Path("."), clients={"aws-rv": iam}))
+    assert isinstance(made, AwsIamRevoker)
+    return made
+
+
+def target(user: str, credential_id: str, kind: CredentialKind, detail: str = "") -> ActionTarget:
+    return ActionTarget(
+        source="aws-rv",
+        system="aws_iam",
+        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
+        username=user,
+        credential_id=credential_id,
+        credential_kind=kind,
+        detail=detail,
+        scope=MOTO_ACCOUNT,
+    )
+
+
+def test_every_action_declares_exact_iam_permissions_and_irreversible_ones_say_so() -> None:
+    actions = AwsIamRevoker.actions
+    assert PLUGIN.revoker_actions is actions
+    for name, action in actions.items():
+        assert action.name == name and action.stage is Stage.DISABLE
+        assert action.permissions and all(p.startswith("iam:") for p in action.permissions)
+    assert "iam:UpdateAccessKey" in actions[DEACTIVATE_ACCESS_KEY].permissions
+    assert not actions[DELETE_LOGIN_PROFILE].reversible
+    assert "IRREVERSIBLE" in actions[DELETE_LOGIN_PROFILE].description
+    assert {a.credential_kind for a in actions.values()} >= {
+        CredentialKind.ACCESS_KEY,
+        CredentialKind.SSH_KEY,
+        CredentialKind.SIGNING_CERTIFICATE,
+        CredentialKind.SERVICE_CREDENTIAL,
+        CredentialKind.GROUP_MEMBERSHIP,
+        CredentialKind.PASSWORD,
+        CredentialKind.MFA_DEVICE,
+        CredentialKind.ACCOUNT,
+    }
+
+
+def test_access_key_is_deactivated_once_verified_and_restored_by_undo(iam: Any) -> None:
+    backend = seed_users([SeedUser("bob", keys=[(NOW - timedelta(days=3), None)])])
+    key_id = backend.users["bob"].access_keys[0].access_key_id
+    rv = revoker(iam)
+    t = target("bob", key_id, CredentialKind.ACCESS_KEY)
+    first = rv.apply(DEACTIVATE_ACCESS_KEY, t)
+    assert first.changed and first.verified and first.before.active and not first.after.active
+    assert backend.users["bob"].access_keys[0].status == "Inactive"
+    second = rv.apply(DEACTIVATE_ACCESS_KEY, t)
+    assert not second.changed and second.verified
+    undone = rv.undo(DEACTIVATE_ACCESS_KEY, t, first.before)
+    assert undone.changed and undone.verified
+    assert backend.users["bob"].access_keys[0].status == "Active"
+
+
+def test_ssh_key_and_signing_certificate_are_deactivated_and_restored(iam: Any) -> None:
+    seed_users([SeedUser("carol")])
+    ssh_id = iam.upload_ssh_public_key(UserName="carol", SSHPublicKeyBody="ssh-rsa AAAAB3NzaC1yc2E carol@x")[
+        "SSHPublicKey"
+    ]["SSHPublicKeyId"]
+    cert_id = iam.upload_signing_certificate(UserName="carol", CertificateBody=self_signed_certificate())[
+        "Certificate"
+    ]["CertificateId"]
+    rv = revoker(iam)
+    for action, cid, kind in (
+        (DEACTIVATE_SSH_KEY, ssh_id, CredentialKind.SSH_KEY),
+        (DEACTIVATE_SIGNING_CERTIFICATE, cid_cert := cert_id, CredentialKind.SIGNING_CERTIFICATE),
+    ):
+        t = target("carol", cid, kind)
+        done = rv.apply(action, t)
+        assert done.changed and done.verified, action
+        assert not rv.read_state(action, t).active
+        assert not rv.apply(action, t).changed
+        assert rv.undo(action, t, done.before).verified
+        assert rv.read_state(action, t).active
+    assert iam.list_signing_certificates(UserName="carol")["Certificates"][0]["CertificateId"] == cid_cert
+
+
+def test_group_membership_is_removed_and_the_remembered_group_restored(iam: Any) -> None:
+    seed_users([SeedUser("grace", groups=("admins", "developers"))])
+    rv = revoker(iam)
+    t = target("grace", "group/admins", CredentialKind.GROUP_MEMBERSHIP, detail="admins")
+    done = rv.apply(REMOVE_GROUP_MEMBERSHIP, t)
+    assert done.changed and done.verified and done.before.value("group") == "admins"
+    groups = {g["GroupName"] for g in iam.list_groups_for_user(UserName="grace")["Groups"]}
+    assert groups == {"developers"}
+    assert not rv.apply(REMOVE_GROUP_MEMBERSHIP, t).changed
+    assert rv.undo(REMOVE_GROUP_MEMBERSHIP, t, done.before).verified
+    assert {g["GroupName"] for g in iam.list_groups_for_user(UserName="grace")["Groups"]} == {
+        "admins",
+        "developers",
+    }
+
+
+def test_login_profile_is_deleted_and_undo_refuses_because_it_is_irreversible(iam: Any) -> None:
+    seed_users([SeedUser("dave", has_password=True)])
+    rv = revoker(iam)
+    t = target("dave", "login-profile", CredentialKind.PASSWORD)
+    done = rv.apply(DELETE_LOGIN_PROFILE, t)
+    assert done.changed and done.verified and not done.after.exists
+    assert iam_backend().users["dave"].password is None
+    assert not rv.apply(DELETE_LOGIN_PROFILE, t).changed
+    with pytest.raises(RevokeError, match="irreversible"):
+        rv.undo(DELETE_LOGIN_PROFILE, t, done.before)
+
+
+def test_mfa_device_is_deactivated(iam: Any) -> None:
+    seed_users([SeedUser("erin")])
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="erin")["VirtualMFADevice"]["SerialNumber"]
+    iam.enable_mfa_device(
+        UserName="erin", SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+    )
+    rv = revoker(iam)
+    t = target("erin", serial, CredentialKind.MFA_DEVICE)
+    done = rv.apply(DEACTIVATE_MFA_DEVICE, t)
+    assert done.changed and done.verified
+    assert iam.list_mfa_devices(UserName="erin")["MFADevices"] == []
+    assert not rv.apply(DEACTIVATE_MFA_DEVICE, t).changed
+
+
+def test_deny_policy_blocks_sessions_issued_before_now_and_undo_deletes_it(iam: Any) -> None:
+    seed_users([SeedUser("frank")])
+    rv = revoker(iam, include_inline_deny=True)
+    t = target("frank", f"arn:aws:iam::{MOTO_ACCOUNT}:user/frank", CredentialKind.ACCOUNT)
+    done = rv.apply(DENY_ISSUED_SESSIONS, t)
+    assert done.changed and done.verified
+    doc = iam.get_user_policy(UserName="frank", PolicyName=DENY_POLICY_NAME)["PolicyDocument"]
+    policy = doc if isinstance(doc, dict) else json.loads(doc)
+    statement = policy["Statement"][0]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "*"
+    issued_before = datetime.fromisoformat(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
+    assert abs(issued_before - datetime.now(UTC)) < timedelta(minutes=1)
+    assert not rv.apply(DENY_ISSUED_SESSIONS, t).changed
+    assert rv.undo(DENY_ISSUED_SESSIONS, t, done.before).verified
+    assert iam.list_user_policies(UserName="frank")["PolicyNames"] == []
+
+
+def test_root_protected_users_and_report_slots_are_refused_without_any_call(iam: Any) -> None:
+    seed_users([SeedUser("breakglass", has_password=True)])
+    rv = revoker(iam, protected_users=["breakglass"])
+    calls: list[str] = []
+    iam.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    root = ActionTarget(
+        source="aws-rv",
+        system="aws_iam",
+        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:root",
+        username="<root_account>",
+        credential_id="login-profile",
+        credential_kind=CredentialKind.PASSWORD,
+        scope=MOTO_ACCOUNT,
+    )
+    with pytest.raises(RevokeError, match="root"):
+        rv.apply(DELETE_LOGIN_PROFILE, root)
+    with pytest.raises(RevokeError, match="protected"):
+        rv.apply(DELETE_LOGIN_PROFILE, target("breakglass", "login-profile", CredentialKind.PASSWORD))
+    with pytest.raises(RevokeError, match="detail pass"):
+        rv.apply(DEACTIVATE_ACCESS_KEY, target("someone", "report/access_key_1", CredentialKind.ACCESS_KEY))
+    with pytest.raises(RevokeError, match="applies to"):
+        rv.apply(DEACTIVATE_ACCESS_KEY, target("someone", "AKIA0000000000000000", CredentialKind.SSH_KEY))
+    assert calls == []
+    assert iam_backend().users["breakglass"].password is not None
+
+
+def test_vanished_key_is_reported_gone_not_changed(iam: Any) -> None:
+    seed_users([SeedUser("gone")])
+    result = revoker(iam).apply(
+        DEACTIVATE_ACCESS_KEY, target("gone", "AKIA0000000000000000", CredentialKind.ACCESS_KEY)
+    )
+    assert not result.changed and not result.before.exists
