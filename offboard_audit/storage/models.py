@@ -215,3 +215,58 @@ class LockRow(SQLModel, table=True):
     holder: str = Field(max_length=256)
     acquired_at: datetime = Field(sa_column=_dt(False))
     expires_at: datetime = Field(sa_column=_dt(False))
+
+
+# --- daemon and HR webhook (issue 7) ---------------------------------------------------------
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """An accepted HR webhook event. The primary key makes a replayed ``event_id`` fail to insert."""
+
+    __tablename__ = "webhook_events"
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    event: str = Field(max_length=32)
+    employee_id: str = Field(max_length=128, index=True)
+    email: str | None = Field(default=None, max_length=320)
+    effective_at: datetime = Field(sa_column=_dt(False))
+    signed_at: datetime = Field(sa_column=_dt(False))
+    received_at: datetime = Field(sa_column=_dt(False, True))
+    body_json: str = Field(sa_column=Column(Text, nullable=False))
+    job_id: str = Field(max_length=64)
+
+
+class WebhookJobRow(SQLModel, table=True):
+    """Work started by a webhook event or an HR refresh: a targeted reconcile, an undo, an update."""
+
+    __tablename__ = "webhook_jobs"
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=32)
+    employee_id: str = Field(max_length=128, index=True)
+    event_id: str | None = Field(default=None, max_length=128)
+    state: str = Field(max_length=16, index=True)
+    created_at: datetime = Field(sa_column=_dt(False))
+    due_at: datetime | None = Field(default=None, sa_column=_dt())
+    started_at: datetime | None = Field(default=None, sa_column=_dt())
+    finished_at: datetime | None = Field(default=None, sa_column=_dt())
+    node: str = Field(default="", max_length=256)
+    run_id: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    actions_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+
+
+class ScheduledReconcileRow(SQLModel, table=True):
+    """A targeted reconcile waiting for a future ``effective_at``; claimed by one replica only."""
+
+    __tablename__ = "scheduled_reconciles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=64, index=True)
+    employee_id: str = Field(max_length=128, index=True)
+    due_at: datetime = Field(sa_column=_dt(False, True))
+    state: str = Field(max_length=16, index=True)
+    created_at: datetime = Field(sa_column=_dt(False))
+    claimed_by: str | None = Field(default=None, max_length=256)
+    claimed_at: datetime | None = Field(default=None, sa_column=_dt())
