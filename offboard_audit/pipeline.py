@@ -121,13 +121,15 @@ class Pipeline:
         ctx: SourceContext,
         reporter: Reporter | None = None,
         max_workers: int = 4,
+        instances: Mapping[str, HRSource | AccountSource] | None = None,
     ) -> None:
+        """``instances`` injects ready-made sources by name (tests, the webhook's cached sources)."""
         self.config = config
         self.store = store
         self.ctx = ctx
         self.report = reporter or _quiet
         self.max_workers = max_workers
-        self._instances: dict[str, HRSource | AccountSource] = {}
+        self._instances: dict[str, HRSource | AccountSource] = dict(instances or {})
 
     # --- building sources ----------------------------------------------------------
 

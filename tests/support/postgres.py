@@ -20,7 +20,12 @@ import pytest
 
 from tests.support.ports import free_port
 
-_SEARCH = ["/usr/local/bin", "/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"]
+_SEARCH = [
+    "/usr/local/bin",
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+]
 
 
 def pg_binary(name: str) -> str:
@@ -49,13 +54,27 @@ class PostgresServer:
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", pg_binary("pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                pg_binary("pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
             check=False,
             capture_output=True,
         )
@@ -78,14 +97,30 @@ def start_postgres(base: Path) -> PostgresServer:
     if os.geteuid() == 0:
         os.chmod(base, 0o777)  # the postgres user must reach the data directory
     subprocess.run(
-        _as_postgres([pg_binary("initdb"), "-D", str(datadir), "-U", "app", "--auth=trust", "--no-sync", "-E", "UTF8"]),
+        _as_postgres(
+            [pg_binary("initdb"), "-D", str(datadir), "-U", "app", "--auth=trust", "--no-sync", "-E", "UTF8"]
+        ),
         check=True,
         capture_output=True,
     )
     port = free_port()
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c full_page_writes=off -c max_connections=100"
     proc = subprocess.run(
-        _as_postgres([pg_binary("pg_ctl"), "-D", str(datadir), "-w", "-t", "30", "-l", str(base / "pg.log"), "-o", opts, "start"]),
+        _as_postgres(
+            [
+                pg_binary("pg_ctl"),
+                "-D",
+                str(datadir),
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(base / "pg.log"),
+                "-o",
+                opts,
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
     )

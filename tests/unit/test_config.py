@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from offboard_audit.config import load_config, locate_keys, parse_config
+from offboard_audit.errors import ConfigError
+from offboard_audit.options import parse_duration
+
+GOOD = """\
+[database]
+url = "sqlite:///audit.db"
+
+[policy]
+grace_period = "4h"
+max_revocations_per_run = 10
+protected = ["aws:root"]
+
+[[sources]]
+name = "hr"
+type = "hr_csv"
+path = "hr.csv"
+
+[[sources]]
+name = "hr2"
+type = "hr_json"
+path = "hr.json"
+"""
+
+
+def test_good_config_parses_with_relative_paths_resolved(tmp_path: Path):
+    cfg_file = tmp_path / "offboard-audit.toml"
+    cfg_file.write_text(GOOD)
+    cfg = load_config(cfg_file, env={})
+    assert cfg.policy.grace_period == timedelta(hours=4)
+    assert cfg.policy.max_revocations_per_run == 10
+    assert cfg.database_url == f"sqlite:///{tmp_path.resolve() / 'audit.db'}"
+    assert [s.name for s in cfg.hr_sources] == ["hr", "hr2"]
+    assert cfg.sources[0].options.file_path("path") == tmp_path.resolve() / "hr.csv"
+
+
+def test_db_override_and_env_beat_the_file(tmp_path: Path):
+    assert (
+        parse_config(GOOD, tmp_path / "c.toml", db_override="sqlite://", env={}).database_url == "sqlite://"
+    )
+    assert parse_config(
+        GOOD, tmp_path / "c.toml", env={"OFFBOARD_AUDIT_DB": "postgresql+psycopg://x/y"}
+    ).database_url == ("postgresql+psycopg://x/y")
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    return info.value
+
+
+def test_unknown_source_type_names_key_and_line():
+    err = _error(GOOD.replace('type = "hr_json"', 'type = "workday"'))
+    assert err.key == "sources[1].type" and err.line == 16
+    assert "unknown source type 'workday'" in str(err) and "hr_csv" in str(err)
+
+
+def test_missing_required_key_is_named():
+    err = _error(GOOD.replace('type = "hr_json"\n', ""))
+    assert err.key == "sources[1].type" and "required" in str(err)
+
+
+def test_bad_duration_names_key_and_line():
+    err = _error(GOOD.replace('"4h"', '"four hours"'))
+    assert err.key == "policy.grace_period" and err.line == 5
+    assert "not a duration" in str(err)
+
+
+def test_unknown_keys_and_sections_are_rejected():
+    assert _error(GOOD.replace("max_revocations_per_run", "max_revocation")).key == "policy.max_revocation"
+    assert _error(GOOD + "\n[polcy]\nx = 1\n").key == "polcy"
+
+
+def test_out_of_range_share_and_bad_cron_are_rejected():
+    assert (
+        _error(GOOD.replace("[policy]\n", "[policy]\nmax_new_terminations = 5\n")).key
+        == "policy.max_new_terminations"
+    )
+    assert _error(GOOD + '\n[schedule]\naudit = "every 5 minutes"\n').key == "schedule.audit"
+
+
+def test_duplicate_source_names_are_rejected():
+    err = _error(GOOD.replace('name = "hr2"', 'name = "hr"'))
+    assert err.key == "sources[1].name" and "duplicate" in str(err)
+
+
+def test_invalid_toml_reports_its_line():
+    err = _error("[policy]\ngrace_period = \n")
+    assert err.line == 2
+
+
+def test_missing_file_suggests_demo(tmp_path: Path):
+    with pytest.raises(ConfigError, match="offboard-audit demo"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_durations():
+    assert parse_duration("1d12h") == timedelta(days=1, hours=12)
+    assert parse_duration("0h") == timedelta(0)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("2w") == timedelta(weeks=2)
+    for bad in ("", "5", "h", "5 parsecs", "1d-2h"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_locate_keys_understands_arrays_of_tables_and_subtables():
+    text = '[[sources]]\nname = "a"\n[sources.match]\nemail = ["mail"]\n[[sources]]\nname = "b"\n'
+    lines = locate_keys(text)
+    assert lines["sources[0].name"] == 2
+    assert lines["sources[0].match.email"] == 4
+    assert lines["sources[1].name"] == 6

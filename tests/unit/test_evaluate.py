@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from offboard_audit.evaluate import EvalPolicy, evaluate
+from offboard_audit.records import (
+    AccountKind,
+    CredentialKind,
+    Exemption,
+    FindingStatus,
+    Link,
+    PersonStatus,
+    Rule,
+    Severity,
+    finding_id,
+)
+from offboard_audit.storage.store import group_credentials
+from tests.support.fakes import T0, account, credential, leaver, person
+
+NOW = T0 + timedelta(days=30)
+
+
+def run(links, creds, **kw):
+    return evaluate(links, group_credentials(creds), NOW, **kw)
+
+
+def test_credential_used_after_termination_is_critical():
+    bob = leaver("E2", T0)
+    a = account("bob")
+    key = credential(a, "AKIA1", last_used_at=T0 + timedelta(days=3))
+    (f,) = run([Link(a, (bob,))], [key])
+    assert f.rule is Rule.USED_AFTER_TERMINATION and f.severity is Severity.CRITICAL
+    assert f.person == bob and f.credential == key
+
+
+def test_active_credential_unused_since_termination_is_high():
+    carol = leaver("E3", T0)
+    a = account("carol")
+    key = credential(a, "AKIA2", last_used_at=T0 - timedelta(days=3))
+    (f,) = run([Link(a, (carol,))], [key])
+    assert f.rule is Rule.CREDENTIAL_AFTER_TERMINATION and f.severity is Severity.HIGH
+
+
+def test_inactive_credentials_raise_nothing():
+    carol = leaver("E3", T0)
+    a = account("carol")
+    assert (
+        run([Link(a, (carol,))], [credential(a, "K", active=False, last_used_at=T0 + timedelta(days=1))])
+        == []
+    )
+
+
+def test_future_termination_is_not_yet_a_termination():
+    dave = person("E4", status=PersonStatus.TERMINATED, terminated_at=NOW + timedelta(days=1))
+    a = account("dave")
+    assert run([Link(a, (dave,))], [credential(a, "K")]) == []
+
+
+def test_active_people_raise_nothing():
+    alice = person("E1")
+    a = account("alice")
+    assert run([Link(a, (alice,))], [credential(a, "K", last_used_at=NOW)]) == []
+
+
+def test_grace_period_sets_due_date():
+    bob = leaver("E2", T0)
+    a = account("bob")
+    (f,) = run([Link(a, (bob,))], [credential(a, "K")], policy=EvalPolicy(grace_period=timedelta(hours=4)))
+    assert f.due_at == T0 + timedelta(hours=4)
+
+
+def test_finding_ids_are_stable_and_first_seen_is_carried():
+    bob = leaver("E2", T0)
+    a = account("bob")
+    k = credential(a, "K")
+    (first,) = run([Link(a, (bob,))], [k])
+    assert first.finding_id == finding_id(Rule.CREDENTIAL_AFTER_TERMINATION, "sys", "bob", "K")
+    earlier = T0 + timedelta(days=1)
+    (again,) = run([Link(a, (bob,))], [k], first_seen={first.finding_id: earlier})
+    assert again.finding_id == first.finding_id and again.first_seen == earlier
+
+
+def test_ambiguous_and_orphan_human_accounts():
+    h1, h2 = person("E8"), person("E9")
+    amb = account("heidi")
+    orphan = account("mallory")
+    svc = account("svc-deploy", kind=AccountKind.SERVICE)
+    disabled = account("old", enabled=False)
+    findings = run([Link(amb, (h1, h2)), Link(orphan, ()), Link(svc, ()), Link(disabled, ())], [])
+    assert {(f.rule, f.account.account_id) for f in findings} == {
+        (Rule.AMBIGUOUS_OWNER, "heidi"),
+        (Rule.ORPHAN_ACCOUNT, "mallory"),
+    }
+    assert all(f.due_at is None for f in findings)
+
+
+def test_orphan_rule_can_be_turned_off_and_protected_accounts_are_not_orphans():
+    orphan = account("mallory")
+    glass = account("uid=breakglass,ou=people", username="breakglass")
+    assert run([Link(orphan, ())], [], policy=EvalPolicy(orphan_accounts=False)) == []
+    findings = run([Link(glass, ())], [], policy=EvalPolicy(protected=("sys:uid=breakglass,*",)))
+    assert findings == []
+
+
+def test_active_exemption_marks_exempted_and_expired_one_does_not():
+    bob = leaver("E2", T0)
+    a = account("bob")
+    k = credential(a, "AKIA9")
+    active = Exemption("x1", "sys:bob:AKIA*", "legal hold", NOW + timedelta(days=1), "sec", T0)
+    expired = Exemption("x2", "sys:bob", "old", NOW - timedelta(seconds=1), "sec", T0)
+    (f,) = run([Link(a, (bob,))], [k], exemptions=[active])
+    assert f.status is FindingStatus.EXEMPTED and f.exemption_id == "x1"
+    (g,) = run([Link(a, (bob,))], [k], exemptions=[expired])
+    assert g.status is FindingStatus.OPEN and g.exemption_id is None
+
+
+def test_service_account_owned_by_a_leaver_is_flagged():
+    grace = leaver("E7", T0)
+    sa = account("ci-deployer", kind=AccountKind.SERVICE)
+    key = credential(sa, "keys/1", kind=CredentialKind.SERVICE_ACCOUNT_KEY, created_at=T0 + timedelta(days=2))
+    (f,) = run([Link(sa, (grace,))], [key])
+    assert f.rule is Rule.CREDENTIAL_AFTER_TERMINATION
+    assert run([Link(sa, (grace,))], [key], policy=EvalPolicy(service_accounts_owned=False)) == []
+
+
+def test_stale_scope_marks_findings_stale():
+    bob = leaver("E2", T0)
+    a = account("bob", scope="111")
+    (f,) = run([Link(a, (bob,))], [credential(a, "K")], stale_scopes=frozenset({("sys", "111")}))
+    assert f.stale
+
+
+def test_circuit_breaker_thresholds_and_baseline():
+    from dataclasses import replace as _replace
+
+    from offboard_audit.pipeline import circuit_breaker_reason
+
+    staff = [person(f"E{i}") for i in range(100)]
+    four = [
+        _replace(p, status=PersonStatus.TERMINATED, terminated_at=NOW) if i < 4 else p
+        for i, p in enumerate(staff)
+    ]
+    six = [
+        _replace(p, status=PersonStatus.TERMINATED, terminated_at=NOW) if i < 6 else p
+        for i, p in enumerate(staff)
+    ]
+    assert circuit_breaker_reason(staff, four, [], 0.05, NOW) is None
+    assert "6 of 100" in (circuit_breaker_reason(staff, six, [], 0.05, NOW) or "")
+    # People already gone in the last good read are not "new".
+    assert circuit_breaker_reason(six, six, [], 0.05, NOW) is None
+    # The first read is the baseline; an empty or failed read always trips.
+    assert circuit_breaker_reason([], six, [], 0.05, NOW) is None
+    assert circuit_breaker_reason(staff, [], [], 0.05, NOW) == "HR read returned nobody"
+    assert "hr" in (circuit_breaker_reason(staff, staff, ["hr"], 0.05, NOW) or "")

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from offboard_audit.matching import (
+    PeopleIndex,
+    match_account,
+    match_all,
+    usernames_for,
+    validate_username_rules,
+)
+from offboard_audit.protocols import MatchSpec
+from tests.support.fakes import account, person
+
+SPEC = MatchSpec(employee_id_attributes=("employeeNumber",), email_attributes=("mail",))
+RULES = ("alias", "email_local")
+
+
+def index(*people):
+    return PeopleIndex.build(people, RULES)
+
+
+def test_employee_id_beats_an_email_that_points_at_someone_else():
+    alice = person("E1", "alice@example.com")
+    bob = person("E2", "bob@example.com")
+    acct = account("a", attributes=(("employeeNumber", "E1"), ("mail", "bob@example.com")))
+    link = match_account(acct, SPEC, index(alice, bob))
+    assert link.person == alice
+    assert link.matched_by == "employee_id"
+
+
+def test_email_match_is_case_insensitive_and_trimmed():
+    alice = person("E1", "alice@example.com")
+    link = match_account(account("a", emails=("  Alice@EXAMPLE.com ",)), SPEC, index(alice))
+    assert link.person == alice
+
+
+def test_email_aliases_match():
+    carol = person("E3", "carol@example.com", aliases=("carol.g@corp.example.com",))
+    link = match_account(account("x", attributes=(("mail", "CAROL.G@corp.example.com"),)), SPEC, index(carol))
+    assert link.person == carol and link.matched_by == "email"
+
+
+def test_username_that_is_an_email_matches_by_email():
+    alice = person("E1", "alice@example.com")
+    assert match_account(account("alice@example.com"), SPEC, index(alice)).person == alice
+
+
+def test_username_rules_email_local_and_alias():
+    bob = person("E2", "bob@example.com", aliases=("bleaver",))
+    idx = index(bob)
+    assert match_account(account("u1", username="bob"), SPEC, idx).person == bob
+    assert match_account(account("u2", username="BLEAVER"), SPEC, idx).person == bob
+    assert match_account(account("u3", username="EXAMPLE\\bob"), SPEC, idx).person == bob
+
+
+def test_template_rules_derive_usernames_from_the_name():
+    p = person("E7", "x@example.com", name="Jane Q Doe")
+    assert usernames_for(p, ("{first}.{last}", "{first_initial}{last}")) == {"jane.doe", "jdoe"}
+
+
+def test_invalid_username_rule_is_reported():
+    assert validate_username_rules(["alias", "{first}.{surname}"]) != []
+    assert validate_username_rules(["alias", "email_local", "{first}.{last}"]) == []
+
+
+def test_two_people_sharing_an_alias_make_the_account_ambiguous():
+    h1 = person("E8", "heidi.smith@example.com", aliases=("heidi",))
+    h2 = person("E9", "heidi.jones@example.com", aliases=("heidi",))
+    link = match_account(account("heidi"), SPEC, index(h1, h2))
+    assert link.ambiguous and link.person is None
+    assert {p.employee_id for p in link.people} == {"E8", "E9"}
+
+
+def test_no_evidence_means_no_match():
+    link = match_account(account("mallory"), SPEC, index(person("E1", "alice@example.com")))
+    assert link.people == ()
+
+
+def test_filter_metacharacters_in_names_match_nothing_extra():
+    evil = person("E66", "*)(uid=*))(|(uid=*@example.com", aliases=("*",))
+    others = [account("alice"), account("bob"), account("*)(uid=*))(|(uid=*")]
+    links = match_all(others, {"sys": SPEC}, [evil], RULES)
+    matched = [link.account.account_id for link in links if link.people]
+    assert matched == ["*)(uid=*))(|(uid=*"]
+
+
+def test_match_all_scales_linearly_with_index_lookups():
+    people = [person(f"E{i}", f"user{i}@example.com") for i in range(5000)]
+    accounts = [account(f"user{i}") for i in range(5000)]
+    links = match_all(accounts, {}, people, RULES)
+    assert all(link.person is not None and link.person.employee_id == f"E{i}" for i, link in enumerate(links))
