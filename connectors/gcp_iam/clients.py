@@ -207,3 +207,20 @@ def build_activity_client(config: GcpConfig) -> ActivityClient:
     credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
     session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
     return ActivityClient(session, POLICY_ANALYZER_URL, config.timeout)
+
+
+def bounded_retry(timeout: float) -> Any:
+    """Retry transient errors (UNAVAILABLE, DEADLINE_EXCEEDED) within ``timeout`` seconds in all.
+
+    The libraries' default retries run for up to 60 s per call, whatever ``timeout`` says;
+    one slow project must not hold a whole scan that long.
+    """
+    from google.api_core import exceptions, retry
+
+    return retry.Retry(
+        initial=0.1,
+        maximum=min(5.0, timeout),
+        multiplier=1.3,
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable, exceptions.DeadlineExceeded),
+        timeout=timeout,
+    )

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from connectors.gcp_iam.clients import GcpClients, GcpConfig, build_clients
+from connectors.gcp_iam.clients import GcpClients, GcpConfig, bounded_retry, build_clients
 from connectors.gcp_iam.translate import (
     BindingRef,
     condition_key,
@@ -123,6 +123,7 @@ class GcpIamRevoker:
         self.config = config
         self._clients = clients
         self._lock = threading.Lock()
+        self._retry = bounded_retry(config.timeout)
         self._protected = tuple(p.lower() for p in (*config.protected_principals, *BUILTIN_PROTECTED))
 
     @property
@@ -213,6 +214,7 @@ class GcpIamRevoker:
     def _get_policy(self, project: str) -> Any:
         return self.clients.projects.get_iam_policy(
             request={"resource": f"projects/{project}", "options": {"requested_policy_version": 3}},
+            retry=self._retry,
             timeout=self.config.timeout,
         )
 
@@ -263,6 +265,7 @@ class GcpIamRevoker:
                 # The policy carries the etag just read: a concurrent writer makes this fail.
                 self.clients.projects.set_iam_policy(
                     request={"resource": f"projects/{ref.project}", "policy": policy},
+                    retry=self._retry,
                     timeout=self.config.timeout,
                 )
             except _conflict_errors():
@@ -336,7 +339,7 @@ class GcpIamRevoker:
 
         try:
             key = self.clients.iam.get_service_account_key(
-                request={"name": name}, timeout=self.config.timeout
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
             )
         except NotFound:
             return ResourceState(exists=False, active=False, data=(("name", name),))
@@ -353,9 +356,13 @@ class GcpIamRevoker:
         if before.active == enabled:
             return ActionResult(False, before, before, True, "already in the target state")
         if enabled:
-            self.clients.iam.enable_service_account_key(request={"name": name}, timeout=self.config.timeout)
+            self.clients.iam.enable_service_account_key(
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
+            )
         else:
-            self.clients.iam.disable_service_account_key(request={"name": name}, timeout=self.config.timeout)
+            self.clients.iam.disable_service_account_key(
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
+            )
         # Neither call returns the key: re-read it to know it worked.
         after = self._key_state(name)
         return ActionResult(True, before, after, verified=after.exists and after.active == enabled)
@@ -364,7 +371,9 @@ class GcpIamRevoker:
         before = self._key_state(name)
         if not before.exists:
             return ActionResult(False, before, before, True, "key not found: already deleted")
-        self.clients.iam.delete_service_account_key(request={"name": name}, timeout=self.config.timeout)
+        self.clients.iam.delete_service_account_key(
+            request={"name": name}, retry=self._retry, timeout=self.config.timeout
+        )
         after = self._key_state(name)
         return ActionResult(True, before, after, verified=not after.exists)
 
@@ -379,7 +388,9 @@ class GcpIamRevoker:
         from google.api_core.exceptions import NotFound
 
         try:
-            sa = self.clients.iam.get_service_account(request={"name": name}, timeout=self.config.timeout)
+            sa = self.clients.iam.get_service_account(
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
+            )
         except NotFound:
             return ResourceState(exists=False, active=False, data=(("name", name),))
         return ResourceState(
@@ -397,9 +408,13 @@ class GcpIamRevoker:
         if before.active == enabled:
             return ActionResult(False, before, before, True, "already in the target state")
         if enabled:
-            self.clients.iam.enable_service_account(request={"name": name}, timeout=self.config.timeout)
+            self.clients.iam.enable_service_account(
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
+            )
         else:
-            self.clients.iam.disable_service_account(request={"name": name}, timeout=self.config.timeout)
+            self.clients.iam.disable_service_account(
+                request={"name": name}, retry=self._retry, timeout=self.config.timeout
+            )
         after = self._sa_state(name)
         return ActionResult(True, before, after, verified=after.exists and after.active == enabled)
 

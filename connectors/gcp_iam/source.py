@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from connectors.gcp_iam.clients import ActivityQueryError, GcpClients, GcpConfig, build_clients
+from connectors.gcp_iam.clients import ActivityQueryError, GcpClients, GcpConfig, bounded_retry, build_clients
 from connectors.gcp_iam.translate import (
     SYSTEM,
     key_id_of,
@@ -94,6 +94,7 @@ class GcpIamSource:
         self._clients = clients
         self._clients_lock = threading.Lock()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._retry = bounded_retry(config.timeout)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -133,13 +134,15 @@ class GcpIamSource:
                     continue
                 seen.add(parent)
                 pager = clients.projects.search_projects(
-                    request={"query": f"parent:{parent} state:ACTIVE"}, timeout=self.config.timeout
+                    request={"query": f"parent:{parent} state:ACTIVE"},
+                    retry=self._retry,
+                    timeout=self.config.timeout,
                 )
                 found.extend(p.project_id for p in pager if p.state.name == "ACTIVE")
                 if clients.folders is None:
                     continue
                 folders = clients.folders.list_folders(
-                    request={"parent": parent}, timeout=self.config.timeout
+                    request={"parent": parent}, retry=self._retry, timeout=self.config.timeout
                 )
                 queue.extend(f.name for f in folders if f.state.name == "ACTIVE")
         except _api_errors() as exc:
@@ -216,6 +219,7 @@ class GcpIamSource:
         try:
             policy = clients.projects.get_iam_policy(
                 request={"resource": f"projects/{project}", "options": {"requested_policy_version": 3}},
+                retry=self._retry,
                 timeout=self.config.timeout,
             )
             accounts, credentials = translate_policy(
@@ -226,7 +230,9 @@ class GcpIamSource:
             step = "ListServiceAccounts"
             owners = self.config.owners or {}
             pager = clients.iam.list_service_accounts(
-                request={"name": f"projects/{project}", "page_size": 100}, timeout=self.config.timeout
+                request={"name": f"projects/{project}", "page_size": 100},
+                retry=self._retry,
+                timeout=self.config.timeout,
             )
             for sa in pager:
                 account, account_cred = translate_service_account(self.name, project, sa, owners, observed_at)
@@ -238,6 +244,7 @@ class GcpIamSource:
                         "name": sa.name,
                         "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
                     },
+                    retry=self._retry,
                     timeout=self.config.timeout,
                 )
                 result.accounts.append(account)
@@ -275,19 +282,43 @@ class GcpIamSource:
         ]
         if not services:
             return SourceData()
+        observed_at = self._clock()
+        by_project: dict[str, list[Account]] = {}
+        for account in services:
+            by_project.setdefault(account.scope, []).append(account)
+        workers = max(1, min(self.config.max_workers, len(by_project)))
+        out_accounts: list[Account] = []
+        out_credentials: list[Credential] = []
+        warnings: list[str] = []
+        # Projects in parallel, as in the bulk pass: the cost grows with the leavers' projects.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}-detail") as pool:
+            futures = [
+                pool.submit(self._detail_project, project, members, observed_at)
+                for project, members in by_project.items()
+            ]
+            for future in futures:
+                accounts_part, credentials_part, warnings_part = future.result()
+                out_accounts.extend(accounts_part)
+                out_credentials.extend(credentials_part)
+                warnings.extend(warnings_part)
+        return SourceData(
+            accounts=tuple(out_accounts),
+            credentials=tuple(out_credentials),
+            warnings=tuple(warnings),
+        )
+
+    def _detail_project(
+        self, project: str, services: Sequence[Account], observed_at: datetime
+    ) -> tuple[list[Account], list[Credential], list[str]]:
+        """Keys (re-read) and last authentication of some service accounts of one project."""
         from google.cloud import iam_admin_v1
 
         clients = self.clients
-        observed_at = self._clock()
         warnings: list[str] = []
-        key_auth: dict[str, dict[str, datetime]] = {}
-        sa_auth: dict[str, dict[str, datetime]] = {}
-        for project in _unique(a.scope for a in services):
-            key_auth[project], sa_auth[project] = self._activities(clients, project, warnings)
+        key_auth, sa_auth = self._activities(clients, project, warnings)
         out_accounts: list[Account] = []
         out_credentials: list[Credential] = []
         for account in services:
-            project = account.scope
             name = f"projects/{project}/serviceAccounts/{account.account_id}"
             try:
                 keys = clients.iam.list_service_account_keys(
@@ -295,6 +326,7 @@ class GcpIamSource:
                         "name": name,
                         "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
                     },
+                    retry=self._retry,
                     timeout=self.config.timeout,
                 )
             except _api_errors() as exc:
@@ -303,7 +335,7 @@ class GcpIamSource:
                 )
                 continue
             refs = [account.account_id.lower(), *account.attribute_values("unique_id")]
-            sa_last = max((sa_auth[project][r] for r in refs if r in sa_auth[project]), default=None)
+            sa_last = max((sa_auth[r] for r in refs if r in sa_auth), default=None)
             refined = replace(account, last_login_at=sa_last or account.last_login_at)
             out_accounts.append(refined)
             out_credentials.append(
@@ -326,15 +358,11 @@ class GcpIamSource:
                     account.account_id,
                     k,
                     observed_at,
-                    last_auth=key_auth[project].get(key_id_of(k.name)),
+                    last_auth=key_auth.get(key_id_of(k.name)),
                 )
                 for k in keys.keys
             )
-        return SourceData(
-            accounts=tuple(out_accounts),
-            credentials=tuple(out_credentials),
-            warnings=tuple(warnings),
-        )
+        return out_accounts, out_credentials, warnings
 
     def _activities(
         self, clients: GcpClients, project: str, warnings: list[str]

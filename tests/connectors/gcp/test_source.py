@@ -330,3 +330,17 @@ def test_injected_clients_are_used_instead_of_building_new_ones(
     )
     assert isinstance(source, GcpIamSource)
     assert any(a.account_id.startswith("ci-deployer@") for a in source.collect().accounts)
+
+
+def test_detail_leaves_out_an_account_whose_keys_cannot_be_re_read(
+    gcp_fake: FakeGcp, gcp_source: Callable[..., GcpIamSource]
+) -> None:
+    seed_acme(gcp_fake.state)
+    # UNAVAILABLE is retried, within the per-call timeout.
+    source = gcp_source(projects=["acme-prod"], key_last_auth=True, timeout=1.0)
+    ci = next(a for a in source.collect().accounts if a.account_id.startswith("ci-deployer@"))
+    gcp_fake.state.iam_failures["acme-prod"] = ("UNAVAILABLE", "backend unavailable")
+    detail = source.detail([ci])
+    # Nothing for the account means the core keeps its bulk credentials instead of losing them.
+    assert detail.accounts == () and detail.credentials == ()
+    assert any("cannot re-read keys of ci-deployer@" in w for w in detail.warnings)
