@@ -114,7 +114,7 @@ def run_shape(args: argparse.Namespace, bindings: int, detail: bool) -> dict[str
         fake.stop()
 
 
-def run_cli(args: argparse.Namespace) -> dict[str, float]:
+def run_cli(args: argparse.Namespace) -> dict[str, float | str]:
     fake = FakeGcp().start()
     try:
         seed(fake.state, args.projects, args.bindings, args.service_accounts, args.keys)
