@@ -20,6 +20,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent import futures
@@ -120,6 +121,10 @@ class GcpFakeState:
         self.activity_failures: dict[str, tuple[int, str]] = {}
         # project -> hooks run (one per setIamPolicy call, first in first out) before the etag check
         self.before_set_policy: dict[str, list[Callable[[FakeProject], None]]] = {}
+        # Seconds each REST call takes (simulated network latency) and the most calls seen in flight.
+        self.rest_latency = 0.0
+        self.rest_in_flight = 0
+        self.rest_max_in_flight = 0
         self._next_number = 100000000000
         self._next_id = 1
 
@@ -576,6 +581,18 @@ class FakeRestServer:
             raise _ApiError(_HTTP_STATUS.get(failure, 500), failure, f"injected failure on project {project}")
 
     def route(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.state.lock:
+            self.state.rest_in_flight += 1
+            self.state.rest_max_in_flight = max(self.state.rest_max_in_flight, self.state.rest_in_flight)
+        try:
+            if self.state.rest_latency:
+                time.sleep(self.state.rest_latency)
+            return self._route(method, path, body)
+        finally:
+            with self.state.lock:
+                self.state.rest_in_flight -= 1
+
+    def _route(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         parts = urlsplit(path)
         route = unquote(parts.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}

@@ -344,3 +344,14 @@ def test_detail_leaves_out_an_account_whose_keys_cannot_be_re_read(
     # Nothing for the account means the core keeps its bulk credentials instead of losing them.
     assert detail.accounts == () and detail.credentials == ()
     assert any("cannot re-read keys of ci-deployer@" in w for w in detail.warnings)
+
+
+def test_projects_are_scanned_concurrently_but_never_more_than_max_workers_at_once(
+    gcp_fake: FakeGcp, gcp_source: Callable[..., GcpIamSource]
+) -> None:
+    for i in range(12):
+        gcp_fake.state.add_project(f"proj-{i:02d}")
+    gcp_fake.state.rest_latency = 0.05  # each policy read takes a while, as over a real network
+    data = gcp_source(projects=[f"proj-{i:02d}" for i in range(12)], max_workers=3).collect()
+    assert len(data.scopes) == 12 and data.failed_scopes == ()
+    assert 1 < gcp_fake.state.rest_max_in_flight <= 3
