@@ -31,8 +31,12 @@ class MotoServer:
     """A moto server in this process, listening on 127.0.0.1 only."""
 
     def __init__(self) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        # werkzeug logs every request at INFO; thousands of lines would drown test and bench output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
