@@ -26,6 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+
 import boto3
 
 from offboard_audit.config import load_config
@@ -88,10 +90,8 @@ def naive(endpoint: str, calls: Counter[str]) -> int:
             for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
                 iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
                 keys += 1
-            try:
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
                 iam.get_login_profile(UserName=name)
-            except iam.exceptions.NoSuchEntityException:
-                pass
             iam.list_mfa_devices(UserName=name)
             iam.list_ssh_public_keys(UserName=name)
     return keys
