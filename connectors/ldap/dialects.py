@@ -33,12 +33,28 @@ def first(raw: RawAttrs, name: str) -> str | None:
     return values[0] if values else None
 
 
+class LowerAttrs(dict[str, Sequence[bytes]]):
+    """Raw attributes keyed by lower-case name: lookups are one dict access (20,000 entries
+    times ~20 attribute names add up), instead of a scan of the keys."""
+
+    @classmethod
+    def of(cls, raw: RawAttrs) -> LowerAttrs:
+        return cls((k.lower(), v) for k, v in raw.items() if v)
+
+
 def values_of(raw: RawAttrs, name: str) -> list[str]:
     lowered = name.lower()
-    for key, values in raw.items():
-        if key.lower() == lowered:
-            return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-    return []
+    found: Sequence[bytes] | None = None
+    if isinstance(raw, LowerAttrs):
+        found = raw.get(lowered)
+    else:
+        for key, values in raw.items():
+            if key.lower() == lowered:
+                found = values
+                break
+    if not found:
+        return []
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in found]
 
 
 def parse_generalized_time(text: str) -> datetime | None:
@@ -61,10 +77,18 @@ def parse_generalized_time(text: str) -> datetime | None:
     if "." in value or "," in value:
         value, _, frac = value.replace(",", ".").partition(".")
         fraction = float("0." + frac) if frac else 0.0
-    fmt = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H"}.get(len(value))
-    if fmt is None:
+    if len(value) not in (10, 12, 14) or not value.isdigit():
         raise ValueError(f"not a GeneralizedTime: {text!r}")
-    parsed = datetime.strptime(value, fmt).replace(tzinfo=tz)
+    # Slicing instead of strptime: this runs for every entry of a large directory.
+    parsed = datetime(
+        int(value[0:4]),
+        int(value[4:6]),
+        int(value[6:8]),
+        int(value[8:10]),
+        int(value[10:12] or 0),
+        int(value[12:14] or 0),
+        tzinfo=tz,
+    )
     return (parsed + timedelta(seconds=fraction)).astimezone(UTC)
 
 

@@ -176,6 +176,9 @@ def real_connector(settings: LdapSettings) -> Connector:
                 receive_timeout=max(1, math.ceil(settings.receive_timeout)),
                 auto_referrals=False,
                 raise_exceptions=False,
+                # Do not invent empty lists for asked-for attributes an entry lacks: at 20,000
+                # entries that bookkeeping costs more than decoding what the server sent.
+                return_empty_attributes=False,
                 read_only=False,
             )
             conn.open()

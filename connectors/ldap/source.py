@@ -26,7 +26,14 @@ import ldap3
 from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.conv import escape_filter_chars
 
-from connectors.ldap.dialects import HINT_ATTRIBUTES, RawAttrs, first, parse_generalized_time, values_of
+from connectors.ldap.dialects import (
+    HINT_ATTRIBUTES,
+    LowerAttrs,
+    RawAttrs,
+    first,
+    parse_generalized_time,
+    values_of,
+)
 from connectors.ldap.settings import Connector, LdapSettings
 from offboard_audit.errors import SourceError
 from offboard_audit.records import (
@@ -137,7 +144,7 @@ def paged_search(
         for item in conn.response or ():
             if item.get("type") == "searchResEntry":
                 count += 1
-                yield Entry(item["dn"], item["raw_attributes"])
+                yield Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))
         code = int(result.get("result", 0))
         if code in _TRUNCATED:
             raise ScopeReadError(
@@ -170,7 +177,7 @@ def read_entry(conn: Any, dn: str, attributes: Sequence[str]) -> Entry | None:
         raise ScopeReadError(f"read of {dn} failed: {conn.result.get('description')}")
     for item in conn.response or ():
         if item.get("type") == "searchResEntry":
-            return Entry(item["dn"], item["raw_attributes"])
+            return Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))
     return None
 
 
@@ -183,6 +190,16 @@ class LdapSource:
         self.settings = settings
         self.name = settings.name
         self._connect = connector
+        hints: dict[str, str] = {}
+        for n in (
+            *HINT_ATTRIBUTES,
+            *settings.employee_id_attributes,
+            *settings.email_attributes,
+            *settings.username_attributes,
+        ):
+            hints.setdefault(n.lower(), n)
+        self._hint_names = tuple(hints.values())
+        self._attributes = wanted_attributes(settings)
 
     # --- passes -----------------------------------------------------------------------
 
@@ -321,11 +338,8 @@ class LdapSource:
         if not username:
             username = d.username(raw, dn)
         emails = tuple(v for attr in s.email_attributes for v in values_of(raw, attr) if "@" in v)
-        hint_names: dict[str, str] = {}
-        for n in (*HINT_ATTRIBUTES, *s.employee_id_attributes, *s.email_attributes, *s.username_attributes):
-            hint_names.setdefault(n.lower(), n)
         attributes = tuple(
-            (canonical, v) for canonical in hint_names.values() for v in values_of(raw, canonical)
+            (canonical, v) for canonical in self._hint_names for v in values_of(raw, canonical)
         )
         created = _created(raw, d.name)
         account = Account(
@@ -398,7 +412,7 @@ class LdapSource:
     # --- helpers ------------------------------------------------------------------------
 
     def _attrs(self) -> list[str]:
-        return wanted_attributes(self.settings)
+        return list(self._attributes)
 
     def _open(self) -> Any:
         try:
@@ -412,11 +426,11 @@ class LdapSource:
                 return base
         return self.settings.base_dns[0]
 
-    def _group_index(self, conn: Any, extra_filter: str = "") -> dict[str, list[str]]:
+    def _group_index(self, conn: Any) -> dict[str, list[str]]:
         """member DN (normalized) or "uid:<memberUid>" -> group DNs, from group entries."""
         s = self.settings
         assert s.group_base_dn is not None
-        flt = f"(&{s.group_filter}{extra_filter})" if extra_filter else s.group_filter
+        flt = s.group_filter
         index: dict[str, list[str]] = {}
         for g in paged_search(
             conn, s.group_base_dn, flt, ["member", "uniqueMember", "memberUid"], s.page_size
@@ -435,7 +449,13 @@ class LdapSource:
         parts = [f"(member={dn})", f"(uniqueMember={dn})"]
         if uid:
             parts.append(f"(memberUid={escape_filter_chars(uid)})")
-        return self._group_index(conn, "(|" + "".join(parts) + ")")
+        s = self.settings
+        assert s.group_base_dn is not None
+        flt = f"(&{s.group_filter}(|{''.join(parts)}))"
+        # The filter already proves membership: ask for no attributes ("1.1"), or every match
+        # would drag all of a big group's member values over the wire.
+        found = [g.dn for g in paged_search(conn, s.group_base_dn, flt, [ldap3.NO_ATTRIBUTES], s.page_size)]
+        return {normalize_dn(entry.dn): found}
 
 
 def person_filter(settings: LdapSettings, person: Person) -> str | None:
