@@ -13,14 +13,21 @@ from typing import Any
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.slapd import AUDITOR_DN, AUDITOR_PASSWORD, GROUPS_DN, PEOPLE_DN, SlapdServer
+from tests.support.slapd import (
+    AUDITOR_DN,
+    AUDITOR_PASSWORD,
+    GROUPS_DN,
+    PEOPLE_DN,
+    SlapdServer,
+    make_tls_files,
+)
 
 pytestmark = pytest.mark.slapd
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def write_config(tmp_path: Path, url: str, terminated_at: datetime) -> Path:
+def write_config(tmp_path: Path, url: str, terminated_at: datetime, extra: str = "") -> Path:
     (tmp_path / "hr.csv").write_text(
         "employee_id,email,name,status,termination_date,aliases\n"
         "E501,dora@example.com,Dora Active,active,,dora\n"
@@ -49,6 +56,7 @@ base_dn = "{PEOPLE_DN}"
 group_base_dn = "{GROUPS_DN}"
 dialect = "openldap"
 connect_timeout = 3
+{extra}
 """,
         encoding="utf-8",
     )
@@ -106,17 +114,23 @@ def test_cli_audit_reports_use_after_termination_from_a_real_bind(slapd: SlapdSe
     assert report["summary"]["critical"] >= 1
 
 
-@pytest.mark.parametrize("failure", ["server down", "wrong password"])
+@pytest.mark.parametrize("failure", ["server down", "wrong password", "untrusted certificate"])
 def test_cli_audit_exits_3_when_the_directory_cannot_be_read(
     slapd: SlapdServer, tmp_path: Path, failure: str
 ) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}" if failure == "server down" else slapd.url
-    password = "Wr0ng-Pass-7731" if failure == "wrong password" else AUDITOR_PASSWORD
-    config = write_config(tmp_path, url, datetime.now(UTC) - timedelta(days=10))
+    url, password, extra = slapd.url, AUDITOR_PASSWORD, ""
+    expected = "invalidCredentials"
+    if failure == "server down":
+        url, expected = f"ldap://127.0.0.1:{free_port()}", "cannot connect"
+    elif failure == "wrong password":
+        password = "Wr0ng-Pass-7731"
+    else:
+        other_ca, _, _ = make_tls_files(tmp_path)
+        url, extra, expected = slapd.ldaps_url, f'ca_file = "{other_ca}"', "CERTIFICATE_VERIFY_FAILED"
+    config = write_config(tmp_path, url, datetime.now(UTC) - timedelta(days=10), extra)
     code, report, stderr = run_audit(config, password)
     assert code == 3, stderr
     run = ldap_run(report)
     assert run["status"] == "failed"
-    expected = "cannot connect" if failure == "server down" else "invalidCredentials"
     assert expected in run["error"]
     assert "Wr0ng-Pass-7731" not in json.dumps(report) + stderr

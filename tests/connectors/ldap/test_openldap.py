@@ -324,6 +324,22 @@ def test_server_down_is_a_source_error_naming_the_url() -> None:
     assert url in str(err.value)
 
 
+def test_a_server_that_never_answers_fails_after_the_receive_timeout() -> None:
+    import socket
+    import time
+
+    # Listening but never answering: the kernel completes the TCP handshake, then silence.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+        src = source(AUDITOR_PASSWORD, url=url, bind_dn=AUDITOR_DN, base_dn=PEOPLE_DN, receive_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="cannot connect"):
+            src.collect()
+        assert time.monotonic() - started < 10
+
+
 def test_wrong_password_is_a_source_error_without_the_password(slapd: SlapdServer) -> None:
     src = source("not-the-password", url=slapd.url, bind_dn=AUDITOR_DN, base_dn=PEOPLE_DN)
     with pytest.raises(SourceError, match="invalidCredentials") as err:
