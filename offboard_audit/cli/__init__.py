@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import sys
 
-import click
+from typer import Abort, Exit
+
+try:  # Typer 0.2x vendors Click; older Typer raises the click package's exceptions.
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[assignment]
 
 from offboard_audit.cli import audit as _audit  # noqa: F401  (registers commands)
 from offboard_audit.cli.app import EXIT_USAGE, app, err
@@ -31,12 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: maps errors to the exit codes promised in design.md."""
     try:
         rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
+    except Abort:
         err.print("aborted")
         sys.exit(130)
     except ConfigError as exc:

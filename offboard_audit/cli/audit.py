@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from offboard_audit import output
@@ -192,7 +191,7 @@ def _permissions_table(config: Config) -> Table:
         table.add_column(col)
     for s in config.sources:
         actions = "\n".join(
-            f"{a.name} [{a.stage.value}{'' if a.reversible else ', irreversible'}]: {', '.join(a.permissions)}"
+            f"{a.name} ({a.stage.value}{'' if a.reversible else ', irreversible'}): {', '.join(a.permissions)}"
             for a in s.plugin.revoker_actions.values()
         )
         table.add_row(s.name, s.type, "\n".join(s.plugin.read_permissions) or "-", actions or "-")
@@ -210,7 +209,7 @@ def config_check(ctx: typer.Context) -> int:
     sctx = source_context(config)
     for s in config.sources:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
-    console = Console()
+    console = output.console()
     console.print(
         f"[green]ok[/]: {config.path} ({len(config.sources)} sources, database {config.database_url})"
     )

@@ -1,0 +1,148 @@
+"""The CLI as a user runs it: a subprocess, a config file, exit codes and output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HR = "employee_id,email,name,status,termination_date,aliases\nE1,alice@example.com,Alice,active,,\nE2,bob@example.com,Bob,terminated,2026-01-01,\n"
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_AUDIT")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "offboard_audit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def write_config(tmp_path: Path, extra: str = "", hr: str = HR) -> Path:
+    (tmp_path / "hr.csv").write_text(hr)
+    cfg = tmp_path / "offboard-audit.toml"
+    cfg.write_text(f'[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n{extra}')
+    return cfg
+
+
+def test_demo_needs_no_config_and_finds_critical_and_high(tmp_path: Path):
+    proc = cli("demo", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"run", "findings", "summary"}
+    assert {s["status"] for s in doc["run"]["sources"]} == {"ok"}
+    assert {s["system"] for s in doc["run"]["sources"]} >= {"hr", "ldap", "aws_iam", "gcp_iam"}
+    rules = {(f["rule"], f["severity"]) for f in doc["findings"]}
+    assert ("used-after-termination", "critical") in rules
+    assert ("credential-after-termination", "high") in rules
+    assert doc["summary"]["critical"] >= 1 and doc["summary"]["high"] >= 1
+    bob = [f for f in doc["findings"] if f["person"] and f["person"]["employee_id"] == "E1002"]
+    assert bob and all(f["person"]["terminated_at"].endswith("+00:00") for f in bob)
+    # Nobody who is active, on leave, rehired or only future-dated shows up as a leaver.
+    leavers = {f["person"]["employee_id"] for f in doc["findings"] if f["person"]}
+    assert leavers <= {"E1002", "E1003", "E1007"}
+    assert not list(tmp_path.iterdir()), "the demo must not write into the working directory"
+
+
+def test_demo_csv_has_a_header_and_a_row_per_finding(tmp_path: Path):
+    proc = cli("demo", "--format", "csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert rows and {"id", "rule", "severity", "credential_id", "employee_id"} <= set(rows[0])
+
+
+def test_audit_hr_only_is_clean_exit_0_and_stores_the_run(tmp_path: Path):
+    write_config(tmp_path)
+    proc = cli("audit", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["findings"] == [] and doc["run"]["sources"][0]["counts"]["people"] == 2
+    assert (tmp_path / "offboard-audit.db").exists()
+    again = cli("findings", "--format", "json", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["findings"] == []
+
+
+def test_output_file_and_table_format(tmp_path: Path):
+    write_config(tmp_path)
+    proc = cli("audit", "--output", str(tmp_path / "report.txt"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "report.txt").read_text()
+    assert "sources" in text and "no findings" in text
+
+
+def test_unreadable_hr_file_is_a_failed_source_exit_3(tmp_path: Path):
+    write_config(tmp_path)
+    (tmp_path / "hr.csv").unlink()
+    proc = cli("audit", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    (hr,) = json.loads(proc.stdout)["run"]["sources"]
+    assert hr["status"] == "failed" and "cannot read HR file" in hr["error"]
+
+
+def test_bad_hr_rows_mark_the_run_degraded_but_keep_the_good_rows(tmp_path: Path):
+    write_config(tmp_path, hr=HR + "E3,,Nobody,retired,,\n")
+    proc = cli("audit", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (hr,) = json.loads(proc.stdout)["run"]["sources"]
+    assert hr["status"] == "degraded" and hr["counts"] == {"people": 2, "bad_rows": 1}
+    assert "line 4" in hr["warnings"][0]
+
+
+def test_missing_hr_column_is_a_usage_error_exit_2_naming_the_column(tmp_path: Path):
+    write_config(tmp_path, hr="employee_id,email,name,status\nE1,a@x.com,A,active\n")
+    proc = cli("audit", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "termination_date" in proc.stderr
+
+
+def test_config_errors_exit_2_with_key_and_line(tmp_path: Path):
+    write_config(tmp_path, extra='\n[policy]\ngrace_period = "soon"\n')
+    proc = cli("audit", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "policy.grace_period" in proc.stderr and "line 7" in proc.stderr
+
+
+def test_unknown_source_type_exit_2(tmp_path: Path):
+    write_config(tmp_path, extra='\n[[sources]]\nname = "x"\ntype = "okta"\n')
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 2 and "sources[1].type" in proc.stderr and "okta" in proc.stderr
+
+
+def test_missing_config_file_exit_2_and_points_to_the_demo(tmp_path: Path):
+    proc = cli("audit", cwd=tmp_path)
+    assert proc.returncode == 2 and "offboard-audit demo" in proc.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path):
+    write_config(tmp_path)
+    assert cli("audit", "--format", "xml", cwd=tmp_path).returncode == 2
+    assert cli("audit", "--fail-on", "severe", cwd=tmp_path).returncode == 2
+    assert cli("audit", "--source", "nope", cwd=tmp_path).returncode == 2
+    assert cli("no-such-command", cwd=tmp_path).returncode == 2
+
+
+def test_config_env_var_and_db_flag_are_honoured(tmp_path: Path):
+    cfg = write_config(tmp_path / "etc" if (tmp_path / "etc").mkdir() is None else tmp_path)
+    db = tmp_path / "elsewhere.db"
+    proc = cli("--db", f"sqlite:///{db}", "audit", cwd=tmp_path, env={"OFFBOARD_AUDIT_CONFIG": str(cfg)})
+    assert proc.returncode == 0, proc.stderr
+    assert db.exists()
+
+
+def test_config_check_prints_permissions_of_every_source(tmp_path: Path):
+    write_config(
+        tmp_path,
+        extra='\n[[sources]]\nname = "aws-main"\ntype = "aws_iam"\nregion = "us-east-1"\n',
+    )
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "iam:GenerateCredentialReport" in proc.stdout
+    assert "iam:UpdateAccessKey" in proc.stdout

@@ -1,0 +1,64 @@
+"""The models and the Alembic migrations describe the same schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+import offboard_audit.storage.models  # noqa: F401
+from offboard_audit.storage.migrate import current_revision, head_revision
+from offboard_audit.storage.store import Store
+
+# Tables owned by libraries, not by our models (APScheduler's SQLAlchemy job store).
+FOREIGN_TABLES = {"apscheduler_jobs", "alembic_version"}
+
+
+def _include(obj, name, type_, reflected, compare_to) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
+def _diff(url: str) -> list:
+    store = Store.open(url)
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"include_object": _include, "compare_type": True})
+        return compare_metadata(ctx, SQLModel.metadata)
+
+
+def test_models_and_migrations_agree_on_sqlite(tmp_path: Path):
+    assert _diff(f"sqlite:///{tmp_path / 'm.db'}") == []
+
+
+@pytest.mark.postgres
+def test_models_and_migrations_agree_on_postgres(postgres_url: str):
+    assert _diff(postgres_url) == []
+
+
+def test_migration_history_has_a_single_head():
+    from alembic.script import ScriptDirectory
+
+    from offboard_audit.storage.migrate import alembic_config
+
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+
+
+def test_db_upgrade_command_creates_the_schema_and_is_repeatable(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "offboard_audit", "--db", url, "db", "upgrade"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"(head {head_revision()})" in proc.stderr
+    store = Store.open(url, upgrade=False)
+    assert current_revision(store.engine) == head_revision()
+    assert {"runs", "findings", "audit_events", "actions"} <= set(inspect(store.engine).get_table_names())
