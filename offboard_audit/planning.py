@@ -1,0 +1,556 @@
+"""Revocation planning. Pure: findings + revoker ActionDefs + policy + history + ``now`` -> Plan.
+
+No I/O here. The revocation engine loads the inputs (stored findings, the actions already
+taken, exemptions) and hands them in; the same inputs always give the same plan.
+
+Rules (design.md, issue 6):
+
+* Only findings that are ``open`` and past ``due_at`` get ``disable`` actions.
+* ``delete`` actions come only when ``policy.delete_after`` is set, and only once the
+  credential has been disabled (by an applied action) for at least that long. A credential
+  kind that has no disable action counts the window from the finding's due time.
+* ``ambiguous-owner`` and ``orphan-account`` findings are listed, never planned.
+* Protected accounts (``policy.protected``) and exempted credentials are listed, never
+  planned, even when asked for by finding id.
+* An action already applied (``applied``/``noop``) after the credential was last seen
+  active is not planned again; one whose credential showed up active again afterwards is.
+* Actions are ordered per person, then system and source, then stage (disable before
+  delete), then credential kind (the login itself first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from offboard_audit import selectors
+from offboard_audit.config import PolicyConfig
+from offboard_audit.records import (
+    Account,
+    ActionDef,
+    ActionTarget,
+    Credential,
+    CredentialKind,
+    Exemption,
+    Finding,
+    FindingStatus,
+    ResourceState,
+    Rule,
+    Stage,
+    require_aware,
+)
+
+PLAN_FORMAT = "offboard-audit-plan/1"
+
+# Action statuses stored in the ``actions`` table.
+PLANNED = "planned"
+INTENT = "intent"  # written before the change; an intent left behind means the process died
+APPLIED = "applied"  # the change was made and verified by re-reading
+NOOP = "noop"  # the object was already in the target state
+FAILED = "failed"  # API error or not verified; the finding stays open and is retried
+UNDONE = "undone"  # a later undo restored the prior state
+SKIPPED = "skipped"
+# Statuses of undo rows (rows with ``undo_of`` set).
+RESTORED = "restored"
+UNCHANGED = "unchanged"
+
+DONE_STATUSES = frozenset({APPLIED, NOOP})
+NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
+
+_STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1}
+_KIND_ORDER = {kind: i for i, kind in enumerate(CredentialKind)}
+
+
+def state_to_json(state: ResourceState | None) -> str | None:
+    """ResourceState as JSON text (what the audit log and the action row keep)."""
+    if state is None:
+        return None
+    return json.dumps({"exists": state.exists, "active": state.active, "data": [list(x) for x in state.data]})
+
+
+def state_from_json(text: str | None) -> ResourceState | None:
+    if text is None:
+        return None
+    raw = json.loads(text)
+    return ResourceState(
+        exists=bool(raw["exists"]),
+        active=bool(raw["active"]),
+        data=tuple((str(k), str(v)) for k, v in raw.get("data", [])),
+    )
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One stored action (a revocation attempt or an undo), as history for planning and undo."""
+
+    action_id: str
+    plan_id: str
+    finding_id: str | None
+    source: str
+    system: str
+    scope: str
+    account_id: str
+    username: str
+    credential_id: str
+    credential_kind: CredentialKind
+    detail: str
+    action: str
+    stage: Stage
+    reversible: bool
+    person: str | None
+    status: str
+    error: str | None
+    prior_state: ResourceState | None
+    result_state: ResourceState | None
+    actor: str
+    undo_of: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def __post_init__(self) -> None:
+        require_aware(self.created_at, "ActionRecord.created_at")
+        require_aware(self.updated_at, "ActionRecord.updated_at")
+
+    @property
+    def target(self) -> ActionTarget:
+        return ActionTarget(
+            source=self.source,
+            system=self.system,
+            account_id=self.account_id,
+            username=self.username,
+            credential_id=self.credential_id,
+            credential_kind=self.credential_kind,
+            detail=self.detail,
+            scope=self.scope,
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.finding_id}:{self.action}"
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action the plan would apply: what it changes, whether it is reversible, what it needs."""
+
+    finding_id: str
+    rule: Rule
+    severity: str
+    person: str | None
+    person_name: str
+    terminated_at: datetime | None
+    source: str
+    system: str
+    scope: str
+    account_id: str
+    username: str
+    credential_id: str
+    credential_kind: CredentialKind
+    detail: str
+    action: str
+    stage: Stage
+    reversible: bool
+    permissions: tuple[str, ...]
+    description: str
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity of the action across runs: the same finding and action name."""
+        return f"{self.finding_id}:{self.action}"
+
+    @property
+    def target(self) -> ActionTarget:
+        return ActionTarget(
+            source=self.source,
+            system=self.system,
+            account_id=self.account_id,
+            username=self.username,
+            credential_id=self.credential_id,
+            credential_kind=self.credential_kind,
+            detail=self.detail,
+            scope=self.scope,
+        )
+
+    def account(self) -> Account:
+        return Account(
+            source=self.source,
+            system=self.system,
+            account_id=self.account_id,
+            username=self.username,
+            enabled=True,
+            scope=self.scope,
+        )
+
+    def credential(self) -> Credential:
+        return Credential(
+            source=self.source,
+            account_id=self.account_id,
+            credential_id=self.credential_id,
+            kind=self.credential_kind,
+            active=True,
+            detail=self.detail,
+            scope=self.scope,
+        )
+
+
+@dataclass(frozen=True)
+class HeldFinding:
+    """A finding the plan lists but does not act on, with the reason."""
+
+    finding_id: str
+    rule: Rule
+    source: str
+    username: str
+    credential_id: str | None
+    person: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered actions for the given findings, plus what was held back and why.
+
+    ``fingerprint`` summarises the findings the plan was made from: a plan file whose
+    fingerprint no longer matches the stored findings is stale. ``done`` lists the keys of
+    actions skipped because they were already applied.
+    """
+
+    created_at: datetime
+    fingerprint: str
+    actions: tuple[PlannedAction, ...]
+    held: tuple[HeldFinding, ...] = ()
+    done: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        require_aware(self.created_at, "Plan.created_at")
+
+    @property
+    def plan_id(self) -> str:
+        raw = "\n".join([self.fingerprint, *(a.key for a in self.actions)])
+        return "p-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+
+    def only(self, keys: Collection[str]) -> Plan:
+        """The same plan restricted to the given action keys (order kept)."""
+        wanted = set(keys)
+        return replace(self, actions=tuple(a for a in self.actions if a.key in wanted))
+
+
+def findings_fingerprint(findings: Iterable[Finding]) -> str:
+    """A digest of what a plan depends on in the findings (ids, status, due time, exemption)."""
+    lines = sorted(
+        "|".join(
+            (
+                f.finding_id,
+                f.status.value,
+                f.due_at.isoformat() if f.due_at else "",
+                f.exemption_id or "",
+                "stale" if f.stale else "",
+                f.credential.credential_id if f.credential else "",
+            )
+        )
+        for f in findings
+        if f.status in (FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED)
+    )
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _active_exemption(
+    exemptions: Sequence[Exemption], account: Account, credential: Credential | None, now: datetime
+) -> Exemption | None:
+    for ex in exemptions:
+        if ex.active(now) and selectors.matches(ex.selector, account, credential):
+            return ex
+    return None
+
+
+def _sort_key(a: PlannedAction) -> tuple[Any, ...]:
+    return (
+        a.person is None,
+        a.person or "",
+        a.system,
+        a.source,
+        _STAGE_ORDER[a.stage],
+        _KIND_ORDER[a.credential_kind],
+        a.username,
+        a.credential_id,
+        a.action,
+    )
+
+
+def build_plan(
+    findings: Sequence[Finding],
+    action_defs: Mapping[str, Mapping[str, ActionDef]],
+    policy: PolicyConfig,
+    now: datetime,
+    *,
+    history: Sequence[ActionRecord] = (),
+    observed_at: Mapping[str, datetime] | None = None,
+    exemptions: Sequence[Exemption] = (),
+    finding_ids: Collection[str] = (),
+    person: str | None = None,
+) -> Plan:
+    """Plan the revocations for ``findings``.
+
+    ``action_defs`` maps a source name to its revoker's declared actions (sources without a
+    revoker are absent). ``history`` holds the actions stored so far; ``observed_at`` gives,
+    per finding id, when its credential was last seen active (an action applied before that
+    moment did not stick and is planned again). ``finding_ids`` and ``person`` narrow the
+    plan; they never widen what safety allows.
+    """
+    require_aware(now, "now")
+    observed = observed_at or {}
+    by_key: dict[str, list[ActionRecord]] = {}
+    pending: dict[str, list[ActionRecord]] = {}
+    for rec in history:
+        if rec.undo_of is not None or rec.finding_id is None:
+            continue
+        by_key.setdefault(rec.key, []).append(rec)
+        if rec.status == INTENT:
+            pending.setdefault(rec.finding_id, []).append(rec)
+
+    wanted = set(finding_ids)
+    actions: list[PlannedAction] = []
+    held: list[HeldFinding] = []
+    done: list[str] = []
+
+    def hold(f: Finding, reason: str) -> None:
+        held.append(
+            HeldFinding(
+                finding_id=f.finding_id,
+                rule=f.rule,
+                source=f.source,
+                username=f.account.username,
+                credential_id=f.credential.credential_id if f.credential else None,
+                person=f.person.employee_id if f.person else None,
+                reason=reason,
+            )
+        )
+
+    for f in findings:
+        if wanted and f.finding_id not in wanted:
+            continue
+        if person is not None and (f.person is None or f.person.employee_id != person):
+            continue
+        if f.status not in (FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED):
+            continue
+        is_open = f.status is FindingStatus.OPEN
+        # Revoked findings only matter for the delete stage; the rest is listed for open ones.
+        listed = f.status is not FindingStatus.REVOKED
+        if f.rule in NEVER_PLANNED_RULES:
+            if listed:
+                hold(f, f"{f.rule.value}: never revoked automatically; resolve the owner by hand")
+            continue
+        cred = f.credential
+        if cred is None:
+            if listed:
+                hold(f, "no credential to act on")
+            continue
+        protected = selectors.first_match(policy.protected, f.account, cred)
+        if protected is not None:
+            if listed:
+                hold(f, f"protected by policy.protected {protected!r}: never touched")
+            continue
+        exemption = _active_exemption(exemptions, f.account, cred, now)
+        if f.status is FindingStatus.EXEMPTED or exemption is not None:
+            if exemption is not None:
+                why = f"exempted by {exemption.exemption_id} until {exemption.until.isoformat()}: {exemption.reason}"
+            else:
+                why = f"exempted by {f.exemption_id} (as of the last audit)"
+            hold(f, why)
+            continue
+        if f.stale:
+            if listed:
+                hold(f, "data is stale (its source failed in the last audit): re-run the audit")
+            continue
+        if f.finding_id in pending:
+            ids = ", ".join(r.action_id for r in pending[f.finding_id])
+            hold(f, f"outcome of earlier action {ids} is unknown (its target could not be re-read)")
+            continue
+        defs = action_defs.get(f.source)
+        if defs is None:
+            if listed:
+                hold(f, f"source {f.source!r} has no revoker")
+            continue
+        kind_defs = sorted(
+            (d for d in defs.values() if d.credential_kind is cred.kind),
+            key=lambda d: (_STAGE_ORDER[d.stage], d.name),
+        )
+        if not kind_defs:
+            if listed:
+                hold(f, f"{f.source} has no action for {cred.kind.value} credentials")
+            continue
+
+        def make(d: ActionDef, note: str = "", f: Finding = f, cred: Credential = cred) -> PlannedAction:
+            p = f.person
+            return PlannedAction(
+                finding_id=f.finding_id,
+                rule=f.rule,
+                severity=f.severity.value,
+                person=p.employee_id if p else None,
+                person_name=p.name if p else "",
+                terminated_at=p.terminated_at if p else None,
+                source=f.source,
+                system=f.system,
+                scope=f.account.scope or cred.scope,
+                account_id=f.account.account_id,
+                username=f.account.username,
+                credential_id=cred.credential_id,
+                credential_kind=cred.kind,
+                detail=cred.detail,
+                action=d.name,
+                stage=d.stage,
+                reversible=d.reversible,
+                permissions=d.permissions,
+                description=d.description,
+                note=note,
+            )
+
+        disable_defs = [d for d in kind_defs if d.stage is Stage.DISABLE]
+        disabled_at: datetime | None = None
+        for d in disable_defs:
+            recs = [r for r in by_key.get(f"{f.finding_id}:{d.name}", []) if r.status in DONE_STATUSES]
+            last = max((r.updated_at for r in recs), default=None)
+            if last is not None:
+                disabled_at = last if disabled_at is None else max(disabled_at, last)
+            if not is_open:
+                continue
+            if f.due_at is None or f.due_at > now:
+                due = f.due_at.isoformat() if f.due_at else "never"
+                hold(f, f"not due yet (grace period ends {due})")
+                break
+            seen = observed.get(f.finding_id)
+            if last is not None and (seen is None or last >= seen):
+                done.append(f"{f.finding_id}:{d.name}")
+                continue
+            note = ""
+            if last is not None:
+                note = f"revoked at {last.isoformat()} but seen active again since"
+            actions.append(make(d, note))
+
+        if policy.delete_after is None:
+            continue
+        for d in kind_defs:
+            if d.stage is not Stage.DELETE:
+                continue
+            recs = by_key.get(f"{f.finding_id}:{d.name}", [])
+            if any(r.status in DONE_STATUSES for r in recs):
+                done.append(f"{f.finding_id}:{d.name}")
+                continue
+            if disable_defs:
+                if disabled_at is None:
+                    continue  # disable first; deleting comes after the retention window
+                start = disabled_at
+            else:
+                if f.due_at is None:
+                    continue
+                start = f.due_at
+            if start + policy.delete_after > now:
+                hold(f, f"delete stage ({d.name}) waits until {(start + policy.delete_after).isoformat()}")
+                continue
+            actions.append(make(d))
+
+    actions.sort(key=_sort_key)
+    return Plan(
+        created_at=now,
+        fingerprint=findings_fingerprint(findings),
+        actions=tuple(actions),
+        held=tuple(held),
+        done=tuple(done),
+    )
+
+
+# --- plan files ----------------------------------------------------------------------------
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def action_json(a: PlannedAction) -> dict[str, Any]:
+    return {
+        "key": a.key,
+        "finding_id": a.finding_id,
+        "rule": a.rule.value,
+        "severity": a.severity,
+        "person": {"employee_id": a.person, "name": a.person_name, "terminated_at": _iso(a.terminated_at)}
+        if a.person
+        else None,
+        "source": a.source,
+        "system": a.system,
+        "scope": a.scope or None,
+        "account": {"id": a.account_id, "name": a.username},
+        "credential": {"id": a.credential_id, "kind": a.credential_kind.value, "detail": a.detail or None},
+        "action": a.action,
+        "stage": a.stage.value,
+        "reversible": a.reversible,
+        "permissions": list(a.permissions),
+        "description": a.description,
+        "note": a.note or None,
+    }
+
+
+def held_json(h: HeldFinding) -> dict[str, Any]:
+    return {
+        "finding_id": h.finding_id,
+        "rule": h.rule.value,
+        "source": h.source,
+        "account": h.username,
+        "credential_id": h.credential_id,
+        "person": h.person,
+        "reason": h.reason,
+    }
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as one JSON object; ``checksum`` covers everything else in it."""
+    body: dict[str, Any] = {
+        "format": PLAN_FORMAT,
+        "plan_id": plan.plan_id,
+        "created_at": plan.created_at.isoformat(),
+        "findings_fingerprint": plan.fingerprint,
+        "actions": [action_json(a) for a in plan.actions],
+        "held": [held_json(h) for h in plan.held],
+        "already_done": list(plan.done),
+    }
+    body["checksum"] = plan_checksum(body)
+    return body
+
+
+def plan_checksum(body: Mapping[str, Any]) -> str:
+    content = {k: v for k, v in body.items() if k != "checksum"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class PlanFileError(ValueError):
+    """A plan file that must not be used: edited, malformed or of another format."""
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """What ``revoke --plan`` needs from a plan file: its fingerprint and action keys."""
+
+    plan_id: str
+    created_at: datetime
+    fingerprint: str
+    keys: tuple[str, ...]
+
+
+def read_plan_json(body: Any) -> PlanFile:
+    """Check a parsed plan file (format, checksum) and extract what revoke uses."""
+    if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT:
+        raise PlanFileError(f"not an offboard-audit plan file (expected format {PLAN_FORMAT!r})")
+    checksum = body.get("checksum")
+    if not isinstance(checksum, str) or checksum != plan_checksum(body):
+        raise PlanFileError("checksum mismatch: the plan file was edited after it was made")
+    try:
+        keys = tuple(str(a["key"]) for a in body["actions"])
+        created = datetime.fromisoformat(str(body["created_at"]))
+        return PlanFile(str(body["plan_id"]), created, str(body["findings_fingerprint"]), keys)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(f"malformed plan file: {exc}") from None
