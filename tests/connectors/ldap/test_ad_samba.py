@@ -126,3 +126,23 @@ def test_ad_revoker_refuses_the_built_in_administrator(samba: SambaDC) -> None:
     with pytest.raises(RevokeError, match="built-in"):
         rev.apply(LOCK, target_for(admin))  # type: ignore[attr-defined]
     assert bind_error(samba, samba.admin_upn, ADMIN_PASSWORD) is None
+
+
+def test_core_matcher_links_ad_accounts_by_employee_id_upn_and_sam_account_name(samba: SambaDC) -> None:
+    from connectors.ldap import PLUGIN
+    from offboard_audit.matching import match_all
+
+    by_id = samba.add_user("mid", None, {"employeeID": ["E900"]})
+    by_upn = samba.add_user("mupn", None)
+    by_sam = samba.add_user("msam", None)
+    people = [
+        Person("E900", "someone@elsewhere.example", "By Id", PersonStatus.ACTIVE),
+        Person("E901", f"mupn@{samba.realm.lower()}", "By UPN", PersonStatus.ACTIVE),
+        Person("E902", "x@elsewhere.example", "By Sam", PersonStatus.ACTIVE, aliases=("msam",)),
+    ]
+    data = ad_source(samba).collect()  # type: ignore[attr-defined]
+    links = match_all(data.accounts, {"corp-ldap": PLUGIN.match}, people, ("alias",))
+    owner = {link.account.account_id.lower(): link.person.employee_id for link in links if link.person}
+    assert owner[by_id.lower()] == "E900"
+    assert owner[by_upn.lower()] == "E901"
+    assert owner[by_sam.lower()] == "E902"
