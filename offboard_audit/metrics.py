@@ -64,9 +64,13 @@ class Metrics:
         self._hist: dict[str, dict[Labels, _Histogram]] = {}
         self._help: dict[str, tuple[str, str]] = {}
         self._declare("offboard_audit_runs_total", "counter", "Reconcile runs finished, by kind and status.")
-        self._declare("offboard_audit_findings", "gauge", "Open findings of the newest full run, by severity.")
         self._declare(
-            "offboard_audit_source_failures_total", "counter", "Source reads that failed (whole or some scopes)."
+            "offboard_audit_findings", "gauge", "Open findings of the newest full run, by severity."
+        )
+        self._declare(
+            "offboard_audit_source_failures_total",
+            "counter",
+            "Source reads that failed (whole or some scopes).",
         )
         self._declare("offboard_audit_actions_total", "counter", "Revocation actions, by result status.")
         self._declare(
@@ -82,8 +86,12 @@ class Metrics:
             "histogram",
             "Time from accepting an HR webhook event to its job finishing.",
         )
-        self._declare("offboard_audit_circuit_breaker_trips_total", "counter", "Runs whose HR circuit breaker tripped.")
-        self._declare("offboard_audit_notifications_failed_total", "counter", "Notifications given up after retries.")
+        self._declare(
+            "offboard_audit_circuit_breaker_trips_total", "counter", "Runs whose HR circuit breaker tripped."
+        )
+        self._declare(
+            "offboard_audit_notifications_failed_total", "counter", "Notifications given up after retries."
+        )
         self._declare("offboard_audit_leader", "gauge", "1 when this replica runs the schedule, else 0.")
         for sev in (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW):
             self._gauges["offboard_audit_findings"][(("severity", sev.value),)] = 0

@@ -70,7 +70,9 @@ def run_messages(
     new = [
         f
         for f in result.findings
-        if f.status is FindingStatus.OPEN and f.severity in _NOTIFY_SEVERITIES and f.first_seen >= result.started_at
+        if f.status is FindingStatus.OPEN
+        and f.severity in _NOTIFY_SEVERITIES
+        and f.first_seen >= result.started_at
     ]
     if new:
         lines = [
@@ -88,7 +90,13 @@ def run_messages(
                 + more,
                 (
                     ("run_id", result.run_id),
-                    ("findings", [{"id": f.finding_id, "severity": f.severity.value, "rule": f.rule.value} for f in new]),
+                    (
+                        "findings",
+                        [
+                            {"id": f.finding_id, "severity": f.severity.value, "rule": f.rule.value}
+                            for f in new
+                        ],
+                    ),
                 ),
             )
         )
@@ -118,7 +126,10 @@ def run_messages(
                 + "\n".join(lines),
                 (
                     ("run_id", result.run_id),
-                    ("actions", [{"id": a.action_id, "source": a.source, "error": a.error} for a in failed_actions]),
+                    (
+                        "actions",
+                        [{"id": a.action_id, "source": a.source, "error": a.error} for a in failed_actions],
+                    ),
                 ),
             )
         )

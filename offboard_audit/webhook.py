@@ -90,7 +90,9 @@ class Rejected(Exception):
         self.message = message
 
 
-def verify(headers: Mapping[str, str], body: bytes, secret: bytes, now: datetime, window: timedelta) -> datetime:
+def verify(
+    headers: Mapping[str, str], body: bytes, secret: bytes, now: datetime, window: timedelta
+) -> datetime:
     """Check signature and time window; returns the signed time. Raises ``Rejected`` (401/409)."""
     ts_text = headers.get(TIMESTAMP_HEADER.lower(), "")
     sig_text = headers.get(SIGNATURE_HEADER.lower(), "")
@@ -142,7 +144,7 @@ def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
     event_id = _parse_id(payload, "event_id")
     employee_id = _parse_id(payload, "employee_id")
     try:
-        event = HREventType(payload.get("event"))
+        event = HREventType(str(payload.get("event")))
     except ValueError:
         raise Rejected(422, f"event must be one of {', '.join(e.value for e in HREventType)}") from None
     email = payload.get("email")
@@ -275,7 +277,9 @@ def create_app(
         if job.state is JobState.QUEUED:
             runner.submit(job.job_id)
         metrics.record_webhook(202)
-        log.info("accepted %s for %s as job %s (%s)", event.event.value, event.employee_id, job.job_id, job.state)
+        log.info(
+            "accepted %s for %s as job %s (%s)", event.event.value, event.employee_id, job.job_id, job.state
+        )
         return JSONResponse(
             {"job_id": job.job_id, "state": job.state.value, "status_url": f"/hooks/hr/jobs/{job.job_id}"},
             status_code=202,
