@@ -82,7 +82,9 @@ def write_data(workdir: Path, n: int, now: datetime) -> tuple[Path, Path, dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", type=int, default=20_000)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
@@ -130,8 +132,14 @@ page_size = {args.page_size}
         from offboard_audit.protocols import SourceContext
 
         table = {
-            "name": "corp-ldap", "type": "ldap", "url": server.url, "bind_dn": AUDITOR_DN,
-            "password_env": "P", "base_dn": PEOPLE_DN, "group_base_dn": GROUPS_DN, "page_size": args.page_size,
+            "name": "corp-ldap",
+            "type": "ldap",
+            "url": server.url,
+            "bind_dn": AUDITOR_DN,
+            "password_env": "P",
+            "base_dn": PEOPLE_DN,
+            "group_base_dn": GROUPS_DN,
+            "page_size": args.page_size,
         }
         src = PLUGIN.make_source(SourceOptions(table), SourceContext(workdir, env={"P": AUDITOR_PASSWORD}))
         t1 = time.perf_counter()
@@ -139,24 +147,42 @@ page_size = {args.page_size}
         collect_s = time.perf_counter() - t1
 
         env = {**os.environ, "LDAP_BIND_PASSWORD": AUDITOR_PASSWORD, "PYTHONPATH": str(REPO)}
-        cmd = [sys.executable, "-m", "offboard_audit", "--config", str(config), "audit",
-               "--source", "corp-ldap", "--format", "json", "--output", str(workdir / "report.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "offboard_audit",
+            "--config",
+            str(config),
+            "audit",
+            "--source",
+            "corp-ldap",
+            "--format",
+            "json",
+            "--output",
+            str(workdir / "report.json"),
+        ]
         t2 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
         audit_s = time.perf_counter() - t2
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        report = json.loads((workdir / "report.json").read_text()) if (workdir / "report.json").exists() else {}
+        report = (
+            json.loads((workdir / "report.json").read_text()) if (workdir / "report.json").exists() else {}
+        )
         findings = report.get("findings", [])
         rules: dict[str, int] = {}
         for f in findings:
             rules[f["rule"]] = rules.get(f["rule"], 0) + 1
         print(f"entries:               {args.entries} (+{max(1, args.entries // 1000)} groups)")
         print(f"generate + slapadd:    {load_s:.2f} s")
-        print(f"source bulk pass:      {collect_s:.2f} s  ({len(data.accounts)} accounts, "
-              f"{len(data.credentials)} credentials)")
+        print(
+            f"source bulk pass:      {collect_s:.2f} s  ({len(data.accounts)} accounts, "
+            f"{len(data.credentials)} credentials)"
+        )
         print(f"CLI audit --source:    {audit_s:.2f} s  exit {proc.returncode}, peak RSS {peak_mb:.0f} MB")
         print(f"findings by rule:      {rules}")
-        print(f"expected leavers:      {expected['terminated']} terminated, {expected['used_after']} used after")
+        print(
+            f"expected leavers:      {expected['terminated']} terminated, {expected['used_after']} used after"
+        )
         if proc.returncode not in (0, 1):
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
