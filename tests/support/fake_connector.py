@@ -1,0 +1,378 @@
+"""An out-of-tree fake connector whose "system" is a JSON file, for revocation tests.
+
+Register it in a subprocess with ``OFFBOARD_AUDIT_EXTRA_SOURCES="fake=tests.support.fake_connector:PLUGIN"``
+(and the repository on ``PYTHONPATH``); in process, :func:`fake_env` gives the same variable.
+
+The state file holds the accounts and credentials the source reads and the revoker changes,
+under an exclusive ``flock`` so that several processes can share it. Besides the data it
+carries test controls:
+
+* ``fail``: ``{credential_id: message}`` - ``apply`` raises ``RevokeError(message)``;
+* ``block``: ``{credential_id: "before" | "after"}`` - once, ``apply`` writes
+  ``FAKE-BLOCKED <id> <when>`` to stderr and waits for a line on stdin, before or after it
+  changes the object (so a test can kill the process at exactly that point);
+* ``log``: every change the revoker made (``apply``/``undo``), which tests count.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from offboard_audit.errors import RevokeError
+from offboard_audit.options import SourceOptions
+from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.records import (
+    Account,
+    AccountKind,
+    ActionDef,
+    ActionResult,
+    ActionTarget,
+    Credential,
+    CredentialKind,
+    ResourceState,
+    SourceData,
+    Stage,
+)
+
+PLUGIN_REF = "fake=tests.support.fake_connector:PLUGIN"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fake_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a subprocess that must know the ``fake`` source type."""
+    env = dict(os.environ if base is None else base)
+    env["OFFBOARD_AUDIT_EXTRA_SOURCES"] = PLUGIN_REF
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop("OFFBOARD_AUDIT_CONFIG", None)
+    env.pop("OFFBOARD_AUDIT_DB", None)
+    return env
+
+
+@contextmanager
+def locked_state(path: Path) -> Iterator[dict[str, Any]]:
+    """Read-modify-write the state file under an exclusive lock."""
+    with open(path.with_suffix(path.suffix + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            state = json.loads(path.read_text())
+            yield state
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=1))
+            os.replace(tmp, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_state_file(path: Path) -> dict[str, Any]:
+    with open(path.with_suffix(path.suffix + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            data = json.loads(path.read_text())
+            assert isinstance(data, dict)
+            return data
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class FakeSource:
+    """Reads the state file: accounts and credentials."""
+
+    system = "fake"
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+
+    def collect(self) -> SourceData:
+        state = read_state_file(self.path)
+        if state.get("source_error"):
+            raise RuntimeError(state["source_error"])
+        accounts = tuple(
+            Account(
+                source=self.name,
+                system=self.system,
+                account_id=a["id"],
+                username=a.get("username", a["id"]),
+                enabled=bool(a.get("enabled", True)),
+                kind=AccountKind(a.get("kind", "human")),
+                emails=tuple(a.get("emails", ())),
+                attributes=tuple((k, v) for k, v in a.get("attributes", ())),
+            )
+            for a in state["accounts"]
+        )
+        creds = tuple(
+            Credential(
+                source=self.name,
+                account_id=c["account_id"],
+                credential_id=c["id"],
+                kind=CredentialKind(c["kind"]),
+                active=bool(c.get("active", True)),
+                created_at=_dt(c.get("created_at")),
+                last_used_at=_dt(c.get("last_used_at")),
+                detail=c.get("detail", ""),
+            )
+            for c in state["credentials"]
+            if c.get("exists", True)
+        )
+        return SourceData(accounts=accounts, credentials=creds)
+
+    def detail(self, accounts: Sequence[Account]) -> SourceData:
+        return SourceData()
+
+
+def _def(name: str, kind: CredentialKind, stage: Stage, reversible: bool) -> ActionDef:
+    return ActionDef(
+        name=name,
+        credential_kind=kind,
+        stage=stage,
+        reversible=reversible,
+        permissions=(f"fake:{name}",),
+        description=f"fake {name}",
+    )
+
+
+class FakeRevoker:
+    """Changes the state file; idempotent, re-reads to verify, like a real revoker."""
+
+    actions: ClassVar[Mapping[str, ActionDef]] = MappingProxyType(
+        {
+            "disable_account": _def("disable_account", CredentialKind.ACCOUNT, Stage.DISABLE, True),
+            "deactivate_key": _def("deactivate_key", CredentialKind.ACCESS_KEY, Stage.DISABLE, True),
+            "delete_key": _def("delete_key", CredentialKind.ACCESS_KEY, Stage.DELETE, False),
+            "remove_group": _def("remove_group", CredentialKind.GROUP_MEMBERSHIP, Stage.DISABLE, True),
+        }
+    )
+
+    def __init__(self, path: Path, wait: Callable[[str, str], None] | None = None) -> None:
+        self.path = path
+        self.wait = wait or _wait_on_stdin
+
+    @staticmethod
+    def _find(state: Mapping[str, Any], target: ActionTarget) -> dict[str, Any] | None:
+        for c in state["credentials"]:
+            if c["account_id"] == target.account_id and c["id"] == target.credential_id:
+                assert isinstance(c, dict)
+                return c
+        return None
+
+    def _state_of(self, action: str, c: Mapping[str, Any] | None) -> ResourceState:
+        if c is None or not c.get("exists", True):
+            return ResourceState(exists=False, active=False)
+        if self.actions[action].stage is Stage.DELETE:
+            # For a delete, "active" means "still there".
+            return ResourceState(exists=True, active=True, data=(("active", str(c.get("active", True))),))
+        active = bool(c.get("active", True))
+        return ResourceState(exists=True, active=active, data=(("status", "on" if active else "off"),))
+
+    def read_state(self, action: str, target: ActionTarget) -> ResourceState:
+        if action not in self.actions:
+            raise RevokeError(f"unknown action {action}")
+        return self._state_of(action, self._find(read_state_file(self.path), target))
+
+    def apply(self, action: str, target: ActionTarget) -> ActionResult:
+        cid = target.credential_id
+        with locked_state(self.path) as st:
+            if cid in st.get("fail", {}):
+                raise RevokeError(st["fail"][cid])
+            block = st.get("block", {}).pop(cid, None)
+        if block == "before":
+            self.wait(cid, "before")
+        with locked_state(self.path) as st:
+            c = self._find(st, target)
+            before = self._state_of(action, c)
+            if c is None or not before.active:
+                return ActionResult(
+                    changed=False, before=before, after=before, verified=True, message="already off"
+                )
+            if self.actions[action].stage is Stage.DELETE:
+                c["exists"] = False
+            else:
+                c["active"] = False
+                if target.credential_kind is CredentialKind.ACCOUNT:
+                    for a in st["accounts"]:
+                        if a["id"] == target.account_id:
+                            a["enabled"] = False
+            st.setdefault("log", []).append(
+                {"op": "apply", "action": action, "credential_id": cid, "pid": os.getpid()}
+            )
+        if block == "after":
+            self.wait(cid, "after")
+        after = self.read_state(action, target)
+        return ActionResult(changed=True, before=before, after=after, verified=not after.active)
+
+    def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult:
+        if not self.actions[action].reversible:
+            raise RevokeError(f"{action} is irreversible")
+        with locked_state(self.path) as st:
+            c = self._find(st, target)
+            before = self._state_of(action, c)
+            if c is None or not c.get("exists", True):
+                raise RevokeError(f"{target.credential_id} no longer exists")
+            if before.active or not prior.active:
+                return ActionResult(changed=False, before=before, after=before, verified=True)
+            c["active"] = True
+            if target.credential_kind is CredentialKind.ACCOUNT:
+                for a in st["accounts"]:
+                    if a["id"] == target.account_id:
+                        a["enabled"] = True
+            st.setdefault("log", []).append(
+                {"op": "undo", "action": action, "credential_id": target.credential_id}
+            )
+        after = self.read_state(action, target)
+        return ActionResult(changed=True, before=before, after=after, verified=after.active)
+
+
+def _wait_on_stdin(credential_id: str, when: str) -> None:
+    sys.stderr.write(f"FAKE-BLOCKED {credential_id} {when}\n")
+    sys.stderr.flush()
+    sys.stdin.readline()
+
+
+def _path(options: SourceOptions) -> Path:
+    return options.file_path("state")
+
+
+def make_source(options: SourceOptions, ctx: SourceContext) -> FakeSource:
+    return FakeSource(options.string("name"), _path(options))
+
+
+def make_revoker(options: SourceOptions, ctx: SourceContext) -> FakeRevoker:
+    return FakeRevoker(_path(options))
+
+
+PLUGIN = ConnectorPlugin(
+    type_name="fake",
+    kind=SourceKind.ACCOUNTS,
+    system="fake",
+    make_source=make_source,
+    make_revoker=make_revoker,
+    revoker_actions=FakeRevoker.actions,
+    read_permissions=("read the state file",),
+    options={"state": "path of the JSON state file"},
+    match=MatchSpec(employee_id_attributes=("employeeNumber",), email_attributes=("mail",)),
+)
+
+
+# --- building a small world for tests -------------------------------------------------------
+
+
+HR_HEADER = "employee_id,email,name,status,termination_date,aliases\n"
+
+
+@dataclass
+class FakeWorld:
+    """A config file, an HR file and a fake system's state file under one folder."""
+
+    root: Path
+    db_url: str
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "offboard-audit.toml"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "fake-state.json"
+
+    @property
+    def hr_path(self) -> Path:
+        return self.root / "hr.csv"
+
+    def write_hr(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        self.hr_path.write_text(HR_HEADER + "".join(",".join(r) + ",\n" for r in rows))
+
+    def write_state(self, accounts: list[dict[str, Any]], credentials: list[dict[str, Any]]) -> None:
+        self.state_path.write_text(json.dumps({"accounts": accounts, "credentials": credentials, "log": []}))
+
+    def write_config(self, policy: Mapping[str, Any] | None = None) -> None:
+        lines = ["[database]", f'url = "{self.db_url}"', "", "[policy]"]
+        for key, value in (policy or {}).items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines += [
+            "",
+            "[[sources]]",
+            'name = "hr"',
+            'type = "hr_csv"',
+            f'path = "{self.hr_path}"',
+            "",
+            "[[sources]]",
+            'name = "fake"',
+            'type = "fake"',
+            f'state = "{self.state_path}"',
+            "",
+        ]
+        self.config_path.write_text("\n".join(lines))
+
+    def state(self) -> dict[str, Any]:
+        return read_state_file(self.state_path)
+
+    def update(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        with locked_state(self.state_path) as st:
+            fn(st)
+
+    def changes(self, op: str = "apply") -> list[tuple[str, str]]:
+        return [(e["action"], e["credential_id"]) for e in self.state().get("log", []) if e["op"] == op]
+
+    def credential(self, cid: str) -> dict[str, Any]:
+        for c in self.state()["credentials"]:
+            if c["id"] == cid:
+                assert isinstance(c, dict)
+                return c
+        raise KeyError(cid)
+
+
+def standard_world(root: Path, db_url: str, policy: Mapping[str, Any] | None = None) -> FakeWorld:
+    """Two leavers (E1 alice, E2 bob), one active person (E3 carol), a protected break-glass
+    account owned by E1, and one orphan account.
+
+    E1 alice: account ``alice`` (login + access key AK1 + group g-admins) and ``breakglass``
+    (login). E2 bob: account ``bob`` (login + access key AK2). E3 carol: ``carol`` (login).
+    """
+    world = FakeWorld(root, db_url)
+    world.write_hr(
+        [
+            ("E1", "alice@example.com", "Alice", "terminated", "2026-01-10"),
+            ("E2", "bob@example.com", "Bob", "terminated", "2026-01-12"),
+            ("E3", "carol@example.com", "Carol", "active", ""),
+        ]
+    )
+
+    def acct(aid: str, emp: str | None) -> dict[str, Any]:
+        attrs = [["employeeNumber", emp]] if emp else []
+        return {"id": aid, "username": aid, "enabled": True, "attributes": attrs}
+
+    world.write_state(
+        [
+            acct("alice", "E1"),
+            acct("breakglass", "E1"),
+            acct("bob", "E2"),
+            acct("carol", "E3"),
+            acct("ghost", None),
+        ],
+        [
+            {"account_id": "alice", "id": "alice", "kind": "account"},
+            {"account_id": "alice", "id": "AK1", "kind": "access_key"},
+            {"account_id": "alice", "id": "group/g-admins", "kind": "group_membership", "detail": "g-admins"},
+            {"account_id": "breakglass", "id": "breakglass", "kind": "account"},
+            {"account_id": "bob", "id": "bob", "kind": "account"},
+            {"account_id": "bob", "id": "AK2", "kind": "access_key"},
+            {"account_id": "carol", "id": "carol", "kind": "account"},
+            {"account_id": "ghost", "id": "ghost", "kind": "account"},
+        ],
+    )
+    world.write_config({"protected": ["fake:breakglass"], **(policy or {})})
+    return world
