@@ -130,8 +130,12 @@ def build(db_url: str, workdir: Path, hr: MemHR, sources: list[MemSource]):  # t
     def never(_o, _c):  # type: ignore[no-untyped-def]
         raise AssertionError("injected")
 
-    plugin = ConnectorPlugin("bench", SourceKind.ACCOUNTS, "bench", never, match=MatchSpec(("employeeNumber",), ()))
-    extra = tuple(SourceConfig(s.name, "bench", plugin, SourceOptions({"name": s.name}), plugin.match) for s in sources)
+    plugin = ConnectorPlugin(
+        "bench", SourceKind.ACCOUNTS, "bench", never, match=MatchSpec(("employeeNumber",), ())
+    )
+    extra = tuple(
+        SourceConfig(s.name, "bench", plugin, SourceOptions({"name": s.name}), plugin.match) for s in sources
+    )
     return replace(config, sources=config.sources + extra)
 
 
@@ -149,13 +153,23 @@ def scenario(name: str, people_n: int, per_source: int, db_url: str, workdir: Pa
         accounts = [a for s in sources for a in s.accounts]
         creds = group_credentials(c for s in sources for c in s.credentials)
         t = time.perf_counter()
-        links = match_all(accounts, {s.name: MatchSpec(("employeeNumber",), ()) for s in sources}, hr.people, ("alias", "email_local"))
+        links = match_all(
+            accounts,
+            {s.name: MatchSpec(("employeeNumber",), ()) for s in sources},
+            hr.people,
+            ("alias", "email_local"),
+        )
         findings = evaluate(links, creds, NOW, EvalPolicy())
         out.update(seconds=round(time.perf_counter() - t, 2), findings=len(findings))
     else:
         config = build(db_url, workdir, hr, sources)
         store = Store.open(db_url)
-        pipe = Pipeline(config, store, SourceContext(base_dir=workdir), instances={"hr": hr, **{s.name: s for s in sources}})
+        pipe = Pipeline(
+            config,
+            store,
+            SourceContext(base_dir=workdir),
+            instances={"hr": hr, **{s.name: s for s in sources}},
+        )
         if name == "unchanged-rerun":
             pipe.run(NOW)  # the first run (not timed here; see full-run)
         t = time.perf_counter()
@@ -178,9 +192,20 @@ def main() -> None:
             url = args.db or f"sqlite:///{Path(tmp) / 'bench.db'}"
             print(json.dumps(scenario(args.scenario, args.people, per_source, url, Path(tmp))))
         return
-    print(f"people={args.people:,} (5% terminated), accounts+credentials={per_source * len(SYSTEMS):,} in {len(SYSTEMS)} sources")
+    print(
+        f"people={args.people:,} (5% terminated), accounts+credentials={per_source * len(SYSTEMS):,} in {len(SYSTEMS)} sources"
+    )
     for name in ("full-run", "unchanged-rerun", "match+evaluate"):
-        cmd = [sys.executable, __file__, "--scenario", name, "--people", str(args.people), "--objects", str(args.objects)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--scenario",
+            name,
+            "--people",
+            str(args.people),
+            "--objects",
+            str(args.objects),
+        ]
         if args.db:
             cmd += ["--db", args.db]
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)

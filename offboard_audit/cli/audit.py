@@ -27,7 +27,7 @@ from offboard_audit.cli.app import (
     source_context,
     state,
 )
-from offboard_audit.config import POLICY_OPTIONS, SOURCE_COMMON_OPTIONS, Config
+from offboard_audit.config import Config
 from offboard_audit.matching import validate_username_rules
 from offboard_audit.pipeline import Pipeline
 from offboard_audit.records import FindingStatus, RunResult, Severity
@@ -225,14 +225,10 @@ def config_check(ctx: typer.Context) -> int:
     return EXIT_OK
 
 
-def option_reference() -> dict[str, dict[str, str]]:
-    """Every documented option, for the README and `config check --options`."""
-    ref = {"policy": dict(POLICY_OPTIONS), "sources (all types)": dict(SOURCE_COMMON_OPTIONS)}
-    from offboard_audit.registry import SOURCE_TYPES, plugin_for
+@config_app.command("reference")
+def config_reference() -> int:
+    """Print the reference of every config option (Markdown)."""
+    from offboard_audit.reference import config_reference_markdown
 
-    for name in SOURCE_TYPES:
-        try:
-            ref[f"sources type={name}"] = dict(plugin_for(name).options)
-        except ImportError:
-            continue
-    return ref
+    sys.stdout.write(config_reference_markdown())
+    return EXIT_OK
