@@ -200,6 +200,8 @@ class LdapSource:
             hints.setdefault(n.lower(), n)
         self._hint_names = tuple(hints.values())
         self._attributes = wanted_attributes(settings)
+        # Normalized DNs the latest bulk pass read completely (entry + memberships).
+        self._read_in_full: set[str] = set()
 
     # --- passes -----------------------------------------------------------------------
 
@@ -235,6 +237,8 @@ class LdapSource:
                 accounts.append(account)
                 per_account[account.account_id] = creds
             credentials = [c for creds in per_account.values() for c in creds]
+            groups_ok = s.group_base_dn is None or not any(f.scope == s.group_base_dn for f in failures)
+            self._read_in_full = {normalize_dn(a.account_id) for a in accounts} if groups_ok else set()
             return SourceData(
                 accounts=tuple(accounts),
                 credentials=tuple(credentials),
@@ -247,8 +251,18 @@ class LdapSource:
             close(conn)
 
     def detail(self, accounts: Sequence[Account]) -> SourceData:
-        """Re-read the asked-for entries by DN, so findings act on fresh state."""
-        mine = [a for a in accounts if a.source == self.name]
+        """Re-read the asked-for entries by DN (and their groups) that the bulk pass did not read.
+
+        The bulk pass already asks for every attribute this pass would, so entries this
+        instance's latest ``collect()`` read in full have nothing more to say: re-reading
+        1,000 leavers would cost 2,000 round trips for data seconds old. The revoker reads
+        the live state again before every change anyway.
+        """
+        mine = [
+            a
+            for a in accounts
+            if a.source == self.name and normalize_dn(a.account_id) not in self._read_in_full
+        ]
         if not mine:
             return SourceData()
         s = self.settings

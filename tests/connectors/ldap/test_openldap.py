@@ -11,7 +11,7 @@ import pytest
 
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
 from offboard_audit.errors import RevokeError, SourceError
-from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus
+from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus, SourceData
 from tests.connectors.ldap.helpers import (
     ED25519_FP,
     ED25519_KEY,
@@ -176,18 +176,26 @@ def test_a_missing_extra_base_is_a_failed_scope_while_the_others_are_read(slapd:
     assert {a.account_id for a in data.accounts} == {ALICE, BOB, CAROL, BREAKGLASS}
 
 
-def test_detail_rereads_fresh_state_of_the_asked_accounts_only(slapd: SlapdServer) -> None:
+def test_detail_rereads_fresh_state_of_accounts_the_bulk_pass_did_not_read(slapd: SlapdServer) -> None:
     seed(slapd)
-    src = auditor(slapd, group_base_dn=GROUPS_DN)
-    bulk = src.collect()  # type: ignore[attr-defined]
+    bulk = auditor(slapd, group_base_dn=GROUPS_DN).collect()  # type: ignore[attr-defined]
     alice = next(a for a in bulk.accounts if a.account_id == ALICE)
     admin = slapd.connect()
     admin.modify(ALICE, {"sshPublicKey": [(ldap3.MODIFY_DELETE, [RSA_KEY])]})  # type: ignore[attr-defined]
-    detail = src.detail([alice])  # type: ignore[attr-defined]
+    # A source instance that has not bulk-read alice (e.g. a later run, or the webhook path).
+    detail = auditor(slapd, group_base_dn=GROUPS_DN).detail([alice])  # type: ignore[attr-defined]
     assert [a.account_id for a in detail.accounts] == [ALICE]
     assert {c.account_id for c in detail.credentials} == {ALICE}
     assert {c.credential_id for c in creds_of(detail, ALICE, CredentialKind.SSH_KEY)} == {f"ssh:{ED25519_FP}"}
     assert len(creds_of(detail, ALICE, CredentialKind.GROUP_MEMBERSHIP)) == 3
+
+
+def test_detail_adds_nothing_for_accounts_its_own_bulk_pass_read_in_full(slapd: SlapdServer) -> None:
+    seed(slapd)
+    src = auditor(slapd, group_base_dn=GROUPS_DN)
+    bulk = src.collect()  # type: ignore[attr-defined]
+    alice = next(a for a in bulk.accounts if a.account_id == ALICE)
+    assert src.detail([alice]) == SourceData()  # type: ignore[attr-defined]
 
 
 def test_collect_for_finds_a_person_by_employee_number_email_or_alias(slapd: SlapdServer) -> None:
