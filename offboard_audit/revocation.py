@@ -193,6 +193,7 @@ class RevocationEngine:
         lock_timeout: float = 30.0,
         reporter: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        revokers: Mapping[str, Revoker] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -201,7 +202,8 @@ class RevocationEngine:
         self.lock_timeout = lock_timeout
         self.report = reporter or (lambda _m: None)
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._revokers: dict[str, Revoker] = {}
+        # Ready-made revokers by source name (tests); the rest are built from the config.
+        self._revokers: dict[str, Revoker] = dict(revokers or {})
 
     # --- wiring --------------------------------------------------------------------------
 
