@@ -429,9 +429,7 @@ class Daemon:
                     run_id=run_id,
                     detail=detail,
                     actions=summary.actions if summary else (),
-                    error=summary.refused
-                    if summary and summary.refused and state is JobState.FAILED
-                    else None,
+                    error=_job_error(state, summary),
                 )
             except Exception as exc:
                 log.exception("job %s (%s for %s) failed", job_id, job.kind.value, job.employee_id)
@@ -461,7 +459,10 @@ class Daemon:
             self._record_run(result, "targeted")
             summary = self._revoke(result, now, job.employee_id, "targeted")
             detail = _describe_run(result, summary, self.config.policy.auto_revoke)
-            failed = any(a.status == "failed" for a in summary.actions) if summary else False
+            # The job's point is the revocation: refused or failed actions make it "failed".
+            failed = summary is not None and (
+                summary.refused is not None or any(a.status == "failed" for a in summary.actions)
+            )
             return (JobState.FAILED if failed else JobState.DONE), result.run_id, detail, summary
         if job.kind is JobKind.REHIRE:
             cancelled = self.events.cancel_pending(
@@ -800,6 +801,17 @@ def _summary(report: Any) -> RevokeSummary:
             )
             for o in outcomes
         ),
+    )
+
+
+def _job_error(state: JobState, summary: RevokeSummary | None) -> str | None:
+    if state is not JobState.FAILED or summary is None:
+        return None
+    if summary.refused:
+        return f"revocation refused: {summary.refused}"
+    failed = [a for a in summary.actions if a.status == "failed"]
+    return f"{len(failed)} action(s) failed: " + "; ".join(
+        f"{a.source} {a.action}: {a.error}" for a in failed
     )
 
 
