@@ -5,14 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the test servers need; only the missing ones are installed.
+wanted=(slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules krb5-user util-linux)
 need_apt=()
-command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
-command -v ldapwhoami >/dev/null 2>&1 || need_apt+=(ldap-utils)
-command -v samba-tool >/dev/null 2>&1 || need_apt+=(samba samba-ad-provision samba-dsdb-modules krb5-user)
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+# PostgreSQL: the image's own build in /usr/local/bin, or Debian's package.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
-command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
