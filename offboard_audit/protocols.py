@@ -110,7 +110,9 @@ class DemoPart:
 
     ``source`` is the ``[[sources]]`` table to add (its ``name`` is the key under which
     ``client`` is put into ``SourceContext.clients``); ``close`` stops any in-process fake.
-    Everything must run in process: no network, no server, no config.
+    Everything must run in process and need no config or account: no external network; an
+    in-process fake listening on 127.0.0.1 (as the Google Cloud demo's gRPC/REST fakes do)
+    is fine, as long as ``close`` stops it.
     """
 
     source: Mapping[str, Any]
