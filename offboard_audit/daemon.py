@@ -353,6 +353,8 @@ class Daemon:
             self.pipeline._instances.update(instances)
         self.targeted = TargetedReconciler(config, self.store, ctx, instances, self.events)
         self.locks = DbLocks(self.store.engine, self.node, clock)
+        self._engine: RevocationEngineLike | None = None
+        self._engine_mutex = threading.Lock()
         self._engine_factory = engine_factory or self._default_engine
         self._pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="job")
         self._stop = threading.Event()
@@ -366,9 +368,18 @@ class Daemon:
     # --- wiring ---------------------------------------------------------------------------
 
     def _default_engine(self) -> RevocationEngineLike:
-        from offboard_audit.revocation import RevocationEngine
+        """One engine for the process: its revokers (and their API clients) are built once.
 
-        return RevocationEngine(self.config, self.store, self.ctx, actor=f"daemon:{self.node}")
+        The engine serialises its passes with the revocation lock, so sharing it is safe.
+        """
+        with self._engine_mutex:
+            if self._engine is None:
+                from offboard_audit.revocation import RevocationEngine
+
+                self._engine = RevocationEngine(
+                    self.config, self.store, self.ctx, actor=f"daemon:{self.node}"
+                )
+            return self._engine
 
     def app(self) -> Any:
         settings = WebhookSettings(self.secret) if self.options.webhook and self.secret else None
