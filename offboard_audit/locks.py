@@ -130,7 +130,7 @@ def acquire(
         key = lock_key(name)
         conn = store.engine.connect()
         try:
-            conn.execute(text("SET application_name = :n"), {"n": holder[:63]})
+            conn.execute(text("SELECT set_config('application_name', :n, false)"), {"n": holder[:63]})
             conn.commit()
             while not _try_advisory(conn, key):
                 conn.commit()

@@ -59,7 +59,11 @@ def _engine(ctx: typer.Context) -> tuple[Config, Store, RevocationEngine]:
     config = st.config()
     store = st.store(config)
     engine = RevocationEngine(
-        config, store, source_context(config), _actor(), reporter=lambda m: err.print(m, highlight=False)
+        config,
+        store,
+        source_context(config),
+        _actor(),
+        reporter=lambda m: err.print(m, highlight=False, soft_wrap=True),
     )
     return config, store, engine
 
@@ -146,7 +150,9 @@ def plan(
     else:
         _print_plan(the_plan)
     if breaker:
-        err.print(f"[bold yellow]note:[/] revoke would refuse right now: {breaker}", highlight=False)
+        err.print(
+            f"[bold yellow]note:[/] revoke would refuse right now: {breaker}", highlight=False, soft_wrap=True
+        )
     return EXIT_OK
 
 
@@ -252,7 +258,7 @@ def revoke(
         except FileNotFoundError:
             raise fail(f"plan file {plan_path} not found") from None
         except (PlanFileError, json.JSONDecodeError) as exc:
-            err.print(f"[bold red]refused:[/] plan file {plan_path}: {exc}", highlight=False)
+            err.print(f"[bold red]refused:[/] plan file {plan_path}: {exc}", highlight=False, soft_wrap=True)
             return EXIT_REFUSED
     report = engine.revoke(
         now_utc(),
@@ -267,21 +273,25 @@ def revoke(
         err.print(
             f"recovered interrupted action {o.action_id}: {o.status} ({o.error or o.message})",
             highlight=False,
+            soft_wrap=True,
         )
     if report.refused is not None:
-        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False)
+        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False, soft_wrap=True)
         return EXIT_REFUSED
     plan_ = report.plan
     done = len(plan_.done) if plan_ else 0
     if not report.outcomes:
         extra = f" ({done} action(s) already applied earlier)" if done else ""
-        err.print(f"nothing to do: no action is due{extra}; nothing was changed", highlight=False)
+        err.print(
+            f"nothing to do: no action is due{extra}; nothing was changed", highlight=False, soft_wrap=True
+        )
         return EXIT_OK
     if report.dry_run:
         err.print(
             f"dry run: {len(report.outcomes)} action(s) would be applied; nothing was changed. "
             "Run again with --apply to apply them.",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_OK
     noop = sum(1 for o in report.outcomes if o.status == "noop")
@@ -289,6 +299,7 @@ def revoke(
         f"{report.changed} changed, {noop} already revoked, {len(report.failed)} failed"
         + (" (failed actions stay open and are retried on the next run)" if report.failed else ""),
         highlight=False,
+        soft_wrap=True,
     )
     return EXIT_REFUSED if report.failed else EXIT_OK
 
@@ -318,24 +329,30 @@ def undo(
         report = engine.undo_person(person, now, apply=apply)
     _print_report(report, fmt, "undo results" if apply else "undo (dry run)")
     if report.refused is not None:
-        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False)
+        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False, soft_wrap=True)
         return EXIT_REFUSED
     if not report.outcomes:
-        err.print("nothing to undo", highlight=False)
+        err.print("nothing to undo", highlight=False, soft_wrap=True)
         return EXIT_OK
     for o in report.outcomes:
         if o.status == "irreversible":
             err.print(
                 f"[bold red]irreversible:[/] {o.action_id} {o.action} on {o.account} {o.credential_id}: {o.error}",
                 highlight=False,
+                soft_wrap=True,
             )
     if report.dry_run:
-        err.print("dry run: nothing was changed. Run again with --apply to restore.", highlight=False)
+        err.print(
+            "dry run: nothing was changed. Run again with --apply to restore.",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif person is not None and report.changed:
         err.print(
             "note: if this person is still terminated in HR, the next revoke will plan these again; "
             "add an exemption (`offboard-audit exempt add`) to stop that",
             highlight=False,
+            soft_wrap=True,
         )
     return EXIT_OK if report.ok else EXIT_REFUSED
 
@@ -505,6 +522,6 @@ def log_verify(
         _emit(f"ok: {result.events} events, chain intact; head {result.head_seq} {result.head_hash}")
         return EXIT_OK
     for p in result.problems:
-        err.print(f"[bold red]broken:[/] {p}", highlight=False)
+        err.print(f"[bold red]broken:[/] {p}", highlight=False, soft_wrap=True)
     _emit(f"BROKEN: {len(result.problems)} problem(s) in {result.events} events")
     return EXIT_REFUSED
