@@ -346,7 +346,11 @@ class Daemon:
         self.clock = clock
         self.secret = secret
         self.metrics = metrics or Metrics()
-        self.notifier = notifier or Notifier(config.notifications, ctx.env)
+        self.notifier = notifier or Notifier(
+            config.notifications,
+            ctx.env,
+            on_failure=lambda: self.metrics.inc("offboard_audit_notifications_failed_total"),
+        )
         self.events = WebhookStore(self.store)
         self.pipeline = Pipeline(config, self.store, ctx)
         if instances:

@@ -146,12 +146,14 @@ class Notifier:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 0.5,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.urls = configured_urls(config, env)
         self.retries = config.retries
         self._client = client or httpx.Client(timeout=config.timeout.total_seconds())
         self._sleep = sleep
         self._backoff = backoff
+        self._on_failure = on_failure
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
         self._lock = threading.Lock()
         self.failures = 0
@@ -192,6 +194,8 @@ class Notifier:
                 self._sleep(self._backoff * (2**attempt))
         with self._lock:
             self.failures += 1
+        if self._on_failure is not None:
+            self._on_failure()
         return False
 
     def _deliver(self, url: str, message: Message) -> None:
