@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -92,7 +93,17 @@ def _try_advisory(conn: Connection, key: int) -> bool:
 
 
 def _pg_holder(conn: Connection, key: int) -> str | None:
-    row = conn.execute(
+    """Who holds the advisory lock, for the waiting message only (never fails the wait)."""
+    try:
+        row = _pg_holder_row(conn, key)
+    except Exception:
+        conn.rollback()
+        return None
+    return f"PostgreSQL backend pid {row[0]} ({row[1]})" if row else None
+
+
+def _pg_holder_row(conn: Connection, key: int) -> Any:
+    return conn.execute(
         text(
             "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
@@ -100,7 +111,6 @@ def _pg_holder(conn: Connection, key: int) -> str | None:
         ),
         {"k": key},
     ).first()
-    return f"PostgreSQL backend pid {row[0]}" if row else None
 
 
 @contextmanager

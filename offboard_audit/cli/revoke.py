@@ -225,7 +225,7 @@ def _print_report(report: ApplyReport, fmt: str, what: str) -> None:
         _emit(output.dumps(_report_json(report)))
         return
     console = output.console()
-    if report.dry_run and report.plan is not None and report.plan.actions:
+    if (report.dry_run or report.refused) and report.plan is not None and report.plan.actions:
         console.print(_plan_table(report.plan))
     elif report.outcomes or report.recovered:
         console.print(_outcomes_table(report, what))
