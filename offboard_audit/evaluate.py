@@ -47,15 +47,6 @@ def _fmt(t: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
 
-def _exemption_for(
-    exemptions: Sequence[Exemption], account: Account, credential: Credential | None, now: datetime
-) -> Exemption | None:
-    for ex in exemptions:
-        if ex.active(now) and selectors.matches(ex.selector, account, credential):
-            return ex
-    return None
-
-
 def _used_after(credential: Credential, person: Person) -> bool:
     assert person.terminated_at is not None
     return credential.last_used_at is not None and credential.last_used_at > person.terminated_at
@@ -90,7 +81,7 @@ def evaluate(
         fid = finding_id(
             rule, account.source, account.account_id, credential.credential_id if credential else None
         )
-        exemption = _exemption_for(exemptions, account, credential, now)
+        exemption = selectors.active_exemption(exemptions, account, credential, now)
         stale = (account.source, account.scope) in stale_scopes or (account.source, "*") in stale_scopes
         return Finding(
             finding_id=fid,

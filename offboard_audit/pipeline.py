@@ -150,8 +150,15 @@ class Pipeline:
 
     # --- the run ---------------------------------------------------------------------
 
-    def run(self, now: datetime, only: Sequence[str] = (), kind: str = "audit") -> RunResult:
-        """One full audit. ``only`` limits the account sources (HR is always read)."""
+    def run(
+        self, now: datetime, only: Sequence[str] = (), kind: str = "audit", accept_hr: bool = False
+    ) -> RunResult:
+        """One full audit. ``only`` limits the account sources (HR is always read).
+
+        When the HR read trips the circuit breaker it is *not* stored as the new baseline, so
+        the breaker keeps tripping on later runs until an operator accepts the read
+        (``accept_hr=True``, CLI ``audit --accept-hr``).
+        """
         if not self.config.hr_sources:
             raise ConfigError("no HR source configured: add a [[sources]] table with type hr_csv or hr_json")
         account_sources = self.selected_account_sources(only)
@@ -162,12 +169,14 @@ class Pipeline:
         run_id = new_run_id(now)
         self.store.start_run(run_id, now, kind)
         try:
-            return self._run(run_id, now, account_sources)
+            return self._run(run_id, now, account_sources, accept_hr)
         except BaseException:
             self.store.finish_run(RunResult(run_id, now, datetime.now(UTC), (), ()), status="failed")
             raise
 
-    def _run(self, run_id: str, now: datetime, account_sources: Sequence[SourceConfig]) -> RunResult:
+    def _run(
+        self, run_id: str, now: datetime, account_sources: Sequence[SourceConfig], accept_hr: bool
+    ) -> RunResult:
         hr_states = [self._read_hr(src) for src in self.config.hr_sources]
         previous_people = self.store.load_people()
         people = self._merge_people(hr_states)
@@ -204,7 +213,13 @@ class Pipeline:
         )
 
         breaker = circuit_breaker_reason(previous_people, people, hr_failed, policy.max_new_terminations, now)
-        self._save(run_id, now, hr_states, states, findings, bool(hr_failed))
+        keep_baseline = breaker is not None and not hr_failed and not accept_hr
+        if breaker is not None and keep_baseline:
+            breaker += (
+                "; the previous HR read stays the baseline until this one is accepted "
+                "(offboard-audit audit --accept-hr)"
+            )
+        self._save(run_id, now, hr_states, states, findings, bool(hr_failed), save_people=not keep_baseline)
 
         source_runs = [self._hr_source_run(s) for s in hr_states] + [
             self._account_source_run(s) for s in states
@@ -394,10 +409,11 @@ class Pipeline:
         states: Sequence[_AccountState],
         findings: Sequence[Finding],
         hr_failed: bool,
+        save_people: bool = True,
     ) -> None:
         self.report("storing results")
         for hs in hr_states:
-            if hs.error is None:
+            if hs.error is None and save_people:
                 self.store.save_people(hs.source.name, hs.people, run_id)
         fresh: set[tuple[str, str]] = set()
         for st in states:

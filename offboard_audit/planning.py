@@ -259,15 +259,6 @@ def findings_fingerprint(findings: Iterable[Finding]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _active_exemption(
-    exemptions: Sequence[Exemption], account: Account, credential: Credential | None, now: datetime
-) -> Exemption | None:
-    for ex in exemptions:
-        if ex.active(now) and selectors.matches(ex.selector, account, credential):
-            return ex
-    return None
-
-
 def _sort_key(a: PlannedAction) -> tuple[Any, ...]:
     return (
         a.person is None,
@@ -355,7 +346,7 @@ def build_plan(
             if listed:
                 hold(f, f"protected by policy.protected {protected!r}: never touched")
             continue
-        exemption = _active_exemption(exemptions, f.account, cred, now)
+        exemption = selectors.active_exemption(exemptions, f.account, cred, now)
         if f.status is FindingStatus.EXEMPTED or exemption is not None:
             if exemption is not None:
                 why = f"exempted by {exemption.exemption_id} until {exemption.until.isoformat()}: {exemption.reason}"

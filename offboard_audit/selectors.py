@@ -8,10 +8,11 @@ CREDENTIAL a credential id. ``aws:root``, ``ldap:uid=breakglass,*``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from fnmatch import fnmatchcase
 
-from offboard_audit.records import Account, Credential
+from offboard_audit.records import Account, Credential, Exemption
 
 
 def _prefixes(account: Account) -> set[str]:
@@ -46,4 +47,14 @@ def first_match(
     for selector in selectors:
         if matches(selector, account, credential):
             return selector
+    return None
+
+
+def active_exemption(
+    exemptions: Sequence[Exemption], account: Account, credential: Credential | None, now: datetime
+) -> Exemption | None:
+    """The first exemption that is still in force at ``now`` and selects this credential."""
+    for ex in exemptions:
+        if ex.active(now) and matches(ex.selector, account, credential):
+            return ex
     return None

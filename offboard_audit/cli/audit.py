@@ -88,6 +88,11 @@ def audit(
     source: list[str] = typer.Option([], "--source", help="Only these account sources (repeatable)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     output_file: Path | None = typer.Option(None, "--output", help="Write the report to FILE."),
+    accept_hr: bool = typer.Option(
+        False,
+        "--accept-hr",
+        help="Accept this HR read as the new baseline even if it trips the circuit breaker.",
+    ),
     fail_on: str = typer.Option(
         "high", "--fail-on", help="Exit 1 on open findings at/above: critical, high, medium, low, none."
     ),
@@ -99,7 +104,9 @@ def audit(
     config = st.config()
     store = st.store(config)
     with _progress(show_progress(fmt, output_file)) as report:
-        result = Pipeline(config, store, source_context(config), report).run(now_utc(), source)
+        result = Pipeline(config, store, source_context(config), report).run(
+            now_utc(), source, accept_hr=accept_hr
+        )
     render(result, fmt, output_file, store.actions_by_finding([f.finding_id for f in result.findings]))
     return exit_code(result, threshold)
 

@@ -187,6 +187,12 @@ def test_breaker_trips_when_too_many_people_newly_terminated(tmp_path, store):
     ]
     reason = p.run(NOW + timedelta(hours=1)).circuit_breaker
     assert reason is not None and "6 of 100" in reason
+    # The suspicious read does not become the baseline: the breaker holds on the next run too ...
+    again = p.run(NOW + timedelta(hours=2)).circuit_breaker
+    assert again is not None and "6 of 100" in again
+    # ... until an operator accepts it; after that the same read is the baseline and passes.
+    assert p.run(NOW + timedelta(hours=3), accept_hr=True).circuit_breaker is not None
+    assert p.run(NOW + timedelta(hours=4)).circuit_breaker is None
 
 
 def test_unchanged_rerun_writes_no_snapshot_rows(tmp_path, store):
