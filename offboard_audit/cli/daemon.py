@@ -9,7 +9,7 @@ import sys
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, EXIT_SOURCE_FAILED, app, err, source_context, state
-from offboard_audit.daemon import Daemon, DaemonOptions
+from offboard_audit.daemon import Daemon, DaemonOptions, open_store
 
 
 @app.command()
@@ -37,7 +37,7 @@ def daemon(
     )
     st = state(ctx)
     config = st.config()
-    store = st.store(config)
+    store = open_store(config.database_url)
     sctx = source_context(config)
     webhook = config.webhook.enabled and not no_webhook and not once
     secret = os.environ.get(config.webhook.secret_env, "") if webhook else ""
