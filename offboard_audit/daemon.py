@@ -227,28 +227,8 @@ class DbLocks:
 
 
 def open_store(url: str) -> Store:
-    """Open the database and upgrade its schema, one process at a time.
-
-    Replicas starting together on a fresh PostgreSQL database would otherwise race to create
-    the same tables; a session advisory lock around the upgrade serialises them. (SQLite
-    serialises DDL itself.)
-    """
-    from offboard_audit.storage.migrate import upgrade_head
-
-    store = Store.open(url, upgrade=False)
-    if store.engine.dialect.name != "postgresql":
-        upgrade_head(store.engine)
-        return store
-    key = _advisory_key("schema-upgrade")
-    with store.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        conn.commit()
-        try:
-            upgrade_head(store.engine)
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
-    return store
+    """Open the database; ``Store.open`` serialises concurrent schema upgrades itself."""
+    return Store.open(url)
 
 
 # --- the process-wide slot for APScheduler ---------------------------------------------------

@@ -82,7 +82,13 @@ path = "hr.csv"
 
 
 def stored_next_run(db: Path) -> float | None:
+    """The audit job's stored next run time, or None while the daemon has not created it yet."""
     with sqlite3.connect(db) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'apscheduler_jobs'"
+        ).fetchone()
+        if not exists:
+            return None
         row = conn.execute(
             "SELECT next_run_time FROM apscheduler_jobs WHERE id = 'offboard-audit:audit'"
         ).fetchone()

@@ -62,3 +62,18 @@ def test_db_upgrade_command_creates_the_schema_and_is_repeatable(tmp_path: Path)
     store = Store.open(url, upgrade=False)
     assert current_revision(store.engine) == head_revision()
     assert {"runs", "findings", "audit_events", "actions"} <= set(inspect(store.engine).get_table_names())
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_fresh_postgres_database_together_upgrade_it_once(postgres_url: str):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        revisions = pool.map(_open_and_report, [postgres_url] * 4)
+    assert revisions == [head_revision()] * 4
+
+
+def _open_and_report(url: str) -> str | None:
+    store = Store.open(url)
+    return current_revision(store.engine)
