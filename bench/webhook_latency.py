@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import boto3
 import httpx
 
-from tests.integration.test_daemon_support import (
+from tests.support.aws import FAKE_AWS_ENV, MotoServer, SeedUser, seed_users
+from tests.support.daemon import (
     SECRET_ENV,
     DaemonProcess,
     daemon_env,
@@ -40,7 +41,6 @@ from tests.integration.test_daemon_support import (
     run_cli,
     signed_headers,
 )
-from tests.support.aws import FAKE_AWS_ENV, MotoServer, SeedUser, seed_users
 from tests.support.ports import free_port
 from tests.support.slapd import PEOPLE_DN, REVOKER_DN, REVOKER_PASSWORD, start_slapd
 

@@ -149,7 +149,7 @@ class TargetedReconciler:
         hr = self.config.hr_sources
         default_source = hr[0].name if hr else "webhook"
         person = apply_change(before, change, default_source)
-        self.events.save_person(person, run_id)
+        self.store.save_person(person, run_id)
         after = [p for p in before if _person_key(p) != _person_key(person)] + [person]
         return before, after, person
 

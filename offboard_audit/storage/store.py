@@ -235,6 +235,20 @@ class Store:
                 conn.execute(insert(PEOPLE), list(batch))
         return len(rows) + len(gone)
 
+    def save_person(self, person: Person, run_id: str) -> None:
+        """Write one person's row, leaving everybody else alone (the HR webhook path).
+
+        ``save_people`` replaces a whole HR source; two webhook jobs doing that at once would
+        undo each other's update, so a single HR change is written as a single row.
+        """
+        with self.begin() as conn:
+            conn.execute(
+                delete(PEOPLE).where(
+                    PEOPLE.c.source == person.source, PEOPLE.c.employee_id == person.employee_id
+                )
+            )
+            conn.execute(insert(PEOPLE).values(**_person_row(person, person.source, _hash(person), run_id)))
+
     # --- accounts and credentials ----------------------------------------------------
 
     def load_snapshot(self, source: str, scopes: Iterable[str] | None = None) -> Snapshot:

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from offboard_audit.records import Person, require_aware
+from offboard_audit.records import require_aware
 from offboard_audit.storage.models import ScheduledReconcileRow, WebhookEventRow, WebhookJobRow
-from offboard_audit.storage.store import PEOPLE, Store, _hash, _person_row
+from offboard_audit.storage.store import Store
 
 EVENTS = WebhookEventRow.__table__  # type: ignore[attr-defined]
 JOBS = WebhookJobRow.__table__  # type: ignore[attr-defined]
@@ -185,20 +185,6 @@ class WebhookStore:
             return set(conn.execute(q).scalars())
 
     # --- people ---------------------------------------------------------------------------
-
-    def save_person(self, person: Person, run_id: str) -> None:
-        """Write one person row (the HR change an event carries), leaving everybody else alone.
-
-        ``Store.save_people`` replaces a whole HR source; two webhook jobs doing that at once
-        would undo each other's update, so the webhook path writes the single row instead.
-        """
-        with self.store.begin() as conn:
-            conn.execute(
-                PEOPLE.delete().where(
-                    PEOPLE.c.source == person.source, PEOPLE.c.employee_id == person.employee_id
-                )
-            )
-            conn.execute(insert(PEOPLE).values(**_person_row(person, person.source, _hash(person), run_id)))
 
     # --- jobs -----------------------------------------------------------------------------
 

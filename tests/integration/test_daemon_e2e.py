@@ -11,14 +11,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.integration.test_daemon_support import (
+from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
+from tests.support.daemon import (
     SECRET_ENV,
     DaemonProcess,
     daemon_env,
     event_body,
     run_cli,
 )
-from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
 from tests.support.ports import free_port
 from tests.support.slapd import PEOPLE_DN, REVOKER_DN, REVOKER_PASSWORD, SlapdServer
 

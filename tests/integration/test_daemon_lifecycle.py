@@ -18,7 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.integration.test_daemon_support import (
+from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
+from tests.support.daemon import (
     SECRET_ENV,
     DaemonProcess,
     daemon_env,
@@ -26,7 +27,6 @@ from tests.integration.test_daemon_support import (
     signed_headers,
     wait_until,
 )
-from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from offboard_audit.metrics import Metrics
 from offboard_audit.storage.store import Store, make_engine
 from offboard_audit.storage.webhook_store import JobState, WebhookStore
 from offboard_audit.webhook import MAX_BODY, WebhookSettings, create_app
-from tests.integration.test_daemon_support import SECRET, event_body, signed_headers
+from tests.support.daemon import SECRET, event_body, signed_headers
 from tests.support.ports import free_port
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
