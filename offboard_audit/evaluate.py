@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from offboard_audit import selectors
 from offboard_audit.records import (
@@ -33,6 +34,9 @@ from offboard_audit.records import (
     finding_id,
 )
 
+if TYPE_CHECKING:
+    from offboard_audit.config import PolicyConfig
+
 
 @dataclass(frozen=True)
 class EvalPolicy:
@@ -41,6 +45,13 @@ class EvalPolicy:
     service_accounts_owned: bool = True
     # Protected accounts (break-glass, root) are ownerless on purpose: no orphan/ambiguous noise.
     protected: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, policy: PolicyConfig) -> EvalPolicy:
+        """The part of the configured policy that evaluation uses."""
+        return cls(
+            policy.grace_period, policy.orphan_accounts, policy.service_accounts_owned, policy.protected
+        )
 
 
 def _fmt(t: datetime) -> str:

@@ -204,9 +204,7 @@ class Pipeline:
             links,
             credentials,
             now,
-            EvalPolicy(
-                policy.grace_period, policy.orphan_accounts, policy.service_accounts_owned, policy.protected
-            ),
+            EvalPolicy.of(policy),
             self.store.list_exemptions(),
             self.store.finding_first_seen(),
             frozenset(stale),
