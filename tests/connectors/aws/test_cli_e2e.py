@@ -136,3 +136,42 @@ def test_denied_account_fails_alone_in_a_full_audit_and_the_others_still_report(
     assert [(f.rule.value, f.account.scope) for f in result.findings if f.account.source == "aws-e2e"] == [
         ("used-after-termination", "111111111111")
     ]
+
+
+def test_nothing_is_revoked_in_an_account_that_failed_this_run(moto_endpoint: str, tmp_path: Path) -> None:
+    """Bob has a key in two accounts. When one account is denied, its stale finding is kept
+    but only the healthy account's key is deactivated."""
+    from connectors.aws_iam import AwsClients
+    from offboard_audit.protocols import SourceContext
+    from offboard_audit.revocation import RevocationEngine
+
+    backends = {acct: seed_bob_and_alice(acct) for acct in ("111111111111", "222222222222")}
+    config_path = write_config(
+        tmp_path,
+        f'endpoint_url = "{moto_endpoint}"\naccounts = ["111111111111", "222222222222"]\n'
+        'assume_role = "arn:aws:iam::{account}:role/OffboardAudit"',
+    )
+    config = load_config(config_path, env=FAKE_AWS_ENV)
+    store = Store.open(config.database_url)
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    # First run: both accounts healthy, so account 222's data is stored.
+    run_audit(config, store, NOW, env=FAKE_AWS_ENV, clients={"aws-e2e": AwsClients(session=session)})
+    denied = session.client("iam", endpoint_url=moto_endpoint)
+    denied.meta.events.register_first("before-send.iam", canned_error("AccessDenied", 403))
+    clients = {"aws-e2e": AwsClients(session=session, iam_by_account={"222222222222": denied})}
+    result = run_audit(config, store, NOW + timedelta(minutes=5), env=FAKE_AWS_ENV, clients=clients)
+    bob = {f.account.scope: f for f in result.findings if f.account.username == "bleaver"}
+    assert set(bob) == {"111111111111", "222222222222"}
+    assert bob["222222222222"].stale and not bob["111111111111"].stale
+
+    ctx = SourceContext(base_dir=tmp_path, env=FAKE_AWS_ENV, clients={"aws-e2e": AwsClients(session=session)})
+    report = RevocationEngine(config, store, ctx, actor="test").auto_revoke(
+        result, NOW + timedelta(minutes=6)
+    )
+    touched = {o.finding_id for o in report.outcomes}
+    assert bob["111111111111"].finding_id in touched
+    assert bob["222222222222"].finding_id not in touched
+    status = {acct: backend.users["bleaver"].access_keys[0].status for acct, backend in backends.items()}
+    assert status == {"111111111111": "Inactive", "222222222222": "Active"}
