@@ -199,6 +199,11 @@ def _latest_action(f: Finding, actions: ActionInfo | None) -> str:
     return f"{last.get('action')} {last.get('status')} {last.get('updated_at') or ''}".strip()
 
 
+def _short(text: str, width: int = 44) -> str:
+    """Long ids (GCP key names, LDAP DNs) keep their distinctive tail in the table view."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
 def findings_table(findings: Sequence[Finding], actions: ActionInfo | None = None, title: str = "") -> Table:
     table = Table(title=title or None, show_lines=False, header_style="bold")
     table.add_column("severity", no_wrap=True)
@@ -216,7 +221,7 @@ def findings_table(findings: Sequence[Finding], actions: ActionInfo | None = Non
         person = f.person.email or f.person.employee_id if f.person else "-"
         if f.candidates:
             person = " | ".join(x.email or x.employee_id for x in f.candidates)
-        cred = f"{c.kind.value} {c.credential_id}" if c else "-"
+        cred = f"{c.kind.value} {_short(c.credential_id)}" if c else "-"
         last = c.last_used_at.strftime("%Y-%m-%d") if c and c.last_used_at else "-"
         status = f.status.value + (" (stale)" if f.stale else "")
         row = [
