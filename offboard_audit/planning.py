@@ -84,12 +84,9 @@ def state_from_json(text: str | None) -> ResourceState | None:
 
 
 @dataclass(frozen=True)
-class ActionRecord:
-    """One stored action (a revocation attempt or an undo), as history for planning and undo."""
+class TargetFields:
+    """The object an action changes, flattened (shared by planned and stored actions)."""
 
-    action_id: str
-    plan_id: str
-    finding_id: str | None
     source: str
     system: str
     scope: str
@@ -98,6 +95,28 @@ class ActionRecord:
     credential_id: str
     credential_kind: CredentialKind
     detail: str
+
+    @property
+    def target(self) -> ActionTarget:
+        return ActionTarget(
+            source=self.source,
+            system=self.system,
+            account_id=self.account_id,
+            username=self.username,
+            credential_id=self.credential_id,
+            credential_kind=self.credential_kind,
+            detail=self.detail,
+            scope=self.scope,
+        )
+
+
+@dataclass(frozen=True)
+class ActionRecord(TargetFields):
+    """One stored action (a revocation attempt or an undo), as history for planning and undo."""
+
+    action_id: str
+    plan_id: str
+    finding_id: str | None
     action: str
     stage: Stage
     reversible: bool
@@ -116,25 +135,12 @@ class ActionRecord:
         require_aware(self.updated_at, "ActionRecord.updated_at")
 
     @property
-    def target(self) -> ActionTarget:
-        return ActionTarget(
-            source=self.source,
-            system=self.system,
-            account_id=self.account_id,
-            username=self.username,
-            credential_id=self.credential_id,
-            credential_kind=self.credential_kind,
-            detail=self.detail,
-            scope=self.scope,
-        )
-
-    @property
     def key(self) -> str:
         return f"{self.finding_id}:{self.action}"
 
 
 @dataclass(frozen=True)
-class PlannedAction:
+class PlannedAction(TargetFields):
     """One action the plan would apply: what it changes, whether it is reversible, what it needs."""
 
     finding_id: str
@@ -143,14 +149,6 @@ class PlannedAction:
     person: str | None
     person_name: str
     terminated_at: datetime | None
-    source: str
-    system: str
-    scope: str
-    account_id: str
-    username: str
-    credential_id: str
-    credential_kind: CredentialKind
-    detail: str
     action: str
     stage: Stage
     reversible: bool
@@ -162,19 +160,6 @@ class PlannedAction:
     def key(self) -> str:
         """Identity of the action across runs: the same finding and action name."""
         return f"{self.finding_id}:{self.action}"
-
-    @property
-    def target(self) -> ActionTarget:
-        return ActionTarget(
-            source=self.source,
-            system=self.system,
-            account_id=self.account_id,
-            username=self.username,
-            credential_id=self.credential_id,
-            credential_kind=self.credential_kind,
-            detail=self.detail,
-            scope=self.scope,
-        )
 
     def account(self) -> Account:
         return Account(
