@@ -144,7 +144,16 @@ class ClientProvider:
         if cached is not None and (expires is None or expires - datetime.now(UTC) > _REFRESH_MARGIN):
             return cached
         role_arn = template.format(account=account)
-        response = self.sts().assume_role(RoleArn=role_arn, RoleSessionName=self.settings.role_session_name)
+        if self.settings.external_id:
+            response = self.sts().assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=self.settings.role_session_name,
+                ExternalId=self.settings.external_id,
+            )
+        else:
+            response = self.sts().assume_role(
+                RoleArn=role_arn, RoleSessionName=self.settings.role_session_name
+            )
         credentials = response["Credentials"]
         with self._lock:
             client = self._make("iam", credentials)

@@ -23,6 +23,7 @@ OPTIONS: dict[str, str] = {
     "organization": "true: list the accounts with Organizations ListAccounts (run from the management "
     "account) and scan every ACTIVE one through assume_role.",
     "role_session_name": 'Session name used with AssumeRole (default "offboard-audit").',
+    "external_id": "ExternalId passed to AssumeRole, when the roles' trust policies require one.",
     "owner_tag_keys": 'IAM user tag keys that name the owner (default ["email", "employee_id", "owner"]). '
     'Values with "@" become emails; keys containing "employee" give employee ids; others owner hints.',
     "owners": "Table mapping IAM user names to their owner's email, for users without tags.",
@@ -59,6 +60,7 @@ class AwsSettings:
     assume_role: str | None = None
     organization: bool = False
     role_session_name: str = "offboard-audit"
+    external_id: str | None = None
     owner_tag_keys: tuple[str, ...] = ("email", "employee_id", "owner")
     owners: tuple[tuple[str, str], ...] = ()
     service_paths: tuple[str, ...] = ("/service/",)
@@ -112,6 +114,7 @@ def parse_settings(options: SourceOptions) -> AwsSettings:
         assume_role=assume_role,
         organization=organization,
         role_session_name=options.opt_str("role_session_name", "offboard-audit") or "offboard-audit",
+        external_id=options.opt_str("external_id"),
         owner_tag_keys=options.strings("owner_tag_keys", ("email", "employee_id", "owner")),
         owners=tuple(sorted(options.str_map("owners").items())),
         service_paths=options.strings("service_paths", ("/service/",)),

@@ -227,3 +227,14 @@ def test_collect_for_reads_only_the_persons_users(aws: boto3.session.Session) ->
     }
     key = next(c for c in data.credentials if c.kind is CredentialKind.ACCESS_KEY)
     assert key.credential_id == iam_backend().users["bleaver"].access_keys[0].access_key_id
+
+
+def test_assume_role_sends_the_configured_external_id(aws: boto3.session.Session) -> None:
+    seed_users([SeedUser("one", keys=[(NOW - timedelta(days=5), None)])], account_id="111111111111")
+    sent: list[dict[str, Any]] = []
+    aws.events.register("provide-client-params.sts.AssumeRole", lambda params, **_: sent.append(dict(params)))
+    source = make_source(aws, accounts=["111111111111"], assume_role=ROLE, external_id="tenant-42")
+    data = source.collect()
+    assert data.failed_scopes == ()
+    assert [p.get("ExternalId") for p in sent] == ["tenant-42"]
+    assert [p["RoleArn"] for p in sent] == ["arn:aws:iam::111111111111:role/OffboardAudit"]
