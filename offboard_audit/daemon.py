@@ -10,6 +10,14 @@ Replicas
     reconcile at once. Jobs and scheduled reconciles are claimed with conditional updates
     (see ``storage/webhook_store.py``), so none runs twice.
 
+Job recovery
+    A queued or running job is owned by one daemon instance (``node``) under a lease of
+    ``job_lease`` seconds, renewed every ``job_lease / 3`` while this process holds the job.
+    Every replica (not only the leader), at startup and then every ``min(poll_interval,
+    job_lease / 3)`` seconds, takes over the jobs whose lease expired (their daemon died) with a
+    conditional update, and runs them. Set the lease with ``DaemonOptions.job_lease`` or the
+    environment variable ``OFFBOARD_AUDIT_JOB_LEASE`` (seconds; default 30).
+
 Schedule
     APScheduler 3.11 with a SQLAlchemy job store (table ``apscheduler_jobs``) in the
     configured database: a restart keeps the next run times, missed runs are coalesced into
@@ -67,6 +75,8 @@ HR_REFRESH_JOB_ID = "offboard-audit:hr_refresh"
 LEADER_LOCK = "daemon:leader"
 FULL_LOCK = "reconcile:full"
 LOCKS = LockRow.__table__  # type: ignore[attr-defined]
+JOB_LEASE_ENV = "OFFBOARD_AUDIT_JOB_LEASE"
+DEFAULT_JOB_LEASE = 30.0
 
 Clock = Callable[[], datetime]
 
@@ -179,12 +189,14 @@ class DbLocks:
             return None
         return _LeaseLock(self, name, ttl, auto_renew)
 
-    def acquire(self, name: str, timeout: float, stop: threading.Event | None = None) -> Held | None:
+    def acquire(
+        self, name: str, timeout: float, stop: threading.Event | None = None, ttl: float = 30.0
+    ) -> Held | None:
         """Wait up to ``timeout`` seconds for the lock (polling); None when it stayed taken."""
         deadline = time.monotonic() + timeout
         delay = 0.02
         while True:
-            held = self.try_acquire(name)
+            held = self.try_acquire(name, ttl)
             if held is not None:
                 return held
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
@@ -217,8 +229,8 @@ class DbLocks:
         return True
 
     @contextlib.contextmanager
-    def holding(self, name: str, timeout: float = 0.0) -> Iterator[bool]:
-        held = self.try_acquire(name) if timeout <= 0 else self.acquire(name, timeout)
+    def holding(self, name: str, timeout: float = 0.0, ttl: float = 30.0) -> Iterator[bool]:
+        held = self.try_acquire(name, ttl) if timeout <= 0 else self.acquire(name, timeout, ttl=ttl)
         try:
             yield held is not None
         finally:
@@ -304,6 +316,9 @@ class DaemonOptions:
     workers: int = 4  # concurrent webhook jobs
     person_lock_timeout: float = 120.0
     stop_deadline: float = 7.0  # seconds after SIGTERM before running work is abandoned
+    # Seconds a daemon owns a queued/running job without renewing; None: $OFFBOARD_AUDIT_JOB_LEASE
+    # or 30. Also the SQLite lease of the ``person:<id>`` lock, so both free up together.
+    job_lease: float | None = None
     serve_http: bool = True
     webhook: bool = True
 
@@ -343,6 +358,7 @@ class Daemon:
             raise ConfigError(
                 f"unknown time zone {config.schedule.timezone!r}", key="schedule.timezone"
             ) from None
+        self.job_lease = _job_lease(options.job_lease, ctx.env)
         self.config = config
         self.store = _TrackingStore(store.engine)
         self.ctx = ctx
@@ -371,6 +387,8 @@ class Daemon:
         self._busy = 0
         self._busy_cv = threading.Condition()
         self._leader: Held | None = None
+        self._owned: set[str] = set()  # jobs this process holds (queued in the pool or running)
+        self._owned_mutex = threading.Lock()
         self._scheduler: Any = None
         self._server: Any = None
 
@@ -401,6 +419,7 @@ class Daemon:
             clock=self.clock,
             node=self.node,
             status=lambda: {"leader": self.is_leader, "stopping": self._stopping},
+            job_lease=timedelta(seconds=self.job_lease),
         )
 
     @property
@@ -420,29 +439,71 @@ class Daemon:
 
     # --- jobs -----------------------------------------------------------------------------
 
+    def _lease_until(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.job_lease)
+
+    def _own(self, job_id: str) -> None:
+        with self._owned_mutex:
+            self._owned.add(job_id)
+
+    def _disown(self, job_id: str) -> None:
+        with self._owned_mutex:
+            self._owned.discard(job_id)
+
     def submit(self, job_id: str) -> None:
         """JobRunner: run a queued job on the worker pool (never blocks the request)."""
         if self._stopping:
-            log.info("not starting job %s: shutting down (it stays queued for the record)", job_id)
+            log.info("not starting job %s: shutting down (it stays queued for another daemon)", job_id)
             return
+        self._own(job_id)
         try:
             self._pool.submit(self.run_job, job_id)
         except RuntimeError:  # pool already shut down
+            self._disown(job_id)
             log.info("not starting job %s: shutting down", job_id)
 
     def run_job(self, job_id: str) -> Job | None:
         """Run one queued job to completion; returns the finished job (None if someone else ran it)."""
         with self._working():
-            if self._stopping or not self.events.start_job(job_id, self.clock(), self.node):
+            if self._stopping or not self.events.start_job(
+                job_id, self.clock(), self.node, self._lease_until()
+            ):
+                self._disown(job_id)
                 return None
             job = self.events.job(job_id)
             assert job is not None
+            return self._execute(job)
+
+    def resume_job(self, job: Job) -> Job | None:
+        """Run a job taken over while ``running`` (its daemon died) again, from the start.
+
+        Safe: the targeted reconcile re-reads the sources, and the revocation engine is
+        idempotent (a credential found already disabled is not changed again) and first settles
+        any action the dead daemon left between its intent and its outcome (crash recovery), so
+        nothing is applied twice.
+        """
+        with self._working():
+            if self._stopping:
+                self._disown(job.job_id)
+                return None
+            return self._execute(job)
+
+    def _execute(self, job: Job) -> Job | None:
+        """The body of a job this process owns (state ``running``); records its outcome."""
+        job_id = job.job_id
+        self._own(job_id)
+        try:
             try:
-                with self.locks.holding(f"person:{job.employee_id}", self.options.person_lock_timeout) as got:
+                with self.locks.holding(
+                    f"person:{job.employee_id}", self.options.person_lock_timeout, ttl=self.job_lease
+                ) as got:
                     if not got:
                         raise TimeoutError(f"person {job.employee_id} stayed locked by another reconcile")
                     state, run_id, detail, summary = self._job_body(job)
-                self.events.finish_job(
+                if job.takeovers:
+                    t = job.takeovers[-1]
+                    detail = f"taken over from {t.previous_owner} (its lease expired); {detail}"
+                recorded = self.events.finish_job(
                     job_id,
                     self.clock(),
                     state,
@@ -450,20 +511,78 @@ class Daemon:
                     detail=detail,
                     actions=summary.actions if summary else (),
                     error=_job_error(state, summary),
+                    owner=self.node,
                 )
             except Exception as exc:
                 log.exception("job %s (%s for %s) failed", job_id, job.kind.value, job.employee_id)
-                self.events.finish_job(
-                    job_id, self.clock(), JobState.FAILED, error=f"{type(exc).__name__}: {exc}"
+                recorded = self.events.finish_job(
+                    job_id,
+                    self.clock(),
+                    JobState.FAILED,
+                    error=f"{type(exc).__name__}: {exc}",
+                    owner=self.node,
                 )
-            finished = self.events.job(job_id)
-            if finished is not None and finished.finished_at is not None:
-                self.metrics.observe(
-                    "offboard_audit_webhook_job_seconds",
-                    (finished.finished_at - finished.created_at).total_seconds(),
-                    (("kind", job.kind.value), ("state", finished.state.value)),
-                )
-            return finished
+        finally:
+            self._disown(job_id)
+        if not recorded:
+            log.warning("job %s was taken over by another daemon meanwhile; it records the outcome", job_id)
+            return None
+        finished = self.events.job(job_id)
+        if finished is not None and finished.finished_at is not None:
+            self.metrics.observe(
+                "offboard_audit_webhook_job_seconds",
+                (finished.finished_at - finished.created_at).total_seconds(),
+                (("kind", job.kind.value), ("state", finished.state.value)),
+            )
+        return finished
+
+    def renew_job_leases(self) -> set[str]:
+        """Heartbeat: extend the lease of every job this process holds; returns those renewed."""
+        with self._owned_mutex:
+            owned = sorted(self._owned)
+        renewed = self.events.renew_leases(self.node, owned, self._lease_until())
+        for job_id in set(owned) - renewed:
+            job = self.events.job(job_id)
+            if job is not None and not job.state.final and job.node != self.node:
+                log.warning("lost job %s to %s (our lease had expired)", job_id, job.node)
+        return renewed
+
+    def recover_jobs(self) -> list[str]:
+        """Take over the queued and running jobs whose owner's lease expired, and run them."""
+        if self._stopping:
+            return []
+        claimed = self.events.claim_orphaned(self.clock(), self.node, self._lease_until())
+        for job in claimed:
+            t = job.takeovers[-1]
+            log.warning(
+                "took over %s job %s for %s from %s (lease expired %s)",
+                t.from_state.value,
+                job.job_id,
+                job.employee_id,
+                t.previous_owner or "nobody",
+                t.lease_expired_at.isoformat() if t.lease_expired_at else "never set",
+            )
+            self._own(job.job_id)
+            try:
+                if job.state is JobState.RUNNING:
+                    self._pool.submit(self.resume_job, job)
+                else:
+                    self._pool.submit(self.run_job, job.job_id)
+            except RuntimeError:  # shutting down: the lease runs out and someone else takes it
+                self._disown(job.job_id)
+        return [j.job_id for j in claimed]
+
+    def _jobs_loop(self) -> None:
+        """Every replica: renew our job leases and take over orphaned jobs, at once and then
+        every ``min(poll_interval, job_lease / 3)`` seconds."""
+        interval = min(self.options.poll_interval, self.job_lease / 3)
+        while not self._stop.is_set():
+            try:
+                self.renew_job_leases()
+                self.recover_jobs()
+            except Exception:
+                log.exception("job lease renewal / recovery failed")
+            self._stop.wait(interval)
 
     def _job_body(self, job: Job) -> tuple[JobState, str | None, str, RevokeSummary | None]:
         event = self.events.event(job.event_id) if job.event_id else None
@@ -605,7 +724,13 @@ class Daemon:
         for p in after:
             if p.is_departed(now) and (p.source, p.employee_id) not in was:
                 job = Job(
-                    new_job_id(), JobKind.HR_REFRESH, p.employee_id, JobState.QUEUED, now, node=self.node
+                    new_job_id(),
+                    JobKind.HR_REFRESH,
+                    p.employee_id,
+                    JobState.QUEUED,
+                    now,
+                    node=self.node,
+                    lease_expires_at=self._lease_until(),
                 )
                 self.events.create_job(job)
                 self.submit(job.job_id)
@@ -614,7 +739,7 @@ class Daemon:
 
     def process_due(self) -> int:
         """Start the scheduled reconciles whose effective_at has come; returns how many."""
-        claimed = self.events.claim_due(self.clock(), self.node)
+        claimed = self.events.claim_due(self.clock(), self.node, lease_until=self._lease_until())
         for item in claimed:
             self.submit(item.job_id)
         return len(claimed)
@@ -698,6 +823,8 @@ class Daemon:
                 return 1
             leader_thread = threading.Thread(target=self._leadership_loop, name="leadership", daemon=True)
             leader_thread.start()
+            jobs_thread = threading.Thread(target=self._jobs_loop, name="job-leases", daemon=True)
+            jobs_thread.start()
             log.info("daemon %s running", self.node)
             while not self._stop.wait(0.5):
                 pass
@@ -804,6 +931,18 @@ def ensure_job(sched: Any, job_id: str, kind: str, cron: str, tz: ZoneInfo) -> N
         log.info("rescheduled %s: %s", kind, cron)
     else:
         log.info("kept the stored %s schedule (next run %s)", kind, existing.next_run_time)
+
+
+def _job_lease(option: float | None, env: Mapping[str, str]) -> float:
+    if option is None:
+        raw = env.get(JOB_LEASE_ENV) or os.environ.get(JOB_LEASE_ENV)
+        try:
+            option = float(raw) if raw else DEFAULT_JOB_LEASE
+        except ValueError:
+            raise ConfigError(f"${JOB_LEASE_ENV} must be seconds, got {raw!r}", key=JOB_LEASE_ENV) from None
+    if not option > 0:
+        raise ConfigError(f"the job lease must be more than 0 seconds, got {option}", key=JOB_LEASE_ENV)
+    return option
 
 
 def _summary(report: Any) -> RevokeSummary:

@@ -15,9 +15,11 @@ Checked in this order, and a rejected request writes nothing:
 - 409: an ``event_id`` seen before (the insert of the event is the replay check, so two
   replicas receiving the same event cannot both accept it).
 
-Valid: 202 with ``{"job_id", "state", "status_url"}``. ``GET /hooks/hr/jobs/{id}`` reports
-the job (``queued``, ``scheduled``, ``running``, ``done``, ``failed``, ``cancelled``) and the
-actions it took.
+Valid: 202 with ``{"job_id", "state", "status_url"}``; a queued job belongs to this daemon
+instance (``node``) for ``job_lease`` (renewed while it holds the job; another replica takes it
+over if it dies). ``GET /hooks/hr/jobs/{id}`` reports the job (``queued``, ``scheduled``,
+``running``, ``done``, ``failed``, ``cancelled``), the actions it took, its owner and lease, and
+any takeover from a daemon that died.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ TIMESTAMP_HEADER = "X-Offboard-Timestamp"
 SIGNATURE_HEADER = "X-Offboard-Signature"
 MAX_ID = 128
 MAX_EMAIL = 320
+DEFAULT_JOB_LEASE = timedelta(seconds=30)
 
 _KIND_FOR_EVENT = {
     HREventType.TERMINATED: JobKind.TERMINATE,
@@ -196,6 +199,19 @@ def job_json(job: Job) -> dict[str, Any]:
             }
             for a in job.actions
         ],
+        "owner": job.node or None,
+        "lease_expires_at": iso(job.lease_expires_at),
+        "attempts": job.attempts,
+        "takeovers": [
+            {
+                "at": iso(t.at),
+                "previous_owner": t.previous_owner,
+                "new_owner": t.new_owner,
+                "from_state": t.from_state.value,
+                "lease_expired_at": iso(t.lease_expired_at),
+            }
+            for t in job.takeovers
+        ],
     }
 
 
@@ -209,6 +225,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     node: str = "",
     status: Callable[[], Mapping[str, Any]] | None = None,
+    job_lease: timedelta = DEFAULT_JOB_LEASE,
 ) -> FastAPI:
     """The ASGI app. ``settings`` None serves only /healthz and /metrics (webhook disabled)."""
     app = FastAPI(title="offboard-audit", docs_url=None, redoc_url=None, openapi_url=None)
@@ -270,7 +287,7 @@ def create_app(
             event = parse_event(body, signed_at, now)
         except Rejected as exc:
             return reject(exc.status, exc.message)
-        job = _job_for(event, now, node)
+        job = _job_for(event, now, node, job_lease)
         accepted = await run_in_threadpool(events.accept, event, job)
         if not accepted:
             return reject(409, f"event_id {event.event_id!r} was already received")
@@ -295,7 +312,7 @@ def create_app(
     return app
 
 
-def _job_for(event: HREvent, now: datetime, node: str) -> Job:
+def _job_for(event: HREvent, now: datetime, node: str, lease: timedelta = DEFAULT_JOB_LEASE) -> Job:
     kind = _KIND_FOR_EVENT[event.event]
     future = kind is JobKind.TERMINATE and event.effective_at > now
     return Job(
@@ -307,4 +324,7 @@ def _job_for(event: HREvent, now: datetime, node: str) -> Job:
         event_id=event.event_id,
         due_at=event.effective_at if future else None,
         node="" if future else node,
+        # Queued: ours until the lease runs out (the runner renews it); if this process dies
+        # first, another replica takes the job over.
+        lease_expires_at=None if future else now + lease,
     )

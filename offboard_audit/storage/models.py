@@ -255,6 +255,10 @@ class WebhookJobRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     actions_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # ``node`` is the owning daemon instance; its lease is renewed while it holds the job.
+    lease_expires_at: datetime | None = Field(default=None, sa_column=_dt(True, True))
+    attempts: int = Field(default=0)  # times a daemon started it (more than 1: taken over)
+    takeovers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
 
 
 class ScheduledReconcileRow(SQLModel, table=True):

@@ -3,6 +3,15 @@
 Rows stay in here; callers see the frozen records below. Every state change that two daemon
 replicas could race on is a conditional ``UPDATE ... WHERE state = ...`` whose row count says
 who won, so a job or a scheduled reconcile is run by exactly one replica.
+
+Ownership and leases
+    A ``queued`` or ``running`` job belongs to one daemon instance (``node``, e.g.
+    ``host:pid:random``) until ``lease_expires_at``; the owner renews the lease while it holds
+    the job (:meth:`WebhookStore.renew_leases`). A job whose lease ran out (its owner died: SIGKILL,
+    OOM, machine loss) is taken over by any replica with :meth:`WebhookStore.claim_orphaned`: a
+    conditional update on the observed state and owner and the expired lease, so of two replicas
+    trying at once exactly one wins (SQLite and PostgreSQL alike). Each takeover is recorded in
+    ``takeovers_json`` and ``attempts`` counts the starts.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -88,6 +97,21 @@ class JobAction:
 
 
 @dataclass(frozen=True, slots=True)
+class Takeover:
+    """A daemon took a job over from an owner whose lease had expired."""
+
+    at: datetime
+    previous_owner: str
+    new_owner: str
+    from_state: JobState
+    lease_expired_at: datetime | None
+
+    def __post_init__(self) -> None:
+        require_aware(self.at, "Takeover.at")
+        require_aware(self.lease_expired_at, "Takeover.lease_expired_at")
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     job_id: str
     kind: JobKind
@@ -103,9 +127,12 @@ class Job:
     error: str | None = None
     detail: str = ""
     actions: tuple[JobAction, ...] = ()
+    lease_expires_at: datetime | None = None  # ``node`` owns the job until then (queued/running)
+    attempts: int = 0  # how many times a daemon started it
+    takeovers: tuple[Takeover, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("created_at", "due_at", "started_at", "finished_at"):
+        for name in ("created_at", "due_at", "started_at", "finished_at", "lease_expires_at"):
             require_aware(getattr(self, name), f"Job.{name}")
 
 
@@ -206,15 +233,84 @@ class WebhookStore:
                 q = q.where(JOBS.c.state.in_([s.value for s in states]))
             return [_job(r) for r in conn.execute(q.order_by(JOBS.c.created_at)).mappings()]
 
-    def start_job(self, job_id: str, now: datetime, node: str) -> bool:
-        """queued -> running. False when the job is not queued (taken, cancelled, finished)."""
+    def start_job(self, job_id: str, now: datetime, node: str, lease_until: datetime | None = None) -> bool:
+        """queued -> running, owned by ``node`` until ``lease_until``. False when the job is not
+        queued (started by someone else, cancelled, finished)."""
         with self.store.begin() as conn:
             result = conn.execute(
                 update(JOBS)
                 .where(JOBS.c.job_id == job_id, JOBS.c.state == JobState.QUEUED.value)
-                .values(state=JobState.RUNNING.value, started_at=now, node=node)
+                .values(
+                    state=JobState.RUNNING.value,
+                    started_at=now,
+                    node=node,
+                    lease_expires_at=lease_until,
+                    attempts=JOBS.c.attempts + 1,
+                )
             )
             return bool(result.rowcount)
+
+    def renew_leases(self, node: str, job_ids: Sequence[str], until: datetime) -> set[str]:
+        """Extend the lease of those of ``job_ids`` that ``node`` still owns (queued or running);
+        returns the ids renewed (a missing one finished, or was taken over)."""
+        if not job_ids:
+            return set()
+        held = [JobState.QUEUED.value, JobState.RUNNING.value]
+        with self.store.begin() as conn:
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.job_id.in_(list(job_ids)), JOBS.c.node == node, JOBS.c.state.in_(held))
+                .values(lease_expires_at=until)
+            )
+            return set(
+                conn.execute(
+                    select(JOBS.c.job_id).where(
+                        JOBS.c.job_id.in_(list(job_ids)), JOBS.c.node == node, JOBS.c.state.in_(held)
+                    )
+                ).scalars()
+            )
+
+    def claim_orphaned(self, now: datetime, node: str, lease_until: datetime, limit: int = 20) -> list[Job]:
+        """Take over ``queued`` and ``running`` jobs whose owner's lease expired (or that have no
+        lease); each job is claimed by one caller only. The job keeps its state; the caller runs
+        it (a queued one through ``start_job``, a running one again from the start)."""
+        held = [JobState.QUEUED.value, JobState.RUNNING.value]
+        orphaned = (JOBS.c.lease_expires_at.is_(None)) | (JOBS.c.lease_expires_at <= now)
+        with self.store.begin() as conn:
+            rows = list(
+                conn.execute(
+                    select(JOBS)
+                    .where(JOBS.c.state.in_(held), orphaned)
+                    .order_by(JOBS.c.created_at)
+                    .limit(limit)
+                ).mappings()
+            )
+        claimed: list[Job] = []
+        for r in rows:
+            note = Takeover(now, r["node"], node, JobState(r["state"]), r["lease_expires_at"])
+            notes = [*json.loads(r["takeovers_json"] or "[]"), _takeover_json(note)]
+            with self.store.begin() as conn:
+                won = conn.execute(
+                    update(JOBS)
+                    .where(
+                        JOBS.c.job_id == r["job_id"],
+                        JOBS.c.state == r["state"],
+                        JOBS.c.node == r["node"],
+                        orphaned,
+                    )
+                    .values(
+                        node=node,
+                        lease_expires_at=lease_until,
+                        takeovers_json=json.dumps(notes),
+                        # A running job starts again from the top; a queued one counts in start_job.
+                        attempts=JOBS.c.attempts + (1 if r["state"] == JobState.RUNNING.value else 0),
+                    )
+                ).rowcount
+            if won:
+                job = self.job(r["job_id"])
+                if job is not None:
+                    claimed.append(job)
+        return claimed
 
     def finish_job(
         self,
@@ -226,35 +322,48 @@ class WebhookStore:
         error: str | None = None,
         detail: str = "",
         actions: Sequence[JobAction] = (),
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
+        """Record the outcome. With ``owner``, only while that node still owns the unfinished job
+        (False: it was taken over, and the new owner records the outcome)."""
+        q = update(JOBS).where(JOBS.c.job_id == job_id)
+        if owner is not None:
+            q = q.where(
+                JOBS.c.node == owner, JOBS.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value])
+            )
         with self.store.begin() as conn:
-            conn.execute(
-                update(JOBS)
-                .where(JOBS.c.job_id == job_id)
-                .values(
+            result = conn.execute(
+                q.values(
                     state=state.value,
                     finished_at=now,
                     run_id=run_id,
                     error=error,
                     detail=detail,
                     actions_json=json.dumps([_action_json(a) for a in actions]),
+                    lease_expires_at=None,
                 )
             )
+            return bool(result.rowcount)
 
     def abandon_running(self, node: str, now: datetime, reason: str) -> list[str]:
-        """Mark this replica's unfinished (queued or running) jobs failed; used when it stops."""
-        unfinished = [JobState.RUNNING.value, JobState.QUEUED.value]
+        """When this replica stops: mark its running jobs failed (``reason``) and release its
+        queued ones (lease expired now), which another replica, or the next start, then runs."""
         with self.store.begin() as conn:
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.node == node, JOBS.c.state == JobState.QUEUED.value)
+                .values(lease_expires_at=now)
+            )
             ids = list(
                 conn.execute(
-                    select(JOBS.c.job_id).where(JOBS.c.node == node, JOBS.c.state.in_(unfinished))
+                    select(JOBS.c.job_id).where(JOBS.c.node == node, JOBS.c.state == JobState.RUNNING.value)
                 ).scalars()
             )
             if ids:
                 conn.execute(
                     update(JOBS)
-                    .where(JOBS.c.job_id.in_(ids), JOBS.c.state.in_(unfinished))
-                    .values(state=JobState.FAILED.value, finished_at=now, error=reason)
+                    .where(JOBS.c.job_id.in_(ids), JOBS.c.state == JobState.RUNNING.value)
+                    .values(state=JobState.FAILED.value, finished_at=now, error=reason, lease_expires_at=None)
                 )
         return ids
 
@@ -288,7 +397,9 @@ class WebhookStore:
             )
         return ids
 
-    def claim_due(self, now: datetime, node: str, limit: int = 50) -> list[ScheduledReconcile]:
+    def claim_due(
+        self, now: datetime, node: str, limit: int = 50, lease_until: datetime | None = None
+    ) -> list[ScheduledReconcile]:
         """Claim scheduled reconciles whose time has come; each is claimed by one caller only.
 
         A claimed reconcile's job goes from ``scheduled`` to ``queued``.
@@ -315,7 +426,7 @@ class WebhookStore:
                 conn.execute(
                     update(JOBS)
                     .where(JOBS.c.job_id == r["job_id"], JOBS.c.state == JobState.SCHEDULED.value)
-                    .values(state=JobState.QUEUED.value, node=node)
+                    .values(state=JobState.QUEUED.value, node=node, lease_expires_at=lease_until)
                 )
             claimed.append(
                 ScheduledReconcile(r["id"], r["job_id"], r["employee_id"], r["due_at"], "claimed", node)
@@ -346,6 +457,27 @@ def _action_json(a: JobAction) -> dict[str, Any]:
     }
 
 
+def _takeover_json(t: Takeover) -> dict[str, Any]:
+    return {
+        "at": t.at.isoformat(),
+        "previous_owner": t.previous_owner,
+        "new_owner": t.new_owner,
+        "from_state": t.from_state.value,
+        "lease_expired_at": t.lease_expired_at.isoformat() if t.lease_expired_at else None,
+    }
+
+
+def _takeover(d: dict[str, Any]) -> Takeover:
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+    at = when(d["at"])
+    assert at is not None
+    return Takeover(
+        at, d["previous_owner"], d["new_owner"], JobState(d["from_state"]), when(d["lease_expired_at"])
+    )
+
+
 def _job_row(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
@@ -362,6 +494,9 @@ def _job_row(job: Job) -> dict[str, Any]:
         "error": job.error,
         "detail": job.detail,
         "actions_json": json.dumps([_action_json(a) for a in job.actions]),
+        "lease_expires_at": job.lease_expires_at,
+        "attempts": job.attempts,
+        "takeovers_json": json.dumps([_takeover_json(t) for t in job.takeovers]),
     }
 
 
@@ -391,4 +526,7 @@ def _job(r: RowMapping) -> Job:
             )
             for a in json.loads(r["actions_json"])
         ),
+        lease_expires_at=r["lease_expires_at"],
+        attempts=r["attempts"],
+        takeovers=tuple(_takeover(t) for t in json.loads(r["takeovers_json"] or "[]")),
     )

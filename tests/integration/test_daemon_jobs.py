@@ -403,3 +403,145 @@ def test_failed_actions_are_notified(tmp_path: Path) -> None:
     w.daemon.notifier.close(timeout=5)
     failed = [b for b in hook.bodies if b["kind"] == "failed_actions"]
     assert len(failed) == 1 and "2 action(s) failed" in failed[0]["text"] and "boom" in failed[0]["text"]
+
+
+# --- recovery of jobs left by a daemon that died -------------------------------------------------
+
+
+def orphan(w: World, employee_id: str, state: JobState, owner: str, lease_expires_at: datetime) -> Job:
+    """A job as a daemon that was SIGKILLed leaves it: owned by ``owner``, never finished."""
+    job = Job(
+        new_job_id(),
+        JobKind.TERMINATE,
+        employee_id,
+        state,
+        w.clock.now - timedelta(minutes=1),
+        event_id=f"evt-{new_job_id()}",
+        started_at=w.clock.now - timedelta(minutes=1) if state is JobState.RUNNING else None,
+        node=owner,
+        lease_expires_at=lease_expires_at,
+        attempts=1 if state is JobState.RUNNING else 0,
+    )
+    eff = w.clock.now - timedelta(minutes=2)
+    ev = HREvent(job.event_id or "", HREventType.TERMINATED, employee_id, None, eff, eff, eff, "{}")
+    assert WebhookStore(w.store).accept(ev, job)
+    return job
+
+
+def recover_together(*daemons: Daemon) -> list[list[str]]:
+    """Every daemon runs its recovery scan at the same moment (threads released by a barrier)."""
+    import threading
+
+    barrier = threading.Barrier(len(daemons))
+    claims: list[list[str]] = [[] for _ in daemons]
+
+    def scan(i: int) -> None:
+        barrier.wait()
+        claims[i] = daemons[i].recover_jobs()
+
+    threads = [threading.Thread(target=scan, args=(i,)) for i in range(len(daemons))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return claims
+
+
+def test_running_job_of_a_dead_daemon_is_taken_over_by_exactly_one_of_two_replicas_and_completed_once(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path)
+    w.daemon.run_full("audit")
+    audit_calls = len(w.engine.auto_calls)
+    job = orphan(w, "E2", JobState.RUNNING, "dead-host:4242:abc123", NOW - timedelta(seconds=1))
+    other = w.other_daemon("n2")
+
+    claims = recover_together(w.daemon, other)
+
+    assert sorted(len(c) for c in claims) == [0, 1] and [job.job_id] in claims
+    winner = "n1" if claims[0] else "n2"
+    finished = wait_job(w.store, job.job_id)
+    assert finished.state is JobState.DONE, finished
+    assert [p for _, p in w.engine.auto_calls[audit_calls:]] == ["E2"]  # the reconcile ran once
+    assert finished.node == winner and finished.attempts == 2 and finished.lease_expires_at is None
+    (t,) = finished.takeovers
+    assert (t.previous_owner, t.new_owner, t.from_state) == (
+        "dead-host:4242:abc123",
+        winner,
+        JobState.RUNNING,
+    )
+    assert t.lease_expired_at == NOW - timedelta(seconds=1)
+    assert finished.detail.startswith("taken over from dead-host:4242:abc123")
+    assert w.daemon.recover_jobs() == [] and other.recover_jobs() == []  # a finished job stays finished
+
+
+def test_queued_job_of_a_dead_daemon_is_taken_over_and_started_once(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    w.daemon.run_full("audit")
+    job = orphan(w, "E2", JobState.QUEUED, "dead-host:4242:abc123", NOW - timedelta(seconds=1))
+    other = w.other_daemon("n2")
+
+    claims = recover_together(w.daemon, other)
+
+    assert sorted(len(c) for c in claims) == [0, 1]
+    finished = wait_job(w.store, job.job_id)
+    assert finished.state is JobState.DONE and finished.attempts == 1
+    assert [t.from_state for t in finished.takeovers] == [JobState.QUEUED]
+    assert [p for _, p in w.engine.auto_calls if p is not None] == ["E2"]
+
+
+def test_job_with_a_live_lease_is_not_stolen_until_the_lease_expires(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    w.daemon.run_full("audit")
+    lease = NOW + timedelta(seconds=30)
+    job = orphan(w, "E2", JobState.RUNNING, "alive-host:1:abcdef", lease)
+    other = w.other_daemon("n2")
+
+    assert recover_together(w.daemon, other) == [[], []]
+    held = WebhookStore(w.store).job(job.job_id)
+    assert held is not None and held.state is JobState.RUNNING and held.node == "alive-host:1:abcdef"
+    assert held.takeovers == () and [p for _, p in w.engine.auto_calls if p is not None] == []
+
+    # The owner's heartbeat keeps it: renewing moves the lease on, so it is still not stolen.
+    assert WebhookStore(w.store).renew_leases(
+        "alive-host:1:abcdef", [job.job_id], lease + timedelta(seconds=30)
+    )
+    w.clock.now = lease + timedelta(seconds=1)
+    assert w.daemon.recover_jobs() == [] and other.recover_jobs() == []
+
+    # The heartbeat stops (the owner died): once the lease has run out the job is taken over.
+    w.clock.now = lease + timedelta(seconds=31)
+    assert w.daemon.recover_jobs() == [job.job_id]
+    assert wait_job(w.store, job.job_id).state is JobState.DONE
+
+
+def test_a_daemon_whose_job_was_taken_over_cannot_record_its_late_outcome(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    events = WebhookStore(w.store)
+    job = orphan(w, "E2", JobState.RUNNING, "slow-host:1:abcdef", NOW - timedelta(seconds=1))
+    (claimed,) = events.claim_orphaned(NOW, "n2", NOW + timedelta(seconds=30))
+    assert claimed.node == "n2"
+    assert not events.finish_job(job.job_id, NOW, JobState.FAILED, error="late", owner="slow-host:1:abcdef")
+    assert events.finish_job(job.job_id, NOW, JobState.DONE, owner="n2")
+    assert events.job(job.job_id).state is JobState.DONE  # type: ignore[union-attr]
+
+
+def test_webhook_job_reports_its_owner_lease_and_takeovers(tmp_path: Path) -> None:
+    from offboard_audit.webhook import job_json
+
+    w = world(tmp_path)
+    events = WebhookStore(w.store)
+    job = orphan(w, "E2", JobState.RUNNING, "dead-host:4242:abc123", NOW - timedelta(seconds=1))
+    events.claim_orphaned(NOW, "n2", NOW + timedelta(seconds=30))
+    body = job_json(events.job(job.job_id))  # type: ignore[arg-type]
+    assert body["state"] == "running" and body["owner"] == "n2"
+    assert body["lease_expires_at"] == (NOW + timedelta(seconds=30)).isoformat()
+    assert body["takeovers"] == [
+        {
+            "at": NOW.isoformat(),
+            "previous_owner": "dead-host:4242:abc123",
+            "new_owner": "n2",
+            "from_state": "running",
+            "lease_expired_at": (NOW - timedelta(seconds=1)).isoformat(),
+        }
+    ]
