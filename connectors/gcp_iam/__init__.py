@@ -1,4 +1,5 @@
-"""Google Cloud IAM connector: project IAM bindings, service accounts and their user-managed keys.
+"""Google Cloud IAM connector: project, folder and organization IAM bindings, service accounts and
+their user-managed keys.
 
 Source type ``gcp_iam``. See :mod:`connectors.gcp_iam.source` (read),
 :mod:`connectors.gcp_iam.revoker` (write), :mod:`connectors.gcp_iam.translate` (payload ->
@@ -65,6 +66,8 @@ PLUGIN = ConnectorPlugin(
         "resourcemanager.projects.get",
         "resourcemanager.projects.getIamPolicy",
         "resourcemanager.folders.list",
+        "resourcemanager.organizations.getIamPolicy",
+        "resourcemanager.folders.getIamPolicy",
         "iam.serviceAccounts.list",
         "iam.serviceAccountKeys.list",
         "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
@@ -75,9 +78,12 @@ PLUGIN = ConnectorPlugin(
         "type": 'Must be "gcp_iam".',
         "projects": "List of project ids to scan.",
         "organization": "Scan every ACTIVE project under this organization, sub-folders included "
-        '("organizations/N").',
+        '("organizations/N"), and read the IAM policies of the organization and of every ACTIVE '
+        "folder below it (roles granted there are inherited by every project below); an "
+        "organization or folder policy that cannot be read is a failed scope.",
         "folders": "Scan every ACTIVE project under these folders, sub-folders included "
-        '(["folders/N", ...]).',
+        '(["folders/N", ...]), and read the IAM policies of these folders and their ACTIVE '
+        "sub-folders; a folder policy that cannot be read is a failed scope.",
         "iam_endpoint": "Optional plaintext gRPC host:port of an IAM Admin API endpoint (tests, private "
         "endpoints); default: Google with Application Default Credentials.",
         "resource_manager_endpoint": "Optional HTTP(S) URL of a Resource Manager v3 REST endpoint; "
@@ -93,7 +99,8 @@ PLUGIN = ConnectorPlugin(
         "timeout": "Seconds per API call (default 30).",
         "protected_principals": "fnmatch patterns of members / service-account emails the revoker "
         "never touches, in addition to the core's protected list and Google-managed service agents.",
-        "max_policy_retries": "Attempts of the etag-checked read-modify-write of a project IAM policy "
+        "max_policy_retries": "Attempts of the etag-checked read-modify-write of a project, folder or "
+        "organization IAM policy "
         "when it changes concurrently (default 5).",
     },
     match=MatchSpec(employee_id_attributes=("owner_employee_id",), email_attributes=("owner",)),

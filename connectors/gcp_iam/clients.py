@@ -151,7 +151,10 @@ class GcpClients:
 
     - ``iam``: ``google.cloud.iam_admin_v1.IAMClient`` (gRPC)
     - ``projects``: ``google.cloud.resourcemanager_v3.ProjectsClient``
-    - ``folders``: ``google.cloud.resourcemanager_v3.FoldersClient`` (folder traversal only)
+    - ``folders``: ``google.cloud.resourcemanager_v3.FoldersClient`` (folder traversal and
+      folder IAM policies)
+    - ``organizations``: ``google.cloud.resourcemanager_v3.OrganizationsClient`` (the
+      organization IAM policy; only needed with ``organization``)
     - ``activity``: :class:`ActivityClient` (only with ``key_last_auth``)
     """
 
@@ -159,9 +162,10 @@ class GcpClients:
     projects: Any
     folders: Any = None
     activity: ActivityClient | None = None
+    organizations: Any = None
 
     def close(self) -> None:
-        for client in (self.iam, self.projects, self.folders):
+        for client in (self.iam, self.projects, self.folders, self.organizations):
             transport = getattr(client, "transport", None)
             if transport is not None:
                 transport.close()
@@ -187,13 +191,19 @@ def build_clients(config: GcpConfig) -> GcpClients:
         anon = AnonymousCredentials()  # type: ignore[no-untyped-call]
         projects = resourcemanager_v3.ProjectsClient(transport="rest", credentials=anon, client_options=opts)
         folders = resourcemanager_v3.FoldersClient(transport="rest", credentials=anon, client_options=opts)
+        organizations = resourcemanager_v3.OrganizationsClient(
+            transport="rest", credentials=anon, client_options=opts
+        )
     else:
         projects = resourcemanager_v3.ProjectsClient()
         folders = resourcemanager_v3.FoldersClient()
+        organizations = resourcemanager_v3.OrganizationsClient()
     activity = None
     if config.key_last_auth:
         activity = build_activity_client(config)
-    return GcpClients(iam=iam, projects=projects, folders=folders, activity=activity)
+    return GcpClients(
+        iam=iam, projects=projects, folders=folders, activity=activity, organizations=organizations
+    )
 
 
 def build_activity_client(config: GcpConfig) -> ActivityClient:

@@ -1,15 +1,17 @@
 """An in-memory Google Cloud and two local servers that speak its APIs, for tests and the demo.
 
-- :class:`GcpFakeState`: projects, folders, IAM policies (with etags), service accounts,
+- :class:`GcpFakeState`: organizations, folders, projects, their IAM policies (with etags),
+  service accounts,
   keys (user- and system-managed) and last-authentication activity, plus knobs to inject
   failures (per-project errors, a concurrent policy change before a write, a disabled
-  Policy Analyzer) and per-project call counters.
+  Policy Analyzer) and per-project (per-organization, per-folder) call counters.
 - :class:`FakeIamServer`: a gRPC server for ``google.iam.admin.v1.IAM`` built from generic
   handlers and the ``iam_admin_v1`` library's own message classes, so the real
   ``IAMClient`` talks to it unchanged.
 - :class:`FakeRestServer`: an HTTP server for the Resource Manager v3 REST calls the
-  connector makes (``projects:search``, ``folders``, ``:getIamPolicy``, ``:setIamPolicy``)
-  and the Policy Analyzer ``activities:query``.
+  connector makes (``projects:search``, ``folders``, and ``:getIamPolicy`` /
+  ``:setIamPolicy`` on projects, organizations and folders) and the Policy Analyzer
+  ``activities:query``.
 
 Both bind to 127.0.0.1 on a port the OS picks and are stopped by ``stop()``.
 """
@@ -72,20 +74,23 @@ class FakeServiceAccount:
         return f"projects/{self.project}/serviceAccounts/{self.email}"
 
 
-@dataclass
-class FakeProject:
-    project_id: str
-    number: str
-    parent: str
-    state: str = "ACTIVE"
+@dataclass(kw_only=True)
+class FakePolicyHolder:
+    """A resource with an IAM policy: a project, a folder or an organization."""
+
     # Each binding: {"role": str, "members": [str], "condition": {title, description, expression}?}
     bindings: list[dict[str, Any]] = field(default_factory=list)
     version: int = 1
     revision: int = 1
 
     @property
+    def policy_key(self) -> str:
+        """The key of this resource in call counters, failures and hooks."""
+        raise NotImplementedError
+
+    @property
     def etag(self) -> bytes:
-        return f"etag-{self.project_id}-{self.revision}".encode()
+        return f"etag-{self.policy_key}-{self.revision}".encode()
 
     def policy_json(self) -> dict[str, Any]:
         return {
@@ -96,10 +101,35 @@ class FakeProject:
 
 
 @dataclass
-class FakeFolder:
+class FakeProject(FakePolicyHolder):
+    project_id: str
+    number: str
+    parent: str
+    state: str = "ACTIVE"
+
+    @property
+    def policy_key(self) -> str:
+        return self.project_id
+
+
+@dataclass
+class FakeFolder(FakePolicyHolder):
     name: str
     parent: str
     state: str = "ACTIVE"
+
+    @property
+    def policy_key(self) -> str:
+        return self.name
+
+
+@dataclass
+class FakeOrganization(FakePolicyHolder):
+    name: str
+
+    @property
+    def policy_key(self) -> str:
+        return self.name
 
 
 class GcpFakeState:
@@ -109,18 +139,23 @@ class GcpFakeState:
         self.lock = threading.RLock()
         self.projects: dict[str, FakeProject] = {}
         self.folders: dict[str, FakeFolder] = {}
+        self.organizations: dict[str, FakeOrganization] = {}
         self.service_accounts: dict[str, FakeServiceAccount] = {}
         self.page_size = page_size
-        # (api method, project) -> number of calls
+        # (api method, project id / "organizations/N" / "folders/F") -> number of calls
         self.calls: Counter[tuple[str, str]] = Counter()
-        # project -> status name (PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...) for every call on it
+        # project (or organization/folder name) -> status name (PERMISSION_DENIED,
+        # RESOURCE_EXHAUSTED, ...) for every call on it
         self.failures: dict[str, str] = {}
+        # project / organization / folder -> status name for its getIamPolicy/setIamPolicy only
+        self.policy_failures: dict[str, str] = {}
         # project -> (status name, message) for IAM Admin (gRPC) calls only
         self.iam_failures: dict[str, tuple[str, str]] = {}
         # project ("*" for all) -> (HTTP status, message) for Policy Analyzer queries
         self.activity_failures: dict[str, tuple[int, str]] = {}
-        # project -> hooks run (one per setIamPolicy call, first in first out) before the etag check
-        self.before_set_policy: dict[str, list[Callable[[FakeProject], None]]] = {}
+        # project (or organization/folder name) -> hooks run (one per setIamPolicy call, first in
+        # first out) before the etag check
+        self.before_set_policy: dict[str, list[Callable[[Any], None]]] = {}
         # Seconds each REST call takes (simulated network latency) and the most calls seen in flight.
         self.rest_latency = 0.0
         self.rest_in_flight = 0
@@ -137,17 +172,41 @@ class GcpFakeState:
             self._next_number += 1
             project = FakeProject(project_id, str(self._next_number), parent, state)
             self.projects[project_id] = project
+            self._ensure_organization(parent)
             return project
 
     def add_folder(self, name: str, parent: str, state: str = "ACTIVE") -> FakeFolder:
         with self.lock:
             folder = FakeFolder(name, parent, state)
             self.folders[name] = folder
+            self._ensure_organization(parent)
             return folder
 
-    def bind(self, project: str, role: str, member: str, condition: dict[str, str] | None = None) -> None:
+    def add_organization(self, name: str) -> FakeOrganization:
+        if not name.startswith("organizations/"):
+            raise ValueError(f"not an organization name: {name!r}")
         with self.lock:
-            p = self.projects[project]
+            return self.organizations.setdefault(name, FakeOrganization(name))
+
+    def _ensure_organization(self, parent: str) -> FakeOrganization | None:
+        # An organization exists as soon as something lives directly under it.
+        if not parent.startswith("organizations/"):
+            return None
+        return self.add_organization(parent)
+
+    def policy_holder(self, resource: str) -> FakePolicyHolder:
+        """A project (by id), ``organizations/N`` or ``folders/F``; KeyError if unknown."""
+        with self.lock:
+            if resource.startswith("organizations/"):
+                return self.organizations[resource]
+            if resource.startswith("folders/"):
+                return self.folders[resource]
+            return self.projects[resource]
+
+    def bind(self, resource: str, role: str, member: str, condition: dict[str, str] | None = None) -> None:
+        """Grant ``role`` to ``member`` on a project id, ``organizations/N`` or ``folders/F``."""
+        with self.lock:
+            p = self.policy_holder(resource)
             for b in p.bindings:
                 if b["role"] == role and b.get("condition") == condition:
                     if member not in b["members"]:
@@ -161,9 +220,11 @@ class GcpFakeState:
                 p.bindings.append(binding)
             p.revision += 1
 
-    def members(self, project: str, role: str) -> list[str]:
+    def members(self, resource: str, role: str) -> list[str]:
         with self.lock:
-            return [m for b in self.projects[project].bindings if b["role"] == role for m in b["members"]]
+            return [
+                m for b in self.policy_holder(resource).bindings if b["role"] == role for m in b["members"]
+            ]
 
     def add_service_account(
         self,
@@ -490,7 +551,7 @@ class FakeIamServer:
 
 # --- HTTP: Resource Manager v3 and Policy Analyzer --------------------------------------
 
-_POLICY_CALL = re.compile(r"^/v3/projects/([^/:]+):(getIamPolicy|setIamPolicy)$")
+_POLICY_CALL = re.compile(r"^/v3/(projects|organizations|folders)/([^/:]+):(getIamPolicy|setIamPolicy)$")
 _ACTIVITY = re.compile(r"^/v1/projects/([^/]+)/locations/global/activityTypes/([^/]+)/activities:query$")
 
 
@@ -602,9 +663,9 @@ class FakeRestServer:
             return 200, self._list_folders(query)
         m = _POLICY_CALL.match(route)
         if m and method == "POST":
-            if m.group(2) == "getIamPolicy":
-                return 200, self._get_policy(m.group(1))
-            return 200, self._set_policy(m.group(1), body)
+            if m.group(3) == "getIamPolicy":
+                return 200, self._get_policy(m.group(1), m.group(2))
+            return 200, self._set_policy(m.group(1), m.group(2), body)
         m = _ACTIVITY.match(route)
         if m and method == "GET":
             return 200, self._activities(m.group(1), m.group(2), query)
@@ -669,17 +730,38 @@ class FakeRestServer:
             raise _ApiError(403, "PERMISSION_DENIED", f"project {ref} not found or permission denied")
         return project
 
-    def _get_policy(self, ref: str) -> dict[str, Any]:
-        with self.state.lock:
-            project = self._project_or_404(ref)
-            self._enter("rm.GetIamPolicy", project.project_id)
-            return project.policy_json()
+    def _holder_or_403(self, collection: str, ref: str) -> FakePolicyHolder:
+        if collection == "projects":
+            return self._project_or_404(ref)
+        name = f"{collection}/{ref}"
+        found: FakePolicyHolder | None = (
+            self.state.organizations.get(name)
+            if collection == "organizations"
+            else self.state.folders.get(name)
+        )
+        if found is None:
+            raise _ApiError(403, "PERMISSION_DENIED", f"{name} not found or permission denied")
+        return found
 
-    def _set_policy(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _enter_policy(self, method: str, holder: FakePolicyHolder) -> None:
+        self._enter(method, holder.policy_key)
+        failure = self.state.policy_failures.get(holder.policy_key)
+        if failure:
+            raise _ApiError(
+                _HTTP_STATUS.get(failure, 500), failure, f"injected policy failure on {holder.policy_key}"
+            )
+
+    def _get_policy(self, collection: str, ref: str) -> dict[str, Any]:
         with self.state.lock:
-            project = self._project_or_404(ref)
-            self._enter("rm.SetIamPolicy", project.project_id)
-            hooks = self.state.before_set_policy.get(project.project_id)
+            holder = self._holder_or_403(collection, ref)
+            self._enter_policy("rm.GetIamPolicy", holder)
+            return holder.policy_json()
+
+    def _set_policy(self, collection: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.state.lock:
+            project = self._holder_or_403(collection, ref)
+            self._enter_policy("rm.SetIamPolicy", project)
+            hooks = self.state.before_set_policy.get(project.policy_key)
             if hooks:
                 # A concurrent writer got in between our client's read and its write.
                 hooks.pop(0)(project)

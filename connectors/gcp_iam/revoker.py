@@ -2,8 +2,9 @@
 
 API calls and permissions (declared per action in :attr:`GcpIamRevoker.actions`):
 
-- ``remove_binding``: Resource Manager ``projects.getIamPolicy`` + ``projects.setIamPolicy``
-  as a read-modify-write carrying the policy's etag. A concurrent change makes the write
+- ``remove_binding``: Resource Manager ``getIamPolicy`` + ``setIamPolicy`` of the project,
+  organization or folder the binding credential names (``projects/P/...``,
+  ``organizations/N/...``, ``folders/F/...``), as a read-modify-write carrying the policy's etag. A concurrent change makes the write
   fail with 409/ABORTED; the policy is then re-read and the removal re-applied, at most
   ``max_policy_retries`` times. The write always starts from the policy just read, so
   nobody else's change is ever lost. Undo re-adds the member to the same role (and
@@ -15,7 +16,8 @@ API calls and permissions (declared per action in :attr:`GcpIamRevoker.actions`)
 - ``delete_key`` (delete stage, irreversible): ``DeleteServiceAccountKey``.
 
 Protected principals (the source's ``protected_principals`` patterns and Google-managed
-service agents) are refused with :class:`RevokeError` whatever the plan says.
+service agents) are refused with :class:`RevokeError` whatever the plan says, and so is
+removing the last member of a resource's administrator role (:data:`LAST_ADMIN_ROLE`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,22 @@ BUILTIN_PROTECTED = (
     "service-*@gcp-sa-*.iam.gserviceaccount.com",
 )
 
-_BINDING_PERMS = ("resourcemanager.projects.getIamPolicy", "resourcemanager.projects.setIamPolicy")
+_BINDING_PERMS = (
+    "resourcemanager.projects.getIamPolicy",
+    "resourcemanager.projects.setIamPolicy",
+    "resourcemanager.organizations.getIamPolicy",
+    "resourcemanager.organizations.setIamPolicy",
+    "resourcemanager.folders.getIamPolicy",
+    "resourcemanager.folders.setIamPolicy",
+)
+
+# The role a resource must never lose its last member of: without it nobody below the
+# organization can administer the resource's IAM policy any more.
+LAST_ADMIN_ROLE = {
+    "projects": "roles/owner",
+    "organizations": "roles/resourcemanager.organizationAdmin",
+    "folders": "roles/resourcemanager.folderAdmin",
+}
 
 
 def _api_errors() -> tuple[type[BaseException], ...]:
@@ -80,8 +97,8 @@ class GcpIamRevoker:
                 stage=Stage.DISABLE,
                 reversible=True,
                 permissions=_BINDING_PERMS,
-                description="Remove the member from the project IAM binding (etag-checked "
-                "read-modify-write); undo re-adds it.",
+                description="Remove the member from the project, folder or organization IAM "
+                "binding (etag-checked read-modify-write); undo re-adds it.",
             ),
             "disable_key": ActionDef(
                 name="disable_key",
@@ -207,13 +224,25 @@ class GcpIamRevoker:
             ref = parse_binding_credential_id(target.credential_id)
         except ValueError as exc:
             raise RevokeError(str(exc)) from exc
-        if target.scope and target.scope != ref.project:
-            raise RevokeError(f"{target.credential_id} is not in project {target.scope}")
+        if target.scope and target.scope != ref.scope:
+            raise RevokeError(f"{target.credential_id} is not in scope {target.scope}")
         return ref
 
-    def _get_policy(self, project: str) -> Any:
-        return self.clients.projects.get_iam_policy(
-            request={"resource": f"projects/{project}", "options": {"requested_policy_version": 3}},
+    def _policy_client(self, ref: BindingRef) -> Any:
+        """The Resource Manager client that owns the policy of ``ref``'s resource."""
+        clients = self.clients
+        client = {
+            "projects": clients.projects,
+            "organizations": clients.organizations,
+            "folders": clients.folders,
+        }[ref.kind]
+        if client is None:
+            raise RevokeError(f"{ref.resource}: no Resource Manager {ref.kind} client configured")
+        return client
+
+    def _get_policy(self, ref: BindingRef) -> Any:
+        return self._policy_client(ref).get_iam_policy(
+            request={"resource": ref.resource, "options": {"requested_policy_version": 3}},
             retry=self._retry,
             timeout=self.config.timeout,
         )
@@ -228,8 +257,9 @@ class GcpIamRevoker:
         ]
 
     def _state_of(self, policy: Any, ref: BindingRef) -> ResourceState:
+        where = ("project", ref.scope) if ref.kind == "projects" else ("resource", ref.resource)
         data: list[tuple[str, str]] = [
-            ("project", ref.project),
+            where,
             ("role", ref.role),
             ("member", ref.member),
             ("etag", base64.b64encode(policy.etag).decode("ascii")),
@@ -248,7 +278,7 @@ class GcpIamRevoker:
         return ResourceState(exists=present, active=present, data=tuple(data))
 
     def _binding_state(self, ref: BindingRef) -> ResourceState:
-        return self._state_of(self._get_policy(ref.project), ref)
+        return self._state_of(self._get_policy(ref), ref)
 
     def _write_policy(self, ref: BindingRef, change: Any) -> tuple[ResourceState, bool]:
         """Read-modify-write with the etag; ``change(policy) -> bool`` edits in place (False: no-op).
@@ -257,14 +287,14 @@ class GcpIamRevoker:
         """
         attempts = self.config.max_policy_retries
         for _attempt in range(attempts):
-            policy = self._get_policy(ref.project)
+            policy = self._get_policy(ref)
             before = self._state_of(policy, ref)
             if not change(policy):
                 return before, False
             try:
                 # The policy carries the etag just read: a concurrent writer makes this fail.
-                self.clients.projects.set_iam_policy(
-                    request={"resource": f"projects/{ref.project}", "policy": policy},
+                self._policy_client(ref).set_iam_policy(
+                    request={"resource": ref.resource, "policy": policy},
                     retry=self._retry,
                     timeout=self.config.timeout,
                 )
@@ -272,7 +302,7 @@ class GcpIamRevoker:
                 continue
             return before, True
         raise RevokeError(
-            f"projects/{ref.project}: IAM policy kept changing concurrently; gave up after {attempts} "
+            f"{ref.resource}: IAM policy kept changing concurrently; gave up after {attempts} "
             "attempts without writing anything"
         )
 
@@ -288,10 +318,9 @@ class GcpIamRevoker:
             for i in reversed(range(len(policy.bindings))):
                 if not policy.bindings[i].members:
                     del policy.bindings[i]
-            if ref.role == "roles/owner" and not any(
-                b.role == "roles/owner" and b.members for b in policy.bindings
-            ):
-                raise RevokeError(f"refusing to remove the last owner of project {ref.project}")
+            admin = LAST_ADMIN_ROLE[ref.kind]
+            if ref.role == admin and not any(b.role == admin and b.members for b in policy.bindings):
+                raise RevokeError(f"refusing to remove the last {admin} member of {ref.resource}")
             return True
 
         before, written = self._write_policy(ref, change)

@@ -6,6 +6,13 @@ API calls (all read-only) and the permissions they need:
   ``folders.list`` (``resourcemanager.folders.list``): only with ``organization`` / ``folders``.
 - Resource Manager ``projects.getIamPolicy`` (``resourcemanager.projects.getIamPolicy``),
   one per project, requested at policy version 3 so conditional bindings are visible.
+- Only with ``organization`` / ``folders``: ``organizations.getIamPolicy``
+  (``resourcemanager.organizations.getIamPolicy``) for the organization and
+  ``folders.getIamPolicy`` (``resourcemanager.folders.getIamPolicy``) for every active folder
+  scanned, sub-folders included. A role granted there is inherited by every project below, so
+  a departed person bound only at the organization or a folder is still found. Each such
+  policy is its own scope (``organizations/N`` / ``folders/F``); one that cannot be read is a
+  failed scope, never an empty one.
 - IAM Admin ``ListServiceAccounts`` (``iam.serviceAccounts.list``), paged, one per project,
   and ``ListServiceAccountKeys`` with key type USER_MANAGED (``iam.serviceAccountKeys.list``),
   one per service account.
@@ -15,7 +22,8 @@ API calls (all read-only) and the permissions they need:
   project that holds an account the core asked about.
 
 The number of calls per project is independent of the number of people: one policy read,
-one service-account page per 100 accounts, one key list per service account.
+one service-account page per 100 accounts, one key list per service account; and one policy
+read per organization or folder.
 """
 
 from __future__ import annotations
@@ -74,11 +82,13 @@ class _ProjectResult:
 
 
 class GcpIamSource:
-    """Reads IAM bindings, service accounts and their user-managed keys from Google Cloud projects.
+    """Reads IAM bindings, service accounts and their user-managed keys from Google Cloud projects,
+    and the IAM bindings of the organization and folders they are scanned under.
 
-    Projects are scanned concurrently (at most ``max_workers`` at a time). A project that
-    fails (PermissionDenied, quota, unreachable) becomes a ``ScopeFailure``; if every
-    project fails, or the project list itself cannot be read, :class:`SourceError` is raised.
+    Projects (and organization/folder policies) are scanned concurrently (at most
+    ``max_workers`` at a time). A project or organization/folder policy that fails
+    (PermissionDenied, quota, unreachable) becomes a ``ScopeFailure``; if every project fails,
+    or the project list itself cannot be read, :class:`SourceError` is raised.
     """
 
     system = SYSTEM
@@ -114,25 +124,31 @@ class GcpIamSource:
     # --- projects ------------------------------------------------------------------------
 
     def projects(self) -> list[str]:
-        """Configured projects plus every active project under ``organization`` / ``folders``.
+        """Configured projects plus every active project under ``organization`` / ``folders``."""
+        return self._discover()[0]
+
+    def _discover(self) -> tuple[list[str], list[str]]:
+        """(projects, organization and folders whose IAM policies are read).
 
         API calls: ``projects.search`` with ``parent:X state:ACTIVE`` for each parent and
         ``folders.list`` to descend into sub-folders (search matches direct children only).
+        The second list holds the configured organization and folders and every active
+        sub-folder found below them.
         """
         found: list[str] = list(self.config.projects)
         parents = [p for p in ([self.config.organization] if self.config.organization else [])]
         parents += list(self.config.folders)
         if not parents:
-            return _unique(found)
+            return _unique(found), []
         clients = self.clients
-        seen: set[str] = set()
+        visited: list[str] = []
         queue = list(parents)
         try:
             while queue:
                 parent = queue.pop(0)
-                if parent in seen:
+                if parent in visited:
                     continue
-                seen.add(parent)
+                visited.append(parent)
                 pager = clients.projects.search_projects(
                     request={"query": f"parent:{parent} state:ACTIVE"},
                     retry=self._retry,
@@ -152,22 +168,24 @@ class GcpIamSource:
         projects = _unique(found)
         if not projects:
             raise SourceError(f"{self.name}: no active project found under {', '.join(parents)}")
-        return projects
+        return projects, visited
 
     # --- bulk pass -----------------------------------------------------------------------
 
     def collect(self) -> SourceData:
-        return self._scan(self.projects(), wanted=None)
+        projects, hierarchy = self._discover()
+        return self._scan(projects, hierarchy, wanted=None)
 
     def collect_for(self, person: Person) -> SourceData:
         """Only the bindings and owned service accounts of one person (the HR webhook path).
 
         The same calls as :meth:`collect` (the APIs cannot filter by member), but the output
-        keeps only ``user:`` members and service accounts whose owner is one of the person's
-        email addresses.
+        keeps only ``user:`` members (of project, organization and folder policies) and
+        service accounts whose owner is one of the person's email addresses.
         """
         wanted = {e.lower() for e in (person.email, *person.aliases) if e and "@" in e}
-        data = self._scan(self.projects(), wanted=wanted)
+        projects, hierarchy = self._discover()
+        data = self._scan(projects, hierarchy, wanted=wanted)
         if not self.config.key_last_auth:
             return data
         services = [a for a in data.accounts if a.kind is AccountKind.SERVICE]
@@ -182,33 +200,61 @@ class GcpIamSource:
             scopes=data.scopes,
         )
 
-    def _scan(self, projects: Sequence[str], wanted: set[str] | None) -> SourceData:
+    def _scan(self, projects: Sequence[str], hierarchy: Sequence[str], wanted: set[str] | None) -> SourceData:
         observed_at = self._clock()
         results: dict[str, _ProjectResult] = {}
         failures: list[ScopeFailure] = []
-        workers = max(1, min(self.config.max_workers, len(projects)))
+        scopes = [*projects, *hierarchy]
+        workers = max(1, min(self.config.max_workers, len(scopes)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}") as pool:
             futures = {p: pool.submit(self._scan_project, p, wanted, observed_at) for p in projects}
-            for project, future in futures.items():
+            futures.update(
+                {n: pool.submit(self._scan_hierarchy_policy, n, wanted, observed_at) for n in hierarchy}
+            )
+            for scope, future in futures.items():
                 try:
-                    results[project] = future.result()
+                    results[scope] = future.result()
                 except _ProjectFailed as exc:
-                    failures.append(ScopeFailure(scope=project, error=str(exc)))
-        if projects and len(failures) == len(projects):
-            detail = "; ".join(f"{f.scope}: {f.error}" for f in failures[:3])
+                    failures.append(ScopeFailure(scope=scope, error=str(exc)))
+        project_set = set(projects)
+        failed_projects = [f for f in failures if f.scope in project_set]
+        if projects and len(failed_projects) == len(projects):
+            detail = "; ".join(f"{f.scope}: {f.error}" for f in failed_projects[:3])
             raise SourceError(f"{self.name}: every project failed ({detail})")
         accounts: list[Account] = []
         credentials: list[Credential] = []
-        for project in projects:
-            if project in results:
-                accounts.extend(results[project].accounts)
-                credentials.extend(results[project].credentials)
+        for scope in scopes:
+            if scope in results:
+                accounts.extend(results[scope].accounts)
+                credentials.extend(results[scope].credentials)
         return SourceData(
             accounts=tuple(accounts),
             credentials=tuple(credentials),
             failed_scopes=tuple(failures),
-            scopes=tuple(projects),
+            scopes=tuple(scopes),
         )
+
+    def _scan_hierarchy_policy(
+        self, resource: str, wanted: set[str] | None, observed_at: datetime
+    ) -> _ProjectResult:
+        """The IAM policy of one organization or folder: one ``getIamPolicy`` call."""
+        clients = self.clients
+        kind = "organizations" if resource.startswith("organizations/") else "folders"
+        client = clients.organizations if kind == "organizations" else clients.folders
+        if client is None:
+            raise _ProjectFailed(f"getIamPolicy: no Resource Manager {kind} client configured")
+        try:
+            policy = client.get_iam_policy(
+                request={"resource": resource, "options": {"requested_policy_version": 3}},
+                retry=self._retry,
+                timeout=self.config.timeout,
+            )
+        except _api_errors() as exc:
+            raise _ProjectFailed(f"getIamPolicy: {describe_error(exc)}") from exc
+        accounts, credentials = translate_policy(
+            self.name, resource, policy_bindings(policy), observed_at, wanted=wanted
+        )
+        return _ProjectResult(accounts=accounts, credentials=credentials)
 
     def _scan_project(self, project: str, wanted: set[str] | None, observed_at: datetime) -> _ProjectResult:
         from google.cloud import iam_admin_v1
@@ -396,7 +442,8 @@ class GcpIamSource:
 
 
 class _ProjectFailed(Exception):
-    """One project could not be read; carries the step and the API's message."""
+    """One scope (project, organization or folder policy) could not be read; carries the step
+    and the API's message."""
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -72,9 +72,26 @@ def condition_key(expression: str) -> str:
     return hashlib.sha256(expression.encode("utf-8")).hexdigest()[:12]
 
 
-def binding_credential_id(project: str, role: str, member: str, condition_expression: str = "") -> str:
-    """``projects/P/<role>/<member>[#condition=<hash>]``: stable across runs."""
-    cid = f"projects/{project}/{role}/{member}"
+HIERARCHY_PREFIXES = ("organizations/", "folders/")
+
+
+def is_hierarchy_scope(scope: str) -> bool:
+    """True for ``organizations/N`` and ``folders/F`` (project scopes are bare project ids)."""
+    return scope.startswith(HIERARCHY_PREFIXES)
+
+
+def resource_name(scope: str) -> str:
+    """The full resource name of a scope: a project id ``P`` -> ``projects/P``; an
+    ``organizations/N`` or ``folders/F`` scope is already one (project ids never hold a slash)."""
+    return scope if is_hierarchy_scope(scope) else f"projects/{scope}"
+
+
+def binding_credential_id(scope: str, role: str, member: str, condition_expression: str = "") -> str:
+    """``<resource>/<role>/<member>[#condition=<hash>]``: stable across runs.
+
+    ``scope`` is a project id (``projects/P/...``), ``organizations/N`` or ``folders/F``.
+    """
+    cid = f"{resource_name(scope)}/{role}/{member}"
     if condition_expression:
         cid += f"#condition={condition_key(condition_expression)}"
     return cid
@@ -84,10 +101,21 @@ def binding_credential_id(project: str, role: str, member: str, condition_expres
 class BindingRef:
     """What a binding credential id names: enough for the revoker to find the binding again."""
 
-    project: str
+    # A project id, "organizations/N" or "folders/F" (the credential's scope).
+    scope: str
     role: str
     member: str
     condition: str = ""  # condition_key() of the expression, "" for an unconditional binding
+
+    @property
+    def resource(self) -> str:
+        """``projects/P``, ``organizations/N`` or ``folders/F``."""
+        return resource_name(self.scope)
+
+    @property
+    def kind(self) -> str:
+        """``projects``, ``organizations`` or ``folders``."""
+        return self.resource.split("/", 1)[0]
 
 
 def parse_binding_credential_id(credential_id: str) -> BindingRef:
@@ -95,22 +123,26 @@ def parse_binding_credential_id(credential_id: str) -> BindingRef:
     base, _, cond = credential_id.partition("#")
     if cond and not cond.startswith("condition="):
         raise ValueError(f"not a binding credential id: {credential_id!r}")
-    if not base.startswith("projects/"):
+    kind, _, rest = base.partition("/")
+    if kind not in ("projects", "organizations", "folders"):
         raise ValueError(f"not a binding credential id: {credential_id!r}")
-    project, _, remainder = base[len("projects/") :].partition("/")
+    ident, _, remainder = rest.partition("/")
     role, _, member = remainder.rpartition("/")
-    if not project or not role or not member or (":" not in member and member not in ("allUsers",)):
+    if not ident or not role or not member or (":" not in member and member not in ("allUsers",)):
         raise ValueError(f"not a binding credential id: {credential_id!r}")
-    return BindingRef(project=project, role=role, member=member, condition=cond[len("condition=") :])
+    if kind != "projects" and not ident.isdigit():
+        raise ValueError(f"not a binding credential id: {credential_id!r}")
+    scope = ident if kind == "projects" else f"{kind}/{ident}"
+    return BindingRef(scope=scope, role=role, member=member, condition=cond[len("condition=") :])
 
 
-def human_account_id(project: str, email: str) -> str:
-    # One account per (project, person): account ids must be unique within the source.
-    return f"projects/{project}/user:{email}"
+def human_account_id(scope: str, email: str) -> str:
+    # One account per (resource, person): account ids must be unique within the source.
+    return f"{resource_name(scope)}/user:{email}"
 
 
-def group_account_id(project: str, email: str) -> str:
-    return f"projects/{project}/group:{email}"
+def group_account_id(scope: str, email: str) -> str:
+    return f"{resource_name(scope)}/group:{email}"
 
 
 def ts_to_datetime(ts: _Timestamp | None) -> datetime | None:
@@ -166,12 +198,16 @@ def policy_bindings(policy: Any) -> tuple[BindingEntry, ...]:
 
 def translate_policy(
     source: str,
-    project: str,
+    scope: str,
     bindings: Sequence[BindingEntry],
     observed_at: datetime,
     wanted: Iterable[str] | None = None,
 ) -> tuple[list[Account], list[Credential]]:
-    """Accounts and ``iam_binding`` credentials for the people (and groups) in one project policy.
+    """Accounts and ``iam_binding`` credentials for the people (and groups) in one IAM policy.
+
+    ``scope`` names the policy's resource: a project id, ``organizations/N`` or ``folders/F``
+    (a binding there is inherited by every project below); it becomes the records' scope and
+    prefixes their ids.
 
     ``user:`` and ``deleted:user:`` members of the same email share one account; every
     (role, member[, condition]) is one credential. A deleted member stays an *active*
@@ -191,9 +227,9 @@ def translate_policy(
             if wanted_set is not None and (member.type != "user" or member.email not in wanted_set):
                 continue
             if member.type == "user":
-                account_id = human_account_id(project, member.email)
+                account_id = human_account_id(scope, member.email)
             else:
-                account_id = group_account_id(project, member.email)
+                account_id = group_account_id(scope, member.email)
             info = per_account.setdefault(
                 account_id,
                 {"member": member, "live": False, "uids": [], "roles": []},
@@ -206,18 +242,20 @@ def translate_policy(
             detail = entry.role
             if entry.condition_title or entry.condition_expression:
                 detail += f" if {entry.condition_title or entry.condition_expression}"
+            if is_hierarchy_scope(scope):
+                detail += f" on {scope} (inherited by every project below)"
             if member.deleted:
                 detail += " (deleted principal: the binding revives if the Google account is restored)"
             credentials.append(
                 Credential(
                     source=source,
                     account_id=account_id,
-                    credential_id=binding_credential_id(project, entry.role, raw, entry.condition_expression),
+                    credential_id=binding_credential_id(scope, entry.role, raw, entry.condition_expression),
                     kind=CredentialKind.IAM_BINDING,
                     active=True,
                     detail=detail,
                     observed_at=observed_at,
-                    scope=project,
+                    scope=scope,
                 )
             )
     accounts = []
@@ -238,7 +276,7 @@ def translate_policy(
                 emails=(member.email,) if is_user else (),
                 display_name=member.email,
                 attributes=tuple(attributes),
-                scope=project,
+                scope=scope,
             )
         )
     return accounts, credentials

@@ -21,9 +21,10 @@ E1007,grace@example.com,Grace Departed,terminated,2026-08-01,grace
 """
 
 
-def _write_config(tmp_path: Path, fake: FakeGcp, projects: list[str]) -> Path:
+def _write_config(tmp_path: Path, fake: FakeGcp, projects: list[str], organization: str = "") -> Path:
     (tmp_path / "hr.csv").write_text(HR)
     projects_toml = ", ".join(f'"{p}"' for p in projects)
+    organization_toml = f'organization = "{organization}"' if organization else ""
     config = tmp_path / "offboard-audit.toml"
     config.write_text(
         f"""
@@ -39,6 +40,7 @@ path = "hr.csv"
 name = "gcp"
 type = "gcp_iam"
 projects = [{projects_toml}]
+{organization_toml}
 iam_endpoint = "{fake.iam_endpoint}"
 resource_manager_endpoint = "{fake.rest_url}"
 policy_analyzer_endpoint = "{fake.rest_url}"
@@ -98,3 +100,21 @@ def test_audit_exits_3_and_names_the_failed_project(gcp_fake: FakeGcp, tmp_path:
     assert [f["scope"] for f in gcp["failed_scopes"]] == ["acme-data"]
     # The project that worked is still reported.
     assert any(f["source"] == "gcp" for f in report["findings"])
+
+
+def test_audit_flags_a_leavers_organization_level_binding(gcp_fake: FakeGcp, tmp_path: Path) -> None:
+    _seed(gcp_fake)
+    # Both projects live under organizations/1; grace also holds a role on the organization itself.
+    gcp_fake.state.bind("organizations/1", "roles/bigquery.admin", "user:grace@example.com")
+    code, report = _audit(_write_config(tmp_path, gcp_fake, [], organization="organizations/1"))
+    assert code == 1
+    (gcp,) = [s for s in report["run"]["sources"] if s["name"] == "gcp"]
+    assert gcp["status"] == "ok" and gcp["failed_scopes"] == []
+    org_findings = [
+        f
+        for f in report["findings"]
+        if f["source"] == "gcp"
+        and f["credential"]
+        and f["credential"]["id"] == "organizations/1/roles/bigquery.admin/user:grace@example.com"
+    ]
+    assert [f["rule"] for f in org_findings] == ["credential-after-termination"]

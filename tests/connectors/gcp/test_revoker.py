@@ -78,6 +78,10 @@ def test_actions_are_declared_with_exact_permissions() -> None:
     assert actions["remove_binding"].permissions == (
         "resourcemanager.projects.getIamPolicy",
         "resourcemanager.projects.setIamPolicy",
+        "resourcemanager.organizations.getIamPolicy",
+        "resourcemanager.organizations.setIamPolicy",
+        "resourcemanager.folders.getIamPolicy",
+        "resourcemanager.folders.setIamPolicy",
     )
     assert "iam.serviceAccountKeys.disable" in actions["disable_key"].permissions
     assert "iam.serviceAccounts.disable" in actions["disable_service_account"].permissions
@@ -174,7 +178,7 @@ def test_endless_conflicts_give_up_without_writing(
 
 def test_the_last_owner_is_never_removed(acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]) -> None:
     revoker = gcp_revoker(projects=["acme-prod"])
-    with pytest.raises(RevokeError, match="last owner"):
+    with pytest.raises(RevokeError, match="last roles/owner member of projects/acme-prod"):
         revoker.apply("remove_binding", binding_target("acme-prod", "roles/owner", "user:alice@example.com"))
     assert acme.state.members("acme-prod", "roles/owner") == ["user:alice@example.com"]
 

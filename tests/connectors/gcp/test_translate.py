@@ -118,7 +118,7 @@ def test_binding_credential_ids_round_trip_including_custom_roles_and_conditions
         PROJECT, "projects/acme-prod/roles/deployer", "user:grace@example.com", expression
     )
     ref = parse_binding_credential_id(cid)
-    assert ref.project == PROJECT
+    assert ref.scope == PROJECT
     assert ref.role == "projects/acme-prod/roles/deployer"
     assert ref.member == "user:grace@example.com"
     assert ref.condition != ""
@@ -128,6 +128,30 @@ def test_binding_credential_ids_round_trip_including_custom_roles_and_conditions
     )
     with pytest.raises(ValueError):
         parse_binding_credential_id("projects/p/serviceAccounts/x@y/keys/k")
+
+
+@pytest.mark.parametrize("scope", ["organizations/123", "folders/456"])
+def test_organization_and_folder_binding_ids_name_the_resource_and_round_trip(scope: str) -> None:
+    custom = f"{scope}/roles/auditor" if scope.startswith("organizations/") else "roles/editor"
+    cid = binding_credential_id(scope, custom, "user:grace@example.com")
+    assert cid == f"{scope}/{custom}/user:grace@example.com"
+    ref = parse_binding_credential_id(cid)
+    assert ref == BindingRef(scope, custom, "user:grace@example.com")
+    assert ref.resource == scope and ref.kind == scope.split("/")[0]
+    assert parse_binding_credential_id(binding_credential_id(PROJECT, "roles/viewer", "user:a@b.c")).kind == (
+        "projects"
+    )
+    with pytest.raises(ValueError):
+        parse_binding_credential_id("organizations/acme/roles/viewer/user:grace@example.com")
+
+
+def test_an_organization_policy_becomes_records_scoped_to_the_organization() -> None:
+    accounts, credentials = translate_policy("gcp", "organizations/123", policy_bindings(_policy()), NOW)
+    assert accounts and credentials
+    assert {a.scope for a in accounts} == {"organizations/123"}
+    assert all(a.account_id.startswith("organizations/123/") for a in accounts)
+    assert all(c.credential_id.startswith("organizations/123/") for c in credentials)
+    assert all("inherited by every project below" in c.detail for c in credentials)
 
 
 def test_credential_ids_are_the_same_in_every_run() -> None:
