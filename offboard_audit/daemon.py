@@ -880,6 +880,8 @@ class Daemon:
             while self._busy and time.monotonic() < deadline:
                 self._busy_cv.wait(max(0.0, deadline - time.monotonic()))
             busy = self._busy
+        with self._owned_mutex:
+            self._owned.clear()  # no more lease renewals: what is still queued goes to another daemon
         now = self.clock()
         reason = "abandoned: the daemon was stopped (SIGTERM/SIGINT) before this finished"
         jobs = self.events.abandon_running(self.node, now, reason)
@@ -946,7 +948,16 @@ def _job_lease(option: float | None, env: Mapping[str, str]) -> float:
 
 
 def _summary(report: Any) -> RevokeSummary:
-    outcomes = tuple(getattr(report, "outcomes", ()) or ()) + tuple(getattr(report, "recovered", ()) or ())
+    done = tuple(getattr(report, "outcomes", ()) or ())
+    # An action a dead daemon left before its change took effect is recovered as "failed" and
+    # retried by this same pass: when the retry succeeded, the job did not fail.
+    settled = {(o.source, o.action, o.finding_id) for o in done if str(o.status) in ("applied", "noop")}
+    recovered = tuple(
+        o
+        for o in tuple(getattr(report, "recovered", ()) or ())
+        if not (str(o.status) == "failed" and (o.source, o.action, o.finding_id) in settled)
+    )
+    outcomes = done + recovered
     return RevokeSummary(
         getattr(report, "refused", None),
         tuple(

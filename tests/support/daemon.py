@@ -78,6 +78,8 @@ class DaemonProcess:
     port: int | None
     args: tuple[str, ...] = ()
     log_path: Path | None = None
+    # A pipe on stdin (kept open, never written): the fake connector's ``block`` waits on it.
+    stdin_pipe: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log: Any = field(default=None, repr=False)
 
@@ -90,6 +92,7 @@ class DaemonProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "offboard_audit", "--config", str(self.config), "daemon", *self.args],
+            stdin=subprocess.PIPE if self.stdin_pipe else None,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(self.env),
@@ -131,9 +134,12 @@ class DaemonProcess:
         return code, time.monotonic() - started
 
     def kill(self) -> None:
+        """SIGKILL (no cleanup in the daemon: as if it was OOM-killed or its machine was lost)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=5)
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
         if self._log is not None:
             self._log.close()
 
