@@ -450,7 +450,17 @@ def recover_together(*daemons: Daemon) -> list[list[str]]:
 def test_running_job_of_a_dead_daemon_is_taken_over_by_exactly_one_of_two_replicas_and_completed_once(
     tmp_path: Path,
 ) -> None:
-    w = world(tmp_path)
+    takeover_race(world(tmp_path))
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_dead_daemons_running_job_is_taken_over_by_exactly_one_replica(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    takeover_race(world(tmp_path, db_url=postgres_url))
+
+
+def takeover_race(w: World) -> None:
     w.daemon.run_full("audit")
     audit_calls = len(w.engine.auto_calls)
     job = orphan(w, "E2", JobState.RUNNING, "dead-host:4242:abc123", NOW - timedelta(seconds=1))
