@@ -48,6 +48,8 @@ WEBHOOK_OPTIONS = {
     "secret_env": "environment variable holding the HMAC secret shared with the HR system",
     "enabled": "serve the webhook at all (default true)",
     "undo_on_rehire": "on employee.rehired, undo that person's revocations (default false)",
+    "job_lease": "how long a daemon owns a webhook job without renewing it before another replica takes "
+    'it over (default "30s")',
 }
 MATCHING_OPTIONS = {
     "username_rules": 'how a person\'s usernames are derived: "alias", "email_local", or templates '
@@ -94,6 +96,7 @@ class WebhookConfig:
     secret_env: str = "OFFBOARD_WEBHOOK_SECRET"
     enabled: bool = True
     undo_on_rehire: bool = False
+    job_lease: timedelta = timedelta(seconds=30)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -295,7 +298,10 @@ def build_config(
         secret_env=hook_t.opt_str("secret_env", "OFFBOARD_WEBHOOK_SECRET") or "OFFBOARD_WEBHOOK_SECRET",
         enabled=hook_t.flag("enabled", True),
         undo_on_rehire=hook_t.flag("undo_on_rehire", False),
+        job_lease=hook_t.duration("job_lease", timedelta(seconds=30)),
     )
+    if webhook.job_lease <= timedelta(0):
+        raise hook_t.error("job_lease", "must be longer than 0s")
     try:
         webhook.host_port  # noqa: B018 - validate now, not when the daemon starts
     except ValueError:

@@ -12,11 +12,11 @@ Replicas
 
 Job recovery
     A queued or running job is owned by one daemon instance (``node``) under a lease of
-    ``job_lease`` seconds, renewed every ``job_lease / 3`` while this process holds the job.
+    ``webhook.job_lease``, renewed every ``job_lease / 3`` while this process holds the job.
     Every replica (not only the leader), at startup and then every ``min(poll_interval,
     job_lease / 3)`` seconds, takes over the jobs whose lease expired (their daemon died) with a
-    conditional update, and runs them. Set the lease with ``DaemonOptions.job_lease`` or the
-    environment variable ``OFFBOARD_AUDIT_JOB_LEASE`` (seconds; default 30).
+    conditional update, and runs them. The lease is ``[webhook] job_lease`` (default 30 s), or
+    ``DaemonOptions.job_lease`` seconds when given.
 
 Schedule
     APScheduler 3.11 with a SQLAlchemy job store (table ``apscheduler_jobs``) in the
@@ -75,7 +75,6 @@ HR_REFRESH_JOB_ID = "offboard-audit:hr_refresh"
 LEADER_LOCK = "daemon:leader"
 FULL_LOCK = "reconcile:full"
 LOCKS = LockRow.__table__  # type: ignore[attr-defined]
-JOB_LEASE_ENV = "OFFBOARD_AUDIT_JOB_LEASE"
 DEFAULT_JOB_LEASE = 30.0
 
 Clock = Callable[[], datetime]
@@ -316,7 +315,7 @@ class DaemonOptions:
     workers: int = 4  # concurrent webhook jobs
     person_lock_timeout: float = 120.0
     stop_deadline: float = 7.0  # seconds after SIGTERM before running work is abandoned
-    # Seconds a daemon owns a queued/running job without renewing; None: $OFFBOARD_AUDIT_JOB_LEASE
+    # Seconds a daemon owns a queued/running job without renewing; None: [webhook] job_lease
     # or 30. Also the SQLite lease of the ``person:<id>`` lock, so both free up together.
     job_lease: float | None = None
     serve_http: bool = True
@@ -358,7 +357,11 @@ class Daemon:
             raise ConfigError(
                 f"unknown time zone {config.schedule.timezone!r}", key="schedule.timezone"
             ) from None
-        self.job_lease = _job_lease(options.job_lease, ctx.env)
+        self.job_lease = (
+            options.job_lease if options.job_lease is not None else config.webhook.job_lease.total_seconds()
+        )
+        if not self.job_lease > 0:
+            raise ConfigError(f"the job lease must be more than 0 seconds, got {self.job_lease}")
         self.config = config
         self.store = _TrackingStore(store.engine)
         self.ctx = ctx
@@ -933,18 +936,6 @@ def ensure_job(sched: Any, job_id: str, kind: str, cron: str, tz: ZoneInfo) -> N
         log.info("rescheduled %s: %s", kind, cron)
     else:
         log.info("kept the stored %s schedule (next run %s)", kind, existing.next_run_time)
-
-
-def _job_lease(option: float | None, env: Mapping[str, str]) -> float:
-    if option is None:
-        raw = env.get(JOB_LEASE_ENV) or os.environ.get(JOB_LEASE_ENV)
-        try:
-            option = float(raw) if raw else DEFAULT_JOB_LEASE
-        except ValueError:
-            raise ConfigError(f"${JOB_LEASE_ENV} must be seconds, got {raw!r}", key=JOB_LEASE_ENV) from None
-    if not option > 0:
-        raise ConfigError(f"the job lease must be more than 0 seconds, got {option}", key=JOB_LEASE_ENV)
-    return option
 
 
 def _summary(report: Any) -> RevokeSummary:

@@ -4,7 +4,7 @@ the job over once its lease has expired, finishes it, and the revocation is appl
 Both daemons are real ``python -m offboard_audit daemon`` processes with the fake connector
 (tests/support/fake_connector.py). Synchronisation is by the fake revoker's ``FAKE-BLOCKED``
 line in the daemon's log and by polling the job with deadlines; the job lease is 2 s
-(``OFFBOARD_AUDIT_JOB_LEASE``) so the takeover does not wait the default 30 s.
+(``[webhook] job_lease``) so the takeover does not wait the default 30 s.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ audit = "0 3 1 1 *"                         # never during the test: only the we
 
 [webhook]
 listen = "127.0.0.1:{port}"
+job_lease = "{LEASE_SECONDS}s"
 secret_env = "{SECRET_ENV}"
 
 [[sources]]
@@ -86,7 +87,7 @@ def test_job_of_a_sigkilled_daemon_is_taken_over_by_the_next_daemon_and_revokes_
     (the takeover must make it)."""
     db = tmp_path / "audit.db"
     world = standard_world(tmp_path, f"sqlite:///{db}")
-    env = daemon_env({"OFFBOARD_AUDIT_EXTRA_SOURCES": PLUGIN_REF, "OFFBOARD_AUDIT_JOB_LEASE": LEASE_SECONDS})
+    env = daemon_env({"OFFBOARD_AUDIT_EXTRA_SOURCES": PLUGIN_REF})
     first_port, second_port = free_port(), free_port()
     first_cfg = write_config(world, db, first_port, "first.toml")
     second_cfg = write_config(world, db, second_port, "second.toml")

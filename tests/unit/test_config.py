@@ -117,3 +117,10 @@ def test_locate_keys_understands_arrays_of_tables_and_subtables():
     assert lines["sources[0].name"] == 2
     assert lines["sources[0].match.email"] == 4
     assert lines["sources[1].name"] == 6
+
+
+def test_webhook_job_lease_is_a_positive_duration():
+    assert parse_config(GOOD + '\n[webhook]\njob_lease = "2s"\n', env={}).webhook.job_lease == timedelta(
+        seconds=2
+    )
+    assert _error(GOOD + '\n[webhook]\njob_lease = "0s"\n').key == "webhook.job_lease"
