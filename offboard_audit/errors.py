@@ -38,3 +38,11 @@ class SourceError(OffboardError):
 
 class RevokeError(OffboardError):
     """A revocation could not be applied or verified."""
+
+
+class TargetChanged(RevokeError):
+    """The object a planned action names is no longer the one it was planned for.
+
+    Raised by a revoker that re-reads the target's immutable identity (``Account.uid``) and
+    finds another one, or none: nothing is changed, and the engine records ``target-changed``.
+    """

@@ -54,6 +54,9 @@ NOOP = "noop"  # the object was already in the target state
 FAILED = "failed"  # API error or not verified; the finding stays open and is retried
 UNDONE = "undone"  # a later undo restored the prior state
 SKIPPED = "skipped"
+# The target's immutable identity was not the one planned for (name reused, account gone):
+# nothing was touched. The finding stays open; the next audit sees the account as it is now.
+TARGET_CHANGED = "target-changed"
 # Statuses of undo rows (rows with ``undo_of`` set).
 RESTORED = "restored"
 UNCHANGED = "unchanged"
@@ -69,7 +72,14 @@ def state_to_json(state: ResourceState | None) -> str | None:
     """ResourceState as JSON text (what the audit log and the action row keep)."""
     if state is None:
         return None
-    return json.dumps({"exists": state.exists, "active": state.active, "data": [list(x) for x in state.data]})
+    return json.dumps(
+        {
+            "exists": state.exists,
+            "active": state.active,
+            "data": [list(x) for x in state.data],
+            "identity": state.identity,
+        }
+    )
 
 
 def state_from_json(text: str | None) -> ResourceState | None:
@@ -80,6 +90,7 @@ def state_from_json(text: str | None) -> ResourceState | None:
         exists=bool(raw["exists"]),
         active=bool(raw["active"]),
         data=tuple((str(k), str(v)) for k, v in raw.get("data", [])),
+        identity=raw.get("identity"),
     )
 
 
@@ -95,6 +106,8 @@ class TargetFields:
     credential_id: str
     credential_kind: CredentialKind
     detail: str
+    # The account's immutable identity (Account.uid) when the finding was made.
+    account_uid: str
 
     @property
     def target(self) -> ActionTarget:
@@ -107,6 +120,7 @@ class TargetFields:
             credential_kind=self.credential_kind,
             detail=self.detail,
             scope=self.scope,
+            account_uid=self.account_uid,
         )
 
 
@@ -169,6 +183,7 @@ class PlannedAction(TargetFields):
             username=self.username,
             enabled=True,
             scope=self.scope,
+            uid=self.account_uid,
         )
 
     def credential(self) -> Credential:
@@ -226,7 +241,8 @@ class Plan:
 
 
 def findings_fingerprint(findings: Iterable[Finding]) -> str:
-    """A digest of what a plan depends on in the findings (ids, status, due time, exemption)."""
+    """A digest of what a plan depends on in the findings (ids, status, due time, exemption,
+    the account's immutable identity)."""
     lines = sorted(
         "|".join(
             (
@@ -236,6 +252,7 @@ def findings_fingerprint(findings: Iterable[Finding]) -> str:
                 f.exemption_id or "",
                 "stale" if f.stale else "",
                 f.credential.credential_id if f.credential else "",
+                f.account.uid,
             )
         )
         for f in findings
@@ -378,6 +395,7 @@ def build_plan(
                 credential_id=cred.credential_id,
                 credential_kind=cred.kind,
                 detail=cred.detail,
+                account_uid=f.account.uid,
                 action=d.name,
                 stage=d.stage,
                 reversible=d.reversible,
@@ -459,7 +477,7 @@ def action_json(a: PlannedAction) -> dict[str, Any]:
         "source": a.source,
         "system": a.system,
         "scope": a.scope or None,
-        "account": {"id": a.account_id, "name": a.username},
+        "account": {"id": a.account_id, "name": a.username, "uid": a.account_uid or None},
         "credential": {"id": a.credential_id, "kind": a.credential_kind.value, "detail": a.detail or None},
         "action": a.action,
         "stage": a.stage.value,

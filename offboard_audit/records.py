@@ -144,6 +144,11 @@ class Account:
     attributes: tuple[tuple[str, str], ...] = ()
     # Sub-scope of the source: AWS account id, GCP project, LDAP base. Scopes fail independently.
     scope: str = ""
+    # The immutable identity the system gave this account, as read: AWS UserId, AD objectGUID,
+    # OpenLDAP entryUUID, 389-DS nsUniqueId, GCP service account uniqueId, and for a GCP IAM
+    # binding principal its member string (the project is the scope). Names can be reused after
+    # a delete; this cannot, so every revocation re-reads it and refuses on a mismatch.
+    uid: str = ""
 
     def __post_init__(self) -> None:
         require_aware(self.last_login_at, "Account.last_login_at")
@@ -355,6 +360,8 @@ class ActionTarget:
     credential_kind: CredentialKind
     detail: str = ""
     scope: str = ""
+    # Account.uid of the account as it was read when the finding was made ("" if unknown).
+    account_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,12 +376,38 @@ class ResourceState:
     exists: bool
     active: bool
     data: tuple[tuple[str, str], ...] = ()
+    # The immutable identity (Account.uid) of the account this state was read from, as the
+    # system reports it now; None when the account was not found. The engine compares it with
+    # ``ActionTarget.account_uid`` before every change and undo.
+    identity: str | None = None
 
     def value(self, key: str) -> str | None:
         for k, v in self.data:
             if k == key:
                 return v
         return None
+
+
+def identity_mismatch(target: ActionTarget, state: ResourceState) -> str | None:
+    """Why ``state`` was not read from the object ``target`` was planned for, or None.
+
+    A missing recorded identity is a mismatch too: acting on a name alone could hit a new
+    account that reuses it (delete ``jdoe``, create a new ``jdoe``).
+    """
+    what = f"{target.system} account {target.username or target.account_id!r}"
+    if not target.account_uid:
+        return (
+            f"no immutable identity was recorded for {what} (finding stored before identity "
+            "tracking, or the connector reads none): run the audit again"
+        )
+    if state.identity is None:
+        return f"{what} (identity {target.account_uid}) no longer exists"
+    if state.identity != target.account_uid:
+        return (
+            f"{what} now has identity {state.identity}, not {target.account_uid} as planned: "
+            "the name was reused by another account"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

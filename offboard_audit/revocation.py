@@ -16,9 +16,14 @@ One pass (``revoke``, ``auto_revoke``, ``undo_*``) runs like this:
 
 Where the findings and the circuit breaker come from: ``revoke`` (CLI) uses the findings
 stored by the newest finished audit run and that run's circuit breaker state; it does not
-run an audit of its own. ``auto_revoke`` (daemon, webhook) uses the run it is given. Either
-way every revoker re-reads its object before changing it, so data that is out of date can at
-worst lead to a ``noop``.
+run an audit of its own. ``auto_revoke`` (daemon, webhook) uses the run it is given.
+
+Out-of-date data never reaches the wrong account: every finding carries the immutable
+identity of its account (``Account.uid``: AWS UserId, objectGUID, entryUUID, nsUniqueId, GCP
+uniqueId or binding member). The engine re-reads it before every change and undo; a
+different or missing identity (a name deleted and reused) is recorded as ``target-changed``
+in the audit chain and nothing is touched. A credential already in the target state is a
+``noop``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 from offboard_audit import selectors
 from offboard_audit.config import Config
-from offboard_audit.errors import OffboardError, RevokeError
+from offboard_audit.errors import OffboardError, RevokeError, TargetChanged
 from offboard_audit.locks import HeldLock, LockNotAcquired, acquire
 from offboard_audit.planning import (
     APPLIED,
@@ -40,6 +45,7 @@ from offboard_audit.planning import (
     NOOP,
     RESTORED,
     SKIPPED,
+    TARGET_CHANGED,
     UNCHANGED,
     UNDONE,
     ActionRecord,
@@ -56,6 +62,7 @@ from offboard_audit.records import (
     FindingStatus,
     ResourceState,
     RunResult,
+    identity_mismatch,
 )
 from offboard_audit.storage.actions import (
     NewEvent,
@@ -132,7 +139,12 @@ def describe(exc: BaseException) -> str:
 def _state_json(state: ResourceState | None) -> dict[str, Any] | None:
     if state is None:
         return None
-    return {"exists": state.exists, "active": state.active, "data": dict(state.data)}
+    return {
+        "exists": state.exists,
+        "active": state.active,
+        "data": dict(state.data),
+        "identity": state.identity,
+    }
 
 
 def _outcome(rec: ActionRecord, status: str, error: str | None = None, message: str = "") -> ActionOutcome:
@@ -163,6 +175,7 @@ def _payload(rec: ActionRecord) -> dict[str, Any]:
         "system": rec.system,
         "scope": rec.scope,
         "account_id": rec.account_id,
+        "account_uid": rec.account_uid,
         "username": rec.username,
         "credential_id": rec.credential_id,
         "credential_kind": rec.credential_kind.value,
@@ -424,6 +437,7 @@ class RevocationEngine:
             credential_id=pa.credential_id,
             credential_kind=pa.credential_kind,
             detail=pa.detail,
+            account_uid=pa.account_uid,
             action=pa.action,
             stage=pa.stage,
             reversible=pa.reversible,
@@ -482,6 +496,10 @@ class RevocationEngine:
             )
             return _outcome(rec, FAILED, read_error)
 
+        mismatch = identity_mismatch(rec.target, prior)
+        if mismatch is not None:
+            return self._target_changed(rec, prior, mismatch, "outcome")
+
         rec = replace(rec, prior_state=prior)
         record_new_action(
             self.store,
@@ -504,10 +522,15 @@ class RevocationEngine:
             message = result.message
             # Verify independently of the revoker's own claim: read the object again.
             after = revoker.read_state(rec.action, rec.target)
+        except TargetChanged as exc:
+            status, error = TARGET_CHANGED, describe(exc)
         except Exception as exc:
             status, error = FAILED, describe(exc)
         else:
-            if not result.verified or after.active:
+            moved = identity_mismatch(rec.target, after)
+            if moved is not None:
+                status, error = FAILED, f"not verified: {moved}"
+            elif not result.verified or after.active:
                 status = FAILED
                 error = f"not verified: re-reading shows it still active ({result.message or 'no message'})"
             else:
@@ -539,6 +562,30 @@ class RevocationEngine:
         )
         return _outcome(rec, status, error, message)
 
+    def _target_changed(
+        self, rec: ActionRecord, observed: ResourceState, why: str, kind: str
+    ) -> ActionOutcome:
+        """Record that the target is not the object planned for; nothing was changed."""
+        rec = replace(rec, status=TARGET_CHANGED, error=why, prior_state=observed)
+        self.report(f"{rec.action} on {rec.source}:{rec.username}: target changed, nothing touched")
+        record_new_action(
+            self.store,
+            rec,
+            NewEvent(
+                kind,
+                rec.created_at,
+                self.actor,
+                {
+                    **_payload(rec),
+                    "status": TARGET_CHANGED,
+                    "error": why,
+                    "observed_identity": observed.identity,
+                },
+                rec.action_id,
+            ),
+        )
+        return _outcome(rec, TARGET_CHANGED, why)
+
     # --- crash recovery ---------------------------------------------------------------------
 
     def _recover(self, now: datetime) -> tuple[ActionOutcome, ...]:
@@ -553,7 +600,11 @@ class RevocationEngine:
                 continue
             also: dict[str, str] = {}
             error: str | None = None
-            if rec.undo_of is None:
+            mismatch = identity_mismatch(rec.target, state)
+            if mismatch is not None:
+                # Whatever the dead process did, the object under this name is another one now.
+                status, error, message = TARGET_CHANGED, mismatch, mismatch
+            elif rec.undo_of is None:
                 if not state.active:
                     was_active = rec.prior_state is None or rec.prior_state.active
                     status = APPLIED if was_active else NOOP
@@ -696,6 +747,9 @@ class RevocationEngine:
                 ),
             )
             return _outcome(undo, FAILED, read_error)
+        mismatch = identity_mismatch(orig.target, current)
+        if mismatch is not None:
+            return self._target_changed(undo, current, mismatch, "undo-outcome")
         undo = replace(undo, prior_state=current)
         record_new_action(
             self.store,
@@ -716,10 +770,15 @@ class RevocationEngine:
             result = revoker.undo(orig.action, orig.target, prior)
             message = result.message
             after = revoker.read_state(orig.action, orig.target)
+        except TargetChanged as exc:
+            status, error = TARGET_CHANGED, describe(exc)
         except Exception as exc:
             status, error = FAILED, describe(exc)
         else:
-            if after.active == prior.active and after.exists == prior.exists:
+            moved = identity_mismatch(orig.target, after)
+            if moved is not None:
+                status, error = FAILED, f"not verified: {moved}"
+            elif after.active == prior.active and after.exists == prior.exists:
                 status, error = (RESTORED if result.changed else UNCHANGED), None
                 also = {orig.action_id: UNDONE}
             else:

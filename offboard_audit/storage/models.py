@@ -74,6 +74,7 @@ class AccountRow(SQLModel, table=True):
     attributes_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=_dt())
     last_login_precision_s: float | None = None
+    uid: str = Field(default="", max_length=512)
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 
@@ -112,6 +113,8 @@ class FindingRow(SQLModel, table=True):
     account_id: str = Field(max_length=512)
     account_name: str = Field(default="", max_length=512)
     account_kind: str = Field(default="human", max_length=16)
+    # Account.uid: the immutable identity the revocation engine re-checks before acting.
+    account_uid: str = Field(default="", max_length=512)
     credential_id: str | None = Field(default=None, max_length=512)
     credential_kind: str | None = Field(default=None, max_length=32)
     credential_active: bool | None = None
@@ -173,6 +176,7 @@ class ActionRow(SQLModel, table=True):
     scope: str = Field(default="", max_length=256)
     account_id: str = Field(max_length=512)
     username: str = Field(default="", max_length=512)
+    account_uid: str = Field(default="", max_length=512)
     credential_id: str = Field(max_length=512)
     credential_kind: str = Field(max_length=32)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))

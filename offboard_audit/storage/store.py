@@ -386,6 +386,7 @@ class Store:
                         FINDINGS.c.due_at,
                         FINDINGS.c.source,
                         FINDINGS.c.scope,
+                        FINDINGS.c.account_uid,
                     )
                 ).mappings()
             }
@@ -404,6 +405,7 @@ class Store:
                     and old["stale"] == f.stale
                     and old["exemption_id"] == f.exemption_id
                     and old["due_at"] == f.due_at
+                    and old["account_uid"] == f.account.uid
                 )
                 if unchanged:
                     continue
@@ -584,6 +586,7 @@ def _account_row(a: Account, h: str, run_id: str) -> dict[str, Any]:
         "attributes_json": json.dumps([list(x) for x in a.attributes]),
         "last_login_at": a.last_login_at,
         "last_login_precision_s": _secs(a.last_login_precision),
+        "uid": a.uid,
         "row_hash": h,
         "updated_run": run_id,
     }
@@ -603,6 +606,7 @@ def _account(r: RowMapping) -> Account:
         last_login_precision=_delta(r["last_login_precision_s"]),
         attributes=tuple((k, v) for k, v in json.loads(r["attributes_json"])),
         scope=r["scope"],
+        uid=r["uid"],
     )
 
 
@@ -658,6 +662,7 @@ def _finding_row(f: Finding, run_id: str, now: datetime) -> dict[str, Any]:
         "account_id": f.account.account_id,
         "account_name": f.account.username,
         "account_kind": f.account.kind.value,
+        "account_uid": f.account.uid,
         "credential_id": c.credential_id if c else None,
         "credential_kind": c.kind.value if c else None,
         "credential_active": c.active if c else None,
@@ -693,6 +698,7 @@ def _finding(r: RowMapping) -> Finding:
         enabled=True,
         kind=AccountKind(r["account_kind"]),
         scope=r["scope"],
+        uid=r["account_uid"],
     )
     person = None
     if r["person_employee_id"] is not None:

@@ -12,6 +12,9 @@ carries test controls:
   ``FAKE-BLOCKED <id> <when>`` to stderr and waits for a line on stdin, before or after it
   changes the object (so a test can kill the process at exactly that point);
 * ``log``: every change the revoker made (``apply``/``undo``), which tests count.
+
+Each account has an immutable ``uid`` (default ``uid-<id>``); a test that deletes an account
+and adds another under the same id with a new ``uid`` reproduces a reused name.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from offboard_audit.errors import RevokeError
+from offboard_audit.errors import RevokeError, TargetChanged
 from offboard_audit.options import SourceOptions
 from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 from offboard_audit.records import (
@@ -42,6 +45,7 @@ from offboard_audit.records import (
     ResourceState,
     SourceData,
     Stage,
+    identity_mismatch,
 )
 
 PLUGIN_REF = "fake=tests.support.fake_connector:PLUGIN"
@@ -84,6 +88,10 @@ def read_state_file(path: Path) -> dict[str, Any]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def account_uid(account: Mapping[str, Any]) -> str:
+    return str(account.get("uid", f"uid-{account['id']}"))
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -111,6 +119,7 @@ class FakeSource:
                 kind=AccountKind(a.get("kind", "human")),
                 emails=tuple(a.get("emails", ())),
                 attributes=tuple((k, v) for k, v in a.get("attributes", ())),
+                uid=account_uid(a),
             )
             for a in state["accounts"]
         )
@@ -169,19 +178,41 @@ class FakeRevoker:
                 return c
         return None
 
-    def _state_of(self, action: str, c: Mapping[str, Any] | None) -> ResourceState:
+    @staticmethod
+    def _identity(state: Mapping[str, Any], target: ActionTarget) -> str | None:
+        for a in state["accounts"]:
+            if a["id"] == target.account_id:
+                return account_uid(a)
+        return None
+
+    def _state_of(
+        self, action: str, c: Mapping[str, Any] | None, identity: str | None = None
+    ) -> ResourceState:
         if c is None or not c.get("exists", True):
-            return ResourceState(exists=False, active=False)
+            return ResourceState(exists=False, active=False, identity=identity)
         if self.actions[action].stage is Stage.DELETE:
             # For a delete, "active" means "still there".
-            return ResourceState(exists=True, active=True, data=(("active", str(c.get("active", True))),))
+            return ResourceState(
+                exists=True, active=True, data=(("active", str(c.get("active", True))),), identity=identity
+            )
         active = bool(c.get("active", True))
-        return ResourceState(exists=True, active=active, data=(("status", "on" if active else "off"),))
+        return ResourceState(
+            exists=True, active=active, data=(("status", "on" if active else "off"),), identity=identity
+        )
+
+    def _read(self, state: Mapping[str, Any], action: str, target: ActionTarget) -> ResourceState:
+        return self._state_of(action, self._find(state, target), self._identity(state, target))
 
     def read_state(self, action: str, target: ActionTarget) -> ResourceState:
         if action not in self.actions:
             raise RevokeError(f"unknown action {action}")
-        return self._state_of(action, self._find(read_state_file(self.path), target))
+        return self._read(read_state_file(self.path), action, target)
+
+    @staticmethod
+    def _same_target(target: ActionTarget, state: ResourceState) -> None:
+        mismatch = identity_mismatch(target, state)
+        if mismatch is not None:
+            raise TargetChanged(mismatch)
 
     def apply(self, action: str, target: ActionTarget) -> ActionResult:
         cid = target.credential_id
@@ -193,7 +224,8 @@ class FakeRevoker:
             self.wait(cid, "before")
         with locked_state(self.path) as st:
             c = self._find(st, target)
-            before = self._state_of(action, c)
+            before = self._read(st, action, target)
+            self._same_target(target, before)
             if c is None or not before.active:
                 return ActionResult(
                     changed=False, before=before, after=before, verified=True, message="already off"
@@ -219,7 +251,8 @@ class FakeRevoker:
             raise RevokeError(f"{action} is irreversible")
         with locked_state(self.path) as st:
             c = self._find(st, target)
-            before = self._state_of(action, c)
+            before = self._read(st, action, target)
+            self._same_target(target, before)
             if c is None or not c.get("exists", True):
                 raise RevokeError(f"{target.credential_id} no longer exists")
             if before.active or not prior.active:

@@ -56,6 +56,7 @@ def account(
     attributes: tuple[tuple[str, str], ...] = (),
     scope: str = "",
     last_login_at: datetime | None = None,
+    uid: str | None = None,
 ) -> Account:
     return Account(
         source=source,
@@ -68,6 +69,7 @@ def account(
         attributes=attributes,
         scope=scope,
         last_login_at=last_login_at,
+        uid=uid if uid is not None else f"uid-{account_id}",
     )
 
 

@@ -63,7 +63,7 @@ def finding(
     source: str = "sys",
     stale: bool = False,
 ) -> Finding:
-    acct = Account(source, "sys", account, account, True)
+    acct = Account(source, "sys", account, account, True, uid=f"uid-{account}")
     c = Credential(source, account, cred, kind, True)
     return Finding(
         finding_id(rule, source, account, cred),
@@ -94,6 +94,7 @@ def record(f: Finding, action: str, status: str, at: datetime, stage: Stage = St
         credential_id=f.credential.credential_id,
         credential_kind=f.credential.kind,
         detail="",
+        account_uid=f.account.uid,
         action=action,
         stage=stage,
         reversible=True,
