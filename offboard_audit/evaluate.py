@@ -10,7 +10,9 @@ Rules (design.md):
 * ``orphan-account`` (medium): an enabled human account that matches nobody.
 
 One finding per credential: the most severe rule wins. Inactive credentials raise nothing;
-a finding whose credential became inactive or vanished is resolved by storage.
+a finding whose credential became inactive or vanished is resolved by storage. Provisional
+credentials (placeholder ids from a bulk listing that the detail pass did not replace) raise
+nothing either: no placeholder id may reach a finding, a plan or evidence.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def evaluate(
             assert person.terminated_at is not None
             due = person.terminated_at + policy.grace_period
             for cred in creds:
-                if not cred.active:
+                if not cred.active or cred.provisional:
                     continue
                 if _used_after(cred, person):
                     assert cred.last_used_at is not None

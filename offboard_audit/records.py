@@ -175,6 +175,10 @@ class Credential:
     observed_at: datetime | None = None
     last_used_precision: timedelta | None = None
     scope: str = ""
+    # The id is a placeholder from a bulk listing (a credential-report slot such as
+    # ``report/access_key_1``), not the system's own id. The detail pass replaces it; a
+    # placeholder is never evaluated, planned or shown as evidence.
+    provisional: bool = False
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "Credential.created_at")

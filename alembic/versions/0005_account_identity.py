@@ -1,4 +1,5 @@
-"""immutable account identity on accounts, findings and actions (revocation re-checks it)
+"""immutable account identity on accounts, findings and actions (revocation re-checks it);
+credentials whose id is a bulk-listing placeholder
 
 Revision ID: 0005
 Revises: 0004
@@ -26,9 +27,13 @@ def upgrade() -> None:
     for table, column in _TABLES.items():
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column(column, sa.String(length=512), nullable=False, server_default=''))
+    with op.batch_alter_table('credentials', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('provisional', sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('credentials', schema=None) as batch_op:
+        batch_op.drop_column('provisional')
     for table, column in _TABLES.items():
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column(column)

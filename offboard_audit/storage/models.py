@@ -93,6 +93,7 @@ class CredentialRow(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=_dt())
     observed_at: datetime | None = Field(default=None, sa_column=_dt())
     last_used_precision_s: float | None = None
+    provisional: bool = False
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 

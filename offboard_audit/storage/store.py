@@ -623,6 +623,7 @@ def _credential_row(c: Credential, h: str, run_id: str) -> dict[str, Any]:
         "last_used_at": c.last_used_at,
         "observed_at": c.observed_at,
         "last_used_precision_s": _secs(c.last_used_precision),
+        "provisional": c.provisional,
         "row_hash": h,
         "updated_run": run_id,
     }
@@ -641,6 +642,7 @@ def _credential(r: RowMapping) -> Credential:
         observed_at=r["observed_at"],
         last_used_precision=_delta(r["last_used_precision_s"]),
         scope=r["scope"],
+        provisional=bool(r["provisional"]),
     )
 
 
