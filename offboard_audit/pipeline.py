@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config, SourceConfig
@@ -27,6 +27,7 @@ from offboard_audit.records import (
     Link,
     Person,
     RunResult,
+    ScopeFailure,
     SourceData,
     SourceRun,
     SourceStatus,
@@ -65,15 +66,18 @@ class _AccountState:
     instance: AccountSource | None = None
     data: SourceData | None = None
     error: str | None = None
-    detail_error: str | None = None
     accounts: list[Account] = field(default_factory=list)
     credentials: list[Credential] = field(default_factory=list)
     stale_scopes: set[str] = field(default_factory=set)
     fresh_scopes: set[str] = field(default_factory=set)
+    # Scopes whose detail pass failed: their bulk data was dropped for the stored (stale) data.
+    detail_failures: list[ScopeFailure] = field(default_factory=list)
+    # Failed scopes (or the whole source, "*") for which nothing was stored before.
+    no_earlier_data: set[str] = field(default_factory=set)
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or self.detail_error is not None
+        return self.error is not None or bool(self.detail_failures)
 
 
 def circuit_breaker_reason(
@@ -308,6 +312,8 @@ class Pipeline:
             st.accounts = list(snap.accounts)
             st.credentials = list(snap.credentials)
             st.stale_scopes = {a.scope for a in snap.accounts}
+            if not snap.accounts:
+                st.no_earlier_data.add("*")
             return
         failed = {f.scope for f in st.data.failed_scopes}
         st.accounts = [a for a in st.data.accounts if a.scope not in failed]
@@ -317,6 +323,7 @@ class Pipeline:
             st.accounts.extend(snap.accounts)
             st.credentials.extend(snap.credentials)
             st.stale_scopes = set(failed)
+            st.no_earlier_data |= failed - {a.scope for a in snap.accounts}
         seen_scopes = (
             set(st.data.scopes) | {a.scope for a in st.data.accounts} | self.store.stored_scopes(name)
         )
@@ -325,7 +332,13 @@ class Pipeline:
         st.fresh_scopes = seen_scopes - failed
 
     def _detail_pass(self, states: Sequence[_AccountState], links: Sequence[Link], now: datetime) -> None:
-        """Ask each source for detail on the accounts of departed or ambiguous people only."""
+        """Ask each source for detail on the accounts of departed or ambiguous people only.
+
+        A detail read that fails (the call raises, or the source reports a failed scope) fails
+        that scope exactly like a failed bulk read: its fresh data is dropped for the stored,
+        stale data, and nothing in it is resolved or planned. Bulk data without its detail is
+        incomplete (placeholder ids, missing keys), never "clean".
+        """
         wanted: dict[str, list[Account]] = {}
         for link in links:
             person = link.person
@@ -339,26 +352,42 @@ class Pipeline:
             try:
                 detail = st.instance.detail(accounts)
             except Exception as exc:
-                st.detail_error = (
-                    f"detail pass failed: {exc if isinstance(exc, SourceError) else _describe(exc)}"
+                error = f"detail pass failed: {exc if isinstance(exc, SourceError) else _describe(exc)}"
+                log.warning("source %s: %s", st.source.name, error)
+                self._fail_scopes(
+                    st, [ScopeFailure(scope, error) for scope in sorted({a.scope for a in accounts})]
                 )
-                log.warning("source %s: %s", st.source.name, st.detail_error)
                 continue
             self._merge_detail(st, detail)
 
-    @staticmethod
-    def _merge_detail(st: _AccountState, detail: SourceData) -> None:
-        refined = {a.account_id: a for a in detail.accounts}
-        replaced = {c.account_id for c in detail.credentials} | set(refined)
+    def _merge_detail(self, st: _AccountState, detail: SourceData) -> None:
+        failed = {f.scope for f in detail.failed_scopes}
+        refined = {a.account_id: a for a in detail.accounts if a.scope not in failed}
+        replaced = {c.account_id for c in detail.credentials if c.scope not in failed} | set(refined)
         if refined:
             st.accounts = [refined.get(a.account_id, a) for a in st.accounts]
         if replaced:
             st.credentials = [c for c in st.credentials if c.account_id not in replaced]
-            st.credentials.extend(detail.credentials)
+            st.credentials.extend(c for c in detail.credentials if c.scope not in failed)
         if detail.failed_scopes:
-            assert st.data is not None
-            st.data = replace(st.data, failed_scopes=st.data.failed_scopes + detail.failed_scopes)
-            st.fresh_scopes -= {f.scope for f in detail.failed_scopes}
+            self._fail_scopes(
+                st, [ScopeFailure(f.scope, f"detail pass failed: {f.error}") for f in detail.failed_scopes]
+            )
+
+    def _fail_scopes(self, st: _AccountState, failures: Sequence[ScopeFailure]) -> None:
+        """Replace the fresh data of ``failures``' scopes with the stored data, marked stale."""
+        scopes = {f.scope for f in failures} - st.stale_scopes
+        if not scopes:
+            return
+        st.accounts = [a for a in st.accounts if a.scope not in scopes]
+        st.credentials = [c for c in st.credentials if c.scope not in scopes]
+        snap = self.store.load_snapshot(st.source.name, scopes)
+        st.accounts.extend(snap.accounts)
+        st.credentials.extend(snap.credentials)
+        st.stale_scopes |= scopes
+        st.fresh_scopes -= scopes
+        st.no_earlier_data |= scopes - {a.scope for a in snap.accounts}
+        st.detail_failures.extend(f for f in failures if f.scope in scopes)
 
     def _account_source_run(self, st: _AccountState) -> SourceRun:
         counts = (
@@ -366,36 +395,28 @@ class Pipeline:
             ("credentials", len(st.credentials)),
         )
         if st.error is not None:
-            return SourceRun(
-                st.source.name, st.source.system, SourceStatus.FAILED, st.error, counts, stale=True
-            )
+            error = st.error
+            if "*" in st.no_earlier_data:
+                error += " (failed, no earlier data: this source contributes no findings)"
+            return SourceRun(st.source.name, st.source.system, SourceStatus.FAILED, error, counts, stale=True)
         assert st.data is not None
-        failed = st.data.failed_scopes
-        if st.detail_error is not None:
+        failed = tuple(
+            ScopeFailure(f.scope, f.error + (" (no earlier data)" if f.scope in st.no_earlier_data else ""))
+            for f in (*st.data.failed_scopes, *st.detail_failures)
+        )
+        if failed:
             return SourceRun(
                 st.source.name,
                 st.source.system,
                 SourceStatus.FAILED,
-                st.detail_error,
+                "; ".join(f"{f.scope or st.source.name}: {f.error}" for f in failed),
                 counts,
                 failed,
                 st.data.warnings,
+                stale=True,
             )
         status = SourceStatus.DEGRADED if st.data.warnings else SourceStatus.OK
-        error = None
-        if failed:
-            status = SourceStatus.FAILED
-            error = "; ".join(f"{f.scope}: {f.error}" for f in failed)
-        return SourceRun(
-            st.source.name,
-            st.source.system,
-            status,
-            error,
-            counts,
-            failed,
-            st.data.warnings,
-            stale=bool(failed),
-        )
+        return SourceRun(st.source.name, st.source.system, status, None, counts, (), st.data.warnings)
 
     # --- storing -----------------------------------------------------------------------
 
@@ -420,8 +441,7 @@ class Pipeline:
             fresh_accounts = [a for a in st.accounts if a.scope not in st.stale_scopes]
             fresh_creds = [c for c in st.credentials if c.scope not in st.stale_scopes]
             self.store.save_snapshot(st.source.name, fresh_accounts, fresh_creds, run_id, st.stale_scopes)
-            if st.detail_error is None:
-                fresh.update((st.source.name, scope) for scope in st.fresh_scopes)
+            fresh.update((st.source.name, scope) for scope in st.fresh_scopes)
         if hr_failed:
             # Without a good HR read nothing can be called resolved.
             fresh = set()

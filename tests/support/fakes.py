@@ -120,6 +120,9 @@ class FakeAccountSource:
     detail_credentials: dict[str, list[Credential]] = field(default_factory=dict)
     fail: str | None = None
     failed_scopes: list[ScopeFailure] = field(default_factory=list)
+    # Detail pass faults: raise this error, or report these scopes failed.
+    detail_fail: str | None = None
+    detail_failed_scopes: list[ScopeFailure] = field(default_factory=list)
     collect_calls: int = 0
     detail_requests: list[list[str]] = field(default_factory=list)
 
@@ -137,5 +140,13 @@ class FakeAccountSource:
 
     def detail(self, accounts: Sequence[Account]) -> SourceData:
         self.detail_requests.append([a.account_id for a in accounts])
-        creds = [c for a in accounts for c in self.detail_credentials.get(a.account_id, [])]
-        return SourceData(credentials=tuple(creds))
+        if self.detail_fail:
+            raise RuntimeError(self.detail_fail)
+        failed = {f.scope for f in self.detail_failed_scopes}
+        creds = [
+            c
+            for a in accounts
+            if a.scope not in failed
+            for c in self.detail_credentials.get(a.account_id, [])
+        ]
+        return SourceData(credentials=tuple(creds), failed_scopes=tuple(self.detail_failed_scopes))

@@ -152,3 +152,33 @@ def test_circuit_breaker_thresholds_and_baseline():
     assert circuit_breaker_reason([], six, [], 0.05, NOW) is None
     assert circuit_breaker_reason(staff, [], [], 0.05, NOW) == "HR read returned nobody"
     assert "hr" in (circuit_breaker_reason(staff, staff, ["hr"], 0.05, NOW) or "")
+
+
+def test_use_at_exactly_the_termination_instant_is_not_use_after_it():
+    # The boundary: a key used at the very second the person left was used while employed.
+    bob = leaver("E2", T0)
+    a = account("bob")
+    at_exit = credential(a, "AK-AT", last_used_at=T0)
+    just_after = credential(a, "AK-AFTER", last_used_at=T0 + timedelta(seconds=1))
+    by_id = {f.credential.credential_id: f.rule for f in run([Link(a, (bob,))], [at_exit, just_after])}
+    assert by_id == {"AK-AT": Rule.CREDENTIAL_AFTER_TERMINATION, "AK-AFTER": Rule.USED_AFTER_TERMINATION}
+
+
+def test_a_placeholder_credential_never_becomes_a_finding():
+    from dataclasses import replace
+
+    bob = leaver("E2", T0)
+    a = account("bob")
+    slot = replace(
+        credential(a, "report/access_key_1", last_used_at=T0 + timedelta(days=1)), provisional=True
+    )
+    real = credential(a, "AKIAREAL")
+    (f,) = run([Link(a, (bob,))], [slot, real])
+    assert f.credential == real
+
+
+def test_findings_carry_the_accounts_immutable_identity():
+    bob = leaver("E2", T0)
+    a = account("bob", uid="AIDA-BOB-1")
+    (f,) = run([Link(a, (bob,))], [credential(a, "K")])
+    assert f.account.uid == "AIDA-BOB-1"
