@@ -390,9 +390,11 @@ class RevocationEngine:
                         ),
                     )
                     return ApplyReport(reason, (), recovered=recovered, plan=plan, limit=limit)
-                exemptions = self.store.list_exemptions()
+                # Exemptions are read again before each action: one added while a long pass
+                # runs must stop the actions it covers that have not been applied yet.
                 applied = [
-                    self._apply_guarded(pa, plan.plan_id, now, exemptions, lock) for pa in plan.actions
+                    self._apply_guarded(pa, plan.plan_id, now, self.store.list_exemptions(), lock)
+                    for pa in plan.actions
                 ]
                 return ApplyReport(None, tuple(applied), recovered=recovered, plan=plan, limit=limit)
         except LockNotAcquired as exc:

@@ -1,9 +1,16 @@
 """Selectors name a source, an account or a credential, globs allowed.
 
-Form: ``PREFIX:ACCOUNT[:CREDENTIAL]``. PREFIX is a source name, a system (``aws_iam``) or
-its short form (``aws``, ``gcp``, ``ldap``); ACCOUNT is an account id or username;
-CREDENTIAL a credential id. ``aws:root``, ``ldap:uid=breakglass,*``,
-``aws-main:bob:AKIA*`` and ``corp-ldap:*`` are all selectors. Matching is case-insensitive.
+Form: ``PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]``. PREFIX is a source name, a system
+(``aws_iam``) or its short form (``aws``, ``gcp``, ``ldap``); SCOPE (optional) is the part of
+the source the account lives in (an AWS account id, a GCP project, an LDAP base); ACCOUNT is
+an account id or username; CREDENTIAL a credential id. ``aws:root``,
+``aws:111111111111:breakglass`` (only in that AWS account), ``ldap:uid=breakglass,*``,
+``aws-main:bob:AKIA*`` and ``corp-ldap:*`` are all selectors. An unscoped selector matches in
+every scope.
+
+Matching is case-insensitive everywhere: IAM user names, AD sAMAccountName/UPN, DNs and
+emails are case-insensitive in their systems, and for protection matching too much is the safe
+side (a protected ``BreakGlass`` must not be revoked because the selector says ``breakglass``).
 """
 
 from __future__ import annotations
@@ -24,12 +31,16 @@ def _prefixes(account: Account) -> set[str]:
 def candidates(account: Account, credential: Credential | None = None) -> list[str]:
     """Every string a selector may match for this account (and credential)."""
     names = {account.account_id.lower(), account.username.lower()}
+    scope = account.scope.lower()
+    heads = [f"{prefix}:" for prefix in _prefixes(account)]
+    if scope:
+        heads += [f"{head}{scope}:" for head in list(heads)]
     out = []
-    for prefix in _prefixes(account):
+    for head in heads:
         for name in names:
-            out.append(f"{prefix}:{name}")
+            out.append(f"{head}{name}")
             if credential is not None:
-                out.append(f"{prefix}:{name}:{credential.credential_id.lower()}")
+                out.append(f"{head}{name}:{credential.credential_id.lower()}")
     return out
 
 

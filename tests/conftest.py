@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.support.samba",
     "tests.support.aws",
     "tests.support.gcp",
+    "tests.support.revocation",
 ]

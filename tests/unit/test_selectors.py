@@ -1,0 +1,66 @@
+"""Selectors for protection and exemptions: case, scope and globs (issue 10, item 4)."""
+
+from __future__ import annotations
+
+from offboard_audit import selectors
+from offboard_audit.records import Account, Credential, CredentialKind
+
+
+def iam_user(name: str, account: str) -> Account:
+    return Account(
+        source="aws-main",
+        system="aws_iam",
+        account_id=f"arn:aws:iam::{account}:user/{name}",
+        username=name,
+        enabled=True,
+        scope=account,
+        uid=f"AIDA{name.upper()}",
+    )
+
+
+def test_protection_ignores_case_of_iam_user_names():
+    assert (
+        selectors.first_match(["aws:breakglass"], iam_user("BreakGlass", "111111111111")) == "aws:breakglass"
+    )
+    assert selectors.first_match(["aws:BREAKGLASS"], iam_user("breakglass", "111111111111")) is not None
+
+
+def test_a_selector_scoped_to_one_aws_account_protects_only_there():
+    scoped = ["aws:111111111111:breakglass"]
+    assert selectors.first_match(scoped, iam_user("breakglass", "111111111111")) is not None
+    assert selectors.first_match(scoped, iam_user("breakglass", "222222222222")) is None
+
+
+def test_the_unscoped_selector_protects_the_name_in_every_account():
+    for account in ("111111111111", "222222222222"):
+        assert selectors.first_match(["aws:breakglass"], iam_user("breakglass", account)) is not None
+
+
+def test_a_scoped_selector_with_a_credential_glob():
+    user = iam_user("bob", "111111111111")
+    key = Credential(
+        "aws-main", user.account_id, "AKIAEXAMPLE", CredentialKind.ACCESS_KEY, True, scope="111111111111"
+    )
+    other = Credential(
+        "aws-main", user.account_id, "ASIAOTHER", CredentialKind.ACCESS_KEY, True, scope="111111111111"
+    )
+    assert selectors.matches("aws-main:111111111111:bob:AKIA*", user, key)
+    assert not selectors.matches("aws-main:111111111111:bob:AKIA*", user, other)
+    assert not selectors.matches("aws-main:222222222222:bob:AKIA*", user, key)
+
+
+def test_ad_names_match_whatever_their_case():
+    acct = Account(
+        source="corp-ad",
+        system="ldap",
+        account_id="CN=Break Glass,OU=Admins,DC=example,DC=test",
+        username="BreakGlass@EXAMPLE.TEST",
+        enabled=True,
+        scope="DC=example,DC=test",
+    )
+    assert selectors.matches("ldap:breakglass@example.test", acct)
+    assert selectors.matches("corp-ad:cn=break glass,*", acct)
+
+
+def test_a_selector_for_another_source_does_not_match():
+    assert not selectors.matches("gcp:breakglass", iam_user("breakglass", "111111111111"))
