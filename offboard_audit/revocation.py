@@ -122,8 +122,10 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing refused, nothing failed, nothing irreversible left undone."""
-        return self.refused is None and not any(o.status in (FAILED, IRREVERSIBLE) for o in self.outcomes)
+        """Nothing refused, nothing failed, no target changed, nothing irreversible left undone."""
+        return self.refused is None and not any(
+            o.status in (FAILED, IRREVERSIBLE, TARGET_CHANGED) for o in self.outcomes
+        )
 
 
 def new_action_id() -> str:

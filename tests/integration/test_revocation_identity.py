@@ -56,6 +56,7 @@ def test_a_name_reused_between_plan_and_apply_is_target_changed_and_never_touche
         ("AK2", "target-changed"),
     }
     assert all("uid-bob-NEW-HIRE" in (o.error or "") for o in report.outcomes)
+    assert not report.ok  # the CLI exits 1: somebody has to look
     assert new_hire_untouched(env)
     # Logged to the audit chain with the identity that was found, and the chain verifies.
     events = [e for e in iter_events(env.store) if '"target-changed"' in e.payload_json]
