@@ -4,22 +4,38 @@ Every action reads the object first (the prior state, kept by the core for undo)
 it only when it is not already in the target state (idempotent), and re-reads it afterwards
 to verify. Console passwords and MFA devices cannot be switched off reversibly in IAM: the
 login profile is deleted and the MFA device deactivated, and their ActionDefs say
-``reversible=False`` so the plan shows it. The root user and ``protected_users`` are refused.
+``reversible=False`` so the plan shows it. The root user and ``protected_users`` are refused
+(user names compared case-insensitively, as IAM compares them).
+
+Identity: IAM names can be reused (delete ``jdoe``, create a new ``jdoe``: same ARN). Every
+state read starts with ``iam:GetUser`` and carries the user's ``UserId`` as
+``ResourceState.identity`` (None when the user is gone, and then nothing else is read).
+``apply`` and ``undo`` raise :class:`TargetChanged` before any change when it is not the
+``ActionTarget.account_uid`` the action was planned for. Calls per state read: one GetUser plus
+one call for the object (for a missing user only the GetUser). An applied change costs, with
+the engine's own reads before and after, 4 GetUser + 4 object reads + 1 write.
+
+IAM has no conditional writes: a user deleted and re-created in the instant between the
+GetUser and the write would not be seen; the re-read after the write (identity included)
+then reports the change as not verified.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from connectors.aws_iam.clients import Client, ClientProvider
+from connectors.aws_iam.errors import explain_call
 from connectors.aws_iam.report import ROOT_ROW
 from connectors.aws_iam.settings import AwsSettings
 from connectors.aws_iam.source import error_code, items
 from connectors.aws_iam.translate import DENY_POLICY_NAME, LOGIN_PROFILE_ID
-from offboard_audit.errors import RevokeError
+from offboard_audit.errors import RevokeError, TargetChanged
 from offboard_audit.records import (
     ActionDef,
     ActionResult,
@@ -27,6 +43,7 @@ from offboard_audit.records import (
     CredentialKind,
     ResourceState,
     Stage,
+    identity_mismatch,
 )
 
 DEACTIVATE_ACCESS_KEY = "deactivate_access_key"
@@ -39,6 +56,26 @@ DEACTIVATE_MFA_DEVICE = "deactivate_mfa_device"
 DENY_ISSUED_SESSIONS = "deny_issued_sessions"
 
 _GONE = ResourceState(exists=False, active=False)
+
+# IAM API calls per action: (read the object, revoke it, restore it; None when irreversible).
+_APIS: Mapping[str, tuple[str, str, str | None]] = {
+    DEACTIVATE_ACCESS_KEY: ("ListAccessKeys", "UpdateAccessKey", "UpdateAccessKey"),
+    DEACTIVATE_SSH_KEY: ("ListSSHPublicKeys", "UpdateSSHPublicKey", "UpdateSSHPublicKey"),
+    DEACTIVATE_SIGNING_CERTIFICATE: (
+        "ListSigningCertificates",
+        "UpdateSigningCertificate",
+        "UpdateSigningCertificate",
+    ),
+    DEACTIVATE_SERVICE_CREDENTIAL: (
+        "ListServiceSpecificCredentials",
+        "UpdateServiceSpecificCredential",
+        "UpdateServiceSpecificCredential",
+    ),
+    REMOVE_GROUP_MEMBERSHIP: ("ListGroupsForUser", "RemoveUserFromGroup", "AddUserToGroup"),
+    DELETE_LOGIN_PROFILE: ("GetLoginProfile", "DeleteLoginProfile", None),
+    DEACTIVATE_MFA_DEVICE: ("ListMFADevices", "DeactivateMFADevice", None),
+    DENY_ISSUED_SESSIONS: ("GetUserPolicy", "PutUserPolicy", "DeleteUserPolicy"),
+}
 
 
 def _def(
@@ -81,8 +118,9 @@ def deny_policy_document(issued_before: datetime) -> str:
 class AwsIamRevoker:
     """Applies and undoes revocations on IAM users.
 
-    API calls and permissions per action are declared in :attr:`actions`. Clients come from
-    the same :class:`ClientProvider` as the source (AssumeRole into ``target.scope``).
+    API calls and permissions per action are declared in :attr:`actions` (every action reads
+    the user's identity with iam:GetUser). Clients come from the same :class:`ClientProvider`
+    as the source (AssumeRole into ``target.scope``).
     """
 
     actions: ClassVar[Mapping[str, ActionDef]] = dict(
@@ -91,42 +129,42 @@ class AwsIamRevoker:
                 DEACTIVATE_ACCESS_KEY,
                 CredentialKind.ACCESS_KEY,
                 True,
-                ("iam:ListAccessKeys", "iam:UpdateAccessKey"),
+                ("iam:GetUser", "iam:ListAccessKeys", "iam:UpdateAccessKey"),
                 "Set the access key to Inactive (undo: Active).",
             ),
             _def(
                 DEACTIVATE_SSH_KEY,
                 CredentialKind.SSH_KEY,
                 True,
-                ("iam:ListSSHPublicKeys", "iam:UpdateSSHPublicKey"),
+                ("iam:GetUser", "iam:ListSSHPublicKeys", "iam:UpdateSSHPublicKey"),
                 "Set the SSH public key to Inactive (undo: Active).",
             ),
             _def(
                 DEACTIVATE_SIGNING_CERTIFICATE,
                 CredentialKind.SIGNING_CERTIFICATE,
                 True,
-                ("iam:ListSigningCertificates", "iam:UpdateSigningCertificate"),
+                ("iam:GetUser", "iam:ListSigningCertificates", "iam:UpdateSigningCertificate"),
                 "Set the signing certificate to Inactive (undo: Active).",
             ),
             _def(
                 DEACTIVATE_SERVICE_CREDENTIAL,
                 CredentialKind.SERVICE_CREDENTIAL,
                 True,
-                ("iam:ListServiceSpecificCredentials", "iam:UpdateServiceSpecificCredential"),
+                ("iam:GetUser", "iam:ListServiceSpecificCredentials", "iam:UpdateServiceSpecificCredential"),
                 "Set the service-specific credential to Inactive (undo: Active).",
             ),
             _def(
                 REMOVE_GROUP_MEMBERSHIP,
                 CredentialKind.GROUP_MEMBERSHIP,
                 True,
-                ("iam:ListGroupsForUser", "iam:RemoveUserFromGroup", "iam:AddUserToGroup"),
+                ("iam:GetUser", "iam:ListGroupsForUser", "iam:RemoveUserFromGroup", "iam:AddUserToGroup"),
                 "Remove the user from the group (undo: add it back).",
             ),
             _def(
                 DELETE_LOGIN_PROFILE,
                 CredentialKind.PASSWORD,
                 False,
-                ("iam:GetLoginProfile", "iam:DeleteLoginProfile"),
+                ("iam:GetUser", "iam:GetLoginProfile", "iam:DeleteLoginProfile"),
                 "Delete the console password (login profile). IRREVERSIBLE: IAM cannot disable a "
                 "password, and undo cannot restore it (a new password would have to be issued).",
             ),
@@ -134,7 +172,7 @@ class AwsIamRevoker:
                 DEACTIVATE_MFA_DEVICE,
                 CredentialKind.MFA_DEVICE,
                 False,
-                ("iam:ListMFADevices", "iam:DeactivateMFADevice"),
+                ("iam:GetUser", "iam:ListMFADevices", "iam:DeactivateMFADevice"),
                 "Deactivate the MFA device. IRREVERSIBLE by this tool: re-enabling needs two "
                 "codes from the physical or virtual device.",
             ),
@@ -142,7 +180,7 @@ class AwsIamRevoker:
                 DENY_ISSUED_SESSIONS,
                 CredentialKind.ACCOUNT,
                 True,
-                ("iam:GetUserPolicy", "iam:PutUserPolicy", "iam:DeleteUserPolicy"),
+                ("iam:GetUser", "iam:GetUserPolicy", "iam:PutUserPolicy", "iam:DeleteUserPolicy"),
                 f"Attach the inline policy {DENY_POLICY_NAME}: deny all to temporary credentials "
                 "issued before now (aws:TokenIssueTime). Undo deletes it.",
             ),
@@ -170,12 +208,12 @@ class AwsIamRevoker:
         user = target.username
         if (
             not user
-            or user == ROOT_ROW
-            or target.account_id.endswith(":root")
-            or target.credential_id.endswith(":root")
+            or user.casefold() == ROOT_ROW
+            or target.account_id.casefold().endswith(":root")
+            or target.credential_id.casefold().endswith(":root")
         ):
             raise RevokeError("refusing to touch the AWS root user")
-        if user in self.settings.protected_users:
+        if self.settings.is_protected(user):
             raise RevokeError(f"refusing to touch protected IAM user {user!r}")
         if target.credential_id.startswith("report/"):
             raise RevokeError(
@@ -194,14 +232,16 @@ class AwsIamRevoker:
     def apply(self, action: str, target: ActionTarget) -> ActionResult:
         iam = self._check(action, target)
         before = self._read(iam, action, target)
+        _same_target(target, before)
         if not before.exists or not before.active:
             # Already gone or already disabled: nothing to do (idempotent).
             return ActionResult(
                 changed=False, before=before, after=before, verified=True, message="already revoked"
             )
-        self._disable(iam, action, target, before)
+        with self._calling(_APIS[action][1], target):
+            self._disable(iam, action, target, before)
         after = self._read(iam, action, target)
-        verified = not after.active
+        verified = not after.active and identity_mismatch(target, after) is None
         return ActionResult(
             changed=True,
             before=before,
@@ -214,6 +254,7 @@ class AwsIamRevoker:
         iam = self._check(action, target)
         definition = self.actions[action]
         before = self._read(iam, action, target)
+        _same_target(target, before)
         if not prior.exists or not prior.active:
             return ActionResult(
                 changed=False, before=before, after=before, verified=True, message="nothing to restore"
@@ -226,9 +267,10 @@ class AwsIamRevoker:
             raise RevokeError(f"{action} is irreversible: {definition.description}")
         if not before.exists and action != REMOVE_GROUP_MEMBERSHIP:
             raise RevokeError(f"cannot undo {action}: {target.credential_id} no longer exists")
-        self._enable(iam, action, target, prior)
+        with self._calling(_APIS[action][2] or action, target):
+            self._enable(iam, action, target, prior)
         after = self._read(iam, action, target)
-        verified = after.exists and after.active
+        verified = after.exists and after.active and identity_mismatch(target, after) is None
         return ActionResult(
             changed=True,
             before=before,
@@ -237,9 +279,45 @@ class AwsIamRevoker:
             message="restored" if verified else "restore not visible on re-read",
         )
 
-    # --- per action ----------------------------------------------------------------------
+    # --- identity and errors ---------------------------------------------------------------
+
+    @contextmanager
+    def _calling(self, api: str, target: ActionTarget) -> Iterator[None]:
+        """Any failure of one IAM call becomes a RevokeError naming the call, the user, the
+        account and (for a call the endpoint lacks) the option that turns the kind off."""
+        try:
+            yield
+        except RevokeError:
+            raise
+        except Exception as exc:
+            message = explain_call(api, target.username, exc, source=self.settings.name, scope=target.scope)
+            raise RevokeError(message) from exc
+
+    def _identity(self, iam: Client, target: ActionTarget) -> str | None:
+        """The user's ``UserId`` now (iam:GetUser), or None when no such user exists."""
+        with self._calling("GetUser", target):
+            try:
+                user = iam.get_user(UserName=target.username)["User"]
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return None
+                raise
+        return str(user["UserId"])
 
     def _read(self, iam: Client, action: str, target: ActionTarget) -> ResourceState:
+        """The object's state, stamped with the identity of the user it was read from."""
+        if action not in _APIS:
+            raise RevokeError(f"unknown aws_iam action {action!r}")
+        identity = self._identity(iam, target)
+        if identity is None:
+            return _GONE
+        with self._calling(_APIS[action][0], target):
+            state = self._read_object(iam, action, target)
+        return replace(state, identity=identity)
+
+    # --- per action ----------------------------------------------------------------------
+
+    def _read_object(self, iam: Client, action: str, target: ActionTarget) -> ResourceState:
         user = target.username
         cid = target.credential_id
         if action == DEACTIVATE_ACCESS_KEY:
@@ -337,6 +415,13 @@ class AwsIamRevoker:
             iam.delete_user_policy(UserName=user, PolicyName=DENY_POLICY_NAME)
         else:
             raise RevokeError(f"{action} is irreversible")
+
+
+def _same_target(target: ActionTarget, state: ResourceState) -> None:
+    """Raise TargetChanged when ``state`` was not read from the user the action was planned for."""
+    mismatch = identity_mismatch(target, state)
+    if mismatch is not None:
+        raise TargetChanged(mismatch)
 
 
 def _status_state(found: list[Any], id_key: str, cid: str, user: str) -> ResourceState:

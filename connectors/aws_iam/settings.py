@@ -29,8 +29,8 @@ OPTIONS: dict[str, str] = {
     "owners": "Table mapping IAM user names to their owner's email, for users without tags.",
     "service_paths": 'IAM paths whose users are service accounts, not people (default ["/service/"]).',
     "service_users": "IAM user names that are service accounts (default []).",
-    "protected_users": "IAM user names the revoker must never touch (break-glass users); the root "
-    "account is always refused.",
+    "protected_users": "IAM user names the revoker must never touch (break-glass users), compared "
+    "case-insensitively as IAM compares user names; the root account is always refused.",
     "full_detail": "true: run the per-user detail calls for every user, not only for the users the core "
     "asks about (costs ~5 calls per user; default false).",
     "max_workers": "Concurrent per-user detail calls per account (default 8).",
@@ -41,7 +41,11 @@ OPTIONS: dict[str, str] = {
     "report_timeout": 'How long to wait for the credential report to be generated (default "5m").',
     "service_specific_credentials": "true (default): list service-specific credentials (CodeCommit, "
     "Keyspaces, Bedrock) in the detail pass. Set false only against endpoints that lack the call "
-    "(moto does not implement it).",
+    "(moto does not implement it): such credentials are then not audited. An endpoint that lacks "
+    "it fails the account with an error naming this option.",
+    "ssh_public_keys": "true (default): list SSH public keys (CodeCommit) in the detail pass. Set false "
+    "only against AWS-compatible endpoints that lack iam:ListSSHPublicKeys: SSH keys are then not "
+    "audited. An endpoint that lacks it fails the account with an error naming this option.",
     "include_inline_deny": "true: also offer a deny-all inline policy conditioned on aws:TokenIssueTime "
     "so temporary credentials issued before revocation stop working (one extra credential of kind "
     '"account" per user; default false).',
@@ -73,7 +77,14 @@ class AwsSettings:
     max_attempts: int = 8
     report_timeout: timedelta = timedelta(minutes=5)
     service_specific_credentials: bool = True
+    ssh_public_keys: bool = True
     include_inline_deny: bool = False
+
+    def is_protected(self, user: str) -> bool:
+        """Whether ``user`` is listed in ``protected_users``. IAM user names are unique without
+        regard to case (``BreakGlass`` and ``breakglass`` are the same user), so is this."""
+        wanted = user.casefold()
+        return any(p.casefold() == wanted for p in self.protected_users)
 
     def owner_of(self, user: str) -> str | None:
         for name, email in self.owners:
@@ -127,5 +138,6 @@ def parse_settings(options: SourceOptions) -> AwsSettings:
         max_attempts=options.integer("max_attempts", 8, minimum=1),
         report_timeout=options.duration("report_timeout", timedelta(minutes=5)),
         service_specific_credentials=options.flag("service_specific_credentials", True),
+        ssh_public_keys=options.flag("ssh_public_keys", True),
         include_inline_deny=options.flag("include_inline_deny"),
     )

@@ -15,6 +15,13 @@ with ``full_detail``), on a bounded thread pool: ``iam:ListAccessKeys`` +
 ``iam:GetAccessKeyLastUsed`` per key (real key ids and exact last use),
 ``iam:ListSSHPublicKeys``, ``iam:ListServiceSpecificCredentials``, and
 ``iam:ListSigningCertificates`` / ``iam:ListMFADevices`` only where the report shows one.
+Any per-user call that still fails after botocore's retries makes that AWS account a
+``ScopeFailure`` of the detail result, with an error naming the call, the user and (for a
+call the endpoint does not implement) the option that turns the credential kind off; the
+user's data is not returned at all, so nothing the core stored for it is replaced.
+
+Every account carries the user's ``UserId`` as ``Account.uid`` (bulk pass, detail pass and
+``collect_for``), read from ``GetAccountAuthorizationDetails`` or ``GetUser``.
 
 Many accounts: ``accounts = [...]`` or ``organization = true`` (``organizations:ListAccounts``)
 with ``sts:AssumeRole`` into each, scanned concurrently. One account failing marks that scope
@@ -28,12 +35,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.aws_iam import translate as tr
 from connectors.aws_iam.clients import Client, ClientProvider
+from connectors.aws_iam.errors import AwsCallError, explain_call
 from connectors.aws_iam.report import (
     CredentialReport,
     ReportRow,
@@ -289,7 +298,8 @@ class AwsIamSource:
             scope, iam, username = task
             try:
                 return self.detail_user(iam, scope, username)
-            # A failed user fails its scope; its bulk credentials stay (nothing is replaced).
+            # A failed user fails its scope and returns nothing: never an empty list of keys, and
+            # none of that user's credentials are replaced.
             except Exception as exc:
                 return exc
 
@@ -299,7 +309,8 @@ class AwsIamSource:
         out_credentials: list[Credential] = []
         for (scope, _iam, username), result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException):
-                failures.setdefault(scope, []).append(f"user {username}: {describe(result)}")
+                why = str(result) if isinstance(result, AwsCallError) else describe(result)
+                failures.setdefault(scope, []).append(f"detail pass for user {username!r}: {why}")
             else:
                 out_accounts.append(result[0])
                 out_credentials.extend(result[1])
@@ -310,32 +321,63 @@ class AwsIamSource:
             scopes=tuple(by_scope),
         )
 
+    @contextmanager
+    def _calling(self, api: str, username: str, scope: str) -> Iterator[None]:
+        """Turn any failure of one IAM call (after botocore's retries) into an AwsCallError
+        naming the call, the user, the account and the option that avoids the call."""
+        try:
+            yield
+        except AwsCallError:
+            raise
+        except Exception as exc:
+            raise AwsCallError(explain_call(api, username, exc, source=self.name, scope=scope)) from exc
+
     def detail_user(self, iam: Client, scope: str, username: str) -> tuple[Account, list[Credential]]:
-        """Every credential of one user, with real ids. Uses the bulk pass's data when it has it."""
+        """Every credential of one user, with real ids. Uses the bulk pass's data when it has it.
+
+        Calls: iam:ListAccessKeys, iam:GetAccessKeyLastUsed (per key), iam:ListSSHPublicKeys
+        (unless ``ssh_public_keys = false``), iam:ListServiceSpecificCredentials (unless
+        ``service_specific_credentials = false``), iam:ListSigningCertificates / iam:ListMFADevices
+        (where the report shows one, or without a report row), iam:GetLoginProfile (without a
+        report row), and :meth:`fetch_user` for a user the bulk pass did not see. Any failure
+        raises :class:`AwsCallError`: no partial result for the user.
+        """
         scan = self._scans.get(scope)
         user = scan.users.get(username) if scan else None
         report = scan.report if scan else None
         row: ReportRow | None = report.rows.get(username) if report else None
         if user is None:
-            user = self.fetch_user(iam, username)
+            user = self.fetch_user(iam, username, scope)
         now = self._clock()
         account_id = tr.account_id_of(scope, user.name, user.arn)
         creds: list[Credential] = []
-        for key in items(iam.list_access_keys, "AccessKeyMetadata", UserName=username):
-            last = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]).get("AccessKeyLastUsed")
+        with self._calling("ListAccessKeys", username, scope):
+            keys = items(iam.list_access_keys, "AccessKeyMetadata", UserName=username)
+        for key in keys:
+            with self._calling("GetAccessKeyLastUsed", username, scope):
+                last = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]).get("AccessKeyLastUsed")
             creds.append(tr.access_key_credential(self.name, scope, account_id, key, last, now))
-        for key in items(iam.list_ssh_public_keys, "SSHPublicKeys", UserName=username):
-            creds.append(tr.ssh_key_credential(self.name, scope, account_id, key, now))
+        if self.settings.ssh_public_keys:
+            with self._calling("ListSSHPublicKeys", username, scope):
+                ssh_keys = items(iam.list_ssh_public_keys, "SSHPublicKeys", UserName=username)
+            for key in ssh_keys:
+                creds.append(tr.ssh_key_credential(self.name, scope, account_id, key, now))
         if self.settings.service_specific_credentials:
-            for cred in items(
-                iam.list_service_specific_credentials, "ServiceSpecificCredentials", UserName=username
-            ):
+            with self._calling("ListServiceSpecificCredentials", username, scope):
+                found = items(
+                    iam.list_service_specific_credentials, "ServiceSpecificCredentials", UserName=username
+                )
+            for cred in found:
                 creds.append(tr.service_credential(self.name, scope, account_id, cred, now))
         if row is None or row.has_signing_certificate:
-            for cert in items(iam.list_signing_certificates, "Certificates", UserName=username):
+            with self._calling("ListSigningCertificates", username, scope):
+                certs = items(iam.list_signing_certificates, "Certificates", UserName=username)
+            for cert in certs:
                 creds.append(tr.signing_certificate_credential(self.name, scope, account_id, cert, now))
         if row is None or row.mfa_active:
-            for device in items(iam.list_mfa_devices, "MFADevices", UserName=username):
+            with self._calling("ListMFADevices", username, scope):
+                devices = items(iam.list_mfa_devices, "MFADevices", UserName=username)
+            for device in devices:
                 creds.append(tr.mfa_credential(self.name, scope, account_id, device, now))
         last_login: datetime | None = None
         if row is not None and report is not None:
@@ -343,12 +385,14 @@ class AwsIamSource:
             if row.password_enabled:
                 creds.append(tr.password_credential(self.name, scope, account_id, row, report.generated_at))
         else:
-            try:
-                profile = iam.get_login_profile(UserName=username)
-            except Exception as exc:
-                if error_code(exc) != "NoSuchEntity":
-                    raise
-            else:
+            profile: Mapping[str, Any] | None = None
+            with self._calling("GetLoginProfile", username, scope):
+                try:
+                    profile = iam.get_login_profile(UserName=username)
+                except Exception as exc:
+                    if error_code(exc) != "NoSuchEntity":
+                        raise
+            if profile is not None:
                 creds.append(tr.login_profile_credential(self.name, scope, account_id, profile, now))
         creds.extend(tr.group_credentials(self.name, scope, account_id, user, scan.read_at if scan else now))
         if self.settings.include_inline_deny:
@@ -356,15 +400,18 @@ class AwsIamSource:
         account = tr.make_account(self.name, scope, user, self.settings, creds, last_login)
         return account, creds
 
-    def fetch_user(self, iam: Client, username: str) -> UserDetail:
+    def fetch_user(self, iam: Client, username: str, scope: str = "") -> UserDetail:
         """One user without the bulk pass: GetUser, ListGroupsForUser, ListUserPolicies."""
-        raw = dict(iam.get_user(UserName=username)["User"])
-        raw["GroupList"] = [
-            g["GroupName"] for g in items(iam.list_groups_for_user, "Groups", UserName=username)
-        ]
-        raw["UserPolicyList"] = [
-            {"PolicyName": p} for p in items(iam.list_user_policies, "PolicyNames", UserName=username)
-        ]
+        with self._calling("GetUser", username, scope):
+            raw = dict(iam.get_user(UserName=username)["User"])
+        with self._calling("ListGroupsForUser", username, scope):
+            raw["GroupList"] = [
+                g["GroupName"] for g in items(iam.list_groups_for_user, "Groups", UserName=username)
+            ]
+        with self._calling("ListUserPolicies", username, scope):
+            raw["UserPolicyList"] = [
+                {"PolicyName": p} for p in items(iam.list_user_policies, "PolicyNames", UserName=username)
+            ]
         return parse_user_detail(raw)
 
     # --- targeted path (HR webhook) -------------------------------------------------------

@@ -2,9 +2,14 @@
 
 Credential ids are stable across runs. The bulk pass only knows report slots (the credential
 report gives no key ids), so its ids are ``report/access_key_1``, ``report/cert_1`` and
-``report/mfa``; the detail pass returns the real ids (``AKIA...``, ``APKA...``, certificate
-ids, MFA serial numbers), which replace them. Console passwords are ``login-profile`` and
-group memberships ``group/<name>`` in both passes.
+``report/mfa``, marked ``provisional`` (never evaluated, planned or shown as evidence); the
+detail pass returns the real ids (``AKIA...``, ``APKA...``, certificate ids, MFA serial
+numbers), which replace them and are not provisional. Console passwords are ``login-profile``
+and group memberships ``group/<name>`` in both passes (real ids, never provisional).
+
+Every account carries the user's ``UserId`` (``AIDA...``) as ``Account.uid``. The ARN (the
+core's account id) only names the user: a user deleted and re-created under the same name gets
+the same ARN but a new ``UserId``, so the revoker checks the ``UserId`` before every change.
 """
 
 from __future__ import annotations
@@ -106,13 +111,16 @@ def make_account(
         last_login_at=last_login_at,
         attributes=attributes,
         scope=scope,
+        uid=user.user_id,
     )
 
 
 def report_credentials(
     source: str, scope: str, account_id: str, row: ReportRow, observed_at: datetime
 ) -> list[Credential]:
-    """Password, access key slots, certificate slots and MFA from one credential report row."""
+    """Password, access key slots, certificate slots and MFA from one credential report row.
+
+    Slots have no id in the report: their placeholder ids are ``provisional``."""
     out: list[Credential] = []
     if row.password_enabled:
         out.append(password_credential(source, scope, account_id, row, observed_at))
@@ -130,6 +138,7 @@ def report_credentials(
                 detail=f"access key slot {key.slot}" + (f" (last used: {where})" if where else ""),
                 observed_at=observed_at,
                 scope=scope,
+                provisional=True,
             )
         )
     for cert in row.certs:
@@ -144,6 +153,7 @@ def report_credentials(
                 detail=f"signing certificate slot {cert.slot}",
                 observed_at=observed_at,
                 scope=scope,
+                provisional=True,
             )
         )
     if row.mfa_active:
@@ -157,6 +167,7 @@ def report_credentials(
                 detail="MFA device (serial read in the detail pass)",
                 observed_at=observed_at,
                 scope=scope,
+                provisional=True,
             )
         )
     return out

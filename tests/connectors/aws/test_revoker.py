@@ -72,7 +72,17 @@ def revoker(iam: Any, **options: Any) -> AwsIamRevoker:
     return made
 
 
-def target(user: str, credential_id: str, kind: CredentialKind, detail: str = "") -> ActionTarget:
+def user_id(user: str) -> str:
+    """The UserId moto gave ``user`` ("" when there is no such user)."""
+    found = iam_backend().users.get(user)
+    return str(found.id) if found is not None else ""
+
+
+def target(
+    user: str, credential_id: str, kind: CredentialKind, detail: str = "", uid: str | None = None
+) -> ActionTarget:
+    """An action target as the planner builds it: with the UserId read when the finding was made
+    (by default the user's current one)."""
     return ActionTarget(
         source="aws-rv",
         system="aws_iam",
@@ -82,6 +92,7 @@ def target(user: str, credential_id: str, kind: CredentialKind, detail: str = ""
         credential_kind=kind,
         detail=detail,
         scope=MOTO_ACCOUNT,
+        account_uid=user_id(user) if uid is None else uid,
     )
 
 
