@@ -26,7 +26,7 @@ from connectors.aws_iam.translate import DENY_POLICY_NAME
 from offboard_audit.errors import RevokeError
 from offboard_audit.options import SourceOptions
 from offboard_audit.protocols import SourceContext
-from offboard_audit.records import ActionTarget, CredentialKind, Stage
+from offboard_audit.records import ActionTarget, CredentialKind, ResourceState, Stage
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC)
@@ -246,3 +246,49 @@ def test_vanished_key_is_reported_gone_not_changed(iam: Any) -> None:
         DEACTIVATE_ACCESS_KEY, target("gone", "AKIA0000000000000000", CredentialKind.ACCESS_KEY)
     )
     assert not result.changed and not result.before.exists
+
+
+@pytest.mark.parametrize(
+    ("protected", "name"),
+    [(["breakglass"], "BreakGlass"), (["BreakGlass"], "breakglass"), (["BREAKGLASS"], "BreakGlass")],
+)
+def test_protected_users_are_refused_whatever_the_case_of_the_name(
+    iam: Any, protected: list[str], name: str
+) -> None:
+    # IAM user names are unique regardless of case: BreakGlass and breakglass are one user.
+    seed_users([SeedUser(name, has_password=True, groups=("admins",))])
+    rv = revoker(iam, protected_users=protected)
+    calls: list[str] = []
+    iam.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    for action, t in (
+        (DELETE_LOGIN_PROFILE, target(name, "login-profile", CredentialKind.PASSWORD)),
+        (REMOVE_GROUP_MEMBERSHIP, target(name, "group/admins", CredentialKind.GROUP_MEMBERSHIP, "admins")),
+    ):
+        with pytest.raises(RevokeError, match="protected"):
+            rv.read_state(action, t)
+        with pytest.raises(RevokeError, match="protected"):
+            rv.apply(action, t)
+        with pytest.raises(RevokeError, match="protected"):
+            rv.undo(action, t, ResourceState(exists=True, active=True))
+    assert calls == []
+    assert iam_backend().users[name].password is not None
+
+
+def test_root_is_refused_whatever_the_case_of_its_row_or_arn(iam: Any) -> None:
+    rv = revoker(iam)
+    for username, account_id in (
+        ("<ROOT_ACCOUNT>", f"arn:aws:iam::{MOTO_ACCOUNT}:user/x"),
+        ("someone", f"arn:aws:iam::{MOTO_ACCOUNT}:ROOT"),
+    ):
+        root = ActionTarget(
+            source="aws-rv",
+            system="aws_iam",
+            account_id=account_id,
+            username=username,
+            credential_id="login-profile",
+            credential_kind=CredentialKind.PASSWORD,
+            scope=MOTO_ACCOUNT,
+            account_uid="AIDAROOT",
+        )
+        with pytest.raises(RevokeError, match="root"):
+            rv.apply(DELETE_LOGIN_PROFILE, root)

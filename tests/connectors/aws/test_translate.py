@@ -24,6 +24,32 @@ from offboard_audit.records import AccountKind, CredentialKind
 
 FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "aws_iam" / "fixtures"
 GENERATED = datetime(2026, 11, 27, 6, 30, tzinfo=UTC)
+CAROL = "carol.g@corp.example.com"
+CAROL_KEYS = ("AKIAEXAMPLECAROL0001", "AKIAEXAMPLECAROL0002")
+CAROL_CERT = "CERTEXAMPLECAROL00000000000001"
+CAROL_MFA = "arn:aws:iam::111122223333:mfa/carol"
+# Raw detail-pass payloads for carol (the shapes of ListAccessKeys, GetAccessKeyLastUsed,
+# ListSigningCertificates and ListMFADevices).
+CAROL_DETAIL: dict[str, Any] = {
+    "AccessKeyMetadata": [
+        {"UserName": CAROL, "AccessKeyId": k, "Status": "Active", "CreateDate": "2023-05-05T08:10:00Z"}
+        for k in CAROL_KEYS
+    ],
+    "AccessKeyLastUsed": {
+        CAROL_KEYS[0]: {"LastUsedDate": "2026-06-12T11:00:00Z", "ServiceName": "iam", "Region": "us-east-1"},
+        CAROL_KEYS[1]: {"ServiceName": "N/A", "Region": "N/A"},
+    },
+    "Certificates": [
+        {
+            "UserName": CAROL,
+            "CertificateId": CAROL_CERT,
+            "CertificateBody": "-----BEGIN CERTIFICATE-----...",
+            "Status": "Active",
+            "UploadDate": "2023-06-01T00:00:00Z",
+        }
+    ],
+    "MFADevices": [{"UserName": CAROL, "SerialNumber": CAROL_MFA, "EnableDate": "2023-05-06T00:00:00Z"}],
+}
 
 
 def report_text() -> str:
@@ -53,6 +79,32 @@ class FixtureIAM:
         self.calls.append("GetAccountAuthorizationDetails")
         assert kwargs.get("Filter") == ["User"]
         return gaad()
+
+    # Detail pass: raw payloads for carol (two keys, a signing certificate, an MFA device), as
+    # IAM returns them; everyone else has none.
+    def list_access_keys(self, UserName: str, **_: Any) -> dict[str, Any]:
+        self.calls.append("ListAccessKeys")
+        return {"AccessKeyMetadata": list(CAROL_DETAIL["AccessKeyMetadata"]) if UserName == CAROL else []}
+
+    def get_access_key_last_used(self, AccessKeyId: str, **_: Any) -> dict[str, Any]:
+        self.calls.append("GetAccessKeyLastUsed")
+        return {"UserName": CAROL, "AccessKeyLastUsed": CAROL_DETAIL["AccessKeyLastUsed"][AccessKeyId]}
+
+    def list_ssh_public_keys(self, **_: Any) -> dict[str, Any]:
+        self.calls.append("ListSSHPublicKeys")
+        return {"SSHPublicKeys": []}
+
+    def list_service_specific_credentials(self, **_: Any) -> dict[str, Any]:
+        self.calls.append("ListServiceSpecificCredentials")
+        return {"ServiceSpecificCredentials": []}
+
+    def list_signing_certificates(self, UserName: str, **_: Any) -> dict[str, Any]:
+        self.calls.append("ListSigningCertificates")
+        return {"Certificates": list(CAROL_DETAIL["Certificates"]) if UserName == CAROL else []}
+
+    def list_mfa_devices(self, UserName: str, **_: Any) -> dict[str, Any]:
+        self.calls.append("ListMFADevices")
+        return {"MFADevices": list(CAROL_DETAIL["MFADevices"]) if UserName == CAROL else []}
 
 
 class FixtureSTS:
@@ -184,3 +236,39 @@ def test_report_age_is_within_the_generation_time() -> None:
     assert all(
         c.observed_at is not None and c.observed_at > GENERATED - timedelta(hours=4) for c in report_creds
     )
+
+
+def test_report_slots_are_provisional_and_the_detail_pass_ids_are_real() -> None:
+    source = fixture_source()
+    bulk = source.collect()
+    carol = next(a for a in bulk.accounts if a.username == CAROL)
+    slots = {c.credential_id: c.provisional for c in bulk.credentials if c.account_id == carol.account_id}
+    # Report slots have no id: placeholders, never evaluated. Login profile and groups are real ids.
+    assert slots == {
+        "report/access_key_1": True,
+        "report/access_key_2": True,
+        "report/cert_1": True,
+        "report/mfa": True,
+        "login-profile": False,
+    }
+    assert all(c.provisional == c.credential_id.startswith("report/") for c in bulk.credentials), (
+        "only report slots are provisional"
+    )
+
+    detail = source.detail([carol])
+    assert detail.failed_scopes == ()
+    real = {c.credential_id: c for c in detail.credentials}
+    assert set(real) == {*CAROL_KEYS, CAROL_CERT, CAROL_MFA, "login-profile"}
+    assert not any(c.provisional for c in detail.credentials)
+    assert real[CAROL_KEYS[0]].last_used_at == datetime(2026, 6, 12, 11, 0, tzinfo=UTC)
+    assert real[CAROL_KEYS[1]].last_used_at is None
+
+
+def test_accounts_carry_the_user_id_from_the_authorization_details_as_uid() -> None:
+    data = fixture_source().collect()
+    uids = {a.username: a.uid for a in data.accounts}
+    expected = {u["UserName"]: u["UserId"] for u in gaad()["UserDetailList"]}
+    assert uids == expected and all(uids.values())
+    # The ARN stays the account id; the UserId is the identity.
+    bob = next(a for a in data.accounts if a.username == "bob")
+    assert (bob.account_id, bob.uid) == ("arn:aws:iam::111122223333:user/bob", "AIDAEXAMPLEBOB000001")
