@@ -69,6 +69,7 @@ PLUGIN = ConnectorPlugin(
         "resourcemanager.organizations.getIamPolicy",
         "resourcemanager.folders.getIamPolicy",
         "iam.serviceAccounts.list",
+        "iam.serviceAccounts.get",
         "iam.serviceAccountKeys.list",
         "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
         "policyanalyzer.serviceAccountLastAuthenticationActivities.query",

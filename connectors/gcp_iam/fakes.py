@@ -1,10 +1,11 @@
 """An in-memory Google Cloud and two local servers that speak its APIs, for tests and the demo.
 
 - :class:`GcpFakeState`: organizations, folders, projects, their IAM policies (with etags),
-  service accounts,
+  service accounts (each with a ``uniqueId`` never given before, so one deleted and
+  recreated under the same email gets a new one, as in Google),
   keys (user- and system-managed) and last-authentication activity, plus knobs to inject
-  failures (per-project errors, a concurrent policy change before a write, a disabled
-  Policy Analyzer) and per-project (per-organization, per-folder) call counters.
+  failures (per-project errors, a concurrent policy change before a write, a change just
+  before an IAM Admin call, a disabled Policy Analyzer) and per-project (per-organization, per-folder) call counters.
 - :class:`FakeIamServer`: a gRPC server for ``google.iam.admin.v1.IAM`` built from generic
   handlers and the ``iam_admin_v1`` library's own message classes, so the real
   ``IAMClient`` talks to it unchanged.
@@ -156,6 +157,10 @@ class GcpFakeState:
         # project (or organization/folder name) -> hooks run (one per setIamPolicy call, first in
         # first out) before the etag check
         self.before_set_policy: dict[str, list[Callable[[Any], None]]] = {}
+        # IAM Admin method ("iam.DisableServiceAccount", ...) -> hooks run (one per call, first in
+        # first out) before the call looks its service account or key up: something that
+        # happens between a client's read and its write.
+        self.before_iam_call: dict[str, list[Callable[[], None]]] = {}
         # Seconds each REST call takes (simulated network latency) and the most calls seen in flight.
         self.rest_latency = 0.0
         self.rest_in_flight = 0
@@ -237,6 +242,10 @@ class GcpFakeState:
     ) -> FakeServiceAccount:
         with self.lock:
             email = f"{account_id}@{project}.iam.gserviceaccount.com"
+            if email in self.service_accounts:
+                raise ValueError(f"service account {email} already exists")
+            # Like Google: every account gets a uniqueId never given before, also one recreated
+            # under the email of a deleted account.
             self._next_id += 1
             sa = FakeServiceAccount(
                 project=project,
@@ -251,6 +260,11 @@ class GcpFakeState:
             # Google creates system-managed keys itself; the connector must filter them out.
             self.add_key(email, datetime(2020, 1, 1, tzinfo=UTC), system_managed=True)
             return sa
+
+    def delete_service_account(self, email: str) -> FakeServiceAccount:
+        """Delete a service account and its keys; its email can then be used again."""
+        with self.lock:
+            return self.service_accounts.pop(email.lower())
 
     def add_key(
         self,
@@ -410,11 +424,19 @@ class FakeIamServer:
         if iam_failure:
             context.abort(getattr(grpc.StatusCode, iam_failure[0]), iam_failure[1])
 
+    def _run_hooks(self, method: str) -> None:
+        with self.state.lock:
+            hooks = self.state.before_iam_call.get(method)
+            hook = hooks.pop(0) if hooks else None
+        if hook is not None:
+            hook()
+
     def _sa_or_abort(self, method: str, name: str, context: Any) -> FakeServiceAccount:
         import grpc
 
         project, ref = _sa_project_of(name)
         self._enter(method, project, context)
+        self._run_hooks(method)
         sa = self.state.find_service_account(project, ref)
         if sa is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Service account {ref} does not exist.")
@@ -428,6 +450,7 @@ class FakeIamServer:
 
         project, _ref = _sa_project_of(name)
         self._enter(method, project, context)
+        self._run_hooks(method)
         found = self.state.find_key(name)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Service account key {name} does not exist.")

@@ -15,8 +15,12 @@ API calls (all read-only) and the permissions they need:
   failed scope, never an empty one.
 - IAM Admin ``ListServiceAccounts`` (``iam.serviceAccounts.list``), paged, one per project,
   and ``ListServiceAccountKeys`` with key type USER_MANAGED (``iam.serviceAccountKeys.list``),
-  one per service account.
-- With ``key_last_auth`` only, in the detail pass: Policy Analyzer activity queries
+  one per service account. A service account's ``uniqueId`` is its ``Account.uid``; a binding
+  principal's uid is its member's principal (``user:EMAIL``), its resource the scope.
+- With ``key_last_auth`` only, in the detail pass: ``GetServiceAccount``
+  (``iam.serviceAccounts.get``) and ``ListServiceAccountKeys`` again for each asked-about
+  service account (the uid, state and keys of the account as it is now), and Policy Analyzer
+  activity queries
   ``serviceAccountKeyLastAuthentication`` and ``serviceAccountLastAuthentication``
   (``policyanalyzer.serviceAccount[Key]LastAuthenticationActivities.query``), two per
   project that holds an account the core asked about.
@@ -31,7 +35,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors.gcp_iam.clients import ActivityQueryError, GcpClients, GcpConfig, bounded_retry, build_clients
@@ -50,7 +54,6 @@ from offboard_audit.records import (
     Account,
     AccountKind,
     Credential,
-    CredentialKind,
     Person,
     ScopeFailure,
     SourceData,
@@ -309,9 +312,10 @@ class GcpIamSource:
         """Last-authentication evidence for the service accounts the core asks about.
 
         Only with ``key_last_auth``; otherwise the bulk pass already said everything and this
-        returns ``SourceData()``. For each asked-about service account the keys are re-read
-        and the Policy Analyzer activities of its project attached as ``last_used_at``; the
-        returned credentials are the complete set for that account. When the Policy Analyzer
+        returns ``SourceData()``. For each asked-about service account the account
+        (``GetServiceAccount``: its ``uniqueId``, state, owners) and its keys are re-read and the
+        Policy Analyzer activities of its project attached as ``last_used_at``; the returned
+        account and credentials are the complete set for that account as it is now. When the Policy Analyzer
         is unavailable (API disabled, permission missing) the evidence is left out and a
         warning says why; an account whose keys cannot be re-read is left out (its bulk
         credentials stay) with a warning.
@@ -364,9 +368,15 @@ class GcpIamSource:
         key_auth, sa_auth = self._activities(clients, project, warnings)
         out_accounts: list[Account] = []
         out_credentials: list[Credential] = []
+        owners = self.config.owners or {}
         for account in services:
             name = f"projects/{project}/serviceAccounts/{account.account_id}"
             try:
+                # Re-read the account itself: its uniqueId (Account.uid) must be the one of the
+                # account whose keys are listed next, even if it was recreated since the bulk pass.
+                sa = clients.iam.get_service_account(
+                    request={"name": name}, retry=self._retry, timeout=self.config.timeout
+                )
                 keys = clients.iam.list_service_account_keys(
                     request={
                         "name": name,
@@ -380,23 +390,13 @@ class GcpIamSource:
                     f"{project}: cannot re-read keys of {account.account_id}: {describe_error(exc)}"
                 )
                 continue
-            refs = [account.account_id.lower(), *account.attribute_values("unique_id")]
+            refs = [account.account_id.lower(), str(sa.unique_id)]
             sa_last = max((sa_auth[r] for r in refs if r in sa_auth), default=None)
-            refined = replace(account, last_login_at=sa_last or account.last_login_at)
-            out_accounts.append(refined)
-            out_credentials.append(
-                Credential(
-                    source=self.name,
-                    account_id=account.account_id,
-                    credential_id=account.account_id,
-                    kind=CredentialKind.ACCOUNT,
-                    active=account.enabled,
-                    last_used_at=refined.last_login_at,
-                    detail="service account",
-                    observed_at=observed_at,
-                    scope=project,
-                )
+            refined, account_cred = translate_service_account(
+                self.name, project, sa, owners, observed_at, last_auth=sa_last or account.last_login_at
             )
+            out_accounts.append(refined)
+            out_credentials.append(account_cred)
             out_credentials.extend(
                 translate_key(
                     self.name,

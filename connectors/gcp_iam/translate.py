@@ -67,6 +67,21 @@ def parse_member(raw: str) -> Member:
     return Member(raw=raw, type=kind, email=value.lower(), deleted=deleted, uid=uid)
 
 
+def principal_uid(raw: str) -> str:
+    """The identity (``Account.uid``) of the principal a policy member names, within one resource.
+
+    ``<type>:<email>`` in lower case: ``user:alice@example.com`` for both the live member and
+    its ``deleted:user:alice@example.com?uid=123`` form, ``group:eng@example.com`` for a group.
+    One account groups a principal's live and deleted members within one resource (the
+    resource is the account's scope), so the account's uid is the principal; the exact member
+    string, ``deleted:`` prefix and ``?uid=`` included, is in each binding's credential id and
+    is what the revoker removes. The policy holds nothing more stable than the email for a live
+    member: a Google account deleted and recreated under the same email is not told apart here.
+    """
+    member = parse_member(raw)
+    return f"{member.type}:{member.email}" if member.email else member.type
+
+
 def condition_key(expression: str) -> str:
     """A short stable tag for a binding condition (bindings are unique per role+condition)."""
     return hashlib.sha256(expression.encode("utf-8")).hexdigest()[:12]
@@ -277,6 +292,7 @@ def translate_policy(
                 display_name=member.email,
                 attributes=tuple(attributes),
                 scope=scope,
+                uid=principal_uid(member.raw),
             )
         )
     return accounts, credentials
@@ -312,7 +328,8 @@ def translate_service_account(
     """An ``iam_admin_v1.ServiceAccount`` as a service account and its ``account`` credential.
 
     The service account is a login that can be disabled on its own, so it is also a
-    credential whose id is the account id.
+    credential whose id is the account id. Its ``uniqueId`` is the account's ``uid``: Google
+    gives a service account recreated under the same email a new one.
     """
     email: str = sa.email
     attributes = service_account_owners(email, sa.description, owners)
@@ -333,6 +350,7 @@ def translate_service_account(
         last_login_at=last_auth,
         attributes=attributes,
         scope=project,
+        uid=sa.unique_id,
     )
     credential = Credential(
         source=source,

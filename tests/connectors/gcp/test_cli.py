@@ -118,3 +118,121 @@ def test_audit_flags_a_leavers_organization_level_binding(gcp_fake: FakeGcp, tmp
         and f["credential"]["id"] == "organizations/1/roles/bigquery.admin/user:grace@example.com"
     ]
     assert [f["rule"] for f in org_findings] == ["credential-after-termination"]
+
+
+# --- identity: plan, recreate, revoke / undo (issue 10, item 1) ---------------------------------
+
+CI_EMAIL = "ci-deployer@acme-prod.iam.gserviceaccount.com"
+GRACE_BINDING = "projects/acme-prod/roles/editor/user:grace@example.com"
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_AUDIT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "offboard_audit", "--config", str(config), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _cli_json(config: Path, *args: str) -> dict[str, Any]:
+    proc = _cli(config, *args, "--format", "json")
+    assert proc.stdout.strip(), proc.stderr
+    body = json.loads(proc.stdout)
+    assert isinstance(body, dict)
+    return body
+
+
+def _recreate_ci(fake: FakeGcp, disabled: bool = False) -> tuple[str, str]:
+    """Delete ci-deployer and create it again under the same email, with a key of its own:
+    (new uniqueId, new key name)."""
+    state = fake.state
+    old = state.delete_service_account(CI_EMAIL)
+    new = state.add_service_account(
+        "acme-prod", "ci-deployer", description=old.description, disabled=disabled
+    )
+    key = state.add_key(new.email, created=LEFT + timedelta(days=60), disabled=disabled)
+    return new.unique_id, key.name
+
+
+def _events(tmp_path: Path, kind: str) -> list[dict[str, Any]]:
+    from offboard_audit.storage.actions import iter_events
+    from offboard_audit.storage.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    try:
+        return [json.loads(e.payload_json) for e in iter_events(store) if e.kind == kind]
+    finally:
+        store.engine.dispose()
+
+
+def test_revoke_with_a_plan_file_touches_nothing_of_a_service_account_recreated_since_the_plan(
+    gcp_fake: FakeGcp, tmp_path: Path
+) -> None:
+    key_name = _seed(gcp_fake)
+    old_uid = gcp_fake.state.service_accounts[CI_EMAIL].unique_id
+    config = _write_config(tmp_path, gcp_fake, ["acme-prod", "acme-data"])
+    _audit(config)
+    plan_path = tmp_path / "plan.json"
+    assert _cli(config, "plan", "--output", str(plan_path)).returncode == 0
+    planned = {a["credential"]["id"]: a for a in json.loads(plan_path.read_text())["actions"]}
+    assert {cid: (a["action"], a["account"]["uid"]) for cid, a in planned.items()} == {
+        key_name: ("disable_key", old_uid),
+        CI_EMAIL: ("disable_service_account", old_uid),
+        GRACE_BINDING: ("remove_binding", "user:grace@example.com"),
+    }
+
+    new_uid, new_key = _recreate_ci(gcp_fake)
+    gcp_fake.state.reset_calls()
+    report = _cli_json(config, "revoke", "--plan", str(plan_path), "--apply")
+
+    status = {o["credential_id"]: o["status"] for o in report["outcomes"]}
+    assert status == {key_name: "target-changed", CI_EMAIL: "target-changed", GRACE_BINDING: "applied"}
+    # The new account and its key are untouched: no write reached IAM Admin at all.
+    new = gcp_fake.state.service_accounts[CI_EMAIL]
+    assert not new.disabled and not new.keys[new_key.rsplit("/", 1)[1]].disabled
+    assert not [m for (m, _p) in gcp_fake.state.calls if m.startswith("iam.") and "Get" not in m]
+    # The binding of the same plan was removed.
+    assert gcp_fake.state.members("acme-prod", "roles/editor") == []
+    # The audit chain says what happened, with the identity found instead, and still verifies.
+    changed = [e for e in _events(tmp_path, "outcome") if e["status"] == "target-changed"]
+    assert sorted(e["credential_id"] for e in changed) == sorted([key_name, CI_EMAIL])
+    assert all(e["account_uid"] == old_uid and e["observed_identity"] == new_uid for e in changed)
+    assert not [e for e in _events(tmp_path, "intent") if e["credential_id"] in (key_name, CI_EMAIL)]
+    assert _cli(config, "log", "verify").returncode == 0
+
+
+def test_undo_after_the_service_account_was_recreated_is_target_changed_and_enables_nothing(
+    gcp_fake: FakeGcp, tmp_path: Path
+) -> None:
+    key_name = _seed(gcp_fake)
+    config = _write_config(tmp_path, gcp_fake, ["acme-prod", "acme-data"])
+    _audit(config)
+    applied = _cli_json(config, "revoke", "--apply")
+    assert {o["credential_id"]: o["status"] for o in applied["outcomes"]} == {
+        key_name: "applied",
+        CI_EMAIL: "applied",
+        GRACE_BINDING: "applied",
+    }
+
+    # Someone recreates the account, disabled, with a disabled key: undo must not enable them.
+    new_uid, new_key = _recreate_ci(gcp_fake, disabled=True)
+    gcp_fake.state.reset_calls()
+    undone = _cli_json(config, "undo", "--person", "E1007", "--apply")
+
+    by_credential = {o["credential_id"]: o["status"] for o in undone["outcomes"]}
+    assert by_credential == {
+        key_name: "target-changed",
+        CI_EMAIL: "target-changed",
+        GRACE_BINDING: "restored",
+    }
+    new = gcp_fake.state.service_accounts[CI_EMAIL]
+    assert new.disabled and new.keys[new_key.rsplit("/", 1)[1]].disabled
+    assert not [m for (m, _p) in gcp_fake.state.calls if m.startswith("iam.Enable")]
+    assert gcp_fake.state.members("acme-prod", "roles/editor") == ["user:grace@example.com"]
+    changed = [e for e in _events(tmp_path, "undo-outcome") if e["status"] == "target-changed"]
+    assert sorted(e["credential_id"] for e in changed) == sorted([key_name, CI_EMAIL])
+    assert all(e["observed_identity"] == new_uid for e in changed)

@@ -6,10 +6,17 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connectors.gcp_iam import PLUGIN, GcpIamSource
+from connectors.gcp_iam import PLUGIN, GcpIamRevoker, GcpIamSource
 from offboard_audit.options import SourceOptions
 from offboard_audit.protocols import SourceContext
-from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus
+from offboard_audit.records import (
+    AccountKind,
+    ActionTarget,
+    CredentialKind,
+    Person,
+    PersonStatus,
+    identity_mismatch,
+)
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -70,3 +77,44 @@ def test_demo_seeds_a_leavers_ci_key_created_and_used_after_she_left(tmp_path: P
     # close() stops both servers.
     assert not _connectable(part.source["iam_endpoint"])
     assert not _connectable(part.source["resource_manager_endpoint"].removeprefix("http://"))
+
+
+def test_demo_accounts_carry_their_identities_and_its_revoker_reads_them(tmp_path: Path) -> None:
+    assert PLUGIN.demo is not None and PLUGIN.make_revoker is not None
+    part = PLUGIN.demo(_people(), NOW)
+    try:
+        options = SourceOptions(part.source)
+        source = PLUGIN.make_source(options, SourceContext(base_dir=tmp_path))
+        revoker = PLUGIN.make_revoker(options, SourceContext(base_dir=tmp_path))
+        assert isinstance(source, GcpIamSource) and isinstance(revoker, GcpIamRevoker)
+        bulk = source.collect()
+        by_id = {a.account_id: a for a in bulk.accounts}
+        assert all(a.uid for a in bulk.accounts), [a.account_id for a in bulk.accounts if not a.uid]
+        services = [a for a in bulk.accounts if "@" in a.account_id and "/" not in a.account_id]
+        assert services and all(a.uid.isdigit() for a in services)  # uniqueIds
+        assert len({a.uid for a in services}) == len(services)
+        assert by_id["projects/demo-prod/user:grace@example.com"].uid == "user:grace@example.com"
+        accounts = {a.account_id: a for a in bulk.accounts}
+        for cred in bulk.credentials:
+            action = {
+                CredentialKind.IAM_BINDING: "remove_binding",
+                CredentialKind.SERVICE_ACCOUNT_KEY: "disable_key",
+                CredentialKind.ACCOUNT: "disable_service_account",
+            }[cred.kind]
+            account = accounts[cred.account_id]
+            target = ActionTarget(
+                source=account.source,
+                system=account.system,
+                account_id=account.account_id,
+                username=account.username,
+                credential_id=cred.credential_id,
+                credential_kind=cred.kind,
+                scope=cred.scope,
+                account_uid=account.uid,
+            )
+            # What the engine checks before acting: the identity read now is the one recorded.
+            assert identity_mismatch(target, revoker.read_state(action, target)) is None, cred.credential_id
+        revoker.close()
+        source.close()
+    finally:
+        part.close()

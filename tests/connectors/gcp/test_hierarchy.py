@@ -55,6 +55,7 @@ def binding_target(scope: str, role: str, member: str) -> ActionTarget:
         credential_id=binding_credential_id(scope, role, member),
         credential_kind=CredentialKind.IAM_BINDING,
         scope=scope,
+        account_uid=f"user:{email}",
     )
 
 

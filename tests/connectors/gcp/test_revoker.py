@@ -9,7 +9,7 @@ import pytest
 
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker
 from connectors.gcp_iam.fakes import FakeGcp, FakeProject
-from connectors.gcp_iam.translate import binding_credential_id
+from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.errors import RevokeError
 from offboard_audit.protocols import Revoker
 from offboard_audit.records import ActionTarget, CredentialKind, ResourceState, Stage
@@ -31,10 +31,11 @@ def binding_target(project: str, role: str, member: str, expression: str = "") -
         credential_id=binding_credential_id(project, role, member, expression),
         credential_kind=CredentialKind.IAM_BINDING,
         scope=project,
+        account_uid=principal_uid(member),
     )
 
 
-def key_target(email: str, key_name: str, project: str = "acme-prod") -> ActionTarget:
+def key_target(email: str, key_name: str, uid: str, project: str = "acme-prod") -> ActionTarget:
     return ActionTarget(
         source="gcp",
         system="gcp_iam",
@@ -43,10 +44,11 @@ def key_target(email: str, key_name: str, project: str = "acme-prod") -> ActionT
         credential_id=key_name,
         credential_kind=CredentialKind.SERVICE_ACCOUNT_KEY,
         scope=project,
+        account_uid=uid,
     )
 
 
-def sa_target(email: str, project: str = "acme-prod") -> ActionTarget:
+def sa_target(email: str, uid: str, project: str = "acme-prod") -> ActionTarget:
     return ActionTarget(
         source="gcp",
         system="gcp_iam",
@@ -55,6 +57,7 @@ def sa_target(email: str, project: str = "acme-prod") -> ActionTarget:
         credential_id=email,
         credential_kind=CredentialKind.ACCOUNT,
         scope=project,
+        account_uid=uid,
     )
 
 
@@ -193,15 +196,15 @@ def test_protected_principals_are_refused_before_any_call(
     )
     acme.state.reset_calls()
     with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_key", key_target(ci.email, key.name))
+        revoker.apply("disable_key", key_target(ci.email, key.name, ci.unique_id))
     with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_service_account", sa_target(ci.email))
+        revoker.apply("disable_service_account", sa_target(ci.email, ci.unique_id))
     with pytest.raises(RevokeError, match="protected"):
         revoker.apply("remove_binding", binding_target("acme-prod", "roles/editor", "user:bob@example.com"))
     # Google-managed service agents are protected without configuration.
     agent = "service-123@gcp-sa-cloudbuild.iam.gserviceaccount.com"
     with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_service_account", sa_target(agent))
+        revoker.apply("disable_service_account", sa_target(agent, "1"))
     assert sum(acme.state.calls.values()) == 0
     assert not key.disabled and not ci.disabled
 
@@ -213,7 +216,7 @@ def test_disable_key_verifies_by_re_reading_and_undo_enables(
     key = acme.state.add_key(ci.email, created=CREATED)
     other = acme.state.add_key(ci.email, created=CREATED)
     revoker = gcp_revoker(projects=["acme-prod"])
-    target = key_target(ci.email, key.name)
+    target = key_target(ci.email, key.name, ci.unique_id)
     prior = revoker.read_state("disable_key", target)
     assert prior.exists and prior.active
     result = revoker.apply("disable_key", target)
@@ -232,7 +235,7 @@ def test_undo_does_not_enable_a_key_that_was_already_disabled(
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     key = acme.state.add_key(ci.email, created=CREATED, disabled=True)
     revoker = gcp_revoker(projects=["acme-prod"])
-    target = key_target(ci.email, key.name)
+    target = key_target(ci.email, key.name, ci.unique_id)
     prior = revoker.read_state("disable_key", target)
     assert not revoker.apply("disable_key", target).changed
     assert not revoker.undo("disable_key", target, prior).changed
@@ -245,9 +248,9 @@ def test_a_key_that_no_longer_exists_is_reported_not_found(
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     name = f"projects/acme-prod/serviceAccounts/{ci.email}/keys/{'f' * 40}"
     revoker = gcp_revoker(projects=["acme-prod"])
-    state = revoker.read_state("disable_key", key_target(ci.email, name))
-    assert state == ResourceState(exists=False, active=False, data=(("name", name),))
-    result = revoker.apply("disable_key", key_target(ci.email, name))
+    state = revoker.read_state("disable_key", key_target(ci.email, name, ci.unique_id))
+    assert state == ResourceState(exists=False, active=False, data=(("name", name),), identity=ci.unique_id)
+    result = revoker.apply("disable_key", key_target(ci.email, name, ci.unique_id))
     assert not result.changed and result.verified and "not found" in result.message
     assert acme.state.calls[("iam.DisableServiceAccountKey", "acme-prod")] == 0
 
@@ -255,7 +258,7 @@ def test_a_key_that_no_longer_exists_is_reported_not_found(
 def test_disable_service_account_and_undo(acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]) -> None:
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     revoker = gcp_revoker(projects=["acme-prod"])
-    target = sa_target(ci.email)
+    target = sa_target(ci.email, ci.unique_id)
     prior = revoker.read_state("disable_service_account", target)
     result = revoker.apply("disable_service_account", target)
     assert result.changed and result.verified and ci.disabled
@@ -268,7 +271,7 @@ def test_delete_key_is_irreversible(acme: FakeGcp, gcp_revoker: Callable[..., Gc
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     key = acme.state.add_key(ci.email, created=CREATED)
     revoker = gcp_revoker(projects=["acme-prod"])
-    target = key_target(ci.email, key.name)
+    target = key_target(ci.email, key.name, ci.unique_id)
     prior = revoker.read_state("delete_key", target)
     result = revoker.apply("delete_key", target)
     assert result.changed and result.verified and key.key_id not in ci.keys
@@ -283,4 +286,4 @@ def test_an_action_on_the_wrong_credential_kind_is_refused(
     with pytest.raises(RevokeError, match="acts on service_account_key"):
         revoker.apply("disable_key", binding_target("acme-prod", "roles/editor", "user:grace@example.com"))
     with pytest.raises(RevokeError, match="unknown gcp_iam action"):
-        revoker.apply("nuke", sa_target("x@acme-prod.iam.gserviceaccount.com"))
+        revoker.apply("nuke", sa_target("x@acme-prod.iam.gserviceaccount.com", "1"))
