@@ -309,8 +309,13 @@ class AwsIamSource:
         out_credentials: list[Credential] = []
         for (scope, _iam, username), result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException):
-                why = str(result) if isinstance(result, AwsCallError) else describe(result)
-                failures.setdefault(scope, []).append(f"detail pass for user {username!r}: {why}")
+                # An AwsCallError already names the call and the user.
+                why = (
+                    str(result)
+                    if isinstance(result, AwsCallError)
+                    else f"user {username!r}: {describe(result)}"
+                )
+                failures.setdefault(scope, []).append(f"detail pass: {why}")
             else:
                 out_accounts.append(result[0])
                 out_credentials.extend(result[1])
