@@ -4,11 +4,16 @@ Built with ldap3's ``MOCK_SYNC`` strategy (no network, no server). Entries are s
 the demo's HR people so that the audit has something to say about each case: a credential
 used after termination (bob), live credentials of a leaver (carol), a properly locked
 leaver (grace), the ambiguous "heidi", an orphan and a protected break-glass account.
+
+Every entry carries an ``entryUUID`` (as slapd gives each entry), derived from its DN so that
+the demo is the same on every run: the revoker checks it before each change like on a real
+directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +31,8 @@ BIND_DN = f"cn=auditor,{SERVICES}"
 # A fixed in-memory password: the mock directory exists only inside this process.
 BIND_PASSWORD = "demo-only"
 SOURCE_NAME = "corp-ldap"
+# Namespace of the demo's entryUUIDs (uuid5 of the DN): stable across runs, unique per entry.
+_UUID_NAMESPACE = uuid.UUID("6f1b3c1e-2f43-4c55-9d0e-0ffb0a4d1e70")
 
 # Demo keys: public halves only (made up for the demo, not anyone's real key).
 _KEYS = {
@@ -67,7 +74,11 @@ def build_directory(people: Sequence[Person], now: datetime) -> Any:
     """An ldap3 mock Server holding the demo tree (entries live in ``server.dit``)."""
     server = ldap3.Server("ldap.demo.invalid", get_info=ldap3.NONE)
     conn = ldap3.Connection(server, user=BIND_DN, password=BIND_PASSWORD, client_strategy=ldap3.MOCK_SYNC)
-    add = conn.strategy.add_entry
+
+    def add(dn: str, attrs: Mapping[str, Any]) -> None:
+        entry_uuid = str(uuid.uuid5(_UUID_NAMESPACE, dn.lower()))
+        conn.strategy.add_entry(dn, {**attrs, "entryUUID": [entry_uuid]})
+
     add(BASE, {"objectClass": ["dcObject", "organization"], "dc": ["example"], "o": ["Example"]})
     for ou in ("people", "services", "groups"):
         add(f"ou={ou},{BASE}", {"objectClass": ["organizationalUnit"], "ou": [ou]})

@@ -8,6 +8,7 @@ raw bytes are the same for a real server and ldap3's mock). Pure functions, no I
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,19 +43,36 @@ class LowerAttrs(dict[str, Sequence[bytes]]):
         return cls((k.lower(), v) for k, v in raw.items() if v)
 
 
-def values_of(raw: RawAttrs, name: str) -> list[str]:
+def raw_values(raw: RawAttrs, name: str) -> Sequence[bytes]:
+    """The undecoded values of ``name`` (case-insensitive), as the wire carried them."""
     lowered = name.lower()
-    found: Sequence[bytes] | None = None
     if isinstance(raw, LowerAttrs):
-        found = raw.get(lowered)
-    else:
-        for key, values in raw.items():
-            if key.lower() == lowered:
-                found = values
-                break
-    if not found:
-        return []
+        return raw.get(lowered) or ()
+    for key, values in raw.items():
+        if key.lower() == lowered:
+            return values
+    return ()
+
+
+def values_of(raw: RawAttrs, name: str) -> list[str]:
+    found = raw_values(raw, name)
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in found]
+
+
+def guid_string(value: bytes | str) -> str:
+    """An AD ``objectGUID`` in the form Windows prints it (``[guid]``/``Get-ADUser``):
+    lower-case ``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx``.
+
+    On the wire it is 16 bytes whose first three fields are little-endian (the Windows
+    ``GUID`` struct). A value that is already text (a mock, an LDIF dump) is parsed as a GUID.
+    """
+    if isinstance(value, bytes) and len(value) == 16:
+        return str(uuid.UUID(bytes_le=value))
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    try:
+        return str(uuid.UUID(text.strip().strip("{}")))
+    except ValueError:
+        raise ValueError(f"objectGUID is neither 16 bytes nor a GUID string: {value!r}") from None
 
 
 def parse_generalized_time(text: str) -> datetime | None:
@@ -117,6 +135,8 @@ class Dialect:
     """Attribute names and state rules of one directory flavour."""
 
     name: str
+    # The entry's immutable identity (operational: only returned when asked for by name).
+    identity_attribute: str
     # Attributes that hold the state this dialect reads (asked for explicitly: some are operational).
     state_attributes: tuple[str, ...]
     last_login_attributes: tuple[str, ...]
@@ -127,6 +147,25 @@ class Dialect:
     default_user_filter: str
     service_object_classes: tuple[str, ...]
     group_filter: str
+
+    def identity(self, raw: RawAttrs) -> str | None:
+        """The entry's immutable identity as ``Account.uid`` carries it, or None if not readable.
+
+        OpenLDAP ``entryUUID`` and 389-DS ``nsUniqueId`` are text (compared lower-case);
+        AD ``objectGUID`` is 16 bytes, turned into the GUID string Windows prints.
+        Source and revoker both use this, so what a finding records is what apply compares.
+        """
+        values = raw_values(raw, self.identity_attribute)
+        if not values:
+            return None
+        value = values[0]
+        if self.name == "ad":
+            try:
+                return guid_string(value)
+            except ValueError:
+                return None  # not a GUID: treated as unreadable, so nothing is ever revoked by it
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return text.strip().lower() or None
 
     def enabled(self, raw: RawAttrs) -> bool:
         """Whether the account can log in, from this dialect's lock attribute."""
@@ -162,6 +201,7 @@ class Dialect:
 
 OPENLDAP = Dialect(
     name="openldap",
+    identity_attribute="entryUUID",
     state_attributes=("pwdAccountLockedTime",),
     # ppolicy maintains pwdLastSuccess; olcLastBind (or the lastbind overlay) maintains authTimestamp.
     last_login_attributes=("pwdLastSuccess", "authTimestamp"),
@@ -176,6 +216,7 @@ OPENLDAP = Dialect(
 
 AD = Dialect(
     name="ad",
+    identity_attribute="objectGUID",
     state_attributes=("userAccountControl",),
     last_login_attributes=("lastLogonTimestamp",),
     last_login_precision=AD_LAST_LOGON_PRECISION,
@@ -192,6 +233,7 @@ AD = Dialect(
 
 DS389 = Dialect(
     name="389ds",
+    identity_attribute="nsUniqueId",
     state_attributes=("nsAccountLock",),
     last_login_attributes=("lastLoginTime",),
     last_login_precision=None,

@@ -5,6 +5,14 @@ LDAP modify per change on the account entry (lock, SSH keys) or on the group ent
 (membership; the directory's memberOf follows). Every change records the prior values in
 ``ResourceState.data`` so that ``undo`` can put them back.
 
+Identity: every read of a state also reads the account entry's immutable identity
+(``entryUUID``, AD ``objectGUID``, 389-DS ``nsUniqueId``; operational, asked for by name)
+into ``ResourceState.identity`` (None when no entry has that DN any more). ``apply`` and
+``undo`` re-read it right before their modify and raise ``TargetChanged`` when it is not the
+``ActionTarget.account_uid`` the action was planned for (an entry deleted and re-added under
+the same DN): nothing is modified. An entry whose identity the bind identity cannot read is
+refused (RevokeError), never acted on by name alone.
+
 Permissions (the bind identity needs write access to exactly these attributes):
 - OpenLDAP: ``pwdAccountLockedTime`` and ``sshPublicKey`` on account entries,
   ``member``/``uniqueMember``/``memberUid`` on group entries.
@@ -12,10 +20,15 @@ Permissions (the bind identity needs write access to exactly these attributes):
   ``member`` on groups.
 - 389-DS: ``nsAccountLock`` and ``sshPublicKey`` on users, ``member``/``uniqueMember``/
   ``memberUid`` on groups.
+- All: read (search, base scope) of the identity attribute and of ``uid`` (AD:
+  ``sAMAccountName``, ``userPrincipalName``, ``isCriticalSystemObject``) on account entries.
 
-Safety: the revoker refuses its own bind identity, DNs matching ``protected_dns``, DNs
-outside the configured bases and, for AD, built-in critical objects (Administrator, krbtgt,
-``isCriticalSystemObject``), whatever the core's plan says.
+Safety: the revoker refuses its own bind identity (a DN, or on AD also ``user@realm`` /
+``DOMAIN\\user`` compared with the entry's userPrincipalName / sAMAccountName), accounts
+matching ``protected_dns`` (DN patterns, or login-name patterns), DNs outside the configured
+bases and, for AD, built-in critical objects (Administrator, krbtgt, ``isCriticalSystemObject``),
+whatever the core's plan says. Directory names are case-insensitive, and so is every one of
+these comparisons.
 """
 
 from __future__ import annotations
@@ -31,8 +44,17 @@ from ldap3.utils.dn import parse_dn
 
 from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, UAC_ACCOUNTDISABLE, first, values_of
 from connectors.ldap.settings import Connector, LdapSettings
-from connectors.ldap.source import GROUP_PREFIX, close, dn_under, normalize_dn, read_entry, ssh_credential_id
-from offboard_audit.errors import RevokeError
+from connectors.ldap.source import (
+    GROUP_PREFIX,
+    Entry,
+    ScopeReadError,
+    close,
+    dn_under,
+    normalize_dn,
+    read_entry,
+    ssh_credential_id,
+)
+from offboard_audit.errors import RevokeError, TargetChanged
 from offboard_audit.records import (
     ActionDef,
     ActionResult,
@@ -40,6 +62,7 @@ from offboard_audit.records import (
     CredentialKind,
     ResourceState,
     Stage,
+    identity_mismatch,
 )
 
 LOCK = "lock_account"
@@ -111,8 +134,9 @@ class LdapRevoker:
         self._check_action(action, target)
         conn = self._open()
         try:
-            self._refuse_protected(conn, target)
             before = self._read(conn, action, target)
+            _same_target(target, before)
+            self._refuse_protected(conn, target)
             if not before.exists or not before.active:
                 return ActionResult(
                     False, before, before, verified=True, message="already in the target state"
@@ -131,6 +155,7 @@ class LdapRevoker:
         conn = self._open()
         try:
             before = self._read(conn, action, target)
+            _same_target(target, before)
             if not prior.exists:
                 return ActionResult(False, before, before, verified=True, message="nothing existed before")
             if before.active == prior.active and self._restored(action, before, prior):
@@ -151,18 +176,37 @@ class LdapRevoker:
             if action == LEAVE_GROUP:
                 return self._read_group(conn, target)
             return self._read_ssh(conn, target)
-        except ldap_exc.LDAPException as exc:
+        except (ldap_exc.LDAPException, ScopeReadError) as exc:
+            # ScopeReadError: e.g. the entry now sits under a referral (the URL is in the message).
             raise RevokeError(f"{self.settings.name}: read of {target.account_id} failed: {exc}") from exc
+
+    def _entry(self, conn: Any, dn: str, attributes: list[str]) -> Entry | None:
+        """The account entry by DN with ``attributes`` and the dialect's identity attribute."""
+        return read_entry(conn, dn, [*attributes, self.settings.dialect.identity_attribute])
+
+    def _identity(self, entry: Entry) -> str:
+        """The entry's immutable identity, as the source reads it into ``Account.uid``."""
+        uid = self.settings.dialect.identity(entry.raw)
+        if uid is None:
+            attr = self.settings.dialect.identity_attribute
+            raise RevokeError(
+                f"{self.settings.name}: {entry.dn} has no readable {attr}: grant the bind identity "
+                f"read access to {attr}; refusing to act on a DN alone (it may have been reused)"
+            )
+        return uid
 
     def _read_lock(self, conn: Any, dn: str) -> ResourceState:
         raise NotImplementedError
 
     def _read_group(self, conn: Any, target: ActionTarget) -> ResourceState:
         group_dn = _group_dn(target)
-        user = read_entry(conn, target.account_id, ["uid"])
+        user = self._entry(conn, target.account_id, ["uid"])
+        identity = self._identity(user) if user is not None else None
         group = read_entry(conn, group_dn, list(_MEMBER_ATTRS))
         if group is None:
-            return ResourceState(exists=False, active=False, data=(("group_dn", group_dn),))
+            return ResourceState(
+                exists=False, active=False, data=(("group_dn", group_dn),), identity=identity
+            )
         me = normalize_dn(target.account_id)
         uid = first(user.raw, "uid") if user is not None else None
         data: list[tuple[str, str]] = [("group_dn", group.dn)]
@@ -173,17 +217,20 @@ class LdapRevoker:
                 ("memberUid", v) for v in values_of(group.raw, "memberUid") if v.lower() == uid.lower()
             )
         active = len(data) > 1
-        return ResourceState(exists=True, active=active, data=tuple(data))
+        return ResourceState(exists=True, active=active, data=tuple(data), identity=identity)
 
     def _read_ssh(self, conn: Any, target: ActionTarget) -> ResourceState:
-        entry = read_entry(conn, target.account_id, ["sshPublicKey"])
+        entry = self._entry(conn, target.account_id, ["sshPublicKey"])
         if entry is None:
             return ResourceState(exists=False, active=False)
         keys = [
             k for k in values_of(entry.raw, "sshPublicKey") if ssh_credential_id(k) == target.credential_id
         ]
         return ResourceState(
-            exists=bool(keys), active=bool(keys), data=tuple(("sshPublicKey", k) for k in keys)
+            exists=bool(keys),
+            active=bool(keys),
+            data=tuple(("sshPublicKey", k) for k in keys),
+            identity=self._identity(entry),
         )
 
     # --- writes ---------------------------------------------------------------------------
@@ -262,13 +309,42 @@ class LdapRevoker:
         if not any(dn_under(target.account_id, b) for b in self.settings.base_dns):
             raise RevokeError(f"refusing {target.account_id}: outside the configured base DNs")
 
+    # Login names read from the live entry for the protected checks, and what else they need.
+    _login_attributes: ClassVar[tuple[str, ...]] = ("uid",)
+    _critical_attributes: ClassVar[tuple[str, ...]] = ()
+
     def _refuse_protected(self, conn: Any, target: ActionTarget) -> None:
-        dn = normalize_dn(target.account_id)
-        if dn == normalize_dn(self.settings.bind_dn):
+        """Refuse the bind identity and ``protected_dns``, comparing names case-insensitively.
+
+        Reads the entry (base search) for its login names: a pattern without ``=`` and a bind
+        identity that is not a DN (AD ``user@realm``, ``DOMAIN\\user``) are compared with them.
+        """
+        dn = canonical_dn(target.account_id)
+        try:
+            entry = read_entry(conn, target.account_id, [*self._login_attributes, *self._critical_attributes])
+        except (ldap_exc.LDAPException, ScopeReadError) as exc:
+            raise RevokeError(f"{self.settings.name}: read of {target.account_id} failed: {exc}") from exc
+        names = (
+            {v.strip().lower() for a in self._login_attributes for v in values_of(entry.raw, a)}
+            if entry is not None
+            else set()
+        )
+        names.discard("")
+        if entry is not None:
+            self._refuse_critical(entry, target)
+        if _is_bind_identity(self.settings.bind_dn, dn, names):
             raise RevokeError(f"refusing to revoke the audit's own bind identity {target.account_id}")
         for pattern in self.settings.protected_dns:
-            if fnmatch.fnmatchcase(dn, normalize_dn(pattern)):
+            lowered = pattern.strip().lower()
+            if "=" in lowered:
+                hit = fnmatch.fnmatchcase(dn, normalize_dn(lowered))
+            else:
+                hit = any(fnmatch.fnmatchcase(n, lowered) for n in names)
+            if hit:
                 raise RevokeError(f"refusing protected account {target.account_id} (matches {pattern!r})")
+
+    def _refuse_critical(self, entry: Entry, target: ActionTarget) -> None:
+        """Dialect-specific objects that must never be revoked (none outside AD)."""
 
     def _open(self) -> Any:
         try:
@@ -288,12 +364,15 @@ class OpenLDAPRevoker(LdapRevoker):
     )
 
     def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = read_entry(conn, dn, ["pwdAccountLockedTime"])
+        entry = self._entry(conn, dn, ["pwdAccountLockedTime"])
         if entry is None:
             return ResourceState(exists=False, active=False)
         locked = first(entry.raw, "pwdAccountLockedTime")
         return ResourceState(
-            exists=True, active=locked is None, data=(("pwdAccountLockedTime", locked or ""),)
+            exists=True,
+            active=locked is None,
+            data=(("pwdAccountLockedTime", locked or ""),),
+            identity=self._identity(entry),
         )
 
     def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
@@ -315,12 +394,14 @@ class DS389Revoker(LdapRevoker):
     )
 
     def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = read_entry(conn, dn, ["nsAccountLock"])
+        entry = self._entry(conn, dn, ["nsAccountLock"])
         if entry is None:
             return ResourceState(exists=False, active=False)
         lock = first(entry.raw, "nsAccountLock")
         active = lock is None or lock.strip().lower() != "true"
-        return ResourceState(exists=True, active=active, data=(("nsAccountLock", lock or ""),))
+        return ResourceState(
+            exists=True, active=active, data=(("nsAccountLock", lock or ""),), identity=self._identity(entry)
+        )
 
     def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
         return {"nsAccountLock": [(ldap3.MODIFY_REPLACE, ["true"])]}
@@ -339,16 +420,20 @@ class ADRevoker(LdapRevoker):
         "Write Property userAccountControl on the user object",
         "Write Property member on the group object",
     )
+    _login_attributes = ("sAMAccountName", "userPrincipalName")
+    _critical_attributes = ("isCriticalSystemObject",)
 
     def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = read_entry(conn, dn, ["userAccountControl"])
+        entry = self._entry(conn, dn, ["userAccountControl"])
         if entry is None:
             return ResourceState(exists=False, active=False)
         uac = first(entry.raw, "userAccountControl")
         if uac is None:
             raise RevokeError(f"{dn} has no userAccountControl: not an AD user, refusing")
         active = not (int(uac) & UAC_ACCOUNTDISABLE)
-        return ResourceState(exists=True, active=active, data=(("userAccountControl", uac),))
+        return ResourceState(
+            exists=True, active=active, data=(("userAccountControl", uac),), identity=self._identity(entry)
+        )
 
     def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
         uac = int(before.value("userAccountControl") or "0")
@@ -363,11 +448,7 @@ class ADRevoker(LdapRevoker):
         restored = (now & ~UAC_ACCOUNTDISABLE) | (was & UAC_ACCOUNTDISABLE)
         return {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(restored)])]}
 
-    def _refuse_protected(self, conn: Any, target: ActionTarget) -> None:
-        super()._refuse_protected(conn, target)
-        entry = read_entry(conn, target.account_id, ["sAMAccountName", "isCriticalSystemObject", "objectSid"])
-        if entry is None:
-            return
+    def _refuse_critical(self, entry: Entry, target: ActionTarget) -> None:
         sam = (first(entry.raw, "sAMAccountName") or "").lower()
         critical = (first(entry.raw, "isCriticalSystemObject") or "").upper() == "TRUE"
         if sam in _AD_BUILTIN or critical:
@@ -383,6 +464,39 @@ REVOKERS: dict[str, type[LdapRevoker]] = {
 
 def revoker_for(settings: LdapSettings, connector: Connector) -> LdapRevoker:
     return REVOKERS[settings.dialect.name](settings, connector)
+
+
+def canonical_dn(dn: str) -> str:
+    """A DN for comparisons: attribute types and values lower-cased, spaces around ``=``/``,``
+    dropped (RFC 4514 names are case-insensitive in every attribute we compare)."""
+    try:
+        parts = parse_dn(dn)
+    except ldap_exc.LDAPException:
+        return normalize_dn(dn)
+    return ",".join(f"{attr.strip().lower()}={value.strip().lower()}" for attr, value, _sep in parts)
+
+
+def _is_bind_identity(bind: str, dn: str, names: set[str]) -> bool:
+    """Whether the entry (canonical ``dn``, lower-case login ``names``) is the bind identity.
+
+    ``bind`` is a DN, or for AD ``user@realm`` (a UPN; AD also accepts sAMAccountName@domain)
+    or ``DOMAIN\\user``: all compared case-insensitively, as the directory does.
+    """
+    who = bind.strip().lower()
+    if "\\" in who:
+        return who.split("\\", 1)[1] in names
+    if "@" in who and "=" not in who:
+        return who in names or who.split("@", 1)[0] in names
+    if "=" in who:
+        return canonical_dn(who) == dn
+    return who in names
+
+
+def _same_target(target: ActionTarget, state: ResourceState) -> None:
+    """Raise TargetChanged unless ``state`` was read from the entry ``target`` was planned for."""
+    mismatch = identity_mismatch(target, state)
+    if mismatch is not None:
+        raise TargetChanged(mismatch)
 
 
 def _group_dn(target: ActionTarget) -> str:

@@ -52,11 +52,16 @@ OPTIONS: dict[str, str] = {
     "connect_timeout": "Seconds to wait for the TCP/TLS connection (default 10).",
     "receive_timeout": "Seconds to wait for each server response (default 60).",
     "page_size": "Entries per page of the RFC 2696 paged search (default 500; AD caps it at MaxPageSize).",
-    "protected_dns": "DN patterns (fnmatch, case-insensitive) the revoker refuses to touch, in addition "
-    'to the bind identity (default: "uid=breakglass,*", "cn=breakglass,*").',
+    "protected_dns": "Patterns (fnmatch, case-insensitive) of accounts the revoker refuses to touch, in "
+    "addition to the bind identity. A pattern with '=' is matched against the DN; one without is "
+    "matched against the login names (uid; AD: sAMAccountName and userPrincipalName) read from the "
+    'entry (default: "uid=breakglass,*", "cn=breakglass,*", "breakglass").',
+    "ignore_referrals_to": "DNs of naming contexts that hold no accounts (AD: CN=Configuration,<domain>, "
+    "DC=DomainDnsZones,<domain>, DC=ForestDnsZones,<forest>): a search continuation reference to one "
+    "of them (or below) is not a failure. Any other referral fails that base (default: none).",
 }
 
-DEFAULT_PROTECTED = ("uid=breakglass,*", "cn=breakglass,*")
+DEFAULT_PROTECTED = ("uid=breakglass,*", "cn=breakglass,*", "breakglass")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class LdapSettings:
     receive_timeout: float = 60.0
     page_size: int = 500
     protected_dns: tuple[str, ...] = DEFAULT_PROTECTED
+    ignore_referrals_to: tuple[str, ...] = ()
     # repr=False: a settings object may end up in a log line or a traceback.
     password: str | None = field(default=None, repr=False)
 
@@ -107,6 +113,9 @@ def parse_settings(options: SourceOptions, ctx: SourceContext, need_password: bo
     group_base = options.opt_str("group_base_dn")
     if group_base is not None:
         _check_dn(options, "group_base_dn", group_base)
+    ignore_referrals = tuple(
+        _check_dn(options, "ignore_referrals_to", d) for d in options.strings("ignore_referrals_to")
+    )
     start_tls = options.flag("start_tls")
     ca_file = options.opt_file_path("ca_file")
     if ca_file is not None and not ca_file.is_file():
@@ -143,6 +152,7 @@ def parse_settings(options: SourceOptions, ctx: SourceContext, need_password: bo
         receive_timeout=receive_timeout,
         page_size=options.integer("page_size", 500, minimum=1),
         protected_dns=options.strings("protected_dns", DEFAULT_PROTECTED),
+        ignore_referrals_to=ignore_referrals,
         password=password,
     )
 

@@ -8,8 +8,16 @@ targeted pass runs one escaped equality filter per base.
 Permissions: read access (search + read) for the bind identity on the account entries and
 the attributes below, including the operational ones (``pwdAccountLockedTime``,
 ``pwdLastSuccess``, ``authTimestamp``, ``lastLogonTimestamp``, ``nsAccountLock``,
-``lastLoginTime``), and a size limit that allows full paged reads (OpenLDAP:
-``olcLimits: dn.exact="<bind_dn>" size.prtotal=unlimited``; AD: paging within MaxPageSize).
+``lastLoginTime``) and the identity attribute (``entryUUID``, ``objectGUID``,
+``nsUniqueId``: operational, so asked for by name in every read), and a size limit that
+allows full paged reads (OpenLDAP: ``olcLimits: dn.exact="<bind_dn>" size.prtotal=unlimited``;
+AD: paging within MaxPageSize).
+
+Referrals are never chased and never skipped: a search continuation reference
+(``searchResRef``) or a ``referral`` result in any read (bulk, detail, targeted, groups)
+fails that base as a scope, naming the referral URLs, because the entries behind it were
+not read. The only exception is a reference to a DN listed in ``ignore_referrals_to``
+(naming contexts the operator declares hold no accounts, e.g. AD's Configuration partition).
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import ldap3
 from ldap3.core import exceptions as ldap_exc
@@ -50,6 +59,8 @@ SYSTEM = "ldap"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 # Result codes that mean "the server stopped before giving us everything".
 _TRUNCATED = {4: "sizeLimitExceeded", 11: "adminLimitExceeded", 3: "timeLimitExceeded"}
+RESULT_NO_SUCH_OBJECT = 32
+RESULT_REFERRAL = 10
 GROUP_PREFIX = "group:"
 SSH_PREFIX = "ssh:"
 
@@ -72,6 +83,33 @@ def normalize_dn(dn: str) -> str:
 def dn_under(dn: str, base: str) -> bool:
     d, b = normalize_dn(dn), normalize_dn(base)
     return d == b or d.endswith("," + b)
+
+
+def referral_dn(url: str) -> str:
+    """The DN an LDAP URL (RFC 4516) points at: ``ldap://h:389/ou=x,dc=y??sub`` -> ``ou=x,dc=y``."""
+    return unquote(urlsplit(url).path.lstrip("/"))
+
+
+def referral_message(what: str, urls: Sequence[str]) -> str:
+    return (
+        f"{what} was referred to another server ({', '.join(urls) or 'no URL given'}): the entries "
+        "there were not read, so this base is incomplete (referrals are never chased; configure "
+        "that directory as a base or source of its own, or list the referred DN in "
+        "ignore_referrals_to if it holds no accounts)"
+    )
+
+
+def group_member_filter(group_filter: str, dn: str, uid: str | None) -> str:
+    """Groups that list ``dn`` (member, uniqueMember) or ``uid`` (memberUid).
+
+    Both values are escaped (RFC 4515: ``*``, ``(``, ``)``, ``\\``, NUL): a DN may hold any of
+    them, and unescaped they would change the filter (a ``*`` makes it a substring test).
+    """
+    value = escape_filter_chars(dn)
+    parts = [f"(member={value})", f"(uniqueMember={value})"]
+    if uid:
+        parts.append(f"(memberUid={escape_filter_chars(uid)})")
+    return f"(&{group_filter}(|{''.join(parts)}))"
 
 
 def ssh_fingerprint(key: str) -> str:
@@ -103,6 +141,7 @@ def wanted_attributes(settings: LdapSettings) -> list[str]:
     d = settings.dialect
     names = [
         "objectClass",
+        d.identity_attribute,
         *d.state_attributes,
         *d.last_login_attributes,
         *HINT_ATTRIBUTES,
@@ -121,18 +160,52 @@ def wanted_attributes(settings: LdapSettings) -> list[str]:
     return list(seen.values())
 
 
+def _search(conn: Any, base: str, search_filter: str, **kwargs: Any) -> tuple[Mapping[str, Any], list[Any]]:
+    """One search; the result and the response items, whatever ``raise_exceptions`` the
+    connection was opened with (an injected one may raise: the result is then on ``conn``)."""
+    try:
+        conn.search(base, search_filter, **kwargs)
+    except ldap_exc.LDAPOperationResult as exc:
+        return conn.result or {
+            "result": exc.result,
+            "description": exc.description,
+            "message": exc.message,
+        }, []
+    return conn.result or {}, list(conn.response or ())
+
+
+def _referred(result: Mapping[str, Any]) -> list[str]:
+    return [str(u) for u in result.get("referrals") or ()]
+
+
+def _not_ignored(urls: Sequence[Any] | None, ignore_referrals_to: Sequence[str]) -> list[str]:
+    """The reference URLs that count (a reference without a URL always counts)."""
+    if not urls:
+        return ["(a reference without a URL)"]
+    return [str(u) for u in urls if not any(dn_under(referral_dn(str(u)), d) for d in ignore_referrals_to)]
+
+
 def paged_search(
-    conn: Any, base: str, search_filter: str, attributes: Sequence[str], page_size: int
+    conn: Any,
+    base: str,
+    search_filter: str,
+    attributes: Sequence[str],
+    page_size: int,
+    ignore_referrals_to: Sequence[str] = (),
 ) -> Iterator[Entry]:
-    """Yield every entry, page by page; raise ScopeReadError if the server cut the result short.
+    """Yield every entry, page by page; raise ScopeReadError if the read is incomplete.
 
     A short result is never taken for the whole directory: sizeLimitExceeded (OpenLDAP's
     default 500 for non-admin binds, AD's limits) and friends raise, naming the count read.
+    So does a referral: a continuation reference (``searchResRef``) to a DN not under one of
+    ``ignore_referrals_to``, or a ``referral`` result for the base itself, raises naming the
+    URLs; the page that carried it is not yielded.
     """
     cookie: bytes | None = None
     count = 0
     while True:
-        conn.search(
+        result, response = _search(
+            conn,
             base,
             search_filter,
             search_scope=ldap3.SUBTREE,
@@ -140,12 +213,23 @@ def paged_search(
             paged_size=page_size,
             paged_cookie=cookie,
         )
-        result = conn.result
-        for item in conn.response or ():
-            if item.get("type") == "searchResEntry":
-                count += 1
-                yield Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))
+        page: list[Entry] = []
+        references: list[str] = []
+        for item in response:
+            kind = item.get("type")
+            if kind == "searchResEntry":
+                page.append(Entry(item["dn"], LowerAttrs.of(item["raw_attributes"])))
+            elif kind == "searchResRef":
+                references.extend(_not_ignored(item.get("uri") or (), ignore_referrals_to))
         code = int(result.get("result", 0))
+        if code == RESULT_REFERRAL:
+            raise ScopeReadError(referral_message(f"search of {base}", _referred(result)))
+        if references:
+            raise ScopeReadError(
+                referral_message(f"search of {base} returned a continuation reference and", references)
+            )
+        count += len(page)
+        yield from page
         if code in _TRUNCATED:
             raise ScopeReadError(
                 f"search of {base} was truncated by the server ({_TRUNCATED[code]}) after {count} "
@@ -168,14 +252,32 @@ def paged_search(
 
 
 def read_entry(conn: Any, dn: str, attributes: Sequence[str]) -> Entry | None:
-    """One entry by DN (base-scope search), or None if it does not exist."""
-    conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=list(attributes))
-    code = int(conn.result.get("result", 0))
-    if code == 32:  # noSuchObject
+    """One entry by DN (base-scope search), or None if it does not exist.
+
+    An entry at or under a referral object is not "gone": the server answers ``referral``
+    and this raises ScopeReadError naming the URLs.
+    """
+    result, response = _search(
+        conn, dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=list(attributes)
+    )
+    code = int(result.get("result", 0))
+    if code == RESULT_NO_SUCH_OBJECT:
         return None
+    if code == RESULT_REFERRAL:
+        raise ScopeReadError(referral_message(f"read of {dn}", _referred(result)))
     if code != 0:
-        raise ScopeReadError(f"read of {dn} failed: {conn.result.get('description')}")
-    for item in conn.response or ():
+        raise ScopeReadError(
+            f"read of {dn} failed: {result.get('description')} {result.get('message') or ''}".strip()
+        )
+    references = [
+        u
+        for item in response
+        if item.get("type") == "searchResRef"
+        for u in _not_ignored(item.get("uri"), ())
+    ]
+    if references:
+        raise ScopeReadError(referral_message(f"read of {dn}", references))
+    for item in response:
         if item.get("type") == "searchResEntry":
             return Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))
     return None
@@ -218,7 +320,7 @@ class LdapSource:
             for base in s.base_dns:
                 try:
                     # Materialise the base first: a base cut short must contribute nothing.
-                    read = list(paged_search(conn, base, s.user_filter, self._attrs(), s.page_size))
+                    read = list(self._paged(conn, base, s.user_filter, self._attrs()))
                 except ScopeReadError as exc:
                     failures.append(ScopeFailure(base, str(exc)))
                     continue
@@ -309,7 +411,7 @@ class LdapSource:
             failures: list[ScopeFailure] = []
             for base in s.base_dns:
                 try:
-                    found = list(paged_search(conn, base, full, self._attrs(), s.page_size))
+                    found = list(self._paged(conn, base, full, self._attrs()))
                     translated = [
                         self.translate(e, base, self._groups_for(conn, e) if s.group_base_dn else {})
                         for e in found
@@ -369,6 +471,7 @@ class LdapSource:
             last_login_precision=d.last_login_precision,
             attributes=attributes,
             scope=scope,
+            uid=d.identity(raw) or "",
         )
         creds = [
             Credential(
@@ -428,6 +531,10 @@ class LdapSource:
     def _attrs(self) -> list[str]:
         return list(self._attributes)
 
+    def _paged(self, conn: Any, base: str, search_filter: str, attributes: Sequence[str]) -> Iterator[Entry]:
+        s = self.settings
+        return paged_search(conn, base, search_filter, attributes, s.page_size, s.ignore_referrals_to)
+
     def _open(self) -> Any:
         try:
             return self._connect()
@@ -446,9 +553,7 @@ class LdapSource:
         assert s.group_base_dn is not None
         flt = s.group_filter
         index: dict[str, list[str]] = {}
-        for g in paged_search(
-            conn, s.group_base_dn, flt, ["member", "uniqueMember", "memberUid"], s.page_size
-        ):
+        for g in self._paged(conn, s.group_base_dn, flt, ["member", "uniqueMember", "memberUid"]):
             for attr in ("member", "uniqueMember"):
                 for m in values_of(g.raw, attr):
                     index.setdefault(normalize_dn(m), []).append(g.dn)
@@ -458,17 +563,12 @@ class LdapSource:
 
     def _groups_for(self, conn: Any, entry: Entry) -> dict[str, list[str]]:
         """Only the groups one entry belongs to (detail/targeted passes)."""
-        uid = first(entry.raw, "uid")
-        dn = escape_filter_chars(entry.dn)
-        parts = [f"(member={dn})", f"(uniqueMember={dn})"]
-        if uid:
-            parts.append(f"(memberUid={escape_filter_chars(uid)})")
         s = self.settings
         assert s.group_base_dn is not None
-        flt = f"(&{s.group_filter}(|{''.join(parts)}))"
+        flt = group_member_filter(s.group_filter, entry.dn, first(entry.raw, "uid"))
         # The filter already proves membership: ask for no attributes ("1.1"), or every match
         # would drag all of a big group's member values over the wire.
-        found = [g.dn for g in paged_search(conn, s.group_base_dn, flt, [ldap3.NO_ATTRIBUTES], s.page_size)]
+        found = [g.dn for g in self._paged(conn, s.group_base_dn, flt, [ldap3.NO_ATTRIBUTES])]
         return {normalize_dn(entry.dn): found}
 
 

@@ -16,6 +16,10 @@ Identities in the tree (all passwords below are test-only):
   to prove truncation is detected.
 - ``cn=revoker,ou=services,<base>``: may write (lock accounts, edit groups and keys).
 - ``uid=breakglass,ou=people,<base>``: the break-glass account the revoker must refuse.
+
+Referral objects (``objectClass: referral`` + ``extensibleObject``, ``ref: ldap://...``) are
+added and deleted with the ManageDsaIT control (``add_entries(..., manage_dsa_it=True)``,
+``delete_entry``), as ``ldapadd -M`` does: without it slapd answers with the referral itself.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ REVOKER_PASSWORD = "revoker-secret"
 PEOPLE_DN = f"ou=people,{BASE_DN}"
 GROUPS_DN = f"ou=groups,{BASE_DN}"
 SERVICES_DN = f"ou=services,{BASE_DN}"
+
+# RFC 3296 ManageDsaIT: treat referral objects as ordinary entries (add, delete them).
+MANAGE_DSA_IT = ("2.16.840.1.113730.3.4.2", True, None)
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
@@ -275,13 +282,26 @@ class SlapdServer:
             raise_exceptions=True,
         )
 
-    def add_entries(self, entries: Sequence[tuple[str, Mapping[str, Sequence[str | bytes]]]]) -> None:
-        """Add entries over LDAP as the admin (parents first)."""
+    def add_entries(
+        self,
+        entries: Sequence[tuple[str, Mapping[str, Sequence[str | bytes]]]],
+        manage_dsa_it: bool = False,
+    ) -> None:
+        """Add entries over LDAP as the admin (parents first); ``manage_dsa_it`` for referral objects."""
         conn = self.connect()
+        controls = [MANAGE_DSA_IT] if manage_dsa_it else None
         try:
             for dn, attrs in entries:
-                conn.add(dn, attributes={k: list(v) for k, v in attrs.items()})  # type: ignore[attr-defined]
+                conn.add(dn, attributes={k: list(v) for k, v in attrs.items()}, controls=controls)  # type: ignore[attr-defined]
                 self._added.append(dn)
+        finally:
+            conn.unbind()  # type: ignore[attr-defined]
+
+    def delete_entry(self, dn: str) -> None:
+        """Delete one entry (an ordinary entry or a referral object) as the admin."""
+        conn = self.connect()
+        try:
+            conn.delete(dn, controls=[MANAGE_DSA_IT])  # type: ignore[attr-defined]
         finally:
             conn.unbind()  # type: ignore[attr-defined]
 
@@ -293,7 +313,8 @@ class SlapdServer:
         try:
             for dn in reversed(self._added):
                 with contextlib.suppress(ldap3.core.exceptions.LDAPNoSuchObjectResult):
-                    conn.delete(dn)  # type: ignore[attr-defined]
+                    # ManageDsaIT: a referral object is deleted, not answered with its referral.
+                    conn.delete(dn, controls=[MANAGE_DSA_IT])  # type: ignore[attr-defined]
             self._added.clear()
         finally:
             conn.unbind()  # type: ignore[attr-defined]
@@ -431,6 +452,7 @@ __all__ = [
     "GROUPS_DN",
     "LIMITED_DN",
     "LIMITED_PASSWORD",
+    "MANAGE_DSA_IT",
     "PEOPLE_DN",
     "REVOKER_DN",
     "REVOKER_PASSWORD",

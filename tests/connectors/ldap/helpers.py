@@ -60,7 +60,14 @@ def creds_of(data: SourceData, account_id: str, kind: CredentialKind | None = No
     ]
 
 
-def target_for(cred: Credential, username: str = "") -> ActionTarget:
+def uid_of(data: SourceData, account_id: str) -> str:
+    """The immutable identity (``Account.uid``) the source read for ``account_id``."""
+    (uid,) = {a.uid for a in data.accounts if a.account_id.lower() == account_id.lower()}
+    return uid
+
+
+def target_for(data: SourceData, cred: Credential, username: str = "") -> ActionTarget:
+    """The action target the core plans for ``cred``: with the account's identity from ``data``."""
     return ActionTarget(
         source=cred.source,
         system="ldap",
@@ -70,4 +77,5 @@ def target_for(cred: Credential, username: str = "") -> ActionTarget:
         credential_kind=cred.kind,
         detail=cred.detail,
         scope=cred.scope,
+        account_uid=uid_of(data, cred.account_id),
     )

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import ldap3
+import pytest
 
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK, DS389Revoker
+from offboard_audit.errors import TargetChanged
 from offboard_audit.options import SourceOptions
 from offboard_audit.protocols import SourceContext
 from offboard_audit.records import ActionTarget, CredentialKind
@@ -22,6 +24,19 @@ BASE = "dc=example,dc=com"
 PEOPLE = f"ou=people,{BASE}"
 BIND = f"cn=audit,{BASE}"
 USER = f"uid=jane,{PEOPLE}"
+# nsUniqueId as 389-DS writes it: four groups of eight hex digits.
+JANE_ID = "8c7e3a01-1dd211b2-80b1d8a2-9c6ba8e5"
+NEW_JANE_ID = "0b52e702-1dd311b2-a4f0c3d1-5e6f7a8b"
+
+
+def jane(unique_id: str) -> dict[str, list[str]]:
+    return {
+        "objectClass": ["inetOrgPerson"],
+        "uid": ["jane"],
+        "mail": ["jane@example.com"],
+        "lastLoginTime": ["20261001120000Z"],
+        "nsUniqueId": [unique_id],
+    }
 
 
 def directory() -> Any:
@@ -30,15 +45,7 @@ def directory() -> Any:
     seed.strategy.add_entry(BASE, {"objectClass": ["domain"]})
     seed.strategy.add_entry(PEOPLE, {"objectClass": ["organizationalUnit"]})
     seed.strategy.add_entry(BIND, {"objectClass": ["person"], "userPassword": ["pw"]})
-    seed.strategy.add_entry(
-        USER,
-        {
-            "objectClass": ["inetOrgPerson"],
-            "uid": ["jane"],
-            "mail": ["jane@example.com"],
-            "lastLoginTime": ["20261001120000Z"],
-        },
-    )
+    seed.strategy.add_entry(USER, jane(JANE_ID))
 
     def connect() -> Any:
         conn = ldap3.Connection(server, user=BIND, password="pw", client_strategy=ldap3.MOCK_SYNC)
@@ -46,6 +53,13 @@ def directory() -> Any:
         return conn
 
     return connect
+
+
+def replace_jane(connect: Any) -> None:
+    """Delete jane and add a new entry under the same DN (a new hire reusing the name)."""
+    conn = connect()
+    assert conn.delete(USER)
+    conn.strategy.add_entry(USER, jane(NEW_JANE_ID))
 
 
 def build(connect: Any) -> tuple[LdapSource, Any]:
@@ -68,7 +82,7 @@ def test_389ds_lock_sets_nsaccountlock_is_idempotent_and_undo_removes_it() -> No
     assert isinstance(rev, DS389Revoker)
     (account,) = src.collect().accounts
     assert account.enabled and account.last_login_at == datetime(2026, 10, 1, 12, tzinfo=UTC)
-    target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT)
+    target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
 
     result = rev.apply(LOCK, target)
     assert result.changed and result.verified and result.before.value("nsAccountLock") == ""
@@ -78,3 +92,32 @@ def test_389ds_lock_sets_nsaccountlock_is_idempotent_and_undo_removes_it() -> No
     undone = rev.undo(LOCK, target, result.before)
     assert undone.changed and undone.verified
     assert src.collect().accounts[0].enabled
+
+
+def test_389ds_account_uid_is_the_nsuniqueid_and_read_state_reports_it() -> None:
+    src, rev = build(directory())
+    (account,) = src.collect().accounts
+    assert account.uid == JANE_ID
+    target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
+    assert rev.read_state(LOCK, target).identity == JANE_ID
+
+
+def test_389ds_entry_re_added_under_the_same_dn_is_not_locked_nor_unlocked() -> None:
+    connect = directory()
+    src, rev = build(connect)
+    (account,) = src.collect().accounts
+    target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
+    locked = rev.apply(LOCK, target)
+    assert locked.changed and locked.verified
+
+    replace_jane(connect)
+    assert rev.read_state(LOCK, target).identity == NEW_JANE_ID
+    with pytest.raises(TargetChanged, match=NEW_JANE_ID):
+        rev.apply(LOCK, target)
+    assert src.collect().accounts[0].enabled  # the new jane was not locked
+
+    relock = connect()
+    relock.modify(USER, {"nsAccountLock": [(ldap3.MODIFY_REPLACE, ["true"])]})
+    with pytest.raises(TargetChanged, match=NEW_JANE_ID):
+        rev.undo(LOCK, target, locked.before)
+    assert not src.collect().accounts[0].enabled  # undo of the old lock did not unlock the new jane

@@ -85,7 +85,7 @@ def test_ad_disable_makes_the_bind_fail_and_undo_restores_it(samba: SambaDC) -> 
     data = ad_source(samba).collect()  # type: ignore[attr-defined]
     (account,) = creds_of(data, dn, CredentialKind.ACCOUNT)
     rev = ad_revoker(samba)
-    target = target_for(account, "leaver")
+    target = target_for(data, account, "leaver")
     assert bind_error(samba, f"leaver@{samba.realm}", PASSWORD) is None
 
     result = rev.apply(LOCK, target)  # type: ignore[attr-defined]
@@ -106,14 +106,15 @@ def test_ad_group_removal_updates_memberof_and_undo_readds(samba: SambaDC) -> No
     other = samba.add_user("stays", None)
     samba.add_group("ops-ad", [dn, other])
     src = ad_source(samba)
-    (membership,) = creds_of(src.collect(), dn, CredentialKind.GROUP_MEMBERSHIP)  # type: ignore[attr-defined]
+    data = src.collect()  # type: ignore[attr-defined]
+    (membership,) = creds_of(data, dn, CredentialKind.GROUP_MEMBERSHIP)
     rev = ad_revoker(samba)
-    result = rev.apply(LEAVE_GROUP, target_for(membership))  # type: ignore[attr-defined]
+    result = rev.apply(LEAVE_GROUP, target_for(data, membership))  # type: ignore[attr-defined]
     assert result.changed and result.verified
     after = src.collect()  # type: ignore[attr-defined]
     assert creds_of(after, dn, CredentialKind.GROUP_MEMBERSHIP) == []
     assert len(creds_of(after, other, CredentialKind.GROUP_MEMBERSHIP)) == 1
-    undone = rev.undo(LEAVE_GROUP, target_for(membership), result.before)  # type: ignore[attr-defined]
+    undone = rev.undo(LEAVE_GROUP, target_for(data, membership), result.before)  # type: ignore[attr-defined]
     assert undone.changed and undone.verified
     assert len(creds_of(src.collect(), dn, CredentialKind.GROUP_MEMBERSHIP)) == 1  # type: ignore[attr-defined]
 
@@ -124,7 +125,7 @@ def test_ad_revoker_refuses_the_built_in_administrator(samba: SambaDC) -> None:
     # The bind identity is the UPN (not this DN): the built-in check itself must refuse.
     rev = ad_revoker(samba)
     with pytest.raises(RevokeError, match="built-in"):
-        rev.apply(LOCK, target_for(admin))  # type: ignore[attr-defined]
+        rev.apply(LOCK, target_for(data, admin))  # type: ignore[attr-defined]
     assert bind_error(samba, samba.admin_upn, ADMIN_PASSWORD) is None
 
 

@@ -80,13 +80,21 @@ def test_demo_revoker_locks_in_memory_and_refuses_break_glass() -> None:
     src, rev = demo_source()
     data = src.collect()
     bob = next(a for a in data.accounts if a.username == "bob")
-    target = ActionTarget(src.name, "ldap", bob.account_id, "bob", bob.account_id, CredentialKind.ACCOUNT)
+    target = ActionTarget(
+        src.name, "ldap", bob.account_id, "bob", bob.account_id, CredentialKind.ACCOUNT, account_uid=bob.uid
+    )
     result = rev.apply(LOCK, target)  # type: ignore[attr-defined]
     assert result.changed and result.verified
     assert not next(a for a in src.collect().accounts if a.username == "bob").enabled
     glass = next(a for a in data.accounts if a.username == "breakglass")
     glass_target = ActionTarget(
-        src.name, "ldap", glass.account_id, "breakglass", glass.account_id, CredentialKind.ACCOUNT
+        src.name,
+        "ldap",
+        glass.account_id,
+        "breakglass",
+        glass.account_id,
+        CredentialKind.ACCOUNT,
+        account_uid=glass.uid,
     )
     with pytest.raises(RevokeError, match="protected"):
         rev.apply(LOCK, glass_target)  # type: ignore[attr-defined]

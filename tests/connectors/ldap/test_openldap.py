@@ -233,12 +233,12 @@ def test_revoker_acts_only_on_the_exact_target_for_hostile_ids(slapd: SlapdServe
     data = auditor(slapd, group_base_dn=GROUPS_DN).collect()  # type: ignore[attr-defined]
     (key,) = [c for c in creds_of(data, ALICE, CredentialKind.SSH_KEY) if c.credential_id.endswith(RSA_FP)]
     # A wildcard "fingerprint" must remove nothing.
-    wild = replace(target_for(key), credential_id="ssh:*")
+    wild = replace(target_for(data, key), credential_id="ssh:*")
     result = rev.apply(REMOVE_SSH_KEY, wild)
     assert not result.changed
     # A DN built from hostile text is not a DN we audit: refused.
     with pytest.raises(RevokeError):
-        rev.apply(LOCK, replace(target_for(key), account_id=f"uid=*)(uid=*,{PEOPLE_DN}x"))
+        rev.apply(LOCK, replace(target_for(data, key), account_id=f"uid=*)(uid=*,{PEOPLE_DN}x"))
     after = auditor(slapd).collect()  # type: ignore[attr-defined]
     assert len(creds_of(after, ALICE, CredentialKind.SSH_KEY)) == 2
     assert all(a.enabled for a in after.accounts if a.account_id != BOB)
@@ -252,7 +252,7 @@ def test_lock_makes_the_bind_fail_is_idempotent_and_undo_unlocks(slapd: SlapdSer
     data = auditor(slapd).collect()  # type: ignore[attr-defined]
     (account,) = creds_of(data, CAROL, CredentialKind.ACCOUNT)
     rev = revoker(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
-    target = target_for(account, "carol")
+    target = target_for(data, account, "carol")
     assert bind_works(slapd, CAROL, "carol-pw")
 
     first = rev.apply(LOCK, target)
@@ -271,19 +271,20 @@ def test_leave_group_updates_memberof_and_undo_restores_each_group_kind(slapd: S
     seed(slapd)
     src = auditor(slapd, group_base_dn=GROUPS_DN)
     rev = revoker(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
-    memberships = creds_of(src.collect(), ALICE, CredentialKind.GROUP_MEMBERSHIP)  # type: ignore[attr-defined]
+    data = src.collect()  # type: ignore[attr-defined]
+    memberships = creds_of(data, ALICE, CredentialKind.GROUP_MEMBERSHIP)
     assert len(memberships) == 3
     results = {}
     for cred in memberships:
-        results[cred.detail.lower()] = (cred, rev.apply(LEAVE_GROUP, target_for(cred, "alice")))
+        results[cred.detail.lower()] = (cred, rev.apply(LEAVE_GROUP, target_for(data, cred, "alice")))
         assert results[cred.detail.lower()][1].changed and results[cred.detail.lower()][1].verified
     assert creds_of(src.collect(), ALICE, CredentialKind.GROUP_MEMBERSHIP) == []  # type: ignore[attr-defined]
     # Carol is still in eng: only alice's value was removed.
     assert len(creds_of(src.collect(), CAROL, CredentialKind.GROUP_MEMBERSHIP)) == 1  # type: ignore[attr-defined]
-    assert not rev.apply(LEAVE_GROUP, target_for(memberships[0], "alice")).changed
+    assert not rev.apply(LEAVE_GROUP, target_for(data, memberships[0], "alice")).changed
 
     for cred, result in results.values():
-        undone = rev.undo(LEAVE_GROUP, target_for(cred, "alice"), result.before)
+        undone = rev.undo(LEAVE_GROUP, target_for(data, cred, "alice"), result.before)
         assert undone.changed and undone.verified
     restored = creds_of(src.collect(), ALICE, CredentialKind.GROUP_MEMBERSHIP)  # type: ignore[attr-defined]
     assert {c.credential_id for c in restored} == {c.credential_id for c in memberships}
@@ -293,13 +294,14 @@ def test_remove_ssh_key_removes_only_that_key_and_undo_readds_it(slapd: SlapdSer
     seed(slapd)
     src = auditor(slapd)
     rev = revoker(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
-    (rsa,) = [c for c in creds_of(src.collect(), ALICE, CredentialKind.SSH_KEY) if RSA_FP in c.credential_id]  # type: ignore[attr-defined]
-    result = rev.apply(REMOVE_SSH_KEY, target_for(rsa))
+    data = src.collect()  # type: ignore[attr-defined]
+    (rsa,) = [c for c in creds_of(data, ALICE, CredentialKind.SSH_KEY) if RSA_FP in c.credential_id]
+    result = rev.apply(REMOVE_SSH_KEY, target_for(data, rsa))
     assert result.changed and result.verified and result.before.value("sshPublicKey") == RSA_KEY
     left = {c.credential_id for c in creds_of(src.collect(), ALICE, CredentialKind.SSH_KEY)}  # type: ignore[attr-defined]
     assert left == {f"ssh:{ED25519_FP}"}
-    assert not rev.apply(REMOVE_SSH_KEY, target_for(rsa)).changed
-    undone = rev.undo(REMOVE_SSH_KEY, target_for(rsa), result.before)
+    assert not rev.apply(REMOVE_SSH_KEY, target_for(data, rsa)).changed
+    undone = rev.undo(REMOVE_SSH_KEY, target_for(data, rsa), result.before)
     assert undone.changed and undone.verified
     back = {c.credential_id for c in creds_of(src.collect(), ALICE, CredentialKind.SSH_KEY)}  # type: ignore[attr-defined]
     assert back == {f"ssh:{ED25519_FP}", f"ssh:{RSA_FP}"}
@@ -314,9 +316,9 @@ def test_revoker_refuses_break_glass_and_its_own_identity(slapd: SlapdServer) ->
     (glass,) = creds_of(data, BREAKGLASS, CredentialKind.ACCOUNT)
     (me,) = creds_of(data, REVOKER_DN, CredentialKind.ACCOUNT)
     with pytest.raises(RevokeError, match="protected"):
-        rev.apply(LOCK, target_for(glass))
+        rev.apply(LOCK, target_for(data, glass))
     with pytest.raises(RevokeError, match="own bind identity"):
-        rev.apply(LOCK, target_for(me))
+        rev.apply(LOCK, target_for(data, me))
     assert bind_works(slapd, BREAKGLASS, "breakglass-pw")
     assert bind_works(slapd, REVOKER_DN, REVOKER_PASSWORD)
 
