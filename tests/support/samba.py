@@ -102,11 +102,15 @@ class SambaDC:
         password: str | None = None,
         attributes: Mapping[str, Sequence[str]] | None = None,
         ou: str = USERS_DN,
+        cn: str | None = None,
     ) -> str:
-        """Create an enabled user (password set over LDAPS, as AD requires); returns its DN."""
+        """Create an enabled user (password set over LDAPS, as AD requires); returns its DN.
+
+        The RDN is ``CN=<cn>`` (default: the sAMAccountName), as AD tools name users by display name.
+        """
         import ldap3
 
-        dn = f"CN={sam},{ou}"
+        dn = f"CN={cn or sam},{ou}"
         attrs: dict[str, Any] = {
             "objectClass": ["top", "person", "organizationalPerson", "user"],
             "sAMAccountName": [sam],
