@@ -146,8 +146,10 @@ class Account:
     scope: str = ""
     # The immutable identity the system gave this account, as read: AWS UserId, AD objectGUID,
     # OpenLDAP entryUUID, 389-DS nsUniqueId, GCP service account uniqueId, and for a GCP IAM
-    # binding principal its member string (the project is the scope). Names can be reused after
-    # a delete; this cannot, so every revocation re-reads it and refuses on a mismatch.
+    # binding principal ``<type>:<email>`` (the live member string; its ``deleted:`` members share
+    # it, the exact member is in the credential id; the project, folder or organization is the
+    # scope). Names can be reused after a delete; this cannot, so every revocation re-reads it
+    # and refuses on a mismatch.
     uid: str = ""
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from offboard_audit.cli.app import EXIT_FINDINGS, EXIT_OK, app, err, fail, now_u
 from offboard_audit.config import Config
 from offboard_audit.evidence import collect_evidence, evidence_html, evidence_json
 from offboard_audit.planning import (
+    TARGET_CHANGED,
     Plan,
     PlanFile,
     PlanFileError,
@@ -295,13 +296,16 @@ def revoke(
         )
         return EXIT_OK
     noop = sum(1 for o in report.outcomes if o.status == "noop")
+    changed_targets = sum(1 for o in report.outcomes if o.status == TARGET_CHANGED)
     err.print(
         f"{report.changed} changed, {noop} already revoked, {len(report.failed)} failed"
-        + (" (failed actions stay open and are retried on the next run)" if report.failed else ""),
+        + (f", {changed_targets} target changed (nothing touched)" if changed_targets else "")
+        + (" (failed actions stay open and are retried on the next run)" if report.failed else "")
+        + ("; run the audit again to see who holds those names now" if changed_targets else ""),
         highlight=False,
         soft_wrap=True,
     )
-    return EXIT_REFUSED if report.failed else EXIT_OK
+    return EXIT_OK if report.ok else EXIT_REFUSED
 
 
 @app.command()
