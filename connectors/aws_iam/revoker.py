@@ -226,10 +226,12 @@ class AwsIamRevoker:
     # --- protocol ------------------------------------------------------------------------
 
     def read_state(self, action: str, target: ActionTarget) -> ResourceState:
+        """iam:GetUser, then the action's read call (see ``_APIS``) unless the user is gone."""
         iam = self._check(action, target)
         return self._read(iam, action, target)
 
     def apply(self, action: str, target: ActionTarget) -> ActionResult:
+        """Read (with identity), raise TargetChanged on another identity, change, re-read."""
         iam = self._check(action, target)
         before = self._read(iam, action, target)
         _same_target(target, before)
@@ -251,6 +253,7 @@ class AwsIamRevoker:
         )
 
     def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult:
+        """Read (with identity), raise TargetChanged on another identity, restore, re-read."""
         iam = self._check(action, target)
         definition = self.actions[action]
         before = self._read(iam, action, target)
