@@ -31,6 +31,11 @@ POLICY_OPTIONS: dict[str, str] = {
     "max_revocations_per_run": "blast-radius cap: a plan with more actions is refused whole",
     "max_new_terminations": "HR circuit breaker: largest share of the workforce newly terminated "
     "since the last good HR read before nothing is revoked (0.05 = 5%)",
+    "max_missing_people": "HR circuit breaker: largest share of the people in the last good HR read "
+    "that may be missing from a new one before nothing is revoked (default 0.05 = 5%)",
+    "min_breaker_count": "HR circuit breaker: a share above its limit trips the breaker only when the "
+    "count behind it (newly terminated, missing, terminated by webhook) is also above this "
+    "(default 3), so one termination in a small organisation does not stop everything",
     "orphan_accounts": "report enabled human accounts that match nobody in HR",
     "protected": 'selectors never revoked: "SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL]", globs allowed',
     "delete_after": "after this long disabled, plan the delete stage (unset: never delete)",
@@ -76,6 +81,8 @@ class PolicyConfig:
     auto_revoke: bool = False
     max_revocations_per_run: int = 25
     max_new_terminations: float = 0.05
+    max_missing_people: float = 0.05
+    min_breaker_count: int = 3
     orphan_accounts: bool = True
     protected: tuple[str, ...] = ()
     delete_after: timedelta | None = None
@@ -267,11 +274,16 @@ def build_config(
     max_new = policy_t.number("max_new_terminations", 0.05)
     if not 0 <= max_new <= 1:
         raise policy_t.error("max_new_terminations", f"must be a share between 0 and 1, got {max_new}")
+    max_missing = policy_t.number("max_missing_people", 0.05)
+    if not 0 <= max_missing <= 1:
+        raise policy_t.error("max_missing_people", f"must be a share between 0 and 1, got {max_missing}")
     policy = PolicyConfig(
         grace_period=policy_t.duration("grace_period", timedelta(0)),
         auto_revoke=policy_t.flag("auto_revoke", False),
         max_revocations_per_run=policy_t.integer("max_revocations_per_run", 25, minimum=0),
         max_new_terminations=max_new,
+        max_missing_people=max_missing,
+        min_breaker_count=policy_t.integer("min_breaker_count", 3, minimum=0),
         orphan_accounts=policy_t.flag("orphan_accounts", True),
         protected=policy_t.strings("protected"),
         delete_after=policy_t.duration("delete_after") if "delete_after" in policy_t else None,

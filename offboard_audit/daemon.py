@@ -58,13 +58,23 @@ from offboard_audit.config import Config
 from offboard_audit.errors import ConfigError
 from offboard_audit.metrics import Metrics
 from offboard_audit.notify import FailedAction, Notifier, run_messages
+from offboard_audit.people import ChangeOutcome, PersonChange
 from offboard_audit.pipeline import Pipeline
 from offboard_audit.protocols import AccountSource, HRSource, SourceContext
 from offboard_audit.records import Person, PersonStatus, RunResult, SourceStatus
 from offboard_audit.storage.models import LockRow
 from offboard_audit.storage.store import Store
-from offboard_audit.storage.webhook_store import Job, JobAction, JobKind, JobState, WebhookStore, new_job_id
-from offboard_audit.targeted import PersonChange, TargetedReconciler
+from offboard_audit.storage.webhook_store import (
+    EventStatus,
+    HREvent,
+    Job,
+    JobAction,
+    JobKind,
+    JobState,
+    WebhookStore,
+    new_job_id,
+)
+from offboard_audit.targeted import ChangeNotApplied, TargetedReconciler
 from offboard_audit.webhook import WebhookSettings, create_app
 
 log = logging.getLogger(__name__)
@@ -328,6 +338,15 @@ class RevokeSummary:
     actions: tuple[JobAction, ...]
 
 
+@dataclass(frozen=True)
+class _JobOutcome:
+    state: JobState
+    run_id: str | None = None
+    detail: str = ""
+    summary: RevokeSummary | None = None
+    error: str | None = None
+
+
 class Daemon:
     """One daemon process. ``serve()`` runs until SIGTERM/SIGINT or ``stop()``."""
 
@@ -502,18 +521,19 @@ class Daemon:
                 ) as got:
                     if not got:
                         raise TimeoutError(f"person {job.employee_id} stayed locked by another reconcile")
-                    state, run_id, detail, summary = self._job_body(job)
+                    outcome = self._job_body(job)
+                detail = outcome.detail
                 if job.takeovers:
                     t = job.takeovers[-1]
                     detail = f"taken over from {t.previous_owner} (its lease expired); {detail}"
                 recorded = self.events.finish_job(
                     job_id,
                     self.clock(),
-                    state,
-                    run_id=run_id,
+                    outcome.state,
+                    run_id=outcome.run_id,
                     detail=detail,
-                    actions=summary.actions if summary else (),
-                    error=_job_error(state, summary),
+                    actions=outcome.summary.actions if outcome.summary else (),
+                    error=outcome.error,
                     owner=self.node,
                 )
             except Exception as exc:
@@ -587,54 +607,129 @@ class Daemon:
                 log.exception("job lease renewal / recovery failed")
             self._stop.wait(interval)
 
-    def _job_body(self, job: Job) -> tuple[JobState, str | None, str, RevokeSummary | None]:
+    def _job_body(self, job: Job) -> _JobOutcome:
+        """What a job does, under the ``person:<employee_id>`` lock.
+
+        An event's change is decided against the stored person first
+        (:func:`offboard_audit.people.decide_change`): the person is always the one the event's
+        employee id names (an email never redirects it, so the lock and the revocation are that
+        person's); an event whose email belongs to another person fails the job as a conflict,
+        and one older than the person's last applied status change is ``superseded``. Either
+        way nothing changes: no person written, no run, no revocation, no cancelled job.
+        """
         event = self.events.event(job.event_id) if job.event_id else None
         now = self.clock()
-        if job.kind in (JobKind.TERMINATE, JobKind.HR_REFRESH):
-            change = None
-            if event is not None:
-                change = PersonChange(
-                    job.employee_id, PersonStatus.TERMINATED, event.effective_at, event.email
-                )
-            outcome = self.targeted.run(job.employee_id, now, change)
-            result = outcome.run
-            self._record_run(result, "targeted")
-            summary = self._revoke(result, now, job.employee_id, "targeted")
-            detail = _describe_run(result, summary, self.config.policy.auto_revoke)
-            # The job's point is the revocation: refused or failed actions make it "failed".
-            failed = summary is not None and (
-                summary.refused is not None or any(a.status == "failed" for a in summary.actions)
-            )
-            return (JobState.FAILED if failed else JobState.DONE), result.run_id, detail, summary
-        if job.kind is JobKind.REHIRE:
-            cancelled = self.events.cancel_pending(
-                job.employee_id, now, f"cancelled by rehire event {job.event_id}"
-            )
-            email = event.email if event else None
-            self.targeted.update_person(
-                PersonChange(job.employee_id, PersonStatus.ACTIVE, None, email), f"job:{job.job_id}"
-            )
-            parts = [f"marked active; cancelled {len(cancelled)} pending job(s)"]
-            summary = None
-            if self.config.webhook.undo_on_rehire:
-                report = self._engine_factory().undo_person(job.employee_id, now, apply=True)
-                summary = _summary(report)
-                self.metrics.record_actions([a.status for a in summary.actions])
-                parts.append(
-                    f"undo refused: {summary.refused}"
-                    if summary.refused
-                    else f"undid {len(summary.actions)} action(s)"
-                )
-            return JobState.DONE, None, "; ".join(parts), summary
-        # employee.updated: refresh the stored person's email, keep their status.
-        people = [p for p in self.store.load_people() if p.employee_id == job.employee_id]
-        if not people or event is None or not event.email:
-            return JobState.DONE, None, "nothing to update", None
-        p = people[0]
-        self.targeted.update_person(
-            PersonChange(p.employee_id, p.status, p.terminated_at, event.email), f"job:{job.job_id}"
+        origin = (
+            f"webhook {event.event_id} ({event.event.value})" if event is not None else f"job {job.job_id}"
         )
-        return JobState.DONE, None, "person updated", None
+        try:
+            if job.kind in (JobKind.TERMINATE, JobKind.HR_REFRESH):
+                return self._terminate(job, event, now, origin)
+            if job.kind is JobKind.REHIRE:
+                return self._rehire(job, event, now, origin)
+            return self._update(job, event, origin)
+        except ChangeNotApplied as exc:
+            decision = exc.decision
+            if job.event_id:
+                status = (
+                    EventStatus.SUPERSEDED
+                    if decision.outcome is ChangeOutcome.SUPERSEDED
+                    else EventStatus.CONFLICT
+                )
+                self.events.set_event_status(job.event_id, status)
+            log.warning(
+                "job %s (%s for %s): %s", job.job_id, job.kind.value, job.employee_id, decision.reason
+            )
+            if decision.outcome is ChangeOutcome.SUPERSEDED:
+                return _JobOutcome(JobState.SUPERSEDED, detail=decision.reason)
+            return _JobOutcome(JobState.FAILED, detail=decision.reason, error=f"conflict: {decision.reason}")
+
+    def _applied(self, job: Job, person: Person, what: str) -> None:
+        if job.event_id:
+            self.events.set_event_status(job.event_id, EventStatus.APPLIED)
+        log.info(
+            "job %s (%s): %s %s/%s (%s)",
+            job.job_id,
+            job.kind.value,
+            what,
+            person.source,
+            person.employee_id,
+            person.status.value,
+        )
+
+    def _terminate(self, job: Job, event: HREvent | None, now: datetime, origin: str) -> _JobOutcome:
+        change = None
+        if event is not None:
+            change = PersonChange(
+                job.employee_id,
+                PersonStatus.TERMINATED,
+                event.effective_at,
+                event.email,
+                effective_at=event.effective_at,
+                origin=origin,
+            )
+        outcome = self.targeted.run(job.employee_id, now, change)
+        person = outcome.person
+        if change is not None:
+            self._applied(job, person, "terminated")
+        result = outcome.run
+        self._record_run(result, "targeted")
+        # Revoke for the person the event resolved to (the same id the person lock is held for).
+        summary = self._revoke(result, now, person.employee_id, "targeted")
+        detail = _describe_run(result, summary, self.config.policy.auto_revoke)
+        # The job's point is the revocation: refused or failed actions make it "failed".
+        failed = summary is not None and (
+            summary.refused is not None or any(a.status == "failed" for a in summary.actions)
+        )
+        state = JobState.FAILED if failed else JobState.DONE
+        return _JobOutcome(state, result.run_id, detail, summary, _job_error(state, summary))
+
+    def _rehire(self, job: Job, event: HREvent | None, now: datetime, origin: str) -> _JobOutcome:
+        change = PersonChange(
+            job.employee_id,
+            PersonStatus.ACTIVE,
+            None,
+            event.email if event else None,
+            effective_at=event.effective_at if event else None,
+            origin=origin,
+        )
+        update = self.targeted.update_person(change, f"job:{job.job_id}")
+        if not update.applied:
+            raise ChangeNotApplied(update.decision)
+        assert update.person is not None
+        person = update.person
+        self._applied(job, person, "rehired")
+        cancelled = self.events.cancel_pending(
+            person.employee_id, now, f"cancelled by rehire event {job.event_id}"
+        )
+        parts = [f"marked active; cancelled {len(cancelled)} pending job(s)"]
+        summary = None
+        if self.config.webhook.undo_on_rehire:
+            report = self._engine_factory().undo_person(person.employee_id, now, apply=True)
+            summary = _summary(report)
+            self.metrics.record_actions([a.status for a in summary.actions])
+            parts.append(
+                f"undo refused: {summary.refused}"
+                if summary.refused
+                else f"undid {len(summary.actions)} action(s)"
+            )
+        return _JobOutcome(JobState.DONE, None, "; ".join(parts), summary)
+
+    def _update(self, job: Job, event: HREvent | None, origin: str) -> _JobOutcome:
+        """employee.updated: refresh the stored person's email, keep their status."""
+        if event is None or not event.email:
+            return _JobOutcome(JobState.DONE, detail="nothing to update")
+        change = PersonChange(
+            job.employee_id, None, None, event.email, effective_at=event.effective_at, origin=origin
+        )
+        update = self.targeted.update_person(change, f"job:{job.job_id}")
+        if update.decision.outcome is ChangeOutcome.UNKNOWN:
+            return _JobOutcome(JobState.DONE, detail="nothing to update: " + update.decision.reason)
+        if not update.applied:
+            raise ChangeNotApplied(update.decision)
+        assert update.person is not None
+        self._applied(job, update.person, "updated")
+        return _JobOutcome(JobState.DONE, detail="person updated")
 
     def _revoke(
         self, result: RunResult, now: datetime, person: str | None, kind: str

@@ -18,6 +18,7 @@ from offboard_audit.config import Config, SourceConfig
 from offboard_audit.errors import ConfigError, SourceError
 from offboard_audit.evaluate import EvalPolicy, evaluate
 from offboard_audit.matching import match_all
+from offboard_audit.people import HRMerge, PersonState, merge_hr_read
 from offboard_audit.protocols import AccountSource, HRSource, MatchSpec, SourceContext
 from offboard_audit.records import (
     Account,
@@ -47,6 +48,11 @@ def _quiet(_message: str) -> None:
     pass
 
 
+def _ids(ids: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -58,6 +64,10 @@ class _HRState:
     read: HRRead | None = None
     error: str | None = None
     people: tuple[Person, ...] = ()
+    # The read merged into the stored people of this source (a good read only).
+    merge: HRMerge | None = None
+    before: tuple[PersonState, ...] = ()
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,39 +90,61 @@ class _AccountState:
         return self.error is not None or bool(self.detail_failures)
 
 
+DEFAULT_MIN_BREAKER_COUNT = 3
+
+
+def exceeds(count: int, total: int, max_share: float, min_count: int) -> bool:
+    """Whether ``count`` of ``total`` trips the breaker: above ``max_share`` of ``total`` *and*
+    above ``min_count`` (so one termination in a small organisation is not a broken feed)."""
+    return total > 0 and count > min_count and count / total > max_share
+
+
 def circuit_breaker_reason(
     previous: Sequence[Person],
     current: Sequence[Person],
     hr_failed: Sequence[str],
     max_share: float,
     now: datetime,
+    *,
+    min_count: int = DEFAULT_MIN_BREAKER_COUNT,
+    missing: int = 0,
+    previous_read: int = 0,
+    max_missing: float = 0.05,
 ) -> str | None:
-    """Why revocations must not run on this HR read, or None when it looks sane.
+    """Why revocations must not run on this HR read, or None when it looks sane (pure).
 
-    Trips when an HR source failed, when the read is empty, or when the share of people newly
-    departed since the last good read exceeds ``max_share``. The first read is the baseline.
+    Trips when an HR source failed, when the read is empty, when the people newly departed
+    since the last good read exceed both ``max_share`` of the workforce and ``min_count``, or
+    when the people of the last good read (``previous_read`` of them) missing from this one
+    exceed both ``max_missing`` and ``min_count``. The first read is the baseline.
     """
     if hr_failed:
         return f"HR source failed: {', '.join(hr_failed)}"
     if not current:
         return "HR read returned nobody"
-    if not previous:
-        return None
-    before = {(p.source, p.employee_id): p for p in previous}
-    newly = 0
-    for p in current:
-        if not p.is_departed(now):
-            continue
-        old = before.get((p.source, p.employee_id))
-        if old is None or not old.is_departed(now):
-            newly += 1
-    share = newly / len(current)
-    if share > max_share:
-        return (
-            f"{newly} of {len(current)} people ({share:.1%}) newly terminated since the last good HR read, "
-            f"above policy.max_new_terminations = {max_share:.1%}"
+    reasons: list[str] = []
+    if previous:
+        before = {(p.source, p.employee_id): p for p in previous}
+        newly = 0
+        for p in current:
+            if not p.is_departed(now):
+                continue
+            old = before.get((p.source, p.employee_id))
+            if old is None or not old.is_departed(now):
+                newly += 1
+        if exceeds(newly, len(current), max_share, min_count):
+            reasons.append(
+                f"{newly} of {len(current)} people ({newly / len(current):.1%}) newly terminated since the "
+                f"last good HR read, above policy.max_new_terminations = {max_share:.1%} "
+                f"and policy.min_breaker_count = {min_count}"
+            )
+    if exceeds(missing, previous_read, max_missing, min_count):
+        reasons.append(
+            f"{missing} of the {previous_read} people in the last good HR read ({missing / previous_read:.1%}) "
+            f"are missing from this one, above policy.max_missing_people = {max_missing:.1%} "
+            f"and policy.min_breaker_count = {min_count}"
         )
-    return None
+    return "; ".join(reasons) or None
 
 
 class Pipeline:
@@ -134,6 +166,8 @@ class Pipeline:
         self.report = reporter or _quiet
         self.max_workers = max_workers
         self._instances: dict[str, HRSource | AccountSource] = dict(instances or {})
+        # The breaker reason that ``run(accept_hr=True)`` released, for the caller to report.
+        self.accepted_breaker: str | None = None
 
     # --- building sources ----------------------------------------------------------
 
@@ -159,9 +193,11 @@ class Pipeline:
     ) -> RunResult:
         """One full audit. ``only`` limits the account sources (HR is always read).
 
-        When the HR read trips the circuit breaker it is *not* stored as the new baseline, so
-        the breaker keeps tripping on later runs until an operator accepts the read
-        (``accept_hr=True``, CLI ``audit --accept-hr``).
+        When the HR read trips the circuit breaker it is *not* stored as the new baseline and
+        nothing is resolved from it, so the breaker keeps tripping on later runs until an
+        operator accepts the read (``accept_hr=True``, CLI ``audit --accept-hr``). Accepting
+        releases the breaker for this run (``accepted_breaker`` says what it would have been);
+        a failed HR source can never be accepted.
         """
         if not self.config.hr_sources:
             raise ConfigError("no HR source configured: add a [[sources]] table with type hr_csv or hr_json")
@@ -171,6 +207,7 @@ class Pipeline:
             self.instance(src)
 
         run_id = new_run_id(now)
+        self.accepted_breaker = None
         self.store.start_run(run_id, now, kind)
         try:
             return self._run(run_id, now, account_sources, accept_hr)
@@ -182,8 +219,45 @@ class Pipeline:
         self, run_id: str, now: datetime, account_sources: Sequence[SourceConfig], accept_hr: bool
     ) -> RunResult:
         hr_states = [self._read_hr(src) for src in self.config.hr_sources]
-        previous_people = self.store.load_people()
+        stored = self.store.load_person_states()
+        for hs in hr_states:
+            if hs.read is not None:
+                name = hs.source.name
+                hs.before = tuple(s for s in stored if s.person.source == name)
+                hs.merge = merge_hr_read(name, hs.before, hs.read, now, f"hr:{name} run {run_id}")
+                hs.people = hs.merge.people
         people = self._merge_people(hr_states)
+        hr_failed = [s.source.name for s in hr_states if s.error is not None]
+
+        policy = self.config.policy
+        merges = [hs.merge for hs in hr_states if hs.merge is not None]
+        breaker = circuit_breaker_reason(
+            [s.person for s in stored],
+            people,
+            hr_failed,
+            policy.max_new_terminations,
+            now,
+            min_count=policy.min_breaker_count,
+            missing=sum(m.missing for m in merges),
+            previous_read=sum(m.previous_read for m in merges),
+            max_missing=policy.max_missing_people,
+        )
+        if breaker is not None and accept_hr and not hr_failed:
+            self.accepted_breaker = breaker
+            breaker = None
+            for hs in hr_states:
+                if hs.merge is not None:
+                    hs.notes.append(
+                        f"circuit breaker released by --accept-hr for this run: {self.accepted_breaker}"
+                    )
+        keep_baseline = breaker is not None and not hr_failed
+        if breaker is not None and keep_baseline:
+            breaker += (
+                "; the previous HR read stays the baseline until this one is accepted "
+                "(offboard-audit audit --accept-hr)"
+            )
+            # Not accepted: nobody leaves the stored people on the word of this read.
+            people = people + [s.person for m in merges for s in m.dropped]
 
         states = self._collect_all(account_sources)
         for st in states:
@@ -197,13 +271,11 @@ class Pipeline:
         credentials = group_credentials(c for st in states for c in st.credentials)
 
         stale: set[tuple[str, str]] = set()
-        hr_failed = [s.source.name for s in hr_states if s.error is not None]
         for st in states:
             if st.error is not None:
                 stale.add((st.source.name, "*"))
             stale.update((st.source.name, scope) for scope in st.stale_scopes)
 
-        policy = self.config.policy
         findings = evaluate(
             links,
             credentials,
@@ -214,14 +286,9 @@ class Pipeline:
             frozenset(stale),
         )
 
-        breaker = circuit_breaker_reason(previous_people, people, hr_failed, policy.max_new_terminations, now)
-        keep_baseline = breaker is not None and not hr_failed and not accept_hr
-        if breaker is not None and keep_baseline:
-            breaker += (
-                "; the previous HR read stays the baseline until this one is accepted "
-                "(offboard-audit audit --accept-hr)"
-            )
-        self._save(run_id, now, hr_states, states, findings, bool(hr_failed), save_people=not keep_baseline)
+        # Without a good (or accepted) HR read nothing can be called resolved.
+        trusted_hr = not hr_failed and not keep_baseline
+        self._save(run_id, now, hr_states, states, findings, trusted_hr, save_people=not keep_baseline)
 
         source_runs = [self._hr_source_run(s) for s in hr_states] + [
             self._account_source_run(s) for s in states
@@ -270,15 +337,29 @@ class Pipeline:
                 (("people", len(s.people)),),
                 stale=True,
             )
-        assert s.read is not None
+        assert s.read is not None and s.merge is not None
         problems = s.read.problems
+        m = s.merge
+        counts: list[tuple[str, int]] = [("people", len(s.read.people)), ("bad_rows", len(problems))]
+        notes = [p.message for p in problems]
+        if m.missing:
+            counts.append(("missing", m.missing))
+        if m.kept_terminated:
+            counts.append(("kept_terminated", len(m.kept_terminated)))
+            notes.append(
+                f"{len(m.kept_terminated)} terminated people missing from this read were kept as "
+                f"terminated (terminations are sticky): {_ids(m.kept_terminated)}"
+            )
+        if m.kept_bad_rows:
+            notes.append(f"kept the last good record of {_ids(m.kept_bad_rows)} (their rows are bad)")
+        notes.extend(s.notes)
         return SourceRun(
             s.source.name,
             s.source.system,
             SourceStatus.DEGRADED if problems else SourceStatus.OK,
             None,
-            (("people", len(s.people)), ("bad_rows", len(problems))),
-            warnings=tuple(p.message for p in problems),
+            tuple(counts),
+            warnings=tuple(notes),
         )
 
     # --- account sources ---------------------------------------------------------------
@@ -427,13 +508,17 @@ class Pipeline:
         hr_states: Sequence[_HRState],
         states: Sequence[_AccountState],
         findings: Sequence[Finding],
-        hr_failed: bool,
+        trusted_hr: bool,
         save_people: bool = True,
     ) -> None:
         self.report("storing results")
         for hs in hr_states:
-            if hs.error is None and save_people:
-                self.store.save_people(hs.source.name, hs.people, run_id)
+            if hs.merge is not None and save_people:
+                wrote = self.store.save_person_states(hs.source.name, hs.before, hs.merge.states, run_id)
+                if wrote.conflicts:
+                    hs.notes.append(
+                        f"left {_ids(wrote.conflicts)} as an HR webhook event changed them during this read"
+                    )
         fresh: set[tuple[str, str]] = set()
         for st in states:
             if st.data is None:
@@ -442,8 +527,7 @@ class Pipeline:
             fresh_creds = [c for c in st.credentials if c.scope not in st.stale_scopes]
             self.store.save_snapshot(st.source.name, fresh_accounts, fresh_creds, run_id, st.stale_scopes)
             fresh.update((st.source.name, scope) for scope in st.fresh_scopes)
-        if hr_failed:
-            # Without a good HR read nothing can be called resolved.
+        if not trusted_hr:
             fresh = set()
         self.store.save_findings(run_id, now, findings, fresh, self.store.revoked_finding_ids())
 

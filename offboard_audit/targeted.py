@@ -1,6 +1,10 @@
 """Targeted reconcile of one person (the HR webhook path).
 
-1. The HR change from the event is written to the stored person (or a new person is added).
+1. The HR change from the event is decided (:func:`offboard_audit.people.decide_change`) and
+   written to that one stored person (a person known by neither id nor email is added). The
+   event's employee id decides who it is about: an email that belongs to somebody else is a
+   conflict, and an event older than the person's last applied status change is superseded;
+   either way nothing is written and no run starts (:class:`ChangeNotApplied`).
 2. Every account source that implements ``TargetedSource.collect_for`` reads only what may
    belong to that person (AWS users by name/tag, an escaped LDAP filter, GCP bindings and keys
    of their emails); a source without it falls back to a full ``collect`` plus a detail pass.
@@ -12,29 +16,29 @@
 A failed source is recorded as failed and its stored data of this person is used, marked stale,
 exactly as in the full pipeline. The HR circuit breaker still applies: with no stored HR read
 at all, or with more webhook terminations since the last good HR read than
-``policy.max_new_terminations`` allows, the result carries a breaker reason and the revocation
-engine must refuse to revoke.
+``policy.max_new_terminations`` of the workforce *and* ``policy.min_breaker_count``, the result
+carries a breaker reason and the revocation engine must refuse to revoke.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config, SourceConfig
 from offboard_audit.errors import ConfigError, SourceError
 from offboard_audit.evaluate import EvalPolicy, evaluate
 from offboard_audit.matching import match_all
-from offboard_audit.pipeline import circuit_breaker_reason, new_run_id
+from offboard_audit.people import ChangeDecision, ChangeOutcome, PersonChange, decide_change
+from offboard_audit.pipeline import circuit_breaker_reason, exceeds, new_run_id
 from offboard_audit.protocols import AccountSource, HRSource, MatchSpec, SourceContext, TargetedSource
 from offboard_audit.records import (
     Account,
     Credential,
     Link,
     Person,
-    PersonStatus,
     RunResult,
     SourceData,
     SourceRun,
@@ -50,44 +54,43 @@ FULL_HR_KINDS = ("audit", "hr_refresh")
 
 
 @dataclass(frozen=True, slots=True)
-class PersonChange:
-    """What an HR event says about one person."""
-
-    employee_id: str
-    status: PersonStatus
-    terminated_at: datetime | None = None
-    email: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class TargetedResult:
     run: RunResult
     person: Person
     # "targeted" when the source read only this person, "full" when it fell back to collect().
     read_modes: tuple[tuple[str, str], ...] = ()
+    # What the HR event did to the stored person (None: reconciled as stored, no event).
+    decision: ChangeDecision | None = None
 
 
-def apply_change(people: Sequence[Person], change: PersonChange, default_source: str) -> Person:
-    """The person as the event says they are now (pure). Unknown people are added."""
-    found = next((p for p in people if p.employee_id == change.employee_id), None)
-    if found is None and change.email:
-        wanted = change.email.lower()
-        found = next((p for p in people if p.email and p.email.lower() == wanted), None)
-    if found is None:
-        return Person(
-            employee_id=change.employee_id,
-            email=change.email,
-            name="",
-            status=change.status,
-            terminated_at=change.terminated_at,
-            source=default_source,
-        )
-    return replace(
-        found,
-        status=change.status,
-        terminated_at=change.terminated_at,
-        email=change.email or found.email,
-    )
+@dataclass(frozen=True, slots=True)
+class PersonUpdate:
+    """The outcome of writing one HR event's change: everybody before and after, and the decision."""
+
+    decision: ChangeDecision
+    before: tuple[Person, ...]
+    after: tuple[Person, ...]
+
+    @property
+    def applied(self) -> bool:
+        return self.decision.outcome is ChangeOutcome.APPLY
+
+    @property
+    def person(self) -> Person | None:
+        return self.decision.person
+
+
+class ChangeNotApplied(Exception):
+    """The HR event changed nothing: it was superseded, or it named somebody else's email."""
+
+    def __init__(self, decision: ChangeDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+# Writing a person is conditional on their stored row; a row that keeps changing under us
+# (another writer at the same moment) is retried this many times before giving up.
+_WRITE_ATTEMPTS = 5
 
 
 def _describe(exc: BaseException) -> str:
@@ -143,29 +146,46 @@ class TargetedReconciler:
 
     # --- HR -------------------------------------------------------------------------------
 
-    def update_person(self, change: PersonChange, run_id: str) -> tuple[list[Person], list[Person], Person]:
-        """Write the change to the stored people; returns (people before, people after, person)."""
-        before = self.store.load_people()
+    def update_person(self, change: PersonChange, run_id: str) -> PersonUpdate:
+        """Decide what ``change`` does (see :func:`offboard_audit.people.decide_change`) and, when
+        it applies, write that one person (conditionally: a row changed meanwhile is re-read and
+        decided again). A superseded or conflicting event writes nothing."""
         hr = self.config.hr_sources
         default_source = hr[0].name if hr else "webhook"
-        person = apply_change(before, change, default_source)
-        self.store.save_person(person, run_id)
-        after = [p for p in before if _person_key(p) != _person_key(person)] + [person]
-        return before, after, person
+        for _ in range(_WRITE_ATTEMPTS):
+            stored = self.store.load_person_states()
+            before = tuple(s.person for s in stored)
+            decision = decide_change(stored, change, default_source)
+            if decision.outcome is not ChangeOutcome.APPLY:
+                return PersonUpdate(decision, before, before)
+            assert decision.after is not None
+            person = decision.after.person
+            # The event's employee id decides who it is about; an email never redirects it.
+            assert person.employee_id == change.employee_id, (person.employee_id, change.employee_id)
+            if self.store.save_person_state(decision.after, decision.before, run_id):
+                after = (*(p for p in before if _person_key(p) != _person_key(person)), person)
+                return PersonUpdate(decision, before, after)
+            log.info(
+                "person %s changed while an HR event was applied to them: deciding again", change.employee_id
+            )
+        raise RuntimeError(
+            f"person {change.employee_id!r} kept changing while an HR event was applied; try again"
+        )
 
     def _breaker(self, before: Sequence[Person], after: Sequence[Person], now: datetime) -> str | None:
         if not before:
             return "no HR read is stored yet: run a full reconcile before the webhook may revoke"
-        max_share = self.config.policy.max_new_terminations
-        reason = circuit_breaker_reason(before, after, [], max_share, now)
+        policy = self.config.policy
+        max_share, min_count = policy.max_new_terminations, policy.min_breaker_count
+        reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count)
         if reason:
             return reason
         recent = self.events.terminations_since(self._last_hr_read())
-        share = len(recent) / len(after)
-        if share > max_share:
+        if exceeds(len(recent), len(after), max_share, min_count):
             return (
-                f"{len(recent)} of {len(after)} people ({share:.1%}) terminated through the HR webhook "
-                f"since the last good HR read, above policy.max_new_terminations = {max_share:.1%}"
+                f"{len(recent)} of {len(after)} people ({len(recent) / len(after):.1%}) terminated through "
+                f"the HR webhook since the last good HR read, above policy.max_new_terminations = "
+                f"{max_share:.1%} and policy.min_breaker_count = {min_count}"
             )
         return None
 
@@ -180,28 +200,52 @@ class TargetedReconciler:
     # --- the run --------------------------------------------------------------------------
 
     def run(self, employee_id: str, now: datetime, change: PersonChange | None = None) -> TargetedResult:
-        """Reconcile one person; with ``change`` the stored person is updated first."""
+        """Reconcile one person; with ``change`` the stored person is updated first.
+
+        Raises :class:`ChangeNotApplied` (and writes nothing, starts no run) when the change is
+        superseded by a newer one or names another person's email.
+        """
         for src in self.config.account_sources:
             self.instance(src)  # a bad option is a config error before any I/O
         run_id = new_run_id(now)
-        self.store.start_run(run_id, now, RUN_KIND)
-        try:
-            return self._run(run_id, employee_id, now, change)
-        except BaseException:
-            self.store.finish_run(RunResult(run_id, now, max(now, datetime.now(UTC)), (), ()), "failed")
-            raise
-
-    def _run(
-        self, run_id: str, employee_id: str, now: datetime, change: PersonChange | None
-    ) -> TargetedResult:
+        decision: ChangeDecision | None = None
         if change is not None:
-            before, people, person = self.update_person(change, run_id)
+            update = self.update_person(change, run_id)
+            if not update.applied:
+                raise ChangeNotApplied(update.decision)
+            decision = update.decision
+            before, people = list(update.before), list(update.after)
+            assert update.person is not None
+            person = update.person
         else:
             before = people = self.store.load_people()
             found = next((p for p in people if p.employee_id == employee_id), None)
             if found is None:
                 raise ConfigError(f"no stored person with employee id {employee_id!r}")
             person = found
+        self.store.start_run(run_id, now, RUN_KIND)
+        try:
+            return self._run(run_id, now, before, people, person, decision)
+        except BaseException:
+            self.store.finish_run(RunResult(run_id, now, max(now, datetime.now(UTC)), (), ()), "failed")
+            raise
+
+    def _run(
+        self,
+        run_id: str,
+        now: datetime,
+        before: Sequence[Person],
+        people: Sequence[Person],
+        person: Person,
+        decision: ChangeDecision | None,
+    ) -> TargetedResult:
+        log.info(
+            "targeted reconcile %s of %s/%s (%s)",
+            run_id,
+            person.source,
+            person.employee_id,
+            person.status.value,
+        )
         breaker = self._breaker(before, people, now)
 
         reads = [self._read(src, person) for src in self.config.account_sources]
@@ -243,7 +287,7 @@ class TargetedReconciler:
         if any(s.status is SourceStatus.FAILED or s.failed_scopes for s in source_runs):
             status = "failed_sources"
         self.store.finish_run(result, status)
-        return TargetedResult(result, person, tuple((r.source.name, r.mode) for r in reads))
+        return TargetedResult(result, person, tuple((r.source.name, r.mode) for r in reads), decision)
 
     def _read(self, src: SourceConfig, person: Person) -> _Read:
         r = _Read(src)
@@ -258,7 +302,7 @@ class TargetedReconciler:
             raise
         except Exception as exc:
             r.error = _describe(exc)
-            log.warning("targeted read of %s failed: %s", src.name, r.error)
+            log.warning("targeted read of %s for %s failed: %s", src.name, person.employee_id, r.error)
         if r.data is None:
             snap = self.store.load_snapshot(src.name)
             r.accounts, r.credentials = list(snap.accounts), list(snap.credentials)

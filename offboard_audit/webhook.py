@@ -18,8 +18,9 @@ Checked in this order, and a rejected request writes nothing:
 Valid: 202 with ``{"job_id", "state", "status_url"}``; a queued job belongs to this daemon
 instance (``node``) for ``job_lease`` (renewed while it holds the job; another replica takes it
 over if it dies). ``GET /hooks/hr/jobs/{id}`` reports the job (``queued``, ``scheduled``,
-``running``, ``done``, ``failed``, ``cancelled``), the actions it took, its owner and lease, and
-any takeover from a daemon that died.
+``running``, ``done``, ``failed``, ``cancelled``, ``superseded``), what became of its event
+(``event_status``: ``received``, ``applied``, ``superseded``, ``conflict``), the actions it took,
+its owner and lease, and any takeover from a daemon that died.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from offboard_audit.metrics import Metrics
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
+    EventStatus,
     HREvent,
     HREventType,
     Job,
@@ -171,7 +173,7 @@ def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
     )
 
 
-def job_json(job: Job) -> dict[str, Any]:
+def job_json(job: Job, event_status: EventStatus | None = None) -> dict[str, Any]:
     def iso(t: datetime | None) -> str | None:
         return t.isoformat() if t is not None else None
 
@@ -181,6 +183,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "state": job.state.value,
         "employee_id": job.employee_id,
         "event_id": job.event_id,
+        "event_status": event_status.value if event_status is not None else None,
         "created_at": iso(job.created_at),
         "due_at": iso(job.due_at),
         "started_at": iso(job.started_at),
@@ -307,7 +310,8 @@ def create_app(
         job = events.job(job_id) if len(job_id) <= 64 else None
         if job is None:
             return JSONResponse({"error": "no such job"}, status_code=404)
-        return JSONResponse(job_json(job))
+        status = events.event_status(job.event_id) if job.event_id else None
+        return JSONResponse(job_json(job, status))
 
     return app
 

@@ -1,8 +1,10 @@
 """HR sources: a CSV export or a JSON document (file or HTTPS URL).
 
 They read rows, translate them into :class:`Person` records and report every bad row
-with its line (CSV) or record number (JSON). They make no decision about who has left:
-a future termination date is passed through as it is and the core decides.
+with its line (CSV) or record number (JSON) and the employee id it names
+(:class:`BadPersonRow`), so the core keeps that person's last good record instead of taking
+them as gone. They make no decision about who has left: a future termination date is passed
+through as it is and the core decides.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 
 from offboard_audit.errors import ConfigError, SourceError
 from offboard_audit.options import SourceOptions
+from offboard_audit.people import BadPersonRow
 from offboard_audit.protocols import SourceContext
 from offboard_audit.records import HRRead, Person, PersonStatus, RowProblem
 
@@ -166,17 +169,22 @@ def _collect(rows: Iterable[tuple[int, Mapping[str, Any]]], s: _Settings, origin
         try:
             person = _person_from_row(row, s)
         except _RowError as exc:
-            problems.append(RowProblem(line, f"{origin} line {line}: {exc}"))
+            # The employee id (when the row has one) keeps that person's last good record.
+            raw_id = row.get(s.columns["employee_id"])
+            problems.append(
+                BadPersonRow(line, f"{origin} line {line}: {exc}", str(raw_id).strip() if raw_id else "")
+            )
             continue
         key = person.employee_id
         if key in people:
             if people[key] != person:
                 conflicted.add(key)
                 problems.append(
-                    RowProblem(
+                    BadPersonRow(
                         line,
                         f"{origin} line {line}: employee_id {key!r} also on line {first_line[key]} "
                         "with different data; both skipped",
+                        key,
                     )
                 )
             continue

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from offboard_audit import output
@@ -91,7 +92,8 @@ def audit(
     accept_hr: bool = typer.Option(
         False,
         "--accept-hr",
-        help="Accept this HR read as the new baseline even if it trips the circuit breaker.",
+        help="Accept this HR read as the new baseline even if it trips the circuit breaker; "
+        "the breaker is released for this run (a failed HR source is never accepted).",
     ),
     fail_on: str = typer.Option(
         "high", "--fail-on", help="Exit 1 on open findings at/above: critical, high, medium, low, none."
@@ -104,9 +106,21 @@ def audit(
     config = st.config()
     store = st.store(config)
     with _progress(show_progress(fmt, output_file)) as report:
-        result = Pipeline(config, store, source_context(config), report).run(
-            now_utc(), source, accept_hr=accept_hr
-        )
+        pipeline = Pipeline(config, store, source_context(config), report)
+        result = pipeline.run(now_utc(), source, accept_hr=accept_hr)
+    if accept_hr:
+        if pipeline.accepted_breaker is not None:
+            err.print(
+                "[bold yellow]--accept-hr:[/] this HR read is the new baseline and the circuit breaker "
+                f"is released for this run; it had tripped: {escape(pipeline.accepted_breaker)}"
+            )
+        elif result.circuit_breaker is not None:
+            err.print(
+                "[bold yellow]--accept-hr:[/] not accepted, a failed HR read cannot be: "
+                f"{escape(result.circuit_breaker)}"
+            )
+        else:
+            err.print("--accept-hr: this HR read is the new baseline (the circuit breaker did not trip)")
     render(result, fmt, output_file, store.actions_by_finding([f.finding_id for f in result.findings]))
     return exit_code(result, threshold)
 
@@ -225,7 +239,8 @@ def config_check(ctx: typer.Context) -> int:
     console.print(
         f"policy: grace_period={pol.grace_period}, auto_revoke={pol.auto_revoke}, "
         f"max_revocations_per_run={pol.max_revocations_per_run}, "
-        f"max_new_terminations={pol.max_new_terminations}, protected={list(pol.protected)}"
+        f"max_new_terminations={pol.max_new_terminations}, max_missing_people={pol.max_missing_people}, "
+        f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
     )
     if not config.hr_sources:
         err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")

@@ -55,6 +55,16 @@ class PersonRow(SQLModel, table=True):
     status: str = Field(max_length=16)
     terminated_at: datetime | None = Field(default=None, sa_column=_dt())
     aliases_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # The row as the HR source gave it last (JSON; null: never listed by it, e.g. recorded from a
+    # webhook event). A full HR read changes only the fields that changed against it.
+    hr_row_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Effective time of the last applied status change and what applied it: an HR webhook event
+    # older than that is superseded.
+    changed_at: datetime | None = Field(default=None, sa_column=_dt())
+    changed_by: str = Field(default="", max_length=256)
+    # Set while a terminated person is kept after dropping out of the HR read (sticky).
+    missing_since: datetime | None = Field(default=None, sa_column=_dt())
+    # Version of the row for conditional writes (a content hash).
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 
@@ -239,6 +249,8 @@ class WebhookEventRow(SQLModel, table=True):
     received_at: datetime = Field(sa_column=_dt(False, True))
     body_json: str = Field(sa_column=Column(Text, nullable=False))
     job_id: str = Field(max_length=64)
+    # received | applied | superseded | conflict (set by the job that handles the event)
+    status: str = Field(default="received", max_length=16)
 
 
 class WebhookJobRow(SQLModel, table=True):

@@ -56,10 +56,20 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"  # the event is older than the person's last applied status change
 
     @property
     def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SUPERSEDED)
+
+
+class EventStatus(StrEnum):
+    """What became of an accepted event (set by the job that handles it)."""
+
+    RECEIVED = "received"  # not handled yet (or a scheduled termination still waiting)
+    APPLIED = "applied"  # its change was written to the stored person
+    SUPERSEDED = "superseded"  # older than the person's last applied status change: nothing changed
+    CONFLICT = "conflict"  # its email belongs to another person: nothing changed
 
 
 def new_job_id() -> str:
@@ -203,15 +213,26 @@ class WebhookStore:
             body=r["body_json"],
         )
 
-    def terminations_since(self, since: datetime | None) -> set[str]:
-        """Employee ids terminated through the webhook since ``since`` (all when None)."""
+    def set_event_status(self, event_id: str, status: EventStatus) -> None:
         with self.store.begin() as conn:
-            q = select(EVENTS.c.employee_id).where(EVENTS.c.event == HREventType.TERMINATED.value)
+            conn.execute(update(EVENTS).where(EVENTS.c.event_id == event_id).values(status=status.value))
+
+    def event_status(self, event_id: str) -> EventStatus | None:
+        with self.store.begin() as conn:
+            value = conn.execute(select(EVENTS.c.status).where(EVENTS.c.event_id == event_id)).scalar()
+        return EventStatus(value) if value is not None else None
+
+    def terminations_since(self, since: datetime | None) -> set[str]:
+        """Employee ids terminated through the webhook since ``since`` (all when None); events
+        that were superseded or conflicted terminated nobody and are not counted."""
+        not_applied = [EventStatus.SUPERSEDED.value, EventStatus.CONFLICT.value]
+        with self.store.begin() as conn:
+            q = select(EVENTS.c.employee_id).where(
+                EVENTS.c.event == HREventType.TERMINATED.value, EVENTS.c.status.not_in(not_applied)
+            )
             if since is not None:
                 q = q.where(EVENTS.c.received_at >= since)
             return set(conn.execute(q).scalars())
-
-    # --- people ---------------------------------------------------------------------------
 
     # --- jobs -----------------------------------------------------------------------------
 

@@ -3,21 +3,18 @@ notifications, in process with injected sources, engine and clock (no network)."
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from offboard_audit.config import Config, NotificationConfig
-from offboard_audit.daemon import FULL_LOCK, Daemon, DaemonOptions, DbLocks
+from offboard_audit.config import NotificationConfig
+from offboard_audit.daemon import FULL_LOCK, Daemon, DbLocks
 from offboard_audit.notify import Notifier
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import FindingStatus, Person, RunResult, SourceData
-from offboard_audit.revocation import ActionOutcome, ApplyReport
+from offboard_audit.records import FindingStatus
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
     HREvent,
@@ -28,175 +25,7 @@ from offboard_audit.storage.webhook_store import (
     WebhookStore,
     new_job_id,
 )
-from tests.support.configs import HR_CSV_HEADER, config_with
-from tests.support.fakes import FakeAccountSource, account, credential
-
-NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class TargetedFake(FakeAccountSource):
-    """A fake source that can read one person; records who it was asked about."""
-
-    asked: list[str] = field(default_factory=list)
-
-    def collect_for(self, person: Person) -> SourceData:
-        self.asked.append(person.employee_id)
-        mine = [a for a in self.accounts if person.email in a.emails]
-        ids = {a.account_id for a in mine}
-        return SourceData(tuple(mine), tuple(c for c in self.credentials if c.account_id in ids))
-
-
-@dataclass
-class FakeEngine:
-    auto_calls: list[tuple[RunResult, str | None]] = field(default_factory=list)
-    undo_calls: list[str] = field(default_factory=list)
-    status: str = "applied"
-
-    def auto_revoke(self, result: RunResult, now: datetime, person: str | None = None) -> ApplyReport:
-        self.auto_calls.append((result, person))
-        if result.circuit_breaker:
-            return ApplyReport(refused=f"HR circuit breaker tripped: {result.circuit_breaker}")
-        outcomes = tuple(
-            ActionOutcome(
-                f"a-{i}",
-                f.finding_id,
-                f.source,
-                "disable",
-                self.status,
-                "boom" if self.status == "failed" else None,
-            )
-            for i, f in enumerate(result.findings)
-        )
-        return ApplyReport(None, outcomes)
-
-    def undo_person(self, employee_id: str, now: datetime, apply: bool = True) -> ApplyReport:
-        self.undo_calls.append(employee_id)
-        return ApplyReport(None, (ActionOutcome("u-1", None, "tgt", "disable", "restored"),))
-
-
-def people_csv(extra_staff: int = 20, carol_terminated: bool = False) -> str:
-    rows = ["E1,alice@example.com,Alice,active,,", "E2,bob@example.com,Bob,active,,"]
-    rows.append(
-        "E3,carol@example.com,Carol,terminated,2026-04-01T00:00:00+00:00,"
-        if carol_terminated
-        else "E3,carol@example.com,Carol,active,,"
-    )
-    rows += [f"S{i},s{i}@example.com,S{i},active,," for i in range(extra_staff)]
-    return HR_CSV_HEADER + "\n".join(rows) + "\n"
-
-
-@dataclass
-class World:
-    config: Config
-    store: Store
-    tgt: TargetedFake
-    full: FakeAccountSource
-    engine: FakeEngine
-    clock: Clock
-    daemon: Daemon
-
-    def other_daemon(self, node: str) -> Daemon:
-        return Daemon(
-            self.config,
-            Store(self.store.engine),
-            SourceContext(self.config.base_dir),
-            DaemonOptions(node=node, serve_http=False, webhook=False),
-            clock=self.clock,
-            engine_factory=lambda: self.engine,
-            instances={"tgt": self.tgt, "full": self.full},
-        )
-
-
-def world(
-    tmp_path: Path,
-    staff: int = 20,
-    policy: dict[str, Any] | None = None,
-    carol_terminated: bool = False,
-    notifier: Notifier | None = None,
-    db_url: str | None = None,
-) -> World:
-    (tmp_path / "hr.csv").write_text(people_csv(staff, carol_terminated))
-    config = config_with(
-        tmp_path, account_sources=["tgt", "full"], policy={"auto_revoke": True, **(policy or {})}
-    )
-    if db_url:
-        config = replace(config, database_url=db_url)
-    store = Store.open(config.database_url)
-    accts = {n: account(n, source="tgt", emails=(f"{n}@example.com",)) for n in ("alice", "bob", "carol")}
-    tgt = TargetedFake(
-        name="tgt",
-        accounts=list(accts.values()),
-        credentials=[credential(a, f"K-{n}") for n, a in accts.items()],
-    )
-    fulls = {
-        n: account(f"{n}2", source="full", emails=(f"{n}@example.com",)) for n in ("alice", "bob", "carol")
-    }
-    full = FakeAccountSource(
-        name="full",
-        accounts=list(fulls.values()),
-        credentials=[credential(a, f"F-{n}") for n, a in fulls.items()],
-    )
-    engine = FakeEngine()
-    clock = Clock(NOW)
-    d = Daemon(
-        config,
-        store,
-        SourceContext(tmp_path),
-        DaemonOptions(node="n1", serve_http=False, webhook=False),
-        clock=clock,
-        engine_factory=lambda: engine,
-        instances={"tgt": tgt, "full": full},
-        notifier=notifier,
-    )
-    return World(config, store, tgt, full, engine, clock, d)
-
-
-def accept(
-    w: World,
-    employee_id: str,
-    event: HREventType = HREventType.TERMINATED,
-    effective_at: datetime | None = None,
-    email: str | None = None,
-) -> Job:
-    eff = effective_at or w.clock.now - timedelta(minutes=1)
-    future = event is HREventType.TERMINATED and eff > w.clock.now
-    kind = {
-        HREventType.TERMINATED: JobKind.TERMINATE,
-        HREventType.REHIRED: JobKind.REHIRE,
-        HREventType.UPDATED: JobKind.UPDATE,
-    }[event]
-    job = Job(
-        new_job_id(),
-        kind,
-        employee_id,
-        JobState.SCHEDULED if future else JobState.QUEUED,
-        w.clock.now,
-        event_id=f"evt-{new_job_id()}",
-        due_at=eff if future else None,
-        node="" if future else "n1",
-    )
-    ev = HREvent(job.event_id or "", event, employee_id, email, eff, w.clock.now, w.clock.now, "{}")
-    assert WebhookStore(w.store).accept(ev, job)
-    return job
-
-
-def wait_job(store: Store, job_id: str, timeout: float = 10.0) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = WebhookStore(store).job(job_id)
-        if job is not None and job.state.final:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} did not finish")
+from tests.support.daemon_world import NOW, Clock, World, accept, wait_job, world
 
 
 def test_termination_job_reads_only_that_person_where_possible_and_falls_back_to_full_collect(
@@ -212,7 +41,7 @@ def test_termination_job_reads_only_that_person_where_possible_and_falls_back_to
 
     assert w.tgt.asked == ["E2"] and w.tgt.collect_calls == 1  # targeted: no full read of tgt
     assert w.full.collect_calls == 2 and w.full.detail_requests[-1] == ["bob2"]  # fallback + detail
-    result, person = w.engine.auto_calls[-1]
+    result, person = w.fake.auto_calls[-1]
     assert person == "E2" and result.circuit_breaker is None
     assert sorted((f.source, f.account.account_id) for f in result.findings) == [
         ("full", "bob2"),
@@ -232,38 +61,48 @@ def test_targeted_run_leaves_other_peoples_findings_open(tmp_path: Path) -> None
     assert len(carol_open) == 2
     done = w.daemon.run_job(accept(w, "E2").job_id)
     assert done is not None and done.state is JobState.DONE
-    assert "audit only" in done.detail and w.engine.auto_calls == []  # auto_revoke off: audit only
+    assert "audit only" in done.detail and w.fake.auto_calls == []  # auto_revoke off: audit only
     still = {f.finding_id: f.status for f in w.store.list_findings(person="E3")}
     assert all(still[i] is FindingStatus.OPEN for i in carol_open)
     assert len(w.store.list_findings(["open"], person="E2")) == 2
 
 
-def test_small_workforce_trips_the_breaker_on_the_webhook_path_and_nothing_is_revoked(tmp_path: Path) -> None:
-    w = world(tmp_path, staff=0)  # 3 people: one termination is 33% > 5%
+def test_one_webhook_termination_in_a_small_organisation_is_revoked(tmp_path: Path) -> None:
+    # 3 people: one termination is 33%, above the 5% share, but not above min_breaker_count (3).
+    w = world(tmp_path, staff=0, real_engine=True)
+    w.daemon.run_full("audit")
+    done = w.daemon.run_job(accept(w, "E2").job_id)
+    assert done is not None and done.state is JobState.DONE, done
+    assert sorted(w.changes()) == ["F-bob", "K-bob"]
+
+
+def test_tripped_webhook_breaker_revokes_nothing_through_the_real_engine(tmp_path: Path) -> None:
+    w = world(tmp_path, staff=0, policy={"min_breaker_count": 0}, real_engine=True)
     w.daemon.run_full("audit")
     done = w.daemon.run_job(accept(w, "E2").job_id)
     assert done is not None and done.state is JobState.FAILED
-    result, _ = w.engine.auto_calls[-1]
-    assert result.circuit_breaker is not None and "max_new_terminations" in result.circuit_breaker
-    assert done.actions == () and "circuit breaker" in (done.error or "")
+    assert "max_new_terminations" in (done.error or "") and "circuit breaker" in (done.error or "")
+    assert done.actions == () and w.changes() == []
 
 
 def test_no_stored_hr_read_means_no_revocation_from_a_webhook(tmp_path: Path) -> None:
-    w = world(tmp_path)
+    w = world(tmp_path, real_engine=True)
     done = w.daemon.run_job(accept(w, "E2", email="bob@example.com").job_id)
     assert done is not None and done.state is JobState.FAILED
-    result, _ = w.engine.auto_calls[-1]
-    assert result.circuit_breaker is not None and "no HR read" in result.circuit_breaker
+    assert "no HR read" in (done.error or "") and w.changes() == []
 
 
 def test_webhook_terminations_since_the_last_hr_read_add_up_towards_the_breaker(tmp_path: Path) -> None:
-    w = world(tmp_path, staff=17)  # 20 people: the second webhook termination is 10% > 5%
+    # 20 people: the 4th webhook termination is 20% > 5% and 4 > min_breaker_count (3).
+    w = world(tmp_path, staff=17, real_engine=True)
     w.daemon.run_full("audit")
-    first = w.daemon.run_job(accept(w, "E1").job_id)
-    second = w.daemon.run_job(accept(w, "E2").job_id)
-    assert first is not None and first.state is JobState.DONE
-    assert second is not None and second.state is JobState.FAILED
-    assert "HR webhook" in (w.engine.auto_calls[-1][0].circuit_breaker or "")
+    for staff in ("S0", "S1", "S2"):
+        job = w.daemon.run_job(accept(w, staff).job_id)
+        assert job is not None and job.state is JobState.DONE, job
+    fourth = w.daemon.run_job(accept(w, "E2").job_id)
+    assert fourth is not None and fourth.state is JobState.FAILED
+    assert "4 of 20 people" in (fourth.error or "") and "HR webhook" in (fourth.error or "")
+    assert w.changes() == []  # bob's keys stay: the real engine refused
 
 
 def test_future_termination_runs_once_when_due_even_with_two_replicas(tmp_path: Path) -> None:
@@ -278,7 +117,7 @@ def test_future_termination_runs_once_when_due_even_with_two_replicas(tmp_path: 
     assert claimed == 1
     finished = wait_job(w.store, job.job_id)
     assert finished.state is JobState.DONE
-    assert [p for _, p in w.engine.auto_calls if p is not None] == ["E2"]  # the audit itself had None
+    assert [p for _, p in w.fake.auto_calls if p is not None] == ["E2"]  # the audit itself had None
     assert w.daemon.process_due() + other.process_due() == 0
 
 
@@ -291,17 +130,17 @@ def test_rehire_cancels_pending_termination_and_undoes_when_configured(tmp_path:
     assert done is not None and done.state is JobState.DONE, done
     assert WebhookStore(w.store).job(pending.job_id).state is JobState.CANCELLED  # type: ignore[union-attr]
     assert [s.state for s in WebhookStore(w.store).scheduled("E2")] == ["cancelled"]
-    assert w.engine.undo_calls == ["E2"] and [a.status for a in done.actions] == ["restored"]
+    assert w.fake.undo_calls == ["E2"] and [a.status for a in done.actions] == ["restored"]
     w.clock.now = NOW + timedelta(days=2)
     assert w.daemon.process_due() == 0
-    assert [p for _, p in w.engine.auto_calls if p is not None] == []
+    assert [p for _, p in w.fake.auto_calls if p is not None] == []
 
 
 def test_rehire_without_undo_on_rehire_changes_no_credential(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.daemon.run_full("audit")
     done = w.daemon.run_job(accept(w, "E2", HREventType.REHIRED).job_id)
-    assert done is not None and done.state is JobState.DONE and w.engine.undo_calls == []
+    assert done is not None and done.state is JobState.DONE and w.fake.undo_calls == []
 
 
 def test_full_reconcile_is_skipped_while_another_process_holds_the_reconcile_lock(tmp_path: Path) -> None:
@@ -383,7 +222,8 @@ def test_failed_actions_and_a_tripped_breaker_are_notified_and_a_dead_hook_never
     tmp_path: Path,
 ) -> None:
     hook = Hook([500] * 100)
-    w = world(tmp_path, staff=0, notifier=notifier_with(hook, retries=1))
+    policy = {"min_breaker_count": 0}  # 3 people: one termination trips the breaker
+    w = world(tmp_path, staff=0, policy=policy, notifier=notifier_with(hook, retries=1))
     assert w.daemon.run_full("audit") is not None
     job = w.daemon.run_job(accept(w, "E2").job_id)
     assert job is not None and job.state is JobState.FAILED
@@ -396,7 +236,7 @@ def test_failed_actions_and_a_tripped_breaker_are_notified_and_a_dead_hook_never
 def test_failed_actions_are_notified(tmp_path: Path) -> None:
     hook = Hook([])
     w = world(tmp_path, notifier=notifier_with(hook))
-    w.engine.status = "failed"
+    w.fake.status = "failed"
     w.daemon.run_full("audit")
     job = w.daemon.run_job(accept(w, "E2").job_id)
     assert job is not None and job.state is JobState.FAILED
@@ -462,7 +302,7 @@ def test_on_postgres_a_dead_daemons_running_job_is_taken_over_by_exactly_one_rep
 
 def takeover_race(w: World) -> None:
     w.daemon.run_full("audit")
-    audit_calls = len(w.engine.auto_calls)
+    audit_calls = len(w.fake.auto_calls)
     job = orphan(w, "E2", JobState.RUNNING, "dead-host:4242:abc123", NOW - timedelta(seconds=1))
     other = w.other_daemon("n2")
 
@@ -472,7 +312,7 @@ def takeover_race(w: World) -> None:
     winner = "n1" if claims[0] else "n2"
     finished = wait_job(w.store, job.job_id)
     assert finished.state is JobState.DONE, finished
-    assert [p for _, p in w.engine.auto_calls[audit_calls:]] == ["E2"]  # the reconcile ran once
+    assert [p for _, p in w.fake.auto_calls[audit_calls:]] == ["E2"]  # the reconcile ran once
     assert finished.node == winner and finished.attempts == 2 and finished.lease_expires_at is None
     (t,) = finished.takeovers
     assert (t.previous_owner, t.new_owner, t.from_state) == (
@@ -497,7 +337,7 @@ def test_queued_job_of_a_dead_daemon_is_taken_over_and_started_once(tmp_path: Pa
     finished = wait_job(w.store, job.job_id)
     assert finished.state is JobState.DONE and finished.attempts == 1
     assert [t.from_state for t in finished.takeovers] == [JobState.QUEUED]
-    assert [p for _, p in w.engine.auto_calls if p is not None] == ["E2"]
+    assert [p for _, p in w.fake.auto_calls if p is not None] == ["E2"]
 
 
 def test_job_with_a_live_lease_is_not_stolen_until_the_lease_expires(tmp_path: Path) -> None:
@@ -510,7 +350,7 @@ def test_job_with_a_live_lease_is_not_stolen_until_the_lease_expires(tmp_path: P
     assert recover_together(w.daemon, other) == [[], []]
     held = WebhookStore(w.store).job(job.job_id)
     assert held is not None and held.state is JobState.RUNNING and held.node == "alive-host:1:abcdef"
-    assert held.takeovers == () and [p for _, p in w.engine.auto_calls if p is not None] == []
+    assert held.takeovers == () and [p for _, p in w.fake.auto_calls if p is not None] == []
 
     # The owner's heartbeat keeps it: renewing moves the lease on, so it is still not stolen.
     assert WebhookStore(w.store).renew_leases(

@@ -190,8 +190,10 @@ def test_breaker_trips_when_too_many_people_newly_terminated(tmp_path, store):
     # The suspicious read does not become the baseline: the breaker holds on the next run too ...
     again = p.run(NOW + timedelta(hours=2)).circuit_breaker
     assert again is not None and "6 of 100" in again
-    # ... until an operator accepts it; after that the same read is the baseline and passes.
-    assert p.run(NOW + timedelta(hours=3), accept_hr=True).circuit_breaker is not None
+    # ... until an operator accepts it: the breaker is released for that very run, and after
+    # that the same read is the baseline and passes.
+    assert p.run(NOW + timedelta(hours=3), accept_hr=True).circuit_breaker is None
+    assert p.accepted_breaker is not None and "6 of 100" in p.accepted_breaker
     assert p.run(NOW + timedelta(hours=4)).circuit_breaker is None
 
 

@@ -101,6 +101,7 @@ def test_max_option_lowers_the_cap_and_a_plan_within_it_applies(env: Env) -> Non
 
 
 def test_tripped_hr_circuit_breaker_applies_nothing_but_still_reports_findings(env: Env) -> None:
+    env.reload({"min_breaker_count": 0})  # 3 people: one new termination trips the breaker
     env.audit()  # baseline read: two of three people terminated
     env.world.write_hr(
         [

@@ -1,0 +1,298 @@
+"""People as the store keeps them, and the pure rules by which HR information changes them.
+
+Two things change a stored person: a full HR read (a file or an HR API) and a signed HR
+webhook event. Both are HR information of different ages, so neither simply overwrites:
+
+* **A full HR read changes only what changed in it.** Every person keeps the row the HR
+  source gave last time (``PersonState.hr_row``). A new read is merged field group by field
+  group (status with termination date, email, name, aliases): a group whose value in the
+  source differs from the previous row takes the new value; a group the source did not change
+  keeps the stored value, which a webhook event may have set since. So an unchanged, stale
+  row never undoes a newer webhook change, while a row that did change (newer information)
+  wins. A person the source lists for the first time takes the row as it is.
+* **Terminations are sticky.** A person missing from a read who is stored as terminated stays,
+  terminated (``missing_since`` records when they dropped out): HR exports drop leavers after a
+  while, and their open findings must not turn into orphans and be resolved. Only an explicit
+  row (a rehire: the source lists them again with another status) changes them. People with
+  another status who are missing are removed once the read is accepted.
+* **A bad row never replaces the last good record**: the employee id of an unusable row
+  (``BadPersonRow``) keeps its stored record.
+* **Webhook events are ordered by ``effective_at``.** ``changed_at`` is the effective time of
+  the last applied status change (a webhook event's ``effective_at``, or the time of the HR
+  read that changed the status). A status event older than that is *superseded* and changes
+  nothing (a retried ``employee.terminated`` never undoes a later ``employee.rehired``).
+* **An event never changes a person it does not name.** An event whose email belongs to a
+  stored person with another employee id is a conflict; nothing changes.
+
+Everything here is pure: no I/O, times come in as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from offboard_audit.records import HRRead, Person, PersonStatus, RowProblem, require_aware
+
+# Field groups a full HR read merges one by one; status and termination date go together.
+FIELD_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("status", "terminated_at"),
+    ("email",),
+    ("name",),
+    ("aliases",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonState:
+    """A stored person with where their data came from.
+
+    ``person`` is what matching and evaluation use. ``hr_row`` is the row the HR source gave
+    last (None: never listed by it, e.g. recorded from a webhook event). ``version`` is the
+    stored row's version, used for conditional writes (empty for a person not stored yet).
+    """
+
+    person: Person
+    hr_row: Person | None = None
+    changed_at: datetime | None = None
+    changed_by: str = ""
+    missing_since: datetime | None = None
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.changed_at, "PersonState.changed_at")
+        require_aware(self.missing_since, "PersonState.missing_since")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.person.source, self.person.employee_id)
+
+    @property
+    def in_last_read(self) -> bool:
+        """Listed by the HR source in its last accepted read."""
+        return self.hr_row is not None and self.missing_since is None
+
+
+@dataclass(frozen=True, slots=True)
+class BadPersonRow(RowProblem):
+    """An HR row that could not be used, with the employee id it names ("" when it has none)."""
+
+    employee_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HRMerge:
+    """One HR source's read merged into its stored people."""
+
+    source: str
+    states: tuple[PersonState, ...]  # the source's people once this read is accepted
+    dropped: tuple[PersonState, ...]  # in the last read, missing now, not terminated: removed
+    kept_terminated: tuple[str, ...]  # employee ids missing now but kept (sticky terminations)
+    kept_bad_rows: tuple[str, ...]  # employee ids whose row was bad: last good record kept
+    missing: int  # people of the last read missing from this one
+    previous_read: int  # people in the last read
+
+    @property
+    def people(self) -> tuple[Person, ...]:
+        return tuple(s.person for s in self.states)
+
+
+def _differs(a: Person, b: Person, fields: Sequence[str]) -> bool:
+    return any(getattr(a, f) != getattr(b, f) for f in fields)
+
+
+def merge_row(state: PersonState, row: Person, now: datetime, changed_by: str) -> PersonState:
+    """``state`` after the HR source listed ``row`` for that person (see the module docstring)."""
+    base = state.hr_row
+    if base == row:
+        return state if state.missing_since is None else replace(state, missing_since=None)
+    current = state.person
+    updates: dict[str, Any] = {}
+    for group in FIELD_GROUPS:
+        if base is None or _differs(row, base, group):
+            updates.update({f: getattr(row, f) for f in group})
+    person = replace(current, **updates)
+    status_changed = _differs(person, current, FIELD_GROUPS[0])
+    return replace(
+        state,
+        person=person,
+        hr_row=row,
+        changed_at=now if status_changed else state.changed_at,
+        changed_by=changed_by if status_changed else state.changed_by,
+        missing_since=None,
+    )
+
+
+def merge_hr_read(
+    source: str, stored: Sequence[PersonState], read: HRRead, now: datetime, changed_by: str
+) -> HRMerge:
+    """Merge one HR source's read into its stored people (``stored`` may hold other sources)."""
+    rows = {p.employee_id: p for p in read.people}
+    bad = {
+        p.employee_id for p in read.problems if isinstance(p, BadPersonRow) and p.employee_id
+    } - rows.keys()
+    mine = [s for s in stored if s.person.source == source]
+    states: list[PersonState] = []
+    dropped: list[PersonState] = []
+    kept_terminated: list[str] = []
+    kept_bad: list[str] = []
+    missing = 0
+    for st in mine:
+        eid = st.person.employee_id
+        row = rows.get(eid)
+        if row is not None:
+            states.append(merge_row(st, row, now, changed_by))
+        elif eid in bad:
+            kept_bad.append(eid)
+            states.append(st)
+        elif not st.in_last_read:
+            states.append(st)  # known only from a webhook event, or already missing and kept
+        else:
+            missing += 1
+            if st.person.status is PersonStatus.TERMINATED:
+                kept_terminated.append(eid)
+                states.append(replace(st, missing_since=now))
+            else:
+                dropped.append(st)
+    known = {s.person.employee_id for s in mine}
+    states.extend(PersonState(row, row, None, changed_by) for eid, row in rows.items() if eid not in known)
+    return HRMerge(
+        source=source,
+        states=tuple(states),
+        dropped=tuple(dropped),
+        kept_terminated=tuple(sorted(kept_terminated)),
+        kept_bad_rows=tuple(sorted(kept_bad)),
+        missing=missing,
+        previous_read=sum(1 for s in mine if s.in_last_read),
+    )
+
+
+# --- HR webhook events ---------------------------------------------------------------------
+
+
+class ChangeOutcome(StrEnum):
+    APPLY = "apply"
+    SUPERSEDED = "superseded"  # older than the last applied status change: nothing changes
+    CONFLICT = "conflict"  # names one person, its email belongs to another: nothing changes
+    UNKNOWN = "unknown"  # an update for somebody not stored: nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class PersonChange:
+    """What one HR event says about one person.
+
+    ``status`` None keeps the status (``employee.updated`` changes the email only).
+    ``effective_at`` orders status changes (None: never superseded). ``origin`` says what made
+    the change ("webhook evt-1 (employee.terminated)"); it is stored as ``changed_by``.
+    """
+
+    employee_id: str
+    status: PersonStatus | None
+    terminated_at: datetime | None = None
+    email: str | None = None
+    effective_at: datetime | None = None
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.terminated_at, "PersonChange.terminated_at")
+        require_aware(self.effective_at, "PersonChange.effective_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDecision:
+    outcome: ChangeOutcome
+    reason: str
+    before: PersonState | None = None  # the stored person the event resolved to (None: unknown)
+    after: PersonState | None = None  # what to store (APPLY only)
+
+    @property
+    def person(self) -> Person | None:
+        state = self.after or self.before
+        return state.person if state is not None else None
+
+
+def _iso(t: datetime | None) -> str:
+    return t.isoformat() if t is not None else "unknown"
+
+
+def decide_change(stored: Sequence[PersonState], change: PersonChange, default_source: str) -> ChangeDecision:
+    """Which stored person ``change`` is about, and what becomes of them (pure).
+
+    The employee id decides who the event is about; the email never redirects it to somebody
+    else. An unknown employee id whose email belongs to a stored person with another id is a
+    conflict, as is a known id with somebody else's email. A person known by neither is
+    recorded from the event (an ``employee.updated`` for nobody does nothing).
+    """
+    eid = change.employee_id
+    email = change.email.strip().lower() if change.email and change.email.strip() else None
+    same_id = sorted(
+        (s for s in stored if s.person.employee_id == eid),
+        key=lambda s: (s.person.source != default_source, s.person.source),
+    )
+    found = same_id[0] if same_id else None
+    if email is not None:
+        owner = next(
+            (
+                s.person
+                for s in stored
+                if s.person.employee_id != eid and s.person.email and s.person.email.lower() == email
+            ),
+            None,
+        )
+        if owner is not None:
+            return ChangeDecision(
+                ChangeOutcome.CONFLICT,
+                f"the event names employee {eid!r} but its email {email} belongs to employee "
+                f"{owner.employee_id!r} (HR source {owner.source}): nothing changed; "
+                "correct the event or the HR record",
+                before=found,
+            )
+    if found is None:
+        if change.status is None:
+            return ChangeDecision(
+                ChangeOutcome.UNKNOWN, f"no stored person with employee id {eid!r}: nothing to update"
+            )
+        person = Person(
+            employee_id=eid,
+            email=email,
+            name="",
+            status=change.status,
+            terminated_at=change.terminated_at,
+            source=default_source,
+        )
+        return ChangeDecision(
+            ChangeOutcome.APPLY,
+            f"employee {eid!r} was not known: recorded from the event",
+            after=PersonState(person, None, change.effective_at, change.origin),
+        )
+    if change.status is None:
+        person = replace(found.person, email=email or found.person.email)
+        return ChangeDecision(ChangeOutcome.APPLY, "email updated", found, replace(found, person=person))
+    if (
+        change.effective_at is not None
+        and found.changed_at is not None
+        and change.effective_at < found.changed_at
+    ):
+        return ChangeDecision(
+            ChangeOutcome.SUPERSEDED,
+            f"superseded: effective_at {_iso(change.effective_at)} is before the last applied status "
+            f"change of employee {eid!r} at {_iso(found.changed_at)} ({found.changed_by or 'unknown'}); "
+            "nothing changed",
+            before=found,
+        )
+    person = replace(
+        found.person,
+        status=change.status,
+        terminated_at=change.terminated_at,
+        email=email or found.person.email,
+    )
+    after = replace(
+        found,
+        person=person,
+        changed_at=change.effective_at if change.effective_at is not None else found.changed_at,
+        changed_by=change.origin,
+    )
+    return ChangeDecision(ChangeOutcome.APPLY, f"{change.status.value} from the event", found, after)
