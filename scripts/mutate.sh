@@ -35,7 +35,7 @@ TESTS=(
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 git archive HEAD | tar -x -C "$work"
 # Uncommitted changes would not be measured: say so rather than report a stale rate.
 if ! git diff --quiet HEAD -- "${MODULES[@]}" tests; then
@@ -54,6 +54,11 @@ cd "$work"
 
 echo "running mutmut (about 2-3 mutants a second on 2 cores; progress in $work/run.log)"
 python3 -m mutmut run --max-children 2 > run.log 2>&1 || true
+if grep -q "failed to collect stats" run.log; then
+  echo "the tests fail without any mutant: fix them first (see $work/run.log)" >&2
+  tail -n 20 run.log >&2
+  exit 1
+fi
 python3 -m mutmut results --all true > results.txt 2>/dev/null || true
 killed=$(grep -c ': killed' results.txt || true)
 survived=$(grep -c ': survived' results.txt || true)
