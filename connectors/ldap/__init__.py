@@ -55,6 +55,10 @@ PLUGIN = ConnectorPlugin(
         "userPrincipalName, displayName, sshPublicKey, memberOf",
         "read the operational state attributes: pwdAccountLockedTime, pwdLastSuccess, authTimestamp "
         "(openldap); userAccountControl, lastLogonTimestamp (ad); nsAccountLock, lastLoginTime (389ds)",
+        "read the immutable identity attribute, asked for by name: entryUUID (openldap), objectGUID "
+        "(ad), nsUniqueId (389ds); without it nothing of that account is ever revoked",
+        "no referral chasing: a referral or continuation reference fails its base unless its DN is "
+        "listed in ignore_referrals_to",
         "a size limit that allows full paged reads (OpenLDAP olcLimits size.prtotal=unlimited for "
         "the bind identity; AD paging within MaxPageSize)",
     ),

@@ -2,7 +2,8 @@
 
 Connections: ``ldap3.Server`` + ``Connection`` with a simple bind (``ldaps://`` or StartTLS
 with ``ca_file``), connect and receive timeouts, and no automatic referral chasing (a
-referral to a server we were not configured for is not followed silently).
+referral to a server we were not configured for is not followed silently; the read that
+met it fails its base instead, see ``source.py``).
 """
 
 from __future__ import annotations
