@@ -6,7 +6,7 @@ LDAP modify per change on the account entry (lock, SSH keys) or on the group ent
 ``ResourceState.data`` so that ``undo`` can put them back.
 
 Identity: every read of a state also reads the account entry's immutable identity
-(``entryUUID``, AD ``objectGUID``, 389-DS ``nsUniqueId``; operational, asked for by name)
+(``entryUUID``, AD ``objectGUID``, 389-DS ``nsUniqueId``; asked for by name)
 into ``ResourceState.identity`` (None when no entry has that DN any more). ``apply`` and
 ``undo`` re-read it right before their modify and raise ``TargetChanged`` when it is not the
 ``ActionTarget.account_uid`` the action was planned for (an entry deleted and re-added under
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from string import hexdigits
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -319,7 +320,8 @@ class LdapRevoker:
         Reads the entry (base search) for its login names: a pattern without ``=`` and a bind
         identity that is not a DN (AD ``user@realm``, ``DOMAIN\\user``) are compared with them.
         """
-        dn = canonical_dn(target.account_id)
+        # Both spellings: parsed (escapes resolved) and split at commas (as patterns are).
+        dn_forms = {canonical_dn(target.account_id), normalize_dn(target.account_id)}
         try:
             entry = read_entry(conn, target.account_id, [*self._login_attributes, *self._critical_attributes])
         except (ldap_exc.LDAPException, ScopeReadError) as exc:
@@ -332,12 +334,12 @@ class LdapRevoker:
         names.discard("")
         if entry is not None:
             self._refuse_critical(entry, target)
-        if _is_bind_identity(self.settings.bind_dn, dn, names):
+        if _is_bind_identity(self.settings.bind_dn, target.account_id, names):
             raise RevokeError(f"refusing to revoke the audit's own bind identity {target.account_id}")
         for pattern in self.settings.protected_dns:
             lowered = pattern.strip().lower()
             if "=" in lowered:
-                hit = fnmatch.fnmatchcase(dn, normalize_dn(lowered))
+                hit = any(fnmatch.fnmatchcase(form, normalize_dn(lowered)) for form in dn_forms)
             else:
                 hit = any(fnmatch.fnmatchcase(n, lowered) for n in names)
             if hit:
@@ -466,29 +468,63 @@ def revoker_for(settings: LdapSettings, connector: Connector) -> LdapRevoker:
     return REVOKERS[settings.dialect.name](settings, connector)
 
 
-def canonical_dn(dn: str) -> str:
-    """A DN for comparisons: attribute types and values lower-cased, spaces around ``=``/``,``
-    dropped (RFC 4514 names are case-insensitive in every attribute we compare)."""
+def _unescape_dn_value(value: str) -> str:
+    """An RDN value as the directory compares it: ``\\2C`` and ``\\,`` are both ``,`` (RFC 4514)."""
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            pair = value[i + 1 : i + 3]
+            if len(pair) == 2 and all(ch in hexdigits for ch in pair):
+                out += bytes.fromhex(pair)
+                i += 3
+                continue
+            out += value[i + 1].encode()
+            i += 2
+            continue
+        out += value[i].encode()
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def dn_key(dn: str) -> tuple[tuple[str, str], ...] | None:
+    """A DN for equality tests: each RDN's type and unescaped value, lower-cased and stripped
+    (the attributes we compare are case-insensitive); None if ``dn`` does not parse."""
     try:
         parts = parse_dn(dn)
     except ldap_exc.LDAPException:
+        return None
+    return tuple(
+        (attr.strip().lower(), _unescape_dn_value(value).strip().lower()) for attr, value, _sep in parts
+    )
+
+
+def canonical_dn(dn: str) -> str:
+    """A DN as text for pattern matching: ``dn_key`` joined (falls back to ``normalize_dn``)."""
+    key = dn_key(dn)
+    if key is None:
         return normalize_dn(dn)
-    return ",".join(f"{attr.strip().lower()}={value.strip().lower()}" for attr, value, _sep in parts)
+    return ",".join(f"{attr}={value}" for attr, value in key)
 
 
 def _is_bind_identity(bind: str, dn: str, names: set[str]) -> bool:
-    """Whether the entry (canonical ``dn``, lower-case login ``names``) is the bind identity.
+    """Whether the entry (its DN ``dn``, lower-case login ``names``) is the bind identity.
 
-    ``bind`` is a DN, or for AD ``user@realm`` (a UPN; AD also accepts sAMAccountName@domain)
-    or ``DOMAIN\\user``: all compared case-insensitively, as the directory does.
+    ``bind`` is a DN (compared RDN by RDN, escapes resolved), or for AD ``user@realm`` (a UPN;
+    AD also accepts sAMAccountName@domain) or ``DOMAIN\\user``: all compared case-insensitively,
+    as the directory does.
     """
     who = bind.strip().lower()
+    if "=" in who:
+        # A DN (checked first: a DN may hold an escaped "\\"; AD login names cannot hold "=").
+        mine, theirs = dn_key(bind), dn_key(dn)
+        if mine is not None and theirs is not None:
+            return mine == theirs
+        return normalize_dn(bind) == normalize_dn(dn)
     if "\\" in who:
         return who.split("\\", 1)[1] in names
-    if "@" in who and "=" not in who:
+    if "@" in who:
         return who in names or who.split("@", 1)[0] in names
-    if "=" in who:
-        return canonical_dn(who) == dn
     return who in names
 
 

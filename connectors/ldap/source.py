@@ -9,9 +9,9 @@ Permissions: read access (search + read) for the bind identity on the account en
 the attributes below, including the operational ones (``pwdAccountLockedTime``,
 ``pwdLastSuccess``, ``authTimestamp``, ``lastLogonTimestamp``, ``nsAccountLock``,
 ``lastLoginTime``) and the identity attribute (``entryUUID``, ``objectGUID``,
-``nsUniqueId``: operational, so asked for by name in every read), and a size limit that
-allows full paged reads (OpenLDAP: ``olcLimits: dn.exact="<bind_dn>" size.prtotal=unlimited``;
-AD: paging within MaxPageSize).
+``nsUniqueId``: asked for by name in every read, the first and last being operational),
+and a size limit that allows full paged reads (OpenLDAP:
+``olcLimits: dn.exact="<bind_dn>" size.prtotal=unlimited``; AD: paging within MaxPageSize).
 
 Referrals are never chased and never skipped: a search continuation reference
 (``searchResRef``) or a ``referral`` result in any read (bulk, detail, targeted, groups)

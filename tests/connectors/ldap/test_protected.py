@@ -96,3 +96,30 @@ def test_openldap_break_glass_under_another_rdn_is_protected_by_its_uid_in_any_c
     with pytest.raises(RevokeError, match="protected"):
         rev.apply(LOCK, target_for(data, account))
     slapd.connect(dn, "glass-pw").unbind()  # type: ignore[attr-defined]  # not locked
+
+
+@pytest.mark.slapd
+def test_openldap_revoker_bound_by_a_dn_with_an_escaped_comma_refuses_its_own_entry(
+    slapd: SlapdServer,
+) -> None:
+    """A DN bind holding a backslash escape is compared as a DN, never as DOMAIN\\user."""
+    me = f"cn=Audit\\, Revoke,{PEOPLE_DN}"
+    slapd.add_entries(
+        [(me, {"objectClass": ["person"], "cn": ["Audit, Revoke"], "sn": ["x"], "userPassword": ["me-pw"]})]
+    )
+    data = source(
+        REVOKER_PASSWORD,
+        url=slapd.url,
+        bind_dn=REVOKER_DN,
+        base_dn=PEOPLE_DN,
+        user_filter="(objectClass=person)",
+    ).collect()
+    # slapd hands the DN back in its own spelling (cn=Audit\2C Revoke,...): use what it read.
+    (account,) = [
+        c for c in data.credentials if c.kind is CredentialKind.ACCOUNT and "audit" in c.account_id.lower()
+    ]
+    rev = revoker(
+        "me-pw", url=slapd.url, bind_dn=f"CN=AUDIT\\, REVOKE,{PEOPLE_DN.upper()}", base_dn=PEOPLE_DN
+    )
+    with pytest.raises(RevokeError, match="own bind identity"):
+        rev.apply(LOCK, target_for(data, account))
