@@ -138,24 +138,27 @@ def test_breaker_trips_when_too_many_people_of_the_last_read_are_missing(
     org = Org(tmp_path, store, [ALICE, *staff(30), BOB, CAROL])
     org.run()
     carol = org.open_findings("E3")
-    # Six of 33 (18%) rows vanish, and in the same run carol's key is deleted in the system.
-    org.write([ALICE, *staff(24), BOB, CAROL])
+    # Seven of 33 (21%) rows vanish, alice's among them, and in the same run carol's key is
+    # deleted in the system.
+    org.write([*staff(24), BOB, CAROL])
     org.sys.credentials = [c for c in org.sys.credentials if c.credential_id != "K-carol"]
 
     result = org.run(1)
 
     assert result.circuit_breaker is not None
-    assert "6 of the 33 people" in result.circuit_breaker and "max_missing_people" in result.circuit_breaker
-    # A suspicious read is not the new baseline, and nothing is called resolved from it.
-    assert {p.employee_id for p in store.load_people()} >= {"S25", "S29"}
+    assert "7 of the 33 people" in result.circuit_breaker and "max_missing_people" in result.circuit_breaker
+    # A suspicious read is not the new baseline, removes nobody (alice's account is not an
+    # orphan) and calls nothing resolved.
+    assert {p.employee_id for p in store.load_people()} >= {"E1", "S25", "S29"}
+    assert orphans(result) == set()
     assert org.open_findings("E3") == carol
     assert org.run(2).circuit_breaker is not None  # holds until accepted
 
     accepted = org.run(3, accept_hr=True)
     assert accepted.circuit_breaker is None
     assert org.pipeline.accepted_breaker is not None and "max_missing_people" in org.pipeline.accepted_breaker
-    assert org.open_findings("E3") == set()
-    assert "S29" not in {p.employee_id for p in store.load_people()}
+    assert org.open_findings("E3") == set() and orphans(accepted) == {"alice"}
+    assert not {"E1", "S29"} & {p.employee_id for p in store.load_people()}
     assert org.run(4).circuit_breaker is None
 
 
