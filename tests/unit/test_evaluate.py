@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from offboard_audit.evaluate import EvalPolicy, evaluate
@@ -165,8 +166,6 @@ def test_use_at_exactly_the_termination_instant_is_not_use_after_it():
 
 
 def test_a_placeholder_credential_never_becomes_a_finding():
-    from dataclasses import replace
-
     bob = leaver("E2", T0)
     a = account("bob")
     slot = replace(
@@ -182,3 +181,76 @@ def test_findings_carry_the_accounts_immutable_identity():
     a = account("bob", uid="AIDA-BOB-1")
     (f,) = run([Link(a, (bob,))], [credential(a, "K")])
     assert f.account.uid == "AIDA-BOB-1"
+
+
+def test_eval_policy_of_carries_every_evaluation_setting_from_the_config():
+    from offboard_audit.config import PolicyConfig
+
+    policy = PolicyConfig(
+        grace_period=timedelta(hours=4),
+        orphan_accounts=False,
+        service_accounts_owned=False,
+        protected=("sys:breakglass",),
+    )
+    assert EvalPolicy.of(policy) == EvalPolicy(timedelta(hours=4), False, False, ("sys:breakglass",))
+
+
+def test_skipped_accounts_do_not_stop_the_evaluation_of_the_accounts_after_them():
+    bob = leaver("E2", T0)
+    svc = account("svc-bob", kind=AccountKind.SERVICE)
+    disabled = account("old", enabled=False)
+    guard = account("breakglass")
+    orphan = account("mallory")
+    later = account("bob")
+    links = [
+        Link(svc, (bob,)),  # a leaver's service account, not owned by policy
+        Link(disabled, ()),
+        Link(guard, ()),
+        Link(orphan, ()),
+        Link(later, (bob,)),
+    ]
+    creds = [credential(svc, "K-svc"), credential(later, "K-bob")]
+    found = run(links, creds, policy=EvalPolicy(service_accounts_owned=False, protected=("sys:breakglass",)))
+    assert {(f.account.account_id, f.rule) for f in found} == {
+        ("mallory", Rule.ORPHAN_ACCOUNT),
+        ("bob", Rule.CREDENTIAL_AFTER_TERMINATION),
+    }
+
+
+def test_reasons_name_the_credential_the_person_and_the_precision_of_the_last_use():
+    bob = leaver("E2", T0, name="")
+    a = account("bob")
+    used = credential(a, "AK-USED", last_used_at=T0 + timedelta(days=2))
+    coarse = replace(
+        credential(a, "AK-COARSE", last_used_at=T0 + timedelta(days=20)),
+        last_used_precision=timedelta(days=14),
+    )
+    idle = credential(a, "AK-IDLE")
+    reasons = {f.credential.credential_id: f.reason for f in run([Link(a, (bob,))], [used, coarse, idle])}
+    assert reasons["AK-USED"] == (
+        f"access_key AK-USED last used {(T0 + timedelta(days=2)).isoformat(timespec='seconds')}, "
+        f"after E2 left on {T0.isoformat(timespec='seconds')}"
+    )
+    assert "(recorded to within 14 days, 0:00:00)" in reasons["AK-COARSE"]
+    assert (
+        reasons["AK-IDLE"]
+        == f"access_key AK-IDLE still active; E2 left on {T0.isoformat(timespec='seconds')}"
+    )
+
+
+def test_an_ambiguous_account_lists_its_candidates_in_the_finding_and_the_reason():
+    ann = person("E5", "ann@example.com")
+    andy = person("E6", "", name="Andy")
+    a = account("asmith")
+    (f,) = run([Link(a, (ann, andy), matched_by="username")], [])
+    assert f.rule is Rule.AMBIGUOUS_OWNER and f.candidates == (ann, andy)
+    assert f.reason == "account 'asmith' matches 2 people by username: E5 (ann@example.com), E6 (Andy)"
+
+
+def test_a_source_failed_as_a_whole_marks_every_finding_of_it_stale():
+    bob = leaver("E2", T0)
+    a = account("bob", scope="111")
+    (f,) = run([Link(a, (bob,))], [credential(a, "K")], stale_scopes=frozenset({("sys", "*")}))
+    assert f.stale
+    (g,) = run([Link(a, (bob,))], [credential(a, "K")], stale_scopes=frozenset({("other", "*")}))
+    assert not g.stale

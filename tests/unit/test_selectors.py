@@ -64,3 +64,23 @@ def test_ad_names_match_whatever_their_case():
 
 def test_a_selector_for_another_source_does_not_match():
     assert not selectors.matches("gcp:breakglass", iam_user("breakglass", "111111111111"))
+
+
+def test_a_bare_source_or_system_selects_everything_in_it_and_nothing_else():
+    user = iam_user("bob", "111111111111")
+    assert selectors.matches("aws", user) and selectors.matches("aws-main", user)
+    assert not selectors.matches("gcp", user) and not selectors.matches("corp-ldap", user)
+
+
+def test_first_match_passes_the_credential_to_credential_selectors():
+    user = iam_user("bob", "111111111111")
+    key = Credential("aws-main", user.account_id, "AKIAEXAMPLE", CredentialKind.ACCESS_KEY, True)
+    assert selectors.first_match(["aws:bob:AKIA*"], user, key) == "aws:bob:AKIA*"
+    assert selectors.first_match(["aws:bob:AKIA*"], user) is None
+
+
+def test_a_scope_with_capitals_matches_a_lower_case_selector():
+    project = Account(
+        "gcp", "gcp_iam", "user:bob@example.com", "user:bob@example.com", True, scope="My-Project"
+    )
+    assert selectors.matches("gcp:my-project:user:bob@*", project)
