@@ -207,11 +207,12 @@ def test_two_replicas_on_one_postgres_never_double_a_run_or_an_action(
         )
     assert answers == [202, 409]
     # Two different events for the same person, one per replica: both jobs run, the key is disabled once.
+    # (The same effective_at: of two terminations with different times, whichever job ran second
+    # could find the older one superseded by the newer.)
     jobs = []
+    effective_at = datetime.now(UTC) - timedelta(seconds=5)
     for d in (a, b):
-        other = event_body(
-            "L2", effective_at=datetime.now(UTC) - timedelta(seconds=5), email="second@example.com"
-        )
+        other = event_body("L2", effective_at=effective_at, email="second@example.com")
         r = d.post_event(other)
         assert r.status_code == 202
         jobs.append((d, r.json()["job_id"]))
