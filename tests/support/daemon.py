@@ -157,7 +157,7 @@ class DaemonProcess:
     def wait_job(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             job = self.job(job_id)
-            return job if job["state"] in ("done", "failed", "cancelled") else None
+            return job if job["state"] in ("done", "failed", "cancelled", "superseded") else None
 
         return wait_until(check, timeout, f"job {job_id} to finish")
 
