@@ -3,6 +3,13 @@
 I/O happens in ``collect`` (connectors) and in the store; matching and evaluation are pure.
 A source that fails is recorded as failed, its last good data is used marked stale, and
 nothing of it is resolved: an unreachable source is never taken as clean.
+
+An HR read is merged into the stored people (:func:`offboard_audit.people.merge_hr_read`):
+only what changed in the export since its previous read changes a person, terminations are
+sticky, a bad row keeps the last good record. The HR circuit breaker
+(:func:`circuit_breaker_reason`) is decided from the HR read alone, before any account source
+is read; a read that trips it is not stored, removes nobody and resolves nothing until an
+operator accepts it.
 """
 
 from __future__ import annotations
