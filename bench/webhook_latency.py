@@ -201,7 +201,7 @@ service_specific_credentials = false
         for job_id, t0 in sent:
             while True:
                 job = daemon.job(job_id)
-                if job["state"] in ("done", "failed", "cancelled"):
+                if job["state"] in ("done", "failed", "cancelled", "superseded"):
                     break
                 if time.monotonic() > deadline:
                     print(f"job {job_id} did not finish", file=sys.stderr)
