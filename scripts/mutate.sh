@@ -20,17 +20,25 @@ MODULES=(
   "offboard_audit/webhook.py"
   "offboard_audit/audit_log.py"
   "offboard_audit/selectors.py"
+  "offboard_audit/people.py"
+  "offboard_audit/targeted.py"
   "connectors/hr_records/source.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
-# Tests that exercise them without external servers (SQLite only: fast and deterministic).
+# Tests that exercise them in process without external servers (SQLite only: fast and
+# deterministic). Subprocess tests are left out: a child process imports the installed code,
+# not the mutant.
 TESTS=(
   tests/unit
   tests/integration/test_pipeline.py
   tests/integration/test_pipeline_partial.py
+  tests/integration/test_hr_reads_that_shrink.py
   tests/integration/test_revocation.py
   tests/integration/test_revocation_identity.py
   tests/integration/test_webhook_contract.py
+  tests/integration/test_webhook_identity.py
+  tests/integration/test_webhook_signature.py
+  tests/integration/test_daemon_jobs.py
   tests/integration/test_evidence_hostile.py
 )
 
