@@ -5,7 +5,7 @@ access key, a console password and back-dated usage; D of them belong to departe
 measures, with botocore event hooks counting every API call:
 
 1. ``audit --source aws``: the full pipeline (HR file + this source) through
-   ``offboard_audit.pipeline.run_audit``: bulk pass + detail pass for the departed only;
+   ``offboard_audit.engine.pipeline.run_audit``: bulk pass + detail pass for the departed only;
 2. the naive per-user strategy most scripts use: ListUsers, then per user ListAccessKeys,
    GetAccessKeyLastUsed per key, GetLoginProfile, ListMFADevices, ListSSHPublicKeys.
 
@@ -31,7 +31,7 @@ import contextlib
 import boto3
 
 from offboard_audit.config import load_config
-from offboard_audit.pipeline import run_audit
+from offboard_audit.engine.pipeline import run_audit
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, MotoServer, population, seed_users
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from connectors.gcp_iam import PLUGIN, GcpIamSource  # noqa: E402
 from connectors.gcp_iam.fakes import FakeGcp, GcpFakeState  # noqa: E402
-from offboard_audit.options import SourceOptions  # noqa: E402
-from offboard_audit.protocols import SourceContext  # noqa: E402
+from offboard_audit.core.options import SourceOptions  # noqa: E402
+from offboard_audit.core.protocols import SourceContext  # noqa: E402
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ROLES = (

@@ -128,8 +128,8 @@ page_size = {args.page_size}
 
         # The source's bulk pass alone, in process.
         from connectors.ldap import PLUGIN
-        from offboard_audit.options import SourceOptions
-        from offboard_audit.protocols import SourceContext
+        from offboard_audit.core.options import SourceOptions
+        from offboard_audit.core.protocols import SourceContext
 
         table = {
             "name": "corp-ldap",

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from offboard_audit.config import SourceConfig, build_config  # noqa: E402
-from offboard_audit.options import SourceOptions  # noqa: E402
-from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind  # noqa: E402
-from offboard_audit.records import (  # noqa: E402
+from offboard_audit.core.options import SourceOptions  # noqa: E402
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind  # noqa: E402
+from offboard_audit.core.records import (  # noqa: E402
     Account,
     Credential,
     CredentialKind,
@@ -140,9 +140,9 @@ def build(db_url: str, workdir: Path, hr: MemHR, sources: list[MemSource]):  # t
 
 
 def scenario(name: str, people_n: int, per_source: int, db_url: str, workdir: Path) -> dict[str, object]:
-    from offboard_audit.evaluate import EvalPolicy, evaluate
-    from offboard_audit.matching import match_all
-    from offboard_audit.pipeline import Pipeline
+    from offboard_audit.core.evaluate import EvalPolicy, evaluate
+    from offboard_audit.core.matching import match_all
+    from offboard_audit.engine.pipeline import Pipeline
     from offboard_audit.storage.store import Store, group_credentials
 
     t_gen = time.perf_counter()

@@ -4,7 +4,7 @@
 # working tree is never touched; prints the kill rate and the surviving mutants.
 #
 #   bash scripts/mutate.sh                 # every safety-critical module
-#   bash scripts/mutate.sh offboard_audit/evaluate.py    # just one (a path or a glob)
+#   bash scripts/mutate.sh offboard_audit/core/evaluate.py    # just one (a path or a glob)
 #
 # Each survivor is listed in docs/testing.md as killed-later or equivalent, with the reason.
 set -euo pipefail
@@ -13,15 +13,15 @@ python3 -m pip install -q --disable-pip-version-check 'mutmut>=3.3,<4' >/dev/nul
 
 # The modules whose mistakes revoke the wrong thing or call partial data clean.
 MODULES=(
-  "offboard_audit/evaluate.py"
-  "offboard_audit/planning.py"
-  "offboard_audit/revocation.py"
-  "offboard_audit/pipeline.py"
-  "offboard_audit/webhook.py"
-  "offboard_audit/audit_log.py"
-  "offboard_audit/selectors.py"
-  "offboard_audit/people.py"
-  "offboard_audit/targeted.py"
+  "offboard_audit/core/evaluate.py"
+  "offboard_audit/core/planning.py"
+  "offboard_audit/engine/revocation.py"
+  "offboard_audit/engine/pipeline.py"
+  "offboard_audit/daemon/webhook.py"
+  "offboard_audit/core/audit_chain.py"
+  "offboard_audit/core/selectors.py"
+  "offboard_audit/core/people.py"
+  "offboard_audit/engine/targeted.py"
   "connectors/hr_records/source.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi

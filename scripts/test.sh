@@ -11,5 +11,7 @@ python3 -m ruff check .
 python3 -m ruff format --check .
 echo "== mypy"
 python3 -m mypy
+echo "== import boundaries"
+lint-imports --no-cache
 echo "== pytest"
 python3 -m pytest -q "$@"

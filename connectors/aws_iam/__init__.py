@@ -14,9 +14,9 @@ from connectors.aws_iam.revoker import AwsIamRevoker
 from connectors.aws_iam.settings import OPTIONS, AwsSettings, parse_settings
 from connectors.aws_iam.source import AwsIamSource
 from connectors.aws_iam.translate import SYSTEM
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import ConnectorPlugin, DemoPart, MatchSpec, SourceContext, SourceKind
-from offboard_audit.records import Person
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, DemoPart, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.records import Person
 
 READ_PERMISSIONS: tuple[str, ...] = (
     "iam:GenerateCredentialReport",

@@ -15,7 +15,7 @@ from typing import Any
 
 from connectors.aws_iam.report import as_aware
 from connectors.aws_iam.settings import AwsSettings
-from offboard_audit.errors import SourceError
+from offboard_audit.core.errors import SourceError
 
 _REFRESH_MARGIN = timedelta(minutes=5)
 

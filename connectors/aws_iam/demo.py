@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.aws_iam.clients import AwsClients
-from offboard_audit.protocols import DemoPart
-from offboard_audit.records import Person
+from offboard_audit.core.protocols import DemoPart
+from offboard_audit.core.records import Person
 
 DEMO_ACCOUNT = "123456789012"
 DEMO_SOURCE = "aws-demo"

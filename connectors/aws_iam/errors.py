@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from offboard_audit.errors import SourceError
+from offboard_audit.core.errors import SourceError
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from connectors.aws_iam.report import ROOT_ROW
 from connectors.aws_iam.settings import AwsSettings
 from connectors.aws_iam.source import error_code, items
 from connectors.aws_iam.translate import DENY_POLICY_NAME, LOGIN_PROFILE_ID
-from offboard_audit.errors import RevokeError, TargetChanged
-from offboard_audit.records import (
+from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.records import (
     ActionDef,
     ActionResult,
     ActionTarget,

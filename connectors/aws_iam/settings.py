@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from offboard_audit.options import SourceOptions
+from offboard_audit.core.options import SourceOptions
 
 # Every key the source reads, with its help text (PLUGIN.options; ``config check`` prints it).
 OPTIONS: dict[str, str] = {

@@ -53,8 +53,8 @@ from connectors.aws_iam.report import (
     parse_user_details,
 )
 from connectors.aws_iam.settings import AwsSettings
-from offboard_audit.errors import SourceError
-from offboard_audit.records import Account, Credential, Person, ScopeFailure, SourceData
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.records import Account, Credential, Person, ScopeFailure, SourceData
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from connectors.aws_iam.report import ReportRow, UserDetail, opt_time
 from connectors.aws_iam.settings import AwsSettings
-from offboard_audit.records import Account, AccountKind, Credential, CredentialKind
+from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind
 
 SYSTEM = "aws_iam"
 LOGIN_PROFILE_ID = "login-profile"

@@ -14,8 +14,8 @@ from connectors.gcp_iam.demo import demo
 from connectors.gcp_iam.revoker import GcpIamRevoker
 from connectors.gcp_iam.source import GcpIamSource
 from connectors.gcp_iam.translate import SYSTEM
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 
 __all__ = [
     "PLUGIN",

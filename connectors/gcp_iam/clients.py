@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import SourceOptions
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import SourceOptions
 
 POLICY_ANALYZER_URL = "https://policyanalyzer.googleapis.com"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"

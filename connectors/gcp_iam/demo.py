@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from offboard_audit.protocols import DemoPart
-from offboard_audit.records import Person
+from offboard_audit.core.protocols import DemoPart
+from offboard_audit.core.records import Person
 
 PROJECTS = ("demo-prod", "demo-data")
 

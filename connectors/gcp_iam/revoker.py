@@ -16,7 +16,7 @@ API calls and permissions (declared per action in :attr:`GcpIamRevoker.actions`)
 - ``delete_key`` (delete stage, irreversible): ``DeleteServiceAccountKey``.
 
 Identity (``ActionTarget.account_uid``, checked before every change and undo, see
-:func:`offboard_audit.records.identity_mismatch`):
+:func:`offboard_audit.core.records.identity_mismatch`):
 
 - Keys and service accounts: the service account's ``uniqueId``, read with IAM Admin
   ``GetServiceAccount`` by email (``iam.serviceAccounts.get``); a service account that is gone
@@ -58,8 +58,8 @@ from connectors.gcp_iam.translate import (
     principal_uid,
     resource_name,
 )
-from offboard_audit.errors import RevokeError, TargetChanged
-from offboard_audit.records import (
+from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.records import (
     ActionDef,
     ActionResult,
     ActionTarget,

@@ -49,8 +49,8 @@ from connectors.gcp_iam.translate import (
     translate_policy,
     translate_service_account,
 )
-from offboard_audit.errors import SourceError
-from offboard_audit.records import (
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from offboard_audit.records import Account, AccountKind, Credential, CredentialKind
+from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind
 
 SYSTEM = "gcp_iam"
 

@@ -8,7 +8,7 @@ from connectors.hr_records.source import (
     make_csv_source,
     make_json_source,
 )
-from offboard_audit.protocols import ConnectorPlugin, SourceKind
+from offboard_audit.core.protocols import ConnectorPlugin, SourceKind
 
 CSV_PLUGIN = ConnectorPlugin(
     type_name="hr_csv",

@@ -2,7 +2,7 @@
 
 They read rows, translate them into :class:`Person` records and report every bad row
 with its line (CSV) or record number (JSON) and the employee id it names
-(:class:`BadPersonRow`), so the core keeps that person's last good record instead of taking
+(a :class:`RowProblem` naming the employee id), so the core keeps that person's last good record instead of taking
 them as gone. They make no decision about who has left: a future termination date is passed
 through as it is and the core decides.
 """
@@ -22,11 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from offboard_audit.errors import ConfigError, SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.people import BadPersonRow
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import HRRead, Person, PersonStatus, RowProblem
+from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem
 
 FIELDS = ("employee_id", "email", "name", "status", "termination_date", "aliases")
 REQUIRED_FIELDS = ("employee_id", "email", "name", "status", "termination_date")
@@ -172,7 +171,7 @@ def _collect(rows: Iterable[tuple[int, Mapping[str, Any]]], s: _Settings, origin
             # The employee id (when the row has one) keeps that person's last good record.
             raw_id = row.get(s.columns["employee_id"])
             problems.append(
-                BadPersonRow(line, f"{origin} line {line}: {exc}", str(raw_id).strip() if raw_id else "")
+                RowProblem(line, f"{origin} line {line}: {exc}", str(raw_id).strip() if raw_id else "")
             )
             continue
         key = person.employee_id
@@ -180,7 +179,7 @@ def _collect(rows: Iterable[tuple[int, Mapping[str, Any]]], s: _Settings, origin
             if people[key] != person:
                 conflicted.add(key)
                 problems.append(
-                    BadPersonRow(
+                    RowProblem(
                         line,
                         f"{origin} line {line}: employee_id {key!r} also on line {first_line[key]} "
                         "with different data; both skipped",

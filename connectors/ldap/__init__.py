@@ -10,8 +10,8 @@ from connectors.ldap.demo import demo
 from connectors.ldap.revoker import LdapRevoker, revoker_for
 from connectors.ldap.settings import OPTIONS, Connector, parse_settings, real_connector
 from connectors.ldap.source import SYSTEM, LdapSource
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 
 
 def _connector(options: SourceOptions, ctx: SourceContext) -> tuple[Connector | None, bool]:

@@ -20,8 +20,8 @@ from typing import Any
 import ldap3
 
 from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, to_generalized_time
-from offboard_audit.protocols import DemoPart
-from offboard_audit.records import Person
+from offboard_audit.core.protocols import DemoPart
+from offboard_audit.core.records import Person
 
 BASE = "dc=example,dc=org"
 PEOPLE = f"ou=people,{BASE}"

@@ -55,8 +55,8 @@ from connectors.ldap.source import (
     read_entry,
     ssh_credential_id,
 )
-from offboard_audit.errors import RevokeError, TargetChanged
-from offboard_audit.records import (
+from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.records import (
     ActionDef,
     ActionResult,
     ActionTarget,

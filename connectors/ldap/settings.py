@@ -20,9 +20,9 @@ from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.dn import parse_dn
 
 from connectors.ldap.dialects import DIALECTS, Dialect
-from offboard_audit.errors import SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
 
 # An injected client: a callable that returns an open, bound ldap3 Connection.
 Connector = Callable[[], Any]

@@ -44,8 +44,8 @@ from connectors.ldap.dialects import (
     values_of,
 )
 from connectors.ldap.settings import Connector, LdapSettings
-from offboard_audit.errors import SourceError
-from offboard_audit.records import (
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,

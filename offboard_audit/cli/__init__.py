@@ -11,16 +11,19 @@ try:  # Typer 0.2x vendors Click; older Typer raises the click package's excepti
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from offboard_audit.cli import audit as _audit  # noqa: F401  (registers commands)
 from offboard_audit.cli.app import EXIT_USAGE, app, err
-from offboard_audit.errors import ConfigError
+from offboard_audit.core.errors import ConfigError
 
-_OPTIONAL_MODULES = ("offboard_audit.cli.revoke", "offboard_audit.cli.daemon")
+# One module per command group; importing a module registers its commands on ``app``.
+_COMMAND_MODULES = ("audit", "demo", "plan", "revoke", "report", "exempt", "log", "db", "config")
+_OPTIONAL_MODULES = ("offboard_audit.cli.daemon",)
 
 
-def _register_optional() -> None:
+def _register() -> None:
     import importlib
 
+    for short in _COMMAND_MODULES:
+        importlib.import_module(f"offboard_audit.cli.{short}")
     for name in _OPTIONAL_MODULES:
         try:
             importlib.import_module(name)
@@ -29,7 +32,7 @@ def _register_optional() -> None:
                 raise
 
 
-_register_optional()
+_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 
 from offboard_audit.config import Config, default_db_url, load_config, resolve_config_path
-from offboard_audit.errors import ConfigError
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import Severity
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import Severity
 from offboard_audit.storage.store import Store
 
 EXIT_OK = 0

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, EXIT_SOURCE_FAILED, app, err, source_context, state
-from offboard_audit.daemon import Daemon, DaemonOptions, open_store
+from offboard_audit.daemon.service import Daemon, DaemonOptions, open_store
 
 
 @app.command()

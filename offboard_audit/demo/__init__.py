@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from offboard_audit.config import Config, build_config
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext, SourceKind
-from offboard_audit.records import Person
-from offboard_audit.registry import SOURCE_TYPES, plugin_for
+from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext, SourceKind
+from offboard_audit.core.records import Person
 
 
 def demo_hr_path() -> Path:

@@ -22,9 +22,9 @@ from sqlalchemy import RowMapping, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from offboard_audit.audit_log import GENESIS, AuditEvent, canonical_payload, event_hash
-from offboard_audit.planning import ActionRecord, state_from_json, state_to_json
-from offboard_audit.records import CredentialKind, ResourceState, Stage
+from offboard_audit.core.audit_chain import GENESIS, AuditEvent, canonical_payload, event_hash
+from offboard_audit.core.planning import ActionRecord, state_from_json, state_to_json
+from offboard_audit.core.records import CredentialKind, ResourceState, Stage
 from offboard_audit.storage.models import ActionRow, AuditEventRow, LockRow, RunRow, SourceRunRow
 from offboard_audit.storage.store import Store
 

@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from offboard_audit.people import PersonState
-from offboard_audit.records import (
+from offboard_audit.core.people import PersonState
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,
@@ -303,7 +303,7 @@ class Store:
 
     def save_people(self, source: str, people: Sequence[Person], run_id: str) -> int:
         """Replace the stored people of one HR source with ``people`` as read from it (seeding,
-        tests); the pipeline merges reads with :func:`offboard_audit.people.merge_hr_read`."""
+        tests); the pipeline merges reads with :func:`offboard_audit.core.people.merge_hr_read`."""
         before = self.load_person_states(source)
         after = [PersonState(p, p, None, f"hr:{source} run {run_id}") for p in people]
         kept = {s.person.employee_id: s for s in before}
@@ -834,7 +834,7 @@ def _finding_row(f: Finding, run_id: str, now: datetime) -> dict[str, Any]:
 
 
 def _finding(r: RowMapping) -> Finding:
-    from offboard_audit.records import Rule, Severity
+    from offboard_audit.core.records import Rule, Severity
 
     account = Account(
         source=r["source"],

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from offboard_audit.records import require_aware
+from offboard_audit.core.records import require_aware
 from offboard_audit.storage.models import ScheduledReconcileRow, WebhookEventRow, WebhookJobRow
 from offboard_audit.storage.store import Store
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from offboard_audit.config import NotificationConfig
-from offboard_audit.daemon import FULL_LOCK, Daemon, DbLocks
-from offboard_audit.notify import Notifier
-from offboard_audit.records import FindingStatus
+from offboard_audit.core.records import FindingStatus
+from offboard_audit.daemon.notify import Notifier
+from offboard_audit.daemon.service import FULL_LOCK, Daemon, DbLocks
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
     HREvent,
@@ -377,7 +377,7 @@ def test_a_daemon_whose_job_was_taken_over_cannot_record_its_late_outcome(tmp_pa
 
 
 def test_webhook_job_reports_its_owner_lease_and_takeovers(tmp_path: Path) -> None:
-    from offboard_audit.webhook import job_json
+    from offboard_audit.daemon.webhook import job_json
 
     w = world(tmp_path)
     events = WebhookStore(w.store)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from html.parser import HTMLParser
 
-from offboard_audit.evidence import collect_evidence, evidence_html
+from offboard_audit.report.evidence import collect_evidence, evidence_html
 from tests.support.revocation import NOW, Env
 
 SCRIPT = "<script>alert('hr')</script>"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import PersonStatus, Rule, RunResult, SourceRun
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import PersonStatus, Rule, RunResult, SourceRun
+from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import HR_CSV_HEADER, config_with
 from tests.support.fakes import FakeAccountSource, account, credential

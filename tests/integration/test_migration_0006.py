@@ -11,8 +11,8 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from offboard_audit.people import merge_hr_read
-from offboard_audit.records import HRRead, Person, PersonStatus
+from offboard_audit.core.people import merge_hr_read
+from offboard_audit.core.records import HRRead, Person, PersonStatus
 from offboard_audit.storage.migrate import alembic_config, upgrade_head
 from offboard_audit.storage.store import Store, make_engine
 from offboard_audit.storage.webhook_store import WebhookStore

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import FindingStatus, ScopeFailure, SourceStatus
-from offboard_audit.revocation import RevocationEngine
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import FindingStatus, ScopeFailure, SourceStatus
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver

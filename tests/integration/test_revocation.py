@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from offboard_audit.evidence import collect_evidence, evidence_html, evidence_json
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import Exemption
-from offboard_audit.revocation import RevocationEngine
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import Exemption
+from offboard_audit.engine.revocation import RevocationEngine
+from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
 from tests.support.revocation import NOW, Env
 
@@ -202,7 +202,7 @@ def test_change_that_does_not_verify_on_re_read_is_failed(env: Env) -> None:
             return revoker.read_state(action, target)
 
         def apply(self, action: str, target: Any) -> Any:
-            from offboard_audit.records import ActionResult
+            from offboard_audit.core.records import ActionResult
 
             s = revoker.read_state(action, target)
             return ActionResult(changed=True, before=s, after=s, verified=True)
@@ -292,7 +292,7 @@ def test_auto_revoke_for_one_person_touches_only_that_person(env: Env) -> None:
 
 
 def test_every_action_has_intent_before_and_outcome_after_in_a_verified_chain(env: Env) -> None:
-    from offboard_audit.audit_log import verify_chain
+    from offboard_audit.core.audit_chain import verify_chain
 
     env.audit()
     report = env.engine(actor="cli:alice").revoke(NOW, apply=True)
@@ -334,7 +334,7 @@ def test_evidence_report_lists_accounts_last_use_revocations_and_time_to_revoke(
 
 
 def test_findings_json_shows_actions_per_finding(env: Env) -> None:
-    from offboard_audit import output
+    from offboard_audit.report import formats as output
 
     env.audit()
     env.engine().revoke(NOW, apply=True, person="E2")

@@ -10,10 +10,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from offboard_audit.audit_log import verify_chain
+from offboard_audit.core.audit_chain import verify_chain
 from offboard_audit.demo import demo_org
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.revocation import RevocationEngine
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import iter_events
 from offboard_audit.storage.store import Store
 

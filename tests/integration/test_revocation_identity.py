@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import update
 
-from offboard_audit.audit_log import verify_chain
-from offboard_audit.planning import INTENT
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import ActionResult, Exemption, FindingStatus
-from offboard_audit.revocation import RevocationEngine
+from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.planning import INTENT
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import ActionResult, Exemption, FindingStatus
+from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import NewEvent, iter_events, load_actions, record_new_action
 from offboard_audit.storage.store import FINDINGS
 from tests.support.fake_connector import FakeRevoker

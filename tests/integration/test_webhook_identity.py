@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from offboard_audit.metrics import Metrics
-from offboard_audit.records import Person, PersonStatus
+from offboard_audit.core.records import Person, PersonStatus
+from offboard_audit.daemon.metrics import Metrics
+from offboard_audit.daemon.webhook import WebhookSettings, create_app
 from offboard_audit.storage.webhook_store import WebhookStore
-from offboard_audit.webhook import WebhookSettings, create_app
 from tests.support.daemon import SECRET, event_body, signed_headers
 from tests.support.daemon_world import NOW, World, world
 
@@ -158,7 +158,7 @@ def test_termination_revokes_and_logs_only_the_person_the_event_names(
 
     assert job["state"] == "done" and job["event_status"] == "applied", job
     assert sorted(w.changes()) == ["F-bob", "K-bob"]
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("offboard_audit.daemon")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("offboard_audit.daemon.service")]
     assert any("terminated hr/E2" in line for line in lines)
     assert not any("E1" in line or "alice" in line for line in lines)
 

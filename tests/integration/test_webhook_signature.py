@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from offboard_audit.metrics import Metrics
+from offboard_audit.daemon.metrics import Metrics
+from offboard_audit.daemon.webhook import WebhookSettings, create_app
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore
-from offboard_audit.webhook import WebhookSettings, create_app
 
 SECRET = b"known-answer-secret"
 TS = 1767225600  # 2026-01-01T00:00:00Z

@@ -34,8 +34,8 @@ def config_with(
     # Account sources: same placeholder plugin, but marked as account sources.
     from dataclasses import replace
 
-    from offboard_audit.options import SourceOptions
-    from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceKind
+    from offboard_audit.core.options import SourceOptions
+    from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceKind
 
     def _never(_o: Any, _c: Any) -> Any:
         raise AssertionError("fake sources are injected; the factory must not be called")

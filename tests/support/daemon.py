@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from offboard_audit.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from offboard_audit.daemon.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-webhook-secret-0123456789"

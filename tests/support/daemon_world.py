@@ -3,7 +3,7 @@ can read a single person, one that cannot), a clock, and either a fake engine or
 revocation engine acting on fake systems whose every change is logged. (No tests here.)
 
 Tests that assert "nothing was revoked" use ``real_engine=True``: the refusal then comes from
-``offboard_audit.revocation.RevocationEngine`` itself, and ``World.applied()`` reads what the
+``offboard_audit.engine.revocation.RevocationEngine`` itself, and ``World.applied()`` reads what the
 revokers really changed.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from offboard_audit.config import Config
-from offboard_audit.daemon import Daemon, DaemonOptions, RevocationEngineLike
-from offboard_audit.notify import Notifier
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import Person, RunResult, SourceData
-from offboard_audit.revocation import ActionOutcome, ApplyReport, RevocationEngine
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import Person, RunResult, SourceData
+from offboard_audit.daemon.notify import Notifier
+from offboard_audit.daemon.service import Daemon, DaemonOptions, RevocationEngineLike
+from offboard_audit.engine.revocation import ActionOutcome, ApplyReport, RevocationEngine
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
     HREvent,

@@ -31,10 +31,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from offboard_audit.errors import RevokeError, TargetChanged
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
-from offboard_audit.records import (
+from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     ActionDef,

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from offboard_audit.errors import SourceError
-from offboard_audit.records import (
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,

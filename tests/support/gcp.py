@@ -15,8 +15,8 @@ import pytest
 
 from connectors.gcp_iam.clients import GcpClients, GcpConfig, build_clients
 from connectors.gcp_iam.fakes import FakeGcp
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
 
 
 @pytest.fixture

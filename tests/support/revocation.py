@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from offboard_audit.config import Config, load_config
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import RunResult
-from offboard_audit.registry import EXTRA_SOURCES_ENV
-from offboard_audit.revocation import RevocationEngine
+from offboard_audit.config.registry import EXTRA_SOURCES_ENV
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import RunResult
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store
 from tests.support.fake_connector import PLUGIN_REF, FakeWorld, standard_world
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from offboard_audit.audit_log import GENESIS, recompute, verify_chain
+from offboard_audit.core.audit_chain import GENESIS, recompute, verify_chain
 from offboard_audit.storage.actions import NewEvent, append_event, iter_events
 from offboard_audit.storage.store import Store
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from offboard_audit.config import load_config, locate_keys, parse_config
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import parse_duration
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import parse_duration
 
 GOOD = """\
 [database]

@@ -3,8 +3,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from offboard_audit.evaluate import EvalPolicy, evaluate
-from offboard_audit.records import (
+from offboard_audit.core.evaluate import EvalPolicy, evaluate
+from offboard_audit.core.records import (
     AccountKind,
     CredentialKind,
     Exemption,
@@ -134,7 +134,7 @@ def test_stale_scope_marks_findings_stale():
 def test_circuit_breaker_thresholds_and_baseline():
     from dataclasses import replace as _replace
 
-    from offboard_audit.pipeline import circuit_breaker_reason
+    from offboard_audit.engine.pipeline import circuit_breaker_reason
 
     staff = [person(f"E{i}") for i in range(100)]
     four = [
@@ -184,7 +184,7 @@ def test_findings_carry_the_accounts_immutable_identity():
 
 
 def test_eval_policy_of_carries_every_evaluation_setting_from_the_config():
-    from offboard_audit.config import PolicyConfig
+    from offboard_audit.core.policy import PolicyConfig
 
     policy = PolicyConfig(
         grace_period=timedelta(hours=4),

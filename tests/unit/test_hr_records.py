@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from connectors.hr_records.source import make_csv_source, make_json_source
-from offboard_audit.errors import ConfigError, SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import PersonStatus
+from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import PersonStatus
 
 HEADER = "employee_id,email,name,status,termination_date,aliases"
 

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from offboard_audit.matching import (
+from offboard_audit.core.matching import (
     PeopleIndex,
     match_account,
     match_all,
     usernames_for,
     validate_username_rules,
 )
-from offboard_audit.protocols import MatchSpec
+from offboard_audit.core.protocols import MatchSpec
 from tests.support.fakes import account, person
 
 SPEC = MatchSpec(employee_id_attributes=("employeeNumber",), email_attributes=("mail",))

@@ -1,12 +1,11 @@
-"""The pure rules that change stored people (offboard_audit.people) and the HR circuit breaker."""
+"""The pure rules that change stored people (offboard_audit.core.people) and the HR circuit breaker."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from offboard_audit.people import (
-    BadPersonRow,
+from offboard_audit.core.people import (
     ChangeOutcome,
     PersonChange,
     PersonState,
@@ -14,8 +13,8 @@ from offboard_audit.people import (
     merge_hr_read,
     merge_row,
 )
-from offboard_audit.pipeline import circuit_breaker_reason, exceeds
-from offboard_audit.records import HRRead, PersonStatus
+from offboard_audit.core.records import HRRead, PersonStatus, RowProblem
+from offboard_audit.engine.pipeline import circuit_breaker_reason, exceeds
 from tests.support.fakes import leaver, person
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -86,7 +85,7 @@ def test_merge_keeps_the_last_good_record_of_a_bad_row_and_people_known_only_fro
     alice, bob = person("E1"), leaver("E2", T1)
     from_event = PersonState(leaver("E9", T2), None, T2, "webhook evt-9")
     stored = [read_state(alice), read_state(bob), from_event]
-    problems = (BadPersonRow(3, "line 3: bad date", "E2"), BadPersonRow(4, "line 4: no id", ""))
+    problems = (RowProblem(3, "line 3: bad date", "E2"), RowProblem(4, "line 4: no id", ""))
     m = merge_hr_read("hr", stored, HRRead((alice,), problems), NOW, "hr:hr run r1")
     assert m.kept_bad_rows == ("E2",) and m.missing == 0 and m.dropped == ()
     assert {s.person.employee_id: s for s in m.states}["E2"] == stored[1]

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offboard_audit.config import PolicyConfig
-from offboard_audit.planning import (
+from offboard_audit.core.planning import (
     ActionRecord,
     PlanFileError,
     build_plan,
@@ -16,7 +15,8 @@ from offboard_audit.planning import (
     plan_json,
     read_plan_json,
 )
-from offboard_audit.records import (
+from offboard_audit.core.policy import PolicyConfig
+from offboard_audit.core.records import (
     Account,
     ActionDef,
     Credential,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offboard_audit.reference import config_reference_markdown
-from offboard_audit.registry import SOURCE_TYPES, plugin_for
+from offboard_audit.config.reference import config_reference_markdown
+from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

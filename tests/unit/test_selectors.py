@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from offboard_audit import selectors
-from offboard_audit.records import Account, Credential, CredentialKind
+from offboard_audit.core import selectors
+from offboard_audit.core.records import Account, Credential, CredentialKind
 
 
 def iam_user(name: str, account: str) -> Account:

@@ -13,8 +13,8 @@ import pytest
 
 from connectors.aws_iam import PLUGIN
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
 from tests.support.aws import population, seed_users
 
 NOW = datetime.now(UTC)

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 
 from offboard_audit.config import load_config
-from offboard_audit.pipeline import run_audit
-from offboard_audit.records import SourceStatus
+from offboard_audit.core.records import SourceStatus
+from offboard_audit.engine.pipeline import run_audit
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
 from tests.support.ports import free_port
@@ -142,8 +142,8 @@ def test_nothing_is_revoked_in_an_account_that_failed_this_run(moto_endpoint: st
     """Bob has a key in two accounts. When one account is denied, its stale finding is kept
     but only the healthy account's key is deactivated."""
     from connectors.aws_iam import AwsClients
-    from offboard_audit.protocols import SourceContext
-    from offboard_audit.revocation import RevocationEngine
+    from offboard_audit.core.protocols import SourceContext
+    from offboard_audit.engine.revocation import RevocationEngine
 
     backends = {acct: seed_bob_and_alice(acct) for acct in ("111111111111", "222222222222")}
     config_path = write_config(

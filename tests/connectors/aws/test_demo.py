@@ -8,9 +8,9 @@ from pathlib import Path
 
 from connectors.aws_iam import PLUGIN
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import CredentialKind, Person, PersonStatus
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import CredentialKind, Person, PersonStatus
 
 HR = Path(__file__).resolve().parents[3] / "offboard_audit" / "demo" / "hr.csv"
 

@@ -19,10 +19,10 @@ from connectors.aws_iam.revoker import (
     AwsIamRevoker,
 )
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.errors import TargetChanged
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import Account, ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import TargetChanged
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import Account, ActionTarget, CredentialKind, Person, PersonStatus
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC).replace(microsecond=0)

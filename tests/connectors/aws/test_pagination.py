@@ -17,9 +17,9 @@ from botocore.stub import Stubber
 from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.settings import parse_settings
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.errors import SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.records import CredentialKind
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.records import CredentialKind
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ARN = "arn:aws:iam::111122223333:user/{}"

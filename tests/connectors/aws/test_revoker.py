@@ -23,10 +23,10 @@ from connectors.aws_iam.revoker import (
     AwsIamRevoker,
 )
 from connectors.aws_iam.translate import DENY_POLICY_NAME
-from offboard_audit.errors import RevokeError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC)

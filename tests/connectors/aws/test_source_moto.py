@@ -14,10 +14,10 @@ from botocore.awsrequest import AWSResponse
 
 from connectors.aws_iam import PLUGIN, AwsClients
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.errors import SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import CredentialKind, Person, PersonStatus
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC).replace(microsecond=0)

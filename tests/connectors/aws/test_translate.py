@@ -18,9 +18,9 @@ from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.report import ROOT_ROW, parse_credential_report, parse_report_time
 from connectors.aws_iam.settings import parse_settings
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import SourceOptions
-from offboard_audit.records import AccountKind, CredentialKind
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.records import AccountKind, CredentialKind
 
 FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "aws_iam" / "fixtures"
 GENERATED = datetime(2026, 11, 27, 6, 30, tzinfo=UTC)

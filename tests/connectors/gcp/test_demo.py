@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker, GcpIamSource
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import (
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import (
     AccountKind,
     ActionTarget,
     CredentialKind,

@@ -16,8 +16,8 @@ import pytest
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.fakes import FakeGcp, FakePolicyHolder, GcpFakeState
 from connectors.gcp_iam.translate import binding_credential_id
-from offboard_audit.errors import RevokeError
-from offboard_audit.records import ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.records import ActionTarget, CredentialKind, Person, PersonStatus
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
 ORG = "organizations/5"

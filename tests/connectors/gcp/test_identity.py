@@ -18,8 +18,8 @@ import pytest
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.fakes import FakeGcp, FakeServiceAccount, GcpFakeState
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
-from offboard_audit.errors import RevokeError, TargetChanged
-from offboard_audit.records import (
+from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.records import (
     ActionTarget,
     CredentialKind,
     Person,

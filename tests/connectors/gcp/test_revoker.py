@@ -10,9 +10,9 @@ import pytest
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker
 from connectors.gcp_iam.fakes import FakeGcp, FakeProject
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
-from offboard_audit.errors import RevokeError
-from offboard_audit.protocols import Revoker
-from offboard_audit.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.protocols import Revoker
+from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 CONDITION = {

@@ -12,10 +12,10 @@ import pytest
 
 from connectors.gcp_iam import PLUGIN, GcpIamSource
 from connectors.gcp_iam.fakes import FakeGcp, GcpFakeState
-from offboard_audit.errors import ConfigError, SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import AccountSource, SourceContext, TargetedSource
-from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import AccountSource, SourceContext, TargetedSource
+from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def grace() -> Person:
 def test_plugin_is_registered_and_source_satisfies_the_protocols(
     gcp_source: Callable[..., GcpIamSource],
 ) -> None:
-    from offboard_audit.registry import plugin_for
+    from offboard_audit.config.registry import plugin_for
 
     assert plugin_for("gcp_iam") is PLUGIN
     source = gcp_source(projects=["acme-prod"])

@@ -25,7 +25,7 @@ from connectors.gcp_iam.translate import (
     translate_policy,
     translate_service_account,
 )
-from offboard_audit.records import AccountKind, CredentialKind
+from offboard_audit.core.records import AccountKind, CredentialKind
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

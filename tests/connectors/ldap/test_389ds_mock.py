@@ -15,10 +15,10 @@ import pytest
 
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK, DS389Revoker
-from offboard_audit.errors import TargetChanged
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import ActionTarget, CredentialKind
+from offboard_audit.core.errors import TargetChanged
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import ActionTarget, CredentialKind
 
 BASE = "dc=example,dc=com"
 PEOPLE = f"ou=people,{BASE}"

@@ -14,9 +14,9 @@ import ldap3
 import pytest
 
 from connectors.ldap import PLUGIN, LdapSource
-from offboard_audit.errors import SourceError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
 
 BASE = "DC=corp,DC=example"
 USERS = f"OU=Staff,{BASE}"

@@ -9,8 +9,8 @@ import pytest
 
 from connectors.ldap.dialects import AD_LAST_LOGON_PRECISION
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK
-from offboard_audit.errors import RevokeError
-from offboard_audit.records import CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.records import CredentialKind, Person, PersonStatus
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD, USERS_DN, SambaDC
 
@@ -131,7 +131,7 @@ def test_ad_revoker_refuses_the_built_in_administrator(samba: SambaDC) -> None:
 
 def test_core_matcher_links_ad_accounts_by_employee_id_upn_and_sam_account_name(samba: SambaDC) -> None:
     from connectors.ldap import PLUGIN
-    from offboard_audit.matching import match_all
+    from offboard_audit.core.matching import match_all
 
     by_id = samba.add_user("mid", None, {"employeeID": ["E900"]})
     by_upn = samba.add_user("mupn", None)

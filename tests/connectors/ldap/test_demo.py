@@ -10,10 +10,10 @@ import pytest
 
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK
-from offboard_audit.errors import RevokeError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import AccountKind, ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import AccountKind, ActionTarget, CredentialKind, Person, PersonStatus
 
 HR = Path(__file__).resolve().parents[3] / "offboard_audit" / "demo" / "hr.csv"
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)

@@ -24,13 +24,13 @@ import pytest
 
 from connectors.ldap.dialects import AD, guid_string
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
-from offboard_audit.audit_log import verify_chain
 from offboard_audit.config import Config, load_config
-from offboard_audit.errors import TargetChanged
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import CredentialKind
-from offboard_audit.revocation import ApplyReport, RevocationEngine
+from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.errors import TargetChanged
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import CredentialKind
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.revocation import ApplyReport, RevocationEngine
 from offboard_audit.storage.actions import iter_events
 from offboard_audit.storage.store import Store
 from tests.connectors.ldap.helpers import ED25519_KEY, RSA_KEY, creds_of, revoker, source, target_for

@@ -10,8 +10,8 @@ import ldap3
 import pytest
 
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
-from offboard_audit.errors import RevokeError, SourceError
-from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus, SourceData
+from offboard_audit.core.errors import RevokeError, SourceError
+from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus, SourceData
 from tests.connectors.ldap.helpers import (
     ED25519_FP,
     ED25519_KEY,

@@ -13,8 +13,8 @@ import ldap3
 import pytest
 
 from connectors.ldap.revoker import LOCK
-from offboard_audit.errors import RevokeError
-from offboard_audit.records import CredentialKind
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.records import CredentialKind
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD, USERS_DN, SambaDC
 from tests.support.slapd import PEOPLE_DN, REVOKER_DN, REVOKER_PASSWORD, SlapdServer

@@ -18,10 +18,10 @@ import pytest
 from connectors.ldap import LdapSource
 from connectors.ldap.revoker import LOCK
 from offboard_audit.config import load_config
-from offboard_audit.errors import RevokeError, SourceError
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import CredentialKind, FindingStatus, Person, PersonStatus, SourceData
+from offboard_audit.core.errors import RevokeError, SourceError
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import CredentialKind, FindingStatus, Person, PersonStatus, SourceData
+from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD as SAMBA_ADMIN_PASSWORD

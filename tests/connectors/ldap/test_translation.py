@@ -20,10 +20,10 @@ from connectors.ldap.dialects import (
 from connectors.ldap.revoker import ADRevoker, DS389Revoker, OpenLDAPRevoker
 from connectors.ldap.settings import parse_settings
 from connectors.ldap.source import Entry, LdapSource, person_filter, ssh_fingerprint
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import SourceContext
-from offboard_audit.records import AccountKind, CredentialKind, Person, PersonStatus
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus
 from tests.connectors.ldap.helpers import ED25519_FP, ED25519_KEY, RSA_FP, RSA_KEY, table
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from offboard_audit.records import require_aware
+from offboard_audit.core.records import require_aware
 
 GENESIS = "0" * 64
 

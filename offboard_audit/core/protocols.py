@@ -13,8 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from offboard_audit.options import SourceOptions
-from offboard_audit.records import (
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.records import (
     Account,
     ActionDef,
     ActionResult,

@@ -1,6 +1,6 @@
 """Targeted reconcile of one person (the HR webhook path).
 
-1. The HR change from the event is decided (:func:`offboard_audit.people.decide_change`) and
+1. The HR change from the event is decided (:func:`offboard_audit.core.people.decide_change`) and
    written to that one stored person (a person known by neither id nor email is added). The
    event's employee id decides who it is about: an email that belongs to somebody else is a
    conflict, and an event older than the person's last applied status change is superseded;
@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config, SourceConfig
-from offboard_audit.errors import ConfigError, SourceError
-from offboard_audit.evaluate import EvalPolicy, evaluate
-from offboard_audit.matching import match_all
-from offboard_audit.people import ChangeDecision, ChangeOutcome, PersonChange, decide_change
-from offboard_audit.pipeline import circuit_breaker_reason, exceeds, new_run_id
-from offboard_audit.protocols import AccountSource, HRSource, MatchSpec, SourceContext, TargetedSource
-from offboard_audit.records import (
+from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.evaluate import EvalPolicy, evaluate
+from offboard_audit.core.matching import match_all
+from offboard_audit.core.people import ChangeDecision, ChangeOutcome, PersonChange, decide_change
+from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, TargetedSource
+from offboard_audit.core.records import (
     Account,
     Credential,
     Link,
@@ -44,6 +43,7 @@ from offboard_audit.records import (
     SourceRun,
     SourceStatus,
 )
+from offboard_audit.engine.pipeline import circuit_breaker_reason, exceeds, new_run_id
 from offboard_audit.storage.store import Store, group_credentials
 from offboard_audit.storage.webhook_store import WebhookStore
 
@@ -147,7 +147,7 @@ class TargetedReconciler:
     # --- HR -------------------------------------------------------------------------------
 
     def update_person(self, change: PersonChange, run_id: str) -> PersonUpdate:
-        """Decide what ``change`` does (see :func:`offboard_audit.people.decide_change`) and, when
+        """Decide what ``change`` does (see :func:`offboard_audit.core.people.decide_change`) and, when
         it applies, write that one person (conditionally: a row changed meanwhile is re-read and
         decided again). A superseded or conflicting event writes nothing."""
         hr = self.config.hr_sources

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from offboard_audit.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
 
 # Seconds from termination to revocation: from a minute to a week.
 REVOCATION_BUCKETS = (1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)

@@ -34,11 +34,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from offboard_audit import selectors
 from offboard_audit.config import Config
-from offboard_audit.errors import OffboardError, RevokeError, TargetChanged
-from offboard_audit.locks import HeldLock, LockNotAcquired, acquire
-from offboard_audit.planning import (
+from offboard_audit.core import selectors
+from offboard_audit.core.errors import OffboardError, RevokeError, TargetChanged
+from offboard_audit.core.planning import (
     APPLIED,
     FAILED,
     INTENT,
@@ -54,8 +53,8 @@ from offboard_audit.planning import (
     PlannedAction,
     build_plan,
 )
-from offboard_audit.protocols import Revoker, SourceContext
-from offboard_audit.records import (
+from offboard_audit.core.protocols import Revoker, SourceContext
+from offboard_audit.core.records import (
     ActionDef,
     Exemption,
     Finding,
@@ -64,6 +63,7 @@ from offboard_audit.records import (
     RunResult,
     identity_mismatch,
 )
+from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
 from offboard_audit.storage.actions import (
     NewEvent,
     append_event,

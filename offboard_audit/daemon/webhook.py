@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from offboard_audit.metrics import Metrics
+from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
     EventStatus,

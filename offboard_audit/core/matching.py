@@ -13,8 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from offboard_audit.protocols import MatchSpec
-from offboard_audit.records import Account, Link, Person
+from offboard_audit.core.protocols import MatchSpec
+from offboard_audit.core.records import Account, Link, Person
 
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)\}")
 _KNOWN_FIELDS = {"first", "last", "first_initial", "email_local", "employee_id"}

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from offboard_audit import selectors
-from offboard_audit.config import PolicyConfig
-from offboard_audit.records import (
+from offboard_audit.core import selectors
+from offboard_audit.core.policy import PolicyConfig
+from offboard_audit.core.records import (
     Account,
     ActionDef,
     ActionTarget,

@@ -14,7 +14,7 @@ from offboard_audit.config import (
     SOURCE_COMMON_OPTIONS,
     WEBHOOK_OPTIONS,
 )
-from offboard_audit.registry import SOURCE_TYPES, plugin_for
+from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
 
 DATABASE_OPTIONS = {
     "url": "SQLAlchemy URL: sqlite:///file.db (relative to the config file) or "

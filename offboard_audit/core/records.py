@@ -214,10 +214,12 @@ class SourceData:
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    """A bad input row that was skipped, with where it came from."""
+    """A bad input row that was skipped, with where it came from and the employee id it names
+    ("" when it has none): that person's last good record is kept instead."""
 
     line: int
     message: str
+    employee_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

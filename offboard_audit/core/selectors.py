@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from offboard_audit.records import Account, Credential, Exemption
+from offboard_audit.core.records import Account, Credential, Exemption
 
 
 def _prefixes(account: Account) -> set[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from offboard_audit.errors import ConfigError
-from offboard_audit.protocols import ConnectorPlugin
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.protocols import ConnectorPlugin
 
 SOURCE_TYPES: dict[str, str] = {
     "hr_csv": "connectors.hr_records:CSV_PLUGIN",

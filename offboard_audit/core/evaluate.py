@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from offboard_audit import selectors
-from offboard_audit.records import (
+from offboard_audit.core import selectors
+from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,
@@ -37,7 +37,7 @@ from offboard_audit.records import (
 )
 
 if TYPE_CHECKING:
-    from offboard_audit.config import PolicyConfig
+    from offboard_audit.core.policy import PolicyConfig
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offboard_audit.records import Finding, FindingStatus, RunResult, Severity, SourceRun, SourceStatus
+from offboard_audit.core.records import Finding, FindingStatus, RunResult, Severity, SourceRun, SourceStatus
 
 FORMATS = ("table", "json", "csv")
 _SEVERITY_ORDER = {s: -s.rank for s in Severity}

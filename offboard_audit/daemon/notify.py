@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from offboard_audit.config import NotificationConfig
-from offboard_audit.records import FindingStatus, RunResult, Severity
+from offboard_audit.core.records import FindingStatus, RunResult, Severity
 
 log = logging.getLogger(__name__)
 

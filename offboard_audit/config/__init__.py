@@ -15,10 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from offboard_audit.errors import ConfigError
-from offboard_audit.options import SourceOptions
-from offboard_audit.protocols import ConnectorPlugin, MatchSpec, SourceKind
-from offboard_audit.registry import plugin_for
+from offboard_audit.config.registry import plugin_for
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.policy import PolicyConfig
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceKind
 
 DEFAULT_CONFIG_NAME = "offboard-audit.toml"
 CONFIG_ENV = "OFFBOARD_AUDIT_CONFIG"
@@ -73,20 +74,6 @@ SOURCE_COMMON_OPTIONS = {
     "enabled": "set false to keep the table but skip the source",
     "match": "table: employee_id = [attributes], email = [attributes] that identify the owner",
 }
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    grace_period: timedelta = timedelta(0)
-    auto_revoke: bool = False
-    max_revocations_per_run: int = 25
-    max_new_terminations: float = 0.05
-    max_missing_people: float = 0.05
-    min_breaker_count: int = 3
-    orphan_accounts: bool = True
-    protected: tuple[str, ...] = ()
-    delete_after: timedelta | None = None
-    service_accounts_owned: bool = True
 
 
 @dataclass(frozen=True)
@@ -147,7 +134,7 @@ class Config:
     path: Path | None
     base_dir: Path
     database_url: str
-    policy: PolicyConfig = PolicyConfig()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     schedule: ScheduleConfig = ScheduleConfig()
     webhook: WebhookConfig = WebhookConfig()
     notifications: NotificationConfig = NotificationConfig()

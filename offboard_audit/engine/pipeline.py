@@ -4,7 +4,7 @@ I/O happens in ``collect`` (connectors) and in the store; matching and evaluatio
 A source that fails is recorded as failed, its last good data is used marked stale, and
 nothing of it is resolved: an unreachable source is never taken as clean.
 
-An HR read is merged into the stored people (:func:`offboard_audit.people.merge_hr_read`):
+An HR read is merged into the stored people (:func:`offboard_audit.core.people.merge_hr_read`):
 only what changed in the export since its previous read changes a person, terminations are
 sticky, a bad row keeps the last good record. The HR circuit breaker
 (:func:`circuit_breaker_reason`) is decided from the HR read alone, before any account source
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config, SourceConfig
-from offboard_audit.errors import ConfigError, SourceError
-from offboard_audit.evaluate import EvalPolicy, evaluate
-from offboard_audit.matching import match_all
-from offboard_audit.people import HRMerge, PersonState, merge_hr_read
-from offboard_audit.protocols import AccountSource, HRSource, MatchSpec, SourceContext
-from offboard_audit.records import (
+from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.evaluate import EvalPolicy, evaluate
+from offboard_audit.core.matching import match_all
+from offboard_audit.core.people import HRMerge, PersonState, merge_hr_read
+from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext
+from offboard_audit.core.records import (
     Account,
     Credential,
     Finding,

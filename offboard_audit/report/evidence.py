@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from offboard_audit.audit_log import AuditEvent, verify_chain
-from offboard_audit.planning import APPLIED, NOOP, UNDONE, ActionRecord
-from offboard_audit.records import Finding, Person
+from offboard_audit.core.audit_chain import AuditEvent, verify_chain
+from offboard_audit.core.planning import APPLIED, NOOP, UNDONE, ActionRecord
+from offboard_audit.core.records import Finding, Person
 from offboard_audit.storage.actions import events_for_actions, iter_events, load_actions
 from offboard_audit.storage.store import Store
 

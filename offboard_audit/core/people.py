@@ -16,7 +16,7 @@ webhook event. Both are HR information of different ages, so neither simply over
   row (a rehire: the source lists them again with another status) changes them. People with
   another status who are missing are removed once the read is accepted.
 * **A bad row never replaces the last good record**: the employee id of an unusable row
-  (``BadPersonRow``) keeps its stored record.
+  (a ``RowProblem`` naming an employee id) keeps its stored record.
 * **Webhook events are ordered by ``effective_at``.** ``changed_at`` is the effective time of
   the last applied status change (a webhook event's ``effective_at``, or the time of the HR
   read that changed the status). A status event older than that is *superseded* and changes
@@ -35,7 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from offboard_audit.records import HRRead, Person, PersonStatus, RowProblem, require_aware
+from offboard_audit.core.records import HRRead, Person, PersonStatus, require_aware
 
 # Field groups a full HR read merges one by one; status and termination date go together.
 FIELD_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -74,13 +74,6 @@ class PersonState:
     def in_last_read(self) -> bool:
         """Listed by the HR source in its last accepted read."""
         return self.hr_row is not None and self.missing_since is None
-
-
-@dataclass(frozen=True, slots=True)
-class BadPersonRow(RowProblem):
-    """An HR row that could not be used, with the employee id it names ("" when it has none)."""
-
-    employee_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +124,7 @@ def merge_hr_read(
 ) -> HRMerge:
     """Merge one HR source's read into its stored people (``stored`` may hold other sources)."""
     rows = {p.employee_id: p for p in read.people}
-    bad = {
-        p.employee_id for p in read.problems if isinstance(p, BadPersonRow) and p.employee_id
-    } - rows.keys()
+    bad = {p.employee_id for p in read.problems if p.employee_id} - rows.keys()
     mine = [s for s in stored if s.person.source == source]
     states: list[PersonState] = []
     dropped: list[PersonState] = []

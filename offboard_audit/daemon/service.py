@@ -55,13 +55,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from offboard_audit.config import Config
-from offboard_audit.errors import ConfigError
-from offboard_audit.metrics import Metrics
-from offboard_audit.notify import FailedAction, Notifier, run_messages
-from offboard_audit.people import ChangeOutcome, PersonChange
-from offboard_audit.pipeline import Pipeline
-from offboard_audit.protocols import AccountSource, HRSource, SourceContext
-from offboard_audit.records import Person, PersonStatus, RunResult, SourceStatus
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.people import ChangeOutcome, PersonChange
+from offboard_audit.core.protocols import AccountSource, HRSource, SourceContext
+from offboard_audit.core.records import Person, PersonStatus, RunResult, SourceStatus
+from offboard_audit.daemon.metrics import Metrics
+from offboard_audit.daemon.notify import FailedAction, Notifier, run_messages
+from offboard_audit.daemon.webhook import WebhookSettings, create_app
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.targeted import ChangeNotApplied, TargetedReconciler
 from offboard_audit.storage.models import LockRow
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import (
@@ -74,8 +76,6 @@ from offboard_audit.storage.webhook_store import (
     WebhookStore,
     new_job_id,
 )
-from offboard_audit.targeted import ChangeNotApplied, TargetedReconciler
-from offboard_audit.webhook import WebhookSettings, create_app
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ class Daemon:
         """
         with self._engine_mutex:
             if self._engine is None:
-                from offboard_audit.revocation import RevocationEngine
+                from offboard_audit.engine.revocation import RevocationEngine
 
                 self._engine = RevocationEngine(
                     self.config, self.store, self.ctx, actor=f"daemon:{self.node}"
@@ -611,7 +611,7 @@ class Daemon:
         """What a job does, under the ``person:<employee_id>`` lock.
 
         An event's change is decided against the stored person first
-        (:func:`offboard_audit.people.decide_change`): the person is always the one the event's
+        (:func:`offboard_audit.core.people.decide_change`): the person is always the one the event's
         employee id names (an email never redirects it, so the lock and the revocation are that
         person's); an event whose email belongs to another person fails the job as a conflict,
         and one older than the person's last applied status change is ``superseded``. Either
@@ -1091,6 +1091,6 @@ def _describe_run(result: RunResult, summary: RevokeSummary | None, auto_revoke:
 
 
 def run_messages_error(kind: str, exc: BaseException) -> list[Any]:
-    from offboard_audit.notify import Message
+    from offboard_audit.daemon.notify import Message
 
     return [Message("run_error", f"offboard-audit {kind} run failed: {type(exc).__name__}: {exc}")]

@@ -1,0 +1,70 @@
+"""Commands: config check and config reference."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from offboard_audit.cli.app import (
+    EXIT_OK,
+    config_app,
+    err,
+    fail,
+    source_context,
+    state,
+)
+from offboard_audit.config import Config
+from offboard_audit.core.matching import validate_username_rules
+from offboard_audit.report import formats as output
+
+
+def permissions_table(config: Config) -> Table:
+    table = Table(title="sources and the permissions they need", header_style="bold", show_lines=True)
+    for col in ("source", "type", "read needs", "revoke actions (permissions)"):
+        table.add_column(col)
+    for s in config.sources:
+        actions = "\n".join(
+            f"{a.name} ({a.stage.value}{'' if a.reversible else ', irreversible'}): {', '.join(a.permissions)}"
+            for a in s.plugin.revoker_actions.values()
+        )
+        table.add_row(s.name, s.type, "\n".join(s.plugin.read_permissions) or "-", actions or "-")
+    return table
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> int:
+    """Validate the config file and print the permissions each source needs."""
+    st = state(ctx)
+    config = st.config()
+    problems = validate_username_rules(config.matching.username_rules)
+    if problems:
+        raise fail("matching.username_rules: " + "; ".join(problems))
+    sctx = source_context(config)
+    for s in config.sources:
+        s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
+    console = output.console()
+    console.print(
+        f"[green]ok[/]: {config.path} ({len(config.sources)} sources, database {config.database_url})"
+    )
+    console.print(permissions_table(config))
+    pol = config.policy
+    console.print(
+        f"policy: grace_period={pol.grace_period}, auto_revoke={pol.auto_revoke}, "
+        f"max_revocations_per_run={pol.max_revocations_per_run}, "
+        f"max_new_terminations={pol.max_new_terminations}, max_missing_people={pol.max_missing_people}, "
+        f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
+    )
+    if not config.hr_sources:
+        err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")
+    return EXIT_OK
+
+
+@config_app.command("reference")
+def config_reference() -> int:
+    """Print the reference of every config option (Markdown)."""
+    from offboard_audit.config.reference import config_reference_markdown
+
+    sys.stdout.write(config_reference_markdown())
+    return EXIT_OK

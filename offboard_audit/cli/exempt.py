@@ -1,0 +1,153 @@
+"""Commands: exempt add, list, remove."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import typer
+from rich.table import Table
+
+from offboard_audit.cli.app import (
+    EXIT_OK,
+    app,
+    err,
+    fail,
+    now_utc,
+    state,
+)
+from offboard_audit.cli.common import (
+    actor,
+    check_format,
+    emit,
+)
+from offboard_audit.core.records import Exemption
+from offboard_audit.report import formats as output
+from offboard_audit.storage.actions import NewEvent, append_event
+
+exempt_app = typer.Typer(
+    help="Exemptions: credentials that must not be revoked, until a date.", no_args_is_help=True
+)
+app.add_typer(exempt_app, name="exempt")
+
+
+def parse_until(value: str, now: datetime) -> datetime:
+    """``YYYY-MM-DD`` (through the end of that day, UTC) or an ISO date-time with offset."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--until must be a date (YYYY-MM-DD) or an ISO date-time; got {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+@exempt_app.command("add")
+def exempt_add(
+    ctx: typer.Context,
+    selector: str = typer.Argument(..., help="SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL], globs allowed."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log)."),
+    until: str = typer.Option(..., "--until", help="Expiry: YYYY-MM-DD (end of day UTC) or ISO date-time."),
+    by: str | None = typer.Option(None, "--by", help="Who approved it (default: the current user)."),
+) -> int:
+    """Exempt matching credentials from revocation until a date."""
+    now = now_utc()
+    if not selector.strip() or not reason.strip():
+        raise fail("the selector and --reason must not be empty")
+    expires = parse_until(until, now)
+    if expires <= now:
+        raise fail(f"--until {until} is in the past")
+    st = state(ctx)
+    store = st.store()
+    ex = Exemption(
+        exemption_id="x-" + uuid.uuid4().hex[:10],
+        selector=selector.strip(),
+        reason=reason.strip(),
+        until=expires,
+        created_by=by or actor().removeprefix("cli:"),
+        created_at=now,
+    )
+    store.add_exemption(ex)
+    append_event(
+        store,
+        NewEvent(
+            "exemption-added",
+            now,
+            actor(),
+            {
+                "exemption_id": ex.exemption_id,
+                "selector": ex.selector,
+                "reason": ex.reason,
+                "until": ex.until.isoformat(),
+                "by": ex.created_by,
+            },
+        ),
+    )
+    emit(ex.exemption_id)
+    err.print(
+        f"exemption {ex.exemption_id} for {ex.selector!r} until {ex.until.isoformat()}; the next audit applies it"
+    )
+    return EXIT_OK
+
+
+@exempt_app.command("list")
+def exempt_list(
+    ctx: typer.Context,
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    all_: bool = typer.Option(False, "--all", help="Include removed exemptions."),
+) -> int:
+    """Exemptions, with whether each still applies."""
+    check_format(fmt, ("table", "json"))
+    store = state(ctx).store()
+    now = now_utc()
+    rows = store.list_exemptions(include_removed=all_)
+    if fmt == "json":
+        emit(
+            output.dumps(
+                [
+                    {
+                        "id": e.exemption_id,
+                        "selector": e.selector,
+                        "reason": e.reason,
+                        "until": e.until.isoformat(),
+                        "by": e.created_by,
+                        "created_at": e.created_at.isoformat(),
+                        "active": e.active(now),
+                    }
+                    for e in rows
+                ]
+            )
+        )
+        return EXIT_OK
+    if not rows:
+        output.console().print("no exemptions")
+        return EXIT_OK
+    table = Table(title="exemptions", header_style="bold")
+    for col in ("id", "selector", "until", "state", "by", "reason"):
+        table.add_column(col)
+    for e in rows:
+        table.add_row(
+            e.exemption_id,
+            e.selector,
+            e.until.isoformat(),
+            "active" if e.active(now) else "expired",
+            e.created_by,
+            e.reason,
+        )
+    output.console().print(table)
+    return EXIT_OK
+
+
+@exempt_app.command("remove")
+def exempt_remove(ctx: typer.Context, exemption_id: str = typer.Argument(..., help="Exemption id.")) -> int:
+    """Remove an exemption; the next audit reports its findings again."""
+    store = state(ctx).store()
+    now = now_utc()
+    if not store.remove_exemption(exemption_id, now):
+        raise fail(f"no active exemption with id {exemption_id!r}")
+    append_event(store, NewEvent("exemption-removed", now, actor(), {"exemption_id": exemption_id}))
+    err.print(f"removed {exemption_id}")
+    return EXIT_OK

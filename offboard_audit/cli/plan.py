@@ -1,0 +1,77 @@
+"""Command: plan (what would be revoked; changes nothing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from offboard_audit.cli.app import (
+    EXIT_OK,
+    app,
+    err,
+    now_utc,
+)
+from offboard_audit.cli.common import (
+    check_findings,
+    check_format,
+    emit,
+    engine_for,
+    held_table,
+    plan_table,
+)
+from offboard_audit.core.planning import (
+    Plan,
+    plan_json,
+)
+from offboard_audit.report import formats as output
+
+
+def print_plan(plan: Plan) -> None:
+    console = output.console()
+    if plan.actions:
+        console.print(plan_table(plan))
+        for a in plan.actions:
+            if not a.reversible:
+                console.print(
+                    f"[bold red]irreversible:[/] {a.action} on {a.username} {a.credential_id}: {a.description}"
+                )
+    else:
+        console.print("no actions to plan")
+    if plan.held:
+        console.print(held_table(plan))
+    if plan.done:
+        console.print(f"{len(plan.done)} action(s) already applied earlier are not planned again")
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    output_file: Path | None = typer.Option(
+        None, "--output", help="Write the plan (JSON, with checksum) to FILE."
+    ),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    finding: list[str] = typer.Option([], "--finding", help="Only these finding ids (repeatable)."),
+    person: str | None = typer.Option(None, "--person", help="Only this employee id."),
+) -> int:
+    """The revocation plan for open findings past their grace period (changes nothing)."""
+    check_format(fmt, ("table", "json"))
+    _config, store, engine = engine_for(ctx)
+    now = now_utc()
+    check_findings(store, finding)
+    the_plan = engine.plan(now, finding_ids=finding, person=person)
+    body = plan_json(the_plan)
+    breaker = engine.stored_breaker()
+    if output_file is not None:
+        output_file.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        err.print(f"wrote {output_file} (apply with: offboard-audit revoke --plan {output_file} --apply)")
+    if fmt == "json":
+        emit(output.dumps({**body, "circuit_breaker": breaker}))
+    else:
+        print_plan(the_plan)
+    if breaker:
+        err.print(
+            f"[bold yellow]note:[/] revoke would refuse right now: {breaker}", highlight=False, soft_wrap=True
+        )
+    return EXIT_OK
