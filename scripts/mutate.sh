@@ -22,6 +22,7 @@ MODULES=(
   "offboard_audit/core/selectors.py"
   "offboard_audit/core/people.py"
   "offboard_audit/engine/targeted.py"
+  "connectors/hr_records/translate.py"
   "connectors/hr_records/source.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi

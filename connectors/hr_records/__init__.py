@@ -1,14 +1,29 @@
-"""HR records: who works here, who left and when (``hr_csv`` and ``hr_json``)."""
+"""HR records: who works here, who left and when (source types ``hr_csv`` and ``hr_json``).
 
-from connectors.hr_records.source import (
-    HR_OPTIONS,
-    JSON_OPTIONS,
-    CsvHRSource,
-    JsonHRSource,
-    make_csv_source,
-    make_json_source,
-)
-from offboard_audit.core.protocols import ConnectorPlugin, SourceKind
+HR sources only read: there is no revoker, and no demo part (the demo's HR file is
+``offboard_audit/demo/hr.csv``, read through ``hr_csv``). See ``connectors/README.md``.
+"""
+
+from __future__ import annotations
+
+from connectors.hr_records.clients import injected_client
+from connectors.hr_records.settings import HR_OPTIONS, JSON_OPTIONS, parse_json_settings, parse_settings
+from connectors.hr_records.source import CsvHRSource, JsonHRSource
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, SourceContext, SourceKind
+
+
+def make_csv_source(options: SourceOptions, ctx: SourceContext) -> CsvHRSource:
+    """Factory for ``type = "hr_csv"``."""
+    settings = parse_settings(options)
+    return CsvHRSource(settings.name, options.file_path("path"), settings)
+
+
+def make_json_source(options: SourceOptions, ctx: SourceContext) -> JsonHRSource:
+    """Factory for ``type = "hr_json"``. ``ctx.clients[name]`` may be an ``httpx.Client``."""
+    settings = parse_json_settings(options, ctx)
+    return JsonHRSource(settings, injected_client(ctx, settings.rows.name))
+
 
 CSV_PLUGIN = ConnectorPlugin(
     type_name="hr_csv",
@@ -27,4 +42,4 @@ JSON_PLUGIN = ConnectorPlugin(
     options=JSON_OPTIONS,
 )
 
-__all__ = ["CSV_PLUGIN", "JSON_PLUGIN", "CsvHRSource", "JsonHRSource"]
+__all__ = ["CSV_PLUGIN", "JSON_PLUGIN", "CsvHRSource", "JsonHRSource", "make_csv_source", "make_json_source"]

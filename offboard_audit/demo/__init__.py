@@ -28,7 +28,7 @@ def demo_hr_path() -> Path:
 
 
 def demo_people() -> list[Person]:
-    from connectors.hr_records.source import make_csv_source
+    from connectors.hr_records import make_csv_source
 
     opts = SourceOptions({"name": "hr", "type": "hr_csv", "path": str(demo_hr_path())})
     return list(make_csv_source(opts, SourceContext(base_dir=Path.cwd())).read_people().people)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectors.hr_records.source import make_csv_source, make_json_source
+from connectors.hr_records import make_csv_source, make_json_source
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext

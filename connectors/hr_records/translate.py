@@ -1,0 +1,115 @@
+"""HR rows -> :class:`Person` records. Pure: no I/O, no decision about who has left.
+
+Every bad row becomes a :class:`RowProblem` with its line (CSV) or record number (JSON) and
+the employee id it names, so the core keeps that person's last good record instead of taking
+them as gone. A future termination date is passed through as it is: the core decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time, tzinfo
+from typing import Any
+
+from connectors.hr_records.settings import HrSettings
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem
+
+
+class RowError(ValueError):
+    """One row cannot become a person; the message says why."""
+
+
+def parse_termination(value: str, tz: tzinfo) -> datetime | None:
+    """ISO date (midnight in ``tz``) or ISO date-time (naive ones are read in ``tz``)."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=tz)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RowError(f"termination_date {value!r} is not an ISO date (YYYY-MM-DD) or date-time") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+
+
+def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
+    """One row (header name -> value) as a Person; raises :class:`RowError`."""
+
+    def field(name: str) -> str:
+        value = row.get(s.columns[name])
+        if value is None:
+            return ""
+        return str(value).strip()
+
+    employee_id = field("employee_id")
+    email = field("email").lower() or None
+    if not employee_id and not email:
+        raise RowError("has neither employee_id nor email")
+    if not employee_id:
+        raise RowError("has no employee_id")
+    raw_status = field("status")
+    status = s.status_map.get(raw_status.lower())
+    if status is None:
+        raise RowError(f"unknown status {raw_status!r} (map it with status_map)")
+    terminated_at = parse_termination(field("termination_date"), s.tz)
+    if status is PersonStatus.TERMINATED and terminated_at is None:
+        raise RowError("status is terminated but termination_date is empty")
+    if status is not PersonStatus.TERMINATED:
+        # An active person with a past termination date was rehired: the date no longer applies.
+        terminated_at = None
+    aliases_raw = row.get(s.columns["aliases"])
+    aliases: tuple[str, ...] = ()
+    if isinstance(aliases_raw, list):
+        aliases = tuple(str(a).strip() for a in aliases_raw if str(a).strip())
+    elif aliases_raw:
+        aliases = tuple(a.strip() for a in str(aliases_raw).split(s.alias_separator) if a.strip())
+    return Person(
+        employee_id=employee_id,
+        email=email,
+        name=field("name"),
+        status=status,
+        terminated_at=terminated_at,
+        aliases=aliases,
+        source=s.name,
+    )
+
+
+def people_from_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], s: HrSettings, origin: str) -> HRRead:
+    """Every good row as a person, every bad one as a problem; no usable row is a failed read."""
+    people: dict[str, Person] = {}
+    first_line: dict[str, int] = {}
+    conflicted: set[str] = set()
+    problems: list[RowProblem] = []
+    for line, row in rows:
+        try:
+            person = person_from_row(row, s)
+        except RowError as exc:
+            # The employee id (when the row has one) keeps that person's last good record.
+            raw_id = row.get(s.columns["employee_id"])
+            problems.append(
+                RowProblem(line, f"{origin} line {line}: {exc}", str(raw_id).strip() if raw_id else "")
+            )
+            continue
+        key = person.employee_id
+        if key in people:
+            if people[key] != person:
+                conflicted.add(key)
+                problems.append(
+                    RowProblem(
+                        line,
+                        f"{origin} line {line}: employee_id {key!r} also on line {first_line[key]} "
+                        "with different data; both skipped",
+                        key,
+                    )
+                )
+            continue
+        people[key] = person
+        first_line[key] = line
+    for key in conflicted:
+        del people[key]
+    if not people:
+        detail = f" ({len(problems)} bad rows)" if problems else ""
+        raise SourceError(f"{origin}: no usable people{detail}; an empty HR read is a failed read")
+    return HRRead(people=tuple(people.values()), problems=tuple(problems))
