@@ -1,24 +1,21 @@
 """LDAP / Active Directory connector: source type ``ldap`` (dialects openldap, ad, 389ds).
 
-``PLUGIN`` is what the core's registry loads. See ``source.py`` (read), ``revoker.py``
-(write), ``dialects.py`` (what differs per directory) and ``demo.py`` (in-memory demo).
+``PLUGIN`` is what the core's registry loads. The layout is the one in ``connectors/README.md``
+(``settings``, ``clients``, ``source``, ``translate``, ``revoker``, ``demo``) plus ``dialects.py``
+(what differs between OpenLDAP, Active Directory and 389-DS) and ``search.py`` (complete
+reads: paging, truncation, referrals, escaped filters), both shared by source and revoker.
 """
 
 from __future__ import annotations
 
+from connectors.ldap.clients import injected_connector, real_connector
 from connectors.ldap.demo import demo
 from connectors.ldap.revoker import LdapRevoker, revoker_for
-from connectors.ldap.settings import OPTIONS, Connector, parse_settings, real_connector
-from connectors.ldap.source import SYSTEM, LdapSource
+from connectors.ldap.settings import OPTIONS, parse_settings
+from connectors.ldap.source import LdapSource
+from connectors.ldap.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
-
-
-def _connector(options: SourceOptions, ctx: SourceContext) -> tuple[Connector | None, bool]:
-    client = ctx.clients.get(options.string("name"))
-    if client is not None and not callable(client):
-        raise TypeError("an injected ldap client must be a callable returning a bound ldap3 Connection")
-    return client, client is None
 
 
 def make_source(options: SourceOptions, ctx: SourceContext) -> LdapSource:
@@ -29,15 +26,15 @@ def make_source(options: SourceOptions, ctx: SourceContext) -> LdapSource:
     source calls it once per pass and unbinds the connection afterwards. Without it, the
     source connects to ``url`` and binds as ``bind_dn`` with the password from ``password_env``.
     """
-    client, need_password = _connector(options, ctx)
-    settings = parse_settings(options, ctx, need_password)
+    client = injected_connector(options, ctx)
+    settings = parse_settings(options, ctx, need_password=client is None)
     return LdapSource(settings, client or real_connector(settings))
 
 
 def make_revoker(options: SourceOptions, ctx: SourceContext) -> LdapRevoker:
     """The dialect's revoker; the injected client has the same shape as for :func:`make_source`."""
-    client, need_password = _connector(options, ctx)
-    settings = parse_settings(options, ctx, need_password)
+    client = injected_connector(options, ctx)
+    settings = parse_settings(options, ctx, need_password=client is None)
     return revoker_for(settings, client or real_connector(settings))
 
 

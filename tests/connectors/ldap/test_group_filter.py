@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.ldap.source import group_member_filter
+from connectors.ldap.search import group_member_filter
 from offboard_audit.core.records import CredentialKind, Person, PersonStatus, SourceData
 from tests.connectors.ldap.helpers import creds_of, source
 from tests.support.slapd import AUDITOR_DN, AUDITOR_PASSWORD, GROUPS_DN, PEOPLE_DN, SlapdServer

@@ -18,8 +18,10 @@ from connectors.ldap.dialects import (
     to_filetime,
 )
 from connectors.ldap.revoker import ADRevoker, DS389Revoker, OpenLDAPRevoker
+from connectors.ldap.search import person_filter
 from connectors.ldap.settings import parse_settings
-from connectors.ldap.source import Entry, LdapSource, person_filter, ssh_fingerprint
+from connectors.ldap.source import LdapSource
+from connectors.ldap.translate import Entry, ssh_fingerprint
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
