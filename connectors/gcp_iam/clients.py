@@ -1,4 +1,4 @@
-"""Configuration and API clients of the Google Cloud IAM connector.
+"""The API clients of the Google Cloud IAM connector: injected ones (tests) or built from settings.
 
 Clients are built on first use (never at import time) from the source's options:
 ``iam_endpoint`` (plaintext gRPC ``host:port``) and ``resource_manager_endpoint`` /
@@ -9,90 +9,17 @@ them the libraries use Application Default Credentials against Google's endpoint
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from offboard_audit.core.errors import ConfigError
+# GcpConfig: revoker.py imports it from here (it is GcpSettings, in settings.py).
+from connectors.gcp_iam.settings import GcpConfig as GcpConfig
+from connectors.gcp_iam.settings import GcpSettings
 from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import SourceContext
 
 POLICY_ANALYZER_URL = "https://policyanalyzer.googleapis.com"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-
-_ORG = re.compile(r"^organizations/\d+$")
-_FOLDER = re.compile(r"^folders/\d+$")
-# Project ids are lower-case letters, digits and hyphens; legacy ones carry a domain prefix.
-_PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]*$")
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
-
-
-@dataclass(frozen=True)
-class GcpConfig:
-    """The parsed ``[[sources]]`` table of a ``gcp_iam`` source."""
-
-    name: str
-    projects: tuple[str, ...] = ()
-    organization: str | None = None
-    folders: tuple[str, ...] = ()
-    iam_endpoint: str | None = None
-    resource_manager_endpoint: str | None = None
-    policy_analyzer_endpoint: str | None = None
-    max_workers: int = 8
-    # service account email (lower case) -> owner email or employee id
-    owners: Mapping[str, str] | None = None
-    key_last_auth: bool = False
-    timeout: float = 30.0
-    # Members / service-account emails (fnmatch patterns) the revoker refuses to touch.
-    protected_principals: tuple[str, ...] = ()
-    max_policy_retries: int = 5
-
-    @classmethod
-    def from_options(cls, options: SourceOptions) -> GcpConfig:
-        name = options.string("name")
-        projects = options.strings("projects")
-        for p in projects:
-            if not _PROJECT.match(p):
-                raise options.error("projects", f"{p!r} is not a project id")
-        organization = options.opt_str("organization")
-        if organization is not None and not _ORG.match(organization):
-            raise options.error("organization", f'must look like "organizations/123", got {organization!r}')
-        folders = options.strings("folders")
-        for f in folders:
-            if not _FOLDER.match(f):
-                raise options.error("folders", f'each folder must look like "folders/123", got {f!r}')
-        if not projects and organization is None and not folders:
-            raise ConfigError(
-                'gcp_iam needs projects = [...], organization = "organizations/N" or folders = [...]',
-                key=options.path("projects"),
-            )
-        iam_endpoint = options.opt_str("iam_endpoint")
-        if iam_endpoint is not None and not _HOSTPORT.match(iam_endpoint):
-            raise options.error("iam_endpoint", f"must be host:port (plaintext gRPC), got {iam_endpoint!r}")
-        rm_endpoint = options.opt_str("resource_manager_endpoint")
-        pa_endpoint = options.opt_str("policy_analyzer_endpoint")
-        for key, url in (
-            ("resource_manager_endpoint", rm_endpoint),
-            ("policy_analyzer_endpoint", pa_endpoint),
-        ):
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise options.error(key, f"must be an http:// or https:// URL, got {url!r}")
-        owners = {k.lower(): v for k, v in options.str_map("owners").items()}
-        return cls(
-            name=name,
-            projects=projects,
-            organization=organization,
-            folders=folders,
-            iam_endpoint=iam_endpoint,
-            resource_manager_endpoint=rm_endpoint,
-            policy_analyzer_endpoint=pa_endpoint,
-            max_workers=options.integer("max_workers", default=8, minimum=1),
-            owners=owners,
-            key_last_auth=options.flag("key_last_auth", default=False),
-            timeout=options.number("timeout", default=30.0),
-            protected_principals=options.strings("protected_principals"),
-            max_policy_retries=options.integer("max_policy_retries", default=5, minimum=1),
-        )
 
 
 class ActivityQueryError(Exception):
@@ -145,6 +72,21 @@ class ActivityClient:
         self.session.close()
 
 
+def api_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this call failed" (as opposed to a bug in this code)."""
+    import requests
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    return (GoogleAPIError, GoogleAuthError, requests.RequestException)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for a failed call (no secrets ever travel in these)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @dataclass
 class GcpClients:
     """The API clients a ``gcp_iam`` source and revoker use.
@@ -173,7 +115,7 @@ class GcpClients:
             self.activity.close()
 
 
-def build_clients(config: GcpConfig) -> GcpClients:
+def build_clients(config: GcpSettings) -> GcpClients:
     """Real clients for ``config``: local endpoints when given, otherwise ADC."""
     import grpc
     from google.auth.credentials import AnonymousCredentials
@@ -206,7 +148,7 @@ def build_clients(config: GcpConfig) -> GcpClients:
     )
 
 
-def build_activity_client(config: GcpConfig) -> ActivityClient:
+def build_activity_client(config: GcpSettings) -> ActivityClient:
     if config.policy_analyzer_endpoint:
         import requests
 
@@ -234,3 +176,13 @@ def bounded_retry(timeout: float) -> Any:
         predicate=retry.if_exception_type(exceptions.ServiceUnavailable, exceptions.DeadlineExceeded),
         timeout=timeout,
     )
+
+
+def injected_clients(options: SourceOptions, ctx: SourceContext) -> GcpClients | None:
+    """``ctx.clients[<source name>]`` when tests injected clients; otherwise None (built on first use)."""
+    client = ctx.clients.get(options.string("name"))
+    if client is not None and not isinstance(client, GcpClients):
+        raise TypeError(
+            f"injected client for {options.string('name')} must be a GcpClients, got {type(client)}"
+        )
+    return client

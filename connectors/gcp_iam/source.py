@@ -38,7 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.gcp_iam.clients import ActivityQueryError, GcpClients, GcpConfig, bounded_retry, build_clients
+from connectors.gcp_iam.clients import (
+    ActivityQueryError,
+    GcpClients,
+    api_errors,
+    bounded_retry,
+    build_clients,
+    describe_error,
+)
+from connectors.gcp_iam.settings import GcpSettings
 from connectors.gcp_iam.translate import (
     SYSTEM,
     key_id_of,
@@ -63,21 +71,6 @@ KEY_ACTIVITY = "serviceAccountKeyLastAuthentication"
 SA_ACTIVITY = "serviceAccountLastAuthentication"
 
 
-def _api_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "this call failed" (as opposed to a bug in this code)."""
-    import requests
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-
-    return (GoogleAPIError, GoogleAuthError, requests.RequestException)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line message for a failed call (no secrets ever travel in these)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @dataclass
 class _ProjectResult:
     accounts: list[Account] = field(default_factory=list)
@@ -98,7 +91,7 @@ class GcpIamSource:
 
     def __init__(
         self,
-        config: GcpConfig,
+        config: GcpSettings,
         clients: GcpClients | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -117,7 +110,7 @@ class GcpIamSource:
             if self._clients is None:
                 try:
                     self._clients = build_clients(self.config)
-                except _api_errors() as exc:
+                except api_errors() as exc:
                     raise SourceError(
                         f"{self.name}: cannot create Google Cloud clients ({describe_error(exc)}); "
                         "set Application Default Credentials or iam_endpoint/resource_manager_endpoint"
@@ -164,7 +157,7 @@ class GcpIamSource:
                     request={"parent": parent}, retry=self._retry, timeout=self.config.timeout
                 )
                 queue.extend(f.name for f in folders if f.state.name == "ACTIVE")
-        except _api_errors() as exc:
+        except api_errors() as exc:
             raise SourceError(
                 f"{self.name}: cannot list projects under {parent}: {describe_error(exc)}"
             ) from exc
@@ -252,7 +245,7 @@ class GcpIamSource:
                 retry=self._retry,
                 timeout=self.config.timeout,
             )
-        except _api_errors() as exc:
+        except api_errors() as exc:
             raise _ProjectFailed(f"getIamPolicy: {describe_error(exc)}") from exc
         accounts, credentials = translate_policy(
             self.name, resource, policy_bindings(policy), observed_at, wanted=wanted
@@ -302,7 +295,7 @@ class GcpIamSource:
                     translate_key(self.name, project, sa.email, k, observed_at) for k in keys.keys
                 )
                 step = "ListServiceAccounts"
-        except _api_errors() as exc:
+        except api_errors() as exc:
             raise _ProjectFailed(f"{step}: {describe_error(exc)}") from exc
         return result
 
@@ -385,7 +378,7 @@ class GcpIamSource:
                     retry=self._retry,
                     timeout=self.config.timeout,
                 )
-            except _api_errors() as exc:
+            except api_errors() as exc:
                 warnings.append(
                     f"{project}: cannot re-read keys of {account.account_id}: {describe_error(exc)}"
                 )
@@ -418,7 +411,7 @@ class GcpIamSource:
         if activity is None:
             warnings.append(f"{project}: key_last_auth is on but no Policy Analyzer client is configured")
             return {}, {}
-        errors: tuple[type[BaseException], ...] = (ActivityQueryError, *_api_errors())
+        errors: tuple[type[BaseException], ...] = (ActivityQueryError, *api_errors())
         try:
             keys = last_auth_by_key(activity.query(project, KEY_ACTIVITY))
             sas = last_auth_by_service_account(activity.query(project, SA_ACTIVITY))

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from connectors.gcp_iam.clients import GcpClients, GcpConfig, build_clients
+from connectors.gcp_iam.clients import GcpClients, build_clients
 from connectors.gcp_iam.fakes import FakeGcp
+from connectors.gcp_iam.settings import parse_settings
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 
@@ -44,7 +45,7 @@ def gcp_clients_for(gcp_fake: FakeGcp) -> Iterator[Callable[..., GcpClients]]:
     made: list[GcpClients] = []
 
     def make(options: SourceOptions) -> GcpClients:
-        clients = build_clients(GcpConfig.from_options(options))
+        clients = build_clients(parse_settings(options))
         made.append(clients)
         return clients
 

@@ -56,9 +56,9 @@ def test_plugin_is_registered_and_source_satisfies_the_protocols(
 def test_every_config_key_the_connector_reads_is_documented() -> None:
     import dataclasses
 
-    from connectors.gcp_iam.clients import GcpConfig
+    from connectors.gcp_iam.settings import GcpSettings
 
-    read = {f.name for f in dataclasses.fields(GcpConfig)}
+    read = {f.name for f in dataclasses.fields(GcpSettings)}
     assert read | {"type"} == set(PLUGIN.options)
 
 
