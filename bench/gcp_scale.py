@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from connectors.gcp_iam import PLUGIN, GcpIamSource  # noqa: E402
-from connectors.gcp_iam.fakes import FakeGcp, GcpFakeState  # noqa: E402
 from offboard_audit.core.options import SourceOptions  # noqa: E402
 from offboard_audit.core.protocols import SourceContext  # noqa: E402
+from tests.support.gcp import FakeGcp, GcpFakeState  # noqa: E402
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ROLES = (

@@ -32,7 +32,7 @@ def _alias_email(people: dict[str, Person], employee_id: str) -> str | None:
 
 
 def demo(people: Sequence[Person], now: datetime) -> DemoPart:
-    from connectors.gcp_iam.fakes import FakeGcp, GcpFakeState
+    from connectors.gcp_iam.demo_fake import FakeGcp, GcpFakeState
 
     by_id = {p.employee_id: p for p in people}
     state = GcpFakeState()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from connectors.gcp_iam.fakes import FakeGcp
+from tests.support.gcp import FakeGcp
 
 REPO = Path(__file__).resolve().parents[3]
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
-from connectors.gcp_iam.fakes import FakeGcp, FakePolicyHolder, GcpFakeState
+from connectors.gcp_iam.demo_fake import FakePolicyHolder
 from connectors.gcp_iam.translate import binding_credential_id
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.records import ActionTarget, CredentialKind, Person, PersonStatus
+from tests.support.gcp import FakeGcp, GcpFakeState
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
 ORG = "organizations/5"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
-from connectors.gcp_iam.fakes import FakeGcp, FakeServiceAccount, GcpFakeState
+from connectors.gcp_iam.demo_fake import FakeServiceAccount
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.records import (
@@ -25,6 +25,7 @@ from offboard_audit.core.records import (
     Person,
     PersonStatus,
 )
+from tests.support.gcp import FakeGcp, GcpFakeState
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
 CREATED = LEFT + timedelta(days=14)

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker
-from connectors.gcp_iam.fakes import FakeGcp, FakeProject
+from connectors.gcp_iam.demo_fake import FakeProject
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Revoker
 from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
+from tests.support.gcp import FakeGcp
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 CONDITION = {

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from connectors.gcp_iam import PLUGIN, GcpIamSource
-from connectors.gcp_iam.fakes import FakeGcp, GcpFakeState
 from offboard_audit.core.errors import ConfigError, SourceError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import AccountSource, SourceContext, TargetedSource
 from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus
+from tests.support.gcp import FakeGcp, GcpFakeState
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
 
