@@ -1,4 +1,5 @@
-"""Where the AWS clients come from: injected ones (tests, demo) or a boto3 session.
+"""Where the AWS clients come from: injected ones (tests, demo) or a boto3 session; and IAM's
+``Marker`` pagination (:func:`pages`, :func:`items`), used by the source and the revoker.
 
 A :class:`ClientProvider` hands out one IAM client per AWS account: the injected client for
 the home account, a client built from ``AssumeRole`` credentials for the others. boto3
@@ -8,12 +9,12 @@ clients are thread-safe but sessions are not, so client creation is serialised.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.aws_iam.report import as_aware
+from connectors.aws_iam.payloads import as_aware
 from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.errors import SourceError
 
@@ -162,3 +163,28 @@ class ClientProvider:
             if isinstance(expiration, datetime):
                 self._expires[account] = as_aware(expiration)
         return client
+
+
+def pages(call: Callable[..., Mapping[str, Any]], **params: Any) -> Iterator[Mapping[str, Any]]:
+    """Follow IAM's ``IsTruncated``/``Marker`` pagination (moto never truncates; AWS does)."""
+    marker: str | None = None
+    while True:
+        kwargs = dict(params)
+        if marker is not None:
+            kwargs["Marker"] = marker
+        page = call(**kwargs)
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        next_marker = page.get("Marker")
+        if not next_marker or next_marker == marker:
+            raise SourceError("IAM returned a truncated page without a new Marker")
+        marker = str(next_marker)
+
+
+def items(call: Callable[..., Mapping[str, Any]], result_key: str, **params: Any) -> list[Any]:
+    """Every ``result_key`` entry over all pages of one IAM list call."""
+    out: list[Any] = []
+    for page in pages(call, **params):
+        out.extend(page.get(result_key) or ())
+    return out

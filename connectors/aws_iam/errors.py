@@ -51,6 +51,21 @@ _TAG = re.compile(r"<[^>]*>")
 _MAX_TEXT = 300
 
 
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (``NoSuchEntity``, ...), or None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a log line or a scope failure."""
+    text = str(exc) or type(exc).__name__
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
 class AwsCallError(SourceError):
     """One IAM call failed while reading; the message comes from :func:`explain_call`."""
 
@@ -112,4 +127,4 @@ def explain_call(api: str, user: str, exc: BaseException, *, source: str, scope:
     return text
 
 
-__all__ = ["KIND_OPTIONS", "AwsCallError", "KindOption", "explain_call"]
+__all__ = ["KIND_OPTIONS", "AwsCallError", "KindOption", "describe", "error_code", "explain_call"]

@@ -41,9 +41,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.aws_iam import translate as tr
-from connectors.aws_iam.clients import Client, ClientProvider
-from connectors.aws_iam.errors import AwsCallError, explain_call
-from connectors.aws_iam.report import (
+from connectors.aws_iam.clients import Client, ClientProvider, items, pages
+from connectors.aws_iam.errors import AwsCallError, describe, error_code, explain_call
+from connectors.aws_iam.payloads import (
     CredentialReport,
     ReportRow,
     UserDetail,
@@ -56,47 +56,14 @@ from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.records import Account, Credential, Person, ScopeFailure, SourceData
 
+# revoker.py (and its actions) import error_code and items from here; they live in errors.py
+# and clients.py now.
+__all__ = ["AwsIamSource", "error_code", "items"]
+
 log = logging.getLogger(__name__)
 
 # Error codes of GetCredentialReport that mean "not ready yet, generate and poll again".
 _REPORT_NOT_READY = frozenset({"ReportInProgress", "ReportNotPresent", "ReportExpired"})
-
-
-def error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
-
-
-def pages(call: Callable[..., Mapping[str, Any]], **params: Any) -> Iterator[Mapping[str, Any]]:
-    """Follow IAM's ``IsTruncated``/``Marker`` pagination (moto never truncates; AWS does)."""
-    marker: str | None = None
-    while True:
-        kwargs = dict(params)
-        if marker is not None:
-            kwargs["Marker"] = marker
-        page = call(**kwargs)
-        yield page
-        if not page.get("IsTruncated"):
-            return
-        next_marker = page.get("Marker")
-        if not next_marker or next_marker == marker:
-            raise SourceError("IAM returned a truncated page without a new Marker")
-        marker = str(next_marker)
-
-
-def items(call: Callable[..., Mapping[str, Any]], result_key: str, **params: Any) -> list[Any]:
-    out: list[Any] = []
-    for page in pages(call, **params):
-        out.extend(page.get(result_key) or ())
-    return out
 
 
 @dataclass

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.aws_iam.report import ReportRow, UserDetail, opt_time
+from connectors.aws_iam.payloads import ReportRow, UserDetail, opt_time
 from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind
 

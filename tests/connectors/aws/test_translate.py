@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from connectors.aws_iam.clients import AwsClients, ClientProvider
-from connectors.aws_iam.report import ROOT_ROW, parse_credential_report, parse_report_time
+from connectors.aws_iam.payloads import ROOT_ROW, parse_credential_report, parse_report_time
 from connectors.aws_iam.settings import parse_settings
 from connectors.aws_iam.source import AwsIamSource
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.records import AccountKind, CredentialKind
 
-FIXTURES = Path(__file__).resolve().parents[3] / "connectors" / "aws_iam" / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 GENERATED = datetime(2026, 11, 27, 6, 30, tzinfo=UTC)
 CAROL = "carol.g@corp.example.com"
 CAROL_KEYS = ("AKIAEXAMPLECAROL0001", "AKIAEXAMPLECAROL0002")
