@@ -142,8 +142,9 @@ def build(db_url: str, workdir: Path, hr: MemHR, sources: list[MemSource]):  # t
 def scenario(name: str, people_n: int, per_source: int, db_url: str, workdir: Path) -> dict[str, object]:
     from offboard_audit.core.evaluate import EvalPolicy, evaluate
     from offboard_audit.core.matching import match_all
+    from offboard_audit.engine.collect import group_credentials
     from offboard_audit.engine.pipeline import Pipeline
-    from offboard_audit.storage.store import Store, group_credentials
+    from offboard_audit.storage.store import Store
 
     t_gen = time.perf_counter()
     hr, sources = make_org(people_n, per_source)

@@ -21,7 +21,9 @@ MODULES=(
   "offboard_audit/core/audit_chain.py"
   "offboard_audit/core/selectors.py"
   "offboard_audit/core/people.py"
-  "offboard_audit/engine/targeted.py"
+  "offboard_audit/engine/collect.py"
+  "offboard_audit/engine/hr.py"
+  "offboard_audit/core/lifecycle.py"
   "connectors/hr_records/translate.py"
   "connectors/hr_records/source.py"
 )
@@ -33,6 +35,7 @@ TESTS=(
   tests/unit
   tests/integration/test_pipeline.py
   tests/integration/test_pipeline_partial.py
+  tests/integration/test_pipeline_targeted.py
   tests/integration/test_hr_reads_that_shrink.py
   tests/integration/test_revocation.py
   tests/integration/test_revocation_identity.py

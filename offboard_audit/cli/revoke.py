@@ -30,11 +30,11 @@ from offboard_audit.cli.common import (
     plan_table,
 )
 from offboard_audit.core.planning import (
-    TARGET_CHANGED,
     PlanFile,
     PlanFileError,
     read_plan_json,
 )
+from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import ApplyReport
 from offboard_audit.report import formats as output
 
@@ -169,7 +169,7 @@ def revoke(
         )
         return EXIT_OK
     noop = sum(1 for o in report.outcomes if o.status == "noop")
-    changed_targets = sum(1 for o in report.outcomes if o.status == TARGET_CHANGED)
+    changed_targets = sum(1 for o in report.outcomes if o.status == ActionStatus.TARGET_CHANGED)
     err.print(
         f"{report.changed} changed, {noop} already revoked, {len(report.failed)} failed"
         + (f", {changed_targets} target changed (nothing touched)" if changed_targets else "")

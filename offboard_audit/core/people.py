@@ -23,6 +23,9 @@ webhook event. Both are HR information of different ages, so neither simply over
   nothing (a retried ``employee.terminated`` never undoes a later ``employee.rehired``).
 * **An event never changes a person it does not name.** An event whose email belongs to a
   stored person with another employee id is a conflict; nothing changes.
+* **The HR circuit breaker** (:func:`circuit_breaker_reason`, :func:`webhook_breaker_reason`)
+  says when a read, or the webhook terminations since the last good read, look like a broken
+  feed rather than real departures: then nothing is revoked.
 
 Everything here is pure: no I/O, times come in as arguments.
 """
@@ -36,6 +39,7 @@ from enum import StrEnum
 from typing import Any
 
 from offboard_audit.core.records import HRRead, Person, PersonStatus, require_aware
+from offboard_audit.core.stored import PersonState
 
 # Field groups a full HR read merges one by one; status and termination date go together.
 FIELD_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -44,36 +48,6 @@ FIELD_GROUPS: tuple[tuple[str, ...], ...] = (
     ("name",),
     ("aliases",),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PersonState:
-    """A stored person with where their data came from.
-
-    ``person`` is what matching and evaluation use. ``hr_row`` is the row the HR source gave
-    last (None: never listed by it, e.g. recorded from a webhook event). ``version`` is the
-    stored row's version, used for conditional writes (empty for a person not stored yet).
-    """
-
-    person: Person
-    hr_row: Person | None = None
-    changed_at: datetime | None = None
-    changed_by: str = ""
-    missing_since: datetime | None = None
-    version: str = ""
-
-    def __post_init__(self) -> None:
-        require_aware(self.changed_at, "PersonState.changed_at")
-        require_aware(self.missing_since, "PersonState.missing_since")
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.person.source, self.person.employee_id)
-
-    @property
-    def in_last_read(self) -> bool:
-        """Listed by the HR source in its last accepted read."""
-        return self.hr_row is not None and self.missing_since is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,3 +261,94 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
         changed_by=change.origin,
     )
     return ChangeDecision(ChangeOutcome.APPLY, f"{change.status.value} from the event", found, after)
+
+
+# --- the HR circuit breaker ----------------------------------------------------------------
+
+DEFAULT_MIN_BREAKER_COUNT = 3
+
+
+def exceeds(count: int, total: int, max_share: float, min_count: int) -> bool:
+    """Whether ``count`` of ``total`` trips the breaker: above ``max_share`` of ``total`` *and*
+    above ``min_count`` (so one termination in a small organisation is not a broken feed)."""
+    return total > 0 and count > min_count and count / total > max_share
+
+
+def circuit_breaker_reason(
+    previous: Sequence[Person],
+    current: Sequence[Person],
+    hr_failed: Sequence[str],
+    max_share: float,
+    now: datetime,
+    *,
+    min_count: int = DEFAULT_MIN_BREAKER_COUNT,
+    missing: int = 0,
+    previous_read: int = 0,
+    max_missing: float = 0.05,
+) -> str | None:
+    """Why revocations must not run on this HR read, or None when it looks sane.
+
+    Trips when an HR source failed, when the read is empty, when the people newly departed
+    since the last good read exceed both ``max_share`` of the workforce and ``min_count``, or
+    when the people of the last good read (``previous_read`` of them) missing from this one
+    exceed both ``max_missing`` and ``min_count``. The first read is the baseline.
+    """
+    if hr_failed:
+        return f"HR source failed: {', '.join(hr_failed)}"
+    if not current:
+        return "HR read returned nobody"
+    reasons: list[str] = []
+    if previous:
+        before = {(p.source, p.employee_id): p for p in previous}
+        newly = 0
+        for p in current:
+            if not p.is_departed(now):
+                continue
+            old = before.get((p.source, p.employee_id))
+            if old is None or not old.is_departed(now):
+                newly += 1
+        if exceeds(newly, len(current), max_share, min_count):
+            reasons.append(
+                f"{newly} of {len(current)} people ({newly / len(current):.1%}) newly terminated since the "
+                f"last good HR read, above policy.max_new_terminations = {max_share:.1%} "
+                f"and policy.min_breaker_count = {min_count}"
+            )
+    if exceeds(missing, previous_read, max_missing, min_count):
+        reasons.append(
+            f"{missing} of the {previous_read} people in the last good HR read ({missing / previous_read:.1%}) "
+            f"are missing from this one, above policy.max_missing_people = {max_missing:.1%} "
+            f"and policy.min_breaker_count = {min_count}"
+        )
+    return "; ".join(reasons) or None
+
+
+def webhook_breaker_reason(
+    before: Sequence[Person],
+    after: Sequence[Person],
+    webhook_terminations: int,
+    max_share: float,
+    now: datetime,
+    *,
+    min_count: int = DEFAULT_MIN_BREAKER_COUNT,
+) -> str | None:
+    """Why a reconcile of one person (an HR webhook event, no HR read) must not revoke.
+
+    ``before`` and ``after`` are everybody before and after the event's change;
+    ``webhook_terminations`` counts the people terminated through the webhook since the last
+    good HR read. Trips with no stored HR read at all, like :func:`circuit_breaker_reason` on
+    the change, or when the webhook terminations exceed both ``max_share`` of the workforce and
+    ``min_count``.
+    """
+    if not before:
+        return "no HR read is stored yet: run a full reconcile before the webhook may revoke"
+    reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count)
+    if reason:
+        return reason
+    n = webhook_terminations
+    if exceeds(n, len(after), max_share, min_count):
+        return (
+            f"{n} of {len(after)} people ({n / len(after):.1%}) terminated through "
+            f"the HR webhook since the last good HR read, above policy.max_new_terminations = "
+            f"{max_share:.1%} and policy.min_breaker_count = {min_count}"
+        )
+    return None

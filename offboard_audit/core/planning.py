@@ -32,125 +32,23 @@ from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,
     ActionDef,
-    ActionTarget,
     Credential,
     CredentialKind,
     Exemption,
     Finding,
     FindingStatus,
-    ResourceState,
     Rule,
     Stage,
     require_aware,
 )
+from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus, TargetFields
 
 PLAN_FORMAT = "offboard-audit-plan/1"
 
-# Action statuses stored in the ``actions`` table.
-PLANNED = "planned"
-INTENT = "intent"  # written before the change; an intent left behind means the process died
-APPLIED = "applied"  # the change was made and verified by re-reading
-NOOP = "noop"  # the object was already in the target state
-FAILED = "failed"  # API error or not verified; the finding stays open and is retried
-UNDONE = "undone"  # a later undo restored the prior state
-SKIPPED = "skipped"
-# The target's immutable identity was not the one planned for (name reused, account gone):
-# nothing was touched. The finding stays open; the next audit sees the account as it is now.
-TARGET_CHANGED = "target-changed"
-# Statuses of undo rows (rows with ``undo_of`` set).
-RESTORED = "restored"
-UNCHANGED = "unchanged"
-
-DONE_STATUSES = frozenset({APPLIED, NOOP})
 NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
 
 _STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1}
 _KIND_ORDER = {kind: i for i, kind in enumerate(CredentialKind)}
-
-
-def state_to_json(state: ResourceState | None) -> str | None:
-    """ResourceState as JSON text (what the audit log and the action row keep)."""
-    if state is None:
-        return None
-    return json.dumps(
-        {
-            "exists": state.exists,
-            "active": state.active,
-            "data": [list(x) for x in state.data],
-            "identity": state.identity,
-        }
-    )
-
-
-def state_from_json(text: str | None) -> ResourceState | None:
-    if text is None:
-        return None
-    raw = json.loads(text)
-    return ResourceState(
-        exists=bool(raw["exists"]),
-        active=bool(raw["active"]),
-        data=tuple((str(k), str(v)) for k, v in raw.get("data", [])),
-        identity=raw.get("identity"),
-    )
-
-
-@dataclass(frozen=True)
-class TargetFields:
-    """The object an action changes, flattened (shared by planned and stored actions)."""
-
-    source: str
-    system: str
-    scope: str
-    account_id: str
-    username: str
-    credential_id: str
-    credential_kind: CredentialKind
-    detail: str
-    # The account's immutable identity (Account.uid) when the finding was made.
-    account_uid: str
-
-    @property
-    def target(self) -> ActionTarget:
-        return ActionTarget(
-            source=self.source,
-            system=self.system,
-            account_id=self.account_id,
-            username=self.username,
-            credential_id=self.credential_id,
-            credential_kind=self.credential_kind,
-            detail=self.detail,
-            scope=self.scope,
-            account_uid=self.account_uid,
-        )
-
-
-@dataclass(frozen=True)
-class ActionRecord(TargetFields):
-    """One stored action (a revocation attempt or an undo), as history for planning and undo."""
-
-    action_id: str
-    plan_id: str
-    finding_id: str | None
-    action: str
-    stage: Stage
-    reversible: bool
-    person: str | None
-    status: str
-    error: str | None
-    prior_state: ResourceState | None
-    result_state: ResourceState | None
-    actor: str
-    undo_of: str | None
-    created_at: datetime
-    updated_at: datetime
-
-    def __post_init__(self) -> None:
-        require_aware(self.created_at, "ActionRecord.created_at")
-        require_aware(self.updated_at, "ActionRecord.updated_at")
-
-    @property
-    def key(self) -> str:
-        return f"{self.finding_id}:{self.action}"
 
 
 @dataclass(frozen=True)
@@ -303,7 +201,7 @@ def build_plan(
         if rec.undo_of is not None or rec.finding_id is None:
             continue
         by_key.setdefault(rec.key, []).append(rec)
-        if rec.status == INTENT:
+        if rec.status == ActionStatus.INTENT:
             pending.setdefault(rec.finding_id, []).append(rec)
 
     wanted = set(finding_ids)

@@ -8,6 +8,7 @@ the storage module maps them to and from SQLModel tables.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -95,6 +96,22 @@ class SourceStatus(StrEnum):
     # Read succeeded but something was skipped (bad HR rows, a warning); the data is usable.
     DEGRADED = "degraded"
     FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    """What became of a reconcile run (stored on the run, shown by /healthz and the metrics)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    DEGRADED = "degraded"  # every source read, some with warnings or skipped rows
+    FAILED_SOURCES = "failed_sources"  # a source or a scope of one failed; the others were used
+    FAILED = "failed"  # the run itself raised: nothing of it can be trusted
+    ABANDONED = "abandoned"  # its process stopped before it finished
+
+    @property
+    def completed(self) -> bool:
+        """The run finished reading its sources (with or without failed ones)."""
+        return self in (RunStatus.DONE, RunStatus.DEGRADED, RunStatus.FAILED_SOURCES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +345,24 @@ class RunResult:
         return counts
 
     @property
+    def status(self) -> RunStatus:
+        return run_status(self.sources)
+
+    @property
     def any_source_failed(self) -> bool:
-        return any(s.status is SourceStatus.FAILED or s.failed_scopes for s in self.sources)
+        return self.status is RunStatus.FAILED_SOURCES
+
+
+def run_status(sources: Iterable[SourceRun]) -> RunStatus:
+    """The status of a run that read its sources: any failed source or scope makes it
+    ``failed_sources``, else any degraded one ``degraded``, else ``done``."""
+    status = RunStatus.DONE
+    for s in sources:
+        if s.status is SourceStatus.FAILED or s.failed_scopes:
+            return RunStatus.FAILED_SOURCES
+        if s.status is SourceStatus.DEGRADED:
+            status = RunStatus.DEGRADED
+    return status
 
 
 # --- revocation ---------------------------------------------------------------------------

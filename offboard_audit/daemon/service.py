@@ -56,26 +56,18 @@ from sqlalchemy.pool import NullPool
 
 from offboard_audit.config import Config
 from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.jobs import EventStatus, HREvent, Job, JobAction, JobKind, JobState
 from offboard_audit.core.people import ChangeOutcome, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, SourceContext
 from offboard_audit.core.records import Person, PersonStatus, RunResult, SourceStatus
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.daemon.notify import FailedAction, Notifier, run_messages
 from offboard_audit.daemon.webhook import WebhookSettings, create_app
+from offboard_audit.engine.hr import ChangeNotApplied
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.engine.targeted import ChangeNotApplied, TargetedReconciler
-from offboard_audit.storage.models import LockRow
 from offboard_audit.storage.store import Store
-from offboard_audit.storage.webhook_store import (
-    EventStatus,
-    HREvent,
-    Job,
-    JobAction,
-    JobKind,
-    JobState,
-    WebhookStore,
-    new_job_id,
-)
+from offboard_audit.storage.tables import LOCKS
+from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +76,6 @@ AUDIT_JOB_ID = "offboard-audit:audit"
 HR_REFRESH_JOB_ID = "offboard-audit:hr_refresh"
 LEADER_LOCK = "daemon:leader"
 FULL_LOCK = "reconcile:full"
-LOCKS = LockRow.__table__  # type: ignore[attr-defined]
 DEFAULT_JOB_LEASE = 30.0
 
 Clock = Callable[[], datetime]
@@ -287,25 +278,9 @@ class _TrackingStore(Store):
             self.started.add(run_id)
 
     def abandon_runs(self, now: datetime) -> list[str]:
-        from offboard_audit.storage.store import RUNS
-
         with self._mutex:
             ids = list(self.started)
-        if not ids:
-            return []
-        with self.begin() as conn:
-            rows = list(
-                conn.execute(
-                    select(RUNS.c.run_id).where(RUNS.c.run_id.in_(ids), RUNS.c.status == "running")
-                ).scalars()
-            )
-            if rows:
-                conn.execute(
-                    update(RUNS)
-                    .where(RUNS.c.run_id.in_(rows), RUNS.c.status == "running")
-                    .values(status="abandoned", finished_at=now)
-                )
-        return rows
+        return self.mark_abandoned(ids, now)
 
 
 class RevocationEngineLike(Protocol):
@@ -395,10 +370,7 @@ class Daemon:
             on_failure=lambda: self.metrics.inc("offboard_audit_notifications_failed_total"),
         )
         self.events = WebhookStore(self.store)
-        self.pipeline = Pipeline(config, self.store, ctx)
-        if instances:
-            self.pipeline._instances.update(instances)
-        self.targeted = TargetedReconciler(config, self.store, ctx, instances, self.events)
+        self.pipeline = Pipeline(config, self.store, ctx, instances=instances)
         self.locks = DbLocks(self.store.engine, self.node, clock)
         self._engine: RevocationEngineLike | None = None
         self._engine_mutex = threading.Lock()
@@ -668,7 +640,7 @@ class Daemon:
                 effective_at=event.effective_at,
                 origin=origin,
             )
-        outcome = self.targeted.run(job.employee_id, now, change)
+        outcome = self.pipeline.run_person(job.employee_id, now, change)
         person = outcome.person
         if change is not None:
             self._applied(job, person, "terminated")
@@ -693,7 +665,7 @@ class Daemon:
             effective_at=event.effective_at if event else None,
             origin=origin,
         )
-        update = self.targeted.update_person(change, f"job:{job.job_id}")
+        update = self.pipeline.update_person(change, f"job:{job.job_id}")
         if not update.applied:
             raise ChangeNotApplied(update.decision)
         assert update.person is not None
@@ -722,7 +694,7 @@ class Daemon:
         change = PersonChange(
             job.employee_id, None, None, event.email, effective_at=event.effective_at, origin=origin
         )
-        update = self.targeted.update_person(change, f"job:{job.job_id}")
+        update = self.pipeline.update_person(change, f"job:{job.job_id}")
         if update.decision.outcome is ChangeOutcome.UNKNOWN:
             return _JobOutcome(JobState.DONE, detail="nothing to update: " + update.decision.reason)
         if not update.applied:
@@ -766,10 +738,7 @@ class Daemon:
             self.metrics.observe("offboard_audit_termination_to_revocation_seconds", max(0.0, seconds))
 
     def _record_run(self, result: RunResult, kind: str) -> None:
-        status = "done"
-        if any(s.status is SourceStatus.FAILED or s.failed_scopes for s in result.sources):
-            status = "failed_sources"
-        self.metrics.record_run(result, kind, status)
+        self.metrics.record_run(result, kind, result.status)
 
     # --- full reconciles ------------------------------------------------------------------
 

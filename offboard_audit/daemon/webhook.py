@@ -39,18 +39,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from offboard_audit.core.jobs import EventStatus, HREvent, HREventType, Job, JobKind, JobState
+from offboard_audit.core.stored import RunKind
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.storage.store import Store
-from offboard_audit.storage.webhook_store import (
-    EventStatus,
-    HREvent,
-    HREventType,
-    Job,
-    JobKind,
-    JobState,
-    WebhookStore,
-    new_job_id,
-)
+from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -241,15 +234,15 @@ def create_app(
                 conn.execute(text("SELECT 1"))
             body["database"] = "ok"
             runs = {}
-            for kind in ("audit", "targeted", "hr_refresh"):
-                row = store.latest_run(kind)
-                if row is not None:
-                    runs[kind] = {
-                        "run_id": row["run_id"],
-                        "status": row["status"],
-                        "started_at": row["started_at"].isoformat(),
-                        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
-                        "circuit_breaker": row["circuit_breaker"],
+            for kind in (RunKind.AUDIT, RunKind.TARGETED, RunKind.HR_REFRESH):
+                run = store.latest_run(kind)
+                if run is not None:
+                    runs[kind.value] = {
+                        "run_id": run.run_id,
+                        "status": run.status.value,
+                        "started_at": run.started_at.isoformat(),
+                        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                        "circuit_breaker": run.circuit_breaker,
                     }
             body["last_runs"] = runs
             body["last_run"] = runs.get("audit")

@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from offboard_audit.storage.actions import (
-    is_postgres,
+from offboard_audit.storage.db import is_postgres
+from offboard_audit.storage.lock_rows import (
     lock_key,
     read_lock,
     release_lock_row,

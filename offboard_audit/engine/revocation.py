@@ -38,16 +38,6 @@ from offboard_audit.config import Config
 from offboard_audit.core import selectors
 from offboard_audit.core.errors import OffboardError, RevokeError, TargetChanged
 from offboard_audit.core.planning import (
-    APPLIED,
-    FAILED,
-    INTENT,
-    NOOP,
-    RESTORED,
-    SKIPPED,
-    TARGET_CHANGED,
-    UNCHANGED,
-    UNDONE,
-    ActionRecord,
     Plan,
     PlanFile,
     PlannedAction,
@@ -61,14 +51,14 @@ from offboard_audit.core.records import (
     FindingStatus,
     ResourceState,
     RunResult,
+    RunStatus,
     identity_mismatch,
 )
+from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
 from offboard_audit.storage.actions import (
     NewEvent,
     append_event,
-    last_good_read,
-    latest_run,
     load_actions,
     record_new_action,
     record_outcome,
@@ -114,17 +104,18 @@ class ApplyReport:
 
     @property
     def changed(self) -> int:
-        return sum(1 for o in self.outcomes if o.status in (APPLIED, RESTORED))
+        return sum(1 for o in self.outcomes if o.status in (ActionStatus.APPLIED, ActionStatus.RESTORED))
 
     @property
     def failed(self) -> tuple[ActionOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.status == FAILED)
+        return tuple(o for o in self.outcomes if o.status == ActionStatus.FAILED)
 
     @property
     def ok(self) -> bool:
         """Nothing refused, nothing failed, no target changed, nothing irreversible left undone."""
         return self.refused is None and not any(
-            o.status in (FAILED, IRREVERSIBLE, TARGET_CHANGED) for o in self.outcomes
+            o.status in (ActionStatus.FAILED, IRREVERSIBLE, ActionStatus.TARGET_CHANGED)
+            for o in self.outcomes
         )
 
 
@@ -249,7 +240,7 @@ class RevocationEngine:
         findings = self.store.list_findings(
             [FindingStatus.OPEN.value, FindingStatus.EXEMPTED.value, FindingStatus.REVOKED.value]
         )
-        good = last_good_read(self.store)
+        good = self.store.last_good_read()
         observed = {
             f.finding_id: good[f.source]
             for f in findings
@@ -259,10 +250,10 @@ class RevocationEngine:
 
     def stored_breaker(self) -> str | None:
         """Why the stored findings must not be acted on, from the newest finished run."""
-        run = latest_run(self.store)
+        run = self.store.latest_run()
         if run is None:
             return "no audit has run yet: run `offboard-audit audit` first"
-        if run.status == "failed":
+        if run.status is RunStatus.FAILED:
             return f"the latest audit run {run.run_id} did not complete: run the audit again"
         if run.circuit_breaker:
             return f"HR circuit breaker tripped in run {run.run_id}: {run.circuit_breaker}"
@@ -446,7 +437,7 @@ class RevocationEngine:
             stage=pa.stage,
             reversible=pa.reversible,
             person=pa.person,
-            status=INTENT,
+            status=ActionStatus.INTENT,
             error=None,
             prior_state=None,
             result_state=None,
@@ -464,7 +455,7 @@ class RevocationEngine:
         if why is None and lock.lost:
             why = "the revocation lock was taken over by another process"
         if why is not None:
-            rec = replace(rec, status=SKIPPED, error=why)
+            rec = replace(rec, status=ActionStatus.SKIPPED, error=why)
             record_new_action(
                 self.store,
                 rec,
@@ -472,7 +463,7 @@ class RevocationEngine:
                     "skipped", rec.created_at, self.actor, {**_payload(rec), "reason": why}, rec.action_id
                 ),
             )
-            return _outcome(rec, SKIPPED, why)
+            return _outcome(rec, ActionStatus.SKIPPED, why)
         outcome = self._apply_one(rec)
         lock.renew()
         return outcome
@@ -486,7 +477,7 @@ class RevocationEngine:
             prior = revoker.read_state(rec.action, rec.target)
         except Exception as exc:
             read_error = f"could not read the state before acting: {describe(exc)}"
-            rec = replace(rec, status=FAILED, error=read_error)
+            rec = replace(rec, status=ActionStatus.FAILED, error=read_error)
             record_new_action(
                 self.store,
                 rec,
@@ -494,11 +485,11 @@ class RevocationEngine:
                     "outcome",
                     rec.created_at,
                     self.actor,
-                    {**_payload(rec), "status": FAILED, "error": read_error},
+                    {**_payload(rec), "status": ActionStatus.FAILED, "error": read_error},
                     rec.action_id,
                 ),
             )
-            return _outcome(rec, FAILED, read_error)
+            return _outcome(rec, ActionStatus.FAILED, read_error)
 
         mismatch = identity_mismatch(rec.target, prior)
         if mismatch is not None:
@@ -527,18 +518,18 @@ class RevocationEngine:
             # Verify independently of the revoker's own claim: read the object again.
             after = revoker.read_state(rec.action, rec.target)
         except TargetChanged as exc:
-            status, error = TARGET_CHANGED, describe(exc)
+            status, error = ActionStatus.TARGET_CHANGED, describe(exc)
         except Exception as exc:
-            status, error = FAILED, describe(exc)
+            status, error = ActionStatus.FAILED, describe(exc)
         else:
             moved = identity_mismatch(rec.target, after)
             if moved is not None:
-                status, error = FAILED, f"not verified: {moved}"
+                status, error = ActionStatus.FAILED, f"not verified: {moved}"
             elif not result.verified or after.active:
-                status = FAILED
+                status = ActionStatus.FAILED
                 error = f"not verified: re-reading shows it still active ({result.message or 'no message'})"
             else:
-                status, error = (APPLIED if result.changed else NOOP), None
+                status, error = (ActionStatus.APPLIED if result.changed else ActionStatus.NOOP), None
                 if not result.changed and not message:
                     message = "already revoked"
         done_at = self._time(rec.created_at)
@@ -570,7 +561,7 @@ class RevocationEngine:
         self, rec: ActionRecord, observed: ResourceState, why: str, kind: str
     ) -> ActionOutcome:
         """Record that the target is not the object planned for; nothing was changed."""
-        rec = replace(rec, status=TARGET_CHANGED, error=why, prior_state=observed)
+        rec = replace(rec, status=ActionStatus.TARGET_CHANGED, error=why, prior_state=observed)
         self.report(f"{rec.action} on {rec.source}:{rec.username}: target changed, nothing touched")
         record_new_action(
             self.store,
@@ -581,49 +572,51 @@ class RevocationEngine:
                 self.actor,
                 {
                     **_payload(rec),
-                    "status": TARGET_CHANGED,
+                    "status": ActionStatus.TARGET_CHANGED,
                     "error": why,
                     "observed_identity": observed.identity,
                 },
                 rec.action_id,
             ),
         )
-        return _outcome(rec, TARGET_CHANGED, why)
+        return _outcome(rec, ActionStatus.TARGET_CHANGED, why)
 
     # --- crash recovery ---------------------------------------------------------------------
 
     def _recover(self, now: datetime) -> tuple[ActionOutcome, ...]:
         """Settle actions left in ``intent`` by a process that died (we hold the lock: it is not running)."""
         out: list[ActionOutcome] = []
-        for rec in load_actions(self.store, statuses=[INTENT]):
+        for rec in load_actions(self.store, statuses=[ActionStatus.INTENT]):
             try:
                 state = self.revoker(rec.source).read_state(rec.action, rec.target)
             except Exception as exc:
                 # Unknown outcome: leave the intent; planning holds the finding until it can be read.
-                out.append(_outcome(rec, INTENT, f"could not re-read to recover: {describe(exc)}"))
+                out.append(
+                    _outcome(rec, ActionStatus.INTENT, f"could not re-read to recover: {describe(exc)}")
+                )
                 continue
-            also: dict[str, str] = {}
+            also: dict[str, ActionStatus] = {}
             error: str | None = None
             mismatch = identity_mismatch(rec.target, state)
             if mismatch is not None:
                 # Whatever the dead process did, the object under this name is another one now.
-                status, error, message = TARGET_CHANGED, mismatch, mismatch
+                status, error, message = ActionStatus.TARGET_CHANGED, mismatch, mismatch
             elif rec.undo_of is None:
                 if not state.active:
                     was_active = rec.prior_state is None or rec.prior_state.active
-                    status = APPLIED if was_active else NOOP
+                    status = ActionStatus.APPLIED if was_active else ActionStatus.NOOP
                     message = "recovered after an interruption: the change was found in place"
                 else:
-                    status = FAILED
+                    status = ActionStatus.FAILED
                     error = "interrupted before the change took effect; it will be retried"
                     message = error
             else:
                 if state.active:
-                    status = RESTORED
-                    also = {rec.undo_of: UNDONE}
+                    status = ActionStatus.RESTORED
+                    also = {rec.undo_of: ActionStatus.UNDONE}
                     message = "recovered after an interruption: the restore was found in place"
                 else:
-                    status = FAILED
+                    status = ActionStatus.FAILED
                     error = "undo interrupted before the restore took effect"
                     message = error
             at = self._time(now)
@@ -661,7 +654,7 @@ class RevocationEngine:
         recs = [
             r
             for r in load_actions(self.store, person=employee_id)
-            if r.undo_of is None and r.status == APPLIED
+            if r.undo_of is None and r.status == ActionStatus.APPLIED
         ]
         recs.sort(key=lambda r: (r.updated_at, r.created_at), reverse=True)
         return self._undo(recs, now, apply)
@@ -699,11 +692,11 @@ class RevocationEngine:
     def _undo_precheck(r: ActionRecord) -> ActionOutcome | None:
         if r.undo_of is not None:
             return _outcome(r, NOTHING, message=f"{r.action_id} is itself an undo (of {r.undo_of})")
-        if r.status == UNDONE:
+        if r.status == ActionStatus.UNDONE:
             return _outcome(r, NOTHING, message="already undone")
-        if r.status == NOOP:
+        if r.status == ActionStatus.NOOP:
             return _outcome(r, NOTHING, message="nothing to undo: this action changed nothing")
-        if r.status != APPLIED:
+        if r.status != ActionStatus.APPLIED:
             return _outcome(r, NOTHING, message=f"nothing to undo: the action is {r.status}")
         if not r.reversible:
             return _outcome(
@@ -713,7 +706,7 @@ class RevocationEngine:
                 message="irreversible",
             )
         if r.prior_state is None:
-            return _outcome(r, FAILED, error="no prior state was recorded for this action")
+            return _outcome(r, ActionStatus.FAILED, error="no prior state was recorded for this action")
         return None
 
     def _undo_one(self, orig: ActionRecord, now: datetime) -> ActionOutcome:
@@ -724,7 +717,7 @@ class RevocationEngine:
             orig,
             action_id=new_action_id(),
             plan_id="undo",
-            status=INTENT,
+            status=ActionStatus.INTENT,
             error=None,
             prior_state=None,
             result_state=None,
@@ -738,7 +731,7 @@ class RevocationEngine:
             current = revoker.read_state(orig.action, orig.target)
         except Exception as exc:
             read_error = f"could not read the current state: {describe(exc)}"
-            undo = replace(undo, status=FAILED, error=read_error)
+            undo = replace(undo, status=ActionStatus.FAILED, error=read_error)
             record_new_action(
                 self.store,
                 undo,
@@ -746,11 +739,11 @@ class RevocationEngine:
                     "undo-outcome",
                     at,
                     self.actor,
-                    {**_payload(undo), "status": FAILED, "error": read_error},
+                    {**_payload(undo), "status": ActionStatus.FAILED, "error": read_error},
                     undo.action_id,
                 ),
             )
-            return _outcome(undo, FAILED, read_error)
+            return _outcome(undo, ActionStatus.FAILED, read_error)
         mismatch = identity_mismatch(orig.target, current)
         if mismatch is not None:
             return self._target_changed(undo, current, mismatch, "undo-outcome")
@@ -769,24 +762,24 @@ class RevocationEngine:
         after: ResourceState | None = None
         message = ""
         error: str | None = None
-        also: dict[str, str] = {}
+        also: dict[str, ActionStatus] = {}
         try:
             result = revoker.undo(orig.action, orig.target, prior)
             message = result.message
             after = revoker.read_state(orig.action, orig.target)
         except TargetChanged as exc:
-            status, error = TARGET_CHANGED, describe(exc)
+            status, error = ActionStatus.TARGET_CHANGED, describe(exc)
         except Exception as exc:
-            status, error = FAILED, describe(exc)
+            status, error = ActionStatus.FAILED, describe(exc)
         else:
             moved = identity_mismatch(orig.target, after)
             if moved is not None:
-                status, error = FAILED, f"not verified: {moved}"
+                status, error = ActionStatus.FAILED, f"not verified: {moved}"
             elif after.active == prior.active and after.exists == prior.exists:
-                status, error = (RESTORED if result.changed else UNCHANGED), None
-                also = {orig.action_id: UNDONE}
+                status, error = (ActionStatus.RESTORED if result.changed else ActionStatus.UNCHANGED), None
+                also = {orig.action_id: ActionStatus.UNDONE}
             else:
-                status = FAILED
+                status = ActionStatus.FAILED
                 error = f"not verified: re-reading does not show the prior state ({result.message or 'no message'})"
         done_at = self._time(at)
         record_outcome(

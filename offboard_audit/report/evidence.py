@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from offboard_audit.core.audit_chain import AuditEvent, verify_chain
-from offboard_audit.core.planning import APPLIED, NOOP, UNDONE, ActionRecord
-from offboard_audit.core.records import Finding, Person
+from offboard_audit.core.records import Finding, FindingStatus, Person
+from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.storage.actions import events_for_actions, iter_events, load_actions
 from offboard_audit.storage.store import Store
 
-_REVOKED = (APPLIED, NOOP, UNDONE)
+_REVOKED = (ActionStatus.APPLIED, ActionStatus.NOOP, ActionStatus.UNDONE)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Evidence:
 
     @property
     def open_findings(self) -> int:
-        return sum(1 for c in self.credentials if c.finding_status == "open")
+        return sum(1 for c in self.credentials if c.finding_status == FindingStatus.OPEN)
 
     @property
     def fully_revoked_at(self) -> datetime | None:
@@ -194,7 +194,7 @@ def _row(
         revoked_at=revoked_at,
         revoked_by=action.actor if action else None,
         revoked_by_action=action.action_id if action else None,
-        undone=bool(action and action.status == UNDONE),
+        undone=bool(action and action.status is ActionStatus.UNDONE),
         time_to_revoke=(revoked_at - terminated) if revoked_at and terminated else None,
     )
 

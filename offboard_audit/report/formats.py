@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from offboard_audit.core.records import Finding, FindingStatus, RunResult, Severity, SourceRun, SourceStatus
+from offboard_audit.core.stored import ActionRecord
 
 FORMATS = ("table", "json", "csv")
 _SEVERITY_ORDER = {s: -s.rank for s in Severity}
@@ -24,8 +25,9 @@ _STYLE = {
     Severity.INFO: "dim",
 }
 
-# Latest action per finding, as the revocation engine stores it (empty before any revoke).
-ActionInfo = Mapping[str, Sequence[Mapping[str, Any]]]
+# The actions per finding id, oldest first, as the revocation engine stored them (none before
+# any revoke).
+ActionInfo = Mapping[str, Sequence[ActionRecord]]
 
 
 def iso(t: datetime | None) -> str | None:
@@ -37,6 +39,20 @@ def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
         findings,
         key=lambda f: (_SEVERITY_ORDER[f.severity], f.source, f.account.username, f.finding_id),
     )
+
+
+def action_json(a: ActionRecord) -> dict[str, Any]:
+    """An action as a finding lists it in the JSON output."""
+    return {
+        "id": a.action_id,
+        "action": a.action,
+        "stage": a.stage.value,
+        "status": a.status.value,
+        "actor": a.actor,
+        "error": a.error,
+        "created_at": a.created_at.isoformat(),
+        "updated_at": a.updated_at.isoformat(),
+    }
 
 
 def finding_json(f: Finding, actions: ActionInfo | None = None) -> dict[str, Any]:
@@ -86,7 +102,7 @@ def finding_json(f: Finding, actions: ActionInfo | None = None) -> dict[str, Any
             {"employee_id": x.employee_id, "email": x.email, "name": x.name} for x in f.candidates
         ]
     if actions is not None:
-        out["actions"] = [dict(a) for a in actions.get(f.finding_id, ())]
+        out["actions"] = [action_json(a) for a in actions.get(f.finding_id, ())]
     return out
 
 
@@ -196,7 +212,7 @@ def _latest_action(f: Finding, actions: ActionInfo | None) -> str:
     if not acts:
         return ""
     last = acts[-1]
-    return f"{last.get('action')} {last.get('status')} {last.get('updated_at') or ''}".strip()
+    return f"{last.action} {last.status.value} {last.updated_at.isoformat()}"
 
 
 def _short(text: str, width: int = 44) -> str:

@@ -1,6 +1,6 @@
 """Storage of HR webhook events, daemon jobs and scheduled (future) targeted reconciles.
 
-Rows stay in here; callers see the frozen records below. Every state change that two daemon
+Rows stay in here; callers see the records of :mod:`offboard_audit.core.jobs`. Every state change that two daemon
 replicas could race on is a conditional ``UPDATE ... WHERE state = ...`` whose row count says
 who won, so a job or a scheduled reconcile is run by exactly one replica.
 
@@ -19,57 +19,28 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from offboard_audit.core.records import require_aware
-from offboard_audit.storage.models import ScheduledReconcileRow, WebhookEventRow, WebhookJobRow
-from offboard_audit.storage.store import Store
-
-EVENTS = WebhookEventRow.__table__  # type: ignore[attr-defined]
-JOBS = WebhookJobRow.__table__  # type: ignore[attr-defined]
-SCHEDULED = ScheduledReconcileRow.__table__  # type: ignore[attr-defined]
-
-
-class HREventType(StrEnum):
-    TERMINATED = "employee.terminated"
-    REHIRED = "employee.rehired"
-    UPDATED = "employee.updated"
-
-
-class JobKind(StrEnum):
-    TERMINATE = "terminate"  # targeted reconcile of one leaver (revokes with auto_revoke)
-    REHIRE = "rehire"  # cancel pending work, mark active, undo revocations if configured
-    UPDATE = "update"  # employee.updated: refresh the stored person, nothing else
-    HR_REFRESH = "hr_refresh"  # targeted reconcile of someone an HR-only refresh found departed
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    SCHEDULED = "scheduled"  # waiting for a future effective_at
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SUPERSEDED = "superseded"  # the event is older than the person's last applied status change
-
-    @property
-    def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SUPERSEDED)
-
-
-class EventStatus(StrEnum):
-    """What became of an accepted event (set by the job that handles it)."""
-
-    RECEIVED = "received"  # not handled yet (or a scheduled termination still waiting)
-    APPLIED = "applied"  # its change was written to the stored person
-    SUPERSEDED = "superseded"  # older than the person's last applied status change: nothing changed
-    CONFLICT = "conflict"  # its email belongs to another person: nothing changed
+from offboard_audit.core.jobs import (
+    EventStatus,
+    HREvent,
+    HREventType,
+    Job,
+    JobAction,
+    JobKind,
+    JobState,
+    ScheduledReconcile,
+    ScheduleState,
+    Takeover,
+)
+from offboard_audit.storage.db import Database
+from offboard_audit.storage.rows import record_of, row_of
+from offboard_audit.storage.tables import SCHEDULED_RECONCILES as SCHEDULED
+from offboard_audit.storage.tables import WEBHOOK_EVENTS as EVENTS
+from offboard_audit.storage.tables import WEBHOOK_JOBS as JOBS
 
 
 def new_job_id() -> str:
@@ -77,89 +48,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True, slots=True)
-class HREvent:
-    event_id: str
-    event: HREventType
-    employee_id: str
-    email: str | None
-    effective_at: datetime
-    signed_at: datetime
-    received_at: datetime
-    body: str = ""
-
-    def __post_init__(self) -> None:
-        require_aware(self.effective_at, "HREvent.effective_at")
-        require_aware(self.signed_at, "HREvent.signed_at")
-        require_aware(self.received_at, "HREvent.received_at")
-
-
-@dataclass(frozen=True, slots=True)
-class JobAction:
-    """One action a job took, as the revocation engine reported it."""
-
-    action_id: str
-    finding_id: str | None
-    source: str
-    action: str
-    status: str
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Takeover:
-    """A daemon took a job over from an owner whose lease had expired."""
-
-    at: datetime
-    previous_owner: str
-    new_owner: str
-    from_state: JobState
-    lease_expired_at: datetime | None
-
-    def __post_init__(self) -> None:
-        require_aware(self.at, "Takeover.at")
-        require_aware(self.lease_expired_at, "Takeover.lease_expired_at")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    job_id: str
-    kind: JobKind
-    employee_id: str
-    state: JobState
-    created_at: datetime
-    event_id: str | None = None
-    due_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    node: str = ""
-    run_id: str | None = None
-    error: str | None = None
-    detail: str = ""
-    actions: tuple[JobAction, ...] = ()
-    lease_expires_at: datetime | None = None  # ``node`` owns the job until then (queued/running)
-    attempts: int = 0  # how many times a daemon started it
-    takeovers: tuple[Takeover, ...] = ()
-
-    def __post_init__(self) -> None:
-        for name in ("created_at", "due_at", "started_at", "finished_at", "lease_expires_at"):
-            require_aware(getattr(self, name), f"Job.{name}")
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledReconcile:
-    id: int
-    job_id: str
-    employee_id: str
-    due_at: datetime
-    state: str
-    claimed_by: str | None = None
-
-
 class WebhookStore:
     """Events, jobs and scheduled reconciles, in the same database as the rest of the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     # --- events ---------------------------------------------------------------------------
@@ -169,19 +61,9 @@ class WebhookStore:
         try:
             with self.store.begin() as conn:
                 conn.execute(
-                    insert(EVENTS).values(
-                        event_id=event.event_id,
-                        event=event.event.value,
-                        employee_id=event.employee_id,
-                        email=event.email,
-                        effective_at=event.effective_at,
-                        signed_at=event.signed_at,
-                        received_at=event.received_at,
-                        body_json=event.body,
-                        job_id=job.job_id,
-                    )
+                    insert(EVENTS).values(row_of(event, EVENTS, body_json=event.body, job_id=job.job_id))
                 )
-                conn.execute(insert(JOBS).values(**_job_row(job)))
+                conn.execute(insert(JOBS).values(_job_row(job)))
                 if job.state is JobState.SCHEDULED:
                     assert job.due_at is not None
                     conn.execute(
@@ -189,7 +71,7 @@ class WebhookStore:
                             job_id=job.job_id,
                             employee_id=job.employee_id,
                             due_at=job.due_at,
-                            state="pending",
+                            state=ScheduleState.PENDING.value,
                             created_at=job.created_at,
                         )
                     )
@@ -200,18 +82,7 @@ class WebhookStore:
     def event(self, event_id: str) -> HREvent | None:
         with self.store.begin() as conn:
             r = conn.execute(select(EVENTS).where(EVENTS.c.event_id == event_id)).mappings().first()
-        if r is None:
-            return None
-        return HREvent(
-            event_id=r["event_id"],
-            event=HREventType(r["event"]),
-            employee_id=r["employee_id"],
-            email=r["email"],
-            effective_at=r["effective_at"],
-            signed_at=r["signed_at"],
-            received_at=r["received_at"],
-            body=r["body_json"],
-        )
+        return record_of(HREvent, r, body=r["body_json"]) if r is not None else None
 
     def set_event_status(self, event_id: str, status: EventStatus) -> None:
         with self.store.begin() as conn:
@@ -238,7 +109,7 @@ class WebhookStore:
 
     def create_job(self, job: Job) -> None:
         with self.store.begin() as conn:
-            conn.execute(insert(JOBS).values(**_job_row(job)))
+            conn.execute(insert(JOBS).values(_job_row(job)))
 
     def job(self, job_id: str) -> Job | None:
         with self.store.begin() as conn:
@@ -413,8 +284,8 @@ class WebhookStore:
             )
             conn.execute(
                 update(SCHEDULED)
-                .where(SCHEDULED.c.job_id.in_(ids), SCHEDULED.c.state == "pending")
-                .values(state="cancelled")
+                .where(SCHEDULED.c.job_id.in_(ids), SCHEDULED.c.state == ScheduleState.PENDING.value)
+                .values(state=ScheduleState.CANCELLED.value)
             )
         return ids
 
@@ -429,7 +300,7 @@ class WebhookStore:
             rows = list(
                 conn.execute(
                     select(SCHEDULED)
-                    .where(SCHEDULED.c.state == "pending", SCHEDULED.c.due_at <= now)
+                    .where(SCHEDULED.c.state == ScheduleState.PENDING.value, SCHEDULED.c.due_at <= now)
                     .order_by(SCHEDULED.c.due_at)
                     .limit(limit)
                 ).mappings()
@@ -439,8 +310,8 @@ class WebhookStore:
             with self.store.begin() as conn:
                 won = conn.execute(
                     update(SCHEDULED)
-                    .where(SCHEDULED.c.id == r["id"], SCHEDULED.c.state == "pending")
-                    .values(state="claimed", claimed_by=node, claimed_at=now)
+                    .where(SCHEDULED.c.id == r["id"], SCHEDULED.c.state == ScheduleState.PENDING.value)
+                    .values(state=ScheduleState.CLAIMED.value, claimed_by=node, claimed_at=now)
                 ).rowcount
                 if not won:
                     continue
@@ -449,9 +320,7 @@ class WebhookStore:
                     .where(JOBS.c.job_id == r["job_id"], JOBS.c.state == JobState.SCHEDULED.value)
                     .values(state=JobState.QUEUED.value, node=node, lease_expires_at=lease_until)
                 )
-            claimed.append(
-                ScheduledReconcile(r["id"], r["job_id"], r["employee_id"], r["due_at"], "claimed", node)
-            )
+            claimed.append(record_of(ScheduledReconcile, r, state=ScheduleState.CLAIMED, claimed_by=node))
         return claimed
 
     def scheduled(self, employee_id: str | None = None) -> list[ScheduledReconcile]:
@@ -459,15 +328,11 @@ class WebhookStore:
             q = select(SCHEDULED)
             if employee_id is not None:
                 q = q.where(SCHEDULED.c.employee_id == employee_id)
-            return [
-                ScheduledReconcile(
-                    r["id"], r["job_id"], r["employee_id"], r["due_at"], r["state"], r["claimed_by"]
-                )
-                for r in conn.execute(q.order_by(SCHEDULED.c.id)).mappings()
-            ]
+            rows = conn.execute(q.order_by(SCHEDULED.c.id)).mappings()
+            return [record_of(ScheduledReconcile, r) for r in rows]
 
 
-def _action_json(a: JobAction) -> dict[str, Any]:
+def _action_json(a: JobAction) -> dict[str, object]:
     return {
         "action_id": a.action_id,
         "finding_id": a.finding_id,
@@ -478,7 +343,7 @@ def _action_json(a: JobAction) -> dict[str, Any]:
     }
 
 
-def _takeover_json(t: Takeover) -> dict[str, Any]:
+def _takeover_json(t: Takeover) -> dict[str, object]:
     return {
         "at": t.at.isoformat(),
         "previous_owner": t.previous_owner,
@@ -488,66 +353,31 @@ def _takeover_json(t: Takeover) -> dict[str, Any]:
     }
 
 
-def _takeover(d: dict[str, Any]) -> Takeover:
-    def when(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value).astimezone(UTC) if value else None
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
 
-    at = when(d["at"])
+
+def _takeover(d: dict[str, str]) -> Takeover:
+    at = _when(d["at"])
     assert at is not None
     return Takeover(
-        at, d["previous_owner"], d["new_owner"], JobState(d["from_state"]), when(d["lease_expired_at"])
+        at, d["previous_owner"], d["new_owner"], JobState(d["from_state"]), _when(d["lease_expired_at"])
     )
 
 
-def _job_row(job: Job) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id,
-        "kind": job.kind.value,
-        "employee_id": job.employee_id,
-        "event_id": job.event_id,
-        "state": job.state.value,
-        "created_at": job.created_at,
-        "due_at": job.due_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "node": job.node,
-        "run_id": job.run_id,
-        "error": job.error,
-        "detail": job.detail,
-        "actions_json": json.dumps([_action_json(a) for a in job.actions]),
-        "lease_expires_at": job.lease_expires_at,
-        "attempts": job.attempts,
-        "takeovers_json": json.dumps([_takeover_json(t) for t in job.takeovers]),
-    }
+def _job_row(job: Job) -> dict[str, object]:
+    return row_of(
+        job,
+        JOBS,
+        actions_json=json.dumps([_action_json(a) for a in job.actions]),
+        takeovers_json=json.dumps([_takeover_json(t) for t in job.takeovers]),
+    )
 
 
 def _job(r: RowMapping) -> Job:
-    return Job(
-        job_id=r["job_id"],
-        kind=JobKind(r["kind"]),
-        employee_id=r["employee_id"],
-        state=JobState(r["state"]),
-        created_at=r["created_at"],
-        event_id=r["event_id"],
-        due_at=r["due_at"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        node=r["node"],
-        run_id=r["run_id"],
-        error=r["error"],
-        detail=r["detail"],
-        actions=tuple(
-            JobAction(
-                action_id=a["action_id"],
-                finding_id=a["finding_id"],
-                source=a["source"],
-                action=a["action"],
-                status=a["status"],
-                error=a["error"],
-            )
-            for a in json.loads(r["actions_json"])
-        ),
-        lease_expires_at=r["lease_expires_at"],
-        attempts=r["attempts"],
+    return record_of(
+        Job,
+        r,
+        actions=tuple(JobAction(**a) for a in json.loads(r["actions_json"])),
         takeovers=tuple(_takeover(t) for t in json.loads(r["takeovers_json"] or "[]")),
     )

@@ -12,19 +12,12 @@ import httpx
 import pytest
 
 from offboard_audit.config import NotificationConfig
+from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.daemon.notify import Notifier
 from offboard_audit.daemon.service import FULL_LOCK, Daemon, DbLocks
 from offboard_audit.storage.store import Store
-from offboard_audit.storage.webhook_store import (
-    HREvent,
-    HREventType,
-    Job,
-    JobKind,
-    JobState,
-    WebhookStore,
-    new_job_id,
-)
+from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 from tests.support.daemon_world import NOW, Clock, World, accept, wait_job, world
 
 

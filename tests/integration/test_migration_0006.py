@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from offboard_audit.core.people import merge_hr_read
 from offboard_audit.core.records import HRRead, Person, PersonStatus
+from offboard_audit.storage.db import make_engine
 from offboard_audit.storage.migrate import alembic_config, upgrade_head
-from offboard_audit.storage.store import Store, make_engine
+from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore
 
 TERMINATED = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)

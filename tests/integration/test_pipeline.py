@@ -214,7 +214,7 @@ def test_unchanged_rerun_writes_no_snapshot_rows(tmp_path, store):
 def test_revoked_credentials_close_as_revoked_after_an_applied_action(tmp_path, store):
     from sqlalchemy import insert
 
-    from offboard_audit.storage.store import ACTIONS
+    from offboard_audit.storage.tables import ACTIONS
 
     hr, sys = org()
     p = pipeline(tmp_path, store, hr, sys)

@@ -41,7 +41,7 @@ def test_apply_revokes_verifies_and_marks_findings_revoked_on_next_audit(env: En
     # Actions feed `findings`/`audit` JSON: latest action per finding.
     fid = env.finding_id("AK1")
     info = env.store.actions_by_finding([fid])
-    assert [a["status"] for a in info[fid]] == ["applied"]
+    assert [a.status for a in info[fid]] == ["applied"]
     env.audit(NOW + timedelta(minutes=5))
     revoked = {f.credential.credential_id for f in env.store.list_findings(["revoked"]) if f.credential}
     assert revoked == REVOCABLE
@@ -186,7 +186,7 @@ def test_failed_action_is_recorded_other_actions_go_on_and_it_is_retried(env: En
     retry = env.engine().revoke(NOW + timedelta(minutes=2), apply=True)
     assert [(o.credential_id, o.status) for o in retry.outcomes] == [("AK1", "applied")]
     fid = env.finding_id("AK1")
-    assert [a["status"] for a in env.store.actions_by_finding([fid])[fid]] == ["failed", "applied"]
+    assert [a.status for a in env.store.actions_by_finding([fid])[fid]] == ["failed", "applied"]
 
 
 def test_change_that_does_not_verify_on_re_read_is_failed(env: Env) -> None:

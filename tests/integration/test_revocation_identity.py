@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy import update
 
 from offboard_audit.core.audit_chain import verify_chain
-from offboard_audit.core.planning import INTENT
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import ActionResult, Exemption, FindingStatus
+from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import NewEvent, iter_events, load_actions, record_new_action
-from offboard_audit.storage.store import FINDINGS
+from offboard_audit.storage.tables import FINDINGS
 from tests.support.fake_connector import FakeRevoker
 from tests.support.revocation import NOW, Env
 
@@ -113,7 +113,7 @@ def test_recovery_of_an_interrupted_action_whose_name_was_reused_records_target_
     record_new_action(
         env.store, rec, NewEvent("intent", NOW, "dead", {"action_id": rec.action_id}, rec.action_id)
     )
-    assert load_actions(env.store, action_ids=["a-interrupted"])[0].status == INTENT
+    assert load_actions(env.store, action_ids=["a-interrupted"])[0].status is ActionStatus.INTENT
     env.world.update(recreate_bob)
 
     report = env.engine().revoke(NOW, apply=True, person="E2")

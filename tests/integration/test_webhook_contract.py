@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
+from offboard_audit.core.jobs import JobState
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.daemon.webhook import MAX_BODY, WebhookSettings, create_app
-from offboard_audit.storage.store import Store, make_engine
-from offboard_audit.storage.webhook_store import JobState, WebhookStore
+from offboard_audit.storage.db import make_engine
+from offboard_audit.storage.store import Store
+from offboard_audit.storage.webhook_store import WebhookStore
 from tests.support.daemon import SECRET, event_body, signed_headers
 from tests.support.ports import free_port
 

@@ -17,21 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from offboard_audit.config import Config
+from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Person, RunResult, SourceData
 from offboard_audit.daemon.notify import Notifier
 from offboard_audit.daemon.service import Daemon, DaemonOptions, RevocationEngineLike
 from offboard_audit.engine.revocation import ActionOutcome, ApplyReport, RevocationEngine
 from offboard_audit.storage.store import Store
-from offboard_audit.storage.webhook_store import (
-    HREvent,
-    HREventType,
-    Job,
-    JobKind,
-    JobState,
-    WebhookStore,
-    new_job_id,
-)
+from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 from tests.support.configs import HR_CSV_HEADER, config_with
 from tests.support.fake_connector import FakeRevoker, read_state_file
 from tests.support.fakes import FakeAccountSource, account, credential

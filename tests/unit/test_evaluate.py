@@ -15,7 +15,7 @@ from offboard_audit.core.records import (
     Severity,
     finding_id,
 )
-from offboard_audit.storage.store import group_credentials
+from offboard_audit.engine.collect import group_credentials
 from tests.support.fakes import T0, account, credential, leaver, person
 
 NOW = T0 + timedelta(days=30)
@@ -134,7 +134,7 @@ def test_stale_scope_marks_findings_stale():
 def test_circuit_breaker_thresholds_and_baseline():
     from dataclasses import replace as _replace
 
-    from offboard_audit.engine.pipeline import circuit_breaker_reason
+    from offboard_audit.core.people import circuit_breaker_reason
 
     staff = [person(f"E{i}") for i in range(100)]
     four = [

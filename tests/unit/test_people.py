@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from offboard_audit.core.people import (
     ChangeOutcome,
     PersonChange,
-    PersonState,
+    circuit_breaker_reason,
     decide_change,
+    exceeds,
     merge_hr_read,
     merge_row,
 )
 from offboard_audit.core.records import HRRead, PersonStatus, RowProblem
-from offboard_audit.engine.pipeline import circuit_breaker_reason, exceeds
+from offboard_audit.core.stored import PersonState
 from tests.support.fakes import leaver, person
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from offboard_audit.core.planning import (
-    ActionRecord,
     PlanFileError,
     build_plan,
     findings_fingerprint,
@@ -30,6 +29,7 @@ from offboard_audit.core.records import (
     Stage,
     finding_id,
 )
+from offboard_audit.core.stored import ActionRecord, ActionStatus
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 LEFT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -80,7 +80,9 @@ def finding(
     )
 
 
-def record(f: Finding, action: str, status: str, at: datetime, stage: Stage = Stage.DISABLE) -> ActionRecord:
+def record(
+    f: Finding, action: str, status: ActionStatus, at: datetime, stage: Stage = Stage.DISABLE
+) -> ActionRecord:
     assert f.credential is not None
     return ActionRecord(
         action_id=f"a-{action}-{status}",
@@ -177,7 +179,7 @@ def test_stale_finding_and_source_without_revoker_are_held() -> None:
 
 def test_applied_action_is_not_planned_again_unless_the_credential_was_seen_active_after_it() -> None:
     f = finding("alice", "K1")
-    applied = record(f, "deactivate_key", "applied", NOW - timedelta(hours=1))
+    applied = record(f, "deactivate_key", ActionStatus.APPLIED, NOW - timedelta(hours=1))
     seen_before = {f.finding_id: NOW - timedelta(hours=2)}
     plan = build_plan([f], DEFS, PolicyConfig(), NOW, history=[applied], observed_at=seen_before)
     assert plan.actions == () and plan.done == (f"{f.finding_id}:deactivate_key",)
@@ -188,7 +190,7 @@ def test_applied_action_is_not_planned_again_unless_the_credential_was_seen_acti
 
 def test_failed_and_undone_actions_are_planned_again() -> None:
     f = finding("alice", "K1")
-    for status in ("failed", "undone"):
+    for status in (ActionStatus.FAILED, ActionStatus.UNDONE):
         rec = record(f, "deactivate_key", status, NOW - timedelta(hours=1))
         plan = build_plan([f], DEFS, PolicyConfig(), NOW, history=[rec])
         assert keys(plan) == [("e1", "K1", "deactivate_key")], status
@@ -196,7 +198,7 @@ def test_failed_and_undone_actions_are_planned_again() -> None:
 
 def test_an_unresolved_intent_holds_the_finding() -> None:
     f = finding("alice", "K1")
-    rec = record(f, "deactivate_key", "intent", NOW - timedelta(hours=1))
+    rec = record(f, "deactivate_key", ActionStatus.INTENT, NOW - timedelta(hours=1))
     plan = build_plan([f], DEFS, PolicyConfig(), NOW, history=[rec])
     assert plan.actions == () and "unknown" in plan.held[0].reason
 
@@ -204,7 +206,7 @@ def test_an_unresolved_intent_holds_the_finding() -> None:
 def test_delete_stage_only_after_delete_after_since_the_disable_and_never_by_default() -> None:
     revoked = finding("alice", "K1", status=FindingStatus.REVOKED)
     disabled_at = NOW - timedelta(days=10)
-    history = [record(revoked, "deactivate_key", "applied", disabled_at)]
+    history = [record(revoked, "deactivate_key", ActionStatus.APPLIED, disabled_at)]
     never = build_plan([revoked], DEFS, PolicyConfig(), NOW, history=history)
     assert never.actions == () and never.held == ()
     too_early = build_plan(
@@ -216,7 +218,10 @@ def test_delete_stage_only_after_delete_after_since_the_disable_and_never_by_def
     assert due.actions[0].stage is Stage.DELETE and not due.actions[0].reversible
     not_disabled = build_plan([revoked], DEFS, PolicyConfig(delete_after=timedelta(days=7)), NOW)
     assert not_disabled.actions == ()
-    deleted = [*history, record(revoked, "delete_key", "applied", NOW - timedelta(days=1), Stage.DELETE)]
+    deleted = [
+        *history,
+        record(revoked, "delete_key", ActionStatus.APPLIED, NOW - timedelta(days=1), Stage.DELETE),
+    ]
     done = build_plan([revoked], DEFS, PolicyConfig(delete_after=timedelta(days=7)), NOW, history=deleted)
     assert done.actions == ()
 
