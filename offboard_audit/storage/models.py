@@ -11,6 +11,9 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+from offboard_audit.core.jobs import EventStatus
+from offboard_audit.core.records import RunStatus
+from offboard_audit.core.stored import RunKind
 from offboard_audit.storage.types import UTCDateTime
 
 
@@ -22,10 +25,10 @@ class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
 
     run_id: str = Field(primary_key=True, max_length=64)
-    kind: str = Field(default="audit", max_length=32)
+    kind: str = Field(default=RunKind.AUDIT.value, max_length=32)
     started_at: datetime = Field(sa_column=_dt(False, True))
     finished_at: datetime | None = Field(default=None, sa_column=_dt())
-    status: str = Field(default="running", max_length=16)
+    status: str = Field(default=RunStatus.RUNNING.value, max_length=16)
     circuit_breaker: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     summary_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
 
@@ -250,7 +253,7 @@ class WebhookEventRow(SQLModel, table=True):
     body_json: str = Field(sa_column=Column(Text, nullable=False))
     job_id: str = Field(max_length=64)
     # received | applied | superseded | conflict (set by the job that handles the event)
-    status: str = Field(default="received", max_length=16)
+    status: str = Field(default=EventStatus.RECEIVED.value, max_length=16)
 
 
 class WebhookJobRow(SQLModel, table=True):

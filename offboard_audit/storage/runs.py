@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import RowMapping, insert, select, update
 
 from offboard_audit.core.records import RunResult, RunStatus, ScopeFailure, SourceRun, SourceStatus
-from offboard_audit.core.stored import RunInfo
+from offboard_audit.core.stored import RunInfo, RunKind
 from offboard_audit.storage.db import Database
 from offboard_audit.storage.rows import record_of, row_of
 from offboard_audit.storage.tables import RUNS, SOURCE_RUNS
@@ -19,7 +19,7 @@ _READ = (SourceStatus.OK.value, SourceStatus.DEGRADED.value)
 
 
 class RunStore(Database):
-    def start_run(self, run_id: str, started_at: datetime, kind: str = "audit") -> None:
+    def start_run(self, run_id: str, started_at: datetime, kind: str = RunKind.AUDIT) -> None:
         with self.begin() as conn:
             conn.execute(
                 insert(RUNS).values(
