@@ -49,7 +49,7 @@ def upgrade() -> None:
 
 def _backfill_hr_rows() -> None:
     """Before this revision a full HR read replaced each stored person with its row, so the
-    stored person is the best known last row (the same JSON as ``storage.store._hr_row_json``)."""
+    stored person is the best known last row (the same JSON as ``storage.people._hr_row_json``)."""
     people = sa.table(
         'people',
         sa.column('source', sa.String),
