@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -20,14 +21,13 @@ from offboard_audit.cli.app import (
 )
 from offboard_audit.cli.common import (
     check_output_format,
-    emit,
     exit_code,
     progress,
     render,
 )
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.report import formats as output
+from offboard_audit.report.formats import format_for
 
 
 @app.command()
@@ -88,22 +88,6 @@ def findings(
     store = st.store()
     rows = store.list_findings(None if status == "all" else [status], person=person)
     actions = store.actions_by_finding([f.finding_id for f in rows])
-    if fmt == "json":
-        emit(
-            output.dumps(
-                {
-                    "findings": [output.finding_json(f, actions) for f in output.sort_findings(rows)],
-                    "summary": output.summary(rows),
-                }
-            ),
-            None,
-        )
-    elif fmt == "csv":
-        emit(output.findings_csv(rows, actions), None)
-    else:
-        console = output.console()
-        if rows:
-            console.print(output.findings_table(rows, actions, title=f"{status} findings"))
-        else:
-            console.print(f"no {status} findings")
+    format_for(fmt).write_findings(sys.stdout, rows, actions, title=f"{status} findings")
+    sys.stdout.flush()
     return EXIT_OK

@@ -26,7 +26,8 @@ from offboard_audit.config import Config
 from offboard_audit.core.planning import Plan
 from offboard_audit.core.records import FindingStatus, RunResult, Severity
 from offboard_audit.engine.revocation import RevocationEngine
-from offboard_audit.report import formats as output
+from offboard_audit.report.base import ActionInfo
+from offboard_audit.report.formats import FORMATS, format_for
 from offboard_audit.storage.store import Store
 
 # Exit 1: a refusal (cap, breaker, stale plan, lock) or a failed action, like findings for `audit`.
@@ -108,8 +109,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def check_output_format(fmt: str) -> str:
-    if fmt not in output.FORMATS:
-        raise fail(f"--format must be one of {', '.join(output.FORMATS)}; got {fmt!r}")
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     return fmt
 
 
@@ -123,17 +124,14 @@ def emit(text: str, output_file: Path | None = None) -> None:
         err.print(f"wrote {output_file}")
 
 
-def render(result: RunResult, fmt: str, output_file: Path | None, actions: output.ActionInfo | None) -> None:
-    if fmt == "json":
-        emit(output.dumps(output.run_json(result, actions)), output_file)
-    elif fmt == "csv":
-        emit(output.findings_csv(result.findings, actions), output_file)
-    elif output_file is not None:
+def render(result: RunResult, fmt: str, output_file: Path | None, actions: ActionInfo | None) -> None:
+    if output_file is not None:
         with output_file.open("w", encoding="utf-8") as fh:
-            output.print_run_table(output.console(fh), result, actions)
+            format_for(fmt).write_run(fh, result, actions)
         err.print(f"wrote {output_file}")
     else:
-        output.print_run_table(output.console(), result, actions)
+        format_for(fmt).write_run(sys.stdout, result, actions)
+        sys.stdout.flush()
 
 
 def exit_code(result: RunResult, threshold: Severity | None) -> int:

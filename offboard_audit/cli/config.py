@@ -17,7 +17,7 @@ from offboard_audit.cli.app import (
 )
 from offboard_audit.config import Config
 from offboard_audit.core.matching import validate_username_rules
-from offboard_audit.report import formats as output
+from offboard_audit.report.table import console_for
 
 
 def permissions_table(config: Config) -> Table:
@@ -44,7 +44,7 @@ def config_check(ctx: typer.Context) -> int:
     sctx = source_context(config)
     for s in config.sources:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
-    console = output.console()
+    console = console_for()
     console.print(
         f"[green]ok[/]: {config.path} ({len(config.sources)} sources, database {config.database_url})"
     )

@@ -22,7 +22,8 @@ from offboard_audit.cli.common import (
     emit,
 )
 from offboard_audit.core.records import Exemption
-from offboard_audit.report import formats as output
+from offboard_audit.report.json import dumps
+from offboard_audit.report.table import console_for
 from offboard_audit.storage.actions import NewEvent, append_event
 
 exempt_app = typer.Typer(
@@ -106,7 +107,7 @@ def exempt_list(
     rows = store.list_exemptions(include_removed=all_)
     if fmt == "json":
         emit(
-            output.dumps(
+            dumps(
                 [
                     {
                         "id": e.exemption_id,
@@ -123,7 +124,7 @@ def exempt_list(
         )
         return EXIT_OK
     if not rows:
-        output.console().print("no exemptions")
+        console_for().print("no exemptions")
         return EXIT_OK
     table = Table(title="exemptions", header_style="bold")
     for col in ("id", "selector", "until", "state", "by", "reason"):
@@ -137,7 +138,7 @@ def exempt_list(
             e.created_by,
             e.reason,
         )
-    output.console().print(table)
+    console_for().print(table)
     return EXIT_OK
 
 

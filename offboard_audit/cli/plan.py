@@ -25,11 +25,12 @@ from offboard_audit.core.planning import (
     Plan,
     plan_json,
 )
-from offboard_audit.report import formats as output
+from offboard_audit.report.json import dumps
+from offboard_audit.report.table import console_for
 
 
 def print_plan(plan: Plan) -> None:
-    console = output.console()
+    console = console_for()
     if plan.actions:
         console.print(plan_table(plan))
         for a in plan.actions:
@@ -67,7 +68,7 @@ def plan(
         output_file.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         err.print(f"wrote {output_file} (apply with: offboard-audit revoke --plan {output_file} --apply)")
     if fmt == "json":
-        emit(output.dumps({**body, "circuit_breaker": breaker}))
+        emit(dumps({**body, "circuit_breaker": breaker}))
     else:
         print_plan(the_plan)
     if breaker:

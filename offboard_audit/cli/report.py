@@ -18,8 +18,8 @@ from offboard_audit.cli.common import (
     check_format,
     emit,
 )
-from offboard_audit.report import formats as output
 from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
+from offboard_audit.report.json import dumps
 
 
 @app.command()
@@ -36,7 +36,7 @@ def report(
     evidence = collect_evidence(store, person, now_utc())
     if not evidence.people and not evidence.credentials and not evidence.actions:
         raise fail(f"nothing is known about employee id {person!r}")
-    text = output.dumps(evidence_json(evidence)) if fmt == "json" else evidence_html(evidence)
+    text = dumps(evidence_json(evidence)) if fmt == "json" else evidence_html(evidence)
     if output_file is not None:
         output_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         err.print(f"wrote {output_file}")

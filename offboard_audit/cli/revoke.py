@@ -36,7 +36,8 @@ from offboard_audit.core.planning import (
 )
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import ApplyReport
-from offboard_audit.report import formats as output
+from offboard_audit.report.json import dumps
+from offboard_audit.report.table import console_for
 
 
 def outcomes_table(report: ApplyReport, title: str) -> Table:
@@ -96,9 +97,9 @@ def report_json(report: ApplyReport) -> dict[str, object]:
 
 def print_report(report: ApplyReport, fmt: str, what: str) -> None:
     if fmt == "json":
-        emit(output.dumps(report_json(report)))
+        emit(dumps(report_json(report)))
         return
-    console = output.console()
+    console = console_for()
     if (report.dry_run or report.refused) and report.plan is not None and report.plan.actions:
         console.print(plan_table(report.plan))
     elif report.outcomes or report.recovered:

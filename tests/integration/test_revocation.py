@@ -334,7 +334,7 @@ def test_evidence_report_lists_accounts_last_use_revocations_and_time_to_revoke(
 
 
 def test_findings_json_shows_actions_per_finding(env: Env) -> None:
-    from offboard_audit.report import formats as output
+    from offboard_audit.report import json as output
 
     env.audit()
     env.engine().revoke(NOW, apply=True, person="E2")

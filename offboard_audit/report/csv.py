@@ -1,0 +1,91 @@
+"""The CSV format: one row per finding, most severe first."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import TextIO
+
+from offboard_audit.core.records import Finding, RunResult
+from offboard_audit.report.base import ActionInfo, Format, iso, latest_action, sort_findings
+
+
+class CsvFormat(Format):
+    name = "csv"
+
+    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
+        out.write(findings_csv(result.findings, actions))
+
+    def write_findings(
+        self,
+        out: TextIO,
+        findings: Sequence[Finding],
+        actions: ActionInfo | None = None,
+        *,
+        title: str = "findings",
+    ) -> None:
+        out.write(findings_csv(findings, actions))
+
+
+CSV_COLUMNS = (
+    "id",
+    "rule",
+    "severity",
+    "status",
+    "source",
+    "system",
+    "scope",
+    "account_id",
+    "account_name",
+    "credential_id",
+    "credential_kind",
+    "credential_active",
+    "credential_last_used_at",
+    "employee_id",
+    "email",
+    "person_name",
+    "terminated_at",
+    "first_seen",
+    "due_at",
+    "stale",
+    "latest_action",
+    "reason",
+)
+
+
+def findings_csv(findings: Sequence[Finding], actions: ActionInfo | None = None) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for f in sort_findings(findings):
+        c = f.credential
+        p = f.person
+        latest = latest_action(f, actions)
+        writer.writerow(
+            [
+                f.finding_id,
+                f.rule.value,
+                f.severity.value,
+                f.status.value,
+                f.source,
+                f.system,
+                f.account.scope,
+                f.account.account_id,
+                f.account.username,
+                c.credential_id if c else "",
+                c.kind.value if c else "",
+                "" if c is None else str(c.active).lower(),
+                iso(c.last_used_at) if c else "",
+                p.employee_id if p else "",
+                (p.email or "") if p else "",
+                p.name if p else "",
+                iso(p.terminated_at) if p else "",
+                iso(f.first_seen),
+                iso(f.due_at) or "",
+                str(f.stale).lower(),
+                latest,
+                f.reason,
+            ]
+        )
+    return buf.getvalue()

@@ -1,0 +1,129 @@
+"""The JSON format: one object per run (the shape promised in design.md), byte for byte stable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from offboard_audit.core.records import Finding, RunResult, SourceRun
+from offboard_audit.core.stored import ActionRecord
+from offboard_audit.report.base import ActionInfo, Format, iso, sort_findings, summary
+
+
+class JsonFormat(Format):
+    name = "json"
+
+    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
+        out.write(dumps(run_json(result, actions)) + "\n")
+
+    def write_findings(
+        self,
+        out: TextIO,
+        findings: Sequence[Finding],
+        actions: ActionInfo | None = None,
+        *,
+        title: str = "findings",
+    ) -> None:
+        body = {
+            "findings": [finding_json(f, actions) for f in sort_findings(findings)],
+            "summary": summary(findings),
+        }
+        out.write(dumps(body) + "\n")
+
+
+def action_json(a: ActionRecord) -> dict[str, Any]:
+    """An action as a finding lists it in the JSON output."""
+    return {
+        "id": a.action_id,
+        "action": a.action,
+        "stage": a.stage.value,
+        "status": a.status.value,
+        "actor": a.actor,
+        "error": a.error,
+        "created_at": a.created_at.isoformat(),
+        "updated_at": a.updated_at.isoformat(),
+    }
+
+
+def finding_json(f: Finding, actions: ActionInfo | None = None) -> dict[str, Any]:
+    p = f.person
+    c = f.credential
+    out: dict[str, Any] = {
+        "id": f.finding_id,
+        "rule": f.rule.value,
+        "severity": f.severity.value,
+        "status": f.status.value,
+        "person": (
+            {
+                "employee_id": p.employee_id,
+                "email": p.email,
+                "name": p.name,
+                "status": p.status.value,
+                "terminated_at": iso(p.terminated_at),
+            }
+            if p
+            else None
+        ),
+        "source": f.source,
+        "system": f.system,
+        "scope": f.account.scope or None,
+        "account": {"id": f.account.account_id, "name": f.account.username, "kind": f.account.kind.value},
+        "credential": (
+            {
+                "id": c.credential_id,
+                "kind": c.kind.value,
+                "active": c.active,
+                "created_at": iso(c.created_at),
+                "last_used_at": iso(c.last_used_at),
+                "detail": c.detail or None,
+                "observed_at": iso(c.observed_at),
+            }
+            if c
+            else None
+        ),
+        "first_seen": iso(f.first_seen),
+        "due_at": iso(f.due_at),
+        "reason": f.reason,
+        "stale": f.stale,
+        "exemption_id": f.exemption_id,
+    }
+    if f.candidates:
+        out["candidates"] = [
+            {"employee_id": x.employee_id, "email": x.email, "name": x.name} for x in f.candidates
+        ]
+    if actions is not None:
+        out["actions"] = [action_json(a) for a in actions.get(f.finding_id, ())]
+    return out
+
+
+def source_json(s: SourceRun) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "system": s.system,
+        "status": s.status.value,
+        "error": s.error,
+        "counts": dict(s.counts),
+        "stale": s.stale,
+        "failed_scopes": [{"scope": f.scope, "error": f.error} for f in s.failed_scopes],
+        "warnings": list(s.warnings),
+    }
+
+
+def run_json(result: RunResult, actions: ActionInfo | None = None) -> dict[str, Any]:
+    findings = sort_findings(result.findings)
+    return {
+        "run": {
+            "id": result.run_id,
+            "started_at": iso(result.started_at),
+            "finished_at": iso(result.finished_at),
+            "sources": [source_json(s) for s in result.sources],
+            "circuit_breaker": result.circuit_breaker,
+        },
+        "findings": [finding_json(f, actions) for f in findings],
+        "summary": summary(findings),
+    }
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False)
