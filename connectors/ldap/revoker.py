@@ -1,17 +1,22 @@
 """Disable LDAP/AD credentials reversibly: lock the account, leave groups, drop SSH keys.
 
-API calls: base-scope searches to read the state before and after each change, and one
-LDAP modify per change on the account entry (lock, SSH keys) or on the group entry
-(membership; the directory's memberOf follows). Every change records the prior values in
-``ResourceState.data`` so that ``undo`` can put them back.
+The actions (one class each) are in ``actions.py``; the engine runs their steps (read,
+identity and no-op checks, change, re-read and verify). This module is what every action
+goes through: connections, the DN checks, identity reads, the protected-account refusals
+and modifies (:class:`LdapRevoker`, one subclass per dialect, picked by :func:`revoker_for`).
 
-Identity: every read of a state also reads the account entry's immutable identity
-(``entryUUID``, AD ``objectGUID``, 389-DS ``nsUniqueId``; asked for by name)
-into ``ResourceState.identity`` (None when no entry has that DN any more). ``apply`` and
-``undo`` re-read it right before their modify and raise ``TargetChanged`` when it is not the
-``ActionTarget.account_uid`` the action was planned for (an entry deleted and re-added under
-the same DN): nothing is modified. An entry whose identity the bind identity cannot read is
-refused (RevokeError), never acted on by name alone.
+API calls: base-scope searches to read an entry's state, one base search of the account entry
+right before each modify (its identity re-checked and, before a revocation, its login names
+for the protected checks), and one LDAP modify per change, on the account entry (lock, SSH
+keys) or on the group entry (membership; the directory's memberOf follows).
+
+Identity: every read asks for the account entry's immutable identity (``entryUUID``, AD
+``objectGUID``, 389-DS ``nsUniqueId``; asked for by name) and puts it into
+``ResourceState.identity`` (None when no entry has that DN any more). The re-check right before
+a modify raises ``TargetChanged`` when it is not the ``ActionTarget.account_uid`` the action
+was planned for (an entry deleted and re-added under the same DN): nothing is modified. An
+entry whose identity the bind identity cannot read is refused (RevokeError), never acted on by
+name alone.
 
 Permissions (the bind identity needs write access to exactly these attributes):
 - OpenLDAP: ``pwdAccountLockedTime`` and ``sshPublicKey`` on account entries,
@@ -34,73 +39,47 @@ these comparisons.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from string import hexdigits
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import ldap3
 from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.dn import parse_dn
 
-from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, UAC_ACCOUNTDISABLE, first, values_of
-from connectors.ldap.settings import Connector, LdapSettings
-from connectors.ldap.source import (
-    GROUP_PREFIX,
-    Entry,
-    ScopeReadError,
-    close,
-    dn_under,
-    normalize_dn,
-    read_entry,
-    ssh_credential_id,
+from connectors.ldap.actions import (
+    LEAVE_GROUP,
+    LOCK,
+    REMOVE_SSH_KEY,
+    ADLock,
+    Changes,
+    DS389Lock,
+    LeaveGroup,
+    LockAccount,
+    OpenLDAPLock,
+    RemoveSshKey,
 )
+from connectors.ldap.clients import Connector, close
+from connectors.ldap.dialects import first, values_of
+from connectors.ldap.search import ScopeReadError, read_entry
+from connectors.ldap.settings import LdapSettings
+from connectors.ldap.translate import Entry, dn_under, normalize_dn
 from offboard_audit.core.errors import RevokeError, TargetChanged
-from offboard_audit.core.records import (
-    ActionDef,
-    ActionResult,
-    ActionTarget,
-    CredentialKind,
-    ResourceState,
-    Stage,
-    identity_mismatch,
-)
+from offboard_audit.core.protocols import ActionSpec
+from offboard_audit.core.records import ActionDef, ActionTarget, ResourceState, identity_mismatch
 
-LOCK = "lock_account"
-LEAVE_GROUP = "remove_group_membership"
-REMOVE_SSH_KEY = "remove_ssh_key"
-
-_MEMBER_ATTRS = ("member", "uniqueMember", "memberUid")
 _AD_BUILTIN = {"administrator", "krbtgt", "guest"}
+_MEMBER_PERMISSION = "write member, uniqueMember, memberUid on the group entry"
+_SSH_PERMISSION = "write sshPublicKey on the account entry"
 
 
-def _actions(lock_perm: str, member_perm: str) -> Mapping[str, ActionDef]:
+def _definitions(lock: ActionDef, member_permission: str) -> Mapping[str, ActionDef]:
     return MappingProxyType(
         {
-            LOCK: ActionDef(
-                name=LOCK,
-                credential_kind=CredentialKind.ACCOUNT,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=(lock_perm,),
-                description="Lock/disable the directory account so that binds fail; undo unlocks it.",
-            ),
-            LEAVE_GROUP: ActionDef(
-                name=LEAVE_GROUP,
-                credential_kind=CredentialKind.GROUP_MEMBERSHIP,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=(member_perm,),
-                description="Remove the account from one group; undo adds it back.",
-            ),
-            REMOVE_SSH_KEY: ActionDef(
-                name=REMOVE_SSH_KEY,
-                credential_kind=CredentialKind.SSH_KEY,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=("write sshPublicKey on the account entry",),
-                description="Remove one sshPublicKey value (by fingerprint); undo re-adds the same key.",
-            ),
+            LOCK: lock,
+            LEAVE_GROUP: LeaveGroup.define(member_permission),
+            REMOVE_SSH_KEY: RemoveSshKey.define(_SSH_PERMISSION),
         }
     )
 
@@ -111,81 +90,48 @@ class LdapRevoker:
     The union of the dialects' permissions is declared here (for the plugin and ``config check``).
     """
 
-    actions: ClassVar[Mapping[str, ActionDef]] = _actions(
-        "write pwdAccountLockedTime (openldap) / userAccountControl (ad) / nsAccountLock (389ds) "
-        "on the account entry",
-        "write member, uniqueMember, memberUid on the group entry",
+    actions: ClassVar[Mapping[str, ActionDef]] = _definitions(
+        LockAccount.define(
+            "write pwdAccountLockedTime (openldap) / userAccountControl (ad) / nsAccountLock (389ds) "
+            "on the account entry"
+        ),
+        _MEMBER_PERMISSION,
     )
+    lock: ClassVar[type[LockAccount]]
+    # Login names read from the live entry for the protected checks, and what else they need.
+    login_attributes: ClassVar[tuple[str, ...]] = ("uid",)
+    critical_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: LdapSettings, connector: Connector) -> None:
         self.settings = settings
         self._connect = connector
+        self.specs: Mapping[str, ActionSpec] = MappingProxyType(
+            {
+                LOCK: self.lock(self, self.actions[LOCK]),
+                LEAVE_GROUP: LeaveGroup(self, self.actions[LEAVE_GROUP]),
+                REMOVE_SSH_KEY: RemoveSshKey(self, self.actions[REMOVE_SSH_KEY]),
+            }
+        )
 
-    # --- protocol -------------------------------------------------------------------------
+    # --- what every action goes through (actions.Directory) ---------------------------------
 
-    def read_state(self, action: str, target: ActionTarget) -> ResourceState:
-        self._check_action(action, target)
+    @contextmanager
+    def session(self, target: ActionTarget) -> Iterator[Any]:
+        self._check_dn(target)
         conn = self._open()
         try:
-            return self._read(conn, action, target)
+            yield conn
         finally:
             close(conn)
 
-    def apply(self, action: str, target: ActionTarget) -> ActionResult:
-        self._check_action(action, target)
-        conn = self._open()
+    def entry(self, conn: Any, dn: str, attributes: list[str]) -> Entry | None:
         try:
-            before = self._read(conn, action, target)
-            _same_target(target, before)
-            self._refuse_protected(conn, target)
-            if not before.exists or not before.active:
-                return ActionResult(
-                    False, before, before, verified=True, message="already in the target state"
-                )
-            self._change(conn, action, target, before)
-            after = self._read(conn, action, target)
-            verified = not after.active
-            return ActionResult(
-                True, before, after, verified, message="" if verified else "change not visible on re-read"
-            )
-        finally:
-            close(conn)
-
-    def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult:
-        self._check_action(action, target)
-        conn = self._open()
-        try:
-            before = self._read(conn, action, target)
-            _same_target(target, before)
-            if not prior.exists:
-                return ActionResult(False, before, before, verified=True, message="nothing existed before")
-            if before.active == prior.active and self._restored(action, before, prior):
-                return ActionResult(False, before, before, verified=True, message="already as before")
-            self._restore(conn, action, target, before, prior)
-            after = self._read(conn, action, target)
-            verified = after.active == prior.active and self._restored(action, after, prior)
-            return ActionResult(True, before, after, verified, message="" if verified else "undo not visible")
-        finally:
-            close(conn)
-
-    # --- reads ----------------------------------------------------------------------------
-
-    def _read(self, conn: Any, action: str, target: ActionTarget) -> ResourceState:
-        try:
-            if action == LOCK:
-                return self._read_lock(conn, target.account_id)
-            if action == LEAVE_GROUP:
-                return self._read_group(conn, target)
-            return self._read_ssh(conn, target)
+            return read_entry(conn, dn, [*attributes, self.settings.dialect.identity_attribute])
         except (ldap_exc.LDAPException, ScopeReadError) as exc:
             # ScopeReadError: e.g. the entry now sits under a referral (the URL is in the message).
-            raise RevokeError(f"{self.settings.name}: read of {target.account_id} failed: {exc}") from exc
+            raise RevokeError(f"{self.settings.name}: read of {dn} failed: {exc}") from exc
 
-    def _entry(self, conn: Any, dn: str, attributes: list[str]) -> Entry | None:
-        """The account entry by DN with ``attributes`` and the dialect's identity attribute."""
-        return read_entry(conn, dn, [*attributes, self.settings.dialect.identity_attribute])
-
-    def _identity(self, entry: Entry) -> str:
+    def identity(self, entry: Entry) -> str:
         """The entry's immutable identity, as the source reads it into ``Account.uid``."""
         uid = self.settings.dialect.identity(entry.raw)
         if uid is None:
@@ -196,97 +142,19 @@ class LdapRevoker:
             )
         return uid
 
-    def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        raise NotImplementedError
-
-    def _read_group(self, conn: Any, target: ActionTarget) -> ResourceState:
-        group_dn = _group_dn(target)
-        user = self._entry(conn, target.account_id, ["uid"])
-        identity = self._identity(user) if user is not None else None
-        group = read_entry(conn, group_dn, list(_MEMBER_ATTRS))
-        if group is None:
-            return ResourceState(
-                exists=False, active=False, data=(("group_dn", group_dn),), identity=identity
-            )
-        me = normalize_dn(target.account_id)
-        uid = first(user.raw, "uid") if user is not None else None
-        data: list[tuple[str, str]] = [("group_dn", group.dn)]
-        for attr in ("member", "uniqueMember"):
-            data.extend((attr, v) for v in values_of(group.raw, attr) if normalize_dn(v) == me)
-        if uid:
-            data.extend(
-                ("memberUid", v) for v in values_of(group.raw, "memberUid") if v.lower() == uid.lower()
-            )
-        active = len(data) > 1
-        return ResourceState(exists=True, active=active, data=tuple(data), identity=identity)
-
-    def _read_ssh(self, conn: Any, target: ActionTarget) -> ResourceState:
-        entry = self._entry(conn, target.account_id, ["sshPublicKey"])
-        if entry is None:
-            return ResourceState(exists=False, active=False)
-        keys = [
-            k for k in values_of(entry.raw, "sshPublicKey") if ssh_credential_id(k) == target.credential_id
-        ]
-        return ResourceState(
-            exists=bool(keys),
-            active=bool(keys),
-            data=tuple(("sshPublicKey", k) for k in keys),
-            identity=self._identity(entry),
+    def same_entry(self, conn: Any, target: ActionTarget, protect: bool) -> None:
+        names = [*self.login_attributes, *self.critical_attributes] if protect else []
+        entry = self.entry(conn, target.account_id, names)
+        uid = self.identity(entry) if entry is not None else None
+        mismatch = identity_mismatch(
+            target, ResourceState(exists=uid is not None, active=False, identity=uid)
         )
+        if mismatch is not None:
+            raise TargetChanged(mismatch)
+        if protect and entry is not None:
+            self._refuse_protected(entry, target)
 
-    # --- writes ---------------------------------------------------------------------------
-
-    def _change(self, conn: Any, action: str, target: ActionTarget, before: ResourceState) -> None:
-        if action == LOCK:
-            self._modify(conn, target.account_id, self._lock_changes(before))
-        elif action == LEAVE_GROUP:
-            group_dn = before.value("group_dn") or _group_dn(target)
-            changes: dict[str, list[tuple[Any, list[str]]]] = {}
-            for attr in _MEMBER_ATTRS:
-                values = [v for k, v in before.data if k == attr]
-                if values:
-                    changes[attr] = [(ldap3.MODIFY_DELETE, values)]
-            self._modify(conn, group_dn, changes)
-        else:
-            keys = [v for k, v in before.data if k == "sshPublicKey"]
-            self._modify(conn, target.account_id, {"sshPublicKey": [(ldap3.MODIFY_DELETE, keys)]})
-
-    def _restore(
-        self, conn: Any, action: str, target: ActionTarget, current: ResourceState, prior: ResourceState
-    ) -> None:
-        if action == LOCK:
-            self._modify(conn, target.account_id, self._unlock_changes(current, prior))
-        elif action == LEAVE_GROUP:
-            group_dn = prior.value("group_dn") or _group_dn(target)
-            present = set(current.data)
-            changes: dict[str, list[tuple[Any, list[str]]]] = {}
-            for attr in _MEMBER_ATTRS:
-                values = [v for k, v in prior.data if k == attr and (k, v) not in present]
-                if values:
-                    changes[attr] = [(ldap3.MODIFY_ADD, values)]
-            if changes:
-                self._modify(conn, group_dn, changes)
-        else:
-            present_keys = {v for _, v in current.data}
-            keys = [v for k, v in prior.data if k == "sshPublicKey" and v not in present_keys]
-            if keys:
-                self._modify(conn, target.account_id, {"sshPublicKey": [(ldap3.MODIFY_ADD, keys)]})
-
-    def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
-        raise NotImplementedError
-
-    def _unlock_changes(
-        self, current: ResourceState, prior: ResourceState
-    ) -> dict[str, list[tuple[Any, list[str]]]]:
-        raise NotImplementedError
-
-    def _restored(self, action: str, state: ResourceState, prior: ResourceState) -> bool:
-        """Whether ``state`` holds the prior values (membership values, keys); locks compare ``active``."""
-        if action == LOCK or not prior.active:
-            return True
-        return set(state.data) >= set(prior.data)
-
-    def _modify(self, conn: Any, dn: str, changes: Mapping[str, Any]) -> None:
+    def modify(self, conn: Any, dn: str, changes: Changes) -> None:
         try:
             ok = conn.modify(dn, dict(changes))
         except ldap_exc.LDAPException as exc:
@@ -300,9 +168,7 @@ class LdapRevoker:
 
     # --- safety -----------------------------------------------------------------------------
 
-    def _check_action(self, action: str, target: ActionTarget) -> None:
-        if action not in self.actions:
-            raise RevokeError(f"unknown ldap action {action!r} (known: {', '.join(self.actions)})")
+    def _check_dn(self, target: ActionTarget) -> None:
         try:
             parse_dn(target.account_id)
         except ldap_exc.LDAPException as exc:
@@ -310,30 +176,17 @@ class LdapRevoker:
         if not any(dn_under(target.account_id, b) for b in self.settings.base_dns):
             raise RevokeError(f"refusing {target.account_id}: outside the configured base DNs")
 
-    # Login names read from the live entry for the protected checks, and what else they need.
-    _login_attributes: ClassVar[tuple[str, ...]] = ("uid",)
-    _critical_attributes: ClassVar[tuple[str, ...]] = ()
-
-    def _refuse_protected(self, conn: Any, target: ActionTarget) -> None:
+    def _refuse_protected(self, entry: Entry, target: ActionTarget) -> None:
         """Refuse the bind identity and ``protected_dns``, comparing names case-insensitively.
 
-        Reads the entry (base search) for its login names: a pattern without ``=`` and a bind
-        identity that is not a DN (AD ``user@realm``, ``DOMAIN\\user``) are compared with them.
+        A pattern without ``=`` and a bind identity that is not a DN (AD ``user@realm``,
+        ``DOMAIN\\user``) are compared with the entry's login names.
         """
         # Both spellings: parsed (escapes resolved) and split at commas (as patterns are).
         dn_forms = {canonical_dn(target.account_id), normalize_dn(target.account_id)}
-        try:
-            entry = read_entry(conn, target.account_id, [*self._login_attributes, *self._critical_attributes])
-        except (ldap_exc.LDAPException, ScopeReadError) as exc:
-            raise RevokeError(f"{self.settings.name}: read of {target.account_id} failed: {exc}") from exc
-        names = (
-            {v.strip().lower() for a in self._login_attributes for v in values_of(entry.raw, a)}
-            if entry is not None
-            else set()
-        )
+        names = {v.strip().lower() for a in self.login_attributes for v in values_of(entry.raw, a)}
         names.discard("")
-        if entry is not None:
-            self._refuse_critical(entry, target)
+        self._refuse_critical(entry, target)
         if _is_bind_identity(self.settings.bind_dn, target.account_id, names):
             raise RevokeError(f"refusing to revoke the audit's own bind identity {target.account_id}")
         for pattern in self.settings.protected_dns:
@@ -358,97 +211,31 @@ class LdapRevoker:
 
 
 class OpenLDAPRevoker(LdapRevoker):
-    """OpenLDAP with the ppolicy overlay: a permanent ``pwdAccountLockedTime`` locks the account."""
+    """OpenLDAP with the ppolicy overlay."""
 
-    actions = _actions(
-        "write pwdAccountLockedTime on the account entry",
-        "write member, uniqueMember, memberUid on the group entry",
+    actions = _definitions(
+        OpenLDAPLock.define("write pwdAccountLockedTime on the account entry"), _MEMBER_PERMISSION
     )
-
-    def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = self._entry(conn, dn, ["pwdAccountLockedTime"])
-        if entry is None:
-            return ResourceState(exists=False, active=False)
-        locked = first(entry.raw, "pwdAccountLockedTime")
-        return ResourceState(
-            exists=True,
-            active=locked is None,
-            data=(("pwdAccountLockedTime", locked or ""),),
-            identity=self._identity(entry),
-        )
-
-    def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
-        return {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, [PPOLICY_PERMANENT_LOCK])]}
-
-    def _unlock_changes(
-        self, current: ResourceState, prior: ResourceState
-    ) -> dict[str, list[tuple[Any, list[str]]]]:
-        old = prior.value("pwdAccountLockedTime") or ""
-        return {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}
+    lock = OpenLDAPLock
 
 
 class DS389Revoker(LdapRevoker):
-    """389 Directory Server: ``nsAccountLock: true`` (what ``dsidm account lock`` does)."""
+    """389 Directory Server."""
 
-    actions = _actions(
-        "write nsAccountLock on the account entry",
-        "write member, uniqueMember, memberUid on the group entry",
-    )
-
-    def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = self._entry(conn, dn, ["nsAccountLock"])
-        if entry is None:
-            return ResourceState(exists=False, active=False)
-        lock = first(entry.raw, "nsAccountLock")
-        active = lock is None or lock.strip().lower() != "true"
-        return ResourceState(
-            exists=True, active=active, data=(("nsAccountLock", lock or ""),), identity=self._identity(entry)
-        )
-
-    def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
-        return {"nsAccountLock": [(ldap3.MODIFY_REPLACE, ["true"])]}
-
-    def _unlock_changes(
-        self, current: ResourceState, prior: ResourceState
-    ) -> dict[str, list[tuple[Any, list[str]]]]:
-        old = prior.value("nsAccountLock") or ""
-        return {"nsAccountLock": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}
+    actions = _definitions(DS389Lock.define("write nsAccountLock on the account entry"), _MEMBER_PERMISSION)
+    lock = DS389Lock
 
 
 class ADRevoker(LdapRevoker):
-    """Active Directory (and Samba AD): set ACCOUNTDISABLE (0x2) in ``userAccountControl``."""
+    """Active Directory (and Samba AD)."""
 
-    actions = _actions(
-        "Write Property userAccountControl on the user object",
+    actions = _definitions(
+        ADLock.define("Write Property userAccountControl on the user object"),
         "Write Property member on the group object",
     )
-    _login_attributes = ("sAMAccountName", "userPrincipalName")
-    _critical_attributes = ("isCriticalSystemObject",)
-
-    def _read_lock(self, conn: Any, dn: str) -> ResourceState:
-        entry = self._entry(conn, dn, ["userAccountControl"])
-        if entry is None:
-            return ResourceState(exists=False, active=False)
-        uac = first(entry.raw, "userAccountControl")
-        if uac is None:
-            raise RevokeError(f"{dn} has no userAccountControl: not an AD user, refusing")
-        active = not (int(uac) & UAC_ACCOUNTDISABLE)
-        return ResourceState(
-            exists=True, active=active, data=(("userAccountControl", uac),), identity=self._identity(entry)
-        )
-
-    def _lock_changes(self, before: ResourceState) -> dict[str, list[tuple[Any, list[str]]]]:
-        uac = int(before.value("userAccountControl") or "0")
-        return {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(uac | UAC_ACCOUNTDISABLE)])]}
-
-    def _unlock_changes(
-        self, current: ResourceState, prior: ResourceState
-    ) -> dict[str, list[tuple[Any, list[str]]]]:
-        # Only the disable bit goes back to its prior value: other flags changed since stay.
-        now = int(current.value("userAccountControl") or "0")
-        was = int(prior.value("userAccountControl") or "0")
-        restored = (now & ~UAC_ACCOUNTDISABLE) | (was & UAC_ACCOUNTDISABLE)
-        return {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(restored)])]}
+    lock = ADLock
+    login_attributes = ("sAMAccountName", "userPrincipalName")
+    critical_attributes = ("isCriticalSystemObject",)
 
     def _refuse_critical(self, entry: Entry, target: ActionTarget) -> None:
         sam = (first(entry.raw, "sAMAccountName") or "").lower()
@@ -528,16 +315,4 @@ def _is_bind_identity(bind: str, dn: str, names: set[str]) -> bool:
     return who in names
 
 
-def _same_target(target: ActionTarget, state: ResourceState) -> None:
-    """Raise TargetChanged unless ``state`` was read from the entry ``target`` was planned for."""
-    mismatch = identity_mismatch(target, state)
-    if mismatch is not None:
-        raise TargetChanged(mismatch)
-
-
-def _group_dn(target: ActionTarget) -> str:
-    if target.credential_id.startswith(GROUP_PREFIX):
-        return target.credential_id[len(GROUP_PREFIX) :]
-    if target.detail:
-        return target.detail
-    raise RevokeError(f"no group DN in target {target.credential_id!r}")
+__all__ = ["LEAVE_GROUP", "LOCK", "REMOVE_SSH_KEY", "LdapRevoker", "canonical_dn", "dn_key", "revoker_for"]

@@ -17,7 +17,6 @@ from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.records import (
     Account,
     ActionDef,
-    ActionResult,
     ActionTarget,
     HRRead,
     Person,
@@ -65,21 +64,63 @@ class TargetedSource(Protocol):
     def collect_for(self, person: Person) -> SourceData: ...
 
 
+# What a reversible action's ``restore`` is: (target, current state, prior state) -> None.
+Restore = Callable[[ActionTarget, ResourceState, ResourceState], None]
+
+
+@runtime_checkable
+class ActionSpec(Protocol):
+    """One action of one revoker: its definition and its three system calls, in one class.
+
+    The engine (``offboard_audit.engine.steps``) composes them the same way for every connector:
+    ``read`` before (identity and no-op checks), ``change``, ``read`` after (verify); an undo is
+    ``read``, ``restore``, ``read``. A spec never verifies its own change and never reads more
+    than its write needs.
+
+    - ``definition``: name, credential kind, stage, reversible, permissions, description (what
+      the plan and ``config check`` print).
+    - ``read(target)``: the object's state now. ``identity`` is the account's immutable
+      identity as the system reports it (None when the account is gone); ``active`` means "not
+      yet in the action's target state" (for a delete: still there). Refusals (protected
+      accounts, root, targets outside the configured scope) raise ``RevokeError`` here, before
+      any call to the system.
+    - ``change(target, before)``: move the object to the target state. ``before`` is the state
+      the engine just read, identity-checked and active. A spec whose system has no
+      conditional write may re-check the identity immediately before writing (and raise
+      ``TargetChanged``); it says so in its docstring.
+    - ``restore``: None for an irreversible action; else puts ``prior`` (the state read before
+      the action) back, given ``current``.
+    - ``restored(state, prior)``: whether ``state`` holds what ``restore`` puts back beyond
+      ``exists`` and ``active`` (which the engine compares itself), e.g. every group-membership
+      value of ``prior``.
+    """
+
+    @property
+    def definition(self) -> ActionDef: ...
+
+    def read(self, target: ActionTarget) -> ResourceState: ...
+
+    def change(self, target: ActionTarget, before: ResourceState) -> None: ...
+
+    @property
+    def restore(self) -> Restore | None: ...
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool: ...
+
+
 @runtime_checkable
 class Revoker(Protocol):
-    """Changes credentials in one system. Declares its actions (and their permissions) as data.
+    """Changes credentials in one system, one :class:`ActionSpec` per action.
 
-    ``apply`` must be idempotent (an object already in the target state is reported with
-    ``changed=False``) and must re-read the object to verify. ``undo`` restores ``prior``.
+    ``actions`` are the definitions as class-level data (the plugin's ``revoker_actions``:
+    the plan and ``config check`` need no instance); ``specs`` are the same actions bound to
+    this revoker's clients, by name.
     """
 
     actions: ClassVar[Mapping[str, ActionDef]]
 
-    def read_state(self, action: str, target: ActionTarget) -> ResourceState: ...
-
-    def apply(self, action: str, target: ActionTarget) -> ActionResult: ...
-
-    def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult: ...
+    @property
+    def specs(self) -> Mapping[str, ActionSpec]: ...
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ One pass (``revoke``, ``auto_revoke``, ``undo_*``) runs like this:
    change is in place, ``failed`` so that it is retried if not); it is never re-applied blind.
 3. Refuse the whole pass, applying nothing, when the HR circuit breaker is tripped, a plan file
    is stale, or the plan has more actions than the blast-radius cap.
-4. Per action: read the prior state, write an ``intent`` event (with that state) and the action
-   row in one transaction, apply, re-read to verify, write the ``outcome`` event. A failure is
-   recorded with its error and the next action goes on; the finding stays open and the action
-   is planned again next time.
+4. Per action, the steps of ``steps.py`` (the same for every connector, whose specs only read,
+   change and restore): read the prior state and check the identity, write an ``intent`` event
+   (with that state) and the action row in one transaction, change unless it is a no-op,
+   re-read once to verify, write the ``outcome`` event. A failure is recorded with its error
+   and the next action goes on; the finding stays open and the action is planned again next
+   time.
 
 Where the findings and the circuit breaker come from: ``revoke`` (CLI) uses the findings
 stored by the newest finished audit run and that run's circuit breaker state; it does not
@@ -36,7 +38,7 @@ from typing import Any
 
 from offboard_audit.config import Config
 from offboard_audit.core import selectors
-from offboard_audit.core.errors import OffboardError, RevokeError, TargetChanged
+from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.planning import (
     Plan,
     PlanFile,
@@ -56,6 +58,7 @@ from offboard_audit.core.records import (
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
+from offboard_audit.engine.steps import Step, apply_step, describe, read_state, undo_step
 from offboard_audit.storage.actions import (
     NewEvent,
     append_event,
@@ -121,12 +124,6 @@ class ApplyReport:
 
 def new_action_id() -> str:
     return "a-" + uuid.uuid4().hex[:16]
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, OffboardError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _state_json(state: ResourceState | None) -> dict[str, Any] | None:
@@ -469,74 +466,35 @@ class RevocationEngine:
         return outcome
 
     def _apply_one(self, rec: ActionRecord) -> ActionOutcome:
+        """Run the action's steps (``steps.apply_step``): the intent event and the action row are
+        written before anything can change, the outcome event after."""
         self.report(f"{rec.action} on {rec.source}:{rec.username}:{rec.credential_id}")
-        try:
-            revoker = self.revoker(rec.source)
-            if rec.action not in revoker.actions:
-                raise RevokeError(f"the {rec.source} revoker has no action {rec.action!r}")
-            prior = revoker.read_state(rec.action, rec.target)
-        except Exception as exc:
-            read_error = f"could not read the state before acting: {describe(exc)}"
-            rec = replace(rec, status=ActionStatus.FAILED, error=read_error)
+
+        def intent(prior: ResourceState) -> None:
             record_new_action(
                 self.store,
-                rec,
+                replace(rec, prior_state=prior),
                 NewEvent(
-                    "outcome",
+                    "intent",
                     rec.created_at,
                     self.actor,
-                    {**_payload(rec), "status": ActionStatus.FAILED, "error": read_error},
+                    {**_payload(rec), "prior_state": _state_json(prior)},
                     rec.action_id,
                 ),
             )
-            return _outcome(rec, ActionStatus.FAILED, read_error)
 
-        mismatch = identity_mismatch(rec.target, prior)
-        if mismatch is not None:
-            return self._target_changed(rec, prior, mismatch, "outcome")
-
-        rec = replace(rec, prior_state=prior)
-        record_new_action(
-            self.store,
+        step = self._step(
             rec,
-            NewEvent(
-                "intent",
-                rec.created_at,
-                self.actor,
-                {**_payload(rec), "prior_state": _state_json(prior)},
-                rec.action_id,
-            ),
+            "could not read the state before acting",
+            lambda revoker: apply_step(revoker, rec.action, rec.target, intent),
         )
-        before: ResourceState | None = None
-        after: ResourceState | None = None
-        message = ""
-        error: str | None = None
-        try:
-            result = revoker.apply(rec.action, rec.target)
-            before = result.before
-            message = result.message
-            # Verify independently of the revoker's own claim: read the object again.
-            after = revoker.read_state(rec.action, rec.target)
-        except TargetChanged as exc:
-            status, error = ActionStatus.TARGET_CHANGED, describe(exc)
-        except Exception as exc:
-            status, error = ActionStatus.FAILED, describe(exc)
-        else:
-            moved = identity_mismatch(rec.target, after)
-            if moved is not None:
-                status, error = ActionStatus.FAILED, f"not verified: {moved}"
-            elif not result.verified or after.active:
-                status = ActionStatus.FAILED
-                error = f"not verified: re-reading shows it still active ({result.message or 'no message'})"
-            else:
-                status, error = (ActionStatus.APPLIED if result.changed else ActionStatus.NOOP), None
-                if not result.changed and not message:
-                    message = "already revoked"
+        if not step.started:
+            return self._not_started(rec, step, "outcome")
         done_at = self._time(rec.created_at)
         record_outcome(
             self.store,
             rec.action_id,
-            status,
+            step.status,
             done_at,
             NewEvent(
                 "outcome",
@@ -544,18 +502,44 @@ class RevocationEngine:
                 self.actor,
                 {
                     **_payload(rec),
-                    "status": status,
-                    "error": error,
-                    "message": message,
-                    "before": _state_json(before),
-                    "after": _state_json(after),
+                    "status": step.status,
+                    "error": step.error,
+                    "message": step.message,
+                    "before": _state_json(step.before),
+                    "after": _state_json(step.after),
                 },
                 rec.action_id,
             ),
-            error=error,
-            result_state=after,
+            error=step.error,
+            result_state=step.after,
         )
-        return _outcome(rec, status, error, message)
+        return _outcome(rec, step.status, step.error, step.message)
+
+    def _step(self, rec: ActionRecord, failed: str, run: Callable[[Revoker], Step]) -> Step:
+        try:
+            revoker = self.revoker(rec.source)
+        except Exception as exc:
+            return Step(ActionStatus.FAILED, error=f"{failed}: {describe(exc)}")
+        return run(revoker)
+
+    def _not_started(self, rec: ActionRecord, step: Step, kind: str) -> ActionOutcome:
+        """Record a step that stopped before its intent: nothing was changed."""
+        if step.status is ActionStatus.TARGET_CHANGED and step.before is not None:
+            return self._target_changed(rec, step.before, step.error or "", kind)
+        error = step.error or "failed before the intent"
+        rec = replace(rec, status=ActionStatus.FAILED, error=error)
+        record_new_action(
+            self.store,
+            rec,
+            NewEvent(
+                kind,
+                rec.created_at,
+                self.actor,
+                {**_payload(rec), "status": ActionStatus.FAILED, "error": error},
+                rec.action_id,
+            ),
+        )
+        return _outcome(rec, ActionStatus.FAILED, error)
 
     def _target_changed(
         self, rec: ActionRecord, observed: ResourceState, why: str, kind: str
@@ -588,7 +572,7 @@ class RevocationEngine:
         out: list[ActionOutcome] = []
         for rec in load_actions(self.store, statuses=[ActionStatus.INTENT]):
             try:
-                state = self.revoker(rec.source).read_state(rec.action, rec.target)
+                state = read_state(self.revoker(rec.source), rec.action, rec.target)
             except Exception as exc:
                 # Unknown outcome: leave the intent; planning holds the finding until it can be read.
                 out.append(
@@ -726,61 +710,30 @@ class RevocationEngine:
             created_at=at,
             updated_at=at,
         )
-        try:
-            revoker = self.revoker(orig.source)
-            current = revoker.read_state(orig.action, orig.target)
-        except Exception as exc:
-            read_error = f"could not read the current state: {describe(exc)}"
-            undo = replace(undo, status=ActionStatus.FAILED, error=read_error)
+
+        def intent(current: ResourceState) -> None:
             record_new_action(
                 self.store,
-                undo,
+                replace(undo, prior_state=current),
                 NewEvent(
-                    "undo-outcome",
+                    "undo-intent",
                     at,
                     self.actor,
-                    {**_payload(undo), "status": ActionStatus.FAILED, "error": read_error},
+                    {**_payload(undo), "restore_to": _state_json(prior), "current": _state_json(current)},
                     undo.action_id,
                 ),
             )
-            return _outcome(undo, ActionStatus.FAILED, read_error)
-        mismatch = identity_mismatch(orig.target, current)
-        if mismatch is not None:
-            return self._target_changed(undo, current, mismatch, "undo-outcome")
-        undo = replace(undo, prior_state=current)
-        record_new_action(
-            self.store,
+
+        step = self._step(
             undo,
-            NewEvent(
-                "undo-intent",
-                at,
-                self.actor,
-                {**_payload(undo), "restore_to": _state_json(prior), "current": _state_json(current)},
-                undo.action_id,
-            ),
+            "could not read the current state",
+            lambda revoker: undo_step(revoker, orig.action, orig.target, prior, intent),
         )
-        after: ResourceState | None = None
-        message = ""
-        error: str | None = None
-        also: dict[str, ActionStatus] = {}
-        try:
-            result = revoker.undo(orig.action, orig.target, prior)
-            message = result.message
-            after = revoker.read_state(orig.action, orig.target)
-        except TargetChanged as exc:
-            status, error = ActionStatus.TARGET_CHANGED, describe(exc)
-        except Exception as exc:
-            status, error = ActionStatus.FAILED, describe(exc)
-        else:
-            moved = identity_mismatch(orig.target, after)
-            if moved is not None:
-                status, error = ActionStatus.FAILED, f"not verified: {moved}"
-            elif after.active == prior.active and after.exists == prior.exists:
-                status, error = (ActionStatus.RESTORED if result.changed else ActionStatus.UNCHANGED), None
-                also = {orig.action_id: ActionStatus.UNDONE}
-            else:
-                status = ActionStatus.FAILED
-                error = f"not verified: re-reading does not show the prior state ({result.message or 'no message'})"
+        if not step.started:
+            return self._not_started(undo, step, "undo-outcome")
+        status, error, message, after = step.status, step.error, step.message, step.after
+        done = status in (ActionStatus.RESTORED, ActionStatus.UNCHANGED)
+        also = {orig.action_id: ActionStatus.UNDONE} if done else {}
         done_at = self._time(at)
         record_outcome(
             self.store,

@@ -7,6 +7,7 @@ being revoked. Multi-process behaviour (crashes, concurrency, the CLI) is in
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from offboard_audit.core.records import Exemption
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
+from tests.support.fake_connector import FakeRevoker, WritesNothingRevoker
 from tests.support.revocation import NOW, Env
 
 REVOCABLE = {"alice", "AK1", "group/g-admins", "bob", "AK2"}
@@ -191,31 +193,47 @@ def test_failed_action_is_recorded_other_actions_go_on_and_it_is_retried(env: En
 
 def test_change_that_does_not_verify_on_re_read_is_failed(env: Env) -> None:
     env.audit()
-    revoker = env.engine().revoker("fake")
-
-    class Liar:
-        """Claims success but changes nothing (a revoker bug or an eventually consistent API)."""
-
-        actions = revoker.actions
-
-        def read_state(self, action: str, target: Any) -> Any:
-            return revoker.read_state(action, target)
-
-        def apply(self, action: str, target: Any) -> Any:
-            from offboard_audit.core.records import ActionResult
-
-            s = revoker.read_state(action, target)
-            return ActionResult(changed=True, before=s, after=s, verified=True)
-
-        def undo(self, action: str, target: Any, prior: Any) -> Any:
-            raise AssertionError
-
     engine = RevocationEngine(
-        env.config, env.store, SourceContext(base_dir=env.config.base_dir), "test", revokers={"fake": Liar()}
+        env.config,
+        env.store,
+        SourceContext(base_dir=env.config.base_dir),
+        "test",
+        revokers={"fake": WritesNothingRevoker(env.world.state_path)},
     )
     report = engine.revoke(NOW, apply=True, person="E2")
     assert {o.status for o in report.outcomes} == {"failed"}
     assert all("not verified" in (o.error or "") for o in report.outcomes)
+    assert env.world.changes() == []
+
+
+def test_each_applied_action_reads_its_target_once_before_and_once_after_and_a_noop_once(
+    env: Env,
+) -> None:
+    env.audit()
+    # Someone else deactivated bob's key after the audit: the engine finds it already revoked.
+    env.world.update(lambda st: next(c for c in st["credentials"] if c["id"] == "AK2").update(active=False))
+    fake = FakeRevoker(env.world.state_path)
+    engine = RevocationEngine(
+        env.config,
+        env.store,
+        SourceContext(base_dir=env.config.base_dir),
+        "test",
+        clock=lambda: NOW,
+        revokers={"fake": fake},
+    )
+    report = engine.revoke(NOW, apply=True)
+    statuses = {o.credential_id: o.status for o in report.outcomes}
+    assert statuses == {
+        "alice": "applied",
+        "AK1": "applied",
+        "group/g-admins": "applied",
+        "bob": "applied",
+    } | {"AK2": "noop"}
+    reads = Counter(cid for _action, cid in fake.reads)
+    assert reads == {"alice": 2, "AK1": 2, "group/g-admins": 2, "bob": 2, "AK2": 1}
+    noop = next(o for o in report.outcomes if o.credential_id == "AK2")
+    kinds = [e.kind for e in iter_events(env.store) if e.action_id == noop.action_id]
+    assert kinds == ["intent", "outcome"] and noop.message == "already revoked"
 
 
 def test_undo_restores_prior_state_and_reopens_the_finding(env: Env) -> None:

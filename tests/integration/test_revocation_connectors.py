@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.protocols import Revoker
 from offboard_audit.demo import demo_org
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
@@ -52,4 +53,25 @@ def test_demo_connectors_revoke_verify_stay_idempotent_and_undo(tmp_path: Path) 
         reopened = {f.finding_id for f in after_undo.findings if f.status.value == "open"}
         assert {o.finding_id for o in mine if o.reversible} <= reopened
         assert verify_chain(iter_events(store)).ok
+        store.engine.dispose()
+
+
+def test_every_connectors_specs_carry_its_declared_definitions_and_a_restore_exactly_when_reversible(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    with demo_org(now, f"sqlite:///{tmp_path / 'demo.db'}", tmp_path) as org:
+        store = Store.open(org.config.database_url)
+        engine = RevocationEngine(org.config, store, org.ctx, "test")
+        sources = [s for s in org.config.account_sources if s.plugin.make_revoker is not None]
+        assert {s.plugin.type_name for s in sources} >= {"aws_iam", "ldap", "gcp_iam"}
+        for source in sources:
+            revoker = engine.revoker(source.name)
+            assert isinstance(revoker, Revoker)
+            # The plan and `config check` read the class's definitions; the engine runs the specs.
+            assert {n: s.definition for n, s in revoker.specs.items()} == dict(type(revoker).actions)
+            assert set(revoker.specs) == set(source.plugin.revoker_actions)
+            for name, spec in revoker.specs.items():
+                assert spec.definition.name == name
+                assert (spec.restore is not None) == spec.definition.reversible, name
         store.engine.dispose()

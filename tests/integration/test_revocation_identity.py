@@ -13,12 +13,12 @@ from sqlalchemy import update
 
 from offboard_audit.core.audit_chain import verify_chain
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import ActionResult, Exemption, FindingStatus
+from offboard_audit.core.records import Exemption, FindingStatus
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import NewEvent, iter_events, load_actions, record_new_action
 from offboard_audit.storage.tables import FINDINGS
-from tests.support.fake_connector import FakeRevoker
+from tests.support.fake_connector import FakeRevoker, WritesNothingRevoker
 from tests.support.revocation import NOW, Env
 
 BOB_CREDENTIALS = {"bob", "AK2"}
@@ -154,30 +154,13 @@ def test_an_undo_whose_re_read_does_not_show_the_restore_is_failed_and_stays_app
     env.audit()
     applied = env.engine().revoke(NOW, apply=True, person="E2")
     ak2 = next(o for o in applied.outcomes if o.credential_id == "AK2")
-    real = FakeRevoker(env.world.state_path)
-
-    class ClaimsRestored:
-        """Says it restored the key but did not (a revoker bug or an eventually consistent API)."""
-
-        actions = real.actions
-
-        def read_state(self, action: str, target: Any) -> Any:
-            return real.read_state(action, target)
-
-        def apply(self, action: str, target: Any) -> Any:
-            raise AssertionError("not used")
-
-        def undo(self, action: str, target: Any, prior: Any) -> Any:
-            s = real.read_state(action, target)
-            return ActionResult(changed=True, before=s, after=prior, verified=True, message="restored")
-
     engine = RevocationEngine(
         env.config,
         env.store,
         SourceContext(base_dir=env.config.base_dir),
         "test",
         clock=lambda: NOW,
-        revokers={"fake": ClaimsRestored()},
+        revokers={"fake": WritesNothingRevoker(env.world.state_path)},
     )
     report = engine.undo_action(ak2.action_id, NOW)
 

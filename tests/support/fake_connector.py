@@ -7,11 +7,11 @@ The state file holds the accounts and credentials the source reads and the revok
 under an exclusive ``flock`` so that several processes can share it. Besides the data it
 carries test controls:
 
-* ``fail``: ``{credential_id: message}`` - ``apply`` raises ``RevokeError(message)``;
-* ``block``: ``{credential_id: "before" | "after"}`` - once, ``apply`` writes
+* ``fail``: ``{credential_id: message}`` - ``change`` raises ``RevokeError(message)``;
+* ``block``: ``{credential_id: "before" | "after"}`` - once, ``change`` writes
   ``FAKE-BLOCKED <id> <when>`` to stderr and waits for a line on stdin, before or after it
   changes the object (so a test can kill the process at exactly that point);
-* ``log``: every change the revoker made (``apply``/``undo``), which tests count.
+* ``log``: every change the revoker made (``apply``/``undo`` ops), which tests count.
 
 Each account has an immutable ``uid`` (default ``uid-<id>``); a test that deletes an account
 and adds another under the same id with a new ``uid`` reproduces a reused name.
@@ -33,12 +33,18 @@ from typing import Any, ClassVar
 
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import (
+    ActionSpec,
+    ConnectorPlugin,
+    MatchSpec,
+    Restore,
+    SourceContext,
+    SourceKind,
+)
 from offboard_audit.core.records import (
     Account,
     AccountKind,
     ActionDef,
-    ActionResult,
     ActionTarget,
     Credential,
     CredentialKind,
@@ -154,8 +160,92 @@ def _def(name: str, kind: CredentialKind, stage: Stage, reversible: bool) -> Act
     )
 
 
+class FakeAction:
+    """One action on the state file: read, change and restore, like a real connector's spec.
+
+    The state file is written under an exclusive lock, so ``change`` and ``restore`` check the
+    account's identity in the same locked read-modify-write (a conditional write, as a system
+    with one would do): that costs no extra read.
+    """
+
+    def __init__(self, revoker: FakeRevoker, definition: ActionDef) -> None:
+        self.revoker = revoker
+        self.definition = definition
+
+    def read(self, target: ActionTarget) -> ResourceState:
+        self.revoker.reads.append((self.definition.name, target.credential_id))
+        state = read_state_file(self.revoker.path)
+        return self._state_of(_find(state, target), _identity(state, target))
+
+    def _state_of(self, c: Mapping[str, Any] | None, identity: str | None) -> ResourceState:
+        if c is None or not c.get("exists", True):
+            return ResourceState(exists=False, active=False, identity=identity)
+        if self.definition.stage is Stage.DELETE:
+            # For a delete, "active" means "still there".
+            return ResourceState(
+                exists=True, active=True, data=(("active", str(c.get("active", True))),), identity=identity
+            )
+        active = bool(c.get("active", True))
+        return ResourceState(
+            exists=True, active=active, data=(("status", "on" if active else "off"),), identity=identity
+        )
+
+    def change(self, target: ActionTarget, before: ResourceState) -> None:
+        cid = target.credential_id
+        with locked_state(self.revoker.path) as st:
+            if cid in st.get("fail", {}):
+                raise RevokeError(st["fail"][cid])
+            block = st.get("block", {}).pop(cid, None)
+        if block == "before":
+            self.revoker.wait(cid, "before")
+        with locked_state(self.revoker.path) as st:
+            c = self._same_target(st, target)
+            if self.definition.stage is Stage.DELETE:
+                c["exists"] = False
+            else:
+                c["active"] = False
+                _set_enabled(st, target, False)
+            st.setdefault("log", []).append(
+                {"op": "apply", "action": self.definition.name, "credential_id": cid, "pid": os.getpid()}
+            )
+        if block == "after":
+            self.revoker.wait(cid, "after")
+
+    @property
+    def restore(self) -> Restore | None:
+        return self._restore if self.definition.reversible else None
+
+    def _restore(self, target: ActionTarget, current: ResourceState, prior: ResourceState) -> None:
+        with locked_state(self.revoker.path) as st:
+            c = self._same_target(st, target)
+            c["active"] = True
+            _set_enabled(st, target, True)
+            st.setdefault("log", []).append(
+                {"op": "undo", "action": self.definition.name, "credential_id": target.credential_id}
+            )
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        return True
+
+    @staticmethod
+    def _same_target(st: Mapping[str, Any], target: ActionTarget) -> dict[str, Any]:
+        """The credential to change, if the account is still the one planned for."""
+        mismatch = identity_mismatch(
+            target, ResourceState(exists=True, active=False, identity=_identity(st, target))
+        )
+        if mismatch is not None:
+            raise TargetChanged(mismatch)
+        c = _find(st, target)
+        if c is None or not c.get("exists", True):
+            raise RevokeError(f"{target.credential_id} no longer exists")
+        return c
+
+
 class FakeRevoker:
-    """Changes the state file; idempotent, re-reads to verify, like a real revoker."""
+    """The fake system's revoker: one :class:`FakeAction` per declared action.
+
+    ``reads`` lists every state read (action, credential id), for tests that count them.
+    """
 
     actions: ClassVar[Mapping[str, ActionDef]] = MappingProxyType(
         {
@@ -169,104 +259,61 @@ class FakeRevoker:
     def __init__(self, path: Path, wait: Callable[[str, str], None] | None = None) -> None:
         self.path = path
         self.wait = wait or _wait_on_stdin
-
-    @staticmethod
-    def _find(state: Mapping[str, Any], target: ActionTarget) -> dict[str, Any] | None:
-        for c in state["credentials"]:
-            if c["account_id"] == target.account_id and c["id"] == target.credential_id:
-                assert isinstance(c, dict)
-                return c
-        return None
-
-    @staticmethod
-    def _identity(state: Mapping[str, Any], target: ActionTarget) -> str | None:
-        for a in state["accounts"]:
-            if a["id"] == target.account_id:
-                return account_uid(a)
-        return None
-
-    def _state_of(
-        self, action: str, c: Mapping[str, Any] | None, identity: str | None = None
-    ) -> ResourceState:
-        if c is None or not c.get("exists", True):
-            return ResourceState(exists=False, active=False, identity=identity)
-        if self.actions[action].stage is Stage.DELETE:
-            # For a delete, "active" means "still there".
-            return ResourceState(
-                exists=True, active=True, data=(("active", str(c.get("active", True))),), identity=identity
-            )
-        active = bool(c.get("active", True))
-        return ResourceState(
-            exists=True, active=active, data=(("status", "on" if active else "off"),), identity=identity
+        self.reads: list[tuple[str, str]] = []
+        self.specs: Mapping[str, ActionSpec] = MappingProxyType(
+            {name: FakeAction(self, d) for name, d in self.actions.items()}
         )
 
-    def _read(self, state: Mapping[str, Any], action: str, target: ActionTarget) -> ResourceState:
-        return self._state_of(action, self._find(state, target), self._identity(state, target))
 
-    def read_state(self, action: str, target: ActionTarget) -> ResourceState:
-        if action not in self.actions:
-            raise RevokeError(f"unknown action {action}")
-        return self._read(read_state_file(self.path), action, target)
+class _WritesNothing:
+    """``spec`` with a ``change`` and ``restore`` that write nothing."""
 
-    @staticmethod
-    def _same_target(target: ActionTarget, state: ResourceState) -> None:
-        mismatch = identity_mismatch(target, state)
-        if mismatch is not None:
-            raise TargetChanged(mismatch)
+    def __init__(self, spec: ActionSpec) -> None:
+        self.definition = spec.definition
+        self.read = spec.read
+        self.restored = spec.restored
+        self.restore: Restore | None = self._restore if spec.restore is not None else None
 
-    def apply(self, action: str, target: ActionTarget) -> ActionResult:
-        cid = target.credential_id
-        with locked_state(self.path) as st:
-            if cid in st.get("fail", {}):
-                raise RevokeError(st["fail"][cid])
-            block = st.get("block", {}).pop(cid, None)
-        if block == "before":
-            self.wait(cid, "before")
-        with locked_state(self.path) as st:
-            c = self._find(st, target)
-            before = self._read(st, action, target)
-            self._same_target(target, before)
-            if c is None or not before.active:
-                return ActionResult(
-                    changed=False, before=before, after=before, verified=True, message="already off"
-                )
-            if self.actions[action].stage is Stage.DELETE:
-                c["exists"] = False
-            else:
-                c["active"] = False
-                if target.credential_kind is CredentialKind.ACCOUNT:
-                    for a in st["accounts"]:
-                        if a["id"] == target.account_id:
-                            a["enabled"] = False
-            st.setdefault("log", []).append(
-                {"op": "apply", "action": action, "credential_id": cid, "pid": os.getpid()}
-            )
-        if block == "after":
-            self.wait(cid, "after")
-        after = self.read_state(action, target)
-        return ActionResult(changed=True, before=before, after=after, verified=not after.active)
+    def change(self, target: ActionTarget, before: ResourceState) -> None:
+        return None
 
-    def undo(self, action: str, target: ActionTarget, prior: ResourceState) -> ActionResult:
-        if not self.actions[action].reversible:
-            raise RevokeError(f"{action} is irreversible")
-        with locked_state(self.path) as st:
-            c = self._find(st, target)
-            before = self._read(st, action, target)
-            self._same_target(target, before)
-            if c is None or not c.get("exists", True):
-                raise RevokeError(f"{target.credential_id} no longer exists")
-            if before.active or not prior.active:
-                return ActionResult(changed=False, before=before, after=before, verified=True)
-            c["active"] = True
-            if target.credential_kind is CredentialKind.ACCOUNT:
-                for a in st["accounts"]:
-                    if a["id"] == target.account_id:
-                        a["enabled"] = True
-            st.setdefault("log", []).append(
-                {"op": "undo", "action": action, "credential_id": target.credential_id}
-            )
-        after = self.read_state(action, target)
-        return ActionResult(changed=True, before=before, after=after, verified=after.active)
+    def _restore(self, target: ActionTarget, current: ResourceState, prior: ResourceState) -> None:
+        return None
+
+
+class WritesNothingRevoker:
+    """The fake revoker whose writes silently do nothing (a connector bug, or an eventually
+    consistent API): only the engine's re-read can tell."""
+
+    actions = FakeRevoker.actions
+
+    def __init__(self, path: Path) -> None:
+        self.specs: Mapping[str, ActionSpec] = {
+            name: _WritesNothing(spec) for name, spec in FakeRevoker(path).specs.items()
+        }
+
+
+def _find(state: Mapping[str, Any], target: ActionTarget) -> dict[str, Any] | None:
+    for c in state["credentials"]:
+        if c["account_id"] == target.account_id and c["id"] == target.credential_id:
+            assert isinstance(c, dict)
+            return c
+    return None
+
+
+def _identity(state: Mapping[str, Any], target: ActionTarget) -> str | None:
+    for a in state["accounts"]:
+        if a["id"] == target.account_id:
+            return account_uid(a)
+    return None
+
+
+def _set_enabled(state: Mapping[str, Any], target: ActionTarget, enabled: bool) -> None:
+    """An account credential switches its account too."""
+    if target.credential_kind is CredentialKind.ACCOUNT:
+        for a in state["accounts"]:
+            if a["id"] == target.account_id:
+                a["enabled"] = enabled
 
 
 def _wait_on_stdin(credential_id: str, when: str) -> None:

@@ -1,5 +1,5 @@
 """Identity: every aws_iam read carries the user's UserId; the revoker never acts on another user
-that reuses a name (moto in process, calls counted with botocore event hooks)."""
+that reuses a name (moto in process, the engine's steps, calls counted with botocore event hooks)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ from connectors.aws_iam.source import AwsIamSource
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Account, ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.records import (
+    Account,
+    ActionTarget,
+    CredentialKind,
+    Person,
+    PersonStatus,
+    ResourceState,
+)
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -100,7 +108,7 @@ def reuse_the_name(iam: Any) -> tuple[str, str]:
     return new_uid, key_id
 
 
-def test_apply_and_undo_raise_target_changed_without_any_change_call_when_the_name_was_reused(
+def test_apply_and_undo_are_target_changed_without_any_change_call_when_the_name_was_reused(
     session: boto3.session.Session,
 ) -> None:
     backend = seed_users([SeedUser("jdoe", has_password=True, groups=("developers",))])
@@ -119,11 +127,14 @@ def test_apply_and_undo_raise_target_changed_without_any_change_call_when_the_na
         ),
     }
     for action, t in targets.items():
+        applied = apply_step(rv, action, t)
+        assert applied.status == "target-changed" and new_uid in (applied.error or ""), applied
+        prior = read_state(rv, action, jdoe_target(t.credential_id, t.credential_kind, new_uid, t.detail))
+        undone = undo_step(rv, action, t, prior)
+        assert undone.status == "target-changed" or "irreversible" in (undone.error or ""), undone
+        # The spec's own re-check right before a write refuses too (IAM has no conditional writes).
         with pytest.raises(TargetChanged, match=new_uid):
-            rv.apply(action, t)
-        prior = rv.read_state(action, jdoe_target(t.credential_id, t.credential_kind, new_uid, t.detail))
-        with pytest.raises(TargetChanged, match=new_uid):
-            rv.undo(action, t, prior)
+            rv.specs[action].change(t, ResourceState(exists=True, active=True, identity=t.account_uid))
     assert calls and set(calls) <= READS, calls
     # The new hire still has everything.
     assert iam.get_login_profile(UserName="jdoe")["LoginProfile"]["UserName"] == "jdoe"
@@ -141,14 +152,17 @@ def test_undo_of_a_group_removal_refuses_when_the_user_was_recreated_without_the
         "group/developers", CredentialKind.GROUP_MEMBERSHIP, str(backend.users["jdoe"].id), "developers"
     )
     rv = make_revoker(session)
-    done = rv.apply(REMOVE_GROUP_MEMBERSHIP, t)
-    assert done.changed and done.verified
+    done = apply_step(rv, REMOVE_GROUP_MEMBERSHIP, t)
+    assert done.status == "applied" and done.before
     iam = session.client("iam")
     iam.delete_login_profile(UserName="jdoe")
     iam.delete_user(UserName="jdoe")
     iam.create_user(UserName="jdoe")
+    assert undo_step(rv, REMOVE_GROUP_MEMBERSHIP, t, done.before).status == "target-changed"
     with pytest.raises(TargetChanged):
-        rv.undo(REMOVE_GROUP_MEMBERSHIP, t, done.before)
+        restore = rv.specs[REMOVE_GROUP_MEMBERSHIP].restore
+        assert restore is not None
+        restore(t, ResourceState(exists=False, active=False, identity=t.account_uid), done.before)
     assert iam.list_groups_for_user(UserName="jdoe")["Groups"] == []
 
 
@@ -160,7 +174,7 @@ def test_read_state_carries_the_user_id_and_none_once_the_user_is_gone(
     rv = make_revoker(session)
     calls = record_calls(session)
     t = jdoe_target("login-profile", CredentialKind.PASSWORD, uid)
-    state = rv.read_state(DELETE_LOGIN_PROFILE, t)
+    state = read_state(rv, DELETE_LOGIN_PROFILE, t)
     assert state.exists and state.identity == uid
     # One GetUser per read, then the object itself.
     assert calls == ["GetUser", "GetLoginProfile"]
@@ -168,23 +182,31 @@ def test_read_state_carries_the_user_id_and_none_once_the_user_is_gone(
     iam.delete_login_profile(UserName="jdoe")
     iam.delete_user(UserName="jdoe")
     calls.clear()
-    gone = rv.read_state(DELETE_LOGIN_PROFILE, t)
+    gone = read_state(rv, DELETE_LOGIN_PROFILE, t)
     assert (gone.exists, gone.active, gone.identity) == (False, False, None)
     assert calls == ["GetUser"]
-    with pytest.raises(TargetChanged, match="no longer exists"):
-        rv.apply(DELETE_LOGIN_PROFILE, t)
+    step = apply_step(rv, DELETE_LOGIN_PROFILE, t)
+    assert step.status == "target-changed" and "no longer exists" in (step.error or "")
 
 
-def test_apply_on_the_planned_user_costs_two_get_user_calls(session: boto3.session.Session) -> None:
+def test_an_applied_action_reads_the_key_once_before_and_once_after_and_the_user_before_the_write(
+    session: boto3.session.Session,
+) -> None:
     backend = seed_users([SeedUser("jdoe", keys=[(NOW - timedelta(days=3), None)])])
     user = backend.users["jdoe"]
     rv = make_revoker(session)
     calls = record_calls(session)
     t = jdoe_target(user.access_keys[0].access_key_id, CredentialKind.ACCESS_KEY, str(user.id))
-    result = rv.apply(DEACTIVATE_ACCESS_KEY, t)
-    assert result.changed and result.verified
+    result = apply_step(rv, DEACTIVATE_ACCESS_KEY, t)
+    assert result.status == "applied" and result.before and result.after
     assert result.before.identity == result.after.identity == str(user.id)
-    assert calls == ["GetUser", "ListAccessKeys", "UpdateAccessKey", "GetUser", "ListAccessKeys"]
+    # The engine's read, the identity re-check right before the write, the write, the re-read
+    # (the revoker used to read the key twice more itself: 4 GetUser + 4 ListAccessKeys).
+    assert calls == ["GetUser", "ListAccessKeys", "GetUser", "UpdateAccessKey", "GetUser", "ListAccessKeys"]
+    calls.clear()
+    # Already revoked: one read, no write, no second read.
+    assert apply_step(rv, DEACTIVATE_ACCESS_KEY, t).status == "noop"
+    assert calls == ["GetUser", "ListAccessKeys"]
 
 
 def test_every_action_declares_the_get_user_permission_it_needs_to_check_identity() -> None:

@@ -1,4 +1,5 @@
-"""The aws_iam revoker against moto in process: apply, idempotence, verification, undo, refusals."""
+"""The aws_iam revoker's actions against moto in process, run through the engine's steps: apply,
+idempotence, verification, undo, refusals."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 
 NOW = datetime.now(UTC)
@@ -122,13 +124,14 @@ def test_access_key_is_deactivated_once_verified_and_restored_by_undo(iam: Any) 
     key_id = backend.users["bob"].access_keys[0].access_key_id
     rv = revoker(iam)
     t = target("bob", key_id, CredentialKind.ACCESS_KEY)
-    first = rv.apply(DEACTIVATE_ACCESS_KEY, t)
-    assert first.changed and first.verified and first.before.active and not first.after.active
+    first = apply_step(rv, DEACTIVATE_ACCESS_KEY, t)
+    assert first.status == "applied" and first.before and first.after
+    assert first.before.active and not first.after.active
     assert backend.users["bob"].access_keys[0].status == "Inactive"
-    second = rv.apply(DEACTIVATE_ACCESS_KEY, t)
-    assert not second.changed and second.verified
-    undone = rv.undo(DEACTIVATE_ACCESS_KEY, t, first.before)
-    assert undone.changed and undone.verified
+    second = apply_step(rv, DEACTIVATE_ACCESS_KEY, t)
+    assert second.status == "noop" and second.message == "already revoked"
+    undone = undo_step(rv, DEACTIVATE_ACCESS_KEY, t, first.before)
+    assert undone.status == "restored"
     assert backend.users["bob"].access_keys[0].status == "Active"
 
 
@@ -146,12 +149,12 @@ def test_ssh_key_and_signing_certificate_are_deactivated_and_restored(iam: Any) 
         (DEACTIVATE_SIGNING_CERTIFICATE, cid_cert := cert_id, CredentialKind.SIGNING_CERTIFICATE),
     ):
         t = target("carol", cid, kind)
-        done = rv.apply(action, t)
-        assert done.changed and done.verified, action
-        assert not rv.read_state(action, t).active
-        assert not rv.apply(action, t).changed
-        assert rv.undo(action, t, done.before).verified
-        assert rv.read_state(action, t).active
+        done = apply_step(rv, action, t)
+        assert done.status == "applied" and done.before, action
+        assert not read_state(rv, action, t).active
+        assert apply_step(rv, action, t).status == "noop"
+        assert undo_step(rv, action, t, done.before).status == "restored"
+        assert read_state(rv, action, t).active
     assert iam.list_signing_certificates(UserName="carol")["Certificates"][0]["CertificateId"] == cid_cert
 
 
@@ -159,12 +162,13 @@ def test_group_membership_is_removed_and_the_remembered_group_restored(iam: Any)
     seed_users([SeedUser("grace", groups=("admins", "developers"))])
     rv = revoker(iam)
     t = target("grace", "group/admins", CredentialKind.GROUP_MEMBERSHIP, detail="admins")
-    done = rv.apply(REMOVE_GROUP_MEMBERSHIP, t)
-    assert done.changed and done.verified and done.before.value("group") == "admins"
+    done = apply_step(rv, REMOVE_GROUP_MEMBERSHIP, t)
+    assert done.status == "applied" and done.before and done.before.value("group") == "admins"
     groups = {g["GroupName"] for g in iam.list_groups_for_user(UserName="grace")["Groups"]}
     assert groups == {"developers"}
-    assert not rv.apply(REMOVE_GROUP_MEMBERSHIP, t).changed
-    assert rv.undo(REMOVE_GROUP_MEMBERSHIP, t, done.before).verified
+    assert apply_step(rv, REMOVE_GROUP_MEMBERSHIP, t).status == "noop"
+    # Re-adding a membership re-creates it: the object did not exist while revoked.
+    assert undo_step(rv, REMOVE_GROUP_MEMBERSHIP, t, done.before).status == "restored"
     assert {g["GroupName"] for g in iam.list_groups_for_user(UserName="grace")["Groups"]} == {
         "admins",
         "developers",
@@ -175,12 +179,13 @@ def test_login_profile_is_deleted_and_undo_refuses_because_it_is_irreversible(ia
     seed_users([SeedUser("dave", has_password=True)])
     rv = revoker(iam)
     t = target("dave", "login-profile", CredentialKind.PASSWORD)
-    done = rv.apply(DELETE_LOGIN_PROFILE, t)
-    assert done.changed and done.verified and not done.after.exists
+    done = apply_step(rv, DELETE_LOGIN_PROFILE, t)
+    assert done.status == "applied" and done.before and done.after and not done.after.exists
     assert iam_backend().users["dave"].password is None
-    assert not rv.apply(DELETE_LOGIN_PROFILE, t).changed
-    with pytest.raises(RevokeError, match="irreversible"):
-        rv.undo(DELETE_LOGIN_PROFILE, t, done.before)
+    assert apply_step(rv, DELETE_LOGIN_PROFILE, t).status == "noop"
+    assert rv.specs[DELETE_LOGIN_PROFILE].restore is None
+    undone = undo_step(rv, DELETE_LOGIN_PROFILE, t, done.before)
+    assert undone.status == "failed" and "irreversible" in (undone.error or "")
 
 
 def test_mfa_device_is_deactivated(iam: Any) -> None:
@@ -191,26 +196,26 @@ def test_mfa_device_is_deactivated(iam: Any) -> None:
     )
     rv = revoker(iam)
     t = target("erin", serial, CredentialKind.MFA_DEVICE)
-    done = rv.apply(DEACTIVATE_MFA_DEVICE, t)
-    assert done.changed and done.verified
+    assert apply_step(rv, DEACTIVATE_MFA_DEVICE, t).status == "applied"
     assert iam.list_mfa_devices(UserName="erin")["MFADevices"] == []
-    assert not rv.apply(DEACTIVATE_MFA_DEVICE, t).changed
+    assert apply_step(rv, DEACTIVATE_MFA_DEVICE, t).status == "noop"
+    assert rv.specs[DEACTIVATE_MFA_DEVICE].restore is None
 
 
 def test_deny_policy_blocks_sessions_issued_before_now_and_undo_deletes_it(iam: Any) -> None:
     seed_users([SeedUser("frank")])
     rv = revoker(iam, include_inline_deny=True)
     t = target("frank", f"arn:aws:iam::{MOTO_ACCOUNT}:user/frank", CredentialKind.ACCOUNT)
-    done = rv.apply(DENY_ISSUED_SESSIONS, t)
-    assert done.changed and done.verified
+    done = apply_step(rv, DENY_ISSUED_SESSIONS, t)
+    assert done.status == "applied" and done.before
     doc = iam.get_user_policy(UserName="frank", PolicyName=DENY_POLICY_NAME)["PolicyDocument"]
     policy = doc if isinstance(doc, dict) else json.loads(doc)
     statement = policy["Statement"][0]
     assert statement["Effect"] == "Deny" and statement["Action"] == "*"
     issued_before = datetime.fromisoformat(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
     assert abs(issued_before - datetime.now(UTC)) < timedelta(minutes=1)
-    assert not rv.apply(DENY_ISSUED_SESSIONS, t).changed
-    assert rv.undo(DENY_ISSUED_SESSIONS, t, done.before).verified
+    assert apply_step(rv, DENY_ISSUED_SESSIONS, t).status == "noop"
+    assert undo_step(rv, DENY_ISSUED_SESSIONS, t, done.before).status == "restored"
     assert iam.list_user_policies(UserName="frank")["PolicyNames"] == []
 
 
@@ -228,24 +233,39 @@ def test_root_protected_users_and_report_slots_are_refused_without_any_call(iam:
         credential_kind=CredentialKind.PASSWORD,
         scope=MOTO_ACCOUNT,
     )
-    with pytest.raises(RevokeError, match="root"):
-        rv.apply(DELETE_LOGIN_PROFILE, root)
-    with pytest.raises(RevokeError, match="protected"):
-        rv.apply(DELETE_LOGIN_PROFILE, target("breakglass", "login-profile", CredentialKind.PASSWORD))
-    with pytest.raises(RevokeError, match="detail pass"):
-        rv.apply(DEACTIVATE_ACCESS_KEY, target("someone", "report/access_key_1", CredentialKind.ACCESS_KEY))
-    with pytest.raises(RevokeError, match="applies to"):
-        rv.apply(DEACTIVATE_ACCESS_KEY, target("someone", "AKIA0000000000000000", CredentialKind.SSH_KEY))
+    refusals = {
+        "root": (DELETE_LOGIN_PROFILE, root),
+        "protected": (DELETE_LOGIN_PROFILE, target("breakglass", "login-profile", CredentialKind.PASSWORD)),
+        "detail pass": (
+            DEACTIVATE_ACCESS_KEY,
+            target("someone", "report/access_key_1", CredentialKind.ACCESS_KEY),
+        ),
+    }
+    for reason, (action, t) in refusals.items():
+        spec = rv.specs[action]
+        # Every method of the spec refuses by itself, before any call.
+        with pytest.raises(RevokeError, match=reason):
+            spec.read(t)
+        with pytest.raises(RevokeError, match=reason):
+            spec.change(t, ResourceState(exists=True, active=True, identity=t.account_uid))
+        step = apply_step(rv, action, t)
+        assert step.status == "failed" and reason in (step.error or "")
+    # The engine's steps refuse an action on another credential kind.
+    wrong_kind = apply_step(
+        rv, DEACTIVATE_ACCESS_KEY, target("someone", "AKIA0000000000000000", CredentialKind.SSH_KEY)
+    )
+    assert wrong_kind.status == "failed" and "applies to" in (wrong_kind.error or "")
     assert calls == []
     assert iam_backend().users["breakglass"].password is not None
 
 
 def test_vanished_key_is_reported_gone_not_changed(iam: Any) -> None:
     seed_users([SeedUser("gone")])
-    result = revoker(iam).apply(
-        DEACTIVATE_ACCESS_KEY, target("gone", "AKIA0000000000000000", CredentialKind.ACCESS_KEY)
+    result = apply_step(
+        revoker(iam), DEACTIVATE_ACCESS_KEY, target("gone", "AKIA0000000000000000", CredentialKind.ACCESS_KEY)
     )
-    assert not result.changed and not result.before.exists
+    assert result.status == "noop" and result.before and not result.before.exists
+    assert "not found" in result.message
 
 
 @pytest.mark.parametrize(
@@ -264,12 +284,16 @@ def test_protected_users_are_refused_whatever_the_case_of_the_name(
         (DELETE_LOGIN_PROFILE, target(name, "login-profile", CredentialKind.PASSWORD)),
         (REMOVE_GROUP_MEMBERSHIP, target(name, "group/admins", CredentialKind.GROUP_MEMBERSHIP, "admins")),
     ):
+        spec = rv.specs[action]
         with pytest.raises(RevokeError, match="protected"):
-            rv.read_state(action, t)
+            spec.read(t)
         with pytest.raises(RevokeError, match="protected"):
-            rv.apply(action, t)
-        with pytest.raises(RevokeError, match="protected"):
-            rv.undo(action, t, ResourceState(exists=True, active=True))
+            spec.change(t, ResourceState(exists=True, active=True, identity=t.account_uid))
+        if spec.restore is not None:
+            with pytest.raises(RevokeError, match="protected"):
+                spec.restore(
+                    t, ResourceState(exists=True, active=False), ResourceState(exists=True, active=True)
+                )
     assert calls == []
     assert iam_backend().users[name].password is not None
 
@@ -291,4 +315,8 @@ def test_root_is_refused_whatever_the_case_of_its_row_or_arn(iam: Any) -> None:
             account_uid="AIDAROOT",
         )
         with pytest.raises(RevokeError, match="root"):
-            rv.apply(DELETE_LOGIN_PROFILE, root)
+            rv.specs[DELETE_LOGIN_PROFILE].read(root)
+        with pytest.raises(RevokeError, match="root"):
+            rv.specs[DELETE_LOGIN_PROFILE].change(
+                root, ResourceState(exists=True, active=True, identity="AIDAROOT")
+            )

@@ -17,6 +17,7 @@ from offboard_audit.core.records import (
     PersonStatus,
     identity_mismatch,
 )
+from offboard_audit.engine.steps import read_state
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -113,7 +114,7 @@ def test_demo_accounts_carry_their_identities_and_its_revoker_reads_them(tmp_pat
                 account_uid=account.uid,
             )
             # What the engine checks before acting: the identity read now is the one recorded.
-            assert identity_mismatch(target, revoker.read_state(action, target)) is None, cred.credential_id
+            assert identity_mismatch(target, read_state(revoker, action, target)) is None, cred.credential_id
         revoker.close()
         source.close()
     finally:

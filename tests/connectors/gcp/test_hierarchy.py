@@ -11,13 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import pytest
-
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.demo_fake import FakePolicyHolder
 from connectors.gcp_iam.translate import binding_credential_id
-from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.records import ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp, GcpFakeState
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
@@ -186,22 +184,22 @@ def test_remove_and_undo_on_an_organization_binding_retry_an_etag_conflict(
     state.before_set_policy[ORG] = [someone_else_grants]
     revoker = gcp_revoker(organization=ORG)
     target = binding_target(ORG, "roles/viewer", "user:grace@example.com")
-    prior = revoker.read_state("remove_binding", target)
+    prior = read_state(revoker, "remove_binding", target)
     assert prior.exists and prior.value("resource") == ORG
-    result = revoker.apply("remove_binding", target)
-    assert result.changed and result.verified and not result.after.exists
+    result = apply_step(revoker, "remove_binding", target)
+    assert result.status == "applied" and result.after and not result.after.exists
     assert state.calls[("rm.SetIamPolicy", ORG)] == 2  # one 409, one success
     assert state.members(ORG, "roles/viewer") == ["group:eng@example.com"]
     assert state.members(ORG, "roles/browser") == [
         "user:new-hire@example.com"
     ]  # the concurrent change survives
     # A second apply writes nothing.
-    assert not revoker.apply("remove_binding", target).changed
+    assert apply_step(revoker, "remove_binding", target).status == "noop"
     assert state.calls[("rm.SetIamPolicy", ORG)] == 2
 
     state.before_set_policy[ORG] = [someone_else_grants]
-    undone = revoker.undo("remove_binding", target, prior)
-    assert undone.changed and undone.verified and undone.after.exists
+    undone = undo_step(revoker, "remove_binding", target, prior)
+    assert undone.status == "restored" and undone.after and undone.after.exists
     assert state.calls[("rm.SetIamPolicy", ORG)] == 4  # again one 409, one success
     assert sorted(state.members(ORG, "roles/viewer")) == ["group:eng@example.com", "user:grace@example.com"]
     assert state.members(ORG, "roles/browser") == ["user:new-hire@example.com"] * 2
@@ -215,12 +213,12 @@ def test_remove_and_undo_on_a_folder_binding_touch_only_that_folder(
     state.bind(FOLDER, "roles/editor", "user:grace@example.com")
     revoker = gcp_revoker(organization=ORG)
     target = binding_target(SUBFOLDER, "roles/editor", "user:grace@example.com")
-    prior = revoker.read_state("remove_binding", target)
-    assert revoker.apply("remove_binding", target).verified
+    prior = read_state(revoker, "remove_binding", target)
+    assert apply_step(revoker, "remove_binding", target).status == "applied"
     assert state.members(SUBFOLDER, "roles/editor") == []
     assert state.members(FOLDER, "roles/editor") == ["user:grace@example.com"]
     assert state.calls[("rm.SetIamPolicy", FOLDER)] == 0
-    assert revoker.undo("remove_binding", target, prior).verified
+    assert undo_step(revoker, "remove_binding", target, prior).status == "restored"
     assert state.members(SUBFOLDER, "roles/editor") == ["user:grace@example.com"]
 
 
@@ -229,13 +227,15 @@ def test_the_last_organization_admin_is_never_removed(
 ) -> None:
     seed_hierarchy(gcp_fake.state)
     revoker = gcp_revoker(organization=ORG)
-    with pytest.raises(RevokeError, match=r"last roles/resourcemanager\.organizationAdmin member"):
-        revoker.apply("remove_binding", binding_target(ORG, ORG_ADMIN, "user:alice@example.com"))
+    refused = apply_step(revoker, "remove_binding", binding_target(ORG, ORG_ADMIN, "user:alice@example.com"))
+    assert refused.status == "failed"
+    assert "last roles/resourcemanager.organizationAdmin member" in (refused.error or "")
     assert gcp_fake.state.members(ORG, ORG_ADMIN) == ["user:alice@example.com"]
     assert gcp_fake.state.calls[("rm.SetIamPolicy", ORG)] == 0
     # With a second admin, the departed one can go.
     gcp_fake.state.bind(ORG, ORG_ADMIN, "user:carol@example.com")
-    assert revoker.apply("remove_binding", binding_target(ORG, ORG_ADMIN, "user:alice@example.com")).verified
+    target = binding_target(ORG, ORG_ADMIN, "user:alice@example.com")
+    assert apply_step(revoker, "remove_binding", target).status == "applied"
     assert gcp_fake.state.members(ORG, ORG_ADMIN) == ["user:carol@example.com"]
 
 
@@ -245,8 +245,10 @@ def test_protected_principals_are_refused_on_organization_bindings_before_any_ca
     seed_hierarchy(gcp_fake.state)
     revoker = gcp_revoker(organization=ORG, protected_principals=["grace@*"])
     gcp_fake.state.reset_calls()
-    with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("remove_binding", binding_target(ORG, "roles/viewer", "user:grace@example.com"))
+    refused = apply_step(
+        revoker, "remove_binding", binding_target(ORG, "roles/viewer", "user:grace@example.com")
+    )
+    assert refused.status == "failed" and "protected" in (refused.error or "")
     assert sum(gcp_fake.state.calls.values()) == 0
     assert "user:grace@example.com" in gcp_fake.state.members(ORG, "roles/viewer")
 
@@ -257,6 +259,6 @@ def test_a_binding_id_whose_resource_differs_from_the_target_scope_is_refused(
     seed_hierarchy(gcp_fake.state)
     revoker = gcp_revoker(organization=ORG)
     target = binding_target(ORG, "roles/viewer", "user:grace@example.com")
-    with pytest.raises(RevokeError, match="is not in scope folders/10"):
-        revoker.apply("remove_binding", replace(target, scope=FOLDER))
+    refused = apply_step(revoker, "remove_binding", replace(target, scope=FOLDER))
+    assert refused.status == "failed" and "is not in scope folders/10" in (refused.error or "")
     assert "user:grace@example.com" in gcp_fake.state.members(ORG, "roles/viewer")

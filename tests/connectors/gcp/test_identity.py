@@ -18,13 +18,15 @@ import pytest
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.demo_fake import FakeServiceAccount
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
-from offboard_audit.core.errors import RevokeError, TargetChanged
+from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.records import (
     ActionTarget,
     CredentialKind,
     Person,
     PersonStatus,
+    ResourceState,
 )
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp, GcpFakeState
 
 LEFT = datetime(2026, 8, 1, tzinfo=UTC)
@@ -180,16 +182,18 @@ def test_every_read_state_reports_the_identity_it_read(
     ci = seed(gcp_fake.state)
     (key,) = user_keys(ci)
     revoker = gcp_revoker(projects=["acme-prod", "acme-data"])
-    assert revoker.read_state("disable_key", key_target(ci, key, ci.unique_id)).identity == ci.unique_id
-    assert revoker.read_state("delete_key", key_target(ci, key, ci.unique_id)).identity == ci.unique_id
-    assert revoker.read_state("disable_service_account", sa_target(ci, ci.unique_id)).identity == ci.unique_id
+    assert read_state(revoker, "disable_key", key_target(ci, key, ci.unique_id)).identity == ci.unique_id
+    assert read_state(revoker, "delete_key", key_target(ci, key, ci.unique_id)).identity == ci.unique_id
+    assert (
+        read_state(revoker, "disable_service_account", sa_target(ci, ci.unique_id)).identity == ci.unique_id
+    )
     binding = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
-    assert revoker.read_state("remove_binding", binding).identity == "user:grace@example.com"
+    assert read_state(revoker, "remove_binding", binding).identity == "user:grace@example.com"
     deleted = binding_target("acme-data", "roles/storage.admin", "deleted:user:carol@example.com?uid=42")
-    assert revoker.read_state("remove_binding", deleted).identity == "user:carol@example.com"
+    assert read_state(revoker, "remove_binding", deleted).identity == "user:carol@example.com"
     gcp_fake.state.delete_service_account(ci.email)
-    assert revoker.read_state("disable_service_account", sa_target(ci, ci.unique_id)).identity is None
-    gone = revoker.read_state("disable_key", key_target(ci, key, ci.unique_id))
+    assert read_state(revoker, "disable_service_account", sa_target(ci, ci.unique_id)).identity is None
+    gone = read_state(revoker, "disable_key", key_target(ci, key, ci.unique_id))
     assert gone.identity is None and not gone.exists
 
 
@@ -214,8 +218,8 @@ def test_key_and_service_account_actions_refuse_a_recreated_account_and_touch_no
         ("delete_key", key_target(old, new_key, old.unique_id)),
         ("disable_service_account", sa_target(old, old.unique_id)),
     ):
-        with pytest.raises(TargetChanged, match=f"now has identity {new.unique_id}"):
-            revoker.apply(action, target)
+        step = apply_step(revoker, action, target)
+        assert step.status == "target-changed" and f"now has identity {new.unique_id}" in (step.error or "")
     writes = [m for (m, _p) in state.calls if not m.startswith(("iam.Get", "iam.List"))]
     assert writes == []
     assert not new.disabled and not new.keys[new_key.rsplit("/", 1)[1]].disabled
@@ -228,12 +232,12 @@ def test_undo_after_the_account_was_recreated_is_refused_and_leaves_the_new_acco
     old = seed(state)
     revoker = gcp_revoker(projects=["acme-prod"])
     target = sa_target(old, old.unique_id)
-    prior = revoker.read_state("disable_service_account", target)
-    assert revoker.apply("disable_service_account", target).verified
+    prior = read_state(revoker, "disable_service_account", target)
+    assert apply_step(revoker, "disable_service_account", target).status == "applied"
     # Deleted and recreated, disabled, by someone else: undoing must not enable the new account.
     new = recreate(state, old, disabled=True)
-    with pytest.raises(TargetChanged, match="name was reused"):
-        revoker.undo("disable_service_account", target, prior)
+    undone = undo_step(revoker, "disable_service_account", target, prior)
+    assert undone.status == "target-changed" and "name was reused" in (undone.error or "")
     assert new.disabled
     assert state.calls[("iam.EnableServiceAccount", "acme-prod")] == 0
 
@@ -245,10 +249,10 @@ def test_a_recreate_between_the_identity_check_and_the_write_cannot_reach_the_ne
     old = seed(state)
     revoker = gcp_revoker(projects=["acme-prod"], timeout=2.0)
     replaced: list[FakeServiceAccount] = []
-    # Runs inside the DisableServiceAccount call, after the revoker checked the identity.
+    # Runs inside the DisableServiceAccount call, after the engine checked the identity.
     state.before_iam_call["iam.DisableServiceAccount"] = [lambda: replaced.append(recreate(state, old))]
-    with pytest.raises(RevokeError, match="NotFound"):
-        revoker.apply("disable_service_account", sa_target(old, old.unique_id))
+    step = apply_step(revoker, "disable_service_account", sa_target(old, old.unique_id))
+    assert step.status == "failed" and "NotFound" in (step.error or "")
     (new,) = replaced
     assert not new.disabled
 
@@ -272,15 +276,21 @@ def test_a_binding_action_planned_for_project_a_never_touches_the_member_in_proj
     seed(state)
     revoker = gcp_revoker(projects=["acme-prod", "acme-data"])
     state.reset_calls()
-    for call in (revoker.read_state, revoker.apply):
-        with pytest.raises(RevokeError, match=r"is not in scope|does not belong to account"):
-            call("remove_binding", target)
+    spec = revoker.specs["remove_binding"]
+    with pytest.raises(RevokeError, match=r"is not in scope|does not belong to account"):
+        spec.read(target)
+    with pytest.raises(RevokeError, match=r"is not in scope|does not belong to account"):
+        spec.change(target, ResourceState(exists=True, active=True, identity=target.account_uid))
+    step = apply_step(revoker, "remove_binding", target)
+    assert step.status == "failed" and (
+        "is not in scope" in (step.error or "") or "does not belong" in (step.error or "")
+    )
     assert state.members("acme-data", "roles/editor") == ["user:grace@example.com"]
     assert state.members("acme-prod", "roles/editor") == ["user:grace@example.com"]
     assert sum(state.calls.values()) == 0
     # The action planned for project A removes the member there, and only there.
     planned = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
-    assert revoker.apply("remove_binding", planned).verified
+    assert apply_step(revoker, "remove_binding", planned).status == "applied"
     assert state.members("acme-prod", "roles/editor") == []
     assert state.members("acme-data", "roles/editor") == ["user:grace@example.com"]
 
@@ -293,8 +303,9 @@ def test_a_binding_whose_recorded_identity_is_another_principal_is_refused_befor
     revoker = gcp_revoker(projects=["acme-prod"])
     target = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
     for uid in ("user:bob@example.com", ""):
-        with pytest.raises(TargetChanged):
-            revoker.apply("remove_binding", replace(target, account_uid=uid))
+        assert (
+            apply_step(revoker, "remove_binding", replace(target, account_uid=uid)).status == "target-changed"
+        )
     assert state.members("acme-prod", "roles/editor") == ["user:grace@example.com"]
     assert state.calls[("rm.SetIamPolicy", "acme-prod")] == 0
 
@@ -307,9 +318,9 @@ def test_a_removed_binding_keeps_its_identity_so_removal_verifies_and_undo_resto
     revoker = gcp_revoker(projects=["acme-data"])
     # carol's only binding in acme-data: after the removal no member of hers is left there.
     target = binding_target("acme-data", "roles/storage.admin", "deleted:user:carol@example.com?uid=42")
-    prior = revoker.read_state("remove_binding", target)
-    assert revoker.apply("remove_binding", target).verified
-    after = revoker.read_state("remove_binding", target)
+    prior = read_state(revoker, "remove_binding", target)
+    assert apply_step(revoker, "remove_binding", target).status == "applied"
+    after = read_state(revoker, "remove_binding", target)
     assert not after.exists and after.identity == "user:carol@example.com"
-    assert revoker.undo("remove_binding", target, prior).verified
+    assert undo_step(revoker, "remove_binding", target, prior).status == "restored"
     assert state.members("acme-data", "roles/storage.admin") == ["deleted:user:carol@example.com?uid=42"]

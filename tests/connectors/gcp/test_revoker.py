@@ -1,4 +1,5 @@
-"""The gcp_iam revoker against local fake endpoints, through the real client libraries."""
+"""The gcp_iam revoker's actions against local fake endpoints, through the real client libraries
+and the engine's steps."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Revoker
 from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -103,30 +105,29 @@ def test_remove_binding_removes_only_that_member_and_is_idempotent(
     revoker = gcp_revoker(projects=["acme-prod"])
     assert isinstance(revoker, Revoker)
     target = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
-    first = revoker.apply("remove_binding", target)
-    assert first.changed and first.verified
+    first = apply_step(revoker, "remove_binding", target)
+    assert first.status == "applied" and first.before and first.after
     assert first.before.exists and not first.after.exists
     assert acme.state.members("acme-prod", "roles/editor") == ["user:bob@example.com"]
     # The conditional binding of the same person is a different credential and stays.
     assert acme.state.members("acme-prod", "projects/acme-prod/roles/deployer") == ["user:grace@example.com"]
     writes = acme.state.calls[("rm.SetIamPolicy", "acme-prod")]
-    second = revoker.apply("remove_binding", target)
-    assert not second.changed and second.verified
+    assert apply_step(revoker, "remove_binding", target).status == "noop"
     assert acme.state.calls[("rm.SetIamPolicy", "acme-prod")] == writes  # nothing written the second time
 
 
 def test_undo_re_adds_the_member(acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]) -> None:
     revoker = gcp_revoker(projects=["acme-prod"])
     target = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
-    prior = revoker.read_state("remove_binding", target)
-    revoker.apply("remove_binding", target)
-    result = revoker.undo("remove_binding", target, prior)
-    assert result.changed and result.verified and result.after.exists
+    prior = read_state(revoker, "remove_binding", target)
+    assert apply_step(revoker, "remove_binding", target).status == "applied"
+    result = undo_step(revoker, "remove_binding", target, prior)
+    assert result.status == "restored" and result.after and result.after.exists
     assert sorted(acme.state.members("acme-prod", "roles/editor")) == [
         "user:bob@example.com",
         "user:grace@example.com",
     ]
-    assert not revoker.undo("remove_binding", target, prior).changed
+    assert undo_step(revoker, "remove_binding", target, prior).status == "unchanged"
 
 
 def test_conditional_binding_is_removed_and_undo_restores_the_condition(
@@ -135,12 +136,12 @@ def test_conditional_binding_is_removed_and_undo_restores_the_condition(
     revoker = gcp_revoker(projects=["acme-prod"])
     role = "projects/acme-prod/roles/deployer"
     target = binding_target("acme-prod", role, "user:grace@example.com", CONDITION["expression"])
-    prior = revoker.read_state("remove_binding", target)
+    prior = read_state(revoker, "remove_binding", target)
     assert prior.value("condition_expression") == CONDITION["expression"]
-    assert revoker.apply("remove_binding", target).verified
+    assert apply_step(revoker, "remove_binding", target).status == "applied"
     # The binding had no other member: it is gone.
     assert not [b for b in acme.state.projects["acme-prod"].bindings if b["role"] == role]
-    assert revoker.undo("remove_binding", target, prior).verified
+    assert undo_step(revoker, "remove_binding", target, prior).status == "restored"
     (restored,) = [b for b in acme.state.projects["acme-prod"].bindings if b["role"] == role]
     assert restored["members"] == ["user:grace@example.com"]
     assert restored["condition"] == CONDITION
@@ -154,10 +155,10 @@ def test_etag_conflict_is_retried_and_the_concurrent_change_survives(
 
     acme.state.before_set_policy["acme-prod"] = [someone_else_grants]
     revoker = gcp_revoker(projects=["acme-prod"])
-    result = revoker.apply(
-        "remove_binding", binding_target("acme-prod", "roles/editor", "user:grace@example.com")
+    result = apply_step(
+        revoker, "remove_binding", binding_target("acme-prod", "roles/editor", "user:grace@example.com")
     )
-    assert result.changed and result.verified
+    assert result.status == "applied"
     assert acme.state.calls[("rm.SetIamPolicy", "acme-prod")] == 2  # one 409, one success
     assert acme.state.members("acme-prod", "roles/viewer") == ["user:new-hire@example.com"]
     assert acme.state.members("acme-prod", "roles/editor") == ["user:bob@example.com"]
@@ -173,8 +174,9 @@ def test_endless_conflicts_give_up_without_writing(
 
     acme.state.before_set_policy["acme-prod"] = [bump] * 10
     revoker = gcp_revoker(projects=["acme-prod"], max_policy_retries=3)
-    with pytest.raises(RevokeError, match="gave up after 3 attempts"):
-        revoker.apply("remove_binding", binding_target("acme-prod", "roles/editor", "user:grace@example.com"))
+    target = binding_target("acme-prod", "roles/editor", "user:grace@example.com")
+    result = apply_step(revoker, "remove_binding", target)
+    assert result.status == "failed" and "gave up after 3 attempts" in (result.error or "")
     assert acme.state.calls[("rm.SetIamPolicy", "acme-prod")] == 3
     assert "user:grace@example.com" in acme.state.members("acme-prod", "roles/editor")
     assert len(acme.state.members("acme-prod", "roles/viewer")) == 3  # every concurrent change kept
@@ -182,8 +184,12 @@ def test_endless_conflicts_give_up_without_writing(
 
 def test_the_last_owner_is_never_removed(acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]) -> None:
     revoker = gcp_revoker(projects=["acme-prod"])
-    with pytest.raises(RevokeError, match="last roles/owner member of projects/acme-prod"):
-        revoker.apply("remove_binding", binding_target("acme-prod", "roles/owner", "user:alice@example.com"))
+    result = apply_step(
+        revoker, "remove_binding", binding_target("acme-prod", "roles/owner", "user:alice@example.com")
+    )
+    assert result.status == "failed" and "last roles/owner member of projects/acme-prod" in (
+        result.error or ""
+    )
     assert acme.state.members("acme-prod", "roles/owner") == ["user:alice@example.com"]
 
 
@@ -196,16 +202,25 @@ def test_protected_principals_are_refused_before_any_call(
         projects=["acme-prod"], protected_principals=["ci-*@acme-prod.iam.gserviceaccount.com", "bob@*"]
     )
     acme.state.reset_calls()
-    with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_key", key_target(ci.email, key.name, ci.unique_id))
-    with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_service_account", sa_target(ci.email, ci.unique_id))
-    with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("remove_binding", binding_target("acme-prod", "roles/editor", "user:bob@example.com"))
-    # Google-managed service agents are protected without configuration.
     agent = "service-123@gcp-sa-cloudbuild.iam.gserviceaccount.com"
-    with pytest.raises(RevokeError, match="protected"):
-        revoker.apply("disable_service_account", sa_target(agent, "1"))
+    for action, target in (
+        ("disable_key", key_target(ci.email, key.name, ci.unique_id)),
+        ("disable_service_account", sa_target(ci.email, ci.unique_id)),
+        ("remove_binding", binding_target("acme-prod", "roles/editor", "user:bob@example.com")),
+        # Google-managed service agents are protected without configuration.
+        ("disable_service_account", sa_target(agent, "1")),
+    ):
+        spec = revoker.specs[action]
+        # Each of the spec's calls refuses by itself, not only the engine's first read.
+        with pytest.raises(RevokeError, match="protected"):
+            spec.read(target)
+        with pytest.raises(RevokeError, match="protected"):
+            spec.change(target, ResourceState(exists=True, active=True, identity=target.account_uid))
+        assert spec.restore is not None
+        with pytest.raises(RevokeError, match="protected"):
+            spec.restore(
+                target, ResourceState(exists=True, active=False), ResourceState(exists=True, active=True)
+            )
     assert sum(acme.state.calls.values()) == 0
     assert not key.disabled and not ci.disabled
 
@@ -218,16 +233,15 @@ def test_disable_key_verifies_by_re_reading_and_undo_enables(
     other = acme.state.add_key(ci.email, created=CREATED)
     revoker = gcp_revoker(projects=["acme-prod"])
     target = key_target(ci.email, key.name, ci.unique_id)
-    prior = revoker.read_state("disable_key", target)
+    prior = read_state(revoker, "disable_key", target)
     assert prior.exists and prior.active
-    result = revoker.apply("disable_key", target)
-    assert result.changed and result.verified and not result.after.active
+    result = apply_step(revoker, "disable_key", target)
+    assert result.status == "applied" and result.after and not result.after.active
     assert key.disabled and not other.disabled
-    again = revoker.apply("disable_key", target)
-    assert not again.changed and again.verified
+    assert apply_step(revoker, "disable_key", target).status == "noop"
     assert acme.state.calls[("iam.DisableServiceAccountKey", "acme-prod")] == 1
-    undone = revoker.undo("disable_key", target, prior)
-    assert undone.changed and undone.verified and not key.disabled
+    assert undo_step(revoker, "disable_key", target, prior).status == "restored"
+    assert not key.disabled
 
 
 def test_undo_does_not_enable_a_key_that_was_already_disabled(
@@ -237,10 +251,11 @@ def test_undo_does_not_enable_a_key_that_was_already_disabled(
     key = acme.state.add_key(ci.email, created=CREATED, disabled=True)
     revoker = gcp_revoker(projects=["acme-prod"])
     target = key_target(ci.email, key.name, ci.unique_id)
-    prior = revoker.read_state("disable_key", target)
-    assert not revoker.apply("disable_key", target).changed
-    assert not revoker.undo("disable_key", target, prior).changed
+    prior = read_state(revoker, "disable_key", target)
+    assert apply_step(revoker, "disable_key", target).status == "noop"
+    assert undo_step(revoker, "disable_key", target, prior).status == "unchanged"
     assert key.disabled
+    assert acme.state.calls[("iam.EnableServiceAccountKey", "acme-prod")] == 0
 
 
 def test_a_key_that_no_longer_exists_is_reported_not_found(
@@ -249,10 +264,10 @@ def test_a_key_that_no_longer_exists_is_reported_not_found(
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     name = f"projects/acme-prod/serviceAccounts/{ci.email}/keys/{'f' * 40}"
     revoker = gcp_revoker(projects=["acme-prod"])
-    state = revoker.read_state("disable_key", key_target(ci.email, name, ci.unique_id))
+    state = read_state(revoker, "disable_key", key_target(ci.email, name, ci.unique_id))
     assert state == ResourceState(exists=False, active=False, data=(("name", name),), identity=ci.unique_id)
-    result = revoker.apply("disable_key", key_target(ci.email, name, ci.unique_id))
-    assert not result.changed and result.verified and "not found" in result.message
+    result = apply_step(revoker, "disable_key", key_target(ci.email, name, ci.unique_id))
+    assert result.status == "noop" and "not found" in result.message
     assert acme.state.calls[("iam.DisableServiceAccountKey", "acme-prod")] == 0
 
 
@@ -260,11 +275,11 @@ def test_disable_service_account_and_undo(acme: FakeGcp, gcp_revoker: Callable[.
     ci = acme.state.add_service_account("acme-prod", "ci-deployer")
     revoker = gcp_revoker(projects=["acme-prod"])
     target = sa_target(ci.email, ci.unique_id)
-    prior = revoker.read_state("disable_service_account", target)
-    result = revoker.apply("disable_service_account", target)
-    assert result.changed and result.verified and ci.disabled
-    assert not revoker.apply("disable_service_account", target).changed
-    assert revoker.undo("disable_service_account", target, prior).verified
+    prior = read_state(revoker, "disable_service_account", target)
+    assert apply_step(revoker, "disable_service_account", target).status == "applied"
+    assert ci.disabled
+    assert apply_step(revoker, "disable_service_account", target).status == "noop"
+    assert undo_step(revoker, "disable_service_account", target, prior).status == "restored"
     assert not ci.disabled
 
 
@@ -273,18 +288,35 @@ def test_delete_key_is_irreversible(acme: FakeGcp, gcp_revoker: Callable[..., Gc
     key = acme.state.add_key(ci.email, created=CREATED)
     revoker = gcp_revoker(projects=["acme-prod"])
     target = key_target(ci.email, key.name, ci.unique_id)
-    prior = revoker.read_state("delete_key", target)
-    result = revoker.apply("delete_key", target)
-    assert result.changed and result.verified and key.key_id not in ci.keys
-    with pytest.raises(RevokeError, match="irreversible"):
-        revoker.undo("delete_key", target, prior)
+    prior = read_state(revoker, "delete_key", target)
+    assert apply_step(revoker, "delete_key", target).status == "applied"
+    assert key.key_id not in ci.keys
+    assert revoker.specs["delete_key"].restore is None
+    undone = undo_step(revoker, "delete_key", target, prior)
+    assert undone.status == "failed" and "irreversible" in (undone.error or "")
+
+
+def test_delete_key_deletes_a_disabled_key_because_for_a_deletion_active_means_still_there(
+    acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]
+) -> None:
+    ci = acme.state.add_service_account("acme-prod", "ci-deployer")
+    key = acme.state.add_key(ci.email, created=CREATED, disabled=True)
+    revoker = gcp_revoker(projects=["acme-prod"])
+    target = key_target(ci.email, key.name, ci.unique_id)
+    assert read_state(revoker, "delete_key", target).active
+    assert apply_step(revoker, "delete_key", target).status == "applied"
+    assert key.key_id not in ci.keys
+    gone = read_state(revoker, "delete_key", target)
+    assert not gone.exists and not gone.active
 
 
 def test_an_action_on_the_wrong_credential_kind_is_refused(
     acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]
 ) -> None:
     revoker = gcp_revoker(projects=["acme-prod"])
-    with pytest.raises(RevokeError, match="acts on service_account_key"):
-        revoker.apply("disable_key", binding_target("acme-prod", "roles/editor", "user:grace@example.com"))
-    with pytest.raises(RevokeError, match="unknown gcp_iam action"):
-        revoker.apply("nuke", sa_target("x@acme-prod.iam.gserviceaccount.com", "1"))
+    wrong = apply_step(
+        revoker, "disable_key", binding_target("acme-prod", "roles/editor", "user:grace@example.com")
+    )
+    assert wrong.status == "failed" and "applies to service_account_key" in (wrong.error or "")
+    unknown = apply_step(revoker, "nuke", sa_target("x@acme-prod.iam.gserviceaccount.com", "1"))
+    assert unknown.status == "failed" and "has no action 'nuke'" in (unknown.error or "")

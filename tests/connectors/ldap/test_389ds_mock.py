@@ -19,6 +19,7 @@ from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import ActionTarget, CredentialKind
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 
 BASE = "dc=example,dc=com"
 PEOPLE = f"ou=people,{BASE}"
@@ -84,13 +85,13 @@ def test_389ds_lock_sets_nsaccountlock_is_idempotent_and_undo_removes_it() -> No
     assert account.enabled and account.last_login_at == datetime(2026, 10, 1, 12, tzinfo=UTC)
     target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
 
-    result = rev.apply(LOCK, target)
-    assert result.changed and result.verified and result.before.value("nsAccountLock") == ""
+    result = apply_step(rev, LOCK, target)
+    assert result.status == "applied" and result.before and result.before.value("nsAccountLock") == ""
     assert not src.collect().accounts[0].enabled
-    assert not rev.apply(LOCK, target).changed
+    assert apply_step(rev, LOCK, target).status == "noop"
 
-    undone = rev.undo(LOCK, target, result.before)
-    assert undone.changed and undone.verified
+    undone = undo_step(rev, LOCK, target, result.before)
+    assert undone.status == "restored"
     assert src.collect().accounts[0].enabled
 
 
@@ -99,7 +100,7 @@ def test_389ds_account_uid_is_the_nsuniqueid_and_read_state_reports_it() -> None
     (account,) = src.collect().accounts
     assert account.uid == JANE_ID
     target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
-    assert rev.read_state(LOCK, target).identity == JANE_ID
+    assert read_state(rev, LOCK, target).identity == JANE_ID
 
 
 def test_389ds_entry_re_added_under_the_same_dn_is_not_locked_nor_unlocked() -> None:
@@ -107,17 +108,19 @@ def test_389ds_entry_re_added_under_the_same_dn_is_not_locked_nor_unlocked() -> 
     src, rev = build(connect)
     (account,) = src.collect().accounts
     target = ActionTarget("ds", "ldap", USER, "jane", USER, CredentialKind.ACCOUNT, account_uid=account.uid)
-    locked = rev.apply(LOCK, target)
-    assert locked.changed and locked.verified
+    locked = apply_step(rev, LOCK, target)
+    assert locked.status == "applied" and locked.before
 
     replace_jane(connect)
-    assert rev.read_state(LOCK, target).identity == NEW_JANE_ID
+    assert read_state(rev, LOCK, target).identity == NEW_JANE_ID
+    again = apply_step(rev, LOCK, target)
+    assert again.status == "target-changed" and NEW_JANE_ID in (again.error or "")
     with pytest.raises(TargetChanged, match=NEW_JANE_ID):
-        rev.apply(LOCK, target)
+        rev.specs[LOCK].change(target, locked.before)
     assert src.collect().accounts[0].enabled  # the new jane was not locked
 
     relock = connect()
     relock.modify(USER, {"nsAccountLock": [(ldap3.MODIFY_REPLACE, ["true"])]})
-    with pytest.raises(TargetChanged, match=NEW_JANE_ID):
-        rev.undo(LOCK, target, locked.before)
+    undone = undo_step(rev, LOCK, target, locked.before)
+    assert undone.status == "target-changed" and NEW_JANE_ID in (undone.error or "")
     assert not src.collect().accounts[0].enabled  # undo of the old lock did not unlock the new jane

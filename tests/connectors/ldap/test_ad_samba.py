@@ -9,8 +9,8 @@ import pytest
 
 from connectors.ldap.dialects import AD_LAST_LOGON_PRECISION
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK
-from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.records import CredentialKind, Person, PersonStatus
+from offboard_audit.engine.steps import apply_step, undo_step
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD, USERS_DN, SambaDC
 
@@ -88,16 +88,16 @@ def test_ad_disable_makes_the_bind_fail_and_undo_restores_it(samba: SambaDC) -> 
     target = target_for(data, account, "leaver")
     assert bind_error(samba, f"leaver@{samba.realm}", PASSWORD) is None
 
-    result = rev.apply(LOCK, target)  # type: ignore[attr-defined]
-    assert result.changed and result.verified
+    result = apply_step(rev, LOCK, target)
+    assert result.status == "applied" and result.before and result.after
     assert result.before.value("userAccountControl") == "512"
     assert result.after.value("userAccountControl") == "514"
     message = bind_error(samba, f"leaver@{samba.realm}", PASSWORD)
     assert message is not None and "data 533" in message  # AD's "account disabled"
-    assert not rev.apply(LOCK, target).changed  # type: ignore[attr-defined]
+    assert apply_step(rev, LOCK, target).status == "noop"
 
-    undone = rev.undo(LOCK, target, result.before)  # type: ignore[attr-defined]
-    assert undone.changed and undone.verified
+    undone = undo_step(rev, LOCK, target, result.before)
+    assert undone.status == "restored"
     assert bind_error(samba, f"leaver@{samba.realm}", PASSWORD) is None
 
 
@@ -109,13 +109,13 @@ def test_ad_group_removal_updates_memberof_and_undo_readds(samba: SambaDC) -> No
     data = src.collect()  # type: ignore[attr-defined]
     (membership,) = creds_of(data, dn, CredentialKind.GROUP_MEMBERSHIP)
     rev = ad_revoker(samba)
-    result = rev.apply(LEAVE_GROUP, target_for(data, membership))  # type: ignore[attr-defined]
-    assert result.changed and result.verified
+    result = apply_step(rev, LEAVE_GROUP, target_for(data, membership))
+    assert result.status == "applied" and result.before
     after = src.collect()  # type: ignore[attr-defined]
     assert creds_of(after, dn, CredentialKind.GROUP_MEMBERSHIP) == []
     assert len(creds_of(after, other, CredentialKind.GROUP_MEMBERSHIP)) == 1
-    undone = rev.undo(LEAVE_GROUP, target_for(data, membership), result.before)  # type: ignore[attr-defined]
-    assert undone.changed and undone.verified
+    undone = undo_step(rev, LEAVE_GROUP, target_for(data, membership), result.before)
+    assert undone.status == "restored"
     assert len(creds_of(src.collect(), dn, CredentialKind.GROUP_MEMBERSHIP)) == 1  # type: ignore[attr-defined]
 
 
@@ -124,8 +124,8 @@ def test_ad_revoker_refuses_the_built_in_administrator(samba: SambaDC) -> None:
     (admin,) = [c for c in data.credentials if c.kind is CredentialKind.ACCOUNT]
     # The bind identity is the UPN (not this DN): the built-in check itself must refuse.
     rev = ad_revoker(samba)
-    with pytest.raises(RevokeError, match="built-in"):
-        rev.apply(LOCK, target_for(data, admin))  # type: ignore[attr-defined]
+    refused = apply_step(rev, LOCK, target_for(data, admin))
+    assert refused.status == "failed" and "built-in" in (refused.error or "")
     assert bind_error(samba, samba.admin_upn, ADMIN_PASSWORD) is None
 
 

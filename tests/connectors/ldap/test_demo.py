@@ -6,14 +6,12 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK
-from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import AccountKind, ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.engine.steps import apply_step
 
 HR = Path(__file__).resolve().parents[3] / "offboard_audit" / "demo" / "hr.csv"
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -83,8 +81,7 @@ def test_demo_revoker_locks_in_memory_and_refuses_break_glass() -> None:
     target = ActionTarget(
         src.name, "ldap", bob.account_id, "bob", bob.account_id, CredentialKind.ACCOUNT, account_uid=bob.uid
     )
-    result = rev.apply(LOCK, target)  # type: ignore[attr-defined]
-    assert result.changed and result.verified
+    assert apply_step(rev, LOCK, target).status == "applied"
     assert not next(a for a in src.collect().accounts if a.username == "bob").enabled
     glass = next(a for a in data.accounts if a.username == "breakglass")
     glass_target = ActionTarget(
@@ -96,6 +93,6 @@ def test_demo_revoker_locks_in_memory_and_refuses_break_glass() -> None:
         CredentialKind.ACCOUNT,
         account_uid=glass.uid,
     )
-    with pytest.raises(RevokeError, match="protected"):
-        rev.apply(LOCK, glass_target)  # type: ignore[attr-defined]
+    refused = apply_step(rev, LOCK, glass_target)
+    assert refused.status == "failed" and "protected" in (refused.error or "")
     assert next(a for a in src.collect().accounts if a.username == "breakglass").enabled

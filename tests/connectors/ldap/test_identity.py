@@ -6,7 +6,8 @@ slapd and a real Samba AD DC; between plan and apply (or apply and undo) the lea
 deleted and a new one is added under the same DN. Every action on it must come out
 ``target-changed`` with an audit event, the new entry untouched, while another leaver in the
 same pass is revoked normally (so the identity check is not just refusing everything).
-The revoker's own check (``apply``/``undo`` raise ``TargetChanged``) is tested directly too.
+The actions' own re-check right before a modify (``change``/``restore`` raise ``TargetChanged``)
+is tested directly too.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from offboard_audit.config import Config, load_config
 from offboard_audit.core.audit_chain import verify_chain
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import CredentialKind
+from offboard_audit.core.records import CredentialKind, ResourceState
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import ApplyReport, RevocationEngine
+from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from offboard_audit.storage.actions import iter_events
 from offboard_audit.storage.store import Store
 from tests.connectors.ldap.helpers import ED25519_KEY, RSA_KEY, creds_of, revoker, source, target_for
@@ -266,8 +268,8 @@ def test_slapd_undo_after_the_entry_was_re_added_is_target_changed_and_restores_
 
 
 @pytest.mark.slapd
-def test_slapd_revoker_apply_and_undo_raise_target_changed_before_any_modify(slapd: SlapdServer) -> None:
-    """The revoker's own re-read (not only the engine's read_state) refuses a reused DN."""
+def test_slapd_actions_refuse_a_reused_dn_before_any_modify(slapd: SlapdServer) -> None:
+    """The engine's read, and the actions' own re-check right before a modify, refuse a reused DN."""
     slapd.add_entries(
         [
             person("dave", "E7001", sshPublicKey=[ED25519_KEY]),
@@ -288,30 +290,39 @@ def test_slapd_revoker_apply_and_undo_raise_target_changed_before_any_modify(sla
         LEAVE_GROUP: target_for(data, group),
     }
     assert {t.account_uid for t in targets.values()} == {entry_uuid(slapd, DAVE)}
-    assert rev.read_state(LOCK, targets[LOCK]).identity == targets[LOCK].account_uid
-    priors = {action: rev.read_state(action, t) for action, t in targets.items()}
+    assert read_state(rev, LOCK, targets[LOCK]).identity == targets[LOCK].account_uid
+    priors = {action: read_state(rev, action, t) for action, t in targets.items()}
 
     new_uuid = replace_dave(slapd, sshPublicKey=[ED25519_KEY])
     add_back_to_eng(slapd)
     before = dave_as_it_is(slapd)
     for action, target in targets.items():
-        assert rev.read_state(action, target).identity == new_uuid
+        assert read_state(rev, action, target).identity == new_uuid
+        step = apply_step(rev, action, target)
+        assert step.status == "target-changed" and new_uuid in (step.error or "")
+        # What the engine read before was the old entry: the change re-checks on its own connection.
         with pytest.raises(TargetChanged, match=new_uuid):
-            rev.apply(action, target)
+            rev.specs[action].change(target, priors[action])
     assert dave_as_it_is(slapd) == before
 
     conn: Any = slapd.connect()
     conn.modify(DAVE, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, ["000001010000Z"])]})
     conn.unbind()
+    undone = undo_step(rev, LOCK, targets[LOCK], priors[LOCK])
+    assert undone.status == "target-changed" and new_uuid in (undone.error or "")
+    restore = rev.specs[LOCK].restore
+    assert restore is not None
     with pytest.raises(TargetChanged, match=new_uuid):
-        rev.undo(LOCK, targets[LOCK], priors[LOCK])
+        restore(targets[LOCK], ResourceState(exists=True, active=False, identity=new_uuid), priors[LOCK])
     assert dave_as_it_is(slapd)["locked"]
 
     slapd.delete_entry(DAVE)
-    gone = rev.read_state(LOCK, targets[LOCK])
+    gone = read_state(rev, LOCK, targets[LOCK])
     assert gone.identity is None and not gone.exists
+    step = apply_step(rev, REMOVE_SSH_KEY, targets[REMOVE_SSH_KEY])
+    assert step.status == "target-changed" and "no longer exists" in (step.error or "")
     with pytest.raises(TargetChanged, match="no longer exists"):
-        rev.apply(REMOVE_SSH_KEY, targets[REMOVE_SSH_KEY])
+        rev.specs[REMOVE_SSH_KEY].change(targets[REMOVE_SSH_KEY], priors[REMOVE_SSH_KEY])
 
 
 # --- Active Directory (real Samba AD DC) ----------------------------------------------------

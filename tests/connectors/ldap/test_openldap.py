@@ -12,6 +12,7 @@ import pytest
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
 from offboard_audit.core.errors import RevokeError, SourceError
 from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus, SourceData
+from offboard_audit.engine.steps import apply_step, undo_step
 from tests.connectors.ldap.helpers import (
     ED25519_FP,
     ED25519_KEY,
@@ -234,11 +235,12 @@ def test_revoker_acts_only_on_the_exact_target_for_hostile_ids(slapd: SlapdServe
     (key,) = [c for c in creds_of(data, ALICE, CredentialKind.SSH_KEY) if c.credential_id.endswith(RSA_FP)]
     # A wildcard "fingerprint" must remove nothing.
     wild = replace(target_for(data, key), credential_id="ssh:*")
-    result = rev.apply(REMOVE_SSH_KEY, wild)
-    assert not result.changed
+    assert apply_step(rev, REMOVE_SSH_KEY, wild).status == "noop"
     # A DN built from hostile text is not a DN we audit: refused.
+    hostile = replace(target_for(data, key), account_id=f"uid=*)(uid=*,{PEOPLE_DN}x")
     with pytest.raises(RevokeError):
-        rev.apply(LOCK, replace(target_for(data, key), account_id=f"uid=*)(uid=*,{PEOPLE_DN}x"))
+        rev.specs[REMOVE_SSH_KEY].read(hostile)
+    assert apply_step(rev, REMOVE_SSH_KEY, hostile).status == "failed"
     after = auditor(slapd).collect()  # type: ignore[attr-defined]
     assert len(creds_of(after, ALICE, CredentialKind.SSH_KEY)) == 2
     assert all(a.enabled for a in after.accounts if a.account_id != BOB)
@@ -255,15 +257,15 @@ def test_lock_makes_the_bind_fail_is_idempotent_and_undo_unlocks(slapd: SlapdSer
     target = target_for(data, account, "carol")
     assert bind_works(slapd, CAROL, "carol-pw")
 
-    first = rev.apply(LOCK, target)
-    assert first.changed and first.verified and first.before.active and not first.after.active
+    first = apply_step(rev, LOCK, target)
+    assert first.status == "applied" and first.before and first.after
+    assert first.before.active and not first.after.active
     assert not bind_works(slapd, CAROL, "carol-pw")
 
-    again = rev.apply(LOCK, target)
-    assert not again.changed and again.verified
+    assert apply_step(rev, LOCK, target).status == "noop"
 
-    undone = rev.undo(LOCK, target, first.before)
-    assert undone.changed and undone.verified and undone.after.active
+    undone = undo_step(rev, LOCK, target, first.before)
+    assert undone.status == "restored" and undone.after and undone.after.active
     assert bind_works(slapd, CAROL, "carol-pw")
 
 
@@ -276,16 +278,17 @@ def test_leave_group_updates_memberof_and_undo_restores_each_group_kind(slapd: S
     assert len(memberships) == 3
     results = {}
     for cred in memberships:
-        results[cred.detail.lower()] = (cred, rev.apply(LEAVE_GROUP, target_for(data, cred, "alice")))
-        assert results[cred.detail.lower()][1].changed and results[cred.detail.lower()][1].verified
+        results[cred.detail.lower()] = (cred, apply_step(rev, LEAVE_GROUP, target_for(data, cred, "alice")))
+        assert results[cred.detail.lower()][1].status == "applied"
     assert creds_of(src.collect(), ALICE, CredentialKind.GROUP_MEMBERSHIP) == []  # type: ignore[attr-defined]
     # Carol is still in eng: only alice's value was removed.
     assert len(creds_of(src.collect(), CAROL, CredentialKind.GROUP_MEMBERSHIP)) == 1  # type: ignore[attr-defined]
-    assert not rev.apply(LEAVE_GROUP, target_for(data, memberships[0], "alice")).changed
+    assert apply_step(rev, LEAVE_GROUP, target_for(data, memberships[0], "alice")).status == "noop"
 
     for cred, result in results.values():
-        undone = rev.undo(LEAVE_GROUP, target_for(data, cred, "alice"), result.before)
-        assert undone.changed and undone.verified
+        assert result.before is not None
+        undone = undo_step(rev, LEAVE_GROUP, target_for(data, cred, "alice"), result.before)
+        assert undone.status == "restored"
     restored = creds_of(src.collect(), ALICE, CredentialKind.GROUP_MEMBERSHIP)  # type: ignore[attr-defined]
     assert {c.credential_id for c in restored} == {c.credential_id for c in memberships}
 
@@ -296,13 +299,13 @@ def test_remove_ssh_key_removes_only_that_key_and_undo_readds_it(slapd: SlapdSer
     rev = revoker(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
     data = src.collect()  # type: ignore[attr-defined]
     (rsa,) = [c for c in creds_of(data, ALICE, CredentialKind.SSH_KEY) if RSA_FP in c.credential_id]
-    result = rev.apply(REMOVE_SSH_KEY, target_for(data, rsa))
-    assert result.changed and result.verified and result.before.value("sshPublicKey") == RSA_KEY
+    result = apply_step(rev, REMOVE_SSH_KEY, target_for(data, rsa))
+    assert result.status == "applied" and result.before and result.before.value("sshPublicKey") == RSA_KEY
     left = {c.credential_id for c in creds_of(src.collect(), ALICE, CredentialKind.SSH_KEY)}  # type: ignore[attr-defined]
     assert left == {f"ssh:{ED25519_FP}"}
-    assert not rev.apply(REMOVE_SSH_KEY, target_for(data, rsa)).changed
-    undone = rev.undo(REMOVE_SSH_KEY, target_for(data, rsa), result.before)
-    assert undone.changed and undone.verified
+    assert apply_step(rev, REMOVE_SSH_KEY, target_for(data, rsa)).status == "noop"
+    undone = undo_step(rev, REMOVE_SSH_KEY, target_for(data, rsa), result.before)
+    assert undone.status == "restored"
     back = {c.credential_id for c in creds_of(src.collect(), ALICE, CredentialKind.SSH_KEY)}  # type: ignore[attr-defined]
     assert back == {f"ssh:{ED25519_FP}", f"ssh:{RSA_FP}"}
 
@@ -315,10 +318,9 @@ def test_revoker_refuses_break_glass_and_its_own_identity(slapd: SlapdServer) ->
     )
     (glass,) = creds_of(data, BREAKGLASS, CredentialKind.ACCOUNT)
     (me,) = creds_of(data, REVOKER_DN, CredentialKind.ACCOUNT)
-    with pytest.raises(RevokeError, match="protected"):
-        rev.apply(LOCK, target_for(data, glass))
-    with pytest.raises(RevokeError, match="own bind identity"):
-        rev.apply(LOCK, target_for(data, me))
+    for cred, reason in ((glass, "protected"), (me, "own bind identity")):
+        refused = apply_step(rev, LOCK, target_for(data, cred))
+        assert refused.status == "failed" and reason in (refused.error or "")
     assert bind_works(slapd, BREAKGLASS, "breakglass-pw")
     assert bind_works(slapd, REVOKER_DN, REVOKER_PASSWORD)
 

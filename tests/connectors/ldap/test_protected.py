@@ -1,4 +1,5 @@
-"""The revoker's own protected check compares names the way the directory does: case-insensitively.
+"""The revoker's own protected check (in each action's ``change``, right before the modify) compares
+names the way the directory does: case-insensitively.
 
 On AD the audit often binds as ``user@realm`` or ``DOMAIN\\user`` (not a DN), and a break-glass
 account's DN is built from its display name (``CN=Break Glass``) while its login name is
@@ -14,7 +15,8 @@ import pytest
 
 from connectors.ldap.revoker import LOCK
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.records import CredentialKind
+from offboard_audit.core.records import ActionTarget, CredentialKind
+from offboard_audit.engine.steps import apply_step
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD, USERS_DN, SambaDC
 from tests.support.slapd import PEOPLE_DN, REVOKER_DN, REVOKER_PASSWORD, SlapdServer
@@ -28,6 +30,15 @@ def ad_locked(dc: SambaDC, dn: str) -> bool:
     uac = int(conn.response[0]["raw_attributes"]["userAccountControl"][0])
     conn.unbind()
     return bool(uac & 0x2)
+
+
+def refused(rev: Any, target: ActionTarget, reason: str) -> None:
+    """The lock is refused for ``reason``: by the action itself and through the engine's steps."""
+    spec = rev.specs[LOCK]
+    with pytest.raises(RevokeError, match=reason):
+        spec.change(target, spec.read(target))
+    step = apply_step(rev, LOCK, target)
+    assert step.status == "failed" and reason in (step.error or ""), step
 
 
 def ad_target(dc: SambaDC, dn: str) -> Any:
@@ -49,8 +60,7 @@ def test_ad_revoker_bound_by_upn_or_down_level_name_refuses_its_own_account(
     conn.unbind()
     who = bind_as.format(realm=samba.realm, realm_lower=samba.realm.lower())
     rev = revoker(PASSWORD, url=samba.url, bind_dn=who, base_dn=USERS_DN, dialect="ad")
-    with pytest.raises(RevokeError, match="own bind identity"):
-        rev.apply(LOCK, ad_target(samba, dn))
+    refused(rev, ad_target(samba, dn), "own bind identity")
     assert not ad_locked(samba, dn)
     samba.connect(f"svc-offboard@{samba.realm}", PASSWORD).unbind()  # still logs in
 
@@ -66,8 +76,7 @@ def test_ad_break_glass_is_protected_by_its_login_name_in_any_case(
     rev = revoker(
         ADMIN_PASSWORD, url=samba.url, bind_dn=samba.admin_upn, base_dn=USERS_DN, dialect="ad", **extra
     )
-    with pytest.raises(RevokeError, match="protected"):
-        rev.apply(LOCK, ad_target(samba, dn))
+    refused(rev, ad_target(samba, dn), "protected")
     assert not ad_locked(samba, dn)
 
 
@@ -93,8 +102,7 @@ def test_openldap_break_glass_under_another_rdn_is_protected_by_its_uid_in_any_c
     data = source(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN).collect()
     (account,) = creds_of(data, dn, CredentialKind.ACCOUNT)
     rev = revoker(REVOKER_PASSWORD, url=slapd.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
-    with pytest.raises(RevokeError, match="protected"):
-        rev.apply(LOCK, target_for(data, account))
+    refused(rev, target_for(data, account), "protected")
     slapd.connect(dn, "glass-pw").unbind()  # type: ignore[attr-defined]  # not locked
 
 
@@ -121,5 +129,4 @@ def test_openldap_revoker_bound_by_a_dn_with_an_escaped_comma_refuses_its_own_en
     rev = revoker(
         "me-pw", url=slapd.url, bind_dn=f"CN=AUDIT\\, REVOKE,{PEOPLE_DN.upper()}", base_dn=PEOPLE_DN
     )
-    with pytest.raises(RevokeError, match="own bind identity"):
-        rev.apply(LOCK, target_for(data, account))
+    refused(rev, target_for(data, account), "own bind identity")

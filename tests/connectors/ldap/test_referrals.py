@@ -22,6 +22,7 @@ from offboard_audit.core.errors import RevokeError, SourceError
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind, FindingStatus, Person, PersonStatus, SourceData
 from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.steps import read_state
 from offboard_audit.storage.store import Store
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD as SAMBA_ADMIN_PASSWORD
@@ -157,7 +158,7 @@ def test_detail_pass_of_an_account_now_behind_a_referral_is_a_failed_scope(partn
     # The revoker does not take "referred elsewhere" for "gone" either.
     rev = revoker(REVOKER_PASSWORD, url=partner_ou.url, bind_dn=REVOKER_DN, base_dn=PEOPLE_DN)
     with pytest.raises(RevokeError, match=r"ldap\.partner\.invalid"):
-        rev.read_state(LOCK, target_for(bulk, account))
+        read_state(rev, LOCK, target_for(bulk, account))
 
 
 @pytest.mark.slapd

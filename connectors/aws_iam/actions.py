@@ -1,0 +1,391 @@
+"""The aws_iam revoker's actions: one class per action, carrying its definition (with the IAM
+permissions it needs), its read, its change and its restore (None when irreversible).
+
+The engine runs them (``offboard_audit.engine.steps``): read, identity and no-op checks,
+change, one re-read to verify. The classes here only talk to IAM:
+
+- ``read``: ``iam:GetUser`` (``ResourceState.identity`` is the user's ``UserId``; None when the
+  user is gone, and then nothing else is read), then the action's read call.
+- ``change`` / ``restore``: one more ``iam:GetUser`` and the write. IAM has no conditional
+  writes, so the identity is re-checked immediately before every write (``TargetChanged`` when
+  the name now belongs to another user); a user re-created in the instant between that check
+  and the write would show on the engine's re-read, which then reports the change not verified.
+
+Calls per applied action, with the engine's two reads: 3 GetUser + 2 object reads + 1 write.
+Each class names its IAM calls once (``calls``): the permissions are derived from them.
+Console passwords and MFA devices cannot be switched off reversibly in IAM (the login profile
+is deleted, the MFA device deactivated): those actions have no ``restore``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+from connectors.aws_iam.clients import Client, items
+from connectors.aws_iam.errors import error_code
+from connectors.aws_iam.translate import DENY_POLICY_NAME
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.protocols import Restore
+from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+
+DEACTIVATE_ACCESS_KEY = "deactivate_access_key"
+DEACTIVATE_SSH_KEY = "deactivate_ssh_key"
+DEACTIVATE_SIGNING_CERTIFICATE = "deactivate_signing_certificate"
+DEACTIVATE_SERVICE_CREDENTIAL = "deactivate_service_credential"
+REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
+DELETE_LOGIN_PROFILE = "delete_login_profile"
+DEACTIVATE_MFA_DEVICE = "deactivate_mfa_device"
+DENY_ISSUED_SESSIONS = "deny_issued_sessions"
+
+GONE = ResourceState(exists=False, active=False)
+
+
+class IamAccess(Protocol):
+    """What every action gets from :class:`~connectors.aws_iam.revoker.AwsIamRevoker`."""
+
+    def client(self, target: ActionTarget) -> Client:
+        """The IAM client of the target's account; refuses root, protected users and report
+        slots before any call (``RevokeError``)."""
+        ...
+
+    def user_id(self, iam: Client, target: ActionTarget) -> str | None:
+        """``iam:GetUser``: the user's ``UserId`` now, or None when there is no such user."""
+        ...
+
+    def same_user(self, iam: Client, target: ActionTarget) -> None:
+        """``iam:GetUser`` again; raise ``TargetChanged`` unless it is the planned ``UserId``."""
+        ...
+
+    def calling(self, api: str, target: ActionTarget) -> AbstractContextManager[None]:
+        """Turn a failure of IAM call ``api`` into a ``RevokeError`` that names it."""
+        ...
+
+    def now(self) -> datetime: ...
+
+
+def iam_action(
+    name: str, kind: CredentialKind, calls: Iterable[str | None], description: str, reversible: bool = True
+) -> ActionDef:
+    """An ActionDef whose permissions are iam:GetUser plus the IAM ``calls`` the action makes."""
+    needed = dict.fromkeys(["iam:GetUser", *(f"iam:{c}" for c in calls if c)])
+    return ActionDef(
+        name=name,
+        credential_kind=kind,
+        stage=Stage.DISABLE,
+        reversible=reversible,
+        permissions=tuple(needed),
+        description=description,
+    )
+
+
+class IamAction(ABC):
+    """Read = GetUser + ``read_object``; change = GetUser + ``revoke``; restore = GetUser +
+    ``unrevoke`` (only for an action whose definition says it is reversible)."""
+
+    definition: ClassVar[ActionDef]
+    # The IAM calls that read, revoke and restore the object (errors and permissions name them).
+    calls: ClassVar[tuple[str, str, str | None]]
+    # Restoring re-creates the object (a group membership) instead of switching it back on.
+    recreates: ClassVar[bool] = False
+
+    def __init__(self, access: IamAccess) -> None:
+        self.access = access
+
+    def read(self, target: ActionTarget) -> ResourceState:
+        iam = self.access.client(target)
+        identity = self.access.user_id(iam, target)
+        if identity is None:
+            return GONE
+        with self.access.calling(self.calls[0], target):
+            state = self.read_object(iam, target)
+        return replace(state, identity=identity)
+
+    def change(self, target: ActionTarget, before: ResourceState) -> None:
+        iam = self.access.client(target)
+        self.access.same_user(iam, target)
+        with self.access.calling(self.calls[1], target):
+            self.revoke(iam, target, before)
+
+    @property
+    def restore(self) -> Restore | None:
+        return self._restore if self.definition.reversible else None
+
+    def _restore(self, target: ActionTarget, current: ResourceState, prior: ResourceState) -> None:
+        if not current.exists and not self.recreates:
+            raise RevokeError(f"cannot undo {self.definition.name}: {target.credential_id} no longer exists")
+        iam = self.access.client(target)
+        self.access.same_user(iam, target)
+        with self.access.calling(self.calls[2] or self.calls[1], target):
+            self.unrevoke(iam, target, prior)
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        return True
+
+    @abstractmethod
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState: ...
+
+    @abstractmethod
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None: ...
+
+    def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
+        raise RevokeError(f"{self.definition.name} is irreversible")
+
+
+class StatusAction(IamAction):
+    """A credential IAM switches between ``Active`` and ``Inactive``, found by id in a list."""
+
+    id_key: ClassVar[str]
+
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
+        user = target.username
+        for item in self.listed(iam, user):
+            if item[self.id_key] == target.credential_id:
+                status = str(item["Status"])
+                return ResourceState(
+                    exists=True, active=status == "Active", data=(("user", user), ("status", status))
+                )
+        return GONE
+
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
+        self.set_status(iam, target, "Inactive")
+
+    def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
+        self.set_status(iam, target, "Active")
+
+    @abstractmethod
+    def listed(self, iam: Client, user: str) -> list[Any]: ...
+
+    @abstractmethod
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None: ...
+
+
+class DeactivateAccessKey(StatusAction):
+    calls = ("ListAccessKeys", "UpdateAccessKey", "UpdateAccessKey")
+    definition = iam_action(
+        DEACTIVATE_ACCESS_KEY,
+        CredentialKind.ACCESS_KEY,
+        calls,
+        "Set the access key to Inactive (undo: Active).",
+    )
+    id_key = "AccessKeyId"
+
+    def listed(self, iam: Client, user: str) -> list[Any]:
+        return items(iam.list_access_keys, "AccessKeyMetadata", UserName=user)
+
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
+        iam.update_access_key(UserName=target.username, AccessKeyId=target.credential_id, Status=status)
+
+
+class DeactivateSshKey(StatusAction):
+    calls = ("ListSSHPublicKeys", "UpdateSSHPublicKey", "UpdateSSHPublicKey")
+    definition = iam_action(
+        DEACTIVATE_SSH_KEY,
+        CredentialKind.SSH_KEY,
+        calls,
+        "Set the SSH public key to Inactive (undo: Active).",
+    )
+    id_key = "SSHPublicKeyId"
+
+    def listed(self, iam: Client, user: str) -> list[Any]:
+        return items(iam.list_ssh_public_keys, "SSHPublicKeys", UserName=user)
+
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
+        iam.update_ssh_public_key(
+            UserName=target.username, SSHPublicKeyId=target.credential_id, Status=status
+        )
+
+
+class DeactivateSigningCertificate(StatusAction):
+    calls = ("ListSigningCertificates", "UpdateSigningCertificate", "UpdateSigningCertificate")
+    definition = iam_action(
+        DEACTIVATE_SIGNING_CERTIFICATE,
+        CredentialKind.SIGNING_CERTIFICATE,
+        calls,
+        "Set the signing certificate to Inactive (undo: Active).",
+    )
+    id_key = "CertificateId"
+
+    def listed(self, iam: Client, user: str) -> list[Any]:
+        return items(iam.list_signing_certificates, "Certificates", UserName=user)
+
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
+        iam.update_signing_certificate(
+            UserName=target.username, CertificateId=target.credential_id, Status=status
+        )
+
+
+class DeactivateServiceCredential(StatusAction):
+    calls = (
+        "ListServiceSpecificCredentials",
+        "UpdateServiceSpecificCredential",
+        "UpdateServiceSpecificCredential",
+    )
+    definition = iam_action(
+        DEACTIVATE_SERVICE_CREDENTIAL,
+        CredentialKind.SERVICE_CREDENTIAL,
+        calls,
+        "Set the service-specific credential to Inactive (undo: Active).",
+    )
+    id_key = "ServiceSpecificCredentialId"
+
+    def listed(self, iam: Client, user: str) -> list[Any]:
+        return items(iam.list_service_specific_credentials, "ServiceSpecificCredentials", UserName=user)
+
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
+        iam.update_service_specific_credential(
+            UserName=target.username, ServiceSpecificCredentialId=target.credential_id, Status=status
+        )
+
+
+class RemoveGroupMembership(IamAction):
+    calls = ("ListGroupsForUser", "RemoveUserFromGroup", "AddUserToGroup")
+    definition = iam_action(
+        REMOVE_GROUP_MEMBERSHIP,
+        CredentialKind.GROUP_MEMBERSHIP,
+        calls,
+        "Remove the user from the group (undo: add it back).",
+    )
+    recreates = True
+
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
+        user, group = target.username, group_name(target)
+        member = group in {g["GroupName"] for g in items(iam.list_groups_for_user, "Groups", UserName=user)}
+        return ResourceState(exists=member, active=member, data=(("user", user), ("group", group)))
+
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
+        iam.remove_user_from_group(UserName=target.username, GroupName=group_name(target))
+
+    def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
+        # The group remembered at apply time, not whatever the target says now.
+        iam.add_user_to_group(UserName=target.username, GroupName=prior.value("group") or group_name(target))
+
+
+class DeleteLoginProfile(IamAction):
+    calls = ("GetLoginProfile", "DeleteLoginProfile", None)
+    definition = iam_action(
+        DELETE_LOGIN_PROFILE,
+        CredentialKind.PASSWORD,
+        calls,
+        "Delete the console password (login profile). IRREVERSIBLE: IAM cannot disable a "
+        "password, and undo cannot restore it (a new password would have to be issued).",
+        reversible=False,
+    )
+
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
+        try:
+            profile = iam.get_login_profile(UserName=target.username)["LoginProfile"]
+        except Exception as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return GONE
+            raise
+        created = profile.get("CreateDate")
+        data = [("user", target.username)]
+        if isinstance(created, datetime):
+            data.append(("created_at", created.isoformat()))
+        return ResourceState(exists=True, active=True, data=tuple(data))
+
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
+        iam.delete_login_profile(UserName=target.username)
+
+
+class DeactivateMfaDevice(IamAction):
+    calls = ("ListMFADevices", "DeactivateMFADevice", None)
+    definition = iam_action(
+        DEACTIVATE_MFA_DEVICE,
+        CredentialKind.MFA_DEVICE,
+        calls,
+        "Deactivate the MFA device. IRREVERSIBLE by this tool: re-enabling needs two "
+        "codes from the physical or virtual device.",
+        reversible=False,
+    )
+
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
+        user, serial = target.username, target.credential_id
+        present = serial in {
+            d["SerialNumber"] for d in items(iam.list_mfa_devices, "MFADevices", UserName=user)
+        }
+        return ResourceState(exists=present, active=present, data=(("user", user), ("serial", serial)))
+
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
+        iam.deactivate_mfa_device(UserName=target.username, SerialNumber=target.credential_id)
+
+
+class DenyIssuedSessions(IamAction):
+    calls = ("GetUserPolicy", "PutUserPolicy", "DeleteUserPolicy")
+    definition = iam_action(
+        DENY_ISSUED_SESSIONS,
+        CredentialKind.ACCOUNT,
+        calls,
+        f"Attach the inline policy {DENY_POLICY_NAME}: deny all to temporary credentials "
+        "issued before now (aws:TokenIssueTime). Undo deletes it.",
+    )
+
+    def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
+        user = target.username
+        try:
+            doc = iam.get_user_policy(UserName=user, PolicyName=DENY_POLICY_NAME)["PolicyDocument"]
+        except Exception as exc:
+            if error_code(exc) == "NoSuchEntity":
+                # No deny policy: the user's sessions are live ("active").
+                return ResourceState(exists=True, active=True, data=(("user", user),))
+            raise
+        text = doc if isinstance(doc, str) else json.dumps(doc, sort_keys=True)
+        return ResourceState(exists=True, active=False, data=(("user", user), ("policy", text)))
+
+    def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
+        document = deny_policy_document(self.access.now())
+        iam.put_user_policy(UserName=target.username, PolicyName=DENY_POLICY_NAME, PolicyDocument=document)
+
+    def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
+        iam.delete_user_policy(UserName=target.username, PolicyName=DENY_POLICY_NAME)
+
+
+# In the order the plan and ``config check`` list them.
+ACTIONS: tuple[type[IamAction], ...] = (
+    DeactivateAccessKey,
+    DeactivateSshKey,
+    DeactivateSigningCertificate,
+    DeactivateServiceCredential,
+    RemoveGroupMembership,
+    DeleteLoginProfile,
+    DeactivateMfaDevice,
+    DenyIssuedSessions,
+)
+
+
+def deny_policy_document(issued_before: datetime) -> str:
+    """Deny everything to temporary credentials issued before ``issued_before``.
+
+    Long-term access keys carry no aws:TokenIssueTime, so the condition does not touch them
+    (they are deactivated separately); sessions obtained later (after an undo) are unaffected.
+    """
+    stamp = issued_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "OffboardAuditDenyIssuedSessions",
+                    "Effect": "Deny",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"DateLessThan": {"aws:TokenIssueTime": stamp}},
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def group_name(target: ActionTarget) -> str:
+    if target.credential_id.startswith("group/"):
+        return target.credential_id[len("group/") :]
+    if target.detail:
+        return target.detail
+    raise RevokeError(f"cannot tell the group from credential id {target.credential_id!r}")

@@ -1,0 +1,170 @@
+"""The steps of one action, the same for every connector: the only place that reads, checks the
+identity, skips a no-op, changes, re-reads and verifies.
+
+A connector declares what its actions are (:class:`~offboard_audit.core.protocols.ActionSpec`:
+definition, ``read``, ``change``, ``restore``); these functions decide what to do with them.
+They touch no storage: :class:`~offboard_audit.engine.revocation.RevocationEngine` passes
+``on_intent``, which writes the intent event (with the state read before) and the action row
+before anything can change, and records the returned :class:`Step` as the outcome.
+
+Apply: read; a different or missing identity is ``target-changed`` (nothing touched); intent;
+an object not active is a ``noop`` (no change, no second read); change; re-read; it must show
+the same identity and not active, else ``failed``. Undo: read; identity; intent; an object
+already as it was is ``unchanged``; restore; re-read; it must show the prior state. One read
+before and one after each change: a spec reads more only where its write needs it (an IAM
+policy's read-modify-write) or to re-check the identity right before a write its system
+cannot make conditional (AWS ``GetUser``, LDAP), and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from offboard_audit.core.errors import OffboardError, RevokeError, TargetChanged
+from offboard_audit.core.protocols import ActionSpec, Revoker
+from offboard_audit.core.records import ActionTarget, ResourceState, identity_mismatch
+from offboard_audit.core.stored import ActionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one apply or undo did.
+
+    ``before``: the state read before anything changed (None when that read failed).
+    ``after``: the state read after the change (``before`` when nothing was changed; None
+    when the change or the re-read failed). ``started``: the checks passed and ``on_intent``
+    ran, so the outcome belongs to a written intent.
+    """
+
+    status: ActionStatus
+    before: ResourceState | None = None
+    after: ResourceState | None = None
+    error: str | None = None
+    message: str = ""
+    started: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.status in (ActionStatus.APPLIED, ActionStatus.RESTORED)
+
+    @property
+    def verified(self) -> bool:
+        """The object is, as re-read, in the state the step was to leave it in."""
+        return self.status in (
+            ActionStatus.APPLIED,
+            ActionStatus.NOOP,
+            ActionStatus.RESTORED,
+            ActionStatus.UNCHANGED,
+        )
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OffboardError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def spec_for(revoker: Revoker, action: str, target: ActionTarget) -> ActionSpec:
+    """The revoker's spec for ``action``, refusing a target of another credential kind."""
+    spec = revoker.specs.get(action)
+    if spec is None:
+        known = ", ".join(revoker.specs)
+        raise RevokeError(f"the {target.source} revoker has no action {action!r} (known: {known})")
+    kind = spec.definition.credential_kind
+    if target.credential_kind is not kind:
+        raise RevokeError(f"{action} applies to {kind.value}, not {target.credential_kind.value}")
+    return spec
+
+
+def read_state(revoker: Revoker, action: str, target: ActionTarget) -> ResourceState:
+    """The target's state now, as ``action`` sees it (crash recovery, tests)."""
+    return spec_for(revoker, action, target).read(target)
+
+
+def _nothing(_state: ResourceState) -> None:
+    return None
+
+
+def apply_step(
+    revoker: Revoker,
+    action: str,
+    target: ActionTarget,
+    on_intent: Callable[[ResourceState], None] = _nothing,
+) -> Step:
+    """Apply ``action`` to ``target`` (see the module docstring for the steps)."""
+    try:
+        spec = spec_for(revoker, action, target)
+        before = spec.read(target)
+    except Exception as exc:
+        return Step(ActionStatus.FAILED, error=f"could not read the state before acting: {describe(exc)}")
+    mismatch = identity_mismatch(target, before)
+    if mismatch is not None:
+        return Step(ActionStatus.TARGET_CHANGED, before=before, error=mismatch)
+    on_intent(before)
+    if not before.active:
+        # Already revoked, or gone: nothing to change (idempotent), and nothing more to read.
+        message = "already revoked" if before.exists else "not found: nothing to revoke"
+        return Step(ActionStatus.NOOP, before, before, message=message, started=True)
+    try:
+        spec.change(target, before)
+        # Verify independently of the spec: read the object again.
+        after = spec.read(target)
+    except TargetChanged as exc:
+        return Step(ActionStatus.TARGET_CHANGED, before, error=describe(exc), started=True)
+    except Exception as exc:
+        return Step(ActionStatus.FAILED, before, error=describe(exc), started=True)
+    moved = identity_mismatch(target, after)
+    if moved is not None:
+        return Step(ActionStatus.FAILED, before, after, error=f"not verified: {moved}", started=True)
+    if after.active:
+        error = "not verified: re-reading shows it still active"
+        return Step(ActionStatus.FAILED, before, after, error=error, started=True)
+    return Step(ActionStatus.APPLIED, before, after, started=True)
+
+
+def as_before(spec: ActionSpec, state: ResourceState, prior: ResourceState) -> bool:
+    """Whether ``state`` shows ``prior`` again (what an undo must achieve)."""
+    return state.exists == prior.exists and state.active == prior.active and spec.restored(state, prior)
+
+
+def undo_step(
+    revoker: Revoker,
+    action: str,
+    target: ActionTarget,
+    prior: ResourceState,
+    on_intent: Callable[[ResourceState], None] = _nothing,
+) -> Step:
+    """Put ``prior`` (the state read before ``action`` was applied) back."""
+    try:
+        spec = spec_for(revoker, action, target)
+        restore = spec.restore
+        if restore is None:
+            raise RevokeError(f"{action} is irreversible: {spec.definition.description}")
+        current = spec.read(target)
+    except Exception as exc:
+        return Step(ActionStatus.FAILED, error=f"could not read the current state: {describe(exc)}")
+    mismatch = identity_mismatch(target, current)
+    if mismatch is not None:
+        return Step(ActionStatus.TARGET_CHANGED, before=current, error=mismatch)
+    on_intent(current)
+    if as_before(spec, current, prior):
+        return Step(ActionStatus.UNCHANGED, current, current, message="already as before", started=True)
+    if not prior.active:
+        # Undo only ever switches things back on; it never revokes what someone enabled since.
+        error = "not restored: it was not active before the action, and undo never revokes"
+        return Step(ActionStatus.FAILED, current, current, error=error, started=True)
+    try:
+        restore(target, current, prior)
+        after = spec.read(target)
+    except TargetChanged as exc:
+        return Step(ActionStatus.TARGET_CHANGED, current, error=describe(exc), started=True)
+    except Exception as exc:
+        return Step(ActionStatus.FAILED, current, error=describe(exc), started=True)
+    moved = identity_mismatch(target, after)
+    if moved is not None:
+        return Step(ActionStatus.FAILED, current, after, error=f"not verified: {moved}", started=True)
+    if not as_before(spec, after, prior):
+        error = "not verified: re-reading does not show the prior state"
+        return Step(ActionStatus.FAILED, current, after, error=error, started=True)
+    return Step(ActionStatus.RESTORED, current, after, started=True)
