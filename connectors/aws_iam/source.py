@@ -56,10 +56,6 @@ from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.records import Account, Credential, Person, ScopeFailure, SourceData
 
-# revoker.py (and its actions) import error_code and items from here; they live in errors.py
-# and clients.py now.
-__all__ = ["AwsIamSource", "error_code", "items"]
-
 log = logging.getLogger(__name__)
 
 # Error codes of GetCredentialReport that mean "not ready yet, generate and poll again".

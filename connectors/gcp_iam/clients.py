@@ -12,8 +12,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-# GcpConfig: revoker.py imports it from here (it is GcpSettings, in settings.py).
-from connectors.gcp_iam.settings import GcpConfig as GcpConfig
 from connectors.gcp_iam.settings import GcpSettings
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext

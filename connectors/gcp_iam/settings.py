@@ -118,7 +118,3 @@ def parse_settings(options: SourceOptions) -> GcpSettings:
         protected_principals=options.strings("protected_principals"),
         max_policy_retries=options.integer("max_policy_retries", default=5, minimum=1),
     )
-
-
-# The name before the common layout; revoker.py still imports it (through clients.py).
-GcpConfig = GcpSettings

@@ -14,18 +14,15 @@ import contextlib
 import math
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ldap3
 from ldap3.core import exceptions as ldap_exc
 
+from connectors.ldap.settings import LdapSettings
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-
-if TYPE_CHECKING:
-    # Only for annotations: settings.py re-exports ``Connector`` from here.
-    from connectors.ldap.settings import LdapSettings
 
 # An injected client: a callable that returns an open, bound ldap3 Connection.
 Connector = Callable[[], Any]

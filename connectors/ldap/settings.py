@@ -12,8 +12,6 @@ from pathlib import Path
 from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.dn import parse_dn
 
-# ``Connector`` lives in clients.py; revoker.py still imports it from here.
-from connectors.ldap.clients import Connector as Connector
 from connectors.ldap.dialects import DIALECTS, Dialect
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext

@@ -39,32 +39,16 @@ from connectors.ldap.search import (
 )
 from connectors.ldap.settings import LdapSettings
 from connectors.ldap.translate import (
-    GROUP_PREFIX,
     SYSTEM,
     Entry,
     dn_under,
     hint_attribute_names,
     normalize_dn,
-    ssh_credential_id,
     translate_entry,
     wanted_attributes,
 )
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.records import Account, Credential, Person, ScopeFailure, SourceData
-
-# revoker.py imports these from here; they live in clients.py, search.py and translate.py now.
-__all__ = [
-    "GROUP_PREFIX",
-    "SYSTEM",
-    "Entry",
-    "LdapSource",
-    "ScopeReadError",
-    "close",
-    "dn_under",
-    "normalize_dn",
-    "read_entry",
-    "ssh_credential_id",
-]
 
 
 class LdapSource:
