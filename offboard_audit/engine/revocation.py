@@ -30,11 +30,9 @@ in the audit chain and nothing is touched. A credential already in the target st
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from offboard_audit.config import Config
 from offboard_audit.core import selectors
@@ -51,130 +49,25 @@ from offboard_audit.core.records import (
     Exemption,
     Finding,
     FindingStatus,
-    ResourceState,
     RunResult,
     RunStatus,
-    identity_mismatch,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
-from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
-from offboard_audit.engine.steps import Step, apply_step, describe, read_state, undo_step
-from offboard_audit.storage.actions import (
-    NewEvent,
-    append_event,
-    load_actions,
-    record_new_action,
-    record_outcome,
+from offboard_audit.engine.journal import (
+    DRY_RUN,
+    IRREVERSIBLE,
+    NOTHING,
+    ActionOutcome,
+    ApplyReport,
+    Journal,
+    dry_run,
+    new_action_id,
+    outcome,
 )
+from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
+from offboard_audit.engine.steps import Step, apply_step, describe, read_state, settle_interrupted, undo_step
+from offboard_audit.storage.actions import NewEvent, append_event, load_actions
 from offboard_audit.storage.store import Store
-
-# Outcome statuses that exist only in reports (never stored).
-DRY_RUN = "dry-run"
-IRREVERSIBLE = "irreversible"
-NOTHING = "nothing"
-REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """What happened (or would happen, in a dry run) to one action."""
-
-    action_id: str
-    finding_id: str | None
-    source: str
-    action: str
-    status: str
-    error: str | None = None
-    message: str = ""
-    stage: str = "disable"
-    reversible: bool = True
-    person: str | None = None
-    account: str = ""
-    credential_id: str = ""
-    undo_of: str | None = None
-
-
-@dataclass(frozen=True)
-class ApplyReport:
-    """The result of one revoke/undo pass. ``refused`` says why nothing was applied."""
-
-    refused: str | None
-    outcomes: tuple[ActionOutcome, ...] = ()
-    dry_run: bool = False
-    recovered: tuple[ActionOutcome, ...] = ()
-    plan: Plan | None = None
-    limit: int | None = None
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for o in self.outcomes if o.status in (ActionStatus.APPLIED, ActionStatus.RESTORED))
-
-    @property
-    def failed(self) -> tuple[ActionOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.status == ActionStatus.FAILED)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing refused, nothing failed, no target changed, nothing irreversible left undone."""
-        return self.refused is None and not any(
-            o.status in (ActionStatus.FAILED, IRREVERSIBLE, ActionStatus.TARGET_CHANGED)
-            for o in self.outcomes
-        )
-
-
-def new_action_id() -> str:
-    return "a-" + uuid.uuid4().hex[:16]
-
-
-def _state_json(state: ResourceState | None) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    return {
-        "exists": state.exists,
-        "active": state.active,
-        "data": dict(state.data),
-        "identity": state.identity,
-    }
-
-
-def _outcome(rec: ActionRecord, status: str, error: str | None = None, message: str = "") -> ActionOutcome:
-    return ActionOutcome(
-        action_id=rec.action_id,
-        finding_id=rec.finding_id,
-        source=rec.source,
-        action=rec.action,
-        status=status,
-        error=error,
-        message=message,
-        stage=rec.stage.value,
-        reversible=rec.reversible,
-        person=rec.person,
-        account=rec.username,
-        credential_id=rec.credential_id,
-        undo_of=rec.undo_of,
-    )
-
-
-def _payload(rec: ActionRecord) -> dict[str, Any]:
-    return {
-        "action_id": rec.action_id,
-        "plan_id": rec.plan_id,
-        "finding_id": rec.finding_id,
-        "person": rec.person,
-        "source": rec.source,
-        "system": rec.system,
-        "scope": rec.scope,
-        "account_id": rec.account_id,
-        "account_uid": rec.account_uid,
-        "username": rec.username,
-        "credential_id": rec.credential_id,
-        "credential_kind": rec.credential_kind.value,
-        "action": rec.action,
-        "stage": rec.stage.value,
-        "reversible": rec.reversible,
-        "undo_of": rec.undo_of,
-    }
-
 
 Inputs = tuple[list[Finding], dict[str, datetime]]
 
@@ -207,6 +100,7 @@ class RevocationEngine:
         self.clock = clock or (lambda: datetime.now(UTC))
         # Ready-made revokers by source name (tests); the rest are built from the config.
         self._revokers: dict[str, Revoker] = dict(revokers or {})
+        self.journal = Journal(store, actor, self._time, self.report)
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -362,7 +256,7 @@ class RevocationEngine:
 
         if not apply:
             plan, reason = make_plan()
-            outcomes = tuple(self._dry(pa) for pa in plan.actions)
+            outcomes = tuple(dry_run(pa) for pa in plan.actions)
             return ApplyReport(reason, outcomes, dry_run=True, plan=plan, limit=limit)
 
         try:
@@ -390,21 +284,6 @@ class RevocationEngine:
         except LockNotAcquired as exc:
             return ApplyReport(f"{exc}; try again later", (), limit=limit)
 
-    def _dry(self, pa: PlannedAction) -> ActionOutcome:
-        return ActionOutcome(
-            action_id="",
-            finding_id=pa.finding_id,
-            source=pa.source,
-            action=pa.action,
-            status=DRY_RUN,
-            message=pa.description,
-            stage=pa.stage.value,
-            reversible=pa.reversible,
-            person=pa.person,
-            account=pa.username,
-            credential_id=pa.credential_id,
-        )
-
     def _guard(self, pa: PlannedAction, now: datetime, exemptions: Sequence[Exemption]) -> str | None:
         """Last check before touching anything: protected and exempted never pass."""
         account, credential = pa.account(), pa.credential()
@@ -416,104 +295,33 @@ class RevocationEngine:
                 return f"exempted by {ex.exemption_id}"
         return None
 
-    def _record(self, pa: PlannedAction, plan_id: str, action_id: str, at: datetime) -> ActionRecord:
-        return ActionRecord(
-            action_id=action_id,
-            plan_id=plan_id,
-            finding_id=pa.finding_id,
-            source=pa.source,
-            system=pa.system,
-            scope=pa.scope,
-            account_id=pa.account_id,
-            username=pa.username,
-            credential_id=pa.credential_id,
-            credential_kind=pa.credential_kind,
-            detail=pa.detail,
-            account_uid=pa.account_uid,
-            action=pa.action,
-            stage=pa.stage,
-            reversible=pa.reversible,
-            person=pa.person,
-            status=ActionStatus.INTENT,
-            error=None,
-            prior_state=None,
-            result_state=None,
-            actor=self.actor,
-            undo_of=None,
-            created_at=at,
-            updated_at=at,
-        )
-
     def _apply_guarded(
         self, pa: PlannedAction, plan_id: str, now: datetime, exemptions: Sequence[Exemption], lock: HeldLock
     ) -> ActionOutcome:
-        rec = self._record(pa, plan_id, new_action_id(), self._time(now))
+        rec = self.journal.new_record(pa, plan_id, self._time(now))
         why = self._guard(pa, now, exemptions)
         if why is None and lock.lost:
             why = "the revocation lock was taken over by another process"
         if why is not None:
-            rec = replace(rec, status=ActionStatus.SKIPPED, error=why)
-            record_new_action(
-                self.store,
-                rec,
-                NewEvent(
-                    "skipped", rec.created_at, self.actor, {**_payload(rec), "reason": why}, rec.action_id
-                ),
-            )
-            return _outcome(rec, ActionStatus.SKIPPED, why)
-        outcome = self._apply_one(rec)
+            return self.journal.skipped(rec, why)
+        done = self._apply_one(rec)
         lock.renew()
-        return outcome
+        return done
 
     def _apply_one(self, rec: ActionRecord) -> ActionOutcome:
         """Run the action's steps (``steps.apply_step``): the intent event and the action row are
         written before anything can change, the outcome event after."""
         self.report(f"{rec.action} on {rec.source}:{rec.username}:{rec.credential_id}")
-
-        def intent(prior: ResourceState) -> None:
-            record_new_action(
-                self.store,
-                replace(rec, prior_state=prior),
-                NewEvent(
-                    "intent",
-                    rec.created_at,
-                    self.actor,
-                    {**_payload(rec), "prior_state": _state_json(prior)},
-                    rec.action_id,
-                ),
-            )
-
         step = self._step(
             rec,
             "could not read the state before acting",
-            lambda revoker: apply_step(revoker, rec.action, rec.target, intent),
+            lambda revoker: apply_step(
+                revoker, rec.action, rec.target, lambda prior: self.journal.intent(rec, prior)
+            ),
         )
         if not step.started:
-            return self._not_started(rec, step, "outcome")
-        done_at = self._time(rec.created_at)
-        record_outcome(
-            self.store,
-            rec.action_id,
-            step.status,
-            done_at,
-            NewEvent(
-                "outcome",
-                done_at,
-                self.actor,
-                {
-                    **_payload(rec),
-                    "status": step.status,
-                    "error": step.error,
-                    "message": step.message,
-                    "before": _state_json(step.before),
-                    "after": _state_json(step.after),
-                },
-                rec.action_id,
-            ),
-            error=step.error,
-            result_state=step.after,
-        )
-        return _outcome(rec, step.status, step.error, step.message)
+            return self.journal.not_started(rec, step, "outcome")
+        return self.journal.applied(rec, step)
 
     def _step(self, rec: ActionRecord, failed: str, run: Callable[[Revoker], Step]) -> Step:
         try:
@@ -522,53 +330,11 @@ class RevocationEngine:
             return Step(ActionStatus.FAILED, error=f"{failed}: {describe(exc)}")
         return run(revoker)
 
-    def _not_started(self, rec: ActionRecord, step: Step, kind: str) -> ActionOutcome:
-        """Record a step that stopped before its intent: nothing was changed."""
-        if step.status is ActionStatus.TARGET_CHANGED and step.before is not None:
-            return self._target_changed(rec, step.before, step.error or "", kind)
-        error = step.error or "failed before the intent"
-        rec = replace(rec, status=ActionStatus.FAILED, error=error)
-        record_new_action(
-            self.store,
-            rec,
-            NewEvent(
-                kind,
-                rec.created_at,
-                self.actor,
-                {**_payload(rec), "status": ActionStatus.FAILED, "error": error},
-                rec.action_id,
-            ),
-        )
-        return _outcome(rec, ActionStatus.FAILED, error)
-
-    def _target_changed(
-        self, rec: ActionRecord, observed: ResourceState, why: str, kind: str
-    ) -> ActionOutcome:
-        """Record that the target is not the object planned for; nothing was changed."""
-        rec = replace(rec, status=ActionStatus.TARGET_CHANGED, error=why, prior_state=observed)
-        self.report(f"{rec.action} on {rec.source}:{rec.username}: target changed, nothing touched")
-        record_new_action(
-            self.store,
-            rec,
-            NewEvent(
-                kind,
-                rec.created_at,
-                self.actor,
-                {
-                    **_payload(rec),
-                    "status": ActionStatus.TARGET_CHANGED,
-                    "error": why,
-                    "observed_identity": observed.identity,
-                },
-                rec.action_id,
-            ),
-        )
-        return _outcome(rec, ActionStatus.TARGET_CHANGED, why)
-
     # --- crash recovery ---------------------------------------------------------------------
 
     def _recover(self, now: datetime) -> tuple[ActionOutcome, ...]:
-        """Settle actions left in ``intent`` by a process that died (we hold the lock: it is not running)."""
+        """Settle actions left in ``intent`` by a process that died (we hold the lock: it is not
+        running): re-read each target and record what it shows (``steps.settle_interrupted``)."""
         out: list[ActionOutcome] = []
         for rec in load_actions(self.store, statuses=[ActionStatus.INTENT]):
             try:
@@ -576,52 +342,11 @@ class RevocationEngine:
             except Exception as exc:
                 # Unknown outcome: leave the intent; planning holds the finding until it can be read.
                 out.append(
-                    _outcome(rec, ActionStatus.INTENT, f"could not re-read to recover: {describe(exc)}")
+                    outcome(rec, ActionStatus.INTENT, f"could not re-read to recover: {describe(exc)}")
                 )
                 continue
-            also: dict[str, ActionStatus] = {}
-            error: str | None = None
-            mismatch = identity_mismatch(rec.target, state)
-            if mismatch is not None:
-                # Whatever the dead process did, the object under this name is another one now.
-                status, error, message = ActionStatus.TARGET_CHANGED, mismatch, mismatch
-            elif rec.undo_of is None:
-                if not state.active:
-                    was_active = rec.prior_state is None or rec.prior_state.active
-                    status = ActionStatus.APPLIED if was_active else ActionStatus.NOOP
-                    message = "recovered after an interruption: the change was found in place"
-                else:
-                    status = ActionStatus.FAILED
-                    error = "interrupted before the change took effect; it will be retried"
-                    message = error
-            else:
-                if state.active:
-                    status = ActionStatus.RESTORED
-                    also = {rec.undo_of: ActionStatus.UNDONE}
-                    message = "recovered after an interruption: the restore was found in place"
-                else:
-                    status = ActionStatus.FAILED
-                    error = "undo interrupted before the restore took effect"
-                    message = error
-            at = self._time(now)
-            record_outcome(
-                self.store,
-                rec.action_id,
-                status,
-                at,
-                NewEvent(
-                    "recovered",
-                    at,
-                    self.actor,
-                    {**_payload(rec), "status": status, "error": error, "observed": _state_json(state)},
-                    rec.action_id,
-                ),
-                error=error,
-                result_state=state,
-                also=also,
-            )
-            self.report(f"recovered {rec.action_id}: {message}")
-            out.append(_outcome(rec, status, error, message))
+            settled = settle_interrupted(rec.target, rec.prior_state, rec.undo_of is not None, state)
+            out.append(self.journal.recovered(rec, settled, state, now))
         return tuple(out)
 
     # --- undo -----------------------------------------------------------------------------
@@ -652,7 +377,7 @@ class RevocationEngine:
                 outcomes.append(skip)
             elif not apply:
                 restore = "active" if r.prior_state and r.prior_state.active else "as recorded"
-                outcomes.append(_outcome(r, DRY_RUN, message=f"would restore {r.credential_id} to {restore}"))
+                outcomes.append(outcome(r, DRY_RUN, message=f"would restore {r.credential_id} to {restore}"))
             else:
                 ready.append(r)
         if not apply or not ready:
@@ -675,22 +400,22 @@ class RevocationEngine:
     @staticmethod
     def _undo_precheck(r: ActionRecord) -> ActionOutcome | None:
         if r.undo_of is not None:
-            return _outcome(r, NOTHING, message=f"{r.action_id} is itself an undo (of {r.undo_of})")
+            return outcome(r, NOTHING, message=f"{r.action_id} is itself an undo (of {r.undo_of})")
         if r.status == ActionStatus.UNDONE:
-            return _outcome(r, NOTHING, message="already undone")
+            return outcome(r, NOTHING, message="already undone")
         if r.status == ActionStatus.NOOP:
-            return _outcome(r, NOTHING, message="nothing to undo: this action changed nothing")
+            return outcome(r, NOTHING, message="nothing to undo: this action changed nothing")
         if r.status != ActionStatus.APPLIED:
-            return _outcome(r, NOTHING, message=f"nothing to undo: the action is {r.status}")
+            return outcome(r, NOTHING, message=f"nothing to undo: the action is {r.status}")
         if not r.reversible:
-            return _outcome(
+            return outcome(
                 r,
                 IRREVERSIBLE,
                 error=f"{r.action} is irreversible: the prior state cannot be restored by this tool",
                 message="irreversible",
             )
         if r.prior_state is None:
-            return _outcome(r, ActionStatus.FAILED, error="no prior state was recorded for this action")
+            return outcome(r, ActionStatus.FAILED, error="no prior state was recorded for this action")
         return None
 
     def _undo_one(self, orig: ActionRecord, now: datetime) -> ActionOutcome:
@@ -711,50 +436,20 @@ class RevocationEngine:
             updated_at=at,
         )
 
-        def intent(current: ResourceState) -> None:
-            record_new_action(
-                self.store,
-                replace(undo, prior_state=current),
-                NewEvent(
-                    "undo-intent",
-                    at,
-                    self.actor,
-                    {**_payload(undo), "restore_to": _state_json(prior), "current": _state_json(current)},
-                    undo.action_id,
-                ),
-            )
-
         step = self._step(
             undo,
             "could not read the current state",
-            lambda revoker: undo_step(revoker, orig.action, orig.target, prior, intent),
+            lambda revoker: undo_step(
+                revoker,
+                orig.action,
+                orig.target,
+                prior,
+                lambda current: self.journal.undo_intent(undo, prior, current),
+            ),
         )
         if not step.started:
-            return self._not_started(undo, step, "undo-outcome")
-        status, error, message, after = step.status, step.error, step.message, step.after
-        done = status in (ActionStatus.RESTORED, ActionStatus.UNCHANGED)
-        also = {orig.action_id: ActionStatus.UNDONE} if done else {}
-        done_at = self._time(at)
-        record_outcome(
-            self.store,
-            undo.action_id,
-            status,
-            done_at,
-            NewEvent(
-                "undo-outcome",
-                done_at,
-                self.actor,
-                {
-                    **_payload(undo),
-                    "status": status,
-                    "error": error,
-                    "message": message,
-                    "after": _state_json(after),
-                },
-                undo.action_id,
-            ),
-            error=error,
-            result_state=after,
-            also=also,
-        )
-        return _outcome(undo, status, error, message)
+            return self.journal.not_started(undo, step, "undo-outcome")
+        return self.journal.undone(undo, step)
+
+
+__all__ = ["ActionOutcome", "ApplyReport", "Inputs", "RevocationEngine"]

@@ -168,3 +168,28 @@ def undo_step(
         error = "not verified: re-reading does not show the prior state"
         return Step(ActionStatus.FAILED, current, after, error=error, started=True)
     return Step(ActionStatus.RESTORED, current, after, started=True)
+
+
+def settle_interrupted(
+    target: ActionTarget, prior: ResourceState | None, undo: bool, state: ResourceState
+) -> Step:
+    """What an action (or undo) whose process died between its intent and its outcome amounts
+    to, from ``state`` read now; it is never re-applied blind. ``prior`` is the state its
+    intent recorded."""
+    mismatch = identity_mismatch(target, state)
+    if mismatch is not None:
+        # Whatever the dead process did, the object under this name is another one now.
+        return Step(ActionStatus.TARGET_CHANGED, error=mismatch, message=mismatch)
+    if not undo:
+        if not state.active:
+            was_active = prior is None or prior.active
+            status = ActionStatus.APPLIED if was_active else ActionStatus.NOOP
+            return Step(status, message="recovered after an interruption: the change was found in place")
+        error = "interrupted before the change took effect; it will be retried"
+        return Step(ActionStatus.FAILED, error=error, message=error)
+    if state.active:
+        return Step(
+            ActionStatus.RESTORED, message="recovered after an interruption: the restore was found in place"
+        )
+    error = "undo interrupted before the restore took effect"
+    return Step(ActionStatus.FAILED, error=error, message=error)

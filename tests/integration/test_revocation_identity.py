@@ -108,7 +108,7 @@ def test_recovery_of_an_interrupted_action_whose_name_was_reused_records_target_
     env.audit()
     engine = env.engine()
     (pa,) = [a for a in engine.plan(NOW, person="E2").actions if a.credential_id == "AK2"]
-    rec = engine._record(pa, "p-test", "a-interrupted", NOW)
+    rec = engine.journal.new_record(pa, "p-test", NOW, action_id="a-interrupted")
     # A process wrote its intent and died; meanwhile the name was reused.
     record_new_action(
         env.store, rec, NewEvent("intent", NOW, "dead", {"action_id": rec.action_id}, rec.action_id)
