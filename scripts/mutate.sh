@@ -16,6 +16,8 @@ MODULES=(
   "offboard_audit/core/evaluate.py"
   "offboard_audit/core/planning.py"
   "offboard_audit/engine/revocation.py"
+  "offboard_audit/engine/steps.py"
+  "offboard_audit/engine/journal.py"
   "offboard_audit/engine/pipeline.py"
   "offboard_audit/daemon/webhook.py"
   "offboard_audit/core/audit_chain.py"

@@ -449,14 +449,3 @@ def identity_mismatch(target: ActionTarget, state: ResourceState) -> str | None:
             "the name was reused by another account"
         )
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """What applying (or undoing) one action did, verified by re-reading the object."""
-
-    changed: bool
-    before: ResourceState
-    after: ResourceState
-    verified: bool
-    message: str = ""
