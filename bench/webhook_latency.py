@@ -120,7 +120,7 @@ url = "sqlite:///{work / "audit.db"}"
 
 [policy]
 auto_revoke = true
-max_revocations_per_run = 25
+max_people_per_run = 25
 
 [schedule]
 audit = "0 3 1 1 *"

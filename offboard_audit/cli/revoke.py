@@ -116,8 +116,14 @@ def revoke(
     ),
     finding: list[str] = typer.Option([], "--finding", help="Only these finding ids (repeatable)."),
     person: str | None = typer.Option(None, "--person", help="Only this employee id."),
+    max_people: int | None = typer.Option(
+        None, "--max", min=0, help="Blast-radius cap for this run: at most N people (overrides policy)."
+    ),
     max_actions: int | None = typer.Option(
-        None, "--max", min=0, help="Blast-radius cap for this run (overrides policy)."
+        None,
+        "--max-actions",
+        min=0,
+        help="Blast-radius cap for this run: at most N actions (overrides policy).",
     ),
     apply: bool = typer.Option(False, "--apply", help="Really change things (default: dry run)."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
@@ -140,6 +146,7 @@ def revoke(
         apply=apply,
         finding_ids=finding,
         person=person,
+        max_people=max_people,
         max_actions=max_actions,
         plan_file=plan_file,
     )

@@ -29,7 +29,11 @@ DB_ENV = "OFFBOARD_AUDIT_DB"
 POLICY_OPTIONS: dict[str, str] = {
     "grace_period": 'time after termination before a finding is due for revocation ("0h", "4h", "2d")',
     "auto_revoke": "daemon and webhook apply the plan themselves (the CLI needs --apply regardless)",
-    "max_revocations_per_run": "blast-radius cap: a plan with more actions is refused whole",
+    "max_people_per_run": "blast-radius cap: a plan that revokes the access of more people than this "
+    "is refused whole (default 25)",
+    "max_actions_per_run": "blast-radius cap: a plan with more actions than this is refused whole "
+    "(default 1000; a leaver in many groups has many actions)",
+    "max_revocations_per_run": "old name of max_people_per_run, still read (setting both is an error)",
     "max_new_terminations": "HR circuit breaker: largest share of the workforce newly terminated "
     "since the last good HR read before nothing is revoked (0.05 = 5%)",
     "max_missing_people": "HR circuit breaker: largest share of the people in the last good HR read "
@@ -202,6 +206,17 @@ def default_db_url(base_dir: Path) -> str:
     return f"sqlite:///{(base_dir / 'offboard-audit.db').resolve()}"
 
 
+def _people_cap(table: SourceOptions) -> int:
+    """``policy.max_people_per_run``, or its old name ``max_revocations_per_run`` (not both)."""
+    if "max_revocations_per_run" in table and "max_people_per_run" in table:
+        raise table.error(
+            "max_revocations_per_run", "is the old name of max_people_per_run: set only one of them"
+        )
+    if "max_revocations_per_run" in table:
+        return table.integer("max_revocations_per_run", 25, minimum=0)
+    return table.integer("max_people_per_run", 25, minimum=0)
+
+
 def load_config(path: Path, db_override: str | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file. Raises ``ConfigError`` for every problem."""
     env = os.environ if env is None else env
@@ -267,7 +282,8 @@ def build_config(
     policy = PolicyConfig(
         grace_period=policy_t.duration("grace_period", timedelta(0)),
         auto_revoke=policy_t.flag("auto_revoke", False),
-        max_revocations_per_run=policy_t.integer("max_revocations_per_run", 25, minimum=0),
+        max_people_per_run=_people_cap(policy_t),
+        max_actions_per_run=policy_t.integer("max_actions_per_run", 1000, minimum=0),
         max_new_terminations=max_new,
         max_missing_people=max_missing,
         min_breaker_count=policy_t.integer("min_breaker_count", 3, minimum=0),

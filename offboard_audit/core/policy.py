@@ -14,7 +14,10 @@ from datetime import timedelta
 class PolicyConfig:
     grace_period: timedelta = timedelta(0)
     auto_revoke: bool = False
-    max_revocations_per_run: int = 25
+    # Blast-radius cap: people one pass may revoke (``max_revocations_per_run`` is the old name of
+    # this key), and actions (a leaver in many groups has many).
+    max_people_per_run: int = 25
+    max_actions_per_run: int = 1000
     max_new_terminations: float = 0.05
     max_missing_people: float = 0.05
     min_breaker_count: int = 3

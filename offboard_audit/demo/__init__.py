@@ -67,7 +67,7 @@ def demo_org(now: datetime, db_url: str, workdir: Path) -> Iterator[DemoOrg]:
             "database": {"url": db_url},
             "policy": {
                 "grace_period": "0h",
-                "max_revocations_per_run": 50,
+                "max_people_per_run": 50,
                 "protected": ["ldap:uid=breakglass,*"],
             },
             "sources": sources,

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 from offboard_audit.config import Config
 from offboard_audit.core import selectors
+from offboard_audit.core.caps import cap_refusal
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.planning import (
     Plan,
@@ -181,10 +182,12 @@ class RevocationEngine:
         apply: bool,
         finding_ids: Collection[str] = (),
         person: str | None = None,
+        max_people: int | None = None,
         max_actions: int | None = None,
         plan_file: PlanFile | None = None,
     ) -> ApplyReport:
-        """``offboard-audit revoke``: act on the stored findings (dry run unless ``apply``)."""
+        """``offboard-audit revoke``: act on the stored findings (dry run unless ``apply``).
+        ``max_people``/``max_actions`` lower the blast-radius cap for this pass."""
         return self._run(
             now,
             apply=apply,
@@ -192,6 +195,7 @@ class RevocationEngine:
             inputs=self.stored_inputs,
             finding_ids=finding_ids,
             person=person,
+            max_people=max_people,
             max_actions=max_actions,
             plan_file=plan_file,
         )
@@ -231,10 +235,13 @@ class RevocationEngine:
         inputs: Callable[[], Inputs],
         finding_ids: Collection[str] = (),
         person: str | None = None,
+        max_people: int | None = None,
         max_actions: int | None = None,
         plan_file: PlanFile | None = None,
     ) -> ApplyReport:
-        limit = max_actions if max_actions is not None else self.config.policy.max_revocations_per_run
+        policy = self.config.policy
+        limit = max_people if max_people is not None else policy.max_people_per_run
+        action_limit = max_actions if max_actions is not None else policy.max_actions_per_run
 
         def make_plan() -> tuple[Plan, str | None]:
             reason = breaker()
@@ -247,11 +254,8 @@ class RevocationEngine:
                         f"at {plan_file.created_at.isoformat()}; make a new plan"
                     )
                 plan = plan.only(plan_file.keys)
-            if reason is None and len(plan.actions) > limit:
-                reason = (
-                    f"blast-radius cap: the plan has {len(plan.actions)} actions, more than the limit of "
-                    f"{limit} (policy.max_revocations_per_run or --max); nothing was applied"
-                )
+            if reason is None:
+                reason = cap_refusal(plan.actions, limit, action_limit)
             return plan, reason
 
         if not apply:

@@ -81,23 +81,39 @@ def test_credential_re_enabled_after_revocation_is_revoked_again(env: Env) -> No
     assert env.world.changes().count(("deactivate_key", "AK2")) == 2
 
 
-def test_blast_radius_cap_refuses_the_whole_plan(env: Env) -> None:
-    env.reload({"max_revocations_per_run": 4})
+def test_blast_radius_cap_refuses_the_whole_plan_when_it_touches_too_many_people(env: Env) -> None:
+    env.reload({"max_people_per_run": 1})
     env.audit()
     report = env.engine().revoke(NOW, apply=True)
     assert report.refused is not None and "blast-radius cap" in report.refused
-    assert "5 actions" in report.refused and "limit of 4" in report.refused
+    assert "2 people" in report.refused and "limit of 1" in report.refused
     assert report.outcomes == ()
     assert env.world.changes() == []
     assert load_actions(env.store) == []
     assert [e.kind for e in iter_events(env.store)] == ["refused"]
 
 
-def test_max_option_lowers_the_cap_and_a_plan_within_it_applies(env: Env) -> None:
+def test_the_old_cap_key_is_the_people_limit(env: Env) -> None:
+    env.reload({"max_revocations_per_run": 2})
     env.audit()
-    refused = env.engine().revoke(NOW, apply=True, max_actions=2)
+    report = env.engine().revoke(NOW, apply=True)
+    # Two people with five actions between them: within a people cap of 2.
+    assert report.refused is None and len(report.outcomes) == 5
+
+
+def test_the_action_cap_refuses_a_plan_with_too_many_actions(env: Env) -> None:
+    env.reload({"max_actions_per_run": 4})
+    env.audit()
+    report = env.engine().revoke(NOW, apply=True)
+    assert report.refused is not None and "5 actions" in report.refused and "limit of 4" in report.refused
+    assert env.world.changes() == []
+
+
+def test_max_option_lowers_the_people_cap_and_a_plan_within_it_applies(env: Env) -> None:
+    env.audit()
+    refused = env.engine().revoke(NOW, apply=True, max_people=1)
     assert refused.refused is not None and env.world.changes() == []
-    ok = env.engine().revoke(NOW, apply=True, person="E2", max_actions=2)
+    ok = env.engine().revoke(NOW, apply=True, person="E2", max_people=1)
     assert ok.refused is None
     assert sorted(c for _, c in env.world.changes()) == ["AK2", "bob"]
 
@@ -363,3 +379,18 @@ def test_findings_json_shows_actions_per_finding(env: Env) -> None:
     }
     assert [a["status"] for a in out["AK2"]] == ["applied"]
     assert out["AK1"] == []
+
+
+def test_a_leaver_in_forty_groups_is_one_person_and_is_revoked_under_the_default_caps(env: Env) -> None:
+    def forty_groups(st: dict[str, Any]) -> None:
+        st["credentials"] += [
+            {"account_id": "bob", "id": f"group/g{i}", "kind": "group_membership", "detail": f"g{i}"}
+            for i in range(40)
+        ]
+
+    env.world.update(forty_groups)
+    env.reload({})  # default caps: 25 people, 1000 actions
+    result = env.audit()
+    report = env.engine().auto_revoke(result, NOW, person="E2")
+    assert report.refused is None
+    assert len(report.outcomes) == 42 and {o.status for o in report.outcomes} == {"applied"}

@@ -35,7 +35,7 @@ def test_good_config_parses_with_relative_paths_resolved(tmp_path: Path):
     cfg_file.write_text(GOOD)
     cfg = load_config(cfg_file, env={})
     assert cfg.policy.grace_period == timedelta(hours=4)
-    assert cfg.policy.max_revocations_per_run == 10
+    assert cfg.policy.max_people_per_run == 10  # the old key name is still read
     assert cfg.database_url == f"sqlite:///{tmp_path.resolve() / 'audit.db'}"
     assert [s.name for s in cfg.hr_sources] == ["hr", "hr2"]
     assert cfg.sources[0].options.file_path("path") == tmp_path.resolve() / "hr.csv"
