@@ -201,7 +201,7 @@ def build_plan(
         if rec.undo_of is not None or rec.finding_id is None:
             continue
         by_key.setdefault(rec.key, []).append(rec)
-        if rec.status == ActionStatus.INTENT:
+        if rec.status in (ActionStatus.INTENT, ActionStatus.UNKNOWN):
             pending.setdefault(rec.finding_id, []).append(rec)
 
     wanted = set(finding_ids)

@@ -98,6 +98,10 @@ class ActionStatus(StrEnum):
     # The target's immutable identity was not the one planned for (name reused, account gone):
     # nothing was touched. The finding stays open; the next audit sees the account as it is now.
     TARGET_CHANGED = "target-changed"
+    # The change call failed and the re-read after it failed too: the change may or may not be in
+    # place. Like an intent left by a dead process, it is re-read and settled on the next pass,
+    # and planning holds its finding until then.
+    UNKNOWN = "unknown"
     # Statuses of undo rows (rows with ``undo_of`` set).
     RESTORED = "restored"
     UNCHANGED = "unchanged"

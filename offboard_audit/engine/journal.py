@@ -72,7 +72,7 @@ class ApplyReport:
     def ok(self) -> bool:
         """Nothing refused, nothing failed, no target changed, nothing irreversible left undone."""
         return self.refused is None and not any(
-            o.status in (ActionStatus.FAILED, IRREVERSIBLE, ActionStatus.TARGET_CHANGED)
+            o.status in (ActionStatus.FAILED, IRREVERSIBLE, ActionStatus.TARGET_CHANGED, ActionStatus.UNKNOWN)
             for o in self.outcomes
         )
 

@@ -340,7 +340,7 @@ class RevocationEngine:
         """Settle actions left in ``intent`` by a process that died (we hold the lock: it is not
         running): re-read each target and record what it shows (``steps.settle_interrupted``)."""
         out: list[ActionOutcome] = []
-        for rec in load_actions(self.store, statuses=[ActionStatus.INTENT]):
+        for rec in load_actions(self.store, statuses=[ActionStatus.INTENT, ActionStatus.UNKNOWN]):
             try:
                 state = read_state(self.revoker(rec.source), rec.action, rec.target)
             except Exception as exc:

@@ -108,12 +108,18 @@ def apply_step(
         return Step(ActionStatus.NOOP, before, before, message=message, started=True)
     try:
         spec.change(target, before)
-        # Verify independently of the spec: read the object again.
-        after = spec.read(target)
     except TargetChanged as exc:
         return Step(ActionStatus.TARGET_CHANGED, before, error=describe(exc), started=True)
     except Exception as exc:
-        return Step(ActionStatus.FAILED, before, error=describe(exc), started=True)
+        # A call that failed may still have reached the system (a connection reset after the
+        # request was processed): what counts is what the object shows now.
+        return _after_failed_call(spec, target, before, describe(exc), undo_prior=None)
+    try:
+        # Verify independently of the spec: read the object again.
+        after = spec.read(target)
+    except Exception as exc:
+        error = f"changed, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
+        return Step(ActionStatus.UNKNOWN, before, error=error, started=True)
     moved = identity_mismatch(target, after)
     if moved is not None:
         return Step(ActionStatus.FAILED, before, after, error=f"not verified: {moved}", started=True)
@@ -156,11 +162,15 @@ def undo_step(
         return Step(ActionStatus.FAILED, current, current, error=error, started=True)
     try:
         restore(target, current, prior)
-        after = spec.read(target)
     except TargetChanged as exc:
         return Step(ActionStatus.TARGET_CHANGED, current, error=describe(exc), started=True)
     except Exception as exc:
-        return Step(ActionStatus.FAILED, current, error=describe(exc), started=True)
+        return _after_failed_call(spec, target, current, describe(exc), undo_prior=prior)
+    try:
+        after = spec.read(target)
+    except Exception as exc:
+        error = f"restored, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
+        return Step(ActionStatus.UNKNOWN, current, error=error, started=True)
     moved = identity_mismatch(target, after)
     if moved is not None:
         return Step(ActionStatus.FAILED, current, after, error=f"not verified: {moved}", started=True)
@@ -168,6 +178,35 @@ def undo_step(
         error = "not verified: re-reading does not show the prior state"
         return Step(ActionStatus.FAILED, current, after, error=error, started=True)
     return Step(ActionStatus.RESTORED, current, after, started=True)
+
+
+def _after_failed_call(
+    spec: ActionSpec,
+    target: ActionTarget,
+    before: ResourceState,
+    error: str,
+    undo_prior: ResourceState | None,
+) -> Step:
+    """The change (or restore, when ``undo_prior`` is given) call raised: re-read the target and
+    record what it shows, never the call's own claim. In place: ``applied``/``restored`` (the
+    error is kept as the message); not in place: ``failed``, retried next time; the re-read fails
+    too: ``unknown``, settled on the next pass like an interrupted intent."""
+    try:
+        now = spec.read(target)
+    except Exception as exc:
+        why = f"{error}; the re-read after it failed too ({describe(exc)}): outcome unknown, settled on the next pass"
+        return Step(ActionStatus.UNKNOWN, before, error=why, started=True)
+    moved = identity_mismatch(target, now)
+    if moved is not None:
+        return Step(ActionStatus.FAILED, before, now, error=f"{error}; then {moved}", started=True)
+    note = f"the call reported an error ({error}) but re-reading shows the change in place"
+    if undo_prior is None:
+        if not now.active:
+            return Step(ActionStatus.APPLIED, before, now, message=note, started=True)
+        return Step(ActionStatus.FAILED, before, now, error=error, started=True)
+    if as_before(spec, now, undo_prior):
+        return Step(ActionStatus.RESTORED, before, now, message=note, started=True)
+    return Step(ActionStatus.FAILED, before, now, error=error, started=True)
 
 
 def settle_interrupted(

@@ -11,6 +11,11 @@ carries test controls:
 * ``block``: ``{credential_id: "before" | "after"}`` - once, ``change`` writes
   ``FAKE-BLOCKED <id> <when>`` to stderr and waits for a line on stdin, before or after it
   changes the object (so a test can kill the process at exactly that point);
+* ``reset_after``: ``{credential_id: message}`` - once, ``change``/``restore`` makes the change
+  and then raises ``ConnectionResetError(message)``, as a call that reached the system whose
+  answer was lost;
+* ``unreadable``: ``{credential_id: message}`` - every ``read`` raises ``ConnectionError(message)``
+  (set it from a ``block`` hook to make the re-read after a change fail);
 * ``log``: every change the revoker made (``apply``/``undo`` ops), which tests count.
 
 Each account has an immutable ``uid`` (default ``uid-<id>``); a test that deletes an account
@@ -175,6 +180,8 @@ class FakeAction:
     def read(self, target: ActionTarget) -> ResourceState:
         self.revoker.reads.append((self.definition.name, target.credential_id))
         state = read_state_file(self.revoker.path)
+        if target.credential_id in state.get("unreadable", {}):
+            raise ConnectionError(state["unreadable"][target.credential_id])
         return self._state_of(_find(state, target), _identity(state, target))
 
     def _state_of(self, c: Mapping[str, Any] | None, identity: str | None) -> ResourceState:
@@ -208,8 +215,11 @@ class FakeAction:
             st.setdefault("log", []).append(
                 {"op": "apply", "action": self.definition.name, "credential_id": cid, "pid": os.getpid()}
             )
+            lost = st.get("reset_after", {}).pop(cid, None)
         if block == "after":
             self.revoker.wait(cid, "after")
+        if lost is not None:
+            raise ConnectionResetError(lost)
 
     @property
     def restore(self) -> Restore | None:
@@ -223,6 +233,9 @@ class FakeAction:
             st.setdefault("log", []).append(
                 {"op": "undo", "action": self.definition.name, "credential_id": target.credential_id}
             )
+            lost = st.get("reset_after", {}).pop(target.credential_id, None)
+        if lost is not None:
+            raise ConnectionResetError(lost)
 
     def restored(self, state: ResourceState, prior: ResourceState) -> bool:
         return True
