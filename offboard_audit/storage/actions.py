@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import RowMapping, insert, select, text, update
+from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.engine import Connection
 
 from offboard_audit.core.audit_chain import GENESIS, AuditEvent, canonical_payload, event_hash
@@ -28,12 +28,10 @@ from offboard_audit.core.stored import (
     state_from_json,
     state_to_json,
 )
-from offboard_audit.storage.db import Database, chunks, is_postgres
-from offboard_audit.storage.lock_rows import lock_key
+from offboard_audit.storage.db import Database, chunks
+from offboard_audit.storage.locks import AUDIT_CHAIN, transaction_lock
 from offboard_audit.storage.rows import record_of, row_of
-from offboard_audit.storage.tables import ACTIONS, AUDIT_EVENTS, LOCKS
-
-_CHAIN_LOCK_NAME = "offboard-audit:audit-chain"
+from offboard_audit.storage.tables import ACTIONS, AUDIT_EVENTS
 
 
 class ActionStore(Database):
@@ -75,12 +73,8 @@ class NewEvent:
 def chain_transaction(db: Database) -> Iterator[Connection]:
     """A write transaction that holds the audit chain's lock from its first statement."""
     with db.engine.begin() as conn:
-        if is_postgres(db):
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(_CHAIN_LOCK_NAME)})
-        else:
-            # A write as the first statement takes SQLite's write lock (waiting on busy_timeout)
-            # before anything is read, so the head read below cannot be outdated by another writer.
-            conn.execute(update(LOCKS).where(LOCKS.c.name == _CHAIN_LOCK_NAME).values(holder=LOCKS.c.holder))
+        # First statement: the chain head read below cannot be outdated by another writer.
+        transaction_lock(conn, AUDIT_CHAIN)
         yield conn
 
 

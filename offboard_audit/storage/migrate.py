@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from offboard_audit.storage.locks import SCHEMA_UPGRADE, transaction_lock
 
 
 def migrations_dir() -> Path:
@@ -28,22 +30,19 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-# Any fixed 64-bit number: the advisory lock that serialises schema upgrades on PostgreSQL.
-_UPGRADE_LOCK_KEY = 0x6F6666626F617264
-
-
 def upgrade_head(engine: Engine) -> None:
     """Bring the schema to the newest revision (no-op when it already is).
 
     Processes starting together on a fresh PostgreSQL database (daemon replicas, a CLI next to
-    a daemon) would race to create the same tables; a transaction-scoped advisory lock lets one
-    upgrade while the others wait and then find nothing to do. SQLite serialises DDL itself.
+    a daemon) would race to create the same tables; the ``schema-upgrade`` transaction lock
+    (``storage/locks.py``) lets one upgrade while the others wait and then find nothing to do.
     """
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _UPGRADE_LOCK_KEY})
+            # SQLite serialises DDL itself (and a new database has no locks table yet).
+            transaction_lock(conn, SCHEMA_UPGRADE)
         current = MigrationContext.configure(conn).get_current_revision()
         if current == script.get_current_head():
             return
