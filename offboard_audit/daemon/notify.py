@@ -1,8 +1,9 @@
 """Notifications: a JSON POST (with a Slack-compatible ``text`` field) to configured webhook URLs.
 
-Sent on new critical or high findings, on a tripped circuit breaker and on failed or refused
-actions. Delivery happens on a background thread with retries; a notification failure is
-logged (without the URL's path or query, which often embed tokens) and never fails a run.
+What is sent, and when (new critical or high findings, a tripped circuit breaker, failed or
+refused actions, a run that raised), is decided in ``summary.py``. Delivery happens here, on a
+background thread with retries; a notification failure is logged (without the URL's path or
+query, which often embed tokens) and never fails a run.
 """
 
 from __future__ import annotations
@@ -19,19 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from offboard_audit.config import NotificationConfig
-from offboard_audit.core.records import FindingStatus, RunResult, Severity
 
 log = logging.getLogger(__name__)
-
-_NOTIFY_SEVERITIES = (Severity.CRITICAL, Severity.HIGH)
-
-
-@dataclass(frozen=True, slots=True)
-class FailedAction:
-    action_id: str
-    source: str
-    action: str
-    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,83 +47,6 @@ def configured_urls(config: NotificationConfig, env: Mapping[str, str]) -> tuple
     if config.urls_env:
         urls.extend(u.strip() for u in env.get(config.urls_env, "").split(",") if u.strip())
     return tuple(dict.fromkeys(urls))
-
-
-def run_messages(
-    result: RunResult,
-    kind: str,
-    failed_actions: Sequence[FailedAction] = (),
-    refused: str | None = None,
-) -> list[Message]:
-    """What a finished run should tell people (pure)."""
-    messages: list[Message] = []
-    new = [
-        f
-        for f in result.findings
-        if f.status is FindingStatus.OPEN
-        and f.severity in _NOTIFY_SEVERITIES
-        and f.first_seen >= result.started_at
-    ]
-    if new:
-        lines = [
-            f"- {f.severity.value}: {f.rule.value} {f.source}/{f.account.username}"
-            + (f" {f.credential.kind.value} {f.credential.credential_id}" if f.credential else "")
-            + (f" (person {f.person.employee_id})" if f.person else "")
-            for f in new[:20]
-        ]
-        more = f"\n...and {len(new) - 20} more" if len(new) > 20 else ""
-        messages.append(
-            Message(
-                "new_findings",
-                f"offboard-audit {kind} run {result.run_id}: {len(new)} new critical/high finding(s)\n"
-                + "\n".join(lines)
-                + more,
-                (
-                    ("run_id", result.run_id),
-                    (
-                        "findings",
-                        [
-                            {"id": f.finding_id, "severity": f.severity.value, "rule": f.rule.value}
-                            for f in new
-                        ],
-                    ),
-                ),
-            )
-        )
-    if result.circuit_breaker:
-        messages.append(
-            Message(
-                "circuit_breaker",
-                f"offboard-audit {kind} run {result.run_id}: circuit breaker tripped, nothing revoked: "
-                f"{result.circuit_breaker}",
-                (("run_id", result.run_id), ("reason", result.circuit_breaker)),
-            )
-        )
-    if refused and not result.circuit_breaker:
-        messages.append(
-            Message(
-                "revocation_refused",
-                f"offboard-audit {kind} run {result.run_id}: revocation refused: {refused}",
-                (("run_id", result.run_id), ("reason", refused)),
-            )
-        )
-    if failed_actions:
-        lines = [f"- {a.source} {a.action} ({a.action_id}): {a.error}" for a in failed_actions[:20]]
-        messages.append(
-            Message(
-                "failed_actions",
-                f"offboard-audit {kind} run {result.run_id}: {len(failed_actions)} action(s) failed\n"
-                + "\n".join(lines),
-                (
-                    ("run_id", result.run_id),
-                    (
-                        "actions",
-                        [{"id": a.action_id, "source": a.source, "error": a.error} for a in failed_actions],
-                    ),
-                ),
-            )
-        )
-    return messages
 
 
 class Notifier:

@@ -15,10 +15,10 @@ from offboard_audit.config import NotificationConfig
 from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.daemon.notify import Notifier
-from offboard_audit.daemon.service import FULL_LOCK, Daemon, DbLocks
-from offboard_audit.storage.store import Store
+from offboard_audit.daemon.service import Daemon
+from offboard_audit.storage.locks import FULL_RECONCILE, Locks
 from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
-from tests.support.daemon_world import NOW, Clock, World, accept, wait_job, world
+from tests.support.daemon_world import NOW, World, accept, wait_job, world
 
 
 def test_termination_job_reads_only_that_person_where_possible_and_falls_back_to_full_collect(
@@ -138,8 +138,8 @@ def test_rehire_without_undo_on_rehire_changes_no_credential(tmp_path: Path) -> 
 
 def test_full_reconcile_is_skipped_while_another_process_holds_the_reconcile_lock(tmp_path: Path) -> None:
     w = world(tmp_path)
-    other = DbLocks(w.store.engine, "someone-else")
-    held = other.try_acquire(FULL_LOCK)
+    other = Locks(w.store, "someone-else")
+    held = other.try_acquire(FULL_RECONCILE)
     assert held is not None
     try:
         assert w.daemon.run_full("audit") is None
@@ -147,32 +147,6 @@ def test_full_reconcile_is_skipped_while_another_process_holds_the_reconcile_loc
     finally:
         held.release()
     assert w.daemon.run_full("audit") is not None
-
-
-def test_sqlite_lease_lock_is_exclusive_until_released_or_expired(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'locks.db'}")
-    clock = Clock(NOW)
-    a, b = DbLocks(store.engine, "a", clock), DbLocks(store.engine, "b", clock)
-    held = a.try_acquire("x", ttl=30, auto_renew=False)
-    assert held is not None and b.try_acquire("x", ttl=30, auto_renew=False) is None
-    assert held.renew()
-    clock.now = NOW + timedelta(seconds=31)  # a stopped renewing: the lease expired
-    taken = b.try_acquire("x", ttl=30, auto_renew=False)
-    assert taken is not None and not held.renew()
-    taken.release()
-    assert a.try_acquire("x", ttl=30, auto_renew=False) is not None
-
-
-@pytest.mark.postgres
-def test_postgres_advisory_lock_is_exclusive_and_freed_by_release(postgres_url: str) -> None:
-    store = Store.open(postgres_url)
-    a, b = DbLocks(store.engine, "a"), DbLocks(store.engine, "b")
-    held = a.try_acquire("x")
-    assert held is not None and b.try_acquire("x") is None and held.renew()
-    held.release()
-    again = b.try_acquire("x")
-    assert again is not None
-    again.release()
 
 
 # --- notifications ---------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""Leadership and the schedule: one replica, the leader, runs APScheduler.
+
+Leadership is the ``daemon:leader`` session lock (``storage/locks.py``): on PostgreSQL an
+advisory lock on a connection of its own, released by the server if the leader dies; on SQLite a
+lease row renewed at every step. The other replicas retry every ``poll_interval`` and take over.
+
+APScheduler 3.11 keeps its jobs in a SQLAlchemy job store (table ``apscheduler_jobs``) in the
+configured database: a restart keeps the next run times, missed runs are coalesced into one
+(``coalesce=True``, ``max_instances=1``) and run if no later than ``schedule.misfire_grace_time``.
+An existing job is kept as stored unless its cron changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from offboard_audit.config import ScheduleConfig
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.daemon.metrics import Metrics
+from offboard_audit.storage.locks import LEADER, HeldLock, Locks
+
+# The daemon's lines keep the logger they had before service.py was split (see jobs.py).
+log = logging.getLogger("offboard_audit.daemon.service")
+
+APSCHEDULER_TABLE = "apscheduler_jobs"
+AUDIT_JOB_ID = "offboard-audit:audit"
+HR_REFRESH_JOB_ID = "offboard-audit:hr_refresh"
+
+
+def ensure_job(
+    sched: Any, job_id: str, kind: str, cron: str, tz: ZoneInfo, func: Callable[[str], None]
+) -> None:
+    """Keep a stored job as it is (its persisted next run time survives restarts) unless the
+    cron expression changed; add it when missing."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        trigger = CronTrigger.from_crontab(cron, timezone=tz)
+    except ValueError as exc:
+        raise ConfigError(f"not a valid cron expression {cron!r}: {exc}", key=f"schedule.{kind}") from None
+    existing = sched.get_job(job_id)
+    if existing is None:
+        sched.add_job(func, trigger, id=job_id, name=f"{kind} reconcile", args=[kind])
+        log.info("scheduled %s: %s", kind, cron)
+    elif str(existing.trigger) != str(trigger):
+        sched.reschedule_job(job_id, trigger=trigger)
+        log.info("rescheduled %s: %s", kind, cron)
+    else:
+        log.info("kept the stored %s schedule (next run %s)", kind, existing.next_run_time)
+
+
+class Schedule:
+    """APScheduler with its persistent job store; ``func(kind)`` is what a stored job calls.
+
+    APScheduler stores a job as a textual reference to ``func``, so ``func`` must be a
+    module-level function that stays where it is (``service.scheduled_reconcile``).
+    """
+
+    def __init__(
+        self, engine: Engine, config: ScheduleConfig, tz: ZoneInfo, func: Callable[[str], None]
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.tz = tz
+        self.func = func
+        self._scheduler: Any = None
+
+    def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        sched = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=APSCHEDULER_TABLE)},
+            executors={"default": APThreadPool(2)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(self.config.misfire_grace_time.total_seconds())),
+            },
+            timezone=self.tz,
+        )
+        # Add/check jobs before the scheduler starts processing them.
+        sched.start(paused=True)
+        ensure_job(sched, AUDIT_JOB_ID, "audit", self.config.audit, self.tz, self.func)
+        if self.config.hr_refresh:
+            ensure_job(sched, HR_REFRESH_JOB_ID, "hr_refresh", self.config.hr_refresh, self.tz, self.func)
+        elif sched.get_job(HR_REFRESH_JOB_ID) is not None:
+            sched.remove_job(HR_REFRESH_JOB_ID)
+        sched.resume()
+        self._scheduler = sched
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):
+                self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+
+class Leadership:
+    """Takes and keeps the leader lock; while leader, runs the schedule and ``while_leader``
+    (the due scheduled reconciles) at every step."""
+
+    def __init__(
+        self,
+        locks: Locks,
+        schedule: Schedule,
+        metrics: Metrics,
+        while_leader: Callable[[], object],
+        *,
+        node: str,
+        lease: float,
+        poll_interval: float,
+    ) -> None:
+        self.locks = locks
+        self.schedule = schedule
+        self.metrics = metrics
+        self.while_leader = while_leader
+        self.node = node
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self._held: HeldLock | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._held is not None
+
+    def loop(self, stop: threading.Event) -> None:
+        """Step every ``poll_interval`` seconds until ``stop``."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("leadership step failed")
+            stop.wait(self.poll_interval)
+
+    def step(self) -> None:
+        with self._mutex:
+            if self._held is not None and not self._held.renew():
+                log.warning("lost leadership; stopping the scheduler")
+                self._drop()
+            if self._held is None:
+                # The lease is renewed at every step, not by a thread of its own.
+                self._held = self.locks.try_acquire(LEADER, timedelta(seconds=self.lease))
+                if self._held is not None:
+                    self.metrics.set("offboard_audit_leader", 1)
+                    log.info("node %s is the leader: starting the schedule", self.node)
+                    self.schedule.start()
+        if self._held is not None:
+            self.while_leader()
+
+    def stop_schedule(self) -> None:
+        self.schedule.stop()
+
+    def release(self) -> None:
+        """Stop the schedule and give leadership up."""
+        with self._mutex:
+            self._drop()
+
+    def _drop(self) -> None:
+        self.schedule.stop()
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+        self.metrics.set("offboard_audit_leader", 0)

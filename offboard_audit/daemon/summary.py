@@ -1,0 +1,203 @@
+"""What the daemon says about its runs (all pure): the revocation summary a job records, the
+job's error and detail lines, and the notification messages of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from offboard_audit.core.jobs import JobAction, JobState
+from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.daemon.notify import Message
+from offboard_audit.engine.revocation import ApplyReport
+
+_NOTIFY_SEVERITIES = (Severity.CRITICAL, Severity.HIGH)
+_SETTLED = ("applied", "noop")
+
+
+@dataclass(frozen=True)
+class RevokeSummary:
+    """What a revocation (or undo) pass did, as a job records it."""
+
+    refused: str | None
+    actions: tuple[JobAction, ...]
+
+    @property
+    def failed(self) -> tuple[JobAction, ...]:
+        return tuple(a for a in self.actions if a.status == "failed")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended, before it is recorded."""
+
+    state: JobState
+    run_id: str | None = None
+    detail: str = ""
+    summary: RevokeSummary | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAction:
+    action_id: str
+    source: str
+    action: str
+    error: str
+
+
+def summarize(report: ApplyReport) -> RevokeSummary:
+    """The actions of a pass: what it did, and what it recovered from a dead daemon."""
+    done = report.outcomes
+    # An action a dead daemon left before its change took effect is recovered as "failed" and
+    # retried by this same pass: when the retry succeeded, the job did not fail.
+    settled = {(o.source, o.action, o.finding_id) for o in done if str(o.status) in _SETTLED}
+    recovered = tuple(
+        o
+        for o in report.recovered
+        if not (str(o.status) == "failed" and (o.source, o.action, o.finding_id) in settled)
+    )
+    return RevokeSummary(
+        report.refused,
+        tuple(
+            JobAction(
+                action_id=str(o.action_id),
+                finding_id=o.finding_id,
+                source=o.source,
+                action=o.action,
+                status=str(o.status),
+                error=o.error,
+            )
+            for o in done + recovered
+        ),
+    )
+
+
+def engine_error(exc: BaseException) -> RevokeSummary:
+    """The summary of a pass that raised: refused, with the error."""
+    return RevokeSummary(f"revocation engine error: {type(exc).__name__}: {exc}", ())
+
+
+def revocation_failed(summary: RevokeSummary | None) -> bool:
+    """A job's point is the revocation: refused or failed actions fail the job."""
+    return summary is not None and (summary.refused is not None or bool(summary.failed))
+
+
+def job_error(state: JobState, summary: RevokeSummary | None) -> str | None:
+    if state is not JobState.FAILED or summary is None:
+        return None
+    if summary.refused:
+        return f"revocation refused: {summary.refused}"
+    return f"{len(summary.failed)} action(s) failed: " + "; ".join(
+        f"{a.source} {a.action}: {a.error}" for a in summary.failed
+    )
+
+
+def describe_run(result: RunResult, summary: RevokeSummary | None, auto_revoke: bool) -> str:
+    """The job's ``detail`` for a targeted reconcile."""
+    parts = [f"{len(result.findings)} finding(s)"]
+    failed = [s.name for s in result.sources if s.status is SourceStatus.FAILED]
+    if failed:
+        parts.append(f"failed sources: {', '.join(failed)}")
+    if result.circuit_breaker:
+        parts.append(f"circuit breaker: {result.circuit_breaker}")
+    if not auto_revoke:
+        parts.append("audit only (policy.auto_revoke = false)")
+    elif summary is not None:
+        if summary.refused:
+            parts.append(f"revocation refused: {summary.refused}")
+        counts: dict[str, int] = {}
+        for a in summary.actions:
+            counts[a.status] = counts.get(a.status, 0) + 1
+        parts.append("actions: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    return "; ".join(parts)
+
+
+def revocation_messages(result: RunResult, kind: str, summary: RevokeSummary | None) -> list[Message]:
+    """What a finished run and its revocation pass (if any) should tell people."""
+    failed = [
+        FailedAction(a.action_id, a.source, a.action, a.error or a.status)
+        for a in (summary.failed if summary else ())
+    ]
+    return run_messages(result, kind, failed, summary.refused if summary else None)
+
+
+def run_error_messages(kind: str, exc: BaseException) -> list[Message]:
+    return [Message("run_error", f"offboard-audit {kind} run failed: {type(exc).__name__}: {exc}")]
+
+
+def run_messages(
+    result: RunResult,
+    kind: str,
+    failed_actions: Sequence[FailedAction] = (),
+    refused: str | None = None,
+) -> list[Message]:
+    """What a finished run should tell people (pure)."""
+    messages: list[Message] = []
+    new = [
+        f
+        for f in result.findings
+        if f.status is FindingStatus.OPEN
+        and f.severity in _NOTIFY_SEVERITIES
+        and f.first_seen >= result.started_at
+    ]
+    if new:
+        lines = [
+            f"- {f.severity.value}: {f.rule.value} {f.source}/{f.account.username}"
+            + (f" {f.credential.kind.value} {f.credential.credential_id}" if f.credential else "")
+            + (f" (person {f.person.employee_id})" if f.person else "")
+            for f in new[:20]
+        ]
+        more = f"\n...and {len(new) - 20} more" if len(new) > 20 else ""
+        messages.append(
+            Message(
+                "new_findings",
+                f"offboard-audit {kind} run {result.run_id}: {len(new)} new critical/high finding(s)\n"
+                + "\n".join(lines)
+                + more,
+                (
+                    ("run_id", result.run_id),
+                    (
+                        "findings",
+                        [
+                            {"id": f.finding_id, "severity": f.severity.value, "rule": f.rule.value}
+                            for f in new
+                        ],
+                    ),
+                ),
+            )
+        )
+    if result.circuit_breaker:
+        messages.append(
+            Message(
+                "circuit_breaker",
+                f"offboard-audit {kind} run {result.run_id}: circuit breaker tripped, nothing revoked: "
+                f"{result.circuit_breaker}",
+                (("run_id", result.run_id), ("reason", result.circuit_breaker)),
+            )
+        )
+    if refused and not result.circuit_breaker:
+        messages.append(
+            Message(
+                "revocation_refused",
+                f"offboard-audit {kind} run {result.run_id}: revocation refused: {refused}",
+                (("run_id", result.run_id), ("reason", refused)),
+            )
+        )
+    if failed_actions:
+        lines = [f"- {a.source} {a.action} ({a.action_id}): {a.error}" for a in failed_actions[:20]]
+        messages.append(
+            Message(
+                "failed_actions",
+                f"offboard-audit {kind} run {result.run_id}: {len(failed_actions)} action(s) failed\n"
+                + "\n".join(lines),
+                (
+                    ("run_id", result.run_id),
+                    (
+                        "actions",
+                        [{"id": a.action_id, "source": a.source, "error": a.error} for a in failed_actions],
+                    ),
+                ),
+            )
+        )
+    return messages
