@@ -266,8 +266,10 @@ def test_cli_dry_run_apply_idempotence_and_cap_exit_codes(sqlite_world: FakeWorl
     cli(world, "audit")
     code, out, err = cli(world, "revoke")
     assert code == 0 and "dry run: 5 action(s) would be applied" in err and world.changes() == []
-    code, out, err = cli(world, "revoke", "--max", "4", "--apply")
-    assert code == 1 and "blast-radius cap" in err and world.changes() == []
+    code, out, err = cli(world, "revoke", "--max-actions", "4", "--apply")
+    assert code == 1 and "blast-radius cap" in err and "5 actions" in err and world.changes() == []
+    code, out, err = cli(world, "revoke", "--max", "1", "--apply")
+    assert code == 1 and "blast-radius cap" in err and "2 people" in err and world.changes() == []
     code, out, err = cli(world, "revoke", "--apply", "--format", "json")
     assert code == 0, err
     body = json.loads(out)
