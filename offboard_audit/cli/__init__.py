@@ -1,9 +1,17 @@
-"""``offboard-audit`` command line. Each module registers its commands on the shared app."""
+"""``offboard-audit`` command line.
+
+Each module registers its commands on the shared app when it is imported; ``loader.py`` imports
+a module only when one of its commands runs, so ``--help`` and ``audit`` stay fast.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import traceback
 
+import typer.main
 from typer import Abort, Exit
 
 try:  # Typer 0.2x vendors Click; older Typer raises the click package's exceptions.
@@ -11,34 +19,45 @@ try:  # Typer 0.2x vendors Click; older Typer raises the click package's excepti
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from offboard_audit.cli.app import EXIT_USAGE, app, err
+from offboard_audit.cli.app import EXIT_INTERNAL, EXIT_USAGE, app, debug_wanted, err
+from offboard_audit.cli.loader import tidy
 from offboard_audit.core.errors import ConfigError
 
-# One module per command group; importing a module registers its commands on ``app``.
-_COMMAND_MODULES = ("audit", "demo", "plan", "revoke", "report", "exempt", "log", "db", "config")
-_OPTIONAL_MODULES = ("offboard_audit.cli.daemon",)
+PROG_NAME = "offboard-audit"
+# What a shell reports for a process killed by SIGPIPE: `offboard-audit findings | head`.
+EXIT_BROKEN_PIPE = 141
 
 
-def _register() -> None:
-    import importlib
+class _SafeStderrHandler(logging.Handler):
+    """Python's last-resort log handler (WARNING and above to stderr, used while nothing else
+    is configured: every command but the daemon), with each line made terminal-safe: engine
+    warnings quote source errors and names as they came."""
 
-    for short in _COMMAND_MODULES:
-        importlib.import_module(f"offboard_audit.cli.{short}")
-    for name in _OPTIONAL_MODULES:
+    def emit(self, record: logging.LogRecord) -> None:
+        from offboard_audit.report.table import safe
+
         try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+            text = self.format(record)
+            sys.stderr.write("".join(safe(line) + "\n" for line in text.splitlines()))
+        except Exception:
+            self.handleError(record)
 
 
-_register()
+def _say(prefix: str, message: str) -> None:
+    """``prefix`` in bold red, then ``message`` as text (it may quote anything: never markup)."""
+    from offboard_audit.report.table import plain
+
+    err.print(plain(prefix, "bold red") + plain(message), highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: maps errors to the exit codes promised in design.md."""
+    """Entry point: maps errors to the exit codes promised in design.md (4: internal error)."""
+    logging.lastResort = _SafeStderrHandler(logging.WARNING)
+    command = typer.main.get_command(app)
+    with typer.Context(command, info_name=PROG_NAME) as ctx:
+        tidy(command, ctx)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = command.main(args=argv, prog_name=PROG_NAME, standalone_mode=False)
     except Exit as exc:
         sys.exit(exc.exit_code)
     except ClickException as exc:
@@ -48,8 +67,25 @@ def main(argv: list[str] | None = None) -> None:
         err.print("aborted")
         sys.exit(130)
     except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {exc}", highlight=False)
+        _say("config error: ", str(exc))
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be shown, and it is not a bug.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
+    except Exception as exc:
+        # A bug, not a finding: exit 4 with one line, the traceback only on request.
+        if debug_wanted():
+            traceback.print_exc()
+        _say("internal error: ", f"{type(exc).__name__}: {exc}")
+        if not debug_wanted():
+            _say(
+                "",
+                "this is a bug in offboard-audit; run again with --debug (or OFFBOARD_AUDIT_DEBUG=1) "
+                "to see the traceback, and report it",
+            )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -1,4 +1,9 @@
-"""The Typer application and what every command shares (config, database, exit codes)."""
+"""The Typer application and what every command shares (config, database, exit codes).
+
+Imported by every ``offboard-audit`` invocation, ``--help`` included: it keeps to Typer and rich
+at import time. The config loader, the store and the records are imported where they are used,
+so that a command pays only for what it runs (``bench/cli_startup.py`` measures it).
+"""
 
 from __future__ import annotations
 
@@ -7,34 +12,47 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from offboard_audit.config import Config, default_db_url, load_config, resolve_config_path
+from offboard_audit.cli.loader import LazyGroup
 from offboard_audit.core.errors import ConfigError
-from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Severity
-from offboard_audit.storage.store import Store
+
+if TYPE_CHECKING:
+    from typer._click.core import Context as ClickContext
+
+    from offboard_audit.config import Config
+    from offboard_audit.core.protocols import SourceContext
+    from offboard_audit.core.records import Severity
+    from offboard_audit.storage.store import Store
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_SOURCE_FAILED = 3
+# An unexpected exception (a bug): distinct from 0-3 so that cron and CI never read a crash as
+# "findings" (1) or "a source failed" (3).
+EXIT_INTERNAL = 4
+
+DEBUG_ENV = "OFFBOARD_AUDIT_DEBUG"
 
 app = typer.Typer(
     name="offboard-audit",
     help="Make sure people who leave lose every credential they held.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-config_app = typer.Typer(help="Configuration checks.", no_args_is_help=True)
+config_app = typer.Typer(help="Write and check the configuration file.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-err = Console(stderr=True)
+# Messages are not wrapped by rich: a command or a path in them must stay copyable as one line.
+err = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass
@@ -42,12 +60,17 @@ class CliState:
     config_path: Path
     db_url: str | None
     config_given: bool
+    debug: bool = False
 
     def config(self) -> Config:
+        from offboard_audit.config import load_config
+
         return load_config(self.config_path, db_override=self.db_url)
 
     def database_url(self) -> str:
         """The database for commands that may run without a config file (db upgrade)."""
+        from offboard_audit.config import default_db_url
+
         if self.db_url:
             return self.db_url
         if self.config_path.exists() or self.config_given:
@@ -55,6 +78,8 @@ class CliState:
         return default_db_url(self.config_path.parent.resolve())
 
     def store(self, config: Config | None = None) -> Store:
+        from offboard_audit.storage.store import Store
+
         url = config.database_url if config is not None else self.database_url()
         return Store.open(url)
 
@@ -65,7 +90,17 @@ def state(ctx: typer.Context) -> CliState:
     return obj
 
 
+def debug_wanted() -> bool:
+    """--debug (before or after the subcommand) or OFFBOARD_AUDIT_DEBUG=1: show tracebacks."""
+    return _debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_debug = False
+
+
 def source_context(config: Config) -> SourceContext:
+    from offboard_audit.core.protocols import SourceContext
+
     return SourceContext(base_dir=config.base_dir, env=dict(os.environ))
 
 
@@ -74,11 +109,20 @@ def now_utc() -> datetime:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``error: message`` on stderr and return the Exit to raise.
+
+    ``message`` is plain text, never markup: it often quotes what the user typed or a value
+    read from a source, which must be shown as it is and cannot style or break the terminal.
+    """
+    from offboard_audit.report.table import plain
+
+    err.print(plain("error: ", "bold red") + plain(message), highlight=False)
     return typer.Exit(code)
 
 
 def parse_severity(value: str) -> Severity | None:
+    from offboard_audit.core.records import Severity
+
     if value.lower() in ("none", "never"):
         return None
     try:
@@ -92,28 +136,86 @@ def show_progress(fmt: str, output: Path | None) -> bool:
     return fmt == "table" and output is None and sys.stderr.isatty()
 
 
+def _show_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from offboard_audit import __version__
+
+    try:
+        installed = version("offboard-audit")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        installed = __version__
+    sys.stdout.write(f"offboard-audit {installed}\n")
+    raise typer.Exit(EXIT_OK)
+
+
+def _set_debug(value: bool) -> None:
+    global _debug
+    _debug = _debug or value
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
     config: Path | None = typer.Option(
         None,
         "--config",
+        metavar="PATH",
         help="Config file (default ./offboard-audit.toml, env OFFBOARD_AUDIT_CONFIG).",
         show_default=False,
     ),
     db: str | None = typer.Option(
         None,
         "--db",
+        metavar="URL",
         help="Database URL (env OFFBOARD_AUDIT_DB; default: SQLite file next to the config).",
         show_default=False,
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help=f"On an unexpected error, show the traceback (also {DEBUG_ENV}=1).",
+        callback=_set_debug,
+        is_eager=True,
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_show_version,
+        is_eager=True,
+    ),
 ) -> None:
+    """Global options: --config, --db and --debug may also follow the subcommand."""
+    from offboard_audit.config import resolve_config_path
+
     path = resolve_config_path(str(config) if config else None, os.environ)
     ctx.obj = CliState(
         config_path=path,
         db_url=db or os.environ.get("OFFBOARD_AUDIT_DB"),
         config_given=config is not None or "OFFBOARD_AUDIT_CONFIG" in os.environ,
+        debug=debug_wanted(),
     )
 
 
-__all__ = ["ConfigError", "app"]
+def set_global_option(ctx: ClickContext, name: str, value: object) -> None:
+    """A global option given after the subcommand: it overrides the one before it, if any."""
+    if name == "debug":
+        _set_debug(bool(value))
+        return
+    if value is None:
+        return
+    st = ctx.find_root().obj
+    assert isinstance(st, CliState)
+    if name == "config":
+        from offboard_audit.config import resolve_config_path
+
+        st.config_path = resolve_config_path(str(value), os.environ)
+        st.config_given = True
+    elif name == "db":
+        st.db_url = str(value)
+
+
+__all__ = ["EXIT_INTERNAL", "ConfigError", "app"]

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from offboard_audit.cli.app import (
     EXIT_OK,
@@ -28,6 +27,7 @@ from offboard_audit.cli.common import (
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.report.formats import format_for
+from offboard_audit.report.table import markup_safe
 
 
 @app.command()
@@ -59,12 +59,12 @@ def audit(
         if pipeline.accepted_breaker is not None:
             err.print(
                 "[bold yellow]--accept-hr:[/] this HR read is the new baseline and the circuit breaker "
-                f"is released for this run; it had tripped: {escape(pipeline.accepted_breaker)}"
+                f"is released for this run; it had tripped: {markup_safe(pipeline.accepted_breaker)}"
             )
         elif result.circuit_breaker is not None:
             err.print(
                 "[bold yellow]--accept-hr:[/] not accepted, a failed HR read cannot be: "
-                f"{escape(result.circuit_breaker)}"
+                f"{markup_safe(result.circuit_breaker)}"
             )
         else:
             err.print("--accept-hr: this HR read is the new baseline (the circuit breaker did not trip)")

@@ -1,5 +1,10 @@
 """What several commands share: the acting user, the revocation engine, output helpers,
-the plan tables and the check of the findings named on the command line."""
+the plan tables and the check of the findings named on the command line.
+
+Every value from a source, the database or the command line reaches the terminal as text, never
+as rich markup and never with its control characters (``plain``/``markup_safe`` from
+``report/table.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from offboard_audit.cli.app import (
     EXIT_FINDINGS,
@@ -22,13 +29,16 @@ from offboard_audit.cli.app import (
     source_context,
     state,
 )
-from offboard_audit.config import Config
-from offboard_audit.core.planning import Plan
 from offboard_audit.core.records import FindingStatus, RunResult, Severity
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.report.base import ActionInfo
 from offboard_audit.report.formats import FORMATS, format_for
-from offboard_audit.storage.store import Store
+from offboard_audit.report.table import plain
+
+if TYPE_CHECKING:
+    from offboard_audit.config import Config
+    from offboard_audit.core.planning import Plan
+    from offboard_audit.engine.revocation import RevocationEngine
+    from offboard_audit.storage.store import Store
 
 # Exit 1: a refusal (cap, breaker, stale plan, lock) or a failed action, like findings for `audit`.
 EXIT_REFUSED = EXIT_FINDINGS
@@ -43,6 +53,9 @@ def actor() -> str:
 
 
 def engine_for(ctx: typer.Context) -> tuple[Config, Store, RevocationEngine]:
+    # Imported here: `audit` and `findings` use this module but never revoke.
+    from offboard_audit.engine.revocation import RevocationEngine
+
     st = state(ctx)
     config = st.config()
     store = st.store(config)
@@ -51,7 +64,7 @@ def engine_for(ctx: typer.Context) -> tuple[Config, Store, RevocationEngine]:
         store,
         source_context(config),
         actor(),
-        reporter=lambda m: err.print(m, highlight=False, soft_wrap=True),
+        reporter=lambda m: err.print(plain(m), highlight=False, soft_wrap=True),
     )
     return config, store, engine
 
@@ -62,21 +75,22 @@ def check_format(fmt: str, allowed: Sequence[str]) -> None:
 
 
 def plan_table(plan: Plan) -> Table:
-    table = Table(title=f"revocation plan {plan.plan_id}", header_style="bold")
+    table = Table(title=plain(f"revocation plan {plan.plan_id}"), header_style="bold")
     for col in ("#", "person", "source", "account", "credential", "action", "stage", "reversible", "needs"):
         table.add_column(col)
     for i, a in enumerate(plan.actions, start=1):
         who = f"{a.person} ({a.person_name})" if a.person and a.person_name else (a.person or "-")
+        action = plain(a.action) + (plain("\n") + plain(a.note, "dim") if a.note else plain(""))
         table.add_row(
             str(i),
-            who,
-            a.source,
-            a.username,
-            f"{a.credential_kind.value} {a.credential_id}",
-            a.action + (f"\n[dim]{a.note}[/]" if a.note else ""),
-            a.stage.value,
-            "yes" if a.reversible else "[bold red]NO[/]",
-            "\n".join(a.permissions),
+            plain(who),
+            plain(a.source),
+            plain(a.username),
+            plain(f"{a.credential_kind.value} {a.credential_id}"),
+            action,
+            plain(a.stage.value),
+            plain("yes") if a.reversible else plain("NO", "bold red"),
+            Text("\n").join(plain(p) for p in a.permissions),
         )
     return table
 
@@ -86,17 +100,45 @@ def held_table(plan: Plan) -> Table:
     for col in ("finding", "rule", "source", "account", "credential", "why"):
         table.add_column(col)
     for h in plan.held:
-        table.add_row(h.finding_id, h.rule.value, h.source, h.username, h.credential_id or "-", h.reason)
+        table.add_row(
+            *(
+                plain(v)
+                for v in (h.finding_id, h.rule.value, h.source, h.username, h.credential_id or "-", h.reason)
+            )
+        )
     return table
 
 
-def check_findings(store: Store, ids: Sequence[str]) -> None:
+# A prefix shorter than this is refused even when it is unique: `revoke --finding a --apply`
+# must not act on whichever finding happens to start with "a".
+MIN_PREFIX = 6
+
+
+def check_findings(store: Store, ids: Sequence[str]) -> list[str]:
+    """The full finding ids for ``ids``: each a full id or a unique prefix of one (the short id
+    of the findings table). An unknown id or an ambiguous or too short prefix is a usage error
+    (exit 2) naming it."""
     if not ids:
-        return
-    known = {f.finding_id for f in store.list_findings(None, finding_ids=list(ids))}
-    missing = [i for i in ids if i not in known]
-    if missing:
-        raise fail(f"unknown finding id(s): {', '.join(missing)}")
+        return []
+    exact = {f.finding_id for f in store.list_findings(None, finding_ids=list(ids))}
+    if all(i in exact for i in ids):
+        return list(ids)
+    known = sorted(store.finding_first_seen())
+    resolved: list[str] = []
+    for given in ids:
+        if given in exact:
+            resolved.append(given)
+            continue
+        matches = [k for k in known if k.startswith(given)] if len(given) >= MIN_PREFIX else []
+        if len(given) < MIN_PREFIX and any(k.startswith(given) for k in known):
+            raise fail(f"finding id {given!r} is too short: give at least {MIN_PREFIX} characters")
+        if not matches:
+            raise fail(f"unknown finding id: {given}")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise fail(f"finding id {given!r} is ambiguous: it starts {len(matches)} findings ({shown})")
+        resolved.append(matches[0])
+    return resolved
 
 
 @contextmanager
@@ -105,7 +147,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
         yield lambda _m: None
         return
     with err.status("starting") as status:
-        yield lambda message: status.update(message)
+        yield lambda message: status.update(plain(message))
 
 
 def check_output_format(fmt: str) -> str:
@@ -121,14 +163,14 @@ def emit(text: str, output_file: Path | None = None) -> None:
         sys.stdout.flush()
     else:
         output_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        err.print(f"wrote {output_file}")
+        err.print(plain(f"wrote {output_file}"))
 
 
 def render(result: RunResult, fmt: str, output_file: Path | None, actions: ActionInfo | None) -> None:
     if output_file is not None:
         with output_file.open("w", encoding="utf-8") as fh:
             format_for(fmt).write_run(fh, result, actions)
-        err.print(f"wrote {output_file}")
+        err.print(plain(f"wrote {output_file}"))
     else:
         format_for(fmt).write_run(sys.stdout, result, actions)
         sys.stdout.flush()

@@ -17,7 +17,7 @@ from offboard_audit.cli.app import (
 )
 from offboard_audit.config import Config
 from offboard_audit.core.matching import validate_username_rules
-from offboard_audit.report.table import console_for
+from offboard_audit.report.table import console_for, markup_safe, plain
 
 
 def permissions_table(config: Config) -> Table:
@@ -29,7 +29,9 @@ def permissions_table(config: Config) -> Table:
             f"{a.name} ({a.stage.value}{'' if a.reversible else ', irreversible'}): {', '.join(a.permissions)}"
             for a in s.plugin.revoker_actions.values()
         )
-        table.add_row(s.name, s.type, "\n".join(s.plugin.read_permissions) or "-", actions or "-")
+        table.add_row(
+            plain(s.name), plain(s.type), "\n".join(s.plugin.read_permissions) or "-", actions or "-"
+        )
     return table
 
 
@@ -46,15 +48,18 @@ def config_check(ctx: typer.Context) -> int:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
     console = console_for()
     console.print(
-        f"[green]ok[/]: {config.path} ({len(config.sources)} sources, database {config.database_url})"
+        f"[green]ok[/]: {markup_safe(config.path)} ({len(config.sources)} sources, "
+        f"database {markup_safe(config.database_url)})"
     )
     console.print(permissions_table(config))
     pol = config.policy
     console.print(
-        f"policy: grace_period={pol.grace_period}, auto_revoke={pol.auto_revoke}, "
-        f"max_people_per_run={pol.max_people_per_run}, max_actions_per_run={pol.max_actions_per_run}, "
-        f"max_new_terminations={pol.max_new_terminations}, max_missing_people={pol.max_missing_people}, "
-        f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
+        plain(
+            f"policy: grace_period={pol.grace_period}, auto_revoke={pol.auto_revoke}, "
+            f"max_people_per_run={pol.max_people_per_run}, max_actions_per_run={pol.max_actions_per_run}, "
+            f"max_new_terminations={pol.max_new_terminations}, max_missing_people={pol.max_missing_people}, "
+            f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
+        )
     )
     if not config.hr_sources:
         err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")

@@ -10,6 +10,7 @@ import typer
 
 from offboard_audit.cli.app import EXIT_OK, EXIT_SOURCE_FAILED, app, err, source_context, state
 from offboard_audit.daemon.service import Daemon, DaemonOptions, open_store
+from offboard_audit.report.table import plain
 
 
 @app.command()
@@ -58,6 +59,6 @@ def daemon(
         summary = ", ".join(f"{k}={v}" for k, v in result.summary().items())
         err.print(f"run {result.run_id}: {len(result.findings)} findings ({summary})")
         if result.circuit_breaker:
-            err.print(f"circuit breaker: {result.circuit_breaker}")
+            err.print(plain(f"circuit breaker: {result.circuit_breaker}"))
         return EXIT_SOURCE_FAILED if result.any_source_failed else EXIT_OK
     return d.serve()

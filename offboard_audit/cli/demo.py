@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from offboard_audit.cli.app import (
     EXIT_OK,
     app,
     err,
+    fail,
     now_utc,
     show_progress,
     state,
@@ -20,37 +22,95 @@ from offboard_audit.cli.common import (
     progress,
     render,
 )
-from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.storage.store import Store
+from offboard_audit.config import DEFAULT_CONFIG_NAME
+from offboard_audit.report.table import plain
+
+DEMO_NOTE = """\
+# The demo's LDAP directory, AWS account and Google Cloud projects were in-memory fakes:
+# point the sources below at your own systems.
+"""
+
+
+def _demo_files(directory: Path) -> tuple[Path, Path]:
+    """(config, HR file) under ``directory``; an existing one is a usage error, checked first."""
+    config, hr = directory / DEFAULT_CONFIG_NAME, directory / "hr.csv"
+    for existing in (config, hr):
+        if existing.exists():
+            raise fail(f"{existing} already exists; not overwriting it (choose another --write-config DIR)")
+    return config, hr
+
+
+def write_demo_config(directory: Path) -> Path:
+    """The demo's HR file and a starter config reading it, in ``directory``; returns the config."""
+    from offboard_audit.cli.init import starter_config, write_new
+    from offboard_audit.demo import demo_hr_path
+
+    config, hr = _demo_files(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(demo_hr_path(), hr)
+    write_new(
+        config,
+        starter_config(
+            " (written by `offboard-audit demo --write-config`)", hr_path="hr.csv", note=DEMO_NOTE
+        ),
+    )
+    return config
 
 
 @app.command()
 def demo(
     ctx: typer.Context,
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    write_config: Path | None = typer.Option(
+        None,
+        "--write-config",
+        metavar="DIR",
+        help="Also write the demo's HR file and a starter config reading it to DIR, to continue from there.",
+    ),
 ) -> int:
     """Audit an embedded sample organisation: no config, no network, no server."""
-    from offboard_audit.demo import demo_org
+    from offboard_audit.demo import DemoUnavailable, demo_org
+    from offboard_audit.engine.pipeline import Pipeline
+    from offboard_audit.storage.store import Store
 
     check_output_format(fmt)
     st = state(ctx)
+    if write_config is not None:
+        _demo_files(write_config)  # refuse before the demo runs, not after
     with tempfile.TemporaryDirectory(prefix="offboard-audit-demo-") as tmp:
         workdir = Path(tmp)
         db_url = st.db_url or f"sqlite:///{workdir / 'demo.db'}"
         now = now_utc()
-        with demo_org(now, db_url, workdir) as org:
-            for note in org.skipped:
-                err.print(f"[yellow]demo: connector not available:[/] {note}")
-            if fmt == "table":
-                names = ", ".join(f"{s.name} ({s.type})" for s in org.config.sources)
-                err.print(f"[bold]offboard-audit demo[/]: sample organisation with sources {names}")
-            store = Store.open(org.config.database_url)
-            with progress(show_progress(fmt, None)) as report:
-                result = Pipeline(org.config, store, org.ctx, report).run(now)
-            render(result, fmt, None, store.actions_by_finding([f.finding_id for f in result.findings]))
-            if fmt == "table":
-                err.print(
-                    "next: write an offboard-audit.toml (see README) and run `offboard-audit audit`; "
-                    "`offboard-audit plan` shows what would be revoked."
-                )
+        try:
+            with demo_org(now, db_url, workdir) as org:
+                for note in org.skipped:
+                    err.print(plain("demo: connector not available: ", "yellow") + plain(note))
+                if fmt == "table":
+                    names = ", ".join(f"{s.name} ({s.type})" for s in org.config.sources)
+                    err.print(
+                        plain("offboard-audit demo", "bold")
+                        + plain(f": sample organisation with sources {names}")
+                    )
+                store = Store.open(org.config.database_url)
+                with progress(show_progress(fmt, None)) as report:
+                    result = Pipeline(org.config, store, org.ctx, report).run(now)
+                render(result, fmt, None, store.actions_by_finding([f.finding_id for f in result.findings]))
+        except DemoUnavailable as exc:
+            raise fail(str(exc)) from None
+    if write_config is not None:
+        written = write_demo_config(write_config)
+        err.print(plain(f"wrote {written.parent / 'hr.csv'} and {written}"))
+        err.print(
+            plain(
+                f"next: offboard-audit --config {written} audit   (the HR source is set; add your LDAP, "
+                "AWS and Google Cloud sources to that file, then `config check`)"
+            )
+        )
+    elif fmt == "table":
+        err.print(
+            plain(
+                "next: `offboard-audit demo --write-config DIR` writes this HR file and a starter config "
+                "(or `offboard-audit config init`); `offboard-audit plan` shows what would be revoked."
+            )
+        )
     return EXIT_OK

@@ -23,7 +23,7 @@ from offboard_audit.cli.common import (
 )
 from offboard_audit.core.records import Exemption
 from offboard_audit.report.json import dumps
-from offboard_audit.report.table import console_for
+from offboard_audit.report.table import console_for, plain
 from offboard_audit.storage.actions import NewEvent, append_event
 
 exempt_app = typer.Typer(
@@ -89,7 +89,9 @@ def exempt_add(
     )
     emit(ex.exemption_id)
     err.print(
-        f"exemption {ex.exemption_id} for {ex.selector!r} until {ex.until.isoformat()}; the next audit applies it"
+        plain(
+            f"exemption {ex.exemption_id} for {ex.selector!r} until {ex.until.isoformat()}; the next audit applies it"
+        )
     )
     return EXIT_OK
 
@@ -131,12 +133,12 @@ def exempt_list(
         table.add_column(col)
     for e in rows:
         table.add_row(
-            e.exemption_id,
-            e.selector,
-            e.until.isoformat(),
-            "active" if e.active(now) else "expired",
-            e.created_by,
-            e.reason,
+            plain(e.exemption_id),
+            plain(e.selector),
+            plain(e.until.isoformat()),
+            plain("active" if e.active(now) else "expired"),
+            plain(e.created_by),
+            plain(e.reason),
         )
     console_for().print(table)
     return EXIT_OK
@@ -150,5 +152,5 @@ def exempt_remove(ctx: typer.Context, exemption_id: str = typer.Argument(..., he
     if not store.remove_exemption(exemption_id, now):
         raise fail(f"no active exemption with id {exemption_id!r}")
     append_event(store, NewEvent("exemption-removed", now, actor(), {"exemption_id": exemption_id}))
-    err.print(f"removed {exemption_id}")
+    err.print(plain(f"removed {exemption_id}"))
     return EXIT_OK

@@ -15,6 +15,7 @@ from offboard_audit.cli.common import (
     emit,
 )
 from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.report.table import markup_safe
 from offboard_audit.storage.actions import iter_events
 
 log_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -35,6 +36,6 @@ def log_verify(
         emit(f"ok: {result.events} events, chain intact; head {result.head_seq} {result.head_hash}")
         return EXIT_OK
     for p in result.problems:
-        err.print(f"[bold red]broken:[/] {p}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]broken:[/] {markup_safe(p)}", highlight=False, soft_wrap=True)
     emit(f"BROKEN: {len(result.problems)} problem(s) in {result.events} events")
     return EXIT_REFUSED

@@ -26,7 +26,7 @@ from offboard_audit.core.planning import (
     plan_json,
 )
 from offboard_audit.report.json import dumps
-from offboard_audit.report.table import console_for
+from offboard_audit.report.table import console_for, markup_safe
 
 
 def print_plan(plan: Plan) -> None:
@@ -36,7 +36,8 @@ def print_plan(plan: Plan) -> None:
         for a in plan.actions:
             if not a.reversible:
                 console.print(
-                    f"[bold red]irreversible:[/] {a.action} on {a.username} {a.credential_id}: {a.description}"
+                    f"[bold red]irreversible:[/] {markup_safe(a.action)} on {markup_safe(a.username)} "
+                    f"{markup_safe(a.credential_id)}: {markup_safe(a.description)}"
                 )
     else:
         console.print("no actions to plan")
@@ -53,26 +54,33 @@ def plan(
         None, "--output", help="Write the plan (JSON, with checksum) to FILE."
     ),
     fmt: str = typer.Option("table", "--format", help="table or json."),
-    finding: list[str] = typer.Option([], "--finding", help="Only these finding ids (repeatable)."),
+    finding: list[str] = typer.Option(
+        [], "--finding", help="Only these findings: the full id or the table's short id (repeatable)."
+    ),
     person: str | None = typer.Option(None, "--person", help="Only this employee id."),
 ) -> int:
     """The revocation plan for open findings past their grace period (changes nothing)."""
     check_format(fmt, ("table", "json"))
     _config, store, engine = engine_for(ctx)
     now = now_utc()
-    check_findings(store, finding)
+    finding = check_findings(store, finding)
     the_plan = engine.plan(now, finding_ids=finding, person=person)
     body = plan_json(the_plan)
     breaker = engine.stored_breaker()
     if output_file is not None:
         output_file.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-        err.print(f"wrote {output_file} (apply with: offboard-audit revoke --plan {output_file} --apply)")
+        err.print(
+            f"wrote {markup_safe(output_file)} "
+            f"(apply with: offboard-audit revoke --plan {markup_safe(output_file)} --apply)"
+        )
     if fmt == "json":
         emit(dumps({**body, "circuit_breaker": breaker}))
     else:
         print_plan(the_plan)
     if breaker:
         err.print(
-            f"[bold yellow]note:[/] revoke would refuse right now: {breaker}", highlight=False, soft_wrap=True
+            f"[bold yellow]note:[/] revoke would refuse right now: {markup_safe(breaker)}",
+            highlight=False,
+            soft_wrap=True,
         )
     return EXIT_OK

@@ -20,6 +20,7 @@ from offboard_audit.cli.common import (
 )
 from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
 from offboard_audit.report.json import dumps
+from offboard_audit.report.table import plain
 
 
 @app.command()
@@ -39,7 +40,7 @@ def report(
     text = dumps(evidence_json(evidence)) if fmt == "json" else evidence_html(evidence)
     if output_file is not None:
         output_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        err.print(f"wrote {output_file}")
+        err.print(plain(f"wrote {output_file}"))
     else:
         emit(text)
     return EXIT_OK

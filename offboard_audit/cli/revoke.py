@@ -37,7 +37,7 @@ from offboard_audit.core.planning import (
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import ApplyReport
 from offboard_audit.report.json import dumps
-from offboard_audit.report.table import console_for
+from offboard_audit.report.table import console_for, markup_safe, plain
 
 
 def outcomes_table(report: ApplyReport, title: str) -> Table:
@@ -53,16 +53,15 @@ def outcomes_table(report: ApplyReport, title: str) -> Table:
     }
     for o in (*report.recovered, *report.outcomes):
         s = style.get(o.status)
-        result = f"[{s}]{o.status}[/]" if s else o.status
         table.add_row(
-            o.action_id or "-",
-            o.person or "-",
-            o.source,
-            o.account,
-            o.credential_id,
-            o.action + (f" (undo of {o.undo_of})" if o.undo_of else ""),
-            result,
-            o.error or o.message,
+            plain(o.action_id or "-"),
+            plain(o.person or "-"),
+            plain(o.source),
+            plain(o.account),
+            plain(o.credential_id),
+            plain(o.action + (f" (undo of {o.undo_of})" if o.undo_of else "")),
+            plain(o.status, s or ""),
+            plain(o.error or o.message),
         )
     return table
 
@@ -114,7 +113,9 @@ def revoke(
     plan_path: Path | None = typer.Option(
         None, "--plan", help="Apply exactly this plan file (from `plan --output`)."
     ),
-    finding: list[str] = typer.Option([], "--finding", help="Only these finding ids (repeatable)."),
+    finding: list[str] = typer.Option(
+        [], "--finding", help="Only these findings: the full id or the table's short id (repeatable)."
+    ),
     person: str | None = typer.Option(None, "--person", help="Only this employee id."),
     max_people: int | None = typer.Option(
         None, "--max", min=0, help="Blast-radius cap for this run: at most N people (overrides policy)."
@@ -131,7 +132,7 @@ def revoke(
     """Revoke what the plan says: a dry run unless --apply."""
     check_format(fmt, ("table", "json"))
     _config, store, engine = engine_for(ctx)
-    check_findings(store, finding)
+    finding = check_findings(store, finding)
     plan_file: PlanFile | None = None
     if plan_path is not None:
         try:
@@ -139,7 +140,11 @@ def revoke(
         except FileNotFoundError:
             raise fail(f"plan file {plan_path} not found") from None
         except (PlanFileError, json.JSONDecodeError) as exc:
-            err.print(f"[bold red]refused:[/] plan file {plan_path}: {exc}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]refused:[/] plan file {markup_safe(plan_path)}: {markup_safe(exc)}",
+                highlight=False,
+                soft_wrap=True,
+            )
             return EXIT_REFUSED
     report = engine.revoke(
         now_utc(),
@@ -153,12 +158,12 @@ def revoke(
     print_report(report, fmt, "revocation results")
     for o in report.recovered:
         err.print(
-            f"recovered interrupted action {o.action_id}: {o.status} ({o.error or o.message})",
+            plain(f"recovered interrupted action {o.action_id}: {o.status} ({o.error or o.message})"),
             highlight=False,
             soft_wrap=True,
         )
     if report.refused is not None:
-        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]refused:[/] {markup_safe(report.refused)}", highlight=False, soft_wrap=True)
         return EXIT_REFUSED
     plan_ = report.plan
     done = len(plan_.done) if plan_ else 0
@@ -214,7 +219,7 @@ def undo(
         report = engine.undo_person(person, now, apply=apply)
     print_report(report, fmt, "undo results" if apply else "undo (dry run)")
     if report.refused is not None:
-        err.print(f"[bold red]refused:[/] {report.refused}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]refused:[/] {markup_safe(report.refused)}", highlight=False, soft_wrap=True)
         return EXIT_REFUSED
     if not report.outcomes:
         err.print("nothing to undo", highlight=False, soft_wrap=True)
@@ -222,7 +227,8 @@ def undo(
     for o in report.outcomes:
         if o.status == "irreversible":
             err.print(
-                f"[bold red]irreversible:[/] {o.action_id} {o.action} on {o.account} {o.credential_id}: {o.error}",
+                f"[bold red]irreversible:[/] {markup_safe(o.action_id)} {markup_safe(o.action)} on "
+                f"{markup_safe(o.account)} {markup_safe(o.credential_id)}: {markup_safe(o.error)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -3,6 +3,10 @@
 A bundled HR file (active, terminated, future-dated and rehired people) plus each
 connector's in-process fake (LDAP via ldap3's mock, AWS via moto, Google Cloud via local
 fakes). Nothing touches the network and no config file is needed.
+
+moto is not a dependency of a production install: it comes with the ``demo`` extra
+(``pip install 'offboard-audit[demo]'``). Without it the demo stops with
+:class:`DemoUnavailable`, whose message says exactly that.
 """
 
 from __future__ import annotations
@@ -21,6 +25,24 @@ from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext, SourceKind
 from offboard_audit.core.records import Person
+
+# Python packages a connector's demo part may need that a production install leaves out, and
+# the extra that brings them.
+DEMO_EXTRAS = {"moto": "demo"}
+
+
+class DemoUnavailable(Exception):
+    """The demo cannot run in this installation; the message says what to install."""
+
+
+def install_hint(module: str) -> str:
+    extra = DEMO_EXTRAS.get(module.split(".")[0])
+    if extra is None:
+        return f"the demo needs the Python package {module!r}, which is not installed"
+    return (
+        f"the demo needs {module.split('.')[0]}, which production installs leave out: "
+        f"pip install 'offboard-audit[{extra}]' (from a clone of the repository: pip install -e '.[{extra}]')"
+    )
 
 
 def demo_hr_path() -> Path:
@@ -57,7 +79,12 @@ def demo_org(now: datetime, db_url: str, workdir: Path) -> Iterator[DemoOrg]:
                 continue
             if plugin.kind is not SourceKind.ACCOUNTS or plugin.demo is None:
                 continue
-            part = plugin.demo(people, now)
+            try:
+                part = plugin.demo(people, now)
+            except ModuleNotFoundError as exc:
+                if exc.name is None or exc.name.split(".")[0] not in DEMO_EXTRAS:
+                    raise
+                raise DemoUnavailable(install_hint(exc.name)) from exc
             stack.callback(part.close)
             table = dict(part.source)
             sources.append(table)
