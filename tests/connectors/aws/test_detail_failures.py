@@ -279,8 +279,12 @@ def test_revoker_write_refused_by_the_endpoint_names_call_user_and_option(
         account_uid=str(iam_backend().users["bob"].id),
     )
     step = apply_step(rv, DEACTIVATE_SSH_KEY, target)
-    assert step.status == "failed"
-    text = step.error or ""
+    # The engine records what a re-read shows, not what the failed call claimed (moto in process
+    # still processes the request behind the injected answer): applied exactly when the key is
+    # inactive now, and the call's error, naming call, user and option, is kept either way.
+    status = iam.list_ssh_public_keys(UserName="bob")["SSHPublicKeys"][0]["Status"]
+    assert step.status == ("applied" if status == "Inactive" else "failed")
+    text = step.error or step.message
     assert "iam:UpdateSSHPublicKey" in text and "'bob'" in text and "ssh_public_keys = false" in text
 
 
