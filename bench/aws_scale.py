@@ -10,16 +10,35 @@ measures, with botocore event hooks counting every API call:
    GetAccessKeyLastUsed per key, GetLoginProfile, ListMFADevices, ListSSHPublicKeys.
 
 Run from the repository root:  python bench/aws_scale.py [--users 2000] [--departed 40]
-(Cloud Custodian is not used here; see the report for its figure on this machine.)
+
+``--against-custodian`` compares the command a user runs with Cloud Custodian on the same moto
+server instead: ``offboard-audit audit --source aws`` as a subprocess (interpreter start,
+imports, a fresh database) against ``custodian run`` of a policy that finds the same leavers'
+active access keys (``aws.iam-user``, a ``UserName`` value filter and a ``credential`` filter on
+``access_keys.active``). Both read through the same server, which counts every API call it
+answers, so the counts are comparable; each side runs ``--repeat`` times (median wall time).
+This script installs nothing: Custodian runs only when ``custodian`` (PyPI ``c7n``, e.g. in its
+own virtualenv) is on PATH; without it only offboard-audit's figures are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +53,9 @@ from offboard_audit.config import load_config
 from offboard_audit.engine.pipeline import run_audit
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, MotoServer, population, seed_users
+from tests.support.ports import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def counting_session(calls: Counter[str]) -> boto3.session.Session:
@@ -97,13 +119,225 @@ def naive(endpoint: str, calls: Counter[str]) -> int:
     return keys
 
 
+class CountingMotoServer:
+    """A moto server (sharing this process's moto backends, so seeding works as with
+    :class:`MotoServer`) that counts every API call it answers, by ``service:Action``."""
+
+    def __init__(self) -> None:
+        import logging
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.port = free_port()
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server("127.0.0.1", self.port, self._counting(app), threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            if not environ.get("PATH_INFO", "").startswith("/moto-api"):
+                with self._lock:
+                    self.calls[_call_name(environ, body)] += 1
+            return app(environ, start_response)
+
+        return counted
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_for_port("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+    def take(self) -> Counter[str]:
+        """The calls counted since the last take."""
+        with self._lock:
+            calls, self.calls = self.calls, Counter()
+        return calls
+
+
+def _call_name(environ: dict[str, Any], body: bytes) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    # SigV4: Credential=KEY/DATE/REGION/SERVICE/aws4_request
+    service = auth.split("Credential=", 1)[1].split("/")[3] if "Credential=" in auth else "?"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    params = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    params.update(urllib.parse.parse_qs(body.decode("utf-8", "replace")))
+    action = params.get("Action", ["?"])[0]
+    return f"{service}:{action}"
+
+
+def custodian_policy(departed: int) -> dict[str, Any]:
+    """The Custodian policy that finds what ``audit --source aws`` reports first: the active
+    access keys of the departed users."""
+    return {
+        "policies": [
+            {
+                "name": "leavers-active-keys",
+                "resource": "aws.iam-user",
+                "filters": [
+                    {
+                        "type": "value",
+                        "key": "UserName",
+                        "op": "in",
+                        "value": [f"left-{i:03d}" for i in range(departed)],
+                    },
+                    {"type": "credential", "key": "access_keys.active", "value": True},
+                ],
+            }
+        ]
+    }
+
+
+@dataclass
+class Side:
+    """One run of one tool: wall and CPU seconds (the tool's process, not the server's), what it
+    found, and the API calls the server answered for it."""
+
+    wall: float
+    cpu: float
+    found: int
+    calls: Counter[str]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(server: CountingMotoServer, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[Side, str]:
+    server.take()
+    cpu = _children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    side = Side(wall, _children_cpu() - cpu, 0, server.take())
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return side, proc.stdout
+
+
+def run_ours(server: CountingMotoServer, users: int, departed: int, now: datetime) -> Side:
+    """One ``offboard-audit audit --source aws`` process on a fresh database; found: the
+    leavers' active access keys."""
+    with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
+        config = write_inputs(Path(tmp), server.url, users, departed, now)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFBOARD_AUDIT", "AWS_"))}
+        env.update(FAKE_AWS_ENV)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        argv = [sys.executable, "-m", "offboard_audit", "--config", str(config)]
+        argv += ["audit", "--source", "aws", "--format", "json", "--fail-on", "none"]
+        side, out = _timed(server, argv, tmp, env)
+    side.found = sum(
+        1
+        for f in json.loads(out)["findings"]
+        if f["source"] == "aws"
+        and f["credential"]["kind"] == "access_key"
+        and f["credential"]["active"]
+        and f["person"] is not None
+        and f["person"]["status"] == "terminated"
+    )
+    return side
+
+
+def run_custodian(custodian: str, server: CountingMotoServer, departed: int) -> Side:
+    """One ``custodian run`` of :func:`custodian_policy`; found: the users it matched."""
+    with tempfile.TemporaryDirectory(prefix="bench-c7n-") as tmp:
+        policy = Path(tmp) / "policy.yml"
+        policy.write_text(json.dumps(custodian_policy(departed)))  # JSON is YAML
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(FAKE_AWS_ENV)
+        env["AWS_ENDPOINT_URL"] = server.url  # every service of every client goes to the moto server
+        out = Path(tmp) / "out"
+        argv = [custodian, "run", "--cache-period", "0", "-s", str(out), "-r", "us-east-1", str(policy)]
+        side, _ = _timed(server, argv, tmp, env)
+        side.found = len(json.loads((out / "leavers-active-keys" / "resources.json").read_text()))
+    return side
+
+
+def _calls_line(calls: Counter[str]) -> str:
+    top = ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: -kv[1])[:5])
+    return f"{sum(calls.values())} ({top})"
+
+
+def against_custodian(users: int, departed: int, repeat: int) -> None:
+    custodian = shutil.which("custodian")
+    now = datetime.now(UTC)
+    server = CountingMotoServer()
+    server.start()
+    try:
+        started = time.perf_counter()
+        seed_users(population(users, departed, now))
+        print(f"seeded {users} users ({departed} departed) in {time.perf_counter() - started:.1f}s\n")
+        sides = {
+            "offboard-audit audit --source aws": [
+                run_ours(server, users, departed, now) for _ in range(repeat)
+            ]
+        }
+        if custodian:
+            sides["custodian run (aws.iam-user)"] = [
+                run_custodian(custodian, server, departed) for _ in range(repeat)
+            ]
+    finally:
+        server.stop()
+    print(
+        f"median of {repeat} run(s) each, both run as a user runs them: a new process, the same moto server"
+    )
+    print("(CPU: the tool's own process; the wall time also covers the server answering it)\n")
+    print(f"{'':34s} {'wall':>7s} {'CPU':>7s} {'found':>6s}  API calls")
+    medians: dict[str, float] = {}
+    for label, runs in sides.items():
+        medians[label] = statistics.median(r.wall for r in runs)
+        cpu = statistics.median(r.cpu for r in runs)
+        print(
+            f"{label:34s} {medians[label]:6.2f}s {cpu:6.2f}s {runs[-1].found:6d}  {_calls_line(runs[-1].calls)}"
+        )
+    if custodian:
+        ours, theirs = (runs[-1] for runs in sides.values())
+        our_wall, their_wall = medians.values()
+        print(
+            f"\noffboard-audit: {their_wall / our_wall:.1f}x faster (wall), "
+            f"{sum(theirs.calls.values()) / max(1, sum(ours.calls.values())):.1f}x fewer API calls; "
+            "found: our leavers' active keys, Custodian's users with an active key"
+        )
+    else:
+        print(
+            "\ncustodian is not on PATH: only offboard-audit's figures are printed. To compare, install "
+            "Cloud Custodian in its own virtualenv (python -m venv /tmp/c7n && /tmp/c7n/bin/pip install c7n) "
+            "and run again with that virtualenv's bin/ on PATH (after this interpreter's)."
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--departed", type=int, default=40)
+    parser.add_argument(
+        "--against-custodian",
+        action="store_true",
+        help="compare the CLI with Cloud Custodian (when `custodian` is on PATH) instead",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side with --against-custodian")
     args = parser.parse_args()
+    if args.against_custodian:
+        against_custodian(args.users, args.departed, args.repeat)
+        return
     now = datetime.now(UTC)
     server = MotoServer()
     server.start()

@@ -24,4 +24,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian starts no daemons here (no systemd); the tests run their own on loopback ports.
 fi
 
+# The test extra pulls the demo extra (moto), which production installs leave out.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

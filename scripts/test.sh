@@ -13,5 +13,7 @@ echo "== mypy"
 python3 -m mypy
 echo "== import boundaries"
 lint-imports --no-cache
+echo "== systemd unit"
+bash scripts/verify-unit.sh
 echo "== pytest"
 python3 -m pytest -q "$@"

@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
         # A bug, not a finding: exit 4 with one line, the traceback only on request.
         if debug_wanted():
             traceback.print_exc()
-        _say("internal error: ", f"{type(exc).__name__}: {exc}")
+        # The first line only (a database error quotes its whole statement); --debug has it all.
+        first_line = next(iter(str(exc).splitlines()), "")
+        _say("internal error: ", f"{type(exc).__name__}: {first_line}")
         if not debug_wanted():
             _say(
                 "",

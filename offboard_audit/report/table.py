@@ -94,14 +94,22 @@ class TableFormat(Format):
             console.print(plain(f"no {title}"))
 
 
+class ReportConsole(Console):
+    """rich's Console, except that a closed pipe (``| head``) raises BrokenPipeError for the CLI
+    to end quietly with 141, where rich would exit 1: which cron reads as "findings"."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def console_for(file: TextIO | None = None) -> Console:
     """A console for reports: the terminal's width on a TTY; when piped, ``$COLUMNS`` if set
     (``COLUMNS=80 offboard-audit audit | less``), else 160 columns."""
-    c = Console(file=file)
+    c = ReportConsole(file=file)
     if not c.is_terminal:
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
-        c = Console(file=file, width=width, no_color=file is not None)
+        c = ReportConsole(file=file, width=width, no_color=file is not None)
     return c
 
 

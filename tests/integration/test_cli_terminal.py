@@ -194,3 +194,22 @@ def test_debug_shows_the_traceback_of_an_unexpected_error(
     proc = crash(world, *args, env=env)
     assert proc.returncode == 4
     assert "Traceback (most recent call last)" in proc.stderr and "in boom" in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(world: FakeWorld) -> None:
+    """`offboard-audit findings | head`: not a crash (4), not "findings" (rich's own exit 1)."""
+    assert cli(world, "audit", "--format", "json").returncode == 1
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), "findings"],
+        cwd=world.root,
+        env=fake_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the command writes anything: its first write meets a closed pipe
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 141, err
+    assert err == ""
