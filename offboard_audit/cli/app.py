@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from offboard_audit.config import Config
     from offboard_audit.core.protocols import SourceContext
     from offboard_audit.core.records import Severity
+    from offboard_audit.report.audit_trail import AuditTrail
     from offboard_audit.storage.store import Store
 
 EXIT_OK = 0
@@ -61,6 +62,8 @@ class CliState:
     db_url: str | None
     config_given: bool
     debug: bool = False
+    # Stores this command opened, with their [audit] settings (anchored by close()).
+    opened: list[tuple[Store, AuditTrail]] = field(default_factory=list)
 
     def config(self) -> Config:
         from offboard_audit.config import load_config
@@ -77,11 +80,41 @@ class CliState:
             return self.config().database_url
         return default_db_url(self.config_path.parent.resolve())
 
+    def config_if_any(self) -> Config | None:
+        """The config when there is one to read (commands that also run on --db alone)."""
+        if self.config_path.exists() or self.config_given:
+            return self.config()
+        return None
+
     def store(self, config: Config | None = None) -> Store:
+        from offboard_audit.report.audit_trail import AuditTrail, attach
         from offboard_audit.storage.store import Store
 
+        config = config if config is not None else self.config_if_any()
         url = config.database_url if config is not None else self.database_url()
-        return Store.open(url)
+        store = Store.open(url)
+        # [audit] key_env: every audit event this command appends is keyed; close() anchors them.
+        trail = AuditTrail.from_config(config)
+        attach(store, trail)
+        self.opened.append((store, trail))
+        return store
+
+    def close(self) -> None:
+        """When the command ends (however it ends): anchor what it appended to the audit log
+        in [audit] anchor_file (report/audit_trail.py)."""
+        from offboard_audit.report.audit_trail import write_anchor
+        from offboard_audit.report.table import plain
+
+        for store, trail in self.opened:
+            try:
+                write_anchor(store, trail, now_utc())
+            except Exception as exc:
+                err.print(
+                    plain("error: ", "bold red")
+                    + plain(f"could not write the audit anchor to {trail.anchor_file}: {exc}"),
+                    highlight=False,
+                )
+        self.opened.clear()
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -198,6 +231,7 @@ def main_options(
         config_given=config is not None or "OFFBOARD_AUDIT_CONFIG" in os.environ,
         debug=debug_wanted(),
     )
+    ctx.call_on_close(ctx.obj.close)
 
 
 def set_global_option(ctx: ClickContext, name: str, value: object) -> None:

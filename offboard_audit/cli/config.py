@@ -16,6 +16,7 @@ from offboard_audit.cli.app import (
     state,
 )
 from offboard_audit.config import Config
+from offboard_audit.core.audit_chain import mode_name
 from offboard_audit.core.matching import validate_username_rules
 from offboard_audit.report.table import console_for, markup_safe, plain
 
@@ -35,6 +36,17 @@ def permissions_table(config: Config) -> Table:
     return table
 
 
+def audit_mode(config: Config) -> str:
+    """One line: the audit trail's mode (docs/revocation.md, "What the audit trail proves")."""
+    a = config.audit
+    parts = [f"audit log: {mode_name(a.keyed, a.anchored)}"]
+    if a.key is not None:
+        parts.append(f"key from ${a.key_env} (key id {a.key.key_id})")
+    if a.anchor_file is not None:
+        parts.append(f"anchors in {a.anchor_file}")
+    return "; ".join(parts)
+
+
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> int:
     """Validate the config file and print the permissions each source needs."""
@@ -47,10 +59,13 @@ def config_check(ctx: typer.Context) -> int:
     for s in config.sources:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
     console = console_for()
+    # Never the password: masked in the URL, and named by its variable when it came from one.
+    password_from = f", password from ${config.database_password_env}" if config.database_password_env else ""
     console.print(
         f"[green]ok[/]: {markup_safe(config.path)} ({len(config.sources)} sources, "
-        f"database {markup_safe(config.database_url)})"
+        f"database {markup_safe(config.database_url_masked)}{markup_safe(password_from)})"
     )
+    console.print(plain(audit_mode(config)))
     console.print(permissions_table(config))
     pol = config.policy
     console.print(

@@ -1,4 +1,4 @@
-"""Command: log verify (the audit log's hash chain)."""
+"""Commands: log verify (the audit log: chain, MACs, anchors, actions table) and log anchor."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from offboard_audit.cli.app import (
     EXIT_OK,
     app,
     err,
+    fail,
+    now_utc,
     state,
 )
 from offboard_audit.cli.common import (
     EXIT_REFUSED,
     emit,
 )
-from offboard_audit.core.audit_chain import verify_chain
-from offboard_audit.report.table import markup_safe
-from offboard_audit.storage.actions import iter_events
+from offboard_audit.report.audit_trail import AuditTrail, anchor_head, check_trail
+from offboard_audit.report.table import markup_safe, plain
 
 log_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
@@ -29,13 +30,53 @@ def log_verify(
         None, "--head", help="A head hash printed by an earlier verify: prove nothing was cut off since."
     ),
 ) -> int:
-    """Check the audit log's hash chain; exit 1 naming each edited, reordered or deleted event."""
-    store = state(ctx).store()
-    result = verify_chain(iter_events(store), expected_head=head)
-    if result.ok:
+    """Check the audit log: its hash chain, the MACs ([audit] key_env), the anchors ([audit]
+    anchor_file) and the actions table against it; exit 1 naming each problem."""
+    st = state(ctx)
+    config = st.config_if_any()
+    trail = AuditTrail.from_config(config)
+    store = st.store(config)
+    check = check_trail(store, trail, expected_head=head)
+    result = check.result
+    # stderr: what this verification proves (stdout stays one line ending in the head hash).
+    err.print(plain(f"mode: {check.mode}"), highlight=False, soft_wrap=True)
+    for line in [*check.proves, *check.notes]:
+        err.print(plain(f"  {line}"), highlight=False, soft_wrap=True)
+    if check.ok:
         emit(f"ok: {result.events} events, chain intact; head {result.head_seq} {result.head_hash}")
         return EXIT_OK
     for p in result.problems:
         err.print(f"[bold red]broken:[/] {markup_safe(p)}", highlight=False, soft_wrap=True)
-    emit(f"BROKEN: {len(result.problems)} problem(s) in {result.events} events")
+    for line in check.anchor_problems:
+        err.print(f"[bold red]broken:[/] {markup_safe(line)}", highlight=False, soft_wrap=True)
+    for d in check.discrepancies:
+        err.print(f"[bold red]discrepancy:[/] {markup_safe(d)}", highlight=False, soft_wrap=True)
+    counts = [f"{len(result.problems) + len(check.anchor_problems)} problem(s)"]
+    if check.discrepancies:
+        counts.append(f"{len(check.discrepancies)} actions-table discrepancy(ies)")
+    emit(f"BROKEN: {', '.join(counts)} in {result.events} events")
     return EXIT_REFUSED
+
+
+@log_app.command("anchor")
+def log_anchor(ctx: typer.Context) -> int:
+    """Append the log's current head to [audit] anchor_file (after checking it: run this when you
+    set up anchoring, so that the events written before are anchored too)."""
+    st = state(ctx)
+    config = st.config_if_any()
+    trail = AuditTrail.from_config(config)
+    if trail.anchor_file is None:
+        raise fail("no anchor file: set [audit] anchor_file in the config")
+    store = st.store(config)
+    check = check_trail(store, trail)
+    if not check.ok:
+        for line in check.problems:
+            err.print(f"[bold red]broken:[/] {markup_safe(line)}", highlight=False, soft_wrap=True)
+        err.print(plain("refused: the log does not verify, so its head is not anchored"), highlight=False)
+        return EXIT_REFUSED
+    anchor = anchor_head(store, trail, now_utc())
+    if anchor is None:
+        emit("nothing to anchor: the audit log is empty")
+        return EXIT_OK
+    emit(f"anchored: head {anchor.seq} {anchor.hash} ({anchor.count} events) in {trail.anchor_file}")
+    return EXIT_OK

@@ -27,6 +27,7 @@ from offboard_audit.core.planning import (
 )
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, markup_safe
+from offboard_audit.storage.files import write_private_text
 
 
 def print_plan(plan: Plan) -> None:
@@ -51,7 +52,9 @@ def print_plan(plan: Plan) -> None:
 def plan(
     ctx: typer.Context,
     output_file: Path | None = typer.Option(
-        None, "--output", help="Write the plan (JSON, with checksum) to FILE."
+        None,
+        "--output",
+        help="Write the plan (JSON, with checksum; signed with the audit key when set) to FILE (0600).",
     ),
     fmt: str = typer.Option("table", "--format", help="table or json."),
     finding: list[str] = typer.Option(
@@ -61,14 +64,16 @@ def plan(
 ) -> int:
     """The revocation plan for open findings past their grace period (changes nothing)."""
     check_format(fmt, ("table", "json"))
-    _config, store, engine = engine_for(ctx)
+    config, store, engine = engine_for(ctx)
     now = now_utc()
     finding = check_findings(store, finding)
     the_plan = engine.plan(now, finding_ids=finding, person=person)
-    body = plan_json(the_plan)
+    # Signed with the audit key when one is set ([audit] key_env): revoke --plan checks it.
+    body = plan_json(the_plan, config.audit.key)
     breaker = engine.stored_breaker()
     if output_file is not None:
-        output_file.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        # Owner-only: a plan lists who left and which of their credentials still work.
+        write_private_text(output_file, json.dumps(body, indent=2) + "\n")
         err.print(
             f"wrote {markup_safe(output_file)} "
             f"(apply with: offboard-audit revoke --plan {markup_safe(output_file)} --apply)"

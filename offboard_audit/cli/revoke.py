@@ -32,11 +32,12 @@ from offboard_audit.cli.common import (
 from offboard_audit.core.planning import (
     PlanFile,
     PlanFileError,
+    check_plan_file,
     read_plan_json,
 )
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import ApplyReport
-from offboard_audit.report.json import dumps
+from offboard_audit.report.json import dumps, loads_limited
 from offboard_audit.report.table import console_for, markup_safe, plain
 
 
@@ -131,15 +132,20 @@ def revoke(
 ) -> int:
     """Revoke what the plan says: a dry run unless --apply."""
     check_format(fmt, ("table", "json"))
-    _config, store, engine = engine_for(ctx)
+    config, store, engine = engine_for(ctx)
     finding = check_findings(store, finding)
     plan_file: PlanFile | None = None
     if plan_path is not None:
         try:
-            plan_file = read_plan_json(json.loads(plan_path.read_text(encoding="utf-8")))
+            body = loads_limited(plan_path.read_text(encoding="utf-8"))
+            # Checksum and plan id always; the signature when the audit key is set.
+            plan_file = read_plan_json(body, config.audit.key)
+            # Every mode: what the file says must be what a plan made now says (description,
+            # person, account, permissions...): an edited, re-hashed file is refused, by field.
+            check_plan_file(plan_file, engine.plan(now_utc(), finding_ids=finding, person=person))
         except FileNotFoundError:
             raise fail(f"plan file {plan_path} not found") from None
-        except (PlanFileError, json.JSONDecodeError) as exc:
+        except (PlanFileError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             err.print(
                 f"[bold red]refused:[/] plan file {markup_safe(plan_path)}: {markup_safe(exc)}",
                 highlight=False,

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from offboard_audit.config.registry import plugin_for
+from offboard_audit.core.audit_chain import MIN_KEY_BYTES, ChainKey
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceKind
+from offboard_audit.storage.db import mask_url, redact, url_password, with_password
 
 DEFAULT_CONFIG_NAME = "offboard-audit.toml"
 CONFIG_ENV = "OFFBOARD_AUDIT_CONFIG"
@@ -46,7 +48,33 @@ POLICY_OPTIONS: dict[str, str] = {
     "delete_after": "after this long disabled, plan the delete stage (unset: never delete)",
     "service_accounts_owned": "also flag credentials of service accounts owned by a departed person",
 }
-TOP_LEVEL_KEYS = {"database", "policy", "schedule", "webhook", "sources", "matching", "notifications"}
+TOP_LEVEL_KEYS = {
+    "database",
+    "policy",
+    "schedule",
+    "webhook",
+    "sources",
+    "matching",
+    "notifications",
+    "audit",
+}
+DATABASE_OPTIONS = {
+    "url": "SQLAlchemy URL: sqlite:///file.db (relative to the config file) or "
+    "postgresql+psycopg://user@host/db; --db and OFFBOARD_AUDIT_DB override it. A new SQLite file "
+    "(and its -wal/-shm files) is created owner-only (0600). Printed with its password masked",
+    "password_env": "environment variable holding the database password (leave it out of the URL); "
+    "applies to whichever URL is used, --db and OFFBOARD_AUDIT_DB included",
+}
+AUDIT_OPTIONS = {
+    "key_env": "environment variable holding the audit key (at least "
+    f"{MIN_KEY_BYTES} bytes, e.g. `openssl rand -hex 32`): every audit event gets an HMAC with it, "
+    "and plan files are signed with it. Events written before it was set stay unkeyed "
+    '(docs/revocation.md, "What the audit trail proves")',
+    "anchor_file": "JSON-lines file outside the database: after each pass that appended audit "
+    "events, the head (sequence number, hash) and the number of events are appended to it (created "
+    "0600); `log verify` checks the database against every line. Keep it where the database's "
+    "writers cannot rewrite it (another host, an append-only file, a log shipper)",
+}
 SCHEDULE_OPTIONS = {
     "audit": 'cron for the full reconcile (default "*/15 * * * *")',
     "hr_refresh": "cron for an HR-only refresh (optional)",
@@ -111,6 +139,24 @@ class NotificationConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: the keyed chain and the anchors. ``key`` is read from the environment
+    variable ``key_env`` names; it is never printed (``ChainKey`` hides it from ``repr``)."""
+
+    key_env: str | None = None
+    anchor_file: Path | None = None
+    key: ChainKey | None = field(default=None, repr=False)
+
+    @property
+    def keyed(self) -> bool:
+        return self.key is not None
+
+    @property
+    def anchored(self) -> bool:
+        return self.anchor_file is not None
+
+
+@dataclass(frozen=True)
 class MatchingConfig:
     username_rules: tuple[str, ...] = ("alias", "email_local")
 
@@ -137,7 +183,8 @@ class SourceConfig:
 class Config:
     path: Path | None
     base_dir: Path
-    database_url: str
+    # With the password from [database] password_env in it: print database_url_masked instead.
+    database_url: str = field(repr=False)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     schedule: ScheduleConfig = ScheduleConfig()
     webhook: WebhookConfig = WebhookConfig()
@@ -145,6 +192,14 @@ class Config:
     matching: MatchingConfig = MatchingConfig()
     sources: tuple[SourceConfig, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    audit: AuditConfig = AuditConfig()
+    # The variable the database password came from ([database] password_env), if any.
+    database_password_env: str | None = None
+
+    @property
+    def database_url_masked(self) -> str:
+        """The database URL fit to print (config check, logs, errors, /healthz)."""
+        return mask_url(self.database_url)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -267,9 +322,14 @@ def build_config(
             raise root.error(key, f"unknown section (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
 
     database = root.table("database")
-    _reject_unknown(database, {"url": ""})
+    _reject_unknown(database, DATABASE_OPTIONS)
     url = db_override or env.get(DB_ENV) or database.opt_str("url") or default_db_url(base_dir)
     url = _resolve_sqlite_path(url, base_dir)
+    password_env = database.opt_str("password_env")
+    if password_env:
+        url = _database_password(database, url, password_env, env)
+
+    audit = _audit_config(root.table("audit"), env)
 
     policy_t = root.table("policy")
     _reject_unknown(policy_t, POLICY_OPTIONS)
@@ -349,7 +409,41 @@ def build_config(
         matching=matching,
         sources=sources,
         warnings=tuple(warnings),
+        audit=audit,
+        database_password_env=password_env or None,
     )
+
+
+def _database_password(database: SourceOptions, url: str, var: str, env: Mapping[str, str]) -> str:
+    """``url`` with the password from ``$var``; the password never goes into an error message."""
+    if url.startswith("sqlite"):
+        return url  # a file needs no password (a --db sqlite:// override for a test run)
+    if url_password(url) is not None:
+        raise database.error(
+            "password_env",
+            f"the database URL {mask_url(url)} already has a password: leave it out of the URL",
+        )
+    password = database.secret("password_env", env)
+    assert password is not None
+    try:
+        return with_password(url, password)
+    except Exception as exc:
+        raise database.error("url", f"not a database URL: {redact(str(exc), url)}") from None
+
+
+def _audit_config(table: SourceOptions, env: Mapping[str, str]) -> AuditConfig:
+    _reject_unknown(table, AUDIT_OPTIONS)
+    key_env = table.opt_str("key_env")
+    key: ChainKey | None = None
+    if key_env:
+        secret = table.secret("key_env", env)
+        assert secret is not None
+        try:
+            key = ChainKey(secret.encode("utf-8"))
+        except ValueError as exc:
+            raise table.error("key_env", f"${key_env}: {exc}") from None
+    anchor = table.opt_file_path("anchor_file")
+    return AuditConfig(key_env=key_env or None, anchor_file=anchor, key=key)
 
 
 def _parse_sources(

@@ -7,6 +7,8 @@ keeps the two equal), so a new option cannot ship undocumented.
 from __future__ import annotations
 
 from offboard_audit.config import (
+    AUDIT_OPTIONS,
+    DATABASE_OPTIONS,
     MATCHING_OPTIONS,
     NOTIFICATION_OPTIONS,
     POLICY_OPTIONS,
@@ -15,11 +17,6 @@ from offboard_audit.config import (
     WEBHOOK_OPTIONS,
 )
 from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
-
-DATABASE_OPTIONS = {
-    "url": "SQLAlchemy URL: sqlite:///file.db (relative to the config file) or "
-    "postgresql+psycopg://user@host/db; --db and OFFBOARD_AUDIT_DB override it",
-}
 
 
 def _table(title: str, options: dict[str, str]) -> list[str]:
@@ -40,6 +37,7 @@ def config_reference_markdown() -> str:
         "",
     ]
     out += _table("[database]", DATABASE_OPTIONS)
+    out += _table("[audit]", AUDIT_OPTIONS)
     out += _table("[policy]", POLICY_OPTIONS)
     out += _table("[schedule]", SCHEDULE_OPTIONS)
     out += _table("[webhook]", WEBHOOK_OPTIONS)

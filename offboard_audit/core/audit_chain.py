@@ -1,4 +1,4 @@
-"""The tamper-evident audit log: hash chain rules and verification.
+"""The tamper-evident audit log: hash chain rules, the keyed chain, anchors and verification.
 
 Each event carries ``prev_hash`` (the hash of the event before it; the first event uses
 :data:`GENESIS`) and its own ``hash`` = SHA-256 over the previous hash and the event's
@@ -6,17 +6,35 @@ content, sequence number included. Changing an event's content breaks its own ha
 deleting or reordering events breaks the sequence and the links. Storage
 (``storage/actions.py``) appends under a lock so that concurrent writers never fork the chain.
 
-What a chain alone cannot show is a cut-off tail (the newest events deleted). ``log verify``
-therefore prints the head (last sequence number and hash): keep it somewhere else (a ticket,
-a SIEM) and pass it back with ``--head`` to prove nothing was cut off since.
+Three modes, each adding to the one before (docs/revocation.md, "What the audit trail proves"):
+
+* **unkeyed**: the plain hash chain. It shows that the events are consistent with each other,
+  but anyone who can write to the database can edit an event and re-hash everything after it
+  (or delete the first events and re-hash the rest), and the result verifies.
+* **keyed** (``[audit] key_env``): every event also carries a ``mac``, an HMAC-SHA256 with a
+  secret from the environment over ``"offboard-audit-event/1\\n" + hash``. The hash covers the
+  previous hash, so a MAC vouches for its event and everything before it: rewriting any of them
+  needs the key. A key set later starts keyed events from then on; the unkeyed events before the
+  first keyed one are protected by that event's MAC from the moment it was written. Once a keyed
+  event exists, an unkeyed event after it is a problem (written without the key, or its MAC
+  stripped), and with the key set a log without any keyed event is one too (every MAC stripped,
+  or the keyed part cut off). What a key cannot show is a cut-off *keyed* tail.
+* **anchored** (``[audit] anchor_file``): after each pass that appended events, the head (its
+  sequence number and hash) and the number of events are appended to a JSON-lines file outside
+  the database. Verification checks the database against every anchor and names the first
+  event that disagrees. That is what catches a cut-off tail, which no chain can show by itself,
+  and a chain rewritten without MACs.
+
+Pure: no I/O. Reading and writing the anchor file is ``report/audit_trail.py``'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +42,17 @@ from offboard_audit.core.records import require_aware
 
 GENESIS = "0" * 64
 
+# The audit key must be long enough that guessing it is not an option (e.g. `openssl rand -hex 32`).
+MIN_KEY_BYTES = 32
+# Labels that keep the three uses of the key apart (an event MAC can never pass as a plan
+# signature or as the key id).
+_KEY_ID_LABEL = b"offboard-audit/key-id"
+_EVENT_LABEL = b"offboard-audit-event/1\n"
+
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One event of the audit log as stored."""
+    """One event of the audit log as stored. ``mac``/``key_id`` are set on keyed events only."""
 
     seq: int
     at: datetime
@@ -38,6 +63,8 @@ class AuditEvent:
     payload_json: str
     prev_hash: str
     hash: str
+    mac: str | None = None
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.at, "AuditEvent.at")
@@ -47,8 +74,36 @@ class AuditEvent:
         value = json.loads(self.payload_json)
         return value if isinstance(value, dict) else {"value": value}
 
+    @property
+    def keyed(self) -> bool:
+        return self.mac is not None
 
-def canonical_payload(payload: Mapping[str, Any]) -> str:
+
+@dataclass(frozen=True)
+class ChainKey:
+    """The audit key (``[audit] key_env``). It comes from the environment only and is never
+    printed: ``repr`` leaves it out, and what is stored or shown is its ``key_id``."""
+
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < MIN_KEY_BYTES:
+            raise ValueError(f"the audit key must be at least {MIN_KEY_BYTES} bytes long")
+
+    @property
+    def key_id(self) -> str:
+        """Names the key without revealing it (stored with each keyed event)."""
+        return hmac.new(self.secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+    def event_mac(self, event_hash: str) -> str:
+        return hmac.new(self.secret, _EVENT_LABEL + event_hash.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def sign(self, label: bytes, data: bytes) -> str:
+        """HMAC-SHA256 over ``label + "\\n" + data`` (plan files)."""
+        return hmac.new(self.secret, label + b"\n" + data, hashlib.sha256).hexdigest()
+
+
+def canonical_payload(payload: Any) -> str:
     """The payload as stored: compact JSON with sorted keys, so the hash input is stable."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -95,6 +150,60 @@ def recompute(event: AuditEvent) -> str:
     )
 
 
+# --- anchors --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The chain's head as written outside the database: event ``seq`` had ``hash`` and the
+    log held ``count`` events up to it. ``line`` is its line in the anchor file (read back)."""
+
+    at: datetime
+    seq: int
+    hash: str
+    count: int
+    line: int = 0
+
+    def __post_init__(self) -> None:
+        require_aware(self.at, "Anchor.at")
+
+
+def anchor_line(anchor: Anchor) -> str:
+    """One JSON line (no newline) of the anchor file."""
+    return json.dumps(
+        {
+            "at": anchor.at.astimezone(UTC).isoformat(),
+            "head_seq": anchor.seq,
+            "head_hash": anchor.hash,
+            "count": anchor.count,
+        },
+        separators=(",", ":"),
+    )
+
+
+def parse_anchor(text: str, line: int) -> Anchor:
+    """An anchor file line; ``ValueError`` says what is wrong with it."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    seq, head, count, at = raw.get("head_seq"), raw.get("head_hash"), raw.get("count"), raw.get("at")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError("head_seq must be a positive integer")
+    if not isinstance(head, str) or len(head) != 64:
+        raise ValueError("head_hash must be 64 hex characters")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError("count must be a non-negative integer")
+    if not isinstance(at, str):
+        raise ValueError("at must be an ISO 8601 time")
+    when = datetime.fromisoformat(at)
+    if when.tzinfo is None:
+        raise ValueError("at must carry a UTC offset")
+    return Anchor(when, seq, head, count, line)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ChainProblem:
     seq: int
@@ -106,23 +215,48 @@ class ChainProblem:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What verification found. ``keyed`` events carry a MAC (checked only when
+    ``macs_checked``); ``anchors_checked`` anchors were compared, ``anchored_seq`` is the
+    newest anchored event that agrees."""
+
     events: int
     head_seq: int | None
     head_hash: str
     problems: tuple[ChainProblem, ...]
+    keyed: int = 0
+    first_keyed: int | None = None
+    last_keyed: int | None = None
+    macs_checked: bool = False
+    anchors_checked: int = 0
+    anchored_seq: int | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_chain(events: Iterable[AuditEvent], expected_head: str | None = None) -> VerifyResult:
+def _span(first: int, last: int) -> str:
+    return f"event {first}" if first == last else f"events {first}-{last}"
+
+
+def verify_chain(
+    events: Iterable[AuditEvent],
+    expected_head: str | None = None,
+    *,
+    key: ChainKey | None = None,
+    anchors: Sequence[Anchor] = (),
+) -> VerifyResult:
     """Check every link of the chain (events in ``seq`` order) and name each broken event.
 
     * content edited: the stored hash does not match the recomputed one;
     * deleted: a gap in the sequence numbers, or a ``prev_hash`` that does not match the
       event before;
-    * reordered: sequence numbers out of order, or links that do not match.
+    * reordered: sequence numbers out of order, or links that do not match;
+    * with ``key``: a MAC that does not match (rewritten without the key), a MAC made with
+      another key, and an event without a MAC after a keyed one (MAC stripped);
+    * ``anchors``: each must name an event that has that hash, with that many events up to it;
+      the first anchor that disagrees is named with the range the change lies in, and an anchor
+      beyond the head means the tail was cut off.
 
     ``expected_head`` (a hash printed by an earlier verify) must appear in the chain;
     otherwise the tail was cut off or replaced.
@@ -132,7 +266,16 @@ def verify_chain(events: Iterable[AuditEvent], expected_head: str | None = None)
     prev_seq = 0
     count = 0
     head_seq: int | None = None
-    seen_hashes: set[str] = set()
+    head_found = expected_head is None
+    keyed = 0
+    first_keyed: int | None = None
+    last_keyed: int | None = None
+    stripped: list[int] = []
+    pending: dict[int, list[Anchor]] = {}
+    for a in anchors:
+        pending.setdefault(a.seq, []).append(a)
+    # (anchor, why it disagrees or None)
+    checked: list[tuple[Anchor, str | None]] = []
     for ev in events:
         count += 1
         if ev.seq <= prev_seq:
@@ -151,15 +294,167 @@ def verify_chain(events: Iterable[AuditEvent], expected_head: str | None = None)
                     "(an event before it was edited, deleted or moved)",
                 )
             )
-        seen_hashes.add(ev.hash)
+        if ev.mac is None:
+            if first_keyed is not None:
+                stripped.append(ev.seq)
+        else:
+            keyed += 1
+            first_keyed = ev.seq if first_keyed is None else first_keyed
+            last_keyed = ev.seq
+            if key is not None:
+                if ev.key_id != key.key_id:
+                    problems.append(
+                        ChainProblem(
+                            ev.seq,
+                            f"MAC made with another key (key id {ev.key_id}, the configured key is "
+                            f"{key.key_id}): it cannot be checked",
+                        )
+                    )
+                elif not hmac.compare_digest(ev.mac, key.event_mac(ev.hash)):
+                    problems.append(
+                        ChainProblem(
+                            ev.seq,
+                            "MAC does not match: the event (or one before it) was rewritten by "
+                            "someone without the audit key",
+                        )
+                    )
+        for a in pending.pop(ev.seq, ()):
+            if a.hash != ev.hash:
+                checked.append((a, f"the database has hash {ev.hash[:16]}..., the anchor {a.hash[:16]}..."))
+            elif a.count != count:
+                checked.append((a, f"{count} events up to it in the database, {a.count} when anchored"))
+            else:
+                checked.append((a, None))
+        if not head_found and ev.hash == expected_head:
+            head_found = True
         prev_hash = ev.hash
         prev_seq = max(prev_seq, ev.seq)
         head_seq = ev.seq
-    if expected_head is not None and expected_head not in seen_hashes:
+    if stripped:
+        more = f"; {len(stripped) - 1} later event(s) lack it too" if len(stripped) > 1 else ""
+        problems.append(
+            ChainProblem(
+                stripped[0],
+                f"no MAC although event {first_keyed} before it has one: written without the audit "
+                f"key, or its MAC removed{more}",
+            )
+        )
+    if key is not None and count and first_keyed is None:
+        # Without an outside reference this is the one trace of a chain whose MACs were all
+        # stripped (or whose keyed tail was cut off): refuse to call it keyed and intact.
+        problems.append(
+            ChainProblem(
+                head_seq or 0,
+                "no event carries a MAC although the audit key is set: the chain (or its keyed part) "
+                "was replaced or cut off by someone without the key, or nothing was written since the "
+                "key was set (then the next event starts the keyed part)",
+            )
+        )
+    for seq, left in pending.items():
+        for a in left:
+            if head_seq is None or seq > head_seq:
+                why = f"the database ends at event {head_seq or 0}: events after it were cut off"
+            else:
+                why = "the database has no event with that number (deleted)"
+            checked.append((a, why))
+    anchored_seq = _anchor_problems(checked, problems)
+    if expected_head is not None and not head_found:
         problems.append(
             ChainProblem(
                 head_seq or 0,
                 f"expected head {expected_head[:16]}... not found: events were cut off or replaced",
             )
         )
-    return VerifyResult(count, head_seq, prev_hash, tuple(problems))
+    return VerifyResult(
+        count,
+        head_seq,
+        prev_hash,
+        tuple(problems),
+        keyed=keyed,
+        first_keyed=first_keyed,
+        last_keyed=last_keyed,
+        macs_checked=key is not None,
+        anchors_checked=len(checked),
+        anchored_seq=anchored_seq,
+    )
+
+
+def _anchor_problems(checked: list[tuple[Anchor, str | None]], problems: list[ChainProblem]) -> int | None:
+    """Name the first event that disagrees with the anchors (and the range the change lies in);
+    return the newest anchored event that agrees, if none disagrees after it."""
+    bad = sorted(((a, why) for a, why in checked if why is not None), key=lambda x: (x[0].seq, x[0].line))
+    good = sorted((a for a, why in checked if why is None), key=lambda a: a.seq)
+    if not bad:
+        return good[-1].seq if good else None
+    first, why = bad[0]
+    before = [a for a in good if a.seq < first.seq]
+    if before:
+        since = f"events up to {before[-1].seq} agree with anchor line {before[-1].line}, so the change lies in {_span(before[-1].seq + 1, first.seq)}"
+    else:
+        since = f"no earlier anchor agrees, so the change lies in {_span(1, first.seq)}"
+    more = f"; {len(bad) - 1} later anchor(s) disagree too" if len(bad) > 1 else ""
+    problems.append(
+        ChainProblem(
+            first.seq,
+            f"first event that disagrees with the anchors: anchor line {first.line} "
+            f"(written {first.at.isoformat()}): {why}; {since}{more}",
+        )
+    )
+    return before[-1].seq if before else None
+
+
+# --- what a verification proves ---------------------------------------------------------------
+
+UNKEYED = "unkeyed"
+KEYED = "keyed"
+ANCHORED = "anchored"
+
+
+def mode_name(keyed: bool, anchored: bool) -> str:
+    """``unkeyed``, ``keyed``, ``unkeyed+anchored`` or ``keyed+anchored``."""
+    return (KEYED if keyed else UNKEYED) + (f"+{ANCHORED}" if anchored else "")
+
+
+def what_it_proves(result: VerifyResult, anchored: bool) -> list[str]:
+    """Plain statements of what this verification shows, part by part (docs/revocation.md)."""
+    out: list[str] = []
+    n = result.events
+    if n == 0:
+        return ["the audit log is empty"]
+    fk, lk = result.first_keyed, result.last_keyed
+    if fk is None or lk is None:
+        out.append(
+            f"{_span(1, n)}: unkeyed hash chain. The events are consistent with each other; anyone "
+            "who can write to the database could rewrite and re-hash them undetected"
+            + (" (the anchors below are what rules that out)" if anchored else "")
+        )
+    else:
+        if fk > 1:
+            out.append(
+                f"{_span(1, fk - 1)}: written before the audit key was set (unkeyed); event {fk}'s MAC "
+                "covers them from the moment it was written, not before"
+            )
+        if result.macs_checked:
+            out.append(
+                f"{_span(fk, lk)}: keyed; their MACs were checked with the audit key, so neither they "
+                f"nor any event before them can have been rewritten by someone without the key"
+            )
+        else:
+            out.append(
+                f"{_span(fk, lk)}: keyed, but no audit key was given: their MACs were NOT checked, "
+                "only the plain hash chain"
+            )
+    if anchored:
+        if result.anchored_seq is not None:
+            out.append(
+                f"{_span(1, result.anchored_seq)}: agree with {result.anchors_checked} anchor(s) written "
+                f"outside the database; events after {result.anchored_seq} are covered by no anchor yet"
+            )
+        else:
+            out.append("no anchor confirms any event yet")
+    else:
+        out.append(
+            "no anchors: events cut off the end of the log cannot be detected "
+            "(keep the printed head, or set [audit] anchor_file)"
+        )
+    return out

@@ -1,8 +1,11 @@
-"""The JSON format: one object per run (the shape promised in design.md), byte for byte stable."""
+"""The JSON format: one object per run (the shape promised in design.md), byte for byte stable;
+and :func:`loads_limited`, the parser for JSON that comes from outside (webhook bodies, plan
+files)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -127,3 +130,39 @@ def run_json(result: RunResult, actions: ActionInfo | None = None) -> dict[str, 
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False)
+
+
+# --- reading JSON from outside ---------------------------------------------------------------
+
+# Deep enough for every document the tool reads (a plan file nests 4 levels, a webhook body 1),
+# far below the depth at which json.loads hits Python's recursion limit (~1000).
+MAX_JSON_DEPTH = 32
+
+# A JSON string (with its escapes) or one bracket; brackets inside strings are skipped with them.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class JsonTooDeep(json.JSONDecodeError):
+    """A JSON document nested deeper than allowed. A ``JSONDecodeError``, so every caller that
+    already answers malformed JSON (the webhook's 422, a refused plan file) answers this too."""
+
+
+def loads_limited(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that refuses documents nested deeper than ``max_depth`` before parsing them.
+
+    ``json.loads`` of ``[[[[...]]]]`` a few thousand levels deep raises ``RecursionError``, which
+    is not a ``ValueError`` and would escape as a 500 (or a crash). The nesting is measured first
+    by a linear scan that skips strings, so the parser never sees such a document.
+    """
+    if isinstance(text, bytes | bytearray):
+        text = text.decode("utf-8")  # UnicodeDecodeError, like json.loads of invalid UTF-8
+    depth = 0
+    for m in _TOKENS.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise JsonTooDeep(f"nested deeper than {max_depth} levels", text, m.start())
+        elif token in "]}":
+            depth -= 1
+    return json.loads(text)

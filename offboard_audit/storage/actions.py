@@ -6,6 +6,8 @@ Appending to the audit log is serialised so that two processes never fork the ch
 PostgreSQL with a transaction-scoped advisory lock, on SQLite by making the first statement
 of the transaction a write (which takes SQLite's single write lock before the chain head is
 read). An action row and the audit event that describes it are written in one transaction.
+With an audit key on the engine each event also gets its MAC; once the transaction commits,
+its last event is noted for the next anchor (``report/audit_trail.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from offboard_audit.core.audit_chain import GENESIS, AuditEvent, canonical_payload, event_hash
@@ -28,7 +30,7 @@ from offboard_audit.core.stored import (
     state_from_json,
     state_to_json,
 )
-from offboard_audit.storage.db import Database, chunks
+from offboard_audit.storage.db import Database, chain_key, chunks, note_appended
 from offboard_audit.storage.locks import AUDIT_CHAIN, transaction_lock
 from offboard_audit.storage.rows import record_of, row_of
 from offboard_audit.storage.tables import ACTIONS, AUDIT_EVENTS
@@ -69,29 +71,49 @@ class NewEvent:
     run_id: str | None = None
 
 
+# conn.info key of the events appended in the open chain transaction.
+_APPENDED = "offboard_audit.appended_events"
+
+
 @contextmanager
 def chain_transaction(db: Database) -> Iterator[Connection]:
     """A write transaction that holds the audit chain's lock from its first statement."""
+    appended: list[AuditEvent] = []
     with db.engine.begin() as conn:
         # First statement: the chain head read below cannot be outdated by another writer.
         transaction_lock(conn, AUDIT_CHAIN)
-        yield conn
+        conn.info[_APPENDED] = appended
+        try:
+            yield conn
+        finally:
+            conn.info.pop(_APPENDED, None)
+    # Committed: only now are these events in the log, so only now may an anchor name them.
+    if appended:
+        note_appended(db.engine, appended[-1])
 
 
 def append_events(conn: Connection, events: Sequence[NewEvent]) -> list[AuditEvent]:
-    """Append events inside a :func:`chain_transaction`."""
+    """Append events inside a :func:`chain_transaction`; keyed when the engine has an audit key
+    (``db.use_chain_key``)."""
     e = AUDIT_EVENTS.c
     head = conn.execute(select(e.seq, e.hash).order_by(e.seq.desc()).limit(1)).first()
     seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    key = chain_key(conn.engine)
     out: list[AuditEvent] = []
     for ev in events:
         seq += 1
         payload_json = canonical_payload(ev.payload)
         h = event_hash(prev, seq, ev.at, ev.kind, ev.actor, ev.run_id, ev.action_id, payload_json)
-        event = AuditEvent(seq, ev.at, ev.kind, ev.actor, ev.run_id, ev.action_id, payload_json, prev, h)
+        mac, key_id = (key.event_mac(h), key.key_id) if key is not None else (None, None)
+        event = AuditEvent(
+            seq, ev.at, ev.kind, ev.actor, ev.run_id, ev.action_id, payload_json, prev, h, mac, key_id
+        )
         conn.execute(insert(AUDIT_EVENTS).values(row_of(event, AUDIT_EVENTS)))
         out.append(event)
         prev = h
+    appended = conn.info.get(_APPENDED)
+    if isinstance(appended, list):
+        appended.extend(out)
     return out
 
 
@@ -112,6 +134,21 @@ def iter_events(db: Database, batch: int = 2000) -> Iterator[AuditEvent]:
         for r in rows:
             yield record_of(AuditEvent, r)
         last = int(rows[-1]["seq"])
+
+
+def last_event(db: Database) -> AuditEvent | None:
+    """The chain's head as the database shows it."""
+    q = select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.seq.desc()).limit(1)
+    with db.engine.connect() as conn:
+        row = conn.execute(q).mappings().first()
+    return record_of(AuditEvent, row) if row is not None else None
+
+
+def events_up_to(db: Database, seq: int) -> int:
+    """How many events the log holds up to and including ``seq`` (an anchor's count)."""
+    q = select(func.count()).select_from(AUDIT_EVENTS).where(AUDIT_EVENTS.c.seq <= seq)
+    with db.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
 
 
 def events_for_actions(db: Database, action_ids: Sequence[str]) -> list[AuditEvent]:

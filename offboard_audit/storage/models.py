@@ -222,6 +222,10 @@ class AuditEventRow(SQLModel, table=True):
     payload_json: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # Keyed chain ([audit] key_env): HMAC-SHA256 with the audit key over the hash, and which key
+    # (core/audit_chain.py). NULL on events written without a key.
+    mac: str | None = Field(default=None, max_length=64)
+    key_id: str | None = Field(default=None, max_length=16)
 
 
 class LockRow(SQLModel, table=True):

@@ -391,7 +391,9 @@ def test_cli_undo_exempt_report_and_log_verify(sqlite_world: FakeWorld) -> None:
         )
         last = conn.execute("SELECT max(seq) FROM audit_events").fetchone()[0]
         conn.execute("DELETE FROM audit_events WHERE seq = ?", (last,))
-    code, out, _ = cli(world, "log", "verify")
-    assert code == 0  # a cut-off tail leaves an intact chain ...
+    code, out, err = cli(world, "log", "verify")
+    # A cut-off tail leaves an intact chain; the actions table still holds what the deleted
+    # outcome recorded, and verify reports the disagreement (issue 11 item 1) ...
+    assert code == 1 and "broken:" not in err and "discrepancy:" in err
     code, out, err = cli(world, "log", "verify", "--head", head)
-    assert code == 1 and "cut off" in err  # ... which the head printed earlier exposes
+    assert code == 1 and "cut off" in err  # ... and the head printed earlier exposes the cut
