@@ -47,6 +47,9 @@ POLICY_OPTIONS: dict[str, str] = {
     "protected": 'selectors never revoked: "SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL]", globs allowed',
     "delete_after": "after this long disabled, plan the delete stage (unset: never delete)",
     "service_accounts_owned": "also flag credentials of service accounts owned by a departed person",
+    "auto_rotate_secrets": "exposure findings: plan Secrets Manager RotateSecret for a secret a leaver "
+    "could carry away, only where its rotation is already configured (default false: plan lists "
+    "rotate tasks with their owner and rotates nothing)",
 }
 TOP_LEVEL_KEYS = {
     "database",
@@ -351,6 +354,7 @@ def build_config(
         protected=policy_t.strings("protected"),
         delete_after=policy_t.duration("delete_after") if "delete_after" in policy_t else None,
         service_accounts_owned=policy_t.flag("service_accounts_owned", True),
+        auto_rotate_secrets=policy_t.flag("auto_rotate_secrets", False),
     )
 
     sched_t = root.table("schedule")

@@ -43,13 +43,20 @@ from offboard_audit.core.records import (
     Stage,
     require_aware,
 )
+from offboard_audit.core.rotation import (
+    EXPOSURE_RULES,
+    RotateTask,
+    may_auto_rotate,
+    rotate_task,
+    rotate_task_json,
+)
 from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus, TargetFields
 
 PLAN_FORMAT = "offboard-audit-plan/1"
 
 NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
 
-_STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1}
+_STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1, Stage.ROTATE: 2}
 _KIND_ORDER = {kind: i for i, kind in enumerate(CredentialKind)}
 
 
@@ -125,6 +132,8 @@ class Plan:
     actions: tuple[PlannedAction, ...]
     held: tuple[HeldFinding, ...] = ()
     done: tuple[str, ...] = ()
+    # Rotate / remove tasks of the exposure findings, with their owners (core/rotation.py).
+    tasks: tuple[RotateTask, ...] = ()
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "Plan.created_at")
@@ -210,6 +219,7 @@ def build_plan(
     actions: list[PlannedAction] = []
     held: list[HeldFinding] = []
     done: list[str] = []
+    tasks: list[RotateTask] = []
 
     def hold(f: Finding, reason: str) -> None:
         held.append(
@@ -234,6 +244,17 @@ def build_plan(
         is_open = f.status is FindingStatus.OPEN
         # Revoked findings only matter for the delete stage; the rest is listed for open ones.
         listed = f.status is not FindingStatus.REVOKED
+        if f.rule in EXPOSURE_RULES:
+            if is_open:
+                rotation = _rotation(f, action_defs, policy, by_key, observed, now)
+                if isinstance(rotation, PlannedAction):
+                    actions.append(rotation)
+                elif rotation is not None:
+                    done.append(rotation)
+                task = rotate_task(f, auto=isinstance(rotation, PlannedAction))
+                if task is not None:
+                    tasks.append(task)
+            continue
         if f.rule in NEVER_PLANNED_RULES:
             if listed:
                 hold(f, f"{f.rule.value}: never revoked automatically; resolve the owner by hand")
@@ -349,12 +370,69 @@ def build_plan(
             actions.append(make(d))
 
     actions.sort(key=_sort_key)
+    tasks.sort(key=lambda t: (t.person, t.system, t.source, t.task, t.object_id))
     return Plan(
         created_at=now,
         fingerprint=findings_fingerprint(findings),
         actions=tuple(actions),
         held=tuple(held),
         done=tuple(done),
+        tasks=tuple(tasks),
+    )
+
+
+def _rotation(
+    f: Finding,
+    action_defs: Mapping[str, Mapping[str, ActionDef]],
+    policy: PolicyConfig,
+    by_key: Mapping[str, Sequence[ActionRecord]],
+    observed: Mapping[str, datetime],
+    now: datetime,
+) -> PlannedAction | str | None:
+    """The rotate action of an open exposure finding (``policy.auto_rotate_secrets``, rotation
+    configured, a revoker action for the secret's kind, not protected, due), the key of one
+    already applied, or None: then the plan lists a rotate task only (core/rotation.py)."""
+    cred = f.credential
+    if cred is None or f.person is None or not may_auto_rotate(f, policy.auto_rotate_secrets):
+        return None
+    if selectors.first_match(policy.protected, f.account, cred) is not None:
+        return None
+    if f.due_at is None or f.due_at > now:
+        return None
+    defs = [d for d in (action_defs.get(f.source) or {}).values() if d.credential_kind is cred.kind]
+    rotate = sorted((d for d in defs if d.stage is Stage.ROTATE), key=lambda d: d.name)
+    if not rotate:
+        return None
+    d = rotate[0]
+    key = f"{f.finding_id}:{d.name}"
+    last = max((r.updated_at for r in by_key.get(key, ()) if r.status in DONE_STATUSES), default=None)
+    seen = observed.get(f.finding_id)
+    if last is not None and (seen is None or last >= seen):
+        return key
+    p = f.person
+    return PlannedAction(
+        finding_id=f.finding_id,
+        rule=f.rule,
+        severity=f.severity.value,
+        person=p.employee_id,
+        person_name=p.name,
+        terminated_at=p.terminated_at,
+        source=f.source,
+        system=f.system,
+        scope=f.account.scope or cred.scope,
+        account_id=f.account.account_id,
+        username=f.account.username,
+        credential_id=cred.credential_id,
+        credential_kind=cred.kind,
+        detail=cred.detail,
+        # The object acted on is the secret: its own immutable id (an ARN) is what the rotate
+        # action re-reads before it changes anything.
+        account_uid=cred.credential_id,
+        action=d.name,
+        stage=d.stage,
+        reversible=d.reversible,
+        permissions=d.permissions,
+        description=d.description,
     )
 
 
@@ -426,6 +504,7 @@ def plan_json(plan: Plan, key: ChainKey | None = None) -> dict[str, Any]:
         "actions": [action_json(a) for a in plan.actions],
         "held": [held_json(h) for h in plan.held],
         "already_done": list(plan.done),
+        "rotate_tasks": [rotate_task_json(t) for t in plan.tasks],
     }
     if key is not None:
         body["signature"] = plan_signature(body, key)

@@ -25,3 +25,6 @@ class PolicyConfig:
     protected: tuple[str, ...] = ()
     delete_after: timedelta | None = None
     service_accounts_owned: bool = True
+    # Exposure findings: rotate secrets whose own rotation is configured (Secrets Manager
+    # RotateSecret) instead of only listing rotate tasks. Off by default.
+    auto_rotate_secrets: bool = False

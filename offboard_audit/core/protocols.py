@@ -6,13 +6,14 @@ source reads and translates; its revoker writes. The two are separate classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from offboard_audit.core.exposure import Checkpoint, EventBatch, InventoryRead, ObjectRef
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.records import (
     Account,
@@ -62,6 +63,30 @@ class TargetedSource(Protocol):
     """Optional: read only what belongs to one person (used by the HR webhook)."""
 
     def collect_for(self, person: Person) -> SourceData: ...
+
+
+@runtime_checkable
+class ExposureSource(Protocol):
+    """Reads what identities did to secrets and keys, and what those are now (core/exposure.py).
+
+    ``read_events(checkpoints, now)`` yields one :class:`EventBatch` per log object (or page),
+    streamed: each stream (a trail prefix, an audit-log file, a log filter) resumes after its
+    stored :class:`Checkpoint` (``checkpoints`` by stream name; none: from ``now`` minus the
+    configured lookback). Only the events that matter are kept; failed calls are not events. A
+    stream that cannot be read yields one batch with ``failure`` (naming the object) and stops;
+    the engine stores each other batch with its checkpoint before asking for the next.
+
+    ``inventory(wanted)`` lists the secrets and keys of every scope (:class:`SecretState`) and
+    checks the objects in ``wanted`` (those the leavers' events made: :class:`PersistenceState`);
+    a scope that fails is a ``ScopeFailure`` of its own. Never reads a secret value.
+    """
+
+    name: str
+    system: str
+
+    def read_events(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]: ...
+
+    def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead: ...
 
 
 # What a reversible action's ``restore`` is: (target, current state, prior state) -> None.
@@ -180,3 +205,7 @@ class ConnectorPlugin:
     match: MatchSpec = MatchSpec()
     # Builds this connector's part of the demo organisation from the demo's HR people.
     demo: Callable[[Sequence[Person], datetime], DemoPart] | None = None
+    # The source's exposure reader (design.md "Exposure"), or None when its config enables none
+    # (e.g. no ``[sources.exposure]`` table); what it needs to read (``config check``).
+    make_exposure: Callable[[SourceOptions, SourceContext], ExposureSource | None] | None = None
+    exposure_permissions: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -42,6 +42,14 @@ class CredentialKind(StrEnum):
     SERVICE_ACCOUNT_KEY = "service_account_key"
     IAM_BINDING = "iam_binding"
     GROUP_MEMBERSHIP = "group_membership"
+    # Exposure kinds (core/exposure.py): secrets and keys a person could carry away, and the trust
+    # policy of a role (persistence left for another identity).
+    SECRET = "secret"
+    PARAMETER = "parameter"
+    KMS_KEY = "kms_key"
+    TRANSIT_KEY = "transit_key"
+    KV_SECRET = "kv_secret"
+    TRUST_POLICY = "trust_policy"
 
 
 class Severity(StrEnum):
@@ -70,6 +78,9 @@ class Rule(StrEnum):
     CREDENTIAL_AFTER_TERMINATION = "credential-after-termination"
     AMBIGUOUS_OWNER = "ambiguous-owner"
     ORPHAN_ACCOUNT = "orphan-account"
+    # Exposure rules (core/exposure_rules.py): high; critical for an exported signing key.
+    SECRET_EXPOSED_TO_LEAVER = "secret-exposed-to-leaver"
+    PERSISTENCE_LEFT_BY_LEAVER = "persistence-left-by-leaver"
 
     @property
     def severity(self) -> Severity:
@@ -81,6 +92,8 @@ _RULE_SEVERITY = {
     Rule.CREDENTIAL_AFTER_TERMINATION: Severity.HIGH,
     Rule.AMBIGUOUS_OWNER: Severity.MEDIUM,
     Rule.ORPHAN_ACCOUNT: Severity.MEDIUM,
+    Rule.SECRET_EXPOSED_TO_LEAVER: Severity.HIGH,
+    Rule.PERSISTENCE_LEFT_BY_LEAVER: Severity.HIGH,
 }
 
 
@@ -125,6 +138,9 @@ class Person:
     terminated_at: datetime | None = None
     aliases: tuple[str, ...] = ()
     source: str = ""
+    # The optional HR column ``manager_email``: who rotates what this person could carry away
+    # when the secret names no owner. Not stored with the person (taken from each HR read).
+    manager_email: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         require_aware(self.terminated_at, "Person.terminated_at")
@@ -268,6 +284,45 @@ def finding_id(rule: Rule, source: str, account_id: str, credential_id: str | No
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
+class ExposureHow(StrEnum):
+    """How a person was exposed to a secret or key (design.md, "Exposure")."""
+
+    READ = "read"
+    CREATED = "created"
+    EXPORTED = "exported"
+    CHANGED_ACCESS = "changed-access"
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureAccess:
+    """One access of a person to a secret, as an exposure finding lists it (``exposure`` in the
+    findings JSON: ``at``, ``how``, ``event_id``; ``action`` is the system's name for it)."""
+
+    at: datetime
+    how: ExposureHow
+    event_id: str
+    action: str = ""
+
+    def __post_init__(self) -> None:
+        require_aware(self.at, "ExposureAccess.at")
+
+
+class OwnerVia(StrEnum):
+    """Where the owner of a rotate task comes from."""
+
+    OWNER_TAG = "owner-tag"  # the secret's own owner tag / label / metadata
+    MANAGER = "manager"  # the leaver's manager (HR column manager_email)
+    UNASSIGNED = "unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class RotateOwner:
+    """Who should rotate (or remove) what an exposure finding names."""
+
+    via: OwnerVia
+    email: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     finding_id: str
@@ -283,6 +338,9 @@ class Finding:
     candidates: tuple[Person, ...] = ()
     exemption_id: str | None = None
     stale: bool = False
+    # Exposure rules only: each access of the leaver (oldest first) and who should rotate it.
+    exposure: tuple[ExposureAccess, ...] = ()
+    owner: RotateOwner | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.first_seen, "Finding.first_seen")
@@ -371,6 +429,8 @@ def run_status(sources: Iterable[SourceRun]) -> RunStatus:
 class Stage(StrEnum):
     DISABLE = "disable"
     DELETE = "delete"
+    # Rotating a secret (only with policy.auto_rotate_secrets, only where rotation is configured).
+    ROTATE = "rotate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,432 @@
+"""Actors to people, and the two exposure rules. Pure: takes ``now``, does no I/O.
+
+Actors are matched with the account matching (``matching.py``): an actor that is an account of
+the source (an IAM user, by its ARN) has that account's link; any other actor (an assumed-role
+session, a Vault alias) is matched name by name, strongest first (``Actor.names``), each name as
+an account username would be (an email, ``DOMAIN\\user`` / ``user@realm`` forms, the configured
+username rules). The first name that finds anyone decides; several people is ambiguous and
+nobody is blamed.
+
+Rules (design.md):
+
+* ``secret-exposed-to-leaver`` (high; critical when the secret is a signing key whose material
+  the leaver had): a departed person read, created or exported a secret that is still enabled
+  and whose current version (and, where older versions stay usable, its oldest enabled one) was
+  created before their last such access: not rotated since. For a key whose material cannot
+  leave the system (an AWS-generated KMS key) only an export counts, or a grant to the leaver
+  that is still live. A secret that is gone or disabled raises nothing; a secret the inventory
+  does not list is gone.
+* ``persistence-left-by-leaver`` (high): an IAM user, access key, login profile, role trust
+  policy or attached policy that a departed person created for *another* identity (not one of
+  their own accounts) and that is still in place.
+
+One finding per (person, secret) or (person, object), whichever identity they acted through;
+its id is stable across runs (the person and the object, not the acting identity).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from offboard_audit.core import selectors
+from offboard_audit.core.exposure import (
+    PERSISTENCE_KINDS,
+    SECRET_KINDS,
+    Actor,
+    ExposureEvent,
+    ObjectRef,
+    PersistenceState,
+    SecretState,
+    exposure_scope,
+    secret_detail,
+)
+from offboard_audit.core.matching import PeopleIndex, match_account
+from offboard_audit.core.protocols import MatchSpec
+from offboard_audit.core.records import (
+    Account,
+    AccountKind,
+    Credential,
+    CredentialKind,
+    Exemption,
+    ExposureAccess,
+    ExposureHow,
+    Finding,
+    FindingStatus,
+    Link,
+    OwnerVia,
+    Person,
+    RotateOwner,
+    Rule,
+    Severity,
+    finding_id,
+)
+
+# Accesses that hand over the material of an exportable secret.
+_MATERIAL = frozenset({ExposureHow.READ, ExposureHow.CREATED, ExposureHow.EXPORTED})
+
+_NO_SPEC = MatchSpec()
+
+
+def _fmt(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def person_key(p: Person) -> tuple[str, str]:
+    return (p.source, p.employee_id)
+
+
+@dataclass(frozen=True)
+class ActorIndex:
+    """What actor matching needs from a run: the account links by (source, account id), the
+    accounts by (source, scope, username) to tell a person's own accounts, and the people."""
+
+    links: Mapping[tuple[str, str], Link]
+    by_username: Mapping[tuple[str, str, str], Link]
+    people: PeopleIndex
+
+    @classmethod
+    def build(
+        cls, links: Iterable[Link], people: Iterable[Person], username_rules: Sequence[str]
+    ) -> ActorIndex:
+        by_id: dict[tuple[str, str], Link] = {}
+        by_name: dict[tuple[str, str, str], Link] = {}
+        for link in links:
+            a = link.account
+            by_id[(a.source, a.account_id)] = link
+            by_name[(a.source, a.scope, a.username.casefold())] = link
+        return cls(by_id, by_name, PeopleIndex.build(people, username_rules))
+
+
+def acting_account(source: str, system: str, actor: Actor) -> Account:
+    """The account an exposure finding names: the identity the leaver acted through."""
+    return Account(
+        source=source,
+        system=system,
+        account_id=actor.identity,
+        username=actor.names[-1] if actor.names else actor.identity,
+        enabled=True,
+        kind=AccountKind.HUMAN,
+    )
+
+
+def link_actor(source: str, system: str, actor: Actor, index: ActorIndex) -> Link:
+    """The people ``actor`` stands for (see the module docstring). The link's account is the
+    actor's account when it is one of the source's accounts, else :func:`acting_account`."""
+    if actor.account_id:
+        known = index.links.get((source, actor.account_id))
+        if known is not None:
+            return known
+    account = acting_account(source, system, actor)
+    for name in actor.names:
+        probe = replace(account, username=name)
+        found = match_account(probe, _NO_SPEC, index.people)
+        if found.people:
+            return Link(account, found.people, f"{found.matched_by} ({name})")
+    return Link(account, (), "")
+
+
+def link_actors(source: str, system: str, actors: Iterable[Actor], index: ActorIndex) -> dict[str, Link]:
+    """Every actor's link, by ``Actor.identity``."""
+    return {a.identity: link_actor(source, system, a, index) for a in actors}
+
+
+def departed_actors(links: Mapping[str, Link], now: datetime) -> dict[str, Person]:
+    """The actors that stand for exactly one departed person, with that person."""
+    out: dict[str, Person] = {}
+    for identity, link in links.items():
+        p = link.person
+        if p is not None and p.is_departed(now):
+            out[identity] = p
+    return out
+
+
+def rotate_owner(owner_hint: str | None, person: Person) -> RotateOwner:
+    """Who rotates: the secret's owner tag, else the leaver's manager, else nobody yet."""
+    if owner_hint and owner_hint.strip():
+        return RotateOwner(OwnerVia.OWNER_TAG, owner_hint.strip())
+    if person.manager_email:
+        return RotateOwner(OwnerVia.MANAGER, person.manager_email)
+    return RotateOwner(OwnerVia.UNASSIGNED, None)
+
+
+@dataclass(frozen=True)
+class ExposureInputs:
+    """Everything the rules read for one source: its events by departed people (any order),
+    their actors' links, the inventory, and the run's context."""
+
+    source: str
+    system: str
+    events: Sequence[ExposureEvent]
+    links: Mapping[str, Link]
+    secrets: Mapping[tuple[str, str, str], SecretState]
+    objects: Mapping[tuple[str, str, str], PersistenceState]
+    index: ActorIndex
+    # (source, exposure scope) pairs whose events or inventory are from an earlier run.
+    stale_scopes: frozenset[tuple[str, str]] = frozenset()
+
+
+def _accesses(events: Sequence[ExposureEvent]) -> tuple[ExposureAccess, ...]:
+    ordered = sorted(events, key=lambda e: (e.at, e.event_id))
+    return tuple(ExposureAccess(e.at, e.how, e.event_id, e.action) for e in ordered)
+
+
+def _person_id(p: Person) -> str:
+    return f"person:{p.source}/{p.employee_id}"
+
+
+def _exposed(secret: SecretState, events: Sequence[ExposureEvent], granted: bool) -> list[ExposureEvent]:
+    """The events that still expose ``secret``: accesses to its material made at or after the
+    version(s) still usable were created; every access when a grant to the person is live."""
+    if not secret.enabled:
+        return []
+    if granted:
+        return list(events)
+    material = [
+        e for e in events if e.how is ExposureHow.EXPORTED or (secret.exportable and e.how in _MATERIAL)
+    ]
+    if not material:
+        return []
+    versions = [t for t in (secret.current_version_created_at, secret.oldest_enabled_version_created_at) if t]
+    usable_since = min(versions) if versions else None
+    if usable_since is None:
+        return material  # no version date known: nothing proves it was rotated
+    return [e for e in material if e.at >= usable_since]
+
+
+def evaluate_exposure(
+    inputs: ExposureInputs,
+    now: datetime,
+    exemptions: Sequence[Exemption] = (),
+    first_seen: Mapping[str, datetime] | None = None,
+) -> list[Finding]:
+    """The findings of both exposure rules for one source (see the module docstring)."""
+    seen = first_seen or {}
+    leavers = departed_actors(inputs.links, now)
+    # (person, object key) -> the events and actors behind them
+    grouped: dict[tuple[tuple[str, str], tuple[str, str, str]], list[ExposureEvent]] = defaultdict(list)
+    people: dict[tuple[str, str], Person] = {}
+    for e in inputs.events:
+        person = leavers.get(e.actor.identity)
+        if person is None:
+            continue
+        people[person_key(person)] = person
+        grouped[(person_key(person), e.target.key)].append(e)
+
+    findings: list[Finding] = []
+    for (pk, key), events in sorted(grouped.items()):
+        person = people[pk]
+        kind = events[0].target.kind
+        if kind in SECRET_KINDS:
+            f = _secret_finding(inputs, person, key, events, now, exemptions, seen)
+        elif kind in PERSISTENCE_KINDS:
+            f = _persistence_finding(inputs, person, key, events, now, exemptions, seen)
+        else:
+            f = None
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+def _finding(
+    inputs: ExposureInputs,
+    rule: Rule,
+    severity: Severity,
+    person: Person,
+    events: Sequence[ExposureEvent],
+    credential: Credential,
+    reason: str,
+    owner: RotateOwner,
+    now: datetime,
+    exemptions: Sequence[Exemption],
+    seen: Mapping[str, datetime],
+) -> Finding:
+    last = max(events, key=lambda e: (e.at, e.event_id))
+    link = inputs.links[last.actor.identity]
+    scope = exposure_scope(last.target.scope)
+    account = replace(link.account, scope=scope)
+    fid = finding_id(
+        rule, inputs.source, _person_id(person), f"{credential.kind.value}:{credential.credential_id}"
+    )
+    exemption = selectors.active_exemption(exemptions, account, credential, now)
+    assert person.terminated_at is not None
+    return Finding(
+        finding_id=fid,
+        rule=rule,
+        severity=severity,
+        status=FindingStatus.EXEMPTED if exemption else FindingStatus.OPEN,
+        account=account,
+        person=person,
+        credential=credential,
+        first_seen=seen.get(fid, now),
+        # Rotation is a task from the day the person left; there is no grace period to wait out.
+        due_at=person.terminated_at,
+        reason=reason,
+        exemption_id=exemption.exemption_id if exemption else None,
+        stale=(inputs.source, scope) in inputs.stale_scopes or (inputs.source, "*") in inputs.stale_scopes,
+        exposure=_accesses(events),
+        owner=owner,
+    )
+
+
+def _who(person: Person) -> str:
+    assert person.terminated_at is not None
+    return f"{person.name or person.employee_id} (left {_fmt(person.terminated_at)})"
+
+
+def _secret_finding(
+    inputs: ExposureInputs,
+    person: Person,
+    key: tuple[str, str, str],
+    events: Sequence[ExposureEvent],
+    now: datetime,
+    exemptions: Sequence[Exemption],
+    seen: Mapping[str, datetime],
+) -> Finding | None:
+    secret = inputs.secrets.get(key)
+    if secret is None:
+        return None  # deleted (or never inventoried: its scope failed and has no stored state)
+    identities = {e.actor.identity for e in events}
+    own = {inputs.links[i].account.account_id for i in identities}
+    granted = any(g in identities or g in own for g in secret.grantees)
+    exposing = _exposed(secret, events, granted)
+    if not exposing:
+        return None
+    last = max(exposing, key=lambda e: (e.at, e.event_id))
+    carried = any(
+        e.how is ExposureHow.EXPORTED or (secret.exportable and e.how in _MATERIAL) for e in exposing
+    )
+    severity = Severity.CRITICAL if secret.signing and carried else Severity.HIGH
+    version = (
+        f"its current version dates from {_fmt(secret.current_version_created_at)}"
+        if secret.current_version_created_at
+        else "no version date is known"
+    )
+    what = f"{secret.kind.value} {secret.name or secret.secret_id}"
+    hows = ", ".join(sorted({f"{e.action} ({e.how.value})" for e in exposing}))
+    reason = (
+        f"{_who(person)} had access to {what}: {len(exposing)} access(es) by {hows}, the last on "
+        f"{_fmt(last.at)} (event {last.event_id}); {version}, not rotated since"
+    )
+    if granted:
+        reason += "; a grant to them is still live"
+    if severity is Severity.CRITICAL:
+        reason += "; it is a signing key whose material they had"
+    credential = Credential(
+        source=inputs.source,
+        account_id=inputs.links[last.actor.identity].account.account_id,
+        credential_id=secret.secret_id,
+        kind=secret.kind,
+        active=secret.enabled,
+        created_at=secret.current_version_created_at or secret.created_at,
+        last_used_at=last.at,
+        detail=secret_detail(secret.name or secret.secret_id, last.at, secret.rotation_configured),
+        scope=exposure_scope(secret.scope),
+    )
+    owner = rotate_owner(secret.owner, person)
+    return _finding(
+        inputs,
+        Rule.SECRET_EXPOSED_TO_LEAVER,
+        severity,
+        person,
+        events,
+        credential,
+        reason,
+        owner,
+        now,
+        exemptions,
+        seen,
+    )
+
+
+def _own_object(ref: ObjectRef, person: Person, inputs: ExposureInputs, identities: set[str]) -> bool:
+    """Whether ``ref`` belongs to one of ``person``'s own identities (self-service: rotating one's
+    own key is no backdoor)."""
+    if not ref.owner:
+        return False
+    owner = ref.owner.casefold()
+    for identity in identities:
+        link = inputs.links[identity]
+        if link.account.username.casefold() == owner:
+            return True
+    link_of_owner = inputs.index.by_username.get((inputs.source, ref.scope, owner))
+    if link_of_owner is None:
+        return False
+    return any(person_key(p) == person_key(person) for p in link_of_owner.people)
+
+
+_PERSISTENCE_WHAT = {
+    CredentialKind.ACCOUNT: "IAM user",
+    CredentialKind.ACCESS_KEY: "access key",
+    CredentialKind.PASSWORD: "console password (login profile)",
+    CredentialKind.TRUST_POLICY: "role trust policy",
+    CredentialKind.IAM_BINDING: "attached policy",
+    CredentialKind.SERVICE_ACCOUNT_KEY: "service-account key",
+}
+
+
+def _persistence_finding(
+    inputs: ExposureInputs,
+    person: Person,
+    key: tuple[str, str, str],
+    events: Sequence[ExposureEvent],
+    now: datetime,
+    exemptions: Sequence[Exemption],
+    seen: Mapping[str, datetime],
+) -> Finding | None:
+    state = inputs.objects.get(key)
+    if state is None or not state.present:
+        return None
+    ref = state.ref
+    identities = {e.actor.identity for e in events}
+    if _own_object(ref, person, inputs, identities):
+        return None
+    last = max(events, key=lambda e: (e.at, e.event_id))
+    what = _PERSISTENCE_WHAT.get(ref.kind, ref.kind.value)
+    target = f" of {ref.owner}" if ref.owner and ref.owner != ref.object_id else ""
+    reason = (
+        f"{_who(person)} made {what} {ref.object_id}{target} by {last.action} on {_fmt(last.at)} "
+        f"(event {last.event_id}); it is still in place"
+    )
+    if state.detail:
+        reason += f" ({state.detail})"
+    owner_link = inputs.index.by_username.get((inputs.source, ref.scope, ref.owner.casefold()))
+    credential = Credential(
+        source=inputs.source,
+        account_id=owner_link.account.account_id if owner_link else (ref.owner or ref.object_id),
+        credential_id=ref.object_id,
+        kind=ref.kind,
+        active=True,
+        created_at=min(e.at for e in events),
+        detail=f"{what}{target}; made by {last.action} (event {last.event_id})",
+        scope=exposure_scope(ref.scope),
+    )
+    owner = rotate_owner(None, person)
+    return _finding(
+        inputs,
+        Rule.PERSISTENCE_LEFT_BY_LEAVER,
+        Rule.PERSISTENCE_LEFT_BY_LEAVER.severity,
+        person,
+        events,
+        credential,
+        reason,
+        owner,
+        now,
+        exemptions,
+        seen,
+    )
+
+
+def persistence_refs(events: Iterable[ExposureEvent], leavers: Mapping[str, Person]) -> list[ObjectRef]:
+    """The objects the inventory must check: those the departed actors' events made (deduplicated;
+    the newest event's fingerprint wins)."""
+    refs: dict[tuple[str, str, str], tuple[datetime, ObjectRef]] = {}
+    for e in events:
+        if e.actor.identity not in leavers or e.target.kind not in PERSISTENCE_KINDS:
+            continue
+        old = refs.get(e.target.key)
+        if old is None or e.at >= old[0]:
+            refs[e.target.key] = (e.at, e.target)
+    return [ref for _at, ref in sorted(refs.values(), key=lambda x: x[1].key)]
