@@ -62,6 +62,7 @@ from offboard_audit.core.records import (
     Account,
     AccountKind,
     Credential,
+    EnrichmentFailure,
     Person,
     ScopeFailure,
     SourceData,
@@ -194,6 +195,7 @@ class GcpIamSource:
             failed_scopes=data.failed_scopes,
             warnings=data.warnings + extra.warnings,
             scopes=data.scopes,
+            enrichment_failures=extra.enrichment_failures,
         )
 
     def _scan(self, projects: Sequence[str], hierarchy: Sequence[str], wanted: set[str] | None) -> SourceData:
@@ -308,10 +310,13 @@ class GcpIamSource:
         returns ``SourceData()``. For each asked-about service account the account
         (``GetServiceAccount``: its ``uniqueId``, state, owners) and its keys are re-read and the
         Policy Analyzer activities of its project attached as ``last_used_at``; the returned
-        account and credentials are the complete set for that account as it is now. When the Policy Analyzer
-        is unavailable (API disabled, permission missing) the evidence is left out and a
-        warning says why; an account whose keys cannot be re-read is left out (its bulk
-        credentials stay) with a warning.
+        account and credentials are the complete set for that account as it is now.
+
+        The evidence is an optional enrichment: when the Policy Analyzer is unavailable (API
+        disabled, permission missing, an error or a timeout) it is left out and the project is
+        reported in ``enrichment_failures``; so is an account whose keys cannot be re-read (it
+        is left out, its bulk credentials stay). The engine then keeps the last known values and
+        resolves nothing for lack of them.
         """
         if not self.config.key_last_auth:
             return SourceData()
@@ -332,7 +337,7 @@ class GcpIamSource:
         workers = max(1, min(self.config.max_workers, len(by_project)))
         out_accounts: list[Account] = []
         out_credentials: list[Credential] = []
-        warnings: list[str] = []
+        unenriched: list[EnrichmentFailure] = []
         # Projects in parallel, as in the bulk pass: the cost grows with the leavers' projects.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}-detail") as pool:
             futures = [
@@ -340,25 +345,25 @@ class GcpIamSource:
                 for project, members in by_project.items()
             ]
             for future in futures:
-                accounts_part, credentials_part, warnings_part = future.result()
+                accounts_part, credentials_part, failures_part = future.result()
                 out_accounts.extend(accounts_part)
                 out_credentials.extend(credentials_part)
-                warnings.extend(warnings_part)
+                unenriched.extend(failures_part)
         return SourceData(
             accounts=tuple(out_accounts),
             credentials=tuple(out_credentials),
-            warnings=tuple(warnings),
+            enrichment_failures=tuple(unenriched),
         )
 
     def _detail_project(
         self, project: str, services: Sequence[Account], observed_at: datetime
-    ) -> tuple[list[Account], list[Credential], list[str]]:
+    ) -> tuple[list[Account], list[Credential], list[EnrichmentFailure]]:
         """Keys (re-read) and last authentication of some service accounts of one project."""
         from google.cloud import iam_admin_v1
 
         clients = self.clients
-        warnings: list[str] = []
-        key_auth, sa_auth = self._activities(clients, project, warnings)
+        unenriched: list[EnrichmentFailure] = []
+        key_auth, sa_auth = self._activities(clients, project, unenriched)
         out_accounts: list[Account] = []
         out_credentials: list[Credential] = []
         owners = self.config.owners or {}
@@ -379,8 +384,12 @@ class GcpIamSource:
                     timeout=self.config.timeout,
                 )
             except api_errors() as exc:
-                warnings.append(
-                    f"{project}: cannot re-read keys of {account.account_id}: {describe_error(exc)}"
+                unenriched.append(
+                    EnrichmentFailure(
+                        project,
+                        f"cannot re-read {account.account_id} and its keys for their last "
+                        f"authentication: {describe_error(exc)}",
+                    )
                 )
                 continue
             refs = [account.account_id.lower(), str(sa.unique_id)]
@@ -401,15 +410,22 @@ class GcpIamSource:
                 )
                 for k in keys.keys
             )
-        return out_accounts, out_credentials, warnings
+        return out_accounts, out_credentials, unenriched
 
     def _activities(
-        self, clients: GcpClients, project: str, warnings: list[str]
+        self, clients: GcpClients, project: str, unenriched: list[EnrichmentFailure]
     ) -> tuple[dict[str, datetime], dict[str, datetime]]:
-        """Key and service-account last authentication for one project; empty with a warning on failure."""
+        """Key and service-account last authentication for one project; empty, and the project
+        added to ``unenriched``, when they cannot be read."""
         activity = clients.activity
         if activity is None:
-            warnings.append(f"{project}: key_last_auth is on but no Policy Analyzer client is configured")
+            unenriched.append(
+                EnrichmentFailure(
+                    project,
+                    "last-authentication evidence unavailable: key_last_auth is on but no Policy "
+                    "Analyzer client is configured",
+                )
+            )
             return {}, {}
         errors: tuple[type[BaseException], ...] = (ActivityQueryError, *api_errors())
         try:
@@ -422,9 +438,12 @@ class GcpIamSource:
                     " (enable policyanalyzer.googleapis.com and grant "
                     "roles/policyanalyzer.activityAnalysisViewer)"
                 )
-            warnings.append(
-                f"{project}: last-authentication evidence unavailable, Policy Analyzer query failed: "
-                f"{describe_error(exc)}{hint}"
+            unenriched.append(
+                EnrichmentFailure(
+                    project,
+                    "last-authentication evidence unavailable, Policy Analyzer query failed: "
+                    f"{describe_error(exc)}{hint}",
+                )
             )
             return {}, {}
         return keys, sas

@@ -3,7 +3,9 @@
 They read the text, check that the configured columns exist (a missing column is a config
 error naming the ``columns`` table, never a file of bad rows) and hand the rows to
 :mod:`connectors.hr_records.translate`. An unreadable file, an unreachable URL or a read with
-no usable person is a :class:`SourceError`: never "everyone left" or "nobody left".
+no usable person is a :class:`SourceError`: never "everyone left" or "nobody left". So is a CSV
+file that is not whole: undecodable, or ending inside a quoted field (cut off mid-write or
+mid-transfer). One oversized field is only a bad row, with its line.
 """
 
 from __future__ import annotations
@@ -19,9 +21,24 @@ import httpx
 
 from connectors.hr_records.clients import http_client
 from connectors.hr_records.settings import REQUIRED_FIELDS, HrSettings, JsonSettings
-from connectors.hr_records.translate import people_from_rows
+from connectors.hr_records.translate import BadRow, people_from_rows
 from offboard_audit.core.errors import ConfigError, SourceError
 from offboard_audit.core.records import HRRead
+
+# The largest CSV field a row may hold: the csv module's default ``field_size_limit``. The csv
+# module itself only raises when a field goes over its limit, and then resynchronises in the
+# middle of that field (a quoted field spanning lines comes back as rows made of its content),
+# so the parser runs without a limit (``_unlimited_fields``) and this one is checked per row.
+MAX_FIELD = 131072
+
+
+def _unlimited_fields() -> None:
+    # Process-wide, and only ever raised: every CSV reader in the process may read long fields.
+    if csv.field_size_limit() < _PARSER_LIMIT:
+        csv.field_size_limit(_PARSER_LIMIT)
+
+
+_PARSER_LIMIT = 2**31 - 1  # the largest value a C long takes everywhere
 
 
 class CsvHRSource:
@@ -40,11 +57,15 @@ class CsvHRSource:
         return self.parse(text)
 
     def parse(self, text: str) -> HRRead:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        _unlimited_fields()
+        lines = io.StringIO(text, newline="").readlines()
+        reader = csv.reader(iter(lines))
         try:
             header = next(reader)
         except StopIteration:
             raise SourceError(f"HR file {self.path} is empty") from None
+        except csv.Error as exc:
+            raise SourceError(f"HR file {self.path} line {reader.line_num}: {exc}") from None
         header = [h.strip() for h in header]
         missing = [f for f in REQUIRED_FIELDS if self._s.columns[f] not in header]
         if missing:
@@ -55,13 +76,52 @@ class CsvHRSource:
                 key=f"sources.{self.name}.columns",
             )
 
-        def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
-            for values in reader:
+        id_column = self._s.columns["employee_id"]
+
+        def rows() -> Iterator[tuple[int, Mapping[str, Any] | BadRow]]:
+            first = reader.line_num + 1  # the first line of the next record
+            while True:
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise SourceError(f"HR file {self.path} line {reader.line_num}: {exc}") from None
+                if reader.line_num == len(lines) and _ends_inside_quotes(lines[first - 1 :]):
+                    raise SourceError(
+                        f"HR file {self.path} ends inside a quoted field that starts on line {first}: "
+                        "the file is cut off (a partial export or transfer); not reading it"
+                    )
+                first = reader.line_num + 1
                 if not any(v.strip() for v in values):
                     continue
-                yield reader.line_num, dict(zip(header, values, strict=False))
+                row = dict(zip(header, values, strict=False))
+                long = [name for name, value in zip(header, values, strict=False) if len(value) > MAX_FIELD]
+                if len(values) > len(header) and any(len(v) > MAX_FIELD for v in values[len(header) :]):
+                    long.append("(a column past the header)")
+                if long:
+                    eid = row.get(id_column, "")
+                    yield (
+                        reader.line_num,
+                        BadRow(
+                            f"field {', '.join(long)} is longer than {MAX_FIELD} characters",
+                            eid.strip() if len(eid) <= MAX_FIELD else "",
+                        ),
+                    )
+                    continue
+                yield reader.line_num, row
 
         return people_from_rows(rows(), self._s, str(self.path))
+
+
+def _ends_inside_quotes(record_lines: list[str]) -> bool:
+    """Whether the text of the last record ends inside a quoted field (the lenient parser then
+    returns the rest of the file as that field's value)."""
+    try:
+        list(csv.reader(iter(record_lines), strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 class JsonHRSource:

@@ -8,16 +8,26 @@ them as gone. A future termination date is passed through as it is: the core dec
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from typing import Any
 
 from connectors.hr_records.settings import HrSettings
 from offboard_audit.core.errors import SourceError
-from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem
+from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem, storable_time_problem
 
 
 class RowError(ValueError):
     """One row cannot become a person; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row the reader already knows is bad (a field over the CSV limit), with the employee id
+    it names ("" when unknown)."""
+
+    error: str
+    employee_id: str = ""
 
 
 def parse_termination(value: str, tz: tzinfo) -> datetime | None:
@@ -57,8 +67,12 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     if status is PersonStatus.TERMINATED and terminated_at is None:
         raise RowError("status is terminated but termination_date is empty")
     if status is not PersonStatus.TERMINATED:
-        # An active person with a past termination date was rehired: the date no longer applies.
+        # An active person with a past termination date was rehired: the date no longer applies
+        # (nor does a placeholder such as 9999-12-31, which is never stored).
         terminated_at = None
+    elif terminated_at is not None and (problem := storable_time_problem(terminated_at)) is not None:
+        # Would overflow on insert (or on every later read) and fail the whole audit.
+        raise RowError(f"termination_date {field('termination_date')!r}: {problem}")
     aliases_raw = row.get(s.columns["aliases"])
     aliases: tuple[str, ...] = ()
     if isinstance(aliases_raw, list):
@@ -76,13 +90,18 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     )
 
 
-def people_from_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], s: HrSettings, origin: str) -> HRRead:
+def people_from_rows(
+    rows: Iterable[tuple[int, Mapping[str, Any] | BadRow]], s: HrSettings, origin: str
+) -> HRRead:
     """Every good row as a person, every bad one as a problem; no usable row is a failed read."""
     people: dict[str, Person] = {}
     first_line: dict[str, int] = {}
     conflicted: set[str] = set()
     problems: list[RowProblem] = []
     for line, row in rows:
+        if isinstance(row, BadRow):
+            problems.append(RowProblem(line, f"{origin} line {line}: {row.error}", row.employee_id))
+            continue
         try:
             person = person_from_row(row, s)
         except RowError as exc:

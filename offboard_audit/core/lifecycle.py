@@ -4,7 +4,9 @@ A finding this run produced is new (not stored yet), changed (status, reason, st
 exemption, due time or the account's identity differ from the stored row) or unchanged. A stored
 ``open`` or ``exempted`` finding that this run did not produce is closed, but only when its
 source and scope were read successfully in this run: a failed or stale scope proves nothing, an
-unreachable source is never taken as clean. A closed finding is ``revoked`` when an applied
+unreachable source is never taken as clean. Nor does a finding close while its credential is
+still there but the optional enrichment that decides its rule failed (``keep_open``): missing
+evidence never resolves or downgrades a finding. A closed finding is ``revoked`` when an applied
 action revoked its credential, else ``resolved`` (the credential went away by other means).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from offboard_audit.core.records import Finding, FindingStatus
+from offboard_audit.core.records import Account, Credential, Finding, FindingStatus, Rule, finding_id
 from offboard_audit.core.stored import FindingChange, FindingClosure, FindingUpdate, StoredFinding
 
 Scope = tuple[str, str]  # (source name, scope); scope "*" stands for every scope of the source
@@ -49,13 +51,15 @@ def update_findings(
     read: Collection[Scope],
     revoked: Collection[str] = (),
     stale: Collection[Scope] = (),
+    keep_open: Collection[str] = (),
 ) -> FindingUpdate:
     """What storing ``findings`` changes in ``stored`` (by finding id).
 
     ``read`` holds the (source, scope) pairs this run read successfully (empty for a run that
     may close nothing: a targeted run, an untrusted HR read); ``stale`` those it did not; a
     finding in a stale scope never closes even if ``read`` names its scope. ``revoked`` holds
-    the ids of findings whose credential an applied action revoked.
+    the ids of findings whose credential an applied action revoked. ``keep_open`` holds ids of
+    findings this run cannot disprove (:func:`unproven_ids`): they never close.
     """
     current = {f.finding_id: f for f in findings}
     new: list[Finding] = []
@@ -69,6 +73,25 @@ def update_findings(
     closed = [
         FindingClosure(fid, old.status, FindingStatus.REVOKED if fid in revoked else FindingStatus.RESOLVED)
         for fid, old in stored.items()
-        if fid not in current and closable(old, read, stale)
+        if fid not in current and fid not in keep_open and closable(old, read, stale)
     ]
     return FindingUpdate(tuple(new), tuple(changed), tuple(closed))
+
+
+def unproven_ids(accounts: Iterable[Account], credentials: Iterable[Credential]) -> frozenset[str]:
+    """Every finding id that could stand for these accounts and credentials, under any rule.
+
+    Given the enabled accounts and active credentials of the scopes whose optional enrichment
+    failed: a stored finding about one of them that this run did not produce may be missing only
+    for lack of the evidence (a last use that was not read turns ``used-after-termination`` into
+    ``credential-after-termination``), so it must not close. A credential that is gone or
+    inactive is proved so by the read itself, and its finding closes as usual.
+    """
+    ids: set[str] = set()
+    for a in accounts:
+        if a.enabled:
+            ids.update(finding_id(rule, a.source, a.account_id, None) for rule in Rule)
+    for c in credentials:
+        if c.active and not c.provisional:
+            ids.update(finding_id(rule, c.source, c.account_id, c.credential_id) for rule in Rule)
+    return frozenset(ids)

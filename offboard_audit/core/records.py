@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -18,6 +18,36 @@ def require_aware(value: datetime | None, what: str) -> None:
     """Refuse naive datetimes: every time in the system carries an offset."""
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
+
+
+# Times are stored in UTC and read back in the reader's time zone (PostgreSQL hands timestamptz
+# back in the session's zone, whose offset can reach 15:59). A time closer than that to either
+# end of Python's datetime range overflows on one of those steps, so it is not storable.
+_ZONE_MARGIN = timedelta(hours=16)
+EARLIEST_STORABLE = datetime.min.replace(tzinfo=UTC) + _ZONE_MARGIN
+LATEST_STORABLE = datetime.max.replace(tzinfo=UTC) - _ZONE_MARGIN
+
+
+def storable_time_problem(value: datetime) -> str | None:
+    """Why ``value`` cannot be stored and read back in any time zone, or None when it can.
+
+    Refuses naive values and values outside ``EARLIEST_STORABLE``..``LATEST_STORABLE`` once in
+    UTC (``9999-12-31T20:00:00-05:00`` is in year 10000 in UTC; ``0001-01-01T00:00:00+05:00``
+    in year 0). Inputs that carry times (HR rows, webhook ``effective_at``) check with this and
+    reject the row or the request, instead of failing later on insert or on every read.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        return f"{value.isoformat()} has no UTC offset"
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_STORABLE <= utc <= LATEST_STORABLE:
+        return (
+            f"{value.isoformat()} is out of range: times must lie between "
+            f"{EARLIEST_STORABLE.isoformat()} and {LATEST_STORABLE.isoformat()} in UTC"
+        )
+    return None
 
 
 class PersonStatus(StrEnum):
@@ -184,6 +214,10 @@ class Account:
     # scope). Names can be reused after a delete; this cannot, so every revocation re-reads it
     # and refuses on a mismatch.
     uid: str = ""
+    # last_login_at is the last known value from an earlier read, kept because the optional
+    # enrichment that reads it failed this time (see ``EnrichmentFailure``). Not stored, so left
+    # out of repr(), which storage hashes to tell changed snapshot rows.
+    last_login_stale: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         require_aware(self.last_login_at, "Account.last_login_at")
@@ -214,6 +248,10 @@ class Credential:
     # ``report/access_key_1``), not the system's own id. The detail pass replaces it; a
     # placeholder is never evaluated, planned or shown as evidence.
     provisional: bool = False
+    # last_used_at is the last known value from an earlier read, kept because the optional
+    # enrichment that reads it failed this time (see ``EnrichmentFailure``). Not stored, so left
+    # out of repr(), which storage hashes to tell changed snapshot rows.
+    last_used_stale: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "Credential.created_at")
@@ -234,8 +272,25 @@ class ScopeFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichmentFailure:
+    """An optional enrichment of one scope that could not be read, while the scope itself was.
+
+    Enrichment is evidence a source adds on top of what it lists when asked to (last
+    authentication from GCP's Policy Analyzer with ``key_last_auth``): the accounts and
+    credentials of the scope are current, the evidence is missing. The engine then keeps the
+    last known values (marked stale), reports the source ``degraded`` with a warning, and closes
+    no finding whose credential is still there: a missing value never resolves or downgrades a
+    finding.
+    """
+
+    scope: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceData:
-    """What an account source read. ``failed_scopes`` lists parts that failed while others worked."""
+    """What an account source read. ``failed_scopes`` lists parts that failed while others worked;
+    ``enrichment_failures`` parts that were read without their optional enrichment."""
 
     accounts: tuple[Account, ...] = ()
     credentials: tuple[Credential, ...] = ()
@@ -243,6 +298,7 @@ class SourceData:
     warnings: tuple[str, ...] = ()
     # Scopes that were read (successfully or not); lets storage keep stale data per scope.
     scopes: tuple[str, ...] = ()
+    enrichment_failures: tuple[EnrichmentFailure, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

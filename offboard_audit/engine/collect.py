@@ -5,6 +5,12 @@ run about one person, only what may be theirs (``TargetedSource.collect_for``, w
 has it). Whatever failed (the whole source, a scope of it, or the detail pass of a scope) is
 replaced by the stored data of that scope, marked stale: nothing in it is resolved or planned,
 and bulk data without its detail (placeholder ids, missing keys) is never taken as clean.
+
+An optional enrichment that failed (:class:`~offboard_audit.core.records.EnrichmentFailure`: the
+scope was read, evidence such as a last use was not) keeps the scope's fresh data with the last
+known values of that evidence from the stored snapshot, marked stale (:func:`keep_last_known`);
+the source is ``degraded`` with a warning, and no finding whose credential is still there closes
+(:func:`offboard_audit.core.lifecycle.unproven_ids`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -22,6 +28,7 @@ from offboard_audit.core.protocols import AccountSource, TargetedSource
 from offboard_audit.core.records import (
     Account,
     Credential,
+    EnrichmentFailure,
     Link,
     Person,
     ScopeFailure,
@@ -65,6 +72,11 @@ class AccountRead:
     detail_failures: list[ScopeFailure] = field(default_factory=list)
     # Failed scopes (or the whole source, "*") for which nothing was stored before.
     no_earlier_data: set[str] = field(default_factory=set)
+    # Optional enrichments that failed (bulk, targeted or detail read), and the detail pass's warnings.
+    enrichment_failures: list[EnrichmentFailure] = field(default_factory=list)
+    detail_warnings: list[str] = field(default_factory=list)
+    # How many accounts and credentials carry a last known value in place of a fresh one.
+    kept_last_known: int = 0
 
     @property
     def name(self) -> str:
@@ -83,6 +95,13 @@ class AccountRead:
 
     def fresh_credentials(self) -> list[Credential]:
         return [c for c in self.credentials if c.scope not in self.stale_scopes]
+
+    @property
+    def unenriched_scopes(self) -> set[str]:
+        """Scopes read without their optional enrichment (and not failed altogether)."""
+        if self.error is not None:
+            return set()
+        return {f.scope for f in self.enrichment_failures} - self.stale_scopes
 
 
 def collect(read: AccountRead, person: Person | None, report: Reporter) -> AccountRead:
@@ -116,6 +135,7 @@ def settle(read: AccountRead, store: Store) -> None:
     failed = {f.scope for f in read.data.failed_scopes}
     read.accounts = [a for a in read.data.accounts if a.scope not in failed]
     read.credentials = [c for c in read.data.credentials if c.scope not in failed]
+    read.enrichment_failures.extend(read.data.enrichment_failures)
     if failed:
         _use_stored(read, failed, store)
 
@@ -169,6 +189,8 @@ def detail_pass(
 
 
 def _merge_detail(read: AccountRead, detail: SourceData, store: Store) -> None:
+    read.detail_warnings.extend(detail.warnings)
+    read.enrichment_failures.extend(detail.enrichment_failures)
     failed = {f.scope for f in detail.failed_scopes}
     refined = {a.account_id: a for a in detail.accounts if a.scope not in failed}
     replaced = {c.account_id for c in detail.credentials if c.scope not in failed} | set(refined)
@@ -193,11 +215,105 @@ def fail_scopes(read: AccountRead, failures: Sequence[ScopeFailure], store: Stor
     read.detail_failures.extend(f for f in failures if f.scope in scopes)
 
 
+def keep_last_known(reads: Sequence[AccountRead], store: Store) -> None:
+    """For the scopes whose optional enrichment failed, put the stored last login and last use
+    (the last known values) where this read has none or an older one, marked stale.
+
+    Only the evidence is carried over, never an account or a credential: what exists and whether
+    it is active comes from this read. Nothing is carried across a recreated account (its
+    immutable identity differs from the stored one).
+    """
+    for read in reads:
+        scopes = read.unenriched_scopes
+        if not scopes:
+            continue
+        snap = store.load_snapshot(read.name, scopes)
+        stored_accounts = {a.account_id: a for a in snap.accounts}
+        stored_credentials = {c.key: c for c in snap.credentials}
+        recreated = {
+            a.account_id
+            for a in read.accounts
+            if (old := stored_accounts.get(a.account_id)) is not None
+            and a.uid
+            and old.uid
+            and a.uid != old.uid
+        }
+        kept = 0
+        accounts: list[Account] = []
+        for a in read.accounts:
+            old = stored_accounts.get(a.account_id)
+            if (
+                a.scope in scopes
+                and a.account_id not in recreated
+                and old is not None
+                and _newer(old.last_login_at, a.last_login_at)
+            ):
+                a = replace(
+                    a,
+                    last_login_at=old.last_login_at,
+                    last_login_precision=old.last_login_precision,
+                    last_login_stale=True,
+                )
+                kept += 1
+            accounts.append(a)
+        credentials: list[Credential] = []
+        for c in read.credentials:
+            prev = stored_credentials.get(c.key)
+            if (
+                c.scope in scopes
+                and c.account_id not in recreated
+                and prev is not None
+                and _newer(prev.last_used_at, c.last_used_at)
+            ):
+                c = replace(
+                    c,
+                    last_used_at=prev.last_used_at,
+                    last_used_precision=prev.last_used_precision,
+                    last_used_stale=True,
+                )
+                kept += 1
+            credentials.append(c)
+        read.accounts, read.credentials, read.kept_last_known = accounts, credentials, kept
+
+
+def _newer(stored: datetime | None, fresh: datetime | None) -> bool:
+    return stored is not None and (fresh is None or stored > fresh)
+
+
+def unenriched(reads: Sequence[AccountRead]) -> tuple[list[Account], list[Credential]]:
+    """The accounts and credentials of every scope read without its optional enrichment."""
+    accounts: list[Account] = []
+    credentials: list[Credential] = []
+    for read in reads:
+        scopes = read.unenriched_scopes
+        accounts.extend(a for a in read.accounts if a.scope in scopes)
+        credentials.extend(c for c in read.credentials if c.scope in scopes)
+    return accounts, credentials
+
+
+def _enrichment_warnings(read: AccountRead) -> list[str]:
+    scopes = read.unenriched_scopes
+    out = [
+        f"{f.scope or read.name}: {f.error}; nothing here is resolved or downgraded for lack of it"
+        for f in read.enrichment_failures
+        if f.scope in scopes
+    ]
+    if out and read.kept_last_known:
+        out.append(
+            f"kept the last known last login/last use of {read.kept_last_known} account(s) and "
+            "credential(s) from an earlier read (stale)"
+        )
+    return out
+
+
 def source_run(read: AccountRead) -> SourceRun:
     """How the source fared: failed (whole or some scopes, stale data used), degraded
-    (warnings) or ok."""
+    (warnings, an optional enrichment that failed) or ok."""
     name, system = read.name, read.source.system
-    counts = (("accounts", len(read.accounts)), ("credentials", len(read.credentials)))
+    counts: tuple[tuple[str, int], ...] = (
+        ("accounts", len(read.accounts)),
+        ("credentials", len(read.credentials)),
+    )
     if read.error is not None:
         error = read.error
         if "*" in read.no_earlier_data:
@@ -208,11 +324,14 @@ def source_run(read: AccountRead) -> SourceRun:
         ScopeFailure(f.scope, f.error + (" (no earlier data)" if f.scope in read.no_earlier_data else ""))
         for f in (*read.data.failed_scopes, *read.detail_failures)
     )
+    warnings = (*read.data.warnings, *read.detail_warnings, *_enrichment_warnings(read))
+    if read.kept_last_known:
+        counts += (("kept_last_known", read.kept_last_known),)
     if failed:
         error = "; ".join(f"{f.scope or name}: {f.error}" for f in failed)
-        return SourceRun(name, system, SourceStatus.FAILED, error, counts, failed, read.data.warnings, True)
-    status = SourceStatus.DEGRADED if read.data.warnings else SourceStatus.OK
-    return SourceRun(name, system, status, None, counts, (), read.data.warnings)
+        return SourceRun(name, system, SourceStatus.FAILED, error, counts, failed, warnings, True)
+    status = SourceStatus.DEGRADED if warnings else SourceStatus.OK
+    return SourceRun(name, system, status, None, counts, (), warnings)
 
 
 def group_credentials(credentials: Iterable[Credential]) -> dict[tuple[str, str], list[Credential]]:

@@ -16,11 +16,22 @@ that fails is recorded as failed, its last good data is used marked stale, and n
 is resolved; an unreachable source is never taken as clean. Both record their run with the
 status of :func:`offboard_audit.core.records.run_status`. I/O happens in the sources and the
 store; matching, evaluation and the finding lifecycle are pure.
+
+What survives a crash: a run stores everything it stores (people, snapshots, findings) and its
+own finished record (status, circuit breaker) in one transaction (``Store.atomic``), so a run
+killed or blocked before that commit leaves nothing of itself behind but a ``running`` row; the
+revocation engine reads the findings of finished runs only, with their breaker. While a run goes
+on, a thread renews its lease on the run row; a run whose process is gone is marked ``abandoned``
+(``storage/runs.py``: at once when that process ran on this host, else once the lease runs out),
+and can no longer finish.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +43,7 @@ from datetime import UTC, datetime
 from offboard_audit.config import Config, SourceConfig
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.evaluate import EvalPolicy, evaluate
-from offboard_audit.core.lifecycle import Scope, update_findings
+from offboard_audit.core.lifecycle import Scope, unproven_ids, update_findings
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.people import ChangeDecision, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, SourceKind
@@ -44,9 +55,11 @@ from offboard_audit.engine.collect import (
     collect,
     detail_pass,
     group_credentials,
+    keep_last_known,
     read_scopes,
     settle,
     source_run,
+    unenriched,
 )
 from offboard_audit.engine.hr import (
     ChangeNotApplied,
@@ -65,6 +78,29 @@ log = logging.getLogger(__name__)
 
 def new_run_id(now: datetime) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+class RunAbandoned(RuntimeError):
+    """The run was marked abandoned (taken for dead) before it could finish: nothing of it
+    was stored."""
+
+
+# Test hooks, for fault tests that drive a real process from outside: the point named in
+# OFFBOARD_AUDIT_TEST_KILL_AT SIGKILLs the process there; the one in OFFBOARD_AUDIT_TEST_PAUSE_AT
+# writes "PAUSED <point>" to stderr and waits for a line on stdin. Points: "before-commit" (every
+# source read, nothing of the run stored yet) and "findings-stored" (the run's findings written,
+# its transaction not committed).
+KILL_AT_ENV = "OFFBOARD_AUDIT_TEST_KILL_AT"
+PAUSE_AT_ENV = "OFFBOARD_AUDIT_TEST_PAUSE_AT"
+
+
+def _test_point(name: str) -> None:
+    if os.environ.get(PAUSE_AT_ENV) == name:
+        sys.stderr.write(f"PAUSED {name}\n")
+        sys.stderr.flush()
+        sys.stdin.readline()
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _quiet(_message: str) -> None:
@@ -90,6 +126,8 @@ class _Reconciled:
     reads: list[AccountRead]
     findings: list[Finding]
     stale: frozenset[Scope]
+    # Stored findings this run cannot disprove (an optional enrichment failed): never closed.
+    keep_open: frozenset[str] = frozenset()
 
 
 class Pipeline:
@@ -174,19 +212,21 @@ class Pipeline:
         done = self._reconcile(sources, hr.people, now)
 
         self.report("storing results")
-        save_people(hr, self.store, run_id)
-        read: set[Scope] = set()
-        for r in done.reads:
-            if r.data is None:
-                continue
-            read |= read_scopes(r, self.store)  # before the snapshot changes the stored scopes
-            self.store.save_snapshot(
-                r.name, r.fresh_accounts(), r.fresh_credentials(), run_id, r.stale_scopes
-            )
-        # Without a good (or accepted) HR read nothing can be called resolved.
-        self._save_findings(run_id, now, done, read if hr.trusted else set())
-        runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
-        return self._finish(run_id, now, runs, done.findings, hr.breaker)
+        _test_point("before-commit")
+        with self.store.atomic():
+            save_people(hr, self.store, run_id)
+            read: set[Scope] = set()
+            for r in done.reads:
+                if r.data is None:
+                    continue
+                read |= read_scopes(r, self.store)  # before the snapshot changes the stored scopes
+                self.store.save_snapshot(
+                    r.name, r.fresh_accounts(), r.fresh_credentials(), run_id, r.stale_scopes
+                )
+            # Without a good (or accepted) HR read nothing can be called resolved.
+            self._save_findings(run_id, now, done, read if hr.trusted else set())
+            runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
+            return self._finish(run_id, now, runs, done.findings, hr.breaker)
 
     # --- one person ----------------------------------------------------------------------
 
@@ -224,10 +264,13 @@ class Pipeline:
             log.info("targeted reconcile %s of %s/%s (%s)", run_id, *_key(person), person.status.value)
             breaker = webhook_breaker(self.store, before, people, self.config, now)
             done = self._reconcile(sources, people, now, person)
-            # A read of one person proves nothing about anybody else: no scope counts as read,
-            # so storing this person's findings closes none.
-            self._save_findings(run_id, now, done, set())
-            result = self._finish(run_id, now, [source_run(r) for r in done.reads], done.findings, breaker)
+            _test_point("before-commit")
+            with self.store.atomic():
+                # A read of one person proves nothing about anybody else: no scope counts as read,
+                # so storing this person's findings closes none.
+                self._save_findings(run_id, now, done, set())
+                runs = [source_run(r) for r in done.reads]
+                result = self._finish(run_id, now, runs, done.findings, breaker)
         modes = tuple((r.name, r.mode.value) for r in done.reads)
         return TargetedResult(result, person, modes, decision)
 
@@ -235,14 +278,27 @@ class Pipeline:
 
     @contextmanager
     def _recorded(self, run_id: str, now: datetime, kind: str) -> Iterator[None]:
-        """Start the run's record; a run that raises is recorded as failed."""
+        """Start the run's record and hold its lease while it goes on; a run that raises is
+        recorded as failed (when the database lets it: otherwise it stays ``running`` until it is
+        taken for dead and abandoned; nothing of it was stored either way)."""
         self.store.start_run(run_id, now, kind)
+        lease = _LeaseKeeper(self.store, run_id)
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
+            lease.stop()
             failed = RunResult(run_id, now, max(now, datetime.now(UTC)), (), ())
-            self.store.finish_run(failed, RunStatus.FAILED)
+            try:
+                self.store.finish_run(failed, RunStatus.FAILED)
+            except Exception as record_error:
+                # The error that stopped the run is the one to report (a locked database fails
+                # both); the run is abandoned once taken for dead.
+                log.warning(
+                    "run %s failed (%s) and could not be recorded failed: %s", run_id, exc, record_error
+                )
             raise
+        finally:
+            lease.stop()
 
     def _collect(self, sources: Sequence[SourceConfig], person: Person | None) -> list[AccountRead]:
         reads = [AccountRead(src, self._account_source(src)) for src in sources]
@@ -269,6 +325,7 @@ class Pipeline:
             # Matched against everybody (so ambiguity is still seen), kept for this person only.
             links = [link for link in links if any(_key(p) == _key(person) for p in link.people)]
         detail_pass(reads, links, now, self.store, self.report)
+        keep_last_known(reads, self.store)
         credentials = group_credentials(c for r in reads for c in r.credentials)
         if person is not None:
             mine = {(link.account.source, link.account.account_id) for link in links}
@@ -283,13 +340,19 @@ class Pipeline:
             self.store.finding_first_seen(),
             stale,
         )
-        return _Reconciled(reads, findings, stale)
+        return _Reconciled(reads, findings, stale, unproven_ids(*unenriched(reads)))
 
     def _save_findings(self, run_id: str, now: datetime, done: _Reconciled, read: set[Scope]) -> None:
         changes = update_findings(
-            self.store.stored_findings(), done.findings, read, self.store.revoked_finding_ids(), done.stale
+            self.store.stored_findings(),
+            done.findings,
+            read,
+            self.store.revoked_finding_ids(),
+            done.stale,
+            done.keep_open,
         )
         self.store.save_findings(run_id, now, changes)
+        _test_point("findings-stored")
 
     def _finish(
         self,
@@ -300,8 +363,41 @@ class Pipeline:
         breaker: str | None,
     ) -> RunResult:
         result = RunResult(run_id, now, max(now, datetime.now(UTC)), tuple(sources), tuple(findings), breaker)
-        self.store.finish_run(result)
+        if not self.store.finish_run(result):
+            # Raised inside the run's transaction: everything it wrote is rolled back.
+            raise RunAbandoned(
+                f"run {run_id} was marked abandoned (taken for dead) before it finished; "
+                "nothing of it was stored: run it again"
+            )
         return result
+
+
+class _LeaseKeeper:
+    """Renews a running run's lease on a thread of its own until stopped (or until the run is
+    no longer running). A renewal that fails is logged and tried again at the next tick."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._stopped = threading.Event()
+        if not store.private_database:  # nobody else sees an in-memory database's leases
+            threading.Thread(target=self._renew, name=f"run-lease-{run_id}", daemon=True).start()
+
+    def stop(self) -> None:
+        # Not joined: a renewal may be waiting on a database lock, and the run is over either way.
+        self._stopped.set()
+
+    def _renew(self) -> None:
+        while not self._stopped.wait(self._store.run_renew_every):
+            try:
+                if not self._store.renew_run(self._run_id):
+                    if not self._stopped.is_set():
+                        log.warning(
+                            "run %s was marked abandoned while it ran: it cannot finish", self._run_id
+                        )
+                    return
+            except Exception as exc:
+                log.warning("cannot renew the lease of run %s: %s", self._run_id, exc)
 
 
 def run_audit(

@@ -31,6 +31,10 @@ class RunRow(SQLModel, table=True):
     status: str = Field(default=RunStatus.RUNNING.value, max_length=16)
     circuit_breaker: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     summary_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    # host:pid of the process running it, and until when its lease holds while it is running:
+    # a running run whose lease ran out is marked abandoned (storage/runs.py).
+    owner: str = Field(default="", max_length=255)
+    lease_until: datetime | None = Field(default=None, sa_column=_dt())
 
 
 class SourceRunRow(SQLModel, table=True):

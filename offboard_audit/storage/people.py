@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import RowMapping, delete, insert, select, update
+from sqlalchemy import Insert, RowMapping, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from offboard_audit.core.records import Person, PersonStatus
 from offboard_audit.core.stored import PersonState
-from offboard_audit.storage.db import Database, chunks
+from offboard_audit.storage.db import Database, chunks, is_postgres
 from offboard_audit.storage.rows import record_of, row_of
 from offboard_audit.storage.tables import PEOPLE
 
@@ -85,20 +86,16 @@ class PeopleStore(Database):
                     written += 1
                 else:
                     conflicts.append(eid)
-        try:
-            with self.begin() as conn:
-                for batch in chunks(inserts):
-                    conn.execute(insert(PEOPLE), list(batch))
-            written += len(inserts)
-        except IntegrityError:
-            # Somebody (a webhook job) added one of them meanwhile: insert the others one by one.
-            for row in inserts:
-                try:
-                    with self.begin() as conn:
-                        conn.execute(insert(PEOPLE).values(row))
-                    written += 1
-                except IntegrityError:
-                    conflicts.append(str(row["employee_id"]))
+            # Somebody (a webhook job) may have added one of them meanwhile: that row is left as
+            # it is. ON CONFLICT rather than catching the error, which would abort the whole
+            # transaction on PostgreSQL (a run stores its people in one with its findings).
+            added: set[str] = set()
+            for batch in chunks(inserts):
+                added.update(
+                    conn.execute(_insert_new(self).returning(PEOPLE.c.employee_id), list(batch)).scalars()
+                )
+            written += len(added)
+            conflicts.extend(str(row["employee_id"]) for row in inserts if row["employee_id"] not in added)
         return PeopleWrite(written, tuple(sorted(conflicts)))
 
     def save_person_state(self, state: PersonState, before: PersonState | None, run_id: str) -> bool:
@@ -131,6 +128,13 @@ class PeopleStore(Database):
 
 
 # --- rows -----------------------------------------------------------------------------------
+
+
+def _insert_new(db: Database) -> Insert:
+    """INSERT of people that skips a row whose key exists already."""
+    if is_postgres(db):
+        return postgresql.insert(PEOPLE).on_conflict_do_nothing(index_elements=["source", "employee_id"])
+    return sqlite.insert(PEOPLE).on_conflict_do_nothing()
 
 
 def _iso_utc(t: datetime | None) -> str | None:

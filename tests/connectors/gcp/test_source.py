@@ -257,7 +257,7 @@ def test_detail_attaches_last_authentication_from_the_policy_analyzer(
         a for a in bulk.accounts if a.account_id == "projects/acme-prod/user:grace@example.com"
     )
     detail = source.detail([ci, grace_binding])
-    assert detail.warnings == ()
+    assert detail.warnings == () and detail.enrichment_failures == ()
     # Only the service account is refined; the binding account has nothing more to say.
     assert [a.account_id for a in detail.accounts] == [ci.account_id]
     assert detail.accounts[0].last_login_at == LEFT + timedelta(days=3)
@@ -282,7 +282,7 @@ def test_detail_without_key_last_auth_has_nothing_more_to_say(
     assert source.detail(bulk.accounts) == type(bulk)()
 
 
-def test_missing_policy_analyzer_permission_degrades_to_a_warning(
+def test_missing_policy_analyzer_permission_is_reported_as_a_failed_enrichment_of_the_project(
     gcp_fake: FakeGcp, gcp_source: Callable[..., GcpIamSource]
 ) -> None:
     seed_acme(gcp_fake.state)
@@ -293,8 +293,9 @@ def test_missing_policy_analyzer_permission_degrades_to_a_warning(
     source = gcp_source(projects=["acme-prod"], key_last_auth=True)
     ci = next(a for a in source.collect().accounts if a.account_id.startswith("ci-deployer@"))
     detail = source.detail([ci])
-    (warning,) = detail.warnings
-    assert "acme-prod" in warning and "403" in warning and "activityAnalysisViewer" in warning
+    (failure,) = detail.enrichment_failures
+    assert failure.scope == "acme-prod"
+    assert "403" in failure.error and "activityAnalysisViewer" in failure.error
     # Keys are still all there, just without last-use evidence.
     keys = [c for c in detail.credentials if c.kind is CredentialKind.SERVICE_ACCOUNT_KEY]
     assert len(keys) == 2 and all(k.last_used_at is None for k in keys)
@@ -344,7 +345,9 @@ def test_detail_leaves_out_an_account_whose_keys_cannot_be_re_read(
     detail = source.detail([ci])
     # Nothing for the account means the core keeps its bulk credentials instead of losing them.
     assert detail.accounts == () and detail.credentials == ()
-    assert any("cannot re-read keys of ci-deployer@" in w for w in detail.warnings)
+    # ... and keeps the last known last use of those credentials: the failure names the project.
+    assert [f.scope for f in detail.enrichment_failures] == ["acme-prod"]
+    assert "cannot re-read ci-deployer@" in detail.enrichment_failures[0].error
 
 
 def test_projects_are_scanned_concurrently_but_never_more_than_max_workers_at_once(
