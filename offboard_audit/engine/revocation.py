@@ -16,9 +16,11 @@ One pass (``revoke``, ``auto_revoke``, ``undo_*``) runs like this:
    and the next action goes on; the finding stays open and the action is planned again next
    time.
 
-Where the findings and the circuit breaker come from: ``revoke`` (CLI) uses the findings
-stored by the newest finished audit run and that run's circuit breaker state; it does not
-run an audit of its own. ``auto_revoke`` (daemon, webhook) uses the run it is given.
+Where the findings and the circuit breaker come from: ``revoke`` (CLI) uses the stored findings
+and the verdict of ``store.latest_run()``: the newest finished run, skipping abandoned runs,
+never a targeted run in place of a full run whose breaker tripped; a run stores its findings and
+its breaker in one transaction. It does not run an audit of its own. ``auto_revoke`` (daemon,
+webhook) uses the run it is given.
 
 Out-of-date data never reaches the wrong account: every finding carries the immutable
 identity of its account (``Account.uid``: AWS UserId, objectGUID, entryUUID, nsUniqueId, GCP
