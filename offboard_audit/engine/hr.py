@@ -262,10 +262,28 @@ def last_hr_read(store: Store) -> datetime | None:
     return max(times) if times else None
 
 
+def held_hr_breaker(store: Store) -> str | None:
+    """Why the newest full HR read tripped the circuit breaker, when it did and was not accepted.
+
+    Such a read is not stored, so until an operator accepts it (``audit --accept-hr``) the HR
+    feed is in doubt: a run about one person may not revoke either.
+    """
+    runs = [r for r in (store.latest_run(kind) for kind in FULL_HR_KINDS) if r is not None]
+    if not runs:
+        return None
+    newest = max(runs, key=lambda r: r.started_at)
+    if newest.circuit_breaker:
+        return f"the HR circuit breaker holds since run {newest.run_id}: {newest.circuit_breaker}"
+    return None
+
+
 def webhook_breaker(
     store: Store, before: Sequence[Person], after: Sequence[Person], config: Config, now: datetime
 ) -> str | None:
-    """The breaker of a run about one person (see ``webhook_breaker_reason``)."""
+    """The breaker of a run about one person: the held HR breaker, else ``webhook_breaker_reason``."""
+    held = held_hr_breaker(store)
+    if held is not None:
+        return held
     recent = WebhookStore(store).terminations_since(last_hr_read(store))
     policy = config.policy
     return webhook_breaker_reason(
