@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from connectors.aws_iam.clients import AwsClients, ClientProvider
+from connectors.aws_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
+from connectors.aws_iam.exposure.actions import AwsRevoker
 from connectors.aws_iam.revoker import AwsIamRevoker
 from connectors.aws_iam.settings import OPTIONS, AwsSettings, parse_settings
 from connectors.aws_iam.source import AwsIamSource
@@ -51,10 +53,11 @@ def make_source(options: SourceOptions, ctx: SourceContext) -> AwsIamSource:
 
 
 def make_revoker(options: SourceOptions, ctx: SourceContext) -> AwsIamRevoker:
-    """Build the revoker; same options and injected clients as :func:`make_source`."""
+    """Build the revoker; same options and injected clients as :func:`make_source`. It carries
+    the exposure action ``rotate_secret`` too (planned only with policy.auto_rotate_secrets)."""
     settings = parse_settings(options)
     provider = ClientProvider(settings, AwsClients.coerce(ctx.clients.get(settings.name)))
-    return AwsIamRevoker(settings, provider)
+    return AwsRevoker(settings, provider)
 
 
 def _demo(people: Sequence[Person], now: datetime) -> DemoPart:
@@ -70,14 +73,21 @@ PLUGIN = ConnectorPlugin(
     system=SYSTEM,
     make_source=make_source,
     make_revoker=make_revoker,
-    revoker_actions=AwsIamRevoker.actions,
-    read_permissions=READ_PERMISSIONS,
+    revoker_actions=AwsRevoker.actions,
+    # With a [sources.exposure] table the source also reads what leavers could carry away.
+    read_permissions=READ_PERMISSIONS
+    + tuple(
+        f"{p} ([sources.exposure]{' lake_event_data_store' if p.startswith('cloudtrail:') else ''})"
+        for p in EXPOSURE_PERMISSIONS
+    ),
     options=OPTIONS,
     match=MatchSpec(
         employee_id_attributes=("employee_id", "tag:employee_id"),
         email_attributes=("email", "tag:email", "owner", "tag:owner"),
     ),
     demo=_demo,
+    make_exposure=make_exposure,
+    exposure_permissions=EXPOSURE_PERMISSIONS,
 )
 
 __all__ = [

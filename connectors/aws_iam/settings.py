@@ -46,6 +46,9 @@ OPTIONS: dict[str, str] = {
     "ssh_public_keys": "true (default): list SSH public keys (CodeCommit) in the detail pass. Set false "
     "only against AWS-compatible endpoints that lack iam:ListSSHPublicKeys: SSH keys are then not "
     "audited. An endpoint that lacks it fails the account with an error naming this option.",
+    "exposure": "Table [sources.exposure]: what leavers could carry away (issue 13). Keys: trail_bucket, "
+    'trail_prefix, trail_region, lookback ("365d"), overlap ("1h"), workers, regions, owner_tag_keys, '
+    "signing_tags, lake_event_data_store; see docs/exposure.md.",
     "include_inline_deny": "true: also offer a deny-all inline policy conditioned on aws:TokenIssueTime "
     "so temporary credentials issued before revocation stop working (one extra credential of kind "
     '"account" per user; default false).',

@@ -17,7 +17,8 @@ from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import PersonStatus
 
-FIELDS = ("employee_id", "email", "name", "status", "termination_date", "aliases")
+# manager_email (optional): who rotates what a leaver could carry away when the secret names no owner.
+FIELDS = ("employee_id", "email", "name", "status", "termination_date", "aliases", "manager_email")
 REQUIRED_FIELDS = ("employee_id", "email", "name", "status", "termination_date")
 
 # Lower-cased HR vocabulary -> our status. A `status_map` option extends it.
@@ -36,7 +37,8 @@ DEFAULT_STATUS_MAP: dict[str, PersonStatus] = {
 
 HR_OPTIONS: dict[str, str] = {
     "path": "HR export file (relative paths are relative to the config file)",
-    "columns": "table mapping our fields (employee_id, email, name, status, termination_date, aliases) "
+    "columns": "table mapping our fields (employee_id, email, name, status, termination_date, aliases, "
+    "manager_email) "
     'to the export\'s header names, e.g. { employee_id = "Employee ID" }',
     "status_map": "table mapping the export's status words to active | on_leave | terminated",
     "timezone": "time zone for dates without an offset (default UTC); a date alone means midnight there",

@@ -87,6 +87,7 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
         terminated_at=terminated_at,
         aliases=aliases,
         source=s.name,
+        manager_email=field("manager_email").lower() or None,
     )
 
 

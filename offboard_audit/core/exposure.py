@@ -140,6 +140,9 @@ class SecretState:
     creation hands it over; an AWS-generated KMS key only leaves through an export.
     ``signing``: a signing key (a KMS SIGN_VERIFY key, a secret tagged as one): exported, it is
     critical. ``grantees``: identities holding a live grant to use it (KMS grants).
+    ``aliases``: the other ids events may name it by (a Secrets Manager name or partial ARN, a
+    KMS key id, an SSM path pattern such as ``us-east-1:/app/*`` that a read by path covers);
+    an event's ``ObjectRef.object_id`` equal to ``secret_id`` or to an alias names this secret.
     """
 
     source: str
@@ -156,6 +159,7 @@ class SecretState:
     exportable: bool = True
     signing: bool = False
     grantees: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "SecretState.created_at")

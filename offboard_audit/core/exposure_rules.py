@@ -161,11 +161,27 @@ class ExposureInputs:
     system: str
     events: Sequence[ExposureEvent]
     links: Mapping[str, Link]
-    secrets: Mapping[tuple[str, str, str], SecretState]
+    secrets: SecretIndex
     objects: Mapping[tuple[str, str, str], PersistenceState]
     index: ActorIndex
     # (source, exposure scope) pairs whose events or inventory are from an earlier run.
     stale_scopes: frozenset[tuple[str, str]] = frozenset()
+
+
+class SecretIndex:
+    """The inventory by every id an event may use (``SecretState.secret_id`` and its aliases)."""
+
+    def __init__(self, secrets: Iterable[SecretState]) -> None:
+        self.by_key: dict[tuple[str, str, str], SecretState] = {}
+        self._ids: dict[tuple[str, str, str], list[SecretState]] = defaultdict(list)
+        for s in secrets:
+            self.by_key[s.key] = s
+            for name in dict.fromkeys((s.secret_id, *s.aliases)):
+                self._ids[(s.scope, s.kind.value, name)].append(s)
+
+    def resolve(self, ref: ObjectRef) -> list[SecretState]:
+        """The secrets ``ref`` names (several for a read by path); none when they are gone."""
+        return list(self._ids.get(ref.key, ()))
 
 
 def _accesses(events: Sequence[ExposureEvent]) -> tuple[ExposureAccess, ...]:
@@ -213,7 +229,11 @@ def evaluate_exposure(
         if person is None:
             continue
         people[person_key(person)] = person
-        grouped[(person_key(person), e.target.key)].append(e)
+        if e.target.kind in SECRET_KINDS:
+            for secret in inputs.secrets.resolve(e.target):
+                grouped[(person_key(person), secret.key)].append(e)
+        else:
+            grouped[(person_key(person), e.target.key)].append(e)
 
     findings: list[Finding] = []
     for (pk, key), events in sorted(grouped.items()):
@@ -285,7 +305,7 @@ def _secret_finding(
     exemptions: Sequence[Exemption],
     seen: Mapping[str, datetime],
 ) -> Finding | None:
-    secret = inputs.secrets.get(key)
+    secret = inputs.secrets.by_key.get(key)
     if secret is None:
         return None  # deleted (or never inventoried: its scope failed and has no stored state)
     identities = {e.actor.identity for e in events}

@@ -76,9 +76,11 @@ class ExposureSource(Protocol):
     stream that cannot be read yields one batch with ``failure`` (naming the object) and stops;
     the engine stores each other batch with its checkpoint before asking for the next.
 
-    ``inventory(wanted)`` lists the secrets and keys of every scope (:class:`SecretState`) and
-    checks the objects in ``wanted`` (those the leavers' events made: :class:`PersistenceState`);
-    a scope that fails is a ``ScopeFailure`` of its own. Never reads a secret value.
+    ``inventory(wanted)`` lists the secrets and keys of every scope (:class:`SecretState`; the
+    per-secret details such as version dates may be read for the ``wanted`` ones only) and checks
+    the objects in ``wanted`` of the persistence kinds (:class:`PersistenceState`). ``wanted`` are
+    the targets of the departed people's events. A scope that fails is a ``ScopeFailure`` of its
+    own. Never reads a secret value.
     """
 
     name: str

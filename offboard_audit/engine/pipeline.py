@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config, SourceConfig
@@ -47,7 +47,7 @@ from offboard_audit.core.lifecycle import Scope, unproven_ids, update_findings
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.people import ChangeDecision, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Finding, Person, RunResult, RunStatus, SourceRun
+from offboard_audit.core.records import Finding, Link, Person, RunResult, RunStatus, SourceRun
 from offboard_audit.core.stored import RunKind
 from offboard_audit.engine.collect import (
     AccountRead,
@@ -61,8 +61,10 @@ from offboard_audit.engine.collect import (
     source_run,
     unenriched,
 )
+from offboard_audit.engine.exposure import ExposureResult, ExposureStage, managers_of
 from offboard_audit.engine.hr import (
     ChangeNotApplied,
+    HRState,
     PersonUpdate,
     hr_round,
     hr_source_run,
@@ -128,6 +130,8 @@ class _Reconciled:
     stale: frozenset[Scope]
     # Stored findings this run cannot disprove (an optional enrichment failed): never closed.
     keep_open: frozenset[str] = frozenset()
+    # Every account's link (the exposure stage matches actors with them).
+    links: tuple[Link, ...] = ()
 
 
 class Pipeline:
@@ -152,6 +156,8 @@ class Pipeline:
         self._instances_lock = threading.Lock()  # the daemon runs reconciles on several threads
         # The breaker reason that ``run(accept_hr=True)`` released, for the caller to report.
         self.accepted_breaker: str | None = None
+        # What leavers could carry away (engine/exposure.py): sources with an exposure reader.
+        self.exposure = ExposureStage(config, ctx, self.report)
 
     # --- building sources ----------------------------------------------------------------
 
@@ -210,6 +216,8 @@ class Pipeline:
         hr = hr_round(states, self.store, self.config, now, run_id, accept_hr)
         self.accepted_breaker = hr.accepted_breaker
         done = self._reconcile(sources, hr.people, now)
+        exposed = self._exposure(sources, hr.states, hr.people, done, now, run_id)
+        done = replace(done, findings=[*done.findings, *exposed.findings], stale=done.stale | exposed.stale)
 
         self.report("storing results")
         _test_point("before-commit")
@@ -223,9 +231,11 @@ class Pipeline:
                 self.store.save_snapshot(
                     r.name, r.fresh_accounts(), r.fresh_credentials(), run_id, r.stale_scopes
                 )
+            read |= exposed.read
             # Without a good (or accepted) HR read nothing can be called resolved.
             self._save_findings(run_id, now, done, read if hr.trusted else set())
             runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
+            runs += exposed.runs
             return self._finish(run_id, now, runs, done.findings, hr.breaker)
 
     # --- one person ----------------------------------------------------------------------
@@ -340,7 +350,30 @@ class Pipeline:
             self.store.finding_first_seen(),
             stale,
         )
-        return _Reconciled(reads, findings, stale, unproven_ids(*unenriched(reads)))
+        return _Reconciled(reads, findings, stale, unproven_ids(*unenriched(reads)), tuple(links))
+
+    def _exposure(
+        self,
+        sources: Sequence[SourceConfig],
+        hr_states: Sequence[HRState],
+        people: Sequence[Person],
+        done: _Reconciled,
+        now: datetime,
+        run_id: str,
+    ) -> ExposureResult:
+        """The exposure stage (engine/exposure.py); managers come from this run's HR reads."""
+        managers = managers_of(p for s in hr_states if s.read is not None for p in s.read.people)
+        return self.exposure.run(
+            sources,
+            done.links,
+            people,
+            managers,
+            now,
+            run_id,
+            self.store,
+            self.store.list_exemptions(),
+            self.store.finding_first_seen(),
+        )
 
     def _save_findings(self, run_id: str, now: datetime, done: _Reconciled, read: set[Scope]) -> None:
         changes = update_findings(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from offboard_audit.core.records import Finding, RunResult
+from offboard_audit.core.rotation import owner_label
 from offboard_audit.report.base import ActionInfo, Format, iso, latest_action, sort_findings
 
 
@@ -66,6 +67,9 @@ CSV_COLUMNS = (
     "stale",
     "latest_action",
     "reason",
+    # Exposure findings (issue 13): who rotates it, and each access as "<at> <how> <event id>".
+    "rotate_owner",
+    "exposure",
 )
 
 
@@ -112,6 +116,8 @@ def findings_csv(findings: Sequence[Finding], actions: ActionInfo | None = None)
             str(f.stale).lower(),
             latest,
             f.reason,
+            owner_label(f.owner) if f.owner else "",
+            "; ".join(f"{iso(a.at)} {a.how.value} {a.event_id}" for a in f.exposure),
         ]
         buf.write(_line(row))
     return buf.getvalue()

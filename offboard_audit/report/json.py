@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from offboard_audit.core.records import Finding, RunResult, SourceRun
+from offboard_audit.core.rotation import owner_json
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.report.base import ActionInfo, Format, iso, sort_findings, summary
 
@@ -91,6 +92,13 @@ def finding_json(f: Finding, actions: ActionInfo | None = None) -> dict[str, Any
         "stale": f.stale,
         "exemption_id": f.exemption_id,
     }
+    if f.exposure or f.owner is not None:
+        # Exposure findings (design.md "Exposure"): each access, and who should rotate it.
+        out["exposure"] = [
+            {"at": iso(a.at), "how": a.how.value, "event_id": a.event_id, "action": a.action or None}
+            for a in f.exposure
+        ]
+        out["owner"] = owner_json(f.owner)
     if f.candidates:
         out["candidates"] = [
             {"employee_id": x.employee_id, "email": x.email, "name": x.name} for x in f.candidates

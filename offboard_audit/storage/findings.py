@@ -19,9 +19,13 @@ from offboard_audit.core.records import (
     AccountKind,
     Credential,
     CredentialKind,
+    ExposureAccess,
+    ExposureHow,
     Finding,
+    OwnerVia,
     Person,
     PersonStatus,
+    RotateOwner,
 )
 from offboard_audit.core.stored import FindingUpdate, StoredFinding
 from offboard_audit.storage.db import Database, chunks
@@ -126,6 +130,9 @@ def _finding_row(f: Finding, run_id: str, now: datetime) -> dict[str, object]:
         person_status=p.status.value if p else None,
         person_terminated_at=p.terminated_at if p else None,
         candidates_json=json.dumps([[x.employee_id, x.email, x.name] for x in f.candidates]),
+        exposure_json=json.dumps([[x.at.isoformat(), x.how.value, x.event_id, x.action] for x in f.exposure]),
+        owner_email=f.owner.email if f.owner else None,
+        owner_via=f.owner.via.value if f.owner else None,
         last_seen=now,
         resolved_at=None,
         run_id=run_id,
@@ -168,4 +175,18 @@ def _finding(r: RowMapping) -> Finding:
         Person(employee_id=e, email=m, name=n or "", status=PersonStatus.ACTIVE)
         for e, m, n in json.loads(r["candidates_json"])
     )
-    return record_of(Finding, r, account=account, person=person, credential=credential, candidates=candidates)
+    exposure = tuple(
+        ExposureAccess(datetime.fromisoformat(at), ExposureHow(how), event_id, action)
+        for at, how, event_id, action in json.loads(r["exposure_json"] or "[]")
+    )
+    owner = RotateOwner(OwnerVia(r["owner_via"]), r["owner_email"]) if r["owner_via"] else None
+    return record_of(
+        Finding,
+        r,
+        account=account,
+        person=person,
+        credential=credential,
+        candidates=candidates,
+        exposure=exposure,
+        owner=owner,
+    )

@@ -154,6 +154,11 @@ class FindingRow(SQLModel, table=True):
     exemption_id: str | None = Field(default=None, max_length=64)
     stale: bool = False
     run_id: str = Field(max_length=64, index=True)
+    # Exposure findings (issue 13): each access [{"at", "how", "event_id", "action"}] and the
+    # rotate owner.
+    exposure_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_via: str | None = Field(default=None, max_length=16)
 
 
 class FindingEventRow(SQLModel, table=True):
@@ -241,6 +246,86 @@ class LockRow(SQLModel, table=True):
     holder: str = Field(max_length=256)
     acquired_at: datetime = Field(sa_column=_dt(False))
     expires_at: datetime = Field(sa_column=_dt(False))
+
+
+# --- exposure ledger (issue 13) ----------------------------------------------------------------
+
+
+class ExposureEventRow(SQLModel, table=True):
+    """One event of the exposure ledger: an identity's access to a secret, or an object it made
+    (core/exposure.py). Appended only; a duplicate ``event_id`` of the same source is dropped."""
+
+    __tablename__ = "exposure_events"
+    __table_args__ = (Index("ix_exposure_events_actor", "source", "actor_identity"),)
+
+    source: str = Field(primary_key=True, max_length=128)
+    event_id: str = Field(primary_key=True, max_length=255)
+    scope: str = Field(default="", max_length=256)
+    stream: str = Field(default="", sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_column=_dt(False))
+    action: str = Field(max_length=128)
+    how: str = Field(max_length=32)
+    actor_identity: str = Field(max_length=1024)
+    actor_kind: str = Field(default="", max_length=64)
+    actor_account_id: str = Field(default="", max_length=1024)
+    actor_names_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    target_scope: str = Field(default="", max_length=256)
+    target_kind: str = Field(max_length=32)
+    target_id: str = Field(sa_column=Column(Text, nullable=False))
+    target_owner: str = Field(default="", max_length=512)
+    target_fingerprint: str = Field(default="", max_length=256)
+
+
+class ExposureCheckpointRow(SQLModel, table=True):
+    """How far one event stream of an exposure source has been read (core.exposure.Checkpoint)."""
+
+    __tablename__ = "exposure_checkpoints"
+
+    source: str = Field(primary_key=True, max_length=128)
+    stream: str = Field(primary_key=True, max_length=700)
+    position: str = Field(sa_column=Column(Text, nullable=False))
+    recent_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(sa_column=_dt(False))
+
+
+class ExposureSecretRow(SQLModel, table=True):
+    """The inventory: a secret or key as last read (core.exposure.SecretState); the rows of a
+    scope are replaced only by a successful read of that scope."""
+
+    __tablename__ = "exposure_secrets"
+
+    source: str = Field(primary_key=True, max_length=128)
+    scope: str = Field(primary_key=True, max_length=256)
+    kind: str = Field(primary_key=True, max_length=32)
+    secret_id: str = Field(primary_key=True, max_length=700)
+    name: str = Field(default="", sa_column=Column(Text, nullable=False))
+    owner: str | None = Field(default=None, max_length=320)
+    created_at: datetime | None = Field(default=None, sa_column=_dt())
+    current_version_created_at: datetime | None = Field(default=None, sa_column=_dt())
+    oldest_enabled_version_created_at: datetime | None = Field(default=None, sa_column=_dt())
+    enabled: bool = True
+    rotation_configured: bool = False
+    exportable: bool = True
+    signing: bool = False
+    grantees_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    aliases_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    updated_run: str = Field(max_length=64)
+
+
+class ExposureObjectRow(SQLModel, table=True):
+    """Whether an object a leaver's event made is still in place (core.exposure.PersistenceState)."""
+
+    __tablename__ = "exposure_objects"
+
+    source: str = Field(primary_key=True, max_length=128)
+    scope: str = Field(primary_key=True, max_length=256)
+    kind: str = Field(primary_key=True, max_length=32)
+    object_id: str = Field(primary_key=True, max_length=700)
+    owner: str = Field(default="", max_length=512)
+    fingerprint: str = Field(default="", max_length=256)
+    present: bool = False
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_run: str = Field(max_length=64)
 
 
 # --- daemon and HR webhook (issue 7) ---------------------------------------------------------

@@ -7,6 +7,7 @@ One :class:`Store` on one database, made of a store per concern:
 - snapshots of accounts and credentials, written as diffs (``snapshots.py``),
 - findings and their status history (``findings.py``),
 - exemptions (``exemptions.py``),
+- the exposure ledger: events, stream checkpoints, the secrets inventory (``exposure.py``),
 - actions taken, as the pipeline and reports read them (``actions.py``, which also holds the
   revocation engine's action rows and the hash-chained audit log).
 
@@ -32,13 +33,14 @@ from sqlmodel import SQLModel
 from offboard_audit.storage.actions import ActionStore
 from offboard_audit.storage.db import make_engine
 from offboard_audit.storage.exemptions import ExemptionStore
+from offboard_audit.storage.exposure import ExposureStore
 from offboard_audit.storage.findings import FindingStore
 from offboard_audit.storage.people import PeopleStore
 from offboard_audit.storage.runs import RunStore
 from offboard_audit.storage.snapshots import SnapshotStore
 
 
-class Store(RunStore, PeopleStore, SnapshotStore, FindingStore, ExemptionStore, ActionStore):
+class Store(RunStore, PeopleStore, SnapshotStore, FindingStore, ExemptionStore, ActionStore, ExposureStore):
     """Everything the pipeline, CLI, daemon and webhook persist goes through here."""
 
     def __init__(self, engine: Engine) -> None:

@@ -15,6 +15,10 @@ from offboard_audit.storage.models import (
     AuditEventRow,
     CredentialRow,
     ExemptionRow,
+    ExposureCheckpointRow,
+    ExposureEventRow,
+    ExposureObjectRow,
+    ExposureSecretRow,
     FindingEventRow,
     FindingRow,
     LockRow,
@@ -44,6 +48,10 @@ FINDINGS = table_of(FindingRow)
 FINDING_EVENTS = table_of(FindingEventRow)
 EXEMPTIONS = table_of(ExemptionRow)
 ACTIONS = table_of(ActionRow)
+EXPOSURE_EVENTS = table_of(ExposureEventRow)
+EXPOSURE_CHECKPOINTS = table_of(ExposureCheckpointRow)
+EXPOSURE_SECRETS = table_of(ExposureSecretRow)
+EXPOSURE_OBJECTS = table_of(ExposureObjectRow)
 AUDIT_EVENTS = table_of(AuditEventRow)
 LOCKS = table_of(LockRow)
 WEBHOOK_EVENTS = table_of(WebhookEventRow)

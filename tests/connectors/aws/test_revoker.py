@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from connectors.aws_iam import PLUGIN
+from connectors.aws_iam.exposure.actions import ROTATE_SECRET, RotateSecret
 from connectors.aws_iam.revoker import (
     DEACTIVATE_ACCESS_KEY,
     DEACTIVATE_MFA_DEVICE,
@@ -100,7 +101,8 @@ def target(
 
 def test_every_action_declares_exact_iam_permissions_and_irreversible_ones_say_so() -> None:
     actions = AwsIamRevoker.actions
-    assert PLUGIN.revoker_actions is actions
+    # The plugin adds the exposure action (rotate_secret, issue 13) to the IAM ones.
+    assert dict(PLUGIN.revoker_actions) == {**actions, ROTATE_SECRET: RotateSecret.definition}
     for name, action in actions.items():
         assert action.name == name and action.stage is Stage.DISABLE
         assert action.permissions and all(p.startswith("iam:") for p in action.permissions)

@@ -1,0 +1,220 @@
+"""The inventory of one AWS account: its secrets and keys, and the objects leavers made.
+
+Per account and region (``[sources.exposure] regions``):
+
+- Secrets Manager: ``ListSecrets`` (every secret: name, tags, rotation, deletion), then
+  ``ListSecretVersionIds`` for the secrets a leaver touched (version creation dates, the
+  ``AWSCURRENT`` stage). Never ``GetSecretValue``.
+- SSM: ``DescribeParameters`` (SecureString only), then ``GetParameterHistory`` (without
+  decryption) and ``ListTagsForResource`` for the parameters a leaver touched.
+- KMS: ``ListKeys``, then ``DescribeKey``, ``GetKeyRotationStatus``, ``ListGrants`` and
+  ``ListResourceTags`` for the keys a leaver touched (customer-managed keys only).
+- IAM, for the objects a leaver made (global): ``GetUser`` (same ``UserId`` as created),
+  ``ListAccessKeys`` (key still there and active), ``GetLoginProfile`` (same creation time),
+  ``GetRole`` (the trust policy they set still in place; accounts outside it named),
+  ``ListAttachedUserPolicies``.
+
+Any call that fails raises: the caller fails the whole account (``ScopeFailure``), never an
+empty inventory.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.aws_iam.exposure import translate as tr
+from connectors.aws_iam.exposure.clients import ExposureClients
+from connectors.aws_iam.exposure.settings import ExposureSettings
+from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
+from offboard_audit.core.records import CredentialKind
+
+
+def secret_versions(sm: Any, secret_id: str) -> list[Any]:
+    """Every version of a secret (``ListSecretVersionIds``, NextToken pages; boto3 has no
+    paginator for it): ids, stages and creation dates, never values."""
+    versions: list[Any] = []
+    token: str | None = None
+    while True:
+        page = sm.list_secret_version_ids(SecretId=secret_id, **({"NextToken": token} if token else {}))
+        versions.extend(page.get("Versions") or ())
+        token = page.get("NextToken")
+        if not token:
+            return versions
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+class AccountInventory:
+    """Reads the inventory of one account (see the module docstring)."""
+
+    def __init__(
+        self, source: str, account: str, clients: ExposureClients, settings: ExposureSettings
+    ) -> None:
+        self.source = source
+        self.account = account
+        self.clients = clients
+        self.settings = settings
+        self._client_account = "" if account == clients.provider.home_account() else account
+
+    def _client(self, service: str, region: str) -> Any:
+        return self.clients.client(self._client_account, service, region)
+
+    def secrets(self, wanted: Sequence[ObjectRef]) -> list[SecretState]:
+        wanted_ids = {r.object_id for r in wanted if r.scope == self.account}
+        out: list[SecretState] = []
+        for region in self.settings.regions:
+            out.extend(self._secrets_manager(region, wanted_ids))
+            out.extend(self._parameters(region, wanted_ids))
+            out.extend(self._kms(region, wanted_ids))
+        return out
+
+    def _secrets_manager(self, region: str, wanted: set[str]) -> list[SecretState]:
+        sm = self._client("secretsmanager", region)
+        out: list[SecretState] = []
+        for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+            for raw in page.get("SecretList") or ():
+                state = tr.secret_state(
+                    self.source,
+                    self.account,
+                    region,
+                    raw,
+                    None,
+                    self.settings.owner_tag_keys,
+                    self.settings.signing_tags,
+                )
+                if wanted & {state.secret_id, *state.aliases}:
+                    versions = secret_versions(sm, state.secret_id)
+                    state = tr.secret_state(
+                        self.source,
+                        self.account,
+                        region,
+                        raw,
+                        versions,
+                        self.settings.owner_tag_keys,
+                        self.settings.signing_tags,
+                    )
+                out.append(state)
+        return out
+
+    def _parameters(self, region: str, wanted: set[str]) -> list[SecretState]:
+        ssm = self._client("ssm", region)
+        out: list[SecretState] = []
+        filters = [{"Key": "Type", "Option": "Equals", "Values": ["SecureString"]}]
+        for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
+            for raw in page.get("Parameters") or ():
+                name = str(raw["Name"])
+                aliases = set(tr._path_aliases(region, name))
+                history: list[Any] | None = None
+                tags: dict[str, str] = {}
+                if wanted & aliases:
+                    history = []
+                    # WithDecryption is never set: the history is read without values.
+                    for hpage in ssm.get_paginator("get_parameter_history").paginate(Name=name):
+                        history.extend(hpage.get("Parameters") or ())
+                    listed = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+                    tags = tr._tags(listed.get("TagList"))
+                out.append(
+                    tr.parameter_state(
+                        self.source,
+                        self.account,
+                        region,
+                        raw,
+                        history,
+                        tags,
+                        self.settings.owner_tag_keys,
+                        self.settings.signing_tags,
+                    )
+                )
+        return out
+
+    def _kms(self, region: str, wanted: set[str]) -> list[SecretState]:
+        kms = self._client("kms", region)
+        out: list[SecretState] = []
+        for page in kms.get_paginator("list_keys").paginate():
+            for raw in page.get("Keys") or ():
+                key_id = str(raw["KeyId"])
+                arn = str(raw.get("KeyArn") or "")
+                if not wanted & {key_id, arn, f"{region}:{key_id}", f"{region}:{arn}"}:
+                    continue
+                meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+                if meta.get("KeyManager") == "AWS":
+                    continue  # AWS-managed keys: nobody can import, grant or export them
+                rotation = False
+                if (
+                    meta.get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
+                    and meta.get("Origin") != "EXTERNAL"
+                ):
+                    rotation = bool(kms.get_key_rotation_status(KeyId=key_id).get("KeyRotationEnabled"))
+                grants: list[Any] = []
+                for gpage in kms.get_paginator("list_grants").paginate(KeyId=key_id):
+                    grants.extend(gpage.get("Grants") or ())
+                tags = tr._tags(kms.list_resource_tags(KeyId=key_id).get("Tags"))
+                out.append(
+                    tr.kms_state(
+                        self.source,
+                        self.account,
+                        region,
+                        meta,
+                        rotation,
+                        grants,
+                        tags,
+                        self.settings.owner_tag_keys,
+                    )
+                )
+        return out
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def objects(self, refs: Sequence[ObjectRef]) -> list[PersistenceState]:
+        iam = self._client("iam", self.clients.settings.region)
+        return [self._object(iam, r) for r in refs if r.scope == self.account]
+
+    def _object(self, iam: Any, ref: ObjectRef) -> PersistenceState:
+        def gone(detail: str = "") -> PersistenceState:
+            return tr.persistence_state(self.source, ref, False, detail)
+
+        try:
+            if ref.kind is CredentialKind.ACCOUNT:
+                user = iam.get_user(UserName=ref.object_id)["User"]
+                same = not ref.fingerprint or str(user["UserId"]) == ref.fingerprint
+                return tr.persistence_state(self.source, ref, same, "" if same else "re-created since")
+            if ref.kind is CredentialKind.ACCESS_KEY:
+                keys = iam.list_access_keys(UserName=ref.owner)["AccessKeyMetadata"]
+                for k in keys:
+                    if k["AccessKeyId"] == ref.object_id:
+                        active = k.get("Status") == "Active"
+                        return tr.persistence_state(
+                            self.source, ref, active, "active" if active else "inactive"
+                        )
+                return gone()
+            if ref.kind is CredentialKind.PASSWORD:
+                profile = iam.get_login_profile(UserName=ref.owner)["LoginProfile"]
+                created = tr.aware(profile.get("CreateDate"))
+                made = tr.aware(ref.fingerprint) if ref.fingerprint else None
+                same = made is None or created is None or abs((created - made).total_seconds()) < 300
+                return tr.persistence_state(self.source, ref, same, "" if same else "re-created since")
+            if ref.kind is CredentialKind.TRUST_POLICY:
+                role = iam.get_role(RoleName=ref.object_id)["Role"]
+                document = role["AssumeRolePolicyDocument"]
+                if isinstance(document, str):
+                    document = json.loads(urllib.parse.unquote(document))
+                same = tr.policy_digest(document) == ref.fingerprint
+                outside = tr.trust_policy_outside(document, self.account)
+                detail = f"trust policy lets {', '.join(outside)} assume it" if outside else ""
+                return tr.persistence_state(self.source, ref, same, detail if same else "changed since")
+            if ref.kind is CredentialKind.IAM_BINDING:
+                policy_arn = ref.object_id.split("/", 1)[1]
+                pages = iam.get_paginator("list_attached_user_policies").paginate(UserName=ref.owner)
+                attached = {str(p["PolicyArn"]) for page in pages for p in page.get("AttachedPolicies") or ()}
+                return tr.persistence_state(self.source, ref, policy_arn in attached)
+        except Exception as exc:
+            if _error_code(exc) == "NoSuchEntity":
+                return gone()
+            raise
+        return gone()

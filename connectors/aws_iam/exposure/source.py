@@ -1,0 +1,103 @@
+"""The ``aws_iam`` source's exposure reader: CloudTrail events and the secrets inventory.
+
+Events come from the trail's log files in S3 (``cloudtrail.py``) or, with
+``lake_event_data_store``, from a CloudTrail Lake query (``lake.py``). The inventory
+(``inventory.py``) covers the same AWS accounts as the IAM source (the home account,
+``accounts`` or ``organization``), each on its own: one account failing is a ``ScopeFailure``
+of that account while the others report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from connectors.aws_iam.errors import describe
+from connectors.aws_iam.exposure.clients import ExposureClients
+from connectors.aws_iam.exposure.cloudtrail import TrailReader
+from connectors.aws_iam.exposure.inventory import AccountInventory
+from connectors.aws_iam.exposure.lake import LakeReader
+from connectors.aws_iam.exposure.settings import ExposureSettings
+from connectors.aws_iam.source import AwsIamSource
+from connectors.aws_iam.translate import SYSTEM
+from offboard_audit.core.errors import SourceError
+from offboard_audit.core.exposure import (
+    PERSISTENCE_KINDS,
+    Checkpoint,
+    EventBatch,
+    InventoryRead,
+    ObjectRef,
+    PersistenceState,
+    SecretState,
+)
+from offboard_audit.core.records import ScopeFailure
+
+
+class AwsExposureSource:
+    """Reads CloudTrail events and the Secrets Manager / SSM / KMS / IAM inventory.
+
+    Permissions: ``s3:ListBucket``, ``s3:GetObject`` (trail bucket) or ``cloudtrail:StartQuery``,
+    ``cloudtrail:GetQueryResults`` (Lake); ``secretsmanager:ListSecrets``,
+    ``secretsmanager:ListSecretVersionIds``; ``ssm:DescribeParameters``,
+    ``ssm:GetParameterHistory``, ``ssm:ListTagsForResource``; ``kms:ListKeys``,
+    ``kms:DescribeKey``, ``kms:GetKeyRotationStatus``, ``kms:ListGrants``,
+    ``kms:ListResourceTags``; ``iam:GetUser``, ``iam:ListAccessKeys``, ``iam:GetLoginProfile``,
+    ``iam:GetRole``, ``iam:ListAttachedUserPolicies``. Never ``secretsmanager:GetSecretValue``
+    nor a decrypted ``ssm:GetParameter``: no secret value is ever read.
+    """
+
+    system = SYSTEM
+
+    def __init__(
+        self, name: str, settings: ExposureSettings, clients: ExposureClients, accounts: AwsIamSource
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.clients = clients
+        self._accounts = accounts
+
+    def read_events(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
+        s = self.settings
+        try:
+            if s.lake_event_data_store is not None:
+                lake = LakeReader(
+                    self.name, self.clients.home("cloudtrail"), s.lake_event_data_store, s.lookback
+                )
+                yield from lake.read(checkpoints, now)
+                return
+            assert s.trail_bucket is not None
+            s3 = self.clients.home("s3", s.trail_region)
+            reader = TrailReader(
+                self.name, s3, s.trail_bucket, s.trail_prefix, s.lookback, s.overlap, s.workers
+            )
+            yield from reader.read(checkpoints, now)
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"{self.name}: cannot list the CloudTrail logs: {describe(exc)}") from exc
+
+    def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead:
+        scopes = self._accounts.scopes()
+        refs = [r for r in wanted if r.kind in PERSISTENCE_KINDS]
+
+        def one(account: str) -> tuple[list[SecretState], list[PersistenceState]] | ScopeFailure:
+            inv = AccountInventory(self.name, account, self.clients, self.settings)
+            try:
+                return inv.secrets(wanted), inv.objects(refs)
+            except Exception as exc:
+                return ScopeFailure(account, f"inventory of account {account}: {describe(exc)}")
+
+        secrets: list[SecretState] = []
+        objects: list[PersistenceState] = []
+        failures: list[ScopeFailure] = []
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(self._accounts.settings.account_workers, len(scopes)))
+        ) as pool:
+            for result in pool.map(one, scopes):
+                if isinstance(result, ScopeFailure):
+                    failures.append(result)
+                else:
+                    secrets.extend(result[0])
+                    objects.extend(result[1])
+        return InventoryRead(tuple(secrets), tuple(objects), tuple(scopes), tuple(failures))

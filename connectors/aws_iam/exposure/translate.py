@@ -1,0 +1,411 @@
+"""Pure: CloudTrail records -> ExposureEvent, inventory payloads -> SecretState / PersistenceState.
+
+Only the event names that matter are translated (``RELEVANT``); a record with ``errorCode`` is a
+failed call, not an exposure. Required fields are read as ``raw["Key"]`` (a record without one is
+malformed and fails its log object), optional ones with ``.get``. Secret ids are kept as the caller
+named them (an ARN, or ``<region>:<name>``); the inventory lists every such alias of a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, PersistenceState, SecretState
+from offboard_audit.core.records import CredentialKind, ExposureHow
+
+SECRETS = "secretsmanager.amazonaws.com"
+SSM = "ssm.amazonaws.com"
+KMS = "kms.amazonaws.com"
+IAM = "iam.amazonaws.com"
+
+# (eventSource, eventName) -> how. SSM reads count only with decryption (checked per record).
+RELEVANT: dict[tuple[str, str], ExposureHow] = {
+    (SECRETS, "GetSecretValue"): ExposureHow.READ,
+    (SECRETS, "BatchGetSecretValue"): ExposureHow.READ,
+    (SECRETS, "PutSecretValue"): ExposureHow.CREATED,
+    (SECRETS, "CreateSecret"): ExposureHow.CREATED,
+    (SECRETS, "UpdateSecret"): ExposureHow.CREATED,
+    (SSM, "GetParameter"): ExposureHow.READ,
+    (SSM, "GetParameters"): ExposureHow.READ,
+    (SSM, "GetParametersByPath"): ExposureHow.READ,
+    (SSM, "PutParameter"): ExposureHow.CREATED,
+    (KMS, "CreateKey"): ExposureHow.CREATED,
+    (KMS, "PutKeyPolicy"): ExposureHow.CHANGED_ACCESS,
+    (KMS, "CreateGrant"): ExposureHow.CHANGED_ACCESS,
+    (KMS, "GetParametersForImport"): ExposureHow.EXPORTED,
+    (KMS, "ImportKeyMaterial"): ExposureHow.EXPORTED,
+    (IAM, "CreateUser"): ExposureHow.CREATED,
+    (IAM, "CreateAccessKey"): ExposureHow.CREATED,
+    (IAM, "CreateLoginProfile"): ExposureHow.CREATED,
+    (IAM, "UpdateAssumeRolePolicy"): ExposureHow.CHANGED_ACCESS,
+    (IAM, "CreateRole"): ExposureHow.CREATED,
+    (IAM, "AttachUserPolicy"): ExposureHow.CHANGED_ACCESS,
+}
+RELEVANT_NAMES = frozenset(name for _src, name in RELEVANT)
+
+# Actor types that stand for a person (or may): the rest (AWSService, AWSAccount) are skipped.
+_PERSON_TYPES = frozenset({"IAMUser", "AssumedRole", "FederatedUser", "IdentityCenterUser", "Root"})
+_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+
+
+class MalformedRecord(ValueError):
+    """A relevant record without a field CloudTrail always writes."""
+
+
+def parse_time(value: str) -> datetime:
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def actor_of(identity: Mapping[str, Any]) -> Actor | None:
+    """The actor of a record's ``userIdentity``, or None for services and other accounts."""
+    kind = str(identity.get("type") or "")
+    if kind not in _PERSON_TYPES:
+        return None
+    arn = str(identity.get("arn") or "")
+    names: list[str] = []
+    context = identity.get("sessionContext") or {}
+    source_identity = identity.get("sourceIdentity") or context.get("sourceIdentity")
+    if source_identity:
+        names.append(str(source_identity))
+    on_behalf = identity.get("onBehalfOf") or {}
+    if on_behalf.get("userId"):
+        names.append(str(on_behalf["userId"]))
+    if kind == "IAMUser":
+        if identity.get("userName"):
+            names.append(str(identity["userName"]))
+        return Actor(arn, "iam-user", account_id=arn, names=tuple(names))
+    if kind in ("AssumedRole", "FederatedUser") and "/" in arn:
+        names.append(arn.rsplit("/", 1)[1])  # the session name (an email or user name for SSO)
+    identity_id = arn or str(on_behalf.get("userId") or identity.get("principalId") or "")
+    if not identity_id:
+        return None
+    return Actor(identity_id, kind.lower(), names=tuple(dict.fromkeys(names)))
+
+
+def _secret_id(region: str, value: str) -> str:
+    return value if value.startswith("arn:") else f"{region}:{value}"
+
+
+def _digest(document: Any) -> str:
+    """A stable digest of a policy document (URL-encoded JSON text or a parsed object)."""
+    if isinstance(document, str):
+        text = urllib.parse.unquote(document)
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def policy_digest(document: Any) -> str:
+    return _digest(document)
+
+
+def _targets(
+    source: str,
+    name: str,
+    region: str,
+    scope: str,
+    req: Mapping[str, Any],
+    resp: Mapping[str, Any],
+    actor: Actor,
+) -> list[ObjectRef]:
+    if source == SECRETS:
+        if name == "BatchGetSecretValue":
+            return [
+                ObjectRef(scope, CredentialKind.SECRET, _secret_id(region, str(i)))
+                for i in req.get("secretIdList") or ()
+            ]
+        if name == "CreateSecret":
+            arn = resp.get("aRN") or resp.get("arn")
+            ident = str(arn) if arn else _secret_id(region, str(req["name"]))
+            return [ObjectRef(scope, CredentialKind.SECRET, ident)]
+        return [ObjectRef(scope, CredentialKind.SECRET, _secret_id(region, str(req["secretId"])))]
+    if source == SSM:
+        if name == "PutParameter":
+            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{req['name']}")]
+        if not req.get("withDecryption"):
+            return []  # a SecureString read without decryption returns ciphertext only
+        if name == "GetParameter":
+            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{req['name']}")]
+        if name == "GetParameters":
+            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{n}") for n in req["names"]]
+        path = str(req["path"]).rstrip("/")
+        wildcard = "*" if req.get("recursive") else "+"
+        return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{path}/{wildcard}")]
+    if source == KMS:
+        if name == "CreateKey":
+            meta = (resp or {}).get("keyMetadata") or {}
+            arn = meta.get("arn") or meta.get("keyId")
+            return [ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(arn)))] if arn else []
+        return [ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(req["keyId"])))]
+    # IAM: objects made for an identity (persistence)
+    if name == "CreateUser":
+        user = (resp or {}).get("user") or {}
+        return [
+            ObjectRef(
+                scope,
+                CredentialKind.ACCOUNT,
+                str(req["userName"]),
+                str(req["userName"]),
+                str(user.get("userId") or ""),
+            )
+        ]
+    if name == "CreateAccessKey":
+        key = (resp or {}).get("accessKey") or {}
+        owner = str(req.get("userName") or key.get("userName") or (actor.names[-1] if actor.names else ""))
+        key_id = key.get("accessKeyId")
+        return [ObjectRef(scope, CredentialKind.ACCESS_KEY, str(key_id), owner)] if key_id else []
+    if name == "CreateLoginProfile":
+        user = str(req["userName"])
+        profile = (resp or {}).get("loginProfile") or {}
+        return [
+            ObjectRef(
+                scope,
+                CredentialKind.PASSWORD,
+                f"{user}/login-profile",
+                user,
+                str(profile.get("createDate") or ""),
+            )
+        ]
+    if name in ("UpdateAssumeRolePolicy", "CreateRole"):
+        role = str(req["roleName"])
+        doc = req["policyDocument"] if name == "UpdateAssumeRolePolicy" else req["assumeRolePolicyDocument"]
+        return [ObjectRef(scope, CredentialKind.TRUST_POLICY, role, role, policy_digest(doc))]
+    if name == "AttachUserPolicy":
+        user = str(req["userName"])
+        return [ObjectRef(scope, CredentialKind.IAM_BINDING, f"{user}/{req['policyArn']}", user)]
+    return []
+
+
+def record_events(raw: Mapping[str, Any], source: str, stream: str = "") -> list[ExposureEvent]:
+    """The exposure events of one CloudTrail record (none for an irrelevant or failed call).
+
+    Raises :class:`MalformedRecord` for a relevant record that lacks a field CloudTrail always
+    writes (``eventTime``, ``eventID``, ``userIdentity``, the request parameter naming the object).
+    """
+    name = raw.get("eventName")
+    if name not in RELEVANT_NAMES:
+        return []
+    how = RELEVANT.get((str(raw.get("eventSource")), str(name)))
+    if how is None or raw.get("errorCode"):
+        return []
+    try:
+        actor = actor_of(raw["userIdentity"])
+        if actor is None:
+            return []
+        at = parse_time(str(raw["eventTime"]))
+        event_id = str(raw["eventID"])
+        region = str(raw["awsRegion"])
+        scope = str(raw.get("recipientAccountId") or raw["userIdentity"].get("accountId") or "")
+        req = raw.get("requestParameters") or {}
+        resp = raw.get("responseElements") or {}
+        targets = _targets(str(raw["eventSource"]), str(name), region, scope, req, resp, actor)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedRecord(
+            f"{name} record {raw.get('eventID', '?')}: missing or bad field {exc}"
+        ) from None
+    out: list[ExposureEvent] = []
+    for i, target in enumerate(targets):
+        eid = event_id if len(targets) == 1 else f"{event_id}#{i}"
+        out.append(ExposureEvent(source, scope, eid, at, str(name), how, actor, target, stream))
+    return out
+
+
+def records(document: Any) -> Iterator[Mapping[str, Any]]:
+    """The records of one log file's JSON (``{"Records": [...]}``); raises MalformedRecord."""
+    if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
+        raise MalformedRecord('not a CloudTrail log file (no "Records" list)')
+    for rec in document["Records"]:
+        if not isinstance(rec, dict):
+            raise MalformedRecord("a record is not an object")
+        yield rec
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+def _tags(raw: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for t in raw or ():
+        key = t.get("Key", t.get("TagKey"))
+        value = t.get("Value", t.get("TagValue"))
+        if key is not None:
+            out[str(key).casefold()] = str(value or "")
+    return out
+
+
+def owner_from(tags: Mapping[str, str], keys: Sequence[str]) -> str | None:
+    for k in keys:
+        v = tags.get(k.casefold())
+        if v and v.strip():
+            return v.strip()
+    return None
+
+
+def is_signing(tags: Mapping[str, str], signing_tags: Sequence[tuple[str, str]]) -> bool:
+    return any(tags.get(k, "").casefold() == v for k, v in signing_tags)
+
+
+def aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_time(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def secret_state(
+    source: str,
+    scope: str,
+    region: str,
+    raw: Mapping[str, Any],
+    versions: Sequence[Mapping[str, Any]] | None,
+    owner_keys: Sequence[str],
+    signing_tags: Sequence[tuple[str, str]],
+) -> SecretState:
+    """A Secrets Manager secret from ``ListSecrets`` (and ``ListSecretVersionIds`` when read)."""
+    arn = str(raw["ARN"])
+    name = str(raw["Name"])
+    tags = _tags(raw.get("Tags"))
+    current = None
+    for v in versions or ():
+        if "AWSCURRENT" in (v.get("VersionStages") or ()):
+            current = aware(v.get("CreatedDate"))
+    partial = _SECRET_SUFFIX.sub("", arn)
+    return SecretState(
+        source=source,
+        scope=scope,
+        kind=CredentialKind.SECRET,
+        secret_id=arn,
+        name=name,
+        owner=owner_from(tags, owner_keys),
+        created_at=aware(raw.get("CreatedDate")),
+        current_version_created_at=current,
+        enabled=raw.get("DeletedDate") is None,
+        rotation_configured=bool(raw.get("RotationEnabled"))
+        and bool(raw.get("RotationLambdaARN") or raw.get("RotationRules")),
+        exportable=True,
+        signing=is_signing(tags, signing_tags),
+        aliases=tuple(dict.fromkeys((f"{region}:{name}", partial, f"{region}:{arn}"))),
+    )
+
+
+def _path_aliases(region: str, name: str) -> list[str]:
+    """``region:/a/b/c`` plus the GetParametersByPath patterns that return it."""
+    out = [f"{region}:{name}"]
+    parts = name.strip("/").split("/")
+    lead = "/" if name.startswith("/") else ""
+    for i in range(len(parts) - 1, -1, -1):
+        parent = lead + "/".join(parts[:i]) if i else ""
+        if i == len(parts) - 1:
+            out.append(f"{region}:{parent}/+")
+        out.append(f"{region}:{parent}/*")
+    return out
+
+
+def parameter_state(
+    source: str,
+    scope: str,
+    region: str,
+    raw: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]] | None,
+    tags: Mapping[str, str],
+    owner_keys: Sequence[str],
+    signing_tags: Sequence[tuple[str, str]],
+) -> SecretState:
+    """An SSM SecureString parameter from ``DescribeParameters`` (+ ``GetParameterHistory``)."""
+    name = str(raw["Name"])
+    current = aware(raw.get("LastModifiedDate"))
+    if history:
+        latest = max(history, key=lambda h: int(h.get("Version") or 0))
+        current = aware(latest.get("LastModifiedDate")) or current
+    arn = raw.get("ARN") or f"arn:aws:ssm:{region}:{scope}:parameter/{name.lstrip('/')}"
+    return SecretState(
+        source=source,
+        scope=scope,
+        kind=CredentialKind.PARAMETER,
+        secret_id=str(arn),
+        name=name,
+        owner=owner_from(tags, owner_keys),
+        current_version_created_at=current,
+        enabled=True,
+        rotation_configured=False,
+        exportable=True,
+        signing=is_signing(tags, signing_tags),
+        aliases=tuple(dict.fromkeys(_path_aliases(region, name))),
+    )
+
+
+def kms_state(
+    source: str,
+    scope: str,
+    region: str,
+    meta: Mapping[str, Any],
+    rotation_enabled: bool,
+    grants: Sequence[Mapping[str, Any]],
+    tags: Mapping[str, str],
+    owner_keys: Sequence[str],
+) -> SecretState:
+    """A customer-managed KMS key from ``DescribeKey`` (+ rotation status, grants, tags)."""
+    arn = str(meta["Arn"])
+    key_id = str(meta["KeyId"])
+    state = str(meta.get("KeyState") or "")
+    origin = str(meta.get("Origin") or "AWS_KMS")
+    return SecretState(
+        source=source,
+        scope=scope,
+        kind=CredentialKind.KMS_KEY,
+        secret_id=arn,
+        name=str(meta.get("Description") or key_id),
+        owner=owner_from(tags, owner_keys),
+        created_at=aware(meta.get("CreationDate")),
+        # Imported material is the key's only version until it is re-imported or the key replaced.
+        current_version_created_at=aware(meta.get("CreationDate")),
+        enabled=bool(meta.get("Enabled")) and state not in ("PendingDeletion", "PendingReplicaDeletion"),
+        rotation_configured=rotation_enabled,
+        # AWS-generated material never leaves KMS; imported (EXTERNAL) material was in someone's hands.
+        exportable=origin == "EXTERNAL",
+        signing=str(meta.get("KeyUsage") or "") == "SIGN_VERIFY",
+        grantees=tuple(sorted({str(g["GranteePrincipal"]) for g in grants if g.get("GranteePrincipal")})),
+        aliases=(f"{region}:{key_id}", f"{region}:{arn}", key_id),
+    )
+
+
+def trust_policy_outside(document: Any, scope: str) -> list[str]:
+    """Accounts other than ``scope`` that a trust policy lets assume the role."""
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    found: set[str] = set()
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    for st in statements or ():
+        principal = st.get("Principal") if isinstance(st, dict) else None
+        values: list[Any] = []
+        if isinstance(principal, dict):
+            aws = principal.get("AWS")
+            values = aws if isinstance(aws, list) else [aws]
+        elif principal == "*":
+            found.add("*")
+        for v in values:
+            text = str(v)
+            m = re.match(r"^(?:arn:aws[\w-]*:iam::)?(\d{12})", text)
+            if text == "*":
+                found.add("*")
+            elif m and m.group(1) != scope:
+                found.add(m.group(1))
+    return sorted(found)
+
+
+def persistence_state(source: str, ref: ObjectRef, present: bool, detail: str = "") -> PersistenceState:
+    return PersistenceState(source, ref, present, detail)
