@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from connectors.aws_iam import AwsClients
-from offboard_audit.config import build_config
+from offboard_audit.config import Config, build_config
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Finding, FindingStatus, RunResult
 from offboard_audit.engine.pipeline import Pipeline
@@ -65,7 +65,7 @@ class World:
     def count(self, service: str, operation: str) -> int:
         return sum(1 for s, o, _p in self.calls if s == service and o == operation)
 
-    def run(self, exposure: dict[str, Any] | None = None, policy: dict[str, Any] | None = None) -> RunResult:
+    def config(self, exposure: dict[str, Any] | None = None, policy: dict[str, Any] | None = None) -> Config:
         raw = {
             "database": {"url": f"sqlite:///{self.tmp / 'audit.db'}"},
             "policy": {"max_new_terminations": 1.0, **(policy or {})},
@@ -80,10 +80,14 @@ class World:
                 },
             ],
         }
-        config = build_config(raw, base_dir=self.tmp, env={})
-        store = Store.open(config.database_url)
-        ctx = SourceContext(self.tmp, clients={"aws": AwsClients(session=self.session)})
-        return Pipeline(config, store, ctx).run(NOW)
+        return build_config(raw, base_dir=self.tmp, env={})
+
+    def ctx(self) -> SourceContext:
+        return SourceContext(self.tmp, clients={"aws": AwsClients(session=self.session)})
+
+    def run(self, exposure: dict[str, Any] | None = None, policy: dict[str, Any] | None = None) -> RunResult:
+        config = self.config(exposure, policy)
+        return Pipeline(config, Store.open(config.database_url), self.ctx()).run(NOW)
 
     def stored(self) -> dict[tuple[str, str, str], Finding]:
         store = Store.open(f"sqlite:///{self.tmp / 'audit.db'}")
@@ -349,3 +353,52 @@ def test_version_histories_are_read_only_for_what_leavers_touched(world: World) 
     # Three secrets exist; alice read two of them (bob, who is active, does not count).
     assert counts["ListSecretVersionIds"] == 2
     assert counts["GetParameterHistory"] == 1
+
+
+def test_auto_rotate_rotates_only_secrets_whose_rotation_is_configured(world: World) -> None:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    from offboard_audit.engine.revocation import RevocationEngine
+
+    secret = secretsmanager_backends[MOTO_ACCOUNT]["us-east-1"].secrets["prod/token-signing-key"]
+    secret.rotation_enabled = secret.rotation_requested = True
+    secret.rotation_lambda_arn = f"arn:aws:lambda:us-east-1:{MOTO_ACCOUNT}:function:rotate-signing"
+    secret.auto_rotate_after_days = 30
+    policy = {"auto_rotate_secrets": True}
+    world.run(policy=policy)
+    config = world.config(policy=policy)
+    engine = RevocationEngine(config, Store.open(config.database_url), world.ctx(), "test", clock=lambda: NOW)
+
+    dry = engine.revoke(NOW, apply=False)
+    assert dry.refused is None
+    assert [(o.action, o.stage, o.status) for o in dry.outcomes] == [("rotate_secret", "rotate", "dry-run")]
+    assert world.count("secretsmanager", "RotateSecret") == 0
+
+    applied = engine.revoke(NOW, apply=True)
+    assert [(o.action, o.status, o.reversible) for o in applied.outcomes] == [
+        ("rotate_secret", "applied", False)
+    ]
+    assert world.count("secretsmanager", "RotateSecret") == 1
+    # The rotate tasks are still listed, the one rotated marked auto.
+    auto = {t.object_id for t in (applied.plan.tasks if applied.plan else ()) if t.auto}
+    assert auto == {world.ids["signing"]}
+
+    again = engine.revoke(NOW, apply=True)
+    assert again.outcomes == () and world.count("secretsmanager", "RotateSecret") == 1
+
+
+def test_the_blast_radius_cap_holds_rotations_too(world: World) -> None:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    from offboard_audit.engine.revocation import RevocationEngine
+
+    secret = secretsmanager_backends[MOTO_ACCOUNT]["us-east-1"].secrets["prod/token-signing-key"]
+    secret.rotation_enabled = secret.rotation_requested = True
+    secret.rotation_lambda_arn = f"arn:aws:lambda:us-east-1:{MOTO_ACCOUNT}:function:rotate-signing"
+    policy = {"auto_rotate_secrets": True, "max_actions_per_run": 0}
+    world.run(policy=policy)
+    config = world.config(policy=policy)
+    engine = RevocationEngine(config, Store.open(config.database_url), world.ctx(), "test", clock=lambda: NOW)
+    report = engine.revoke(NOW, apply=True)
+    assert report.refused is not None and report.outcomes == ()
+    assert world.count("secretsmanager", "RotateSecret") == 0
