@@ -8,7 +8,7 @@ to set ``last_used``. ``close()`` stops the mock, leaving nothing patched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,9 +47,15 @@ def build_demo(people: Sequence[Person], now: datetime) -> DemoPart:
         iam = _client("iam")
         sts = _client("sts")
         _seed(iam, people, now)
+        undo_exposure = _seed_exposure(people, now)
     except BaseException:
         mock.stop()
         raise
+
+    def close() -> None:
+        undo_exposure()
+        mock.stop()
+
     source = {
         "name": DEMO_SOURCE,
         "type": "aws_iam",
@@ -58,8 +64,35 @@ def build_demo(people: Sequence[Person], now: datetime) -> DemoPart:
         "service_specific_credentials": False,
         "protected_users": ["breakglass"],
         "include_inline_deny": False,
+        # What leavers could carry away: CloudTrail files in the demo bucket (issue 13).
+        "exposure": {"trail_bucket": DEMO_BUCKET},
     }
-    return DemoPart(source=source, client=AwsClients(iam=iam, sts=sts), close=mock.stop)
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    return DemoPart(source=source, client=AwsClients(session=session, iam=iam, sts=sts), close=close)
+
+
+def _seed_exposure(people: Sequence[Person], now: datetime) -> Callable[[], None]:
+    """The first two leavers' exposure (connectors/aws_iam/exposure/demo.py), with the IAM user
+    names ``_seed`` gave them."""
+    from connectors.aws_iam.exposure.demo import seed_exposure
+
+    alias_owners: dict[str, int] = {}
+    for person in people:
+        for alias in person.aliases:
+            alias_owners[alias] = alias_owners.get(alias, 0) + 1
+    departed = sorted((p for p in people if p.is_departed(now)), key=lambda p: p.employee_id)[:2]
+    named = []
+    for index, person in enumerate(departed):
+        own = [a for a in person.aliases if alias_owners[a] == 1 and "@" not in a]
+        if index == 0:
+            named.append((person, own[-1] if own else person.employee_id.lower()))
+        else:
+            named.append((person, own[0] if own else person.employee_id.lower()))
+    return seed_exposure(_client, DEMO_ACCOUNT, named, now)
 
 
 def _seed(iam: Any, people: Sequence[Person], now: datetime) -> None:
@@ -147,4 +180,6 @@ def _seed(iam: Any, people: Sequence[Person], now: datetime) -> None:
     iam.add_user_to_group(GroupName="admins", UserName="breakglass")
 
 
-__all__ = ["DEMO_ACCOUNT", "DEMO_SOURCE", "build_demo"]
+from connectors.aws_iam.exposure.demo import DEMO_BUCKET  # noqa: E402  (no moto import at load)
+
+__all__ = ["DEMO_ACCOUNT", "DEMO_BUCKET", "DEMO_SOURCE", "build_demo"]

@@ -1,0 +1,152 @@
+"""The exposure part of the AWS demo (issue 13), seeded into the demo's moto:
+
+- the first departed person (the demo's critical leaver) read the token-signing secret
+  ``prod/token-signing-key`` a month before leaving, and it was never rotated since: the
+  Coupang story, a critical ``secret-exposed-to-leaver`` with its owner tag as rotate owner;
+- the second departed person created an access key for the service user ``svc-build``, still
+  active: ``persistence-left-by-leaver``.
+
+The events are real CloudTrail log files (gzip JSON) in a moto S3 bucket. moto answers
+``ListSecretVersionIds`` with the current time as every version's ``CreatedDate``; AWS gives each
+version its own, so the demo patches moto to do the same while it runs (``close`` undoes it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from offboard_audit.core.records import Person
+
+DEMO_BUCKET = "demo-cloudtrail"
+SIGNING_SECRET = "prod/token-signing-key"
+SERVICE_USER = "svc-build"
+
+
+def _faithful_versions() -> Callable[[], None]:
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.list_secret_version_ids
+
+    def patched(self: Any, secret_id: str) -> str:
+        body = json.loads(original(self, secret_id))
+        secret = self.secrets[secret_id]
+        for v in body["Versions"]:
+            v["CreatedDate"] = secret.versions[v["VersionId"]]["createdate"]
+        return json.dumps(body)
+
+    SecretsManagerBackend.list_secret_version_ids = patched  # type: ignore[method-assign]
+
+    def undo() -> None:
+        SecretsManagerBackend.list_secret_version_ids = original  # type: ignore[method-assign]
+
+    return undo
+
+
+def _record(
+    name: str,
+    source: str,
+    at: datetime,
+    user: str,
+    account: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    event_id: str,
+) -> dict[str, Any]:
+    return {
+        "eventVersion": "1.09",
+        "userIdentity": {
+            "type": "IAMUser",
+            "arn": f"arn:aws:iam::{account}:user/{user}",
+            "accountId": account,
+            "userName": user,
+        },
+        "eventTime": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "requestParameters": request,
+        "responseElements": response,
+        "eventID": event_id,
+        "recipientAccountId": account,
+    }
+
+
+def _regional(service: str) -> Any:
+    import boto3
+
+    # An explicit regional AWS endpoint: moto intercepts it, and AWS_ENDPOINT_URL cannot redirect it.
+    return boto3.client(
+        service,
+        region_name="us-east-1",
+        endpoint_url=f"https://{service}.us-east-1.amazonaws.com",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def seed_exposure(
+    client: Callable[[str], Any], account: str, departed: Sequence[tuple[Person, str]], now: datetime
+) -> Callable[[], None]:
+    """Seed the secrets, the service user and the trail; returns what undoes the moto patch.
+    ``departed``: (person, IAM user name) of the demo's first two leavers."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    undo = _faithful_versions()
+    sm = _regional("secretsmanager")
+    iam = client("iam")
+    s3 = client("s3")
+    s3.create_bucket(Bucket=DEMO_BUCKET)
+    records: list[dict[str, Any]] = []
+    if departed:
+        person, user = departed[0]
+        assert person.terminated_at is not None
+        sm.create_secret(
+            Name=SIGNING_SECRET,
+            SecretString="demo: not a real key",
+            Tags=[{"Key": "owner", "Value": "security@example.com"}, {"Key": "purpose", "Value": "signing"}],
+        )
+        # The key dates from long before; nobody rotated it after the read.
+        for v in secretsmanager_backends[account]["us-east-1"].secrets[SIGNING_SECRET].versions.values():
+            v["createdate"] = int((person.terminated_at - timedelta(days=900)).timestamp())
+        read_at = person.terminated_at - timedelta(days=30)
+        records.append(
+            _record(
+                "GetSecretValue",
+                "secretsmanager.amazonaws.com",
+                read_at,
+                user,
+                account,
+                {"secretId": SIGNING_SECRET},
+                None,
+                "demo-read-signing-key",
+            )
+        )
+    if len(departed) > 1:
+        person, user = departed[1]
+        assert person.terminated_at is not None
+        iam.create_user(UserName=SERVICE_USER, Path="/service/")
+        key_id = iam.create_access_key(UserName=SERVICE_USER)["AccessKey"]["AccessKeyId"]
+        made_at = person.terminated_at - timedelta(days=7)
+        records.append(
+            _record(
+                "CreateAccessKey",
+                "iam.amazonaws.com",
+                made_at,
+                user,
+                account,
+                {"userName": SERVICE_USER},
+                {"accessKey": {"accessKeyId": key_id, "userName": SERVICE_USER, "status": "Active"}},
+                "demo-key-for-svc-build",
+            )
+        )
+    at = max((datetime.fromisoformat(r["eventTime"].replace("Z", "+00:00")) for r in records), default=now)
+    key = (
+        f"AWSLogs/{account}/CloudTrail/us-east-1/{at:%Y/%m/%d}/"
+        f"{account}_CloudTrail_us-east-1_{at:%Y%m%dT%H%M}Z_demo0000000000001.json.gz"
+    )
+    s3.put_object(Bucket=DEMO_BUCKET, Key=key, Body=gzip.compress(json.dumps({"Records": records}).encode()))
+    return undo
