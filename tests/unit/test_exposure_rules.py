@@ -1,0 +1,189 @@
+"""The exposure rules and actor matching, pure: exact findings for each case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from connectors.aws_iam.exposure.translate import record_events
+from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, PersistenceState, SecretState
+from offboard_audit.core.exposure_rules import (
+    ActorIndex,
+    ExposureInputs,
+    SecretIndex,
+    evaluate_exposure,
+    link_actors,
+)
+from offboard_audit.core.records import (
+    Account,
+    CredentialKind,
+    ExposureHow,
+    Link,
+    Person,
+    PersonStatus,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LEFT = NOW - timedelta(days=10)
+ALICE = Person(
+    "E1", "alice@example.com", "Alice", PersonStatus.TERMINATED, LEFT, source="hr", manager_email="m@x.com"
+)
+ALICE2 = Person(
+    "E9", "alice@other.example", "Alice Two", PersonStatus.ACTIVE, aliases=("alice",), source="hr"
+)
+BOB = Person("E2", "bob@example.com", "Bob", PersonStatus.ACTIVE, source="hr")
+ALICE_ARN = "arn:aws:iam::111111111111:user/alice"
+ALICE_ACCOUNT = Account("aws", "aws", ALICE_ARN, "alice", True, scope="111111111111", uid="AIDA1")
+SVC = Account("aws", "aws", "arn:aws:iam::111111111111:user/svc", "svc", True, scope="111111111111")
+
+
+def index(*people: Person) -> ActorIndex:
+    return ActorIndex.build(
+        [Link(ALICE_ACCOUNT, (ALICE,), "email"), Link(SVC, (), "")], people, ["email_local"]
+    )
+
+
+def event(
+    actor: Actor,
+    target: ObjectRef,
+    how: ExposureHow = ExposureHow.READ,
+    at: datetime = NOW - timedelta(days=20),
+    eid: str = "e1",
+    action: str = "GetSecretValue",
+) -> ExposureEvent:
+    return ExposureEvent("aws", "111111111111", eid, at, action, how, actor, target)
+
+
+SECRET = SecretState(
+    "aws",
+    "111111111111",
+    CredentialKind.SECRET,
+    "arn:s1",
+    name="prod/sign",
+    current_version_created_at=NOW - timedelta(days=100),
+    aliases=("us-east-1:prod/sign",),
+)
+
+
+def run(events: list[ExposureEvent], secrets: list[SecretState] = (SECRET,), objects=(), people=(ALICE, BOB)):  # type: ignore[no-untyped-def,assignment]
+    idx = index(*people)
+    links = link_actors("aws", "aws", {e.actor for e in events}, idx)
+    inputs = ExposureInputs(
+        "aws", "aws", events, links, SecretIndex(secrets), {o.ref.key: o for o in objects}, idx
+    )
+    return evaluate_exposure(inputs, NOW)
+
+
+IAM_ALICE = Actor(ALICE_ARN, "iam-user", ALICE_ARN, ("alice",))
+SECRET_REF = ObjectRef("111111111111", CredentialKind.SECRET, "us-east-1:prod/sign")
+
+
+def test_read_not_rotated_names_secret_leaver_access_and_manager() -> None:
+    [f] = run([event(IAM_ALICE, SECRET_REF)])
+    assert (
+        f.rule.value,
+        f.severity.value,
+        f.person,
+        f.credential.credential_id if f.credential else None,
+    ) == ("secret-exposed-to-leaver", "high", ALICE, "arn:s1")
+    assert [(a.how.value, a.event_id) for a in f.exposure] == [("read", "e1")]
+    assert f.owner is not None and (f.owner.via.value, f.owner.email) == ("manager", "m@x.com")
+    assert f.account.uid == "AIDA1" and f.account.scope == "exposure:111111111111"
+
+
+def test_rotated_after_the_read_or_deleted_or_disabled_is_no_finding() -> None:
+    from dataclasses import replace
+
+    rotated = replace(SECRET, current_version_created_at=NOW - timedelta(days=15))
+    assert run([event(IAM_ALICE, SECRET_REF)], [rotated]) == []
+    assert run([event(IAM_ALICE, SECRET_REF)], []) == []
+    assert run([event(IAM_ALICE, SECRET_REF)], [replace(SECRET, enabled=False)]) == []
+    # Vault-style: the current version is new but an older one is still usable.
+    old_usable = replace(rotated, oldest_enabled_version_created_at=NOW - timedelta(days=100))
+    assert len(run([event(IAM_ALICE, SECRET_REF)], [old_usable])) == 1
+
+
+def test_signing_key_read_is_critical_and_an_active_persons_read_is_nothing() -> None:
+    from dataclasses import replace
+
+    [f] = run([event(IAM_ALICE, SECRET_REF)], [replace(SECRET, signing=True, owner="sec@x.com")])
+    assert f.severity.value == "critical" and f.owner is not None and f.owner.via.value == "owner-tag"
+    bob = Actor(
+        "arn:aws:sts::111111111111:assumed-role/R/bob@example.com", "assumedrole", names=("bob@example.com",)
+    )
+    assert run([event(bob, SECRET_REF)]) == []
+
+
+def test_sso_session_by_email_and_source_identity_and_ambiguous_names() -> None:
+    sso = Actor(
+        "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Admin_1/alice@example.com",
+        "assumedrole",
+        names=("alice@example.com",),
+    )
+    [f] = run([event(sso, SECRET_REF)])
+    assert f.person == ALICE and f.account.account_id == sso.identity
+    # "alice" as a user name matches two people (Alice and Alice Two): ambiguous, nobody blamed.
+    by_name = Actor("arn:aws:sts::111111111111:assumed-role/R/alice", "assumedrole", names=("alice",))
+    assert run([event(by_name, SECRET_REF)], people=(ALICE, ALICE2, BOB)) == []
+
+
+def test_kms_key_material_never_leaves_but_a_live_grant_or_an_export_exposes_it() -> None:
+    key = SecretState(
+        "aws",
+        "111111111111",
+        CredentialKind.KMS_KEY,
+        "arn:k1",
+        exportable=False,
+        current_version_created_at=NOW - timedelta(days=300),
+        aliases=("us-east-1:k1",),
+    )
+    ref = ObjectRef("111111111111", CredentialKind.KMS_KEY, "us-east-1:k1")
+    assert run([event(IAM_ALICE, ref, ExposureHow.CREATED, action="CreateKey")], [key]) == []
+    from dataclasses import replace
+
+    [granted] = run(
+        [event(IAM_ALICE, ref, ExposureHow.CHANGED_ACCESS, action="CreateGrant")],
+        [replace(key, grantees=(ALICE_ARN,))],
+    )
+    assert granted.severity.value == "high"
+    [exported] = run(
+        [event(IAM_ALICE, ref, ExposureHow.EXPORTED, action="ImportKeyMaterial")],
+        [replace(key, signing=True)],
+    )
+    assert exported.severity.value == "critical"
+
+
+def test_persistence_for_another_identity_only_while_present() -> None:
+    ref = ObjectRef("111111111111", CredentialKind.ACCESS_KEY, "AKIA1", owner="svc")
+    made = event(IAM_ALICE, ref, ExposureHow.CREATED, action="CreateAccessKey")
+    [f] = run([made], objects=[PersistenceState("aws", ref, True, "active")])
+    assert (f.rule.value, f.credential.credential_id if f.credential else None) == (
+        "persistence-left-by-leaver",
+        "AKIA1",
+    )
+    assert f.credential is not None and f.credential.account_id == SVC.account_id
+    assert run([made], objects=[PersistenceState("aws", ref, False)]) == []
+    own = ObjectRef("111111111111", CredentialKind.ACCESS_KEY, "AKIA2", owner="alice")
+    assert (
+        run([event(IAM_ALICE, own, ExposureHow.CREATED)], objects=[PersistenceState("aws", own, True)]) == []
+    )
+
+
+def test_translate_skips_failed_calls_and_undecrypted_reads() -> None:
+    base = {
+        "eventTime": "2026-05-01T00:00:00Z",
+        "eventID": "x",
+        "awsRegion": "us-east-1",
+        "recipientAccountId": "111111111111",
+        "userIdentity": {"type": "IAMUser", "arn": ALICE_ARN, "userName": "alice"},
+    }
+    ok = {
+        **base,
+        "eventSource": "ssm.amazonaws.com",
+        "eventName": "GetParameter",
+        "requestParameters": {"name": "/a/b", "withDecryption": True},
+    }
+    assert [e.target.object_id for e in record_events(ok, "aws")] == ["us-east-1:/a/b"]
+    assert record_events({**ok, "requestParameters": {"name": "/a/b"}}, "aws") == []
+    assert record_events({**ok, "errorCode": "AccessDenied"}, "aws") == []
+    service = {**ok, "userIdentity": {"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}}
+    assert record_events(service, "aws") == []
