@@ -79,13 +79,14 @@ def _regional(service: str) -> Any:
     import boto3
 
     # An explicit regional AWS endpoint: moto intercepts it, and AWS_ENDPOINT_URL cannot redirect it.
-    return boto3.client(
+    client: Any = boto3.client(  # type: ignore[call-overload]
         service,
         region_name="us-east-1",
         endpoint_url=f"https://{service}.us-east-1.amazonaws.com",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+    return client
 
 
 def seed_exposure(
