@@ -13,6 +13,7 @@ python3 -m pip install -q --disable-pip-version-check 'mutmut>=3.3,<4' >/dev/nul
 
 # The modules whose mistakes revoke the wrong thing or call partial data clean.
 MODULES=(
+  "offboard_audit/core/caps.py"
   "offboard_audit/core/evaluate.py"
   "offboard_audit/core/planning.py"
   "offboard_audit/engine/revocation.py"
@@ -21,6 +22,8 @@ MODULES=(
   "offboard_audit/engine/pipeline.py"
   "offboard_audit/daemon/webhook.py"
   "offboard_audit/core/audit_chain.py"
+  "offboard_audit/core/chain_history.py"
+  "offboard_audit/core/stored.py"
   "offboard_audit/core/selectors.py"
   "offboard_audit/core/people.py"
   "offboard_audit/engine/collect.py"
@@ -32,20 +35,39 @@ MODULES=(
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
 # Tests that exercise them in process without external servers (SQLite only: fast and
 # deterministic). Subprocess tests are left out: a child process imports the installed code,
-# not the mutant.
+# not the mutant. Where a file mixes both, only its in-process tests are named (file::test).
 TESTS=(
   tests/unit
   tests/integration/test_pipeline.py
   tests/integration/test_pipeline_partial.py
   tests/integration/test_pipeline_targeted.py
   tests/integration/test_hr_reads_that_shrink.py
+  tests/integration/test_people_lookups.py
   tests/integration/test_revocation.py
   tests/integration/test_revocation_identity.py
+  tests/integration/test_revocation_failed_calls.py
+  tests/integration/test_revocation_connectors.py
+  tests/integration/test_evidence_from_chain.py
+  tests/integration/test_evidence_hostile.py
   tests/integration/test_webhook_contract.py
   tests/integration/test_webhook_identity.py
   tests/integration/test_webhook_signature.py
+  tests/integration/test_webhook_while_hr_breaker_holds.py
   tests/integration/test_daemon_jobs.py
-  tests/integration/test_evidence_hostile.py
+  tests/integration/test_daemon_person_lock.py
+  tests/integration/test_audit_trail_modes.py::test_keyed_events_carry_an_hmac_of_their_hash_made_with_the_audit_key
+  tests/integration/test_audit_trail_modes.py::test_deleting_the_first_events_and_rehashing_passes_unkeyed_but_not_keyed
+  tests/integration/test_audit_trail_modes.py::test_stripping_the_macs_is_not_a_way_around_the_key
+  tests/integration/test_audit_trail_modes.py::test_a_key_set_later_keys_the_events_from_then_on_and_verify_says_what_each_part_proves
+  tests/integration/test_audit_trail_modes.py::test_anchor_file_gets_the_head_this_process_appended_and_is_only_ever_appended_to
+  tests/integration/test_audit_trail_modes.py::test_anchors_catch_a_cut_off_tail_and_name_the_first_event_that_disagrees
+  tests/integration/test_audit_trail_modes.py::test_an_unreadable_anchor_line_is_a_problem
+  tests/integration/test_run_crash_consistency.py::test_a_run_marked_abandoned_while_it_ran_cannot_finish_and_stores_nothing
+  tests/integration/test_run_crash_consistency.py::test_a_running_run_renews_its_lease_so_nobody_takes_it_for_dead
+  tests/integration/test_run_crash_consistency.py::test_a_run_of_another_host_is_abandoned_once_its_lease_ran_out_and_not_before
+  tests/integration/test_run_crash_consistency.py::test_the_next_run_marks_a_run_whose_lease_ran_out_abandoned
+  tests/integration/test_run_crash_consistency.py::test_a_person_a_webhook_inserted_meanwhile_is_left_alone_without_aborting_the_runs_transaction
+  tests/integration/test_enrichment_failures.py::test_unproven_ids_keep_open_only_findings_whose_credential_is_still_active
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
@@ -68,12 +90,30 @@ cd "$work"
 
 echo "running mutmut (about 2-3 mutants a second on 2 cores; progress in $work/run.log)"
 python3 -m mutmut run --max-children 2 > run.log 2>&1 || true
-if grep -q "failed to collect stats" run.log; then
+if grep -qiE "failed to collect stats|failed to run clean test|failed to collect list of tests" run.log; then
   echo "the tests fail without any mutant: fix them first (see $work/run.log)" >&2
   tail -n 20 run.log >&2
   exit 1
 fi
 python3 -m mutmut results --all true > results.txt 2>/dev/null || true
+# Per module: killed / survived / other (no tests, timeout, ...) and the kill rate.
+per_module() {
+  python3 - results.txt <<'PY'
+import collections, re, sys
+counts = collections.defaultdict(collections.Counter)
+for line in open(sys.argv[1]):
+    if ": " not in line:
+        continue
+    name, status = line.strip().rsplit(": ", 1)
+    module = re.split(r"\.x[_\u01c1]", name, maxsplit=1)[0]
+    counts[module][status] += 1
+for module, c in sorted(counts.items()):
+    total = sum(c.values())
+    other = ", ".join(f"{n} {s}" for s, n in sorted(c.items()) if s not in ("killed", "survived"))
+    print(f"  {module}: killed {c['killed']} of {total} ({100 * c['killed'] // total}%), "
+          f"survived {c['survived']}" + (f", {other}" if other else ""))
+PY
+}
 killed=$(grep -c ': killed' results.txt || true)
 survived=$(grep -c ': survived' results.txt || true)
 total=$(grep -c ': ' results.txt || true)
@@ -81,6 +121,7 @@ report="$OLDPWD/mutation-report.txt"
 {
   echo "mutation run of $(git -C "$OLDPWD" rev-parse --short HEAD) over: ${MODULES[*]}"
   echo "killed $killed, survived $survived, $((total - killed - survived)) other (timeout, no tests), of $total"
+  per_module
   echo
   for name in $(grep ': survived' results.txt | sed 's/^ *//; s/: survived$//'); do
     echo "== $name"
@@ -89,6 +130,7 @@ report="$OLDPWD/mutation-report.txt"
   done
 } > "$report"
 echo "survivors with their diffs: $report"
+per_module
 if [ "$total" -gt 0 ]; then
   echo "== killed $killed of $total mutants ($((100 * killed / total))%); $survived survived"
 fi
