@@ -42,7 +42,6 @@ TESTS=(
   tests/integration/test_pipeline_partial.py
   tests/integration/test_pipeline_targeted.py
   tests/integration/test_hr_reads_that_shrink.py
-  tests/integration/test_people_lookups.py
   tests/integration/test_revocation.py
   tests/integration/test_revocation_identity.py
   tests/integration/test_revocation_failed_calls.py
@@ -54,7 +53,6 @@ TESTS=(
   tests/integration/test_webhook_signature.py
   tests/integration/test_webhook_while_hr_breaker_holds.py
   tests/integration/test_daemon_jobs.py
-  tests/integration/test_daemon_person_lock.py
   tests/integration/test_audit_trail_modes.py::test_keyed_events_carry_an_hmac_of_their_hash_made_with_the_audit_key
   tests/integration/test_audit_trail_modes.py::test_deleting_the_first_events_and_rehashing_passes_unkeyed_but_not_keyed
   tests/integration/test_audit_trail_modes.py::test_stripping_the_macs_is_not_a_way_around_the_key
@@ -78,6 +76,12 @@ if ! git diff --quiet HEAD -- "${MODULES[@]}" tests; then
   echo "note: uncommitted changes in the modules or tests are not part of this run" >&2
 fi
 cd "$work"
+# A test file named here but not committed (yet) is left out, with a note.
+present=()
+for t in "${TESTS[@]}"; do
+  if [ -e "${t%%::*}" ]; then present+=("$t"); else echo "note: $t is not in the committed tree" >&2; fi
+done
+TESTS=("${present[@]}")
 {
   echo
   echo "[tool.mutmut]"
