@@ -7,11 +7,17 @@ then starts ``python -m offboard_audit daemon`` with ``policy.auto_revoke = true
 ``--events`` signed ``employee.terminated`` events at ``--rate`` per second.
 
 For each event: seconds from sending the request to the job's ``finished_at`` (the job finishes
-after its last action was applied and verified by re-reading). Printed: p50/p95/max, and the
-slowest ``/healthz`` answer while the events were processed (polled every 100 ms). At the end every
-leaver's key is checked Inactive in moto and every leaver's LDAP entry locked.
+after its last action was applied and verified by re-reading), and the job's own run time
+(``started_at`` to ``finished_at``: what one job costs, without waiting for a worker). Printed:
+p50/p95/max of both, the daemon's peak resident memory, and the slowest ``/healthz`` answer while
+the events were processed (polled every 100 ms). At the end every leaver's key is checked Inactive
+in moto and every leaver's LDAP entry locked.
 
-Run from the repository root:  python bench/webhook_latency.py [--events 50] [--rate 5]
+The webhook path scales with the person, not the workforce (issue 17 item 10): with
+``--people 1000000`` a job should take well under 0.5 s. The baseline full reconcile of that many
+people takes minutes (``--baseline-timeout``).
+
+Run from the repository root:  python bench/webhook_latency.py [--events 50] [--rate 5] [--people N]
 """
 
 from __future__ import annotations
@@ -51,6 +57,20 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def peak_rss_mb(daemon: DaemonProcess) -> float | None:
+    """The daemon process's peak resident set (Linux ``VmHWM``), in MB."""
+    if daemon.process is None:
+        return None
+    try:
+        status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,6 +79,7 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=1000, help="HR workforce (the breaker allows 5%%)")
     parser.add_argument("--rate", type=float, default=5.0, help="events per second")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--baseline-timeout", type=float, default=3600, help="seconds for the full reconcile")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="offboard-webhook-bench-"))
@@ -152,10 +173,15 @@ service_specific_credentials = false
 """
         )
         env = daemon_env({**FAKE_AWS_ENV, "LDAP_BENCH_PASSWORD": REVOKER_PASSWORD})
-        baseline = run_cli(config, env, "daemon", "--once", timeout=300)
+        t_base = time.perf_counter()
+        baseline = run_cli(config, env, "daemon", "--once", timeout=args.baseline_timeout)
         if baseline.returncode != 0:
             print(baseline.stderr, file=sys.stderr)
             return 1
+        print(
+            f"baseline full reconcile of {args.people} people: {time.perf_counter() - t_base:.1f} s",
+            flush=True,
+        )
         daemon = DaemonProcess(
             config, env, port, args=("--workers", str(args.workers), "--log-level", "warning")
         )
@@ -196,6 +222,7 @@ service_specific_credentials = false
                 time.sleep(1 / args.rate)  # the send rate itself, not synchronisation
 
         latencies: list[float] = []
+        job_times: list[float] = []
         failed: list[dict[str, object]] = []
         deadline = time.monotonic() + 300
         for job_id, t0 in sent:
@@ -212,8 +239,10 @@ service_specific_credentials = false
                 continue
             finished = datetime.fromisoformat(str(job["finished_at"]))
             latencies.append((finished - t0).total_seconds())
+            job_times.append((finished - datetime.fromisoformat(str(job["started_at"]))).total_seconds())
         stop.set()
         poller.join()
+        peak_mb = peak_rss_mb(daemon)
 
         iam = boto3.client(
             "iam",
@@ -240,6 +269,12 @@ service_specific_credentials = false
                 f"request -> last credential disabled: p50 {statistics.median(latencies):.3f} s, "
                 f"p95 {quantile(latencies, 0.95):.3f} s, max {max(latencies):.3f} s"
             )
+            print(
+                f"one job (started -> finished): p50 {statistics.median(job_times):.3f} s, "
+                f"p95 {quantile(job_times, 0.95):.3f} s, max {max(job_times):.3f} s"
+            )
+        if peak_mb is not None:
+            print(f"daemon peak resident memory: {peak_mb:.0f} MB")
         print(
             f"/healthz under load: {len(health_times)} answers, slowest {max(health_times):.3f} s, "
             f"errors {len(health_errors)}"

@@ -2,7 +2,7 @@
 leavers; findings gain exposure_json and the rotate owner
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-28 07:43:59.122110
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import offboard_audit.storage.types
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, EXIT_SOURCE_FAILED, app, err, source_context, state
-from offboard_audit.daemon.service import Daemon, DaemonOptions, open_store
+from offboard_audit.core.errors import ConfigError
+from offboard_audit.daemon.logs import FORMATS, configure_logging
+from offboard_audit.daemon.notify import redact_secrets
+from offboard_audit.daemon.service import Daemon, DaemonOptions, check_webhook_secret, open_store
 from offboard_audit.report.table import plain
 
 
@@ -29,17 +30,19 @@ def daemon(
     ),
     workers: int = typer.Option(4, "--workers", help="Webhook jobs run at the same time."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_format: str = typer.Option(
+        "text",
+        "--log-format",
+        metavar="FORMAT",
+        help="text, or json (one JSON object per line, for log shippers).",
+    ),
 ) -> int:
     """Scheduled full reconciles, the HR webhook and targeted reconciles (see docs/daemon.md)."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if log_format not in FORMATS:
+        raise ConfigError(f"--log-format must be one of {', '.join(FORMATS)}, got {log_format!r}")
+    configure_logging(log_level, log_format)
     st = state(ctx)
     config = st.config()
-    store = open_store(config.database_url)
-    sctx = source_context(config)
     webhook = config.webhook.enabled and not no_webhook and not once
     secret = os.environ.get(config.webhook.secret_env, "") if webhook else ""
     options = DaemonOptions(
@@ -48,7 +51,13 @@ def daemon(
         serve_http=not once,
         webhook=webhook,
     )
-    d = Daemon(config, store, sctx, options, secret=secret.encode("utf-8") if secret else None)
+    raw_secret = secret.encode("utf-8") if secret else None
+    # Before the database is opened (and migrated): a missing secret changes nothing.
+    check_webhook_secret(config, raw_secret, options)
+    redact_secrets(config, os.environ)
+    store = open_store(config.database_url)
+    sctx = source_context(config)
+    d = Daemon(config, store, sctx, options, secret=raw_secret)
     if once:
         result = d.run_once()
         if result is None:

@@ -91,6 +91,11 @@ WEBHOOK_OPTIONS = {
     "undo_on_rehire": "on employee.rehired, undo that person's revocations (default false)",
     "job_lease": "how long a daemon owns a webhook job without renewing it before another replica takes "
     'it over (default "30s")',
+    "retry_backoff": "a job whose read of its person failed is incomplete and retried after this long, "
+    'doubling at each attempt (default "30s")',
+    "retry_max_backoff": 'the longest wait between two attempts of an incomplete job (default "15m")',
+    "event_retention": "how long accepted event ids are kept for the replay check (at least twice the "
+    '5-minute signature window; default "1d"); bodies are dropped once their job is finished',
 }
 MATCHING_OPTIONS = {
     "username_rules": 'how a person\'s usernames are derived: "alias", "email_local", or templates '
@@ -101,7 +106,11 @@ NOTIFICATION_OPTIONS = {
     "findings, a tripped circuit breaker or failed actions",
     "urls_env": "environment variable with more URLs, comma separated (for URLs that embed tokens)",
     "timeout": 'per-request timeout ("5s")',
-    "retries": "retries per URL (default 3)",
+    "retries": "retries per URL before a notification can be given up (default 3)",
+    "backoff": 'wait before the first retry, doubling at each retry (default "5s")',
+    "max_backoff": 'the longest wait between two retries (default "10m")',
+    "retry_for": "a notification is given up (undeliverable) only once it has been retried `retries` "
+    'times and is older than this (default "1h")',
 }
 SOURCE_COMMON_OPTIONS = {
     "name": "unique name of this source (used in findings, --source and selectors)",
@@ -119,6 +128,10 @@ class ScheduleConfig:
     misfire_grace_time: timedelta = timedelta(minutes=5)
 
 
+# Replayed webhook event ids must be remembered for at least twice the signature window (5 min).
+MIN_EVENT_RETENTION = timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class WebhookConfig:
     listen: str = "127.0.0.1:8787"
@@ -126,6 +139,9 @@ class WebhookConfig:
     enabled: bool = True
     undo_on_rehire: bool = False
     job_lease: timedelta = timedelta(seconds=30)
+    retry_backoff: timedelta = timedelta(seconds=30)
+    retry_max_backoff: timedelta = timedelta(minutes=15)
+    event_retention: timedelta = timedelta(days=1)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -139,6 +155,9 @@ class NotificationConfig:
     urls_env: str | None = None
     timeout: timedelta = timedelta(seconds=5)
     retries: int = 3
+    backoff: timedelta = timedelta(seconds=5)
+    max_backoff: timedelta = timedelta(minutes=10)
+    retry_for: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -378,9 +397,20 @@ def build_config(
         enabled=hook_t.flag("enabled", True),
         undo_on_rehire=hook_t.flag("undo_on_rehire", False),
         job_lease=hook_t.duration("job_lease", timedelta(seconds=30)),
+        retry_backoff=hook_t.duration("retry_backoff", timedelta(seconds=30)),
+        retry_max_backoff=hook_t.duration("retry_max_backoff", timedelta(minutes=15)),
+        event_retention=hook_t.duration("event_retention", timedelta(days=1)),
     )
     if webhook.job_lease <= timedelta(0):
         raise hook_t.error("job_lease", "must be longer than 0s")
+    if webhook.retry_backoff <= timedelta(0):
+        raise hook_t.error("retry_backoff", "must be longer than 0s")
+    if webhook.retry_max_backoff < webhook.retry_backoff:
+        raise hook_t.error("retry_max_backoff", "must be at least retry_backoff")
+    if webhook.event_retention < MIN_EVENT_RETENTION:
+        raise hook_t.error(
+            "event_retention", "must be at least 10m (twice the webhook's 5-minute signature window)"
+        )
     try:
         webhook.host_port  # noqa: B018 - validate now, not when the daemon starts
     except ValueError:
@@ -393,7 +423,12 @@ def build_config(
         urls_env=notes_t.opt_str("urls_env"),
         timeout=notes_t.duration("timeout", timedelta(seconds=5)),
         retries=notes_t.integer("retries", 3, minimum=0),
+        backoff=notes_t.duration("backoff", timedelta(seconds=5)),
+        max_backoff=notes_t.duration("max_backoff", timedelta(minutes=10)),
+        retry_for=notes_t.duration("retry_for", timedelta(hours=1)),
     )
+    if notifications.max_backoff < notifications.backoff:
+        raise notes_t.error("max_backoff", "must be at least backoff")
 
     match_t = root.table("matching")
     _reject_unknown(match_t, MATCHING_OPTIONS)

@@ -35,10 +35,44 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"  # the event is older than the person's last applied status change
+    # A read of the person failed: not done until a read succeeds and its actions are applied or
+    # refused; retried at ``next_attempt_at`` (backoff, bounded by ``[webhook] retry_max_backoff``).
+    INCOMPLETE = "incomplete"
 
     @property
     def final(self) -> bool:
         return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SUPERSEDED)
+
+
+class Outcome(StrEnum):
+    """How a finished (or incomplete) job ended, as logs and metrics label it: a ``failed`` job is
+    ``refused`` when the revocation was refused (circuit breaker, blast-radius cap) and
+    ``conflict`` when its event named another person's email."""
+
+    DONE = "done"
+    FAILED = "failed"
+    REFUSED = "refused"
+    CONFLICT = "conflict"
+    INCOMPLETE = "incomplete"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+
+REFUSED_PREFIX = "revocation refused: "
+CONFLICT_PREFIX = "conflict: "
+
+
+def job_outcome(state: JobState, error: str | None) -> Outcome | None:
+    """The outcome label of a job in ``state`` with ``error`` (None while it waits or runs)."""
+    if state is JobState.FAILED:
+        if error and error.startswith(REFUSED_PREFIX):
+            return Outcome.REFUSED
+        if error and error.startswith(CONFLICT_PREFIX):
+            return Outcome.CONFLICT
+        return Outcome.FAILED
+    if state in (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING):
+        return None
+    return Outcome(state.value)
 
 
 class ScheduleState(StrEnum):
@@ -121,10 +155,22 @@ class Job:
     lease_expires_at: datetime | None = None  # ``node`` owns the job until then (queued/running)
     attempts: int = 0  # how many times a daemon started it
     takeovers: tuple[Takeover, ...] = ()
+    next_attempt_at: datetime | None = None  # an incomplete job is retried then
 
     def __post_init__(self) -> None:
-        for name in ("created_at", "due_at", "started_at", "finished_at", "lease_expires_at"):
+        for name in (
+            "created_at",
+            "due_at",
+            "started_at",
+            "finished_at",
+            "lease_expires_at",
+            "next_attempt_at",
+        ):
             require_aware(getattr(self, name), f"Job.{name}")
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return job_outcome(self.state, self.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +184,55 @@ class ScheduledReconcile:
 
     def __post_init__(self) -> None:
         require_aware(self.due_at, "ScheduledReconcile.due_at")
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"  # written, not delivered yet (retried with backoff)
+    DELIVERED = "delivered"  # a 2xx answer came back
+    UNDELIVERABLE = "undeliverable"  # given up: see ``last_error``
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification in the outbox, for one target (a configured URL, known by its hash: the
+    URL itself, which often carries a token, is never stored)."""
+
+    notification_id: str  # deterministic: the same message for the same target is written once
+    origin: str  # "run:<run_id>" or "job:<job_id>"
+    kind: str
+    target: str
+    payload_json: str
+    created_at: datetime
+    state: NotificationState = NotificationState.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("created_at", "next_attempt_at", "delivered_at"):
+            require_aware(getattr(self, name), f"Notification.{name}")
+
+
+class TickState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    ABANDONED = "abandoned"  # its daemon died mid-run: the next leader re-runs the tick
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledTick:
+    """One firing of the schedule (a full reconcile or an HR refresh) on the leader."""
+
+    tick_id: str
+    kind: str
+    scheduled_at: datetime
+    node: str
+    state: TickState
+    started_at: datetime
+    run_id: str | None = None
+    finished_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("scheduled_at", "started_at", "finished_at"):
+            require_aware(getattr(self, name), f"ScheduledTick.{name}")

@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from offboard_audit.core.jobs import Job, JobKind, JobState
+from offboard_audit.core.jobs import Job, JobKind, JobState, Notification, Outcome
 from offboard_audit.daemon.metrics import Metrics
-from offboard_audit.daemon.summary import JobOutcome
+from offboard_audit.daemon.notify import Message
+from offboard_audit.daemon.summary import JobOutcome, outcome_line
 from offboard_audit.storage.locks import Clock, LockNotAcquired, Locks, person_lock
 from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 
@@ -77,6 +78,9 @@ class JobRunner:
         lease: float,
         workers: int,
         person_lock_timeout: float,
+        retry_backoff: timedelta = timedelta(seconds=30),
+        retry_max_backoff: timedelta = timedelta(minutes=15),
+        notifications: Callable[[Sequence[Message], str], list[Notification]] | None = None,
     ) -> None:
         self.events = events
         self.locks = locks
@@ -87,6 +91,9 @@ class JobRunner:
         self.clock = clock
         self.lease = lease
         self.person_lock_timeout = person_lock_timeout
+        self.retry_backoff = retry_backoff
+        self.retry_max_backoff = retry_max_backoff
+        self.notifications = notifications
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self._owned: set[str] = set()  # jobs this process holds (queued in the pool or running)
         self._owned_mutex = threading.Lock()
@@ -155,9 +162,16 @@ class JobRunner:
                 return None
             return self._execute(job)
 
+    def retry_at(self, attempts: int, now: datetime) -> datetime:
+        """When an incomplete job that has been started ``attempts`` times is tried again:
+        ``retry_backoff`` doubling at each attempt, never more than ``retry_max_backoff``."""
+        first = self.retry_backoff.total_seconds()
+        delay = min(self.retry_max_backoff.total_seconds(), first * 2 ** max(0, min(attempts - 1, 30)))
+        return now + timedelta(seconds=delay)
+
     def _execute(self, job: Job) -> Job | None:
         """The body of a job this process owns (state ``running``) under its person lock; records
-        its outcome."""
+        its outcome, with its notifications, in one transaction."""
         job_id = job.job_id
         self._own(job_id)
         try:
@@ -167,15 +181,24 @@ class JobRunner:
                 if job.takeovers:
                     t = job.takeovers[-1]
                     detail = f"taken over from {t.previous_owner} (its lease expired); {detail}"
+                now = self.clock()
+                rows: list[Notification] = []
+                if outcome.messages and self.notifications is not None:
+                    origin = f"run:{outcome.run_id}" if outcome.run_id else f"job:{job_id}:{job.attempts}"
+                    rows = self.notifications(outcome.messages, origin)
                 recorded = self.events.finish_job(
                     job_id,
-                    self.clock(),
+                    now,
                     outcome.state,
                     run_id=outcome.run_id,
                     detail=detail,
-                    actions=outcome.summary.actions if outcome.summary else (),
+                    actions=outcome.job_actions,
                     error=outcome.error,
                     owner=self.node,
+                    next_attempt_at=self.retry_at(job.attempts, now)
+                    if outcome.state is JobState.INCOMPLETE
+                    else None,
+                    notifications=rows,
                 )
             except Exception as exc:
                 log.exception("job %s (%s for %s) failed", job_id, job.kind.value, job.employee_id)
@@ -192,13 +215,27 @@ class JobRunner:
             log.warning("job %s was taken over by another daemon meanwhile; it records the outcome", job_id)
             return None
         finished = self.events.job(job_id)
-        if finished is not None and finished.finished_at is not None:
+        if finished is None:
+            return None
+        self._report(finished)
+        return finished
+
+    def _report(self, job: Job) -> None:
+        """One log line and the counters for a job attempt that ended."""
+        outcome = job.outcome
+        label = outcome.value if outcome is not None else job.state.value
+        self.metrics.inc("offboard_audit_webhook_jobs_total", (("kind", job.kind.value), ("outcome", label)))
+        if job.finished_at is not None:
             self.metrics.observe(
                 "offboard_audit_webhook_job_seconds",
-                (finished.finished_at - finished.created_at).total_seconds(),
-                (("kind", job.kind.value), ("state", finished.state.value)),
+                (job.finished_at - job.created_at).total_seconds(),
+                (("kind", job.kind.value), ("state", job.state.value)),
             )
-        return finished
+        line = outcome_line(job, outcome, job.actions)
+        if outcome in (Outcome.DONE, Outcome.SUPERSEDED, Outcome.CANCELLED):
+            log.info("%s", line)
+        else:
+            log.warning("%s", line)
 
     def _locked_body(self, job: Job) -> JobOutcome:
         # The SQLite lease of the person lock is the job lease, so both free up together when
@@ -254,13 +291,23 @@ class JobRunner:
         return [j.job_id for j in claimed]
 
     def process_due(self) -> int:
-        """Start the scheduled reconciles whose effective_at has come; returns how many."""
+        """Start the scheduled reconciles whose effective_at has come, and the incomplete jobs
+        whose next attempt has come; returns how many."""
         if self.gate.closed:
             return 0
         claimed = self.events.claim_due(self.clock(), self.node, lease_until=self.lease_until())
         for item in claimed:
             self.submit(item.job_id)
-        return len(claimed)
+        retries = self.events.claim_retries(self.clock(), self.node, self.lease_until())
+        for job in retries:
+            log.info(
+                "retrying incomplete job %s for %s (attempt %d)",
+                job.job_id,
+                job.employee_id,
+                job.attempts + 1,
+            )
+            self.submit(job.job_id)
+        return len(claimed) + len(retries)
 
     def loop(self, stop: threading.Event, poll_interval: float) -> None:
         """Every replica: renew our job leases and take over orphaned jobs, at once and then

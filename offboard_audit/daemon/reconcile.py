@@ -5,38 +5,48 @@ with the revocation engine, metrics and notifications around them."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
 from offboard_audit.config import Config
-from offboard_audit.core.jobs import EventStatus, HREvent, Job, JobKind, JobState
+from offboard_audit.core.jobs import EventStatus, HREvent, Job, JobKind, JobState, Notification
 from offboard_audit.core.people import ChangeOutcome, PersonChange
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Person, PersonStatus, RunResult
+from offboard_audit.core.records import Person, PersonStatus, RunResult, RunStatus
+from offboard_audit.core.stored import ActionRecord
 from offboard_audit.daemon.jobs import WorkGate
 from offboard_audit.daemon.metrics import Metrics
-from offboard_audit.daemon.notify import Notifier
+from offboard_audit.daemon.notify import Message, Notifier
 from offboard_audit.daemon.summary import (
     JobOutcome,
     RevokeSummary,
     describe_run,
     engine_error,
+    job_actions,
     job_error,
+    read_failed,
     revocation_failed,
     revocation_messages,
     run_error_messages,
+    run_line,
     run_messages,
     summarize,
 )
 from offboard_audit.engine.hr import ChangeNotApplied
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import ApplyReport
+from offboard_audit.report.audit_trail import AuditTrail, anchor_data, anchor_text, write_anchor
+from offboard_audit.storage.actions import load_actions
 from offboard_audit.storage.locks import FULL_RECONCILE, Clock, Locks
+from offboard_audit.storage.outbox import OutboxStore, TickStore, add_notifications
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore
 
@@ -47,18 +57,64 @@ log = logging.getLogger("offboard_audit.daemon.service")
 FULL_LOCK_LEASE = 30.0
 
 
+# Test hook for fault tests that drive a daemon process from outside: the point named in this
+# variable SIGKILLs the process there. Points: "<kind>-run-started" (a run of that kind is
+# recorded running, nothing else of it stored), "<kind>-run-finished" (the run and its
+# notifications are stored, nothing is sent yet).
+KILL_AT_ENV = "OFFBOARD_AUDIT_TEST_DAEMON_KILL_AT"
+
+
+def test_point(name: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == name:
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+RunNotifications = Callable[[RunResult, str], Sequence[Notification]]
+
+
 class RunTrackingStore(Store):
-    """The store, remembering which runs this process started (to record them if abandoned)."""
+    """The store, remembering which runs this process started (to record them if abandoned),
+    writing each finished run's notifications (new findings, a tripped breaker) with the run, and
+    telling the tick this thread runs (a scheduled run) which run it started."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        self._started: set[str] = set()
+        self._started: dict[str, str] = {}
         self._mutex = threading.Lock()
+        self._thread = threading.local()
+        self.run_notifications: RunNotifications | None = None
+        self.ticks = TickStore(self)
+
+    def running_tick(self, tick_id: str | None) -> None:
+        """The tick this thread's next run belongs to (None: not a scheduled run)."""
+        self._thread.tick = tick_id
 
     def start_run(self, run_id: str, started_at: datetime, kind: str = "audit") -> None:
         super().start_run(run_id, started_at, kind)
         with self._mutex:
-            self._started.add(run_id)
+            self._started[run_id] = kind
+        tick = getattr(self._thread, "tick", None)
+        if tick is not None:
+            self.ticks.set_run(tick, run_id)
+        test_point(f"{kind}-run-started")
+
+    def finish_run(self, result: RunResult, status: RunStatus | None = None) -> Any:
+        """Finish the run and, in the same transaction as the run's own record where the caller
+        holds one (``Store.atomic``), write its notifications to the outbox. Returns what the
+        store's ``finish_run`` returns (False: the run could not finish, nothing is written)."""
+        # Called by name: the base returns whether the run finished (older stores: None).
+        finished = getattr(super(), "finish_run")(result, status)  # noqa: B009
+        if finished is False:
+            return False
+        with self._mutex:
+            kind = self._started.get(result.run_id, "audit")
+        if status is None and self.run_notifications is not None:
+            rows = self.run_notifications(result, kind)
+            if rows:
+                with self.begin() as conn:
+                    add_notifications(conn, rows)
+        return finished
 
     def abandon_runs(self, now: datetime) -> list[str]:
         """Record the runs this process started and did not finish as abandoned."""
@@ -117,6 +173,7 @@ class Reconciler:
         notifier: Notifier,
         gate: WorkGate,
         clock: Clock,
+        trail: AuditTrail | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -126,14 +183,46 @@ class Reconciler:
         self.engine = engine
         self.metrics = metrics
         self.notifier = notifier
+        self.outbox = OutboxStore(store)
         self.gate = gate
         self.clock = clock
+        self.trail = trail or AuditTrail()
+        store.run_notifications = self._run_notifications
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _run_notifications(self, result: RunResult, kind: str) -> list[Notification]:
+        """What a run tells people as soon as it is stored: new critical/high findings, a tripped
+        circuit breaker (written with the run itself)."""
+        return self.notifier.rows(run_messages(result, kind), f"run:{result.run_id}", self.clock())
+
+    def notify(self, messages: Sequence[Message], origin: str) -> None:
+        """Write messages to the outbox (the leader sends them). Never raises."""
+        if not messages:
+            return
+        try:
+            self.outbox.add(self.notifier.rows(messages, origin, self.clock()))
+        except Exception:
+            log.exception("could not write %d notification(s) of %s to the outbox", len(messages), origin)
+
+    def anchor(self) -> None:
+        """After a reconcile or a job: anchor the audit events this process appended in
+        ``[audit] anchor_file`` and send the anchor through the notification channel (a second
+        copy off this host). Never raises."""
+        try:
+            anchor = write_anchor(self.store, self.trail, self.clock())
+        except Exception as exc:
+            log.error("could not write the audit anchor to %s: %s", self.trail.anchor_file, exc)
+            return
+        if anchor is not None:
+            data = tuple(anchor_data(anchor).items())
+            self.notify([Message("audit_anchor", anchor_text(anchor), data)], f"anchor:{anchor.seq}")
 
     # --- full reconciles ------------------------------------------------------------------
 
-    def run_full(self, kind: str = "audit") -> FullRun | None:
+    def run_full(self, kind: str = "audit", tick: str | None = None) -> FullRun | None:
         """One full reconcile (``audit``) or HR-only refresh; None when another process runs one
-        (or it failed: logged, counted and notified)."""
+        (or it failed: logged, counted and notified). ``tick``: the scheduled tick it runs for."""
         with self.gate.working():
             if self.gate.closed:
                 return None
@@ -143,37 +232,34 @@ class Reconciler:
             if held is None:
                 log.info("%s skipped: another process is running a full reconcile", kind)
                 return None
+            self.store.running_tick(tick)
             try:
                 return self._run_full(kind)
             except Exception as exc:
                 log.exception("%s run failed", kind)
                 self.metrics.inc("offboard_audit_runs_total", (("kind", kind), ("status", "error")))
-                self.notifier.send(run_error_messages(kind, exc))
+                self.notify(run_error_messages(kind, exc), f"error:{kind}:{uuid.uuid4().hex[:12]}")
                 return None
             finally:
+                self.store.running_tick(None)
                 held.release()
+                self.anchor()
 
     def _run_full(self, kind: str) -> FullRun:
         now = self.clock()
         if kind == "hr_refresh":
             before = self.store.load_people()
             result = self.pipeline.run(now, only=[s.name for s in self.config.hr_sources], kind="hr_refresh")
-            self._record_run(result, kind)
+            test_point(f"{kind}-run-finished")
+            self._record_run(result, kind, None)
             if result.circuit_breaker is not None:
-                self.notifier.send(run_messages(result, kind))
                 return FullRun(result)
             return FullRun(result, _new_leavers(before, self.store.load_people(), now))
         result = self.pipeline.run(now)
-        self._record_run(result, kind)
-        self._revoke(result, now, None, kind)
-        log.info(
-            "%s run %s: %d findings, sources %s%s",
-            kind,
-            result.run_id,
-            len(result.findings),
-            ", ".join(f"{s.name}={s.status.value}" for s in result.sources),
-            f", circuit breaker: {result.circuit_breaker}" if result.circuit_breaker else "",
-        )
+        test_point(f"{kind}-run-finished")
+        summary, messages = self._revoke(result, now, None, kind)
+        self.notify(messages, f"run:{result.run_id}")
+        self._record_run(result, kind, summary)
         return FullRun(result)
 
     # --- jobs -----------------------------------------------------------------------------
@@ -200,23 +286,27 @@ class Reconciler:
                 return self._rehire(job, event, now, origin)
             return self._update(job, event, origin)
         except ChangeNotApplied as exc:
-            decision = exc.decision
-            superseded = decision.outcome is ChangeOutcome.SUPERSEDED
-            if job.event_id:
-                self.events.set_event_status(
-                    job.event_id, EventStatus.SUPERSEDED if superseded else EventStatus.CONFLICT
-                )
-            log.warning(
-                "job %s (%s for %s): %s", job.job_id, job.kind.value, job.employee_id, decision.reason
+            return self._not_applied(job, exc)
+        finally:
+            self.anchor()
+
+    def _not_applied(self, job: Job, exc: ChangeNotApplied) -> JobOutcome:
+        decision = exc.decision
+        superseded = decision.outcome is ChangeOutcome.SUPERSEDED
+        if job.event_id:
+            self.events.set_event_status(
+                job.event_id, EventStatus.SUPERSEDED if superseded else EventStatus.CONFLICT
             )
-            if superseded:
-                return JobOutcome(JobState.SUPERSEDED, detail=decision.reason)
-            return JobOutcome(JobState.FAILED, detail=decision.reason, error=f"conflict: {decision.reason}")
+        # The job's outcome line (jobs.py) says it, with the reason.
+        log.debug("job %s (%s for %s): %s", job.job_id, job.kind.value, job.employee_id, decision.reason)
+        if superseded:
+            return JobOutcome(JobState.SUPERSEDED, detail=decision.reason)
+        return JobOutcome(JobState.FAILED, detail=decision.reason, error=f"conflict: {decision.reason}")
 
     def _applied(self, job: Job, person: Person, what: str) -> None:
         if job.event_id:
             self.events.set_event_status(job.event_id, EventStatus.APPLIED)
-        log.info(
+        log.debug(
             "job %s (%s): %s %s/%s (%s)",
             job.job_id,
             job.kind.value,
@@ -242,12 +332,44 @@ class Reconciler:
         if change is not None:
             self._applied(job, person, "terminated")
         result = outcome.run
-        self._record_run(result, "targeted")
         # Revoke for the person the event resolved to (the same id the person lock is held for).
-        summary = self._revoke(result, now, person.employee_id, "targeted")
+        summary, messages = self._revoke(result, now, person.employee_id, "targeted")
+        self._record_run(result, "targeted", summary)
         detail = describe_run(result, summary, self.config.policy.auto_revoke)
-        state = JobState.FAILED if revocation_failed(summary) else JobState.DONE
-        return JobOutcome(state, result.run_id, detail, summary, job_error(state, summary))
+        actions = job_actions(job.employee_id, job.actions, summary, self._dead_owners_actions(job))
+        failed_reads = read_failed(result)
+        if revocation_failed(summary):
+            state = JobState.FAILED
+        elif failed_reads:
+            # The read of this person failed somewhere: their access may not be gone. Not done
+            # until a read succeeds and its actions are applied or refused.
+            state = JobState.INCOMPLETE
+            detail = (
+                f"the read of {person.employee_id} failed in {', '.join(failed_reads)} (retried); {detail}"
+            )
+        else:
+            state = JobState.DONE
+        return JobOutcome(
+            state,
+            result.run_id,
+            detail,
+            summary,
+            job_error(state, summary),
+            messages=tuple(messages),
+            actions=actions,
+        )
+
+    def _dead_owners_actions(self, job: Job) -> list[ActionRecord]:
+        """This person's actions that a daemon which died holding this job started (whichever
+        pass settled them since)."""
+        if not job.takeovers:
+            return []
+        dead = {f"daemon:{t.previous_owner}" for t in job.takeovers if t.previous_owner}
+        return [
+            a
+            for a in load_actions(self.store, person=job.employee_id)
+            if a.actor in dead and a.created_at >= job.created_at and a.undo_of is None
+        ]
 
     def _rehire(self, job: Job, event: HREvent | None, now: datetime, origin: str) -> JobOutcome:
         change = PersonChange(
@@ -299,8 +421,9 @@ class Reconciler:
 
     def _revoke(
         self, result: RunResult, now: datetime, person: str | None, kind: str
-    ) -> RevokeSummary | None:
-        """Apply the run's plan when auto_revoke is on; notify either way. Never raises."""
+    ) -> tuple[RevokeSummary | None, list[Message]]:
+        """Apply the run's plan when auto_revoke is on. Never raises. Returns the summary and what
+        the pass adds to the run's notifications (refused, failed actions)."""
         summary: RevokeSummary | None = None
         if self.config.policy.auto_revoke:
             try:
@@ -310,10 +433,7 @@ class Reconciler:
                 summary = engine_error(exc)
             self.metrics.record_actions([a.status for a in summary.actions])
             self._observe_revocations(result, summary)
-        messages = revocation_messages(result, kind, summary)
-        if messages:
-            self.notifier.send(messages)
-        return summary
+        return summary, revocation_messages(result, kind, summary, include_run=False)
 
     def _observe_revocations(self, result: RunResult, summary: RevokeSummary) -> None:
         by_finding = {f.finding_id: f for f in result.findings}
@@ -325,8 +445,19 @@ class Reconciler:
             seconds = (done - f.person.terminated_at).total_seconds()
             self.metrics.observe("offboard_audit_termination_to_revocation_seconds", max(0.0, seconds))
 
-    def _record_run(self, result: RunResult, kind: str) -> None:
-        self.metrics.record_run(result, kind, result.status)
+    def _record_run(self, result: RunResult, kind: str, summary: RevokeSummary | None) -> None:
+        """Count the run by its real outcome and say what it did: ``refused`` when the circuit
+        breaker tripped or the revocation was refused, else the run's stored status."""
+        refused = summary.refused if summary is not None else None
+        outcome = "refused" if result.circuit_breaker or refused else result.status.value
+        self.metrics.record_run(result, kind, outcome)
+        line = run_line(kind, result, outcome, refused)
+        if kind == "targeted":
+            log.debug("%s", line)
+        elif outcome in ("refused", RunStatus.FAILED_SOURCES.value):
+            log.warning("%s", line)
+        else:
+            log.info("%s", line)
 
 
 def _new_leavers(before: Sequence[Person], after: Sequence[Person], now: datetime) -> tuple[str, ...]:

@@ -8,6 +8,12 @@ APScheduler 3.11 keeps its jobs in a SQLAlchemy job store (table ``apscheduler_j
 configured database: a restart keeps the next run times, missed runs are coalesced into one
 (``coalesce=True``, ``max_instances=1``) and run if no later than ``schedule.misfire_grace_time``.
 An existing job is kept as stored unless its cron changed.
+
+A leader that dies in the middle of a scheduled run leaves its tick ``running``
+(``storage/outbox.py``, ``daemon_ticks``). The next leader, before it starts the schedule, marks
+such a tick and its run ``abandoned`` and moves the job's next run time back to the missed tick:
+APScheduler then runs it at once if it is no later than ``misfire_grace_time`` (and skips it,
+logging the misfire, when it is).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,7 +79,9 @@ class Schedule:
         self.func = func
         self._scheduler: Any = None
 
-    def start(self) -> None:
+    def start(self, rerun: Sequence[tuple[str, datetime]] = ()) -> None:
+        """Start APScheduler; ``rerun``: (kind, scheduled time) of ticks a dead leader abandoned,
+        run again now if no later than the misfire grace time."""
         from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -95,6 +103,16 @@ class Schedule:
             ensure_job(sched, HR_REFRESH_JOB_ID, "hr_refresh", self.config.hr_refresh, self.tz, self.func)
         elif sched.get_job(HR_REFRESH_JOB_ID) is not None:
             sched.remove_job(HR_REFRESH_JOB_ID)
+        for kind, at in rerun:
+            job = sched.get_job(AUDIT_JOB_ID if kind == "audit" else HR_REFRESH_JOB_ID)
+            if job is None:
+                continue
+            when = at.astimezone(self.tz)
+            if job.next_run_time is None or when < job.next_run_time:
+                job.modify(next_run_time=when)
+                log.warning(
+                    "re-running the abandoned %s tick of %s (misfire grace applies)", kind, when.isoformat()
+                )
         sched.resume()
         self._scheduler = sched
 
@@ -116,6 +134,7 @@ class Leadership:
         metrics: Metrics,
         while_leader: Callable[[], object],
         *,
+        on_elected: Callable[[], Sequence[tuple[str, datetime]]] = lambda: (),
         node: str,
         lease: float,
         poll_interval: float,
@@ -124,6 +143,7 @@ class Leadership:
         self.schedule = schedule
         self.metrics = metrics
         self.while_leader = while_leader
+        self.on_elected = on_elected
         self.node = node
         self.lease = lease
         self.poll_interval = poll_interval
@@ -154,7 +174,12 @@ class Leadership:
                 if self._held is not None:
                     self.metrics.set("offboard_audit_leader", 1)
                     log.info("node %s is the leader: starting the schedule", self.node)
-                    self.schedule.start()
+                    try:
+                        rerun = self.on_elected()
+                    except Exception:
+                        log.exception("could not settle the ticks of a previous leader")
+                        rerun = ()
+                    self.schedule.start(rerun)
         if self._held is not None:
             self.while_leader()
 

@@ -7,7 +7,8 @@ This module wires the collaborators and runs the process; each one says how it w
   jobs of a daemon that died), on every replica;
 - ``reconcile.py``: what a full reconcile, an HR refresh and each job do, with the revocation
   engine, metrics and notifications;
-- ``summary.py``: job summaries and notification messages; ``notify.py`` delivers them;
+- ``summary.py``: job summaries, log lines and notification messages; ``notify.py`` writes them
+  to the outbox and, on the leader, delivers them;
 - ``webhook.py``: the HTTP API; ``http.py``: its uvicorn server and the signal handlers;
 - locks: ``storage/locks.py``, the one lock module (also the engine's revocation lock).
 
@@ -27,28 +28,34 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offboard_audit.config import Config
 from offboard_audit.core.errors import ConfigError
-from offboard_audit.core.jobs import Job, JobKind
+from offboard_audit.core.jobs import Job, JobKind, JobState, NotificationState, ScheduledTick, TickState
 from offboard_audit.core.protocols import AccountSource, HRSource, SourceContext
 from offboard_audit.core.records import RunResult
 from offboard_audit.daemon.http import HttpServer, handle_stop_signals
 from offboard_audit.daemon.jobs import JobRunner, WorkGate
+from offboard_audit.daemon.logs import quiet_third_party
 from offboard_audit.daemon.metrics import Metrics
-from offboard_audit.daemon.notify import Notifier
+from offboard_audit.daemon.notify import Dispatcher, Notifier
 from offboard_audit.daemon.reconcile import EngineFactory, Reconciler, RunTrackingStore, shared_engine
 from offboard_audit.daemon.scheduler import Leadership, Schedule
 from offboard_audit.daemon.webhook import WebhookSettings, create_app
+from offboard_audit.engine.hr import last_hr_read
 from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.report.audit_trail import AuditTrail, attach
 from offboard_audit.storage.locks import Clock, Locks, utc_now
+from offboard_audit.storage.outbox import OutboxStore
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY = timedelta(minutes=1)
 
 
 def new_node_id() -> str:
@@ -74,7 +81,17 @@ def scheduled_reconcile(kind: str) -> None:
     if daemon is None:
         log.warning("scheduled %s fired with no daemon running in this process", kind)
         return
-    daemon.run_full(kind)
+    daemon.run_scheduled(kind)
+
+
+def check_webhook_secret(config: Config, secret: bytes | None, options: DaemonOptions) -> None:
+    """The webhook needs its HMAC secret: checked before anything else (migrations included)."""
+    if options.webhook and options.serve_http and not secret:
+        raise ConfigError(
+            f"the webhook needs its HMAC secret in ${config.webhook.secret_env} "
+            "(or set [webhook] enabled = false, or run with --no-webhook)",
+            key="webhook.secret_env",
+        )
 
 
 @dataclass(frozen=True)
@@ -109,12 +126,7 @@ class Daemon:
         engine_factory: EngineFactory | None = None,
         instances: Mapping[str, HRSource | AccountSource] | None = None,
     ) -> None:
-        if options.webhook and options.serve_http and not secret:
-            raise ConfigError(
-                f"the webhook needs its HMAC secret in ${config.webhook.secret_env} "
-                "(or set [webhook] enabled = false, or run with --no-webhook)",
-                key="webhook.secret_env",
-            )
+        check_webhook_secret(config, secret, options)
         try:
             tz = ZoneInfo(config.schedule.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -130,14 +142,24 @@ class Daemon:
         self.node = options.node or new_node_id()
         self.clock = clock
         self.secret = secret
+        # httpx's request line prints notification URLs (tokens) in full: never at INFO.
+        quiet_third_party()
         self.metrics = metrics or Metrics()
-        self.notifier = notifier or Notifier(
-            config.notifications,
-            ctx.env,
-            on_failure=lambda: self.metrics.inc("offboard_audit_notifications_failed_total"),
-        )
+        self.notifier = notifier or Notifier(config.notifications, ctx.env)
         self.store = RunTrackingStore(store.engine)
+        # [audit] key_env: every audit event this daemon appends is keyed ([audit] anchor_file:
+        # anchored after each reconcile and job, and the anchor sent as a notification).
+        self.trail = AuditTrail.from_config(config)
+        attach(self.store, self.trail)
         self.events = WebhookStore(self.store)
+        self.dispatcher = Dispatcher(
+            OutboxStore(self.store),
+            self.notifier,
+            clock,
+            on_undeliverable=lambda _n: self.metrics.inc("offboard_audit_notifications_failed_total"),
+            on_delivered=lambda _n: self.metrics.inc("offboard_audit_notifications_delivered_total"),
+        )
+        self._last_prune: datetime | None = None
         self.pipeline = Pipeline(config, self.store, ctx, instances=instances)
         self.locks = Locks(self.store, f"daemon:{self.node}", clock)
         self.gate = WorkGate()
@@ -152,6 +174,7 @@ class Daemon:
             self.notifier,
             self.gate,
             clock,
+            self.trail,
         )
         self.jobs = JobRunner(
             self.events,
@@ -164,18 +187,23 @@ class Daemon:
             lease=self.job_lease,
             workers=options.workers,
             person_lock_timeout=options.person_lock_timeout,
+            retry_backoff=config.webhook.retry_backoff,
+            retry_max_backoff=config.webhook.retry_max_backoff,
+            notifications=lambda messages, origin: self.notifier.rows(messages, origin, self.clock()),
         )
         self.leadership = Leadership(
             self.locks,
             Schedule(self.store.engine, config.schedule, tz, scheduled_reconcile),
             self.metrics,
-            self.jobs.process_due,
+            self._while_leader,
+            on_elected=self.recover_ticks,
             node=self.node,
             lease=options.lease_ttl,
             poll_interval=options.poll_interval,
         )
         self._stop = threading.Event()
         self._server: HttpServer | None = None
+        self.metrics.on_scrape(self._database_gauges)
 
     @property
     def config(self) -> Config:
@@ -206,17 +234,115 @@ class Daemon:
 
     # --- the work (also what tests and ``daemon --once`` call) ------------------------------
 
-    def run_full(self, kind: str = "audit") -> RunResult | None:
+    def run_full(self, kind: str = "audit", tick: str | None = None) -> RunResult | None:
         """One full reconcile (``audit``) or HR-only refresh; None when another process runs one.
 
         Anyone an HR refresh finds newly departed gets a targeted reconcile job.
         """
-        run = self.reconciler.run_full(kind)
+        run = self.reconciler.run_full(kind, tick)
         if run is None:
             return None
         for employee_id in run.new_leavers:
             self.jobs.enqueue(JobKind.HR_REFRESH, employee_id)
         return run.result
+
+    def run_scheduled(self, kind: str) -> RunResult | None:
+        """A tick of the schedule: recorded (``daemon_ticks``) so that the next leader re-runs it
+        if this daemon dies before it is over."""
+        now = self.clock()
+        tick = ScheduledTick(
+            f"{kind}@{now.isoformat(timespec='seconds')}:{uuid.uuid4().hex[:8]}",
+            kind,
+            now,
+            self.node,
+            TickState.RUNNING,
+            now,
+        )
+        self.store.ticks.start(tick)
+        try:
+            return self.run_full(kind, tick.tick_id)
+        finally:
+            self.store.ticks.finish(tick.tick_id, self.clock())
+
+    def recover_ticks(self) -> list[tuple[str, datetime]]:
+        """On becoming the leader: the scheduled ticks a previous leader left running (it died)
+        are marked abandoned, with their run; returns (kind, scheduled time) of those to run
+        again (the schedule applies its misfire grace)."""
+        now = self.clock()
+        rerun: list[tuple[str, datetime]] = []
+        for t in self.store.ticks.orphaned(self.node):
+            if not self.store.ticks.finish(t.tick_id, now, TickState.ABANDONED):
+                continue
+            if t.run_id:
+                # Still running: its daemon is gone. Abandoned already: by its daemon's SIGTERM
+                # path, or by a run that found its lease expired. Anything else: it finished.
+                self.store.mark_abandoned([t.run_id], now)
+            if t.run_id and self.store.ticks.run_status(t.run_id) not in ("abandoned", None):
+                log.info(
+                    "the %s tick of %s (node %s) had finished its run %s",
+                    t.kind,
+                    t.scheduled_at,
+                    t.node,
+                    t.run_id,
+                )
+                continue
+            log.warning(
+                "scheduled %s run %s of %s was left running by %s (it died): marked abandoned; "
+                "re-running the missed tick",
+                t.kind,
+                t.run_id or "(not started)",
+                t.scheduled_at.isoformat(timespec="seconds"),
+                t.node,
+            )
+            rerun.append((t.kind, t.scheduled_at))
+        return rerun
+
+    def deliver_notifications(self) -> int:
+        """Send the outbox's due notifications (the leader does this at every step)."""
+        return self.dispatcher.step()
+
+    def prune_events(self) -> int:
+        """Forget webhook event ids older than ``[webhook] event_retention`` (never one received
+        since the last good full HR read: the webhook's circuit breaker counts those)."""
+        last_read = last_hr_read(self.store)
+        if last_read is None:
+            return 0  # no good HR read yet: every webhook termination still counts
+        cutoff = min(self.clock() - self.config.webhook.event_retention, last_read)
+        pruned = self.events.prune_events(cutoff)
+        if pruned:
+            log.info("forgot %d webhook event id(s) received before %s", pruned, cutoff.isoformat())
+        return pruned
+
+    def _while_leader(self) -> None:
+        self.jobs.process_due()
+        now = self.clock()
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            try:
+                self.prune_events()
+            except Exception:
+                log.exception("pruning webhook events failed")
+
+    def _database_gauges(self, metrics: Metrics) -> None:
+        try:
+            counts = self.dispatcher.outbox.counts()
+            incomplete = len(self.events.jobs(states=[JobState.INCOMPLETE]))
+        except Exception as exc:
+            log.warning("metrics: database unreachable: %s", type(exc).__name__)
+            return
+        metrics.set("offboard_audit_notifications_pending", counts[NotificationState.PENDING])
+        metrics.set("offboard_audit_notifications_undeliverable", counts[NotificationState.UNDELIVERABLE])
+        metrics.set("offboard_audit_webhook_jobs_incomplete", incomplete)
+
+    def _notification_loop(self, stop: threading.Event) -> None:
+        """On the leader: send due notifications every ``poll_interval``."""
+        while not stop.wait(self.options.poll_interval):
+            if not self.is_leader:
+                continue
+            try:
+                self.deliver_notifications()
+            except Exception:
+                log.exception("notification delivery failed")
 
     def run_job(self, job_id: str) -> Job | None:
         return self.jobs.run_job(job_id)
@@ -257,7 +383,10 @@ class Daemon:
                 name="job-leases",
                 daemon=True,
             ).start()
-            log.info("daemon %s running", self.node)
+            threading.Thread(
+                target=self._notification_loop, args=(self._stop,), name="notify", daemon=True
+            ).start()
+            log.info("daemon %s running (database %s)", self.node, self.config.database_url_masked)
             # Short waits, so that the main thread runs the signal handlers promptly.
             while not self._stop.wait(0.5):
                 pass
@@ -304,4 +433,9 @@ class Daemon:
                 if self in _ACTIVE:
                     _ACTIVE.remove(self)
             self.jobs.close()
+            # What cannot be delivered now stays in the outbox for the next leader.
+            try:
+                self.deliver_notifications()
+            except Exception:
+                log.exception("notification delivery failed")
             self.notifier.close()

@@ -3,11 +3,12 @@ job's error and detail lines, and the notification messages of a run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-from offboard_audit.core.jobs import JobAction, JobState
+from offboard_audit.core.jobs import REFUSED_PREFIX, Job, JobAction, JobState, Outcome
 from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.core.stored import ActionRecord
 from offboard_audit.daemon.notify import Message
 from offboard_audit.engine.revocation import ApplyReport
 
@@ -21,6 +22,8 @@ class RevokeSummary:
 
     refused: str | None
     actions: tuple[JobAction, ...]
+    # The person of each action (None: not known), in the order of ``actions``.
+    people: tuple[str | None, ...] = ()
 
     @property
     def failed(self) -> tuple[JobAction, ...]:
@@ -36,6 +39,16 @@ class JobOutcome:
     detail: str = ""
     summary: RevokeSummary | None = None
     error: str | None = None
+    # Notifications that belong to the job: written in the transaction that records its outcome.
+    messages: tuple[Message, ...] = ()
+    # The job's actions when they differ from the summary's (see ``job_actions``).
+    actions: tuple[JobAction, ...] | None = None
+
+    @property
+    def job_actions(self) -> tuple[JobAction, ...]:
+        if self.actions is not None:
+            return self.actions
+        return self.summary.actions if self.summary else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +83,7 @@ def summarize(report: ApplyReport) -> RevokeSummary:
             )
             for o in done + recovered
         ),
+        tuple(o.person for o in done + recovered),
     )
 
 
@@ -87,7 +101,7 @@ def job_error(state: JobState, summary: RevokeSummary | None) -> str | None:
     if state is not JobState.FAILED or summary is None:
         return None
     if summary.refused:
-        return f"revocation refused: {summary.refused}"
+        return f"{REFUSED_PREFIX}{summary.refused}"
     return f"{len(summary.failed)} action(s) failed: " + "; ".join(
         f"{a.source} {a.action}: {a.error}" for a in summary.failed
     )
@@ -113,13 +127,17 @@ def describe_run(result: RunResult, summary: RevokeSummary | None, auto_revoke: 
     return "; ".join(parts)
 
 
-def revocation_messages(result: RunResult, kind: str, summary: RevokeSummary | None) -> list[Message]:
-    """What a finished run and its revocation pass (if any) should tell people."""
+def revocation_messages(
+    result: RunResult, kind: str, summary: RevokeSummary | None, *, include_run: bool = True
+) -> list[Message]:
+    """What a finished run and its revocation pass (if any) should tell people; without
+    ``include_run``, only what the revocation pass adds (the run's own messages, new findings
+    and a tripped breaker, are written when the run is stored)."""
     failed = [
         FailedAction(a.action_id, a.source, a.action, a.error or a.status)
         for a in (summary.failed if summary else ())
     ]
-    return run_messages(result, kind, failed, summary.refused if summary else None)
+    return run_messages(result, kind, failed, summary.refused if summary else None, include_run=include_run)
 
 
 def run_error_messages(kind: str, exc: BaseException) -> list[Message]:
@@ -131,16 +149,22 @@ def run_messages(
     kind: str,
     failed_actions: Sequence[FailedAction] = (),
     refused: str | None = None,
+    *,
+    include_run: bool = True,
 ) -> list[Message]:
     """What a finished run should tell people (pure)."""
     messages: list[Message] = []
-    new = [
-        f
-        for f in result.findings
-        if f.status is FindingStatus.OPEN
-        and f.severity in _NOTIFY_SEVERITIES
-        and f.first_seen >= result.started_at
-    ]
+    new = (
+        []
+        if not include_run
+        else [
+            f
+            for f in result.findings
+            if f.status is FindingStatus.OPEN
+            and f.severity in _NOTIFY_SEVERITIES
+            and f.first_seen >= result.started_at
+        ]
+    )
     if new:
         lines = [
             f"- {f.severity.value}: {f.rule.value} {f.source}/{f.account.username}"
@@ -167,7 +191,7 @@ def run_messages(
                 ),
             )
         )
-    if result.circuit_breaker:
+    if result.circuit_breaker and include_run:
         messages.append(
             Message(
                 "circuit_breaker",
@@ -201,3 +225,85 @@ def run_messages(
             )
         )
     return messages
+
+
+def read_failed(result: RunResult) -> tuple[str, ...]:
+    """The account sources whose read of the person failed (whole, or some scopes) in a run."""
+    return tuple(s.name for s in result.sources if s.status is SourceStatus.FAILED or s.failed_scopes)
+
+
+def job_actions(
+    employee_id: str,
+    previous: Sequence[JobAction],
+    summary: RevokeSummary | None,
+    stored: Iterable[ActionRecord],
+) -> tuple[JobAction, ...]:
+    """Exactly the actions of one person's job.
+
+    ``previous``: what earlier attempts of the job recorded (an incomplete job retried);
+    ``summary``: this attempt's pass (its recovered actions include other people's, left by a dead
+    daemon: only this person's are kept); ``stored``: this person's actions a dead owner of the job
+    started, whichever pass settled them since. A failed action retried in the same pass (same
+    source, action and finding) is not listed once it succeeded.
+    """
+    listed: dict[str, JobAction] = {a.action_id: a for a in previous}
+    for rec in stored:
+        listed[rec.action_id] = JobAction(
+            rec.action_id, rec.finding_id, rec.source, rec.action, str(rec.status), rec.error
+        )
+    for a, person in _summary_people(summary):
+        if person is None or person == employee_id:
+            listed[a.action_id] = a
+    settled = {(a.source, a.action, a.finding_id) for a in listed.values() if a.status in _SETTLED}
+    return tuple(
+        a
+        for a in listed.values()
+        if not (a.status == "failed" and (a.source, a.action, a.finding_id) in settled)
+    )
+
+
+def _summary_people(summary: RevokeSummary | None) -> list[tuple[JobAction, str | None]]:
+    if summary is None:
+        return []
+    return list(zip(summary.actions, summary.people or (None,) * len(summary.actions), strict=True))
+
+
+def outcome_line(job: Job, outcome: Outcome | None, actions: Sequence[JobAction]) -> str:
+    """One log line for a job's outcome: what, for whom, why, and the actions taken."""
+    reason = job.error or job.detail or ""
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a.status] = counts.get(a.status, 0) + 1
+    acted = ", ".join(f"{a.source} {a.action} {a.status}" for a in actions[:10])
+    more = f" and {len(actions) - 10} more" if len(actions) > 10 else ""
+    label = outcome.value if outcome is not None else job.state.value
+    line = f"job {job.job_id} ({job.kind.value} for {job.employee_id}): {label}"
+    if reason:
+        line += f": {reason}"
+    line += "; actions applied: " + (acted + more if actions else "none")
+    if job.state is JobState.INCOMPLETE and job.next_attempt_at is not None:
+        line += f"; next attempt at {job.next_attempt_at.isoformat(timespec='seconds')}"
+    return line
+
+
+def run_line(kind: str, result: RunResult, outcome: str, refused: str | None = None) -> str:
+    """One log line for a scheduled run: its outcome, open findings by severity, failed sources."""
+    counts = {sev.value: 0 for sev in (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)}
+    for f in result.findings:
+        if f.status is FindingStatus.OPEN and f.severity.value in counts:
+            counts[f.severity.value] += 1
+    failed = read_failed(result)
+    parts = [
+        f"{kind} run {result.run_id}: {outcome}",
+        "findings " + " ".join(f"{k}={v}" for k, v in counts.items()),
+        "sources failed: " + (", ".join(failed) if failed else "none"),
+    ]
+    if result.circuit_breaker:
+        parts.append(f"circuit breaker: {result.circuit_breaker}")
+    elif refused:
+        parts.append(f"revocation refused: {refused}")
+    return "; ".join(parts)
+
+
+def with_people(summary: RevokeSummary, people: Sequence[str | None]) -> RevokeSummary:
+    return replace(summary, people=tuple(people))

@@ -18,7 +18,8 @@ Checked in this order, and a rejected request writes nothing:
 Valid: 202 with ``{"job_id", "state", "status_url"}``; a queued job belongs to this daemon
 instance (``node``) for ``job_lease`` (renewed while it holds the job; another replica takes it
 over if it dies). ``GET /hooks/hr/jobs/{id}`` reports the job (``queued``, ``scheduled``,
-``running``, ``done``, ``failed``, ``cancelled``, ``superseded``), what became of its event
+``running``, ``incomplete``, ``done``, ``failed``, ``cancelled``, ``superseded``), its ``outcome``
+(``refused`` and ``conflict`` tell two kinds of ``failed`` apart), what became of its event
 (``event_status``: ``received``, ``applied``, ``superseded``, ``conflict``), the actions it took,
 its owner and lease, and any takeover from a daemon that died.
 """
@@ -41,7 +42,8 @@ from starlette.concurrency import run_in_threadpool
 
 from offboard_audit.core.jobs import EventStatus, HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.stored import RunKind
-from offboard_audit.daemon.metrics import Metrics
+from offboard_audit.daemon.metrics import CONTENT_TYPE, Metrics
+from offboard_audit.report.json import JsonTooDeep, loads_limited
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 
@@ -54,6 +56,8 @@ SIGNATURE_HEADER = "X-Offboard-Signature"
 MAX_ID = 128
 MAX_EMAIL = 320
 DEFAULT_JOB_LEASE = timedelta(seconds=30)
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(hours=16)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(hours=16)
 
 _KIND_FOR_EVENT = {
     HREventType.TERMINATED: JobKind.TERMINATE,
@@ -119,7 +123,20 @@ def _parse_time(value: Any, field: str) -> datetime:
         raise Rejected(422, f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise Rejected(422, f"{field} must carry a UTC offset (e.g. 2026-01-31T17:00:00Z)")
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    # Stored in UTC and read back in the reader's zone (an offset up to 15:59): a time that close
+    # to either end of the datetime range cannot be stored (year 9999 with a negative offset,
+    # year 1 with a positive one).
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise Rejected(
+            422,
+            f"{field} {value[:40]!r} is out of range: it must lie between {_EARLIEST.isoformat()} "
+            f"and {_LATEST.isoformat()} in UTC",
+        )
+    return utc
 
 
 def _parse_id(payload: Mapping[str, Any], field: str) -> str:
@@ -134,7 +151,10 @@ def _parse_id(payload: Mapping[str, Any], field: str) -> str:
 def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
     """Validate the JSON body into an event. Raises ``Rejected(422)``."""
     try:
-        payload = json.loads(body.decode("utf-8"))
+        # Depth-limited: json.loads of a deeply nested body raises RecursionError (a 500).
+        payload = loads_limited(body)
+    except JsonTooDeep as exc:
+        raise Rejected(422, f"body is {exc.msg}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise Rejected(422, "body is not UTF-8 JSON") from None
     if not isinstance(payload, dict):
@@ -177,6 +197,7 @@ def job_json(job: Job, event_status: EventStatus | None = None) -> dict[str, Any
         "employee_id": job.employee_id,
         "event_id": job.event_id,
         "event_status": event_status.value if event_status is not None else None,
+        "outcome": job.outcome.value if job.outcome is not None else None,
         "created_at": iso(job.created_at),
         "due_at": iso(job.due_at),
         "started_at": iso(job.started_at),
@@ -198,6 +219,7 @@ def job_json(job: Job, event_status: EventStatus | None = None) -> dict[str, Any
         "owner": job.node or None,
         "lease_expires_at": iso(job.lease_expires_at),
         "attempts": job.attempts,
+        "next_attempt_at": iso(job.next_attempt_at),
         "takeovers": [
             {
                 "at": iso(t.at),
@@ -255,7 +277,7 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_endpoint() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     if settings is None:
         return app

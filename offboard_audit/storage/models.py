@@ -76,6 +76,19 @@ class PersonRow(SQLModel, table=True):
     updated_run: str = Field(max_length=64)
 
 
+class PersonKeyRow(SQLModel, table=True):
+    """The identifiers a stored person can be matched by (``id:``, ``email:``, ``alias:`` and
+    ``local:`` keys, normalised as matching does), so that one person's accounts are matched
+    with indexed lookups instead of loading everybody (the HR webhook path)."""
+
+    __tablename__ = "person_keys"
+    __table_args__ = (Index("ix_person_keys_person", "source", "employee_id"),)
+
+    key: str = Field(primary_key=True, max_length=700)
+    source: str = Field(primary_key=True, max_length=128)
+    employee_id: str = Field(primary_key=True, max_length=128)
+
+
 class AccountRow(SQLModel, table=True):
     __tablename__ = "accounts"
 
@@ -372,6 +385,8 @@ class WebhookJobRow(SQLModel, table=True):
     lease_expires_at: datetime | None = Field(default=None, sa_column=_dt(True, True))
     attempts: int = Field(default=0)  # times a daemon started it (more than 1: taken over)
     takeovers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # An incomplete job (a read of its person failed) is retried then.
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_dt(True, True))
 
 
 class ScheduledReconcileRow(SQLModel, table=True):
@@ -387,3 +402,41 @@ class ScheduledReconcileRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_dt(False))
     claimed_by: str | None = Field(default=None, max_length=256)
     claimed_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class NotificationRow(SQLModel, table=True):
+    """The notification outbox: written with the run or job it belongs to, sent by the leader.
+
+    One row per message and target; ``target`` is a hash of the URL (never the URL itself)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_state_next", "state", "next_attempt_at"),)
+
+    notification_id: str = Field(primary_key=True, max_length=200)
+    origin: str = Field(max_length=128, index=True)
+    kind: str = Field(max_length=32)
+    target: str = Field(max_length=32)
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_dt(False))
+    # pending | delivered | undeliverable
+    state: str = Field(max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_dt())
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    delivered_at: datetime | None = Field(default=None, sa_column=_dt())
+
+
+class ScheduledTickRow(SQLModel, table=True):
+    """A firing of the daemon's schedule: which run it started, on which node; a tick left
+    ``running`` by a leader that died is marked abandoned and re-run by the next one."""
+
+    __tablename__ = "daemon_ticks"
+
+    tick_id: str = Field(primary_key=True, max_length=160)
+    kind: str = Field(max_length=32)
+    scheduled_at: datetime = Field(sa_column=_dt(False))
+    node: str = Field(max_length=256)
+    state: str = Field(max_length=16, index=True)
+    started_at: datetime = Field(sa_column=_dt(False))
+    run_id: str | None = Field(default=None, max_length=64)
+    finished_at: datetime | None = Field(default=None, sa_column=_dt())

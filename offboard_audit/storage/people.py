@@ -1,15 +1,20 @@
 """Stored people: each HR source's people with their last HR row, last status change and a
-version for conditional writes (a full HR read and a webhook job may write at once)."""
+version for conditional writes (a full HR read and a webhook job may write at once).
+
+Every write also keeps ``person_keys``, the identifiers a person can be matched by (see
+:func:`person_keys`), so that the HR webhook path looks up the few people it needs
+(:meth:`PeopleStore.person_states_for`, :meth:`PeopleStore.people_with_keys`) instead of loading
+everybody."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Insert, RowMapping, delete, insert, select, update
+from sqlalchemy import Insert, RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +23,7 @@ from offboard_audit.core.records import Person, PersonStatus
 from offboard_audit.core.stored import PersonState
 from offboard_audit.storage.db import Database, chunks, is_postgres
 from offboard_audit.storage.rows import record_of, row_of
-from offboard_audit.storage.tables import PEOPLE
+from offboard_audit.storage.tables import PEOPLE, PERSON_KEYS
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,53 @@ class PeopleStore(Database):
         with self.begin() as conn:
             rows = conn.execute(q.order_by(PEOPLE.c.source, PEOPLE.c.employee_id)).mappings()
             return [_person_state(r) for r in rows]
+
+    def person_states_for(self, employee_id: str, email: str | None = None) -> list[PersonState]:
+        """The stored people an HR event about ``employee_id`` (with ``email``) can concern: those
+        with that employee id (in any HR source) and those whose email is ``email``, case
+        insensitive. What ``core.people.decide_change`` needs, by index."""
+        keys = [("id", employee_id)]
+        if email and email.strip():
+            keys.append(("email", email))
+        return self.person_states_with_keys(keys)
+
+    def people_with_keys(self, keys: Iterable[tuple[str, str]]) -> list[Person]:
+        """The stored people having any of ``keys`` (kind, value): kinds ``id``, ``email``,
+        ``alias`` (a username alias) and ``local`` (the part of the email before ``@``), values
+        compared as matching compares them (trimmed, case insensitive)."""
+        return [s.person for s in self.person_states_with_keys(keys)]
+
+    def person_states_with_keys(self, keys: Iterable[tuple[str, str]]) -> list[PersonState]:
+        wanted = sorted({_key(kind, value) for kind, value in keys if value and value.strip()})
+        if not wanted:
+            return []
+        found: set[tuple[str, str]] = set()
+        with self.begin() as conn:
+            for batch in chunks(wanted):
+                found.update(
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        select(PERSON_KEYS.c.source, PERSON_KEYS.c.employee_id).where(
+                            PERSON_KEYS.c.key.in_(list(batch))
+                        )
+                    )
+                )
+            states: list[PersonState] = []
+            by_source: dict[str, list[str]] = {}
+            for source, eid in found:
+                by_source.setdefault(source, []).append(eid)
+            for source, eids in sorted(by_source.items()):
+                for batch in chunks(sorted(eids)):
+                    rows = conn.execute(
+                        select(PEOPLE).where(PEOPLE.c.source == source, PEOPLE.c.employee_id.in_(list(batch)))
+                    ).mappings()
+                    states.extend(_person_state(r) for r in rows)
+        return sorted(states, key=lambda s: (s.person.source, s.person.employee_id))
+
+    def count_people(self) -> int:
+        """How many people are stored (every HR source)."""
+        with self.begin() as conn:
+            return int(conn.execute(select(func.count()).select_from(PEOPLE)).scalar() or 0)
 
     def save_person_states(
         self,
@@ -69,6 +121,7 @@ class PeopleStore(Database):
                     inserts.append(_person_row(state, run_id))
                 elif state != prev:
                     if _update_person(conn, state, prev.version, run_id):
+                        _replace_keys(conn, state.person)
                         written += 1
                     else:
                         conflicts.append(eid)
@@ -83,6 +136,7 @@ class PeopleStore(Database):
                     )
                 )
                 if result.rowcount:
+                    _delete_keys(conn, source, eid)
                     written += 1
                 else:
                     conflicts.append(eid)
@@ -95,6 +149,7 @@ class PeopleStore(Database):
                     conn.execute(_insert_new(self).returning(PEOPLE.c.employee_id), list(batch)).scalars()
                 )
             written += len(added)
+            _insert_keys(conn, [new[eid].person for eid in sorted(added)])
             conflicts.extend(str(row["employee_id"]) for row in inserts if row["employee_id"] not in added)
         return PeopleWrite(written, tuple(sorted(conflicts)))
 
@@ -106,11 +161,15 @@ class PeopleStore(Database):
             try:
                 with self.begin() as conn:
                     conn.execute(insert(PEOPLE).values(_person_row(state, run_id)))
+                    _insert_keys(conn, [state.person])
             except IntegrityError:
                 return False
             return True
         with self.begin() as conn:
-            return _update_person(conn, state, before.version, run_id)
+            if not _update_person(conn, state, before.version, run_id):
+                return False
+            _replace_keys(conn, state.person)
+            return True
 
     def save_people(self, source: str, people: Sequence[Person], run_id: str) -> int:
         """Replace the stored people of one HR source with ``people`` as read from it (seeding,
@@ -125,6 +184,49 @@ class PeopleStore(Database):
             for s in after
         ]
         return self.save_person_states(source, before, merged, run_id).written
+
+
+# --- match keys -----------------------------------------------------------------------------
+
+
+def _norm(value: str) -> str:
+    return value.strip().lower()
+
+
+def _key(kind: str, value: str) -> str:
+    return f"{kind}:{_norm(value)}"[:700]
+
+
+def person_keys(p: Person) -> set[str]:
+    """The keys a person can be matched by (the identifiers ``core.matching`` compares, for the
+    rules ``alias`` and ``email_local``; templates are not indexed)."""
+    keys = {_key("id", p.employee_id)}
+    emails = {p.email} if p.email else set()
+    emails.update(a for a in p.aliases if "@" in a)
+    keys.update(_key("email", e) for e in emails if e.strip())
+    keys.update(_key("alias", a) for a in p.aliases if "@" not in a and a.strip())
+    if p.email and p.email.split("@", 1)[0].strip():
+        keys.add(_key("local", p.email.split("@", 1)[0]))
+    return keys
+
+
+def _insert_keys(conn: Connection, people: Sequence[Person]) -> None:
+    rows = [
+        {"key": k, "source": p.source, "employee_id": p.employee_id} for p in people for k in person_keys(p)
+    ]
+    for batch in chunks(rows):
+        conn.execute(insert(PERSON_KEYS), list(batch))
+
+
+def _delete_keys(conn: Connection, source: str, employee_id: str) -> None:
+    conn.execute(
+        delete(PERSON_KEYS).where(PERSON_KEYS.c.source == source, PERSON_KEYS.c.employee_id == employee_id)
+    )
+
+
+def _replace_keys(conn: Connection, person: Person) -> None:
+    _delete_keys(conn, person.source, person.employee_id)
+    _insert_keys(conn, [person])
 
 
 # --- rows -----------------------------------------------------------------------------------

@@ -22,9 +22,12 @@ from offboard_audit.storage.models import (
     FindingEventRow,
     FindingRow,
     LockRow,
+    NotificationRow,
+    PersonKeyRow,
     PersonRow,
     RunRow,
     ScheduledReconcileRow,
+    ScheduledTickRow,
     SourceRunRow,
     WebhookEventRow,
     WebhookJobRow,
@@ -42,6 +45,7 @@ def table_of(model: type[SQLModel]) -> Table:
 RUNS = table_of(RunRow)
 SOURCE_RUNS = table_of(SourceRunRow)
 PEOPLE = table_of(PersonRow)
+PERSON_KEYS = table_of(PersonKeyRow)
 ACCOUNTS = table_of(AccountRow)
 CREDENTIALS = table_of(CredentialRow)
 FINDINGS = table_of(FindingRow)
@@ -57,3 +61,5 @@ LOCKS = table_of(LockRow)
 WEBHOOK_EVENTS = table_of(WebhookEventRow)
 WEBHOOK_JOBS = table_of(WebhookJobRow)
 SCHEDULED_RECONCILES = table_of(ScheduledReconcileRow)
+NOTIFICATIONS = table_of(NotificationRow)
+DAEMON_TICKS = table_of(ScheduledTickRow)

@@ -12,6 +12,15 @@ Ownership and leases
     conditional update on the observed state and owner and the expired lease, so of two replicas
     trying at once exactly one wins (SQLite and PostgreSQL alike). Each takeover is recorded in
     ``takeovers_json`` and ``attempts`` counts the starts.
+
+Incomplete jobs
+    A job whose read of its person failed is recorded ``incomplete`` with ``next_attempt_at``;
+    :meth:`WebhookStore.claim_retries` queues it again when that time has come (one replica wins).
+
+Bounded replay table
+    An event's body is dropped once its job is finished (:meth:`WebhookStore.finish_job`); the
+    event row (its id, for the replay check) is deleted by :meth:`WebhookStore.prune_events` once
+    it is older than the retention the daemon passes (at least twice the signature window).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from offboard_audit.core.jobs import (
@@ -32,11 +41,13 @@ from offboard_audit.core.jobs import (
     JobAction,
     JobKind,
     JobState,
+    Notification,
     ScheduledReconcile,
     ScheduleState,
     Takeover,
 )
 from offboard_audit.storage.db import Database
+from offboard_audit.storage.outbox import add_notifications
 from offboard_audit.storage.rows import record_of, row_of
 from offboard_audit.storage.tables import SCHEDULED_RECONCILES as SCHEDULED
 from offboard_audit.storage.tables import WEBHOOK_EVENTS as EVENTS
@@ -215,27 +226,96 @@ class WebhookStore:
         detail: str = "",
         actions: Sequence[JobAction] = (),
         owner: str | None = None,
+        next_attempt_at: datetime | None = None,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
-        """Record the outcome. With ``owner``, only while that node still owns the unfinished job
-        (False: it was taken over, and the new owner records the outcome)."""
+        """Record the outcome, and the job's notifications in the same transaction. With
+        ``owner``, only while that node still owns the unfinished job (False, and nothing written:
+        it was taken over, and the new owner records the outcome).
+
+        ``incomplete`` (a read of the person failed) releases the job until ``next_attempt_at``.
+        A final state drops the event's body (its id stays for the replay check)."""
         q = update(JOBS).where(JOBS.c.job_id == job_id)
         if owner is not None:
             q = q.where(
                 JOBS.c.node == owner, JOBS.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value])
             )
+        incomplete = state is JobState.INCOMPLETE
         with self.store.begin() as conn:
             result = conn.execute(
                 q.values(
                     state=state.value,
-                    finished_at=now,
+                    finished_at=None if incomplete else now,
                     run_id=run_id,
                     error=error,
                     detail=detail,
                     actions_json=json.dumps([_action_json(a) for a in actions]),
                     lease_expires_at=None,
+                    next_attempt_at=next_attempt_at if incomplete else None,
+                    node="" if incomplete else JOBS.c.node,
                 )
             )
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            if state.final:
+                conn.execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.job_id == job_id, EVENTS.c.body_json != "")
+                    .values(body_json="")
+                )
+            add_notifications(conn, notifications)
+            return True
+
+    def claim_retries(self, now: datetime, node: str, lease_until: datetime, limit: int = 20) -> list[Job]:
+        """Queue again the incomplete jobs whose next attempt has come, owned by ``node``; each is
+        claimed by one caller only. The caller starts them (``start_job``)."""
+        with self.store.begin() as conn:
+            ids = list(
+                conn.execute(
+                    select(JOBS.c.job_id)
+                    .where(JOBS.c.state == JobState.INCOMPLETE.value, JOBS.c.next_attempt_at <= now)
+                    .order_by(JOBS.c.next_attempt_at)
+                    .limit(limit)
+                ).scalars()
+            )
+        claimed: list[Job] = []
+        for job_id in ids:
+            with self.store.begin() as conn:
+                won = conn.execute(
+                    update(JOBS)
+                    .where(
+                        JOBS.c.job_id == job_id,
+                        JOBS.c.state == JobState.INCOMPLETE.value,
+                        JOBS.c.next_attempt_at <= now,
+                    )
+                    .values(state=JobState.QUEUED.value, node=node, lease_expires_at=lease_until)
+                ).rowcount
+            if won:
+                job = self.job(job_id)
+                if job is not None:
+                    claimed.append(job)
+        return claimed
+
+    def prune_events(self, received_before: datetime) -> int:
+        """Delete the events received before ``received_before`` whose job is finished (their ids
+        no longer need to be remembered for the replay check), and drop any body left on an event
+        whose job is finished; returns how many events were deleted."""
+        finals = [s.value for s in JobState if s.final]
+        finished = select(JOBS.c.job_id).where(JOBS.c.state.in_(finals))
+        with self.store.begin() as conn:
+            conn.execute(
+                update(EVENTS)
+                .where(EVENTS.c.body_json != "", EVENTS.c.job_id.in_(finished))
+                .values(body_json="")
+            )
+            done = conn.execute(
+                delete(EVENTS).where(EVENTS.c.received_at < received_before, EVENTS.c.job_id.in_(finished))
+            )
+            return int(done.rowcount or 0)
+
+    def event_count(self) -> int:
+        with self.store.begin() as conn:
+            return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar() or 0)
 
     def abandon_running(self, node: str, now: datetime, reason: str) -> list[str]:
         """When this replica stops: mark its running jobs failed (``reason``) and release its
@@ -262,8 +342,9 @@ class WebhookStore:
     # --- scheduled reconciles -------------------------------------------------------------
 
     def cancel_pending(self, employee_id: str, now: datetime, reason: str) -> list[str]:
-        """Cancel waiting terminations of one person (on rehire); returns the cancelled job ids."""
-        waiting = [JobState.QUEUED.value, JobState.SCHEDULED.value]
+        """Cancel waiting (or incomplete) terminations of one person (on rehire); returns the
+        cancelled job ids."""
+        waiting = [JobState.QUEUED.value, JobState.SCHEDULED.value, JobState.INCOMPLETE.value]
         kinds = [JobKind.TERMINATE.value, JobKind.HR_REFRESH.value]
         with self.store.begin() as conn:
             ids = list(
@@ -280,7 +361,13 @@ class WebhookStore:
             conn.execute(
                 update(JOBS)
                 .where(JOBS.c.job_id.in_(ids), JOBS.c.state.in_(waiting))
-                .values(state=JobState.CANCELLED.value, finished_at=now, detail=reason)
+                .values(
+                    state=JobState.CANCELLED.value,
+                    finished_at=now,
+                    detail=reason,
+                    next_attempt_at=None,
+                    lease_expires_at=None,
+                )
             )
             conn.execute(
                 update(SCHEDULED)

@@ -168,8 +168,20 @@ class Hook:
 
 
 def notifier_with(hook: Hook, retries: int = 3) -> Notifier:
-    cfg = NotificationConfig(urls=("https://hooks.example.test/T0/secret-token",), retries=retries)
-    return Notifier(cfg, {}, client=httpx.Client(transport=httpx.MockTransport(hook)), sleep=lambda _s: None)
+    cfg = NotificationConfig(
+        urls=("https://hooks.example.test/T0/secret-token",),
+        retries=retries,
+        backoff=timedelta(seconds=1),
+        retry_for=timedelta(0),
+    )
+    return Notifier(cfg, {}, client=httpx.Client(transport=httpx.MockTransport(hook)))
+
+
+def deliver_until_settled(w: World, attempts: int = 10) -> None:
+    """Leader steps of the outbox dispatcher, moving the clock past each backoff."""
+    for _ in range(attempts):
+        w.daemon.deliver_notifications()
+        w.clock.now += timedelta(minutes=15)
 
 
 def test_new_critical_or_high_findings_are_posted_with_a_slack_text_field_after_retries(
@@ -178,11 +190,12 @@ def test_new_critical_or_high_findings_are_posted_with_a_slack_text_field_after_
     hook = Hook([500, 503])
     w = world(tmp_path, carol_terminated=True, policy={"auto_revoke": False}, notifier=notifier_with(hook))
     w.daemon.run_full("audit")
-    w.daemon.notifier.close(timeout=5)
+    deliver_until_settled(w)
     assert len(hook.bodies) == 3  # two failures, then delivered
     body = hook.bodies[-1]
     assert body["kind"] == "new_findings" and "2 new critical/high finding(s)" in body["text"]
-    assert w.daemon.notifier.sent == 1 and w.daemon.notifier.failures == 0
+    assert body["id"] == hook.bodies[0]["id"]  # one id across attempts: receivers deduplicate by it
+    assert w.daemon.dispatcher.sent == 1 and w.daemon.dispatcher.failures == 0
 
 
 def test_failed_actions_and_a_tripped_breaker_are_notified_and_a_dead_hook_never_fails_the_run(
@@ -194,10 +207,10 @@ def test_failed_actions_and_a_tripped_breaker_are_notified_and_a_dead_hook_never
     assert w.daemon.run_full("audit") is not None
     job = w.daemon.run_job(accept(w, "E2").job_id)
     assert job is not None and job.state is JobState.FAILED
-    w.daemon.notifier.close(timeout=5)
+    deliver_until_settled(w)
     kinds = {b["kind"] for b in hook.bodies}
     assert "circuit_breaker" in kinds
-    assert w.daemon.notifier.failures >= 1 and w.daemon.notifier.sent == 0
+    assert w.daemon.dispatcher.failures >= 1 and w.daemon.dispatcher.sent == 0
 
 
 def test_failed_actions_are_notified(tmp_path: Path) -> None:
@@ -207,7 +220,7 @@ def test_failed_actions_are_notified(tmp_path: Path) -> None:
     w.daemon.run_full("audit")
     job = w.daemon.run_job(accept(w, "E2").job_id)
     assert job is not None and job.state is JobState.FAILED
-    w.daemon.notifier.close(timeout=5)
+    deliver_until_settled(w)
     failed = [b for b in hook.bodies if b["kind"] == "failed_actions"]
     assert len(failed) == 1 and "2 action(s) failed" in failed[0]["text"] and "boom" in failed[0]["text"]
 

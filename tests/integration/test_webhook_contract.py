@@ -276,11 +276,15 @@ def test_metrics_count_webhook_requests_by_status(client: TestClient) -> None:
     post(client, body, signed_headers(body, timestamp=TS))
     post(client, body, signed_headers(body, timestamp=TS))
     post(client, b"{}", {})
-    text = client.get("/metrics").text
-    assert 'offboard_audit_webhook_requests_total{status="202"} 1' in text
-    assert 'offboard_audit_webhook_requests_total{status="409"} 1' in text
-    assert 'offboard_audit_webhook_requests_total{status="401"} 1' in text
-    assert "# TYPE offboard_audit_termination_to_revocation_seconds histogram" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = client.get("/metrics")
+    assert r.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    requests = {s.labels["status"]: s.value for s in families["offboard_audit_webhook_requests"].samples}
+    assert requests == {"202": 1.0, "409": 1.0, "401": 1.0}
+    assert families["offboard_audit_termination_to_revocation_seconds"].type == "histogram"
+    assert families["offboard_audit_leader"].type == "gauge"
 
 
 def test_healthz_reports_the_database_and_the_last_run(client: TestClient) -> None:
@@ -315,3 +319,53 @@ def test_body_over_64_kib_without_content_length_is_413_while_reading(
     r = client.post("/hooks/hr", content=iter([chunk] * 5), headers=headers)
     assert r.status_code == 413
     assert dump(store) == before and runner.submitted == []
+
+
+@pytest.mark.parametrize(
+    "effective_at",
+    ["9999-12-31T20:00:00-05:00", "0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00+00:00"],
+)
+def test_an_effective_at_that_cannot_be_stored_is_422_and_changes_nothing(
+    client: TestClient, store: Store, effective_at: str
+) -> None:
+    before = dump(store)
+    payload = {
+        "event_id": "evt-far",
+        "event": "employee.terminated",
+        "employee_id": "E1",
+        "effective_at": effective_at,
+    }
+    body = json.dumps(payload).encode()
+    r = post(client, body, signed_headers(body, timestamp=TS))
+    assert r.status_code == 422, r.text
+    assert "out of range" in r.json()["error"]
+    assert dump(store) == before
+
+
+def test_a_signed_but_deeply_nested_body_is_422_not_500(client: TestClient, store: Store) -> None:
+    before = dump(store)
+    nested = b'{"event_id": "e1", "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    assert len(nested) < MAX_BODY
+    r = post(client, nested, signed_headers(nested, timestamp=TS))
+    assert r.status_code == 422, r.text
+    assert "nested deeper than" in r.json()["error"]
+    assert dump(store) == before
+
+
+def test_job_status_reports_the_outcome_and_the_next_attempt(client: TestClient, store: Store) -> None:
+    body = body_for("E1", event_id="evt-o")
+    job_id = post(client, body, signed_headers(body, timestamp=TS)).json()["job_id"]
+    events = WebhookStore(store)
+    later = NOW + timedelta(seconds=30)
+    assert events.finish_job(job_id, NOW, JobState.INCOMPLETE, detail="read failed", next_attempt_at=later)
+    job = client.get(f"/hooks/hr/jobs/{job_id}").json()
+    assert (job["state"], job["outcome"], job["next_attempt_at"]) == (
+        "incomplete",
+        "incomplete",
+        later.isoformat(),
+    )
+    assert events.event("evt-o").body != ""  # type: ignore[union-attr]  # not finished: body kept
+    assert events.finish_job(job_id, NOW, JobState.FAILED, error="revocation refused: circuit breaker")
+    job = client.get(f"/hooks/hr/jobs/{job_id}").json()
+    assert (job["state"], job["outcome"], job["next_attempt_at"]) == ("failed", "refused", None)
+    assert events.event("evt-o").body == ""  # type: ignore[union-attr]  # finished: body dropped

@@ -159,7 +159,7 @@ def test_termination_revokes_and_logs_only_the_person_the_event_names(
     assert job["state"] == "done" and job["event_status"] == "applied", job
     assert sorted(w.changes()) == ["F-bob", "K-bob"]
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("offboard_audit.daemon")]
-    assert any("terminated hr/E2" in line for line in lines)
+    assert any("(terminate for E2): done" in line for line in lines)
     assert not any("E1" in line or "alice" in line for line in lines)
 
 
