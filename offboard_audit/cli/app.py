@@ -36,6 +36,8 @@ EXIT_SOURCE_FAILED = 3
 # An unexpected exception (a bug): distinct from 0-3 so that cron and CI never read a crash as
 # "findings" (1) or "a source failed" (3).
 EXIT_INTERNAL = 4
+# Stopped by Ctrl-C (SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
 
 DEBUG_ENV = "OFFBOARD_AUDIT_DEBUG"
 

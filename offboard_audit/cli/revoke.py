@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from offboard_audit.cli.app import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     app,
     err,
@@ -36,7 +37,7 @@ from offboard_audit.core.planning import (
     read_plan_json,
 )
 from offboard_audit.core.stored import ActionStatus
-from offboard_audit.engine.revocation import ApplyReport
+from offboard_audit.engine.revocation import ApplyReport, PassInterrupted
 from offboard_audit.report.json import dumps, loads_limited
 from offboard_audit.report.table import console_for, markup_safe, plain
 
@@ -108,6 +109,22 @@ def print_report(report: ApplyReport, fmt: str, what: str) -> None:
         console.print(held_table(report.plan))
 
 
+def stopped_part_way(stop: PassInterrupted, fmt: str, what: str) -> int:
+    """A pass that stopped part-way: show what it had already changed, then stop as its cause
+    says (130 for Ctrl-C; anything else is re-raised and exits 4, internal error)."""
+    print_report(stop.report, fmt, f"{what} (stopped part-way)")
+    done = [o for o in stop.report.outcomes if o.status in (ActionStatus.APPLIED, ActionStatus.RESTORED)]
+    err.print(
+        f"stopped part-way after {len(stop.report.outcomes)} action(s), {len(done)} of them changed "
+        "(listed above; each has its intent and outcome in the audit log)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if isinstance(stop.cause, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    raise stop.cause
+
+
 @app.command()
 def revoke(
     ctx: typer.Context,
@@ -152,15 +169,18 @@ def revoke(
                 soft_wrap=True,
             )
             return EXIT_REFUSED
-    report = engine.revoke(
-        now_utc(),
-        apply=apply,
-        finding_ids=finding,
-        person=person,
-        max_people=max_people,
-        max_actions=max_actions,
-        plan_file=plan_file,
-    )
+    try:
+        report = engine.revoke(
+            now_utc(),
+            apply=apply,
+            finding_ids=finding,
+            person=person,
+            max_people=max_people,
+            max_actions=max_actions,
+            plan_file=plan_file,
+        )
+    except PassInterrupted as stop:
+        return stopped_part_way(stop, fmt, "revocation results")
     print_report(report, fmt, "revocation results")
     for o in report.recovered:
         err.print(
@@ -218,11 +238,14 @@ def undo(
         raise fail("give either ACTION_ID or --person EMPLOYEE_ID")
     _config, _store, engine = engine_for(ctx)
     now = now_utc()
-    if action_id is not None:
-        report = engine.undo_action(action_id, now, apply=apply)
-    else:
-        assert person is not None
-        report = engine.undo_person(person, now, apply=apply)
+    try:
+        if action_id is not None:
+            report = engine.undo_action(action_id, now, apply=apply)
+        else:
+            assert person is not None
+            report = engine.undo_person(person, now, apply=apply)
+    except PassInterrupted as stop:
+        return stopped_part_way(stop, fmt, "undo results")
     print_report(report, fmt, "undo results" if apply else "undo (dry run)")
     if report.refused is not None:
         err.print(f"[bold red]refused:[/] {markup_safe(report.refused)}", highlight=False, soft_wrap=True)

@@ -75,6 +75,17 @@ from offboard_audit.storage.store import Store
 Inputs = tuple[list[Finding], dict[str, datetime]]
 
 
+class PassInterrupted(Exception):
+    """A revoke or undo pass stopped part-way by an error it could not record (a locked or full
+    database) or by an interrupt. ``report`` holds what the pass had already done; ``cause`` is
+    why it stopped. Every action that ran has its intent and outcome in the audit log."""
+
+    def __init__(self, report: ApplyReport, cause: BaseException) -> None:
+        super().__init__(f"stopped part-way: {type(cause).__name__}: {cause}")
+        self.report = report
+        self.cause = cause
+
+
 class RevocationEngine:
     """Plans and applies revocations under every safety rule (see docs/revocation.md).
 
@@ -282,10 +293,17 @@ class RevocationEngine:
                     return ApplyReport(reason, (), recovered=recovered, plan=plan, limit=limit)
                 # Exemptions are read again before each action: one added while a long pass
                 # runs must stop the actions it covers that have not been applied yet.
-                applied = [
-                    self._apply_guarded(pa, plan.plan_id, now, self.store.list_exemptions(), lock)
-                    for pa in plan.actions
-                ]
+                applied: list[ActionOutcome] = []
+                try:
+                    for pa in plan.actions:
+                        applied.append(
+                            self._apply_guarded(pa, plan.plan_id, now, self.store.list_exemptions(), lock)
+                        )
+                except BaseException as exc:
+                    # A pass that stops part-way (a locked or full database, Ctrl-C) must still say
+                    # what it had already changed.
+                    report = ApplyReport(None, tuple(applied), recovered=recovered, plan=plan, limit=limit)
+                    raise PassInterrupted(report, exc) from exc
                 return ApplyReport(None, tuple(applied), recovered=recovered, plan=plan, limit=limit)
         except LockNotAcquired as exc:
             return ApplyReport(f"{exc}; try again later", (), limit=limit)
@@ -394,11 +412,16 @@ class RevocationEngine:
                 fresh = {
                     r.action_id: r for r in load_actions(self.store, action_ids=[r.action_id for r in ready])
                 }
-                for r in ready:
-                    current = fresh.get(r.action_id, r)
-                    skip = self._undo_precheck(current)
-                    outcomes.append(skip if skip is not None else self._undo_one(current, now))
-                    lock.renew()
+                try:
+                    for r in ready:
+                        current = fresh.get(r.action_id, r)
+                        skip = self._undo_precheck(current)
+                        outcomes.append(skip if skip is not None else self._undo_one(current, now))
+                        lock.renew()
+                except BaseException as exc:
+                    raise PassInterrupted(
+                        ApplyReport(None, tuple(outcomes), recovered=recovered), exc
+                    ) from exc
                 return ApplyReport(None, tuple(outcomes), recovered=recovered)
         except LockNotAcquired as exc:
             return ApplyReport(f"{exc}; try again later", tuple(outcomes))

@@ -9,15 +9,12 @@ OFFBOARD_AUDIT_EXTRA_SOURCES. Synchronisation is by pipes only: the fake revoker
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -25,65 +22,7 @@ from offboard_audit.core.audit_chain import verify_chain
 from offboard_audit.storage.actions import iter_events, load_actions
 from offboard_audit.storage.store import Store
 from tests.support.fake_connector import FakeWorld, fake_env, standard_world
-
-TIMEOUT = 60
-
-
-@dataclass
-class Proc:
-    """A CLI subprocess whose stderr lines are collected by a reader thread."""
-
-    popen: subprocess.Popen[str]
-    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    seen: list[str] = field(default_factory=list)
-
-    def start_reader(self) -> None:
-        def pump(stream: IO[str]) -> None:
-            for line in stream:
-                self.lines.put(line)
-            self.lines.put(None)
-
-        assert self.popen.stderr is not None
-        threading.Thread(target=pump, args=(self.popen.stderr,), daemon=True).start()
-
-    def wait_for(self, text: str) -> None:
-        """Block until a stderr line contains ``text`` (fails if the process ends first)."""
-        while True:
-            line = self.lines.get(timeout=TIMEOUT)
-            if line is None:
-                raise AssertionError(f"process ended before printing {text!r}; stderr: {''.join(self.seen)}")
-            self.seen.append(line)
-            if text in line:
-                return
-
-    def release(self) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write("\n")
-        self.popen.stdin.flush()
-
-    def finish(self) -> tuple[int, str, str]:
-        out, _ = self.popen.communicate(timeout=TIMEOUT)
-        while True:
-            line = self.lines.get(timeout=TIMEOUT)
-            if line is None:
-                break
-            self.seen.append(line)
-        return self.popen.returncode, out, "".join(self.seen)
-
-
-def start(world: FakeWorld, *args: str) -> Proc:
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    proc = Proc(popen)
-    proc.start_reader()
-    return proc
+from tests.support.processes import TIMEOUT, Proc, start
 
 
 def cli(world: FakeWorld, *args: str) -> tuple[int, str, str]:
