@@ -50,6 +50,12 @@ def _say(prefix: str, message: str) -> None:
     err.print(plain(prefix, "bold red") + plain(message), highlight=False)
 
 
+def _environment_failure(exc: BaseException) -> bool:
+    """An error of the machine rather than of this program: a database or operating-system
+    error (told apart by module, so that SQLAlchemy is never imported just to check)."""
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(("sqlalchemy.", "sqlite3", "psycopg"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps errors to the exit codes promised in design.md (4: internal error)."""
     logging.lastResort = _SafeStderrHandler(logging.WARNING)
@@ -81,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         # The first line only (a database error quotes its whole statement); --debug has it all.
         first_line = next(iter(str(exc).splitlines()), "")
         _say("internal error: ", f"{type(exc).__name__}: {first_line}")
-        if not debug_wanted():
+        if _environment_failure(exc):
+            # A locked or full database, a full disk: not a bug, and not a result either.
+            _say("", "the database or the disk failed; nothing can be concluded from this run")
+        elif not debug_wanted():
             _say(
                 "",
                 "this is a bug in offboard-audit; run again with --debug (or OFFBOARD_AUDIT_DEBUG=1) "

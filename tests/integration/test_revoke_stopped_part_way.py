@@ -58,4 +58,4 @@ def test_a_database_that_fails_mid_pass_lists_what_was_changed_and_exits_4(world
     assert code == 4, err
     assert "stopped part-way after 1 action(s), 1 of them changed" in err
     assert "alice" in out and "applied" in out
-    assert "internal error" in err
+    assert "internal error" in err and "the database or the disk failed" in err
