@@ -56,9 +56,9 @@ class PersonRow(SQLModel, table=True):
     __tablename__ = "people"
 
     source: str = Field(primary_key=True, max_length=128)
-    employee_id: str = Field(primary_key=True, max_length=128)
-    email: str | None = Field(default=None, max_length=320, index=True)
-    name: str = Field(default="", max_length=256)
+    employee_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
+    email: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    name: str = Field(default="", sa_column=Column(Text, nullable=False))
     status: str = Field(max_length=16)
     terminated_at: datetime | None = Field(default=None, sa_column=_dt())
     aliases_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
@@ -68,7 +68,7 @@ class PersonRow(SQLModel, table=True):
     # Effective time of the last applied status change and what applied it: an HR webhook event
     # older than that is superseded.
     changed_at: datetime | None = Field(default=None, sa_column=_dt())
-    changed_by: str = Field(default="", max_length=256)
+    changed_by: str = Field(default="", sa_column=Column(Text, nullable=False))
     # Set while a terminated person is kept after dropping out of the HR read (sticky).
     missing_since: datetime | None = Field(default=None, sa_column=_dt())
     # Version of the row for conditional writes (a content hash).
@@ -84,27 +84,27 @@ class PersonKeyRow(SQLModel, table=True):
     __tablename__ = "person_keys"
     __table_args__ = (Index("ix_person_keys_person", "source", "employee_id"),)
 
-    key: str = Field(primary_key=True, max_length=700)
+    key: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     source: str = Field(primary_key=True, max_length=128)
-    employee_id: str = Field(primary_key=True, max_length=128)
+    employee_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
 
 
 class AccountRow(SQLModel, table=True):
     __tablename__ = "accounts"
 
     source: str = Field(primary_key=True, max_length=128)
-    account_id: str = Field(primary_key=True, max_length=512)
+    account_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     system: str = Field(max_length=64)
-    scope: str = Field(default="", max_length=256)
-    username: str = Field(default="", max_length=512)
-    display_name: str = Field(default="", max_length=512)
+    scope: str = Field(default="", sa_column=Column(Text, nullable=False))
+    username: str = Field(default="", sa_column=Column(Text, nullable=False))
+    display_name: str = Field(default="", sa_column=Column(Text, nullable=False))
     kind: str = Field(max_length=16)
     enabled: bool = True
     emails_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     attributes_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=_dt())
     last_login_precision_s: float | None = None
-    uid: str = Field(default="", max_length=512)
+    uid: str = Field(default="", sa_column=Column(Text, nullable=False))
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 
@@ -113,9 +113,9 @@ class CredentialRow(SQLModel, table=True):
     __tablename__ = "credentials"
 
     source: str = Field(primary_key=True, max_length=128)
-    account_id: str = Field(primary_key=True, max_length=512)
-    credential_id: str = Field(primary_key=True, max_length=512)
-    scope: str = Field(default="", max_length=256)
+    account_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
+    credential_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
+    scope: str = Field(default="", sa_column=Column(Text, nullable=False))
     kind: str = Field(max_length=32)
     active: bool = True
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -140,22 +140,22 @@ class FindingRow(SQLModel, table=True):
     status: str = Field(max_length=16)
     source: str = Field(max_length=128)
     system: str = Field(max_length=64)
-    scope: str = Field(default="", max_length=256)
-    account_id: str = Field(max_length=512)
-    account_name: str = Field(default="", max_length=512)
+    scope: str = Field(default="", sa_column=Column(Text, nullable=False))
+    account_id: str = Field(sa_column=Column(Text, nullable=False))
+    account_name: str = Field(default="", sa_column=Column(Text, nullable=False))
     account_kind: str = Field(default="human", max_length=16)
     # Account.uid: the immutable identity the revocation engine re-checks before acting.
-    account_uid: str = Field(default="", max_length=512)
-    credential_id: str | None = Field(default=None, max_length=512)
+    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False))
+    credential_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     credential_kind: str | None = Field(default=None, max_length=32)
     credential_active: bool | None = None
     credential_detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     credential_created_at: datetime | None = Field(default=None, sa_column=_dt())
     credential_last_used_at: datetime | None = Field(default=None, sa_column=_dt())
     person_source: str | None = Field(default=None, max_length=128)
-    person_employee_id: str | None = Field(default=None, max_length=128, index=True)
-    person_email: str | None = Field(default=None, max_length=320)
-    person_name: str | None = Field(default=None, max_length=256)
+    person_employee_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    person_email: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    person_name: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     person_status: str | None = Field(default=None, max_length=16)
     person_terminated_at: datetime | None = Field(default=None, sa_column=_dt())
     candidates_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
@@ -170,7 +170,7 @@ class FindingRow(SQLModel, table=True):
     # Exposure findings (issue 13): each access [{"at", "how", "event_id", "action"}] and the
     # rotate owner.
     exposure_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
-    owner_email: str | None = Field(default=None, max_length=320)
+    owner_email: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     owner_via: str | None = Field(default=None, max_length=16)
 
 
@@ -209,17 +209,17 @@ class ActionRow(SQLModel, table=True):
     finding_id: str | None = Field(default=None, max_length=40, index=True)
     source: str = Field(max_length=128)
     system: str = Field(max_length=64)
-    scope: str = Field(default="", max_length=256)
-    account_id: str = Field(max_length=512)
-    username: str = Field(default="", max_length=512)
-    account_uid: str = Field(default="", max_length=512)
-    credential_id: str = Field(max_length=512)
+    scope: str = Field(default="", sa_column=Column(Text, nullable=False))
+    account_id: str = Field(sa_column=Column(Text, nullable=False))
+    username: str = Field(default="", sa_column=Column(Text, nullable=False))
+    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False))
+    credential_id: str = Field(sa_column=Column(Text, nullable=False))
     credential_kind: str = Field(max_length=32)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     action: str = Field(max_length=64)
     stage: str = Field(max_length=16)
     reversible: bool = True
-    person_employee_id: str | None = Field(default=None, max_length=128, index=True)
+    person_employee_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
     status: str = Field(max_length=16, index=True)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     prior_state_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -272,21 +272,21 @@ class ExposureEventRow(SQLModel, table=True):
     __table_args__ = (Index("ix_exposure_events_actor", "source", "actor_identity"),)
 
     source: str = Field(primary_key=True, max_length=128)
-    event_id: str = Field(primary_key=True, max_length=255)
-    scope: str = Field(default="", max_length=256)
+    event_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
+    scope: str = Field(default="", sa_column=Column(Text, nullable=False))
     stream: str = Field(default="", sa_column=Column(Text, nullable=False))
     at: datetime = Field(sa_column=_dt(False))
-    action: str = Field(max_length=128)
+    action: str = Field(sa_column=Column(Text, nullable=False))
     how: str = Field(max_length=32)
-    actor_identity: str = Field(max_length=1024)
+    actor_identity: str = Field(sa_column=Column(Text, nullable=False))
     actor_kind: str = Field(default="", max_length=64)
-    actor_account_id: str = Field(default="", max_length=1024)
+    actor_account_id: str = Field(default="", sa_column=Column(Text, nullable=False))
     actor_names_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
-    target_scope: str = Field(default="", max_length=256)
+    target_scope: str = Field(default="", sa_column=Column(Text, nullable=False))
     target_kind: str = Field(max_length=32)
     target_id: str = Field(sa_column=Column(Text, nullable=False))
-    target_owner: str = Field(default="", max_length=512)
-    target_fingerprint: str = Field(default="", max_length=256)
+    target_owner: str = Field(default="", sa_column=Column(Text, nullable=False))
+    target_fingerprint: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
 class ExposureCheckpointRow(SQLModel, table=True):
@@ -295,7 +295,7 @@ class ExposureCheckpointRow(SQLModel, table=True):
     __tablename__ = "exposure_checkpoints"
 
     source: str = Field(primary_key=True, max_length=128)
-    stream: str = Field(primary_key=True, max_length=700)
+    stream: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     position: str = Field(sa_column=Column(Text, nullable=False))
     recent_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(sa_column=_dt(False))
@@ -308,11 +308,11 @@ class ExposureSecretRow(SQLModel, table=True):
     __tablename__ = "exposure_secrets"
 
     source: str = Field(primary_key=True, max_length=128)
-    scope: str = Field(primary_key=True, max_length=256)
+    scope: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     kind: str = Field(primary_key=True, max_length=32)
-    secret_id: str = Field(primary_key=True, max_length=700)
+    secret_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     name: str = Field(default="", sa_column=Column(Text, nullable=False))
-    owner: str | None = Field(default=None, max_length=320)
+    owner: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime | None = Field(default=None, sa_column=_dt())
     current_version_created_at: datetime | None = Field(default=None, sa_column=_dt())
     oldest_enabled_version_created_at: datetime | None = Field(default=None, sa_column=_dt())
@@ -331,11 +331,11 @@ class ExposureObjectRow(SQLModel, table=True):
     __tablename__ = "exposure_objects"
 
     source: str = Field(primary_key=True, max_length=128)
-    scope: str = Field(primary_key=True, max_length=256)
+    scope: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
     kind: str = Field(primary_key=True, max_length=32)
-    object_id: str = Field(primary_key=True, max_length=700)
-    owner: str = Field(default="", max_length=512)
-    fingerprint: str = Field(default="", max_length=256)
+    object_id: str = Field(sa_column=Column(Text, primary_key=True, nullable=False))
+    owner: str = Field(default="", sa_column=Column(Text, nullable=False))
+    fingerprint: str = Field(default="", sa_column=Column(Text, nullable=False))
     present: bool = False
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     updated_run: str = Field(max_length=64)
