@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from connectors.gcp_iam.clients import GcpClients, injected_clients
 from connectors.gcp_iam.demo import demo
+from connectors.gcp_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
 from connectors.gcp_iam.revoker import GcpIamRevoker
 from connectors.gcp_iam.settings import OPTIONS, GcpSettings, parse_settings
 from connectors.gcp_iam.source import GcpIamSource
@@ -66,8 +67,12 @@ PLUGIN = ConnectorPlugin(
         "iam.serviceAccountKeys.list",
         "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
         "policyanalyzer.serviceAccountLastAuthenticationActivities.query",
+        # With a [sources.exposure] table the source also reads what leavers could carry away.
+        *(f"{p} ([sources.exposure])" for p in EXPOSURE_PERMISSIONS),
     ),
     options=OPTIONS,
     match=MatchSpec(employee_id_attributes=("owner_employee_id",), email_attributes=("owner",)),
     demo=demo,
+    make_exposure=make_exposure,
+    exposure_permissions=EXPOSURE_PERMISSIONS,
 )

@@ -42,6 +42,10 @@ OPTIONS: dict[str, str] = {
     "max_policy_retries": "Attempts of the etag-checked read-modify-write of a project, folder or "
     "organization IAM policy "
     "when it changes concurrently (default 5).",
+    "exposure": "Table [sources.exposure]: what leavers could carry away (issue 14). Keys: audit_logs, "
+    'secret_manager, kms (default true), lookback ("365d"), overlap ("10m"), page_size, '
+    "owner_label_keys, signing_labels, logging_endpoint, secret_manager_endpoint, kms_endpoint; "
+    "see docs/exposure.md.",
 }
 
 _ORG = re.compile(r"^organizations/\d+$")

@@ -13,9 +13,10 @@ Rules (design.md):
   the leaver had): a departed person read, created or exported a secret that is still enabled
   and whose current version (and, where older versions stay usable, its oldest enabled one) was
   created before their last such access: not rotated since. For a key whose material cannot
-  leave the system (an AWS-generated KMS key) only an export counts, or a grant to the leaver
-  that is still live. A secret that is gone or disabled raises nothing; a secret the inventory
-  does not list is gone.
+  leave the system (an AWS-generated KMS key) only an export counts, a use of the key
+  (``used``: a signature made with it stays valid while that version is enabled; high, never
+  critical: the material stayed put), or a grant to the leaver that is still live. A secret
+  that is gone or disabled raises nothing; a secret the inventory does not list is gone.
 * ``persistence-left-by-leaver`` (high): an IAM user, access key, login profile, role trust
   policy or attached policy that a departed person created for *another* identity (not one of
   their own accounts) and that is still in place.
@@ -200,8 +201,12 @@ def _exposed(secret: SecretState, events: Sequence[ExposureEvent], granted: bool
         return []
     if granted:
         return list(events)
+    # A use of a key (ExposureHow.USED: a signature made with it) exposes it whether or not its
+    # material can leave the system: what was signed stays valid until that version is retired.
     material = [
-        e for e in events if e.how is ExposureHow.EXPORTED or (secret.exportable and e.how in _MATERIAL)
+        e
+        for e in events
+        if e.how in (ExposureHow.EXPORTED, ExposureHow.USED) or (secret.exportable and e.how in _MATERIAL)
     ]
     if not material:
         return []

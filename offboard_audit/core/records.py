@@ -347,6 +347,9 @@ class ExposureHow(StrEnum):
     CREATED = "created"
     EXPORTED = "exported"
     CHANGED_ACCESS = "changed-access"
+    # Signed or decrypted with a key whose material never leaves its system (a Cloud KMS key):
+    # what they made with it stays valid while the key version that made it is enabled.
+    USED = "used"
 
 
 @dataclass(frozen=True, slots=True)
