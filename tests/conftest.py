@@ -12,5 +12,6 @@ pytest_plugins = [
     "tests.support.samba",
     "tests.support.aws",
     "tests.support.gcp",
+    "tests.support.gcp_exposure",
     "tests.support.revocation",
 ]
