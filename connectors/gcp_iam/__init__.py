@@ -13,6 +13,7 @@ from __future__ import annotations
 from connectors.gcp_iam.clients import GcpClients, injected_clients
 from connectors.gcp_iam.demo import demo
 from connectors.gcp_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
+from connectors.gcp_iam.exposure.settings import parse_exposure
 from connectors.gcp_iam.revoker import GcpIamRevoker
 from connectors.gcp_iam.settings import OPTIONS, GcpSettings, parse_settings
 from connectors.gcp_iam.source import GcpIamSource
@@ -41,7 +42,9 @@ def make_source(options: SourceOptions, ctx: SourceContext) -> GcpIamSource:
     ``policy_analyzer_endpoint`` or Application Default Credentials. No secret is read from
     the config: credentials come from the environment (ADC) only.
     """
-    return GcpIamSource(parse_settings(options), clients=injected_clients(options, ctx))
+    settings = parse_settings(options)
+    parse_exposure(options)  # validated here too, so that `config check` names a bad exposure key
+    return GcpIamSource(settings, clients=injected_clients(options, ctx))
 
 
 def make_revoker(options: SourceOptions, ctx: SourceContext) -> GcpIamRevoker:

@@ -350,3 +350,40 @@ def test_data_read_logging_reads_inherited_audit_configs_and_exemptions() -> Non
         )[0]
         is False
     )
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exposure", "key", "message"),
+    [
+        ({"kms_endpoint": "http://127.0.0.1:1"}, "kms_endpoint", "host:port"),
+        ({"lookback": "a year"}, "lookback", "not a duration"),
+        ({"signing_labels": ["purpose"]}, "signing_labels", "key=value"),
+        ({"audit_log": True}, "audit_log", "unknown option"),
+        ({"audit_logs": False, "secret_manager": False, "kms": False}, "audit_logs", "nothing to read"),
+    ],
+)
+def test_a_bad_exposure_table_fails_building_the_source_naming_its_key(
+    exposure: dict[str, Any], key: str, message: str, tmp_path: Path
+) -> None:
+    from connectors.gcp_iam import PLUGIN
+    from offboard_audit.core.errors import ConfigError
+    from offboard_audit.core.options import SourceOptions
+    from offboard_audit.core.protocols import SourceContext
+
+    table = {"name": "gcp", "type": "gcp_iam", "projects": ["p1"], "exposure": exposure}
+    with pytest.raises(ConfigError, match=message) as err:
+        PLUGIN.make_source(SourceOptions(table, prefix="sources[0]"), SourceContext(tmp_path))
+    assert err.value.key == f"sources[0].exposure.{key}"
+
+
+def test_no_exposure_table_means_no_exposure_reader(tmp_path: Path) -> None:
+    from connectors.gcp_iam import PLUGIN
+    from offboard_audit.core.options import SourceOptions
+    from offboard_audit.core.protocols import SourceContext
+
+    assert PLUGIN.make_exposure is not None
+    table = {"name": "gcp", "type": "gcp_iam", "projects": ["p1"]}
+    assert PLUGIN.make_exposure(SourceOptions(table, prefix="sources[0]"), SourceContext(tmp_path)) is None

@@ -56,10 +56,14 @@ def test_plugin_is_registered_and_source_satisfies_the_protocols(
 def test_every_config_key_the_connector_reads_is_documented() -> None:
     import dataclasses
 
+    from connectors.gcp_iam.exposure.settings import EXPOSURE_OPTIONS, ExposureSettings
     from connectors.gcp_iam.settings import GcpSettings
 
     read = {f.name for f in dataclasses.fields(GcpSettings)}
-    assert read | {"type"} == set(PLUGIN.options)
+    # "exposure" is the [sources.exposure] table, parsed by connectors/gcp_iam/exposure/settings.py
+    assert read | {"type", "exposure"} == set(PLUGIN.options)
+    assert {f.name for f in dataclasses.fields(ExposureSettings)} == set(EXPOSURE_OPTIONS)
+    assert all(key in PLUGIN.options["exposure"] for key in EXPOSURE_OPTIONS)
 
 
 @pytest.mark.parametrize(
