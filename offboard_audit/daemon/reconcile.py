@@ -42,7 +42,7 @@ from offboard_audit.daemon.summary import (
 )
 from offboard_audit.engine.hr import ChangeNotApplied
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.engine.revocation import ApplyReport
+from offboard_audit.engine.revocation import ApplyReport, PassInterrupted
 from offboard_audit.report.audit_trail import AuditTrail, anchor_data, anchor_text, write_anchor
 from offboard_audit.storage.actions import load_actions
 from offboard_audit.storage.locks import FULL_RECONCILE, Clock, Locks
@@ -428,6 +428,9 @@ class Reconciler:
         if self.config.policy.auto_revoke:
             try:
                 summary = summarize(self.engine().auto_revoke(result, now, person))
+            except PassInterrupted as exc:
+                log.error("auto-revoke after run %s stopped part-way: %s", result.run_id, exc.cause)
+                summary = engine_error(exc.cause, exc.report)
             except Exception as exc:
                 log.exception("auto-revoke after run %s failed", result.run_id)
                 summary = engine_error(exc)

@@ -24,6 +24,8 @@ class RevokeSummary:
     actions: tuple[JobAction, ...]
     # The person of each action (None: not known), in the order of ``actions``.
     people: tuple[str | None, ...] = ()
+    # The pass raised (or stopped part-way): ``actions`` is what it had done by then.
+    error: str | None = None
 
     @property
     def failed(self) -> tuple[JobAction, ...]:
@@ -87,14 +89,19 @@ def summarize(report: ApplyReport) -> RevokeSummary:
     )
 
 
-def engine_error(exc: BaseException) -> RevokeSummary:
-    """The summary of a pass that raised: refused, with the error."""
-    return RevokeSummary(f"revocation engine error: {type(exc).__name__}: {exc}", ())
+def engine_error(exc: BaseException, done: ApplyReport | None = None) -> RevokeSummary:
+    """The summary of a pass that raised (a failure, not a refusal), with what it had done by
+    then when it says (``done``: a pass stopped part-way)."""
+    base = summarize(done) if done is not None else RevokeSummary(None, ())
+    return replace(base, refused=None, error=f"revocation engine error: {type(exc).__name__}: {exc}")
 
 
 def revocation_failed(summary: RevokeSummary | None) -> bool:
-    """A job's point is the revocation: refused or failed actions fail the job."""
-    return summary is not None and (summary.refused is not None or bool(summary.failed))
+    """A job's point is the revocation: refused or failed actions, or a pass that raised, fail the
+    job."""
+    return summary is not None and (
+        summary.refused is not None or summary.error is not None or bool(summary.failed)
+    )
 
 
 def job_error(state: JobState, summary: RevokeSummary | None) -> str | None:
@@ -102,6 +109,8 @@ def job_error(state: JobState, summary: RevokeSummary | None) -> str | None:
         return None
     if summary.refused:
         return f"{REFUSED_PREFIX}{summary.refused}"
+    if summary.error:
+        return summary.error
     return f"{len(summary.failed)} action(s) failed: " + "; ".join(
         f"{a.source} {a.action}: {a.error}" for a in summary.failed
     )
@@ -120,6 +129,8 @@ def describe_run(result: RunResult, summary: RevokeSummary | None, auto_revoke: 
     elif summary is not None:
         if summary.refused:
             parts.append(f"revocation refused: {summary.refused}")
+        if summary.error:
+            parts.append(summary.error)
         counts: dict[str, int] = {}
         for a in summary.actions:
             counts[a.status] = counts.get(a.status, 0) + 1
@@ -137,7 +148,18 @@ def revocation_messages(
         FailedAction(a.action_id, a.source, a.action, a.error or a.status)
         for a in (summary.failed if summary else ())
     ]
-    return run_messages(result, kind, failed, summary.refused if summary else None, include_run=include_run)
+    messages = run_messages(
+        result, kind, failed, summary.refused if summary else None, include_run=include_run
+    )
+    if summary is not None and summary.error:
+        messages.append(
+            Message(
+                "run_error",
+                f"offboard-audit {kind} run {result.run_id}: {summary.error}",
+                (("run_id", result.run_id), ("error", summary.error)),
+            )
+        )
+    return messages
 
 
 def run_error_messages(kind: str, exc: BaseException) -> list[Message]:

@@ -196,3 +196,29 @@ def test_the_database_password_and_notification_urls_never_reach_the_log(
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def test_a_revocation_pass_that_stops_part_way_fails_the_job_lists_what_it_did_and_is_not_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from offboard_audit.engine.revocation import ActionOutcome, ApplyReport, PassInterrupted
+
+    caplog.set_level(logging.INFO)
+    w = world(tmp_path)
+    w.daemon.run_full("audit")
+
+    def stops(result: object, now: object, person: str | None = None) -> ApplyReport:
+        done = ApplyReport(None, (ActionOutcome("a-1", None, "tgt", "disable", "applied", person="E2"),))
+        raise PassInterrupted(done, RuntimeError("database is locked"))
+
+    w.fake.auto_revoke = stops  # type: ignore[method-assign]
+    job = w.daemon.run_job(accept(w, "E2").job_id)
+    assert job is not None and job.state is JobState.FAILED and job.outcome is not None
+    assert job.outcome.value == "failed"
+    assert job.error == "revocation engine error: RuntimeError: database is locked"
+    assert [(a.action_id, a.status) for a in job.actions] == [("a-1", "applied")]
+    (line,) = job_lines(caplog, job.job_id)
+    assert ": failed: revocation engine error: RuntimeError: database is locked" in line.getMessage()
+    assert (
+        samples(w)[("offboard_audit_webhook_jobs_total", (("kind", "terminate"), ("outcome", "failed")))] == 1
+    )
