@@ -403,3 +403,13 @@ def test_an_incremental_rerun_reads_only_entries_after_the_checkpoint(world: Wor
     assert world.log_calls() == 3
     assert (dict(fresh.counts)["events_read"], dict(fresh.counts)["events_new"]) == (1, 1)
     assert ("secret-exposed-to-leaver", "E3", "projects/p1/secrets/api-token", "high") in world.open_keys()
+
+
+def test_a_role_granted_to_another_member_resolves_once_revoked(world: World) -> None:
+    world.run()
+    key = ("persistence-left-by-leaver", "E1", world.ids["binding"])
+    assert world.stored()[key].status is FindingStatus.OPEN
+    holder = world.state.policy_holder("p1")
+    holder.bindings = [b for b in holder.bindings if "user:mallory@outside.example" not in b["members"]]
+    world.run(NOW + timedelta(hours=1))
+    assert world.stored()[key].status is FindingStatus.RESOLVED
