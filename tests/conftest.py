@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.support.samba",
     "tests.support.aws",
     "tests.support.gcp",
+    "tests.support.openbao",
     "tests.support.gcp_exposure",
     "tests.support.revocation",
 ]

@@ -19,6 +19,7 @@ SOURCE_TYPES: dict[str, str] = {
     "ldap": "connectors.ldap:PLUGIN",
     "aws_iam": "connectors.aws_iam:PLUGIN",
     "gcp_iam": "connectors.gcp_iam:PLUGIN",
+    "vault": "connectors.vault:PLUGIN",
 }
 
 

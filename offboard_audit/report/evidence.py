@@ -12,6 +12,13 @@ Where each part comes from, and the pack says so:
   pack lists the disagreement under ``discrepancies`` and goes by the events.
 * **Inventory** (accounts, credentials, last use, findings) comes from what the latest audit
   stored: it is what the systems showed then, not part of the audit log.
+* **Secrets this person could carry away** (``report/carry_away.py``): the exposure findings
+  (secrets and keys they read, wrote or exported that are still valid, objects they left for
+  other identities), each with the accesses that exposed it (from the exposure ledger: the
+  systems' audit logs as read), its rotation state (the stored inventory), the tool's own
+  rotation if any (from the chain) and the rotate task's owner; PCI DSS 3.7.5 and 8.2.5 cited.
+  They are not credentials of the person's accounts: they stay out of the credentials table and
+  of the time to revoke.
 
 Time to revoke is measured from termination to the revocation **in force now**: after revoke,
 undo and revoke again it is the second revocation, and the history lists all three steps, each
@@ -34,7 +41,9 @@ from typing import Any
 
 from offboard_audit.core.chain_history import ChainAction, Discrepancy, discrepancies
 from offboard_audit.core.records import Account, Finding, FindingStatus, Person
+from offboard_audit.report import carry_away
 from offboard_audit.report.audit_trail import AuditTrail, TrailCheck, check_trail
+from offboard_audit.report.carry_away import CarriedSecret, carried_json, carried_rows, carried_secrets
 from offboard_audit.storage.actions import load_actions
 from offboard_audit.storage.store import Store
 
@@ -89,6 +98,8 @@ class Evidence:
     check: TrailCheck
     discrepancies: tuple[Discrepancy, ...]
     accounts: tuple[AccountEvidence, ...] = ()
+    # What they could carry away (exposure findings), open ones first.
+    carried: tuple[CarriedSecret, ...] = ()
 
     @property
     def terminated_at(self) -> datetime | None:
@@ -150,7 +161,10 @@ def collect_evidence(
     """Gather everything known about one person's accounts, credentials and revocations."""
     trail = trail or AuditTrail()
     people = tuple(p for p in store.load_people() if p.employee_id == employee_id)
-    findings = store.list_findings(None, person=employee_id)
+    everything_found = store.list_findings(None, person=employee_id)
+    # Exposure findings name secrets, not credentials of the person's accounts: their own section.
+    exposed = [f for f in everything_found if carry_away.is_exposure(f)]
+    findings = [f for f in everything_found if not carry_away.is_exposure(f)]
     terminated = min((p.terminated_at for p in people if p.terminated_at), default=None)
 
     check = check_trail(store, trail, rows=(), expected=())
@@ -225,6 +239,13 @@ def collect_evidence(
             )
         )
     rows_out.sort(key=lambda r: (r.source, r.username, r.kind, r.credential_id))
+    carried = carried_secrets(
+        exposed,
+        {src: store.exposure_secrets(src) for src in sorted({f.source for f in exposed})},
+        per_finding,
+        {f.finding_id: _closed_at(store, f.finding_id) for f in exposed},
+        in_force,
+    )
     return Evidence(
         employee_id=employee_id,
         people=people,
@@ -234,7 +255,15 @@ def collect_evidence(
         check=check,
         discrepancies=tuple(found),
         accounts=tuple(account_info[k] for k in sorted(account_info)),
+        carried=carried,
     )
+
+
+def _closed_at(store: Store, finding_id: str) -> datetime | None:
+    """When an audit last closed the finding (resolved or revoked), from its status history."""
+    closing = (FindingStatus.RESOLVED.value, FindingStatus.REVOKED.value)
+    times = [at for at, _was, to, _run in store.finding_history(finding_id) if to in closing]
+    return max(times, default=None)
 
 
 def _account_info(source: str, account_id: str, account: Account | None, f: Finding) -> AccountEvidence:
@@ -326,6 +355,7 @@ BASIS = {
     "revocations": "hash-chained audit events (revoked_at, revoked_by, time to revoke, history, actions)",
     "inventory": "the latest stored audit (accounts, credentials, last use, findings): what the systems "
     "showed then, not part of the audit log",
+    "carry_away": carry_away.BASIS,
 }
 
 
@@ -393,8 +423,11 @@ def evidence_json(e: Evidence) -> dict[str, Any]:
             "fully_revoked_at": _iso(full),
             "time_to_full_revocation_seconds": _secs(full - terminated) if full and terminated else None,
             "discrepancies": len(e.discrepancies),
+            "secrets_could_carry_away": len(e.carried),
+            "secrets_could_carry_away_open": sum(1 for x in e.carried if x.status == FindingStatus.OPEN),
         },
         "accounts": list(accounts.values()),
+        "secrets_could_carry_away": [carried_json(x) for x in e.carried],
         "actions": [
             {
                 "id": a.action_id,
@@ -552,6 +585,16 @@ def evidence_html(e: Evidence) -> str:
             for a in e.accounts
         ],
     )
+    if e.carried:
+        carried = _table(carry_away.HEADERS, carried_rows(e.carried))
+        cites = {ref: text for x in e.carried for ref, text in x.references}
+        carried += (
+            "<ul>"
+            + "".join(f"<li>{_e(ref)}: {_e(text)}</li>" for ref, text in sorted(cites.items()))
+            + "</ul>"
+        )
+    else:
+        carried = "<p>None found: no secret or key this person read, wrote or exported is still valid.</p>"
     found = (
         "<p>None: the actions table agrees with the audit log.</p>"
         if not e.discrepancies
@@ -581,6 +624,9 @@ Fully revoked at: {_e(s["fully_revoked_at"] or "not yet")}
 {creds}
 <h2>Accounts as the systems describe them</h2>
 {accounts}
+<h2>{_e(carry_away.TITLE)}</h2>
+<p>Open: {_e(s["secrets_could_carry_away_open"])} of {_e(s["secrets_could_carry_away"])}. From {_e(BASIS["carry_away"])}.</p>
+{carried}
 <h2>History (every step, with its own time)</h2>
 {history}
 <h2>Discrepancies between the actions table and the audit log</h2>

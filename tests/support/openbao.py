@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -84,6 +85,35 @@ class OpenBao:
         # The file audit device keeps its descriptor: truncate in place, never replace the file.
         with open(self.audit_log, "r+b") as fh:
             fh.truncate(0)
+        # Rotated copies a test left behind (rotate_audit_log) would be read as this test's log.
+        for sibling in self.workdir.glob(f"{self.audit_log.name}[.-]*"):
+            sibling.unlink()
+
+    def wait_for_response(self, request_id: str, timeout: float = 10.0) -> None:
+        """Wait until the audit log holds the response entry of ``request_id`` (the device
+        writes after answering: a test that reads the log right away could miss it)."""
+        needle = b'"type":"response"'
+        wanted = f'"id":"{request_id}"'.encode()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.audit_log, "rb") as fh:
+                if any(needle in line and wanted in line for line in fh):
+                    return
+            time.sleep(0.02)
+        raise TimeoutError(f"no audit response entry for request {request_id} within {timeout}s")
+
+    def rotate_audit_log(self, new_name: str) -> Path:
+        """Rotate the log as logrotate does: rename it, then SIGHUP makes the server reopen a new
+        file at the old path. Returns the rotated file."""
+        rotated = self.audit_log.with_name(new_name)
+        self.audit_log.rename(rotated)
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not self.audit_log.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not reopen its audit log after SIGHUP")
+            time.sleep(0.02)
+        return rotated
 
     def stop(self) -> None:
         self.process.terminate()

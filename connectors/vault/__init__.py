@@ -1,0 +1,77 @@
+"""HashiCorp Vault / OpenBao connector (source type ``vault``): identity entities and their
+logins and tokens (an account source with a revoker), and, with ``audit_log``, what leavers could
+carry away (KV secrets read or written, transit keys exported) from the file audit device's log.
+
+Layout (``connectors/README.md``): ``settings``, ``clients`` (hvac, lazy), ``translate`` (pure),
+``source`` (entities, userpass, tokens), ``auditlog`` (the audit log, incremental and
+rotation-safe) and ``exposure`` (the ``ExposureSource``: events and the KV/transit inventory),
+``actions`` + ``revoker``. No demo part: ``offboard-audit demo`` runs without Vault.
+"""
+
+from __future__ import annotations
+
+from connectors.vault.clients import VaultApi
+from connectors.vault.exposure import EXPOSURE_PERMISSIONS, VaultExposureSource
+from connectors.vault.revoker import VaultRevoker
+from connectors.vault.settings import OPTIONS, VaultSettings, parse_settings
+from connectors.vault.source import READ_PERMISSIONS, VaultSource
+from connectors.vault.translate import SYSTEM
+from offboard_audit.core.options import SourceOptions
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+
+
+def _settings_and_api(options: SourceOptions, ctx: SourceContext) -> tuple[VaultSettings, VaultApi]:
+    name = options.raw.get("name")
+    injected = ctx.clients.get(name) if isinstance(name, str) else None
+    # An injected client comes logged in: the secrets are read only for a client we build.
+    settings = parse_settings(options, dict(ctx.env) if injected is None else None)
+    return settings, VaultApi.coerce(settings, injected)
+
+
+def make_source(options: SourceOptions, ctx: SourceContext) -> VaultSource:
+    """Build the source. Injected client (tests): ``ctx.clients[<source name>]`` is a
+    :class:`VaultApi` or a logged-in ``hvac.Client``; otherwise one is built on first use from
+    ``url``, ``ca_cert`` and ``token_env`` (or an AppRole login)."""
+    settings, api = _settings_and_api(options, ctx)
+    return VaultSource(settings, api)
+
+
+def make_revoker(options: SourceOptions, ctx: SourceContext) -> VaultRevoker:
+    """The revoker; same options and injected client as :func:`make_source`."""
+    settings, api = _settings_and_api(options, ctx)
+    return VaultRevoker(settings, api)
+
+
+def make_exposure(options: SourceOptions, ctx: SourceContext) -> VaultExposureSource | None:
+    """The exposure reader, or None without ``audit_log``."""
+    settings, api = _settings_and_api(options, ctx)
+    if settings.audit_log is None:
+        return None
+    return VaultExposureSource(settings, api)
+
+
+PLUGIN = ConnectorPlugin(
+    type_name="vault",
+    kind=SourceKind.ACCOUNTS,
+    system=SYSTEM,
+    make_source=make_source,
+    make_revoker=make_revoker,
+    revoker_actions=VaultRevoker.actions,
+    read_permissions=READ_PERMISSIONS + tuple(f"{p} (with audit_log)" for p in EXPOSURE_PERMISSIONS),
+    options=OPTIONS,
+    match=MatchSpec(employee_id_attributes=("employee_id",), email_attributes=("email",)),
+    make_exposure=make_exposure,
+    exposure_permissions=EXPOSURE_PERMISSIONS,
+)
+
+__all__ = [
+    "PLUGIN",
+    "VaultApi",
+    "VaultExposureSource",
+    "VaultRevoker",
+    "VaultSettings",
+    "VaultSource",
+    "make_exposure",
+    "make_revoker",
+    "make_source",
+]
