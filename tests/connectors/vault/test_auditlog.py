@@ -205,3 +205,23 @@ def test_memory_does_not_depend_on_the_log_batches_are_bounded(tmp_path: Path) -
     write(log, LINES)
     sizes = [b.events_seen for b in reader(log, batch_lines=7).read({}, NOW)]
     assert max(sizes) == 7 and sum(sizes) == len(LINES)
+
+
+def test_a_request_entry_torn_and_run_into_the_next_entry_is_malformed_not_skipped(tmp_path: Path) -> None:
+    # Request entries are recognised by their shape and not parsed (they never make an event);
+    # a torn write that runs one into the next response has two entry starts: parsed, malformed.
+    request = next(x for x in LINES if b'"type":"request"' in x[:80])
+    response = next(x for x in LINES if b'"type":"response"' in x[:80])
+    log = tmp_path / "audit.log"
+    write(log, [*LINES[:5], request[: len(request) // 2] + response, *LINES[5:]])
+    lines, _events, failed = Ledger().run(reader(log, batch_lines=5))
+    assert lines == 5 and len(failed) == len(SCOPES)
+    offset = sum(len(x) for x in LINES[:5])
+    assert all(f.failure and f"malformed at byte {offset}" in f.failure.error for f in failed)
+
+
+def test_blank_lines_are_no_entries_and_hide_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write(log, [*LINES[:10], b"\n", *LINES[10:]])
+    lines, events, failed = Ledger().run(reader(log))
+    assert (lines, events, failed) == (len(LINES), relevant(LINES), [])
