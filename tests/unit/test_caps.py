@@ -70,3 +70,21 @@ def test_the_old_key_sets_the_people_limit_and_both_keys_at_once_are_an_error(tm
     assert (defaults.max_people_per_run, defaults.max_actions_per_run) == (25, 1000)
     with pytest.raises(ConfigError, match="old name of max_people_per_run"):
         write(tmp_path, "max_revocations_per_run = 7\nmax_people_per_run = 9")
+
+
+def test_actions_are_counted_at_the_limit_and_one_over_it():
+    plan = [action("E1", f"group/{i}") for i in range(3)]
+    assert cap_refusal(plan, max_people=25, max_actions=3) is None
+    assert cap_refusal(plan, max_people=25, max_actions=2) == (
+        "blast-radius cap: the plan has 3 actions, more than the limit of 2 "
+        "(policy.max_actions_per_run or --max-actions); nothing was applied"
+    )
+
+
+def test_the_people_refusal_names_the_setting_and_the_flag_and_says_nothing_was_applied():
+    # The operator reads this to know which knob to turn; it is checked before the action count.
+    plan = [action(f"E{i}", "k") for i in range(3)]
+    assert cap_refusal(plan, max_people=2, max_actions=1) == (
+        "blast-radius cap: the plan touches 3 people, more than the limit of 2 "
+        "(policy.max_people_per_run or --max); nothing was applied"
+    )
