@@ -47,6 +47,9 @@ PERSISTENCE_KINDS = frozenset(
         CredentialKind.TRUST_POLICY,
         CredentialKind.IAM_BINDING,
         CredentialKind.SERVICE_ACCOUNT_KEY,
+        # A repository deploy key (GitHub): whoever holds its private key keeps read (or write)
+        # access to the repository, whatever becomes of the account that added it.
+        CredentialKind.DEPLOY_KEY,
     }
 )
 

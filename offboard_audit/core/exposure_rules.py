@@ -389,6 +389,7 @@ _PERSISTENCE_WHAT = {
     CredentialKind.TRUST_POLICY: "role trust policy",
     CredentialKind.IAM_BINDING: "attached policy",
     CredentialKind.SERVICE_ACCOUNT_KEY: "service-account key",
+    CredentialKind.DEPLOY_KEY: "deploy key",
 }
 
 

@@ -80,6 +80,13 @@ class CredentialKind(StrEnum):
     TRANSIT_KEY = "transit_key"
     KV_SECRET = "kv_secret"
     TRUST_POLICY = "trust_policy"
+    # Code hosts (the github connector): a fine-grained personal access token's access to an
+    # organisation, a SAML SSO authorization of a token or SSH key, a pending invitation (a live
+    # way in for whoever accepts it), and a repository deploy key (persistence a leaver can leave).
+    PERSONAL_ACCESS_TOKEN = "personal_access_token"
+    SSO_AUTHORIZATION = "sso_authorization"
+    INVITATION = "invitation"
+    DEPLOY_KEY = "deploy_key"
 
 
 class Severity(StrEnum):
