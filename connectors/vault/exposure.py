@@ -29,10 +29,61 @@ from datetime import UTC, datetime
 from connectors.vault.auditlog import AuditLogReader
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
-from connectors.vault.translate import SYSTEM, kv1_state, kv2_state, transit_state
+from connectors.vault.translate import (
+    HMAC_PREFIX,
+    SYSTEM,
+    kv1_state,
+    kv2_state,
+    split_fingerprint,
+    transit_state,
+)
 from offboard_audit.core.errors import SourceError
-from offboard_audit.core.exposure import Checkpoint, EventBatch, InventoryRead, ObjectRef, SecretState
+from offboard_audit.core.exposure import (
+    Checkpoint,
+    EventBatch,
+    InventoryRead,
+    ObjectRef,
+    PersistenceState,
+    SecretState,
+)
 from offboard_audit.core.records import CredentialKind, ScopeFailure
+
+
+class AuditHash:
+    """Matches values the audit log shows HMAC'd (``hmac-sha256:...``) to the plain values an
+    API lists, with the audit device's own hash (``POST sys/audit-hash/<device>``): the tool
+    never needs the log's key. Plain values (a mount tuned with ``audit_non_hmac_response_keys``)
+    are compared as they are. The device is ``audit_device``, else the server's only file
+    device (``GET sys/audit``)."""
+
+    def __init__(self, api: VaultApi, device: str = "") -> None:
+        self.api = api
+        self.device = device
+        self._hashes: dict[str, str] = {}
+
+    def _device(self) -> str:
+        if not self.device:
+            listed = self.api.read("sys/audit") or {}
+            files = sorted(p for p, d in listed.items() if isinstance(d, dict) and d.get("type") == "file")
+            if len(files) != 1:
+                raise VaultCallError(
+                    "read", "sys/audit", ValueError(f"{len(files)} file audit devices: set audit_device")
+                )
+            self.device = files[0].strip("/")
+        return self.device
+
+    def find(self, value: str, candidates: Sequence[str]) -> str | None:
+        """The candidate ``value`` stands for, or None."""
+        if not value.startswith(HMAC_PREFIX):
+            return value if value in candidates else None
+        for candidate in candidates:
+            if candidate not in self._hashes:
+                path = f"sys/audit-hash/{self._device()}"
+                self._hashes[candidate] = str((self.api.write(path, {"input": candidate}) or {})["hash"])
+            if self._hashes[candidate] == value:
+                return candidate
+        return None
+
 
 EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "read the audit_log files (the file audit device's log and its rotated copies)",
@@ -40,6 +91,9 @@ EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "read on <kv mount>/metadata/* (KV v2 versions and custom_metadata; never <kv>/data/*)",
     "list on <kv v1 mount>/* (whether a v1 secret still exists; its value is never read)",
     "read on <transit mount>/keys/* (versions, min_decryption_version, exportable; never export/*)",
+    "list on auth/<approle mount>/role/*/secret-id (secret-ids leavers made), list on <pki mount>/certs/revoked",
+    "read on sys/audit (sudo; unless audit_device is set), update on sys/audit-hash/<device> (to match the "
+    "HMAC'd secret-id accessors and certificate serials of the log)",
 )
 
 
@@ -56,12 +110,11 @@ class VaultExposureSource:
         self.settings = settings
         self.api = api
         self._clock = clock or (lambda: datetime.now(UTC))
-        engines = {m: "kv" for m in settings.kv_mounts} | {m: "transit" for m in settings.transit_mounts}
         self.reader = AuditLogReader(
             settings.name,
             settings.audit_log,
             settings.mounts,
-            engines,
+            settings.engines,
             settings.namespace,
             lambda now: now - settings.lookback,
         )
@@ -86,21 +139,79 @@ class VaultExposureSource:
             else:
                 warnings.append(
                     f"{ref.object_id} ({ref.kind.value}) was accessed by a departed person on mount "
-                    f"{ref.scope!r}, which is not in kv_mounts or transit_mounts: it is not checked"
+                    f"{ref.scope!r}, which is not in kv_mounts, transit_mounts, pki_mounts or "
+                    "approle_mounts: it is not checked"
                 )
         secrets: list[SecretState] = []
+        objects: list[PersistenceState] = []
         failures: list[ScopeFailure] = []
         now = self._clock()
+        hashes = AuditHash(self.api, s.audit_device)
         for mount in s.mounts:
             refs = by_mount.get(mount, [])
             try:
                 if mount in s.transit_mounts:
                     secrets.extend(self._transit(mount, refs))
-                else:
+                elif mount in s.kv_mounts:
                     secrets.extend(self._kv(mount, refs, now))
+                elif mount in s.pki_mounts:
+                    objects.extend(self._certificates(mount, refs, hashes, now))
+                else:
+                    objects.extend(self._secret_ids(mount, refs, hashes, now))
             except VaultCallError as exc:
                 failures.append(ScopeFailure(mount, f"inventory of mount {mount}: {exc}"))
-        return InventoryRead(tuple(secrets), (), s.mounts, tuple(failures), tuple(warnings))
+        return InventoryRead(tuple(secrets), tuple(objects), s.mounts, tuple(failures), tuple(warnings))
+
+    def _secret_ids(
+        self, mount: str, refs: Sequence[ObjectRef], hashes: AuditHash, now: datetime
+    ) -> list[PersistenceState]:
+        """Is each secret-id a leaver made still there? ``LIST <mount>/role/<role>/secret-id``
+        (accessors), matched to the event's HMAC'd accessor through the audit device's hash."""
+        out: list[PersistenceState] = []
+        listed: dict[str, list[str]] = {}
+        for ref in refs:
+            if ref.kind is not CredentialKind.SERVICE_ACCOUNT_KEY:
+                continue
+            role = ref.object_id[len(mount) + len("/role/") :].partition("/secret-id/")[0]
+            value, expires = split_fingerprint(ref.fingerprint)
+            if expires is not None and expires <= now:
+                out.append(PersistenceState(self.name, ref, False, f"expired at {expires.isoformat()}"))
+                continue
+            if role not in listed:
+                listed[role] = self.api.list(f"{mount}/role/{role}/secret-id")
+            accessor = hashes.find(value, listed[role])
+            until = f"expires {expires.isoformat()}" if expires else "never expires"
+            detail = (
+                f"secret-id accessor {accessor} of AppRole role {role}, {until}"
+                if accessor is not None
+                else "no longer listed (destroyed, used up or tidied)"
+            )
+            out.append(PersistenceState(self.name, ref, accessor is not None, detail))
+        return out
+
+    def _certificates(
+        self, mount: str, refs: Sequence[ObjectRef], hashes: AuditHash, now: datetime
+    ) -> list[PersistenceState]:
+        """Is each certificate a leaver had issued still valid? Its expiry is in the event;
+        revocation from ``LIST <mount>/certs/revoked``, matched through the audit hash."""
+        out: list[PersistenceState] = []
+        revoked: list[str] | None = None
+        for ref in refs:
+            if ref.kind is not CredentialKind.SIGNING_CERTIFICATE:
+                continue
+            value, expires = split_fingerprint(ref.fingerprint)
+            if expires is not None and expires <= now:
+                out.append(PersistenceState(self.name, ref, False, f"expired at {expires.isoformat()}"))
+                continue
+            if revoked is None:
+                revoked = self.api.list(f"{mount}/certs/revoked")
+            serial = hashes.find(value, revoked)
+            if serial is not None:
+                out.append(PersistenceState(self.name, ref, False, f"revoked (serial {serial})"))
+            else:
+                until = expires.isoformat() if expires else "no expiry recorded"
+                out.append(PersistenceState(self.name, ref, True, f"valid until {until}, not revoked"))
+        return out
 
     def _transit(self, mount: str, refs: Sequence[ObjectRef]) -> list[SecretState]:
         out: list[SecretState] = []

@@ -25,6 +25,11 @@ OPTIONS: dict[str, str] = {
     "no exposure.",
     "kv_mounts": 'KV mounts (v1 or v2) whose secrets leavers read or wrote are checked (default ["secret"]).',
     "transit_mounts": 'Transit mounts whose keys leavers exported are checked (default ["transit"]).',
+    "approle_mounts": 'AppRole auth mounts (paths without "auth/") on which a leaver who made a secret-id '
+    'left a login for the role behind (default ["approle"]).',
+    "pki_mounts": 'PKI mounts whose certificates leavers had issued or signed are checked (default ["pki"]).',
+    "audit_device": "Path of the file audit device (as in sys/audit) whose hash matches the HMAC'd secret-id "
+    "accessors and certificate serials of the log; default: the only file device the server lists.",
     "lookback": 'Audit-log entries older than this are not kept on the first read (default "365d").',
     "owner_metadata_keys": 'KV v2 custom_metadata keys naming who rotates a secret (default ["owner"]).',
     "signing_metadata": 'KV v2 custom_metadata "key=value" pairs that mark a secret as a signing key '
@@ -54,6 +59,9 @@ class VaultSettings:
     audit_log: Path | None = None
     kv_mounts: tuple[str, ...] = ("secret",)
     transit_mounts: tuple[str, ...] = ("transit",)
+    approle_mounts: tuple[str, ...] = ("approle",)
+    pki_mounts: tuple[str, ...] = ("pki",)
+    audit_device: str = ""
     lookback: timedelta = timedelta(days=365)
     owner_metadata_keys: tuple[str, ...] = ("owner",)
     signing_metadata: tuple[tuple[str, str], ...] = (("purpose", "signing"), ("signing", "true"))
@@ -68,9 +76,25 @@ class VaultSettings:
         return self.namespace or "root"
 
     @property
+    def approle_scopes(self) -> tuple[str, ...]:
+        return tuple(f"auth/{m}" for m in self.approle_mounts)
+
+    @property
     def mounts(self) -> tuple[str, ...]:
-        """Every mount the exposure inventory reads (its scopes)."""
-        return tuple(dict.fromkeys((*self.kv_mounts, *self.transit_mounts)))
+        """Every mount the exposure inventory reads (its scopes; AppRole ones as ``auth/<path>``)."""
+        return tuple(
+            dict.fromkeys((*self.kv_mounts, *self.transit_mounts, *self.pki_mounts, *self.approle_scopes))
+        )
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """Each configured mount's engine, for entries of servers that do not log their mount."""
+        return (
+            {m: "kv" for m in self.kv_mounts}
+            | {m: "transit" for m in self.transit_mounts}
+            | {m: "pki" for m in self.pki_mounts}
+            | {m: "approle" for m in self.approle_scopes}
+        )
 
     def is_protected(self, *names: str) -> bool:
         wanted = {n.casefold() for n in names if n}
@@ -116,12 +140,18 @@ def parse_settings(options: SourceOptions, env: dict[str, str] | None = None) ->
         signing.append((key.strip().casefold(), value.strip().casefold()))
     kv = tuple(_mount(m) for m in options.strings("kv_mounts", ("secret",)))
     transit = tuple(_mount(m) for m in options.strings("transit_mounts", ("transit",)))
-    for key, mounts in (("kv_mounts", kv), ("transit_mounts", transit)):
-        if any(not m for m in mounts):
-            raise options.error(key, "mount paths must not be empty")
-    both = set(kv) & set(transit)
-    if both:
-        raise options.error("transit_mounts", f"{sorted(both)[0]!r} is listed as a KV mount too")
+    pki = tuple(_mount(m) for m in options.strings("pki_mounts", ("pki",)))
+    approle = tuple(_mount(m).removeprefix("auth/") for m in options.strings("approle_mounts", ("approle",)))
+    seen: dict[str, str] = {}
+    for key, mounts in (("kv_mounts", kv), ("transit_mounts", transit), ("pki_mounts", pki)):
+        for m in mounts:
+            if not m:
+                raise options.error(key, "mount paths must not be empty")
+            if m in seen:
+                raise options.error(key, f"{m!r} is listed in {seen[m]} too")
+            seen[m] = key
+    if any(not m for m in approle):
+        raise options.error("approle_mounts", "mount paths must not be empty")
     return VaultSettings(
         name=options.string("name"),
         url=url,
@@ -134,6 +164,9 @@ def parse_settings(options: SourceOptions, env: dict[str, str] | None = None) ->
         audit_log=options.opt_file_path("audit_log"),
         kv_mounts=kv,
         transit_mounts=transit,
+        approle_mounts=approle,
+        pki_mounts=pki,
+        audit_device=_mount(options.opt_str("audit_device", "") or "") if "audit_device" in options else "",
         lookback=options.duration("lookback", timedelta(days=365)),
         owner_metadata_keys=options.strings("owner_metadata_keys", ("owner",)),
         signing_metadata=tuple(signing),

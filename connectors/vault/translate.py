@@ -19,7 +19,7 @@ the API documents); optional ones with ``.get``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, SecretState
@@ -59,6 +59,8 @@ _DISPLAY_PREFIXES = (
 # KV v2 paths below the mount that are not the secret's data (no value in them).
 _KV2_HOUSEKEEPING = frozenset({"metadata", "delete", "undelete", "destroy", "subkeys", "config"})
 _WRITES = frozenset({"create", "update", "patch"})
+# Mount types whose calls can be exposure events.
+_ENGINES = frozenset({"kv", "generic", "transit", "approle", "pki"})
 
 
 class MalformedEntry(ValueError):
@@ -322,7 +324,7 @@ def entry_events(
     if ns_path != namespace:
         return ()
     found = _mount_of(request, path, mounts or {})
-    if found is None or found[1] not in ("kv", "transit", "generic"):
+    if found is None or found[1] not in _ENGINES:
         return ()
     mount, engine = found
     rest = path[len(mount) + 1 :] if path.startswith(f"{mount}/") else ""
@@ -331,15 +333,26 @@ def entry_events(
     operation = request.get("operation")
     response = entry.get("response")
     data = response.get("data") if isinstance(response, dict) else None
+    target: ObjectRef | None = None
+    hit: tuple[str, ExposureHow, str] | None = None
     if engine == "transit":
         hit = _transit(rest, operation, request, data)
-        kind = CredentialKind.TRANSIT_KEY
+        if hit is not None:
+            target = ObjectRef(mount, CredentialKind.TRANSIT_KEY, f"{mount}/{hit[0]}")
+    elif engine == "approle":
+        target = _secret_id(mount, rest, operation, data, entry["time"])
+        hit = ("", ExposureHow.CREATED, "approle secret-id") if target is not None else None
+    elif engine == "pki":
+        target = _certificate(mount, rest, operation, data)
+        if target is not None:
+            hit = ("", ExposureHow.CREATED, f"pki {rest.split('/')[-2] if '/' in rest else rest}")
     else:
         hit = _kv(rest, operation, data)
-        kind = CredentialKind.KV_SECRET
-    if hit is None:
+        if hit is not None:
+            target = ObjectRef(mount, CredentialKind.KV_SECRET, f"{mount}/{hit[0]}")
+    if hit is None or target is None:
         return ()
-    name, how, action = hit
+    _name, how, action = hit
     event_id = request.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise MalformedEntry(f"{path}: request without an id")
@@ -353,9 +366,72 @@ def entry_events(
             action=action,
             how=how,
             actor=actor_of(auth if isinstance(auth, dict) else {}),
-            target=ObjectRef(mount, kind, f"{mount}/{name}"),
+            target=target,
             stream=stream,
         ),
+    )
+
+
+def _expiry_fingerprint(value: str, expires: datetime | None) -> str:
+    """``<accessor or serial>|<expiry, unix seconds; 0: never>``: which object the event made,
+    and until when it works (the event carries both; the inventory needs both)."""
+    return f"{value}|{int(expires.timestamp()) if expires else 0}"
+
+
+def split_fingerprint(fingerprint: str) -> tuple[str, datetime | None]:
+    value, _, expires = fingerprint.rpartition("|")
+    seconds = int(expires) if expires.isdigit() else 0
+    return value, (datetime.fromtimestamp(seconds, UTC) if seconds else None)
+
+
+def _secret_id(mount: str, rest: str, operation: Any, data: Any, at: Any) -> ObjectRef | None:
+    """``auth/<approle>/role/<role>/secret-id`` (or ``custom-secret-id``): a login for the AppRole,
+    made by whoever called it. Its accessor is HMAC'd in the log unless the mount is tuned
+    otherwise; the inventory matches it through the audit device's own hash."""
+    parts = rest.split("/")
+    if len(parts) != 3 or parts[0] != "role" or parts[2] not in ("secret-id", "custom-secret-id"):
+        return None
+    if operation not in _WRITES or not isinstance(data, dict):
+        return None
+    accessor = data.get("secret_id_accessor")
+    if not isinstance(accessor, str) or not accessor:
+        return None
+    ttl = data.get("secret_id_ttl")
+    created = _required_time(at, "time")
+    expires = created + timedelta(seconds=ttl) if isinstance(ttl, int) and ttl > 0 else None
+    return ObjectRef(
+        mount,
+        CredentialKind.SERVICE_ACCOUNT_KEY,
+        f"{mount}/role/{parts[1]}/secret-id/{accessor}",
+        owner=f"approle role {parts[1]}",
+        fingerprint=_expiry_fingerprint(accessor, expires),
+    )
+
+
+def _certificate(mount: str, rest: str, operation: Any, data: Any) -> ObjectRef | None:
+    """``<pki>/issue/<role>`` (a certificate with its private key handed over) and
+    ``<pki>/sign/<role>``, ``sign-verbatim``, ``issuer/<ref>/issue|sign/<role>`` (a certificate
+    for a key the caller holds): valid until it expires or is revoked. Its serial number is
+    HMAC'd in the log; ``expiration`` (unix seconds) is not."""
+    parts = rest.split("/")
+    if parts[0] == "issuer" and len(parts) >= 3:
+        parts = parts[2:]
+    if parts[0] not in ("issue", "sign", "sign-verbatim") or operation not in _WRITES:
+        return None
+    if not isinstance(data, dict):
+        return None
+    serial = data.get("serial_number")
+    expiration = data.get("expiration")
+    if not isinstance(serial, str) or not serial:
+        return None
+    expires = parse_time(expiration) if isinstance(expiration, int) and expiration > 0 else None
+    role = parts[1] if len(parts) > 1 else "(verbatim)"
+    return ObjectRef(
+        mount,
+        CredentialKind.SIGNING_CERTIFICATE,
+        f"{mount}/cert/{serial}",
+        owner=f"pki role {role}",
+        fingerprint=_expiry_fingerprint(serial, expires),
     )
 
 

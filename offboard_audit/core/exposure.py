@@ -50,6 +50,9 @@ PERSISTENCE_KINDS = frozenset(
         # A repository deploy key (GitHub): whoever holds its private key keeps read (or write)
         # access to the repository, whatever becomes of the account that added it.
         CredentialKind.DEPLOY_KEY,
+        # A certificate issued (with its private key) or signed for the caller: valid until it
+        # expires or is revoked (a Vault/OpenBao PKI issue).
+        CredentialKind.SIGNING_CERTIFICATE,
     }
 )
 

@@ -390,6 +390,7 @@ _PERSISTENCE_WHAT = {
     CredentialKind.IAM_BINDING: "attached policy",
     CredentialKind.SERVICE_ACCOUNT_KEY: "service-account key",
     CredentialKind.DEPLOY_KEY: "deploy key",
+    CredentialKind.SIGNING_CERTIFICATE: "certificate",
 }
 
 

@@ -33,6 +33,8 @@ STAFF_POLICY = """
 path "secret/*" { capabilities = ["create", "read", "update", "list"] }
 path "kv1/*" { capabilities = ["create", "read", "update", "list"] }
 path "transit/*" { capabilities = ["create", "read", "update", "list"] }
+path "auth/approle/role/+/secret-id" { capabilities = ["update"] }
+path "pki/issue/*" { capabilities = ["update"] }
 """
 LEFT = datetime.now(UTC) - timedelta(days=1)
 HR = (

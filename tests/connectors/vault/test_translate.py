@@ -20,6 +20,7 @@ from connectors.vault.translate import (
     entry_events,
     kv1_state,
     kv2_state,
+    split_fingerprint,
     token_credential,
     transit_state,
 )
@@ -257,3 +258,32 @@ def test_transit_keys_give_latest_and_oldest_usable_versions_for_both_key_shapes
     a = transit_state("vault", "transit", {**aes, "auto_rotate_period": 86400})
     assert a.current_version_created_at == datetime.fromtimestamp(aes["keys"]["1"], UTC)
     assert a.rotation_configured
+
+
+# --- what a leaver leaves behind: AppRole secret-ids, PKI certificates --------------------------
+
+APPROLE_PKI = (FIXTURES / "audit-approle-pki.jsonl").read_bytes().splitlines()
+PLAIN = json.loads((FIXTURES / "approle-pki-plain.json").read_text())
+
+
+def test_a_secret_id_and_certificates_made_by_a_person_are_persistence_events_named_by_their_hmac() -> None:
+    found = [x for line in APPROLE_PKI for x in entry_events(json.loads(line), "vault", "s")]
+    assert [(x.target.kind, x.target.scope, x.action, x.how) for x in found] == [
+        (CredentialKind.SERVICE_ACCOUNT_KEY, "auth/approle", "approle secret-id", ExposureHow.CREATED),
+        (CredentialKind.SIGNING_CERTIFICATE, "pki", "pki issue", ExposureHow.CREATED),
+        (CredentialKind.SIGNING_CERTIFICATE, "pki", "pki sign", ExposureHow.CREATED),
+    ]
+    secret_id, issued, signed = (x.target for x in found)
+    assert secret_id.object_id == f"auth/approle/role/ci/secret-id/{PLAIN['secret_id_accessor_hash']}"
+    assert secret_id.owner == "approle role ci"
+    # The 24h secret_id_ttl of the response gives its expiry; the plain accessor is never in the log.
+    value, expires = split_fingerprint(secret_id.fingerprint)
+    assert value == PLAIN["secret_id_accessor_hash"]
+    assert expires is not None and expires - found[0].at < timedelta(hours=24, seconds=1)
+    assert PLAIN["secret_id_accessor"] not in b"".join(APPROLE_PKI).decode()
+    assert issued.object_id == f"pki/cert/{PLAIN['issued_serial_hash']}" and issued.owner == "pki role web"
+    assert split_fingerprint(issued.fingerprint) == (
+        PLAIN["issued_serial_hash"],
+        datetime.fromtimestamp(PLAIN["issued_expiration"], UTC),
+    )
+    assert signed.object_id == f"pki/cert/{PLAIN['signed_serial_hash']}"
