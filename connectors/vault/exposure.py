@@ -3,7 +3,8 @@ source with an ``audit_log``.
 
 - **Events** (``auditlog.py``): KV v1/v2 reads and writes, transit exports and backups, transit
   key creations and config changes that make a key exportable or plaintext-backupable, key
-  imports and restores, from the file audit device's log, incrementally.
+  imports and restores; AppRole secret-ids and PKI certificates a person made (persistence), from
+  the file audit device's log, incrementally.
 - **Inventory**, for the secrets and keys the departed people's events name only (the engine
   passes them as ``wanted``), one scope per configured mount (a mount that cannot be read fails
   alone):
@@ -15,9 +16,15 @@ source with an ``audit_log``.
   - transit: ``GET <mount>/keys/<name>`` (``latest_version``, each version's creation time,
     ``min_decryption_version``, ``exportable``, ``auto_rotate_period``).
 
+  - AppRole secret-ids: ``LIST auth/<approle>/role/<role>/secret-id``; PKI certificates:
+    ``LIST <pki>/certs/revoked`` (and the expiry the event logged). The log shows their accessor
+    and serial HMAC'd: :class:`AuditHash` matches them with ``POST sys/audit-hash/<device>``.
+
   Never a value: no ``<kv>/data/*`` read, no v1 secret read, no transit export or backup. The
-  ACL policy the tool needs: ``read`` on ``sys/internal/ui/mounts/<mount>``,
-  ``<kv>/metadata/*`` and ``<transit>/keys/*``; ``list`` on the KV v1 mounts.
+  ACL policy the tool needs (``offboard-audit-policy.hcl``): ``read`` on
+  ``sys/internal/ui/mounts/<mount>``, ``<kv>/metadata/*`` and ``<transit>/keys/*``; ``list`` on
+  the KV v1 mounts, ``auth/<approle>/role/+/secret-id`` and ``<pki>/certs/revoked``; ``read`` +
+  ``sudo`` on ``sys/audit`` (unless ``audit_device`` is set), ``update`` on ``sys/audit-hash/*``.
 """
 
 from __future__ import annotations
