@@ -220,3 +220,21 @@ def test_a_leavers_access_on_a_mount_not_configured_is_a_warning_not_silence(vau
     run = next(s for s in result.sources if s.name == "vault/exposure")
     assert [x for x in run.warnings if "kv1/legacy" in x and "kv_mounts" in x]
     assert w.exposure() == {}
+
+
+def test_a_leaver_whose_entity_was_deleted_at_offboarding_is_still_found_by_the_names_her_token_carried(
+    vault_world: VaultWorld,
+) -> None:
+    w = vault_world
+    w.root.secrets.kv.v2.create_or_update_secret("app/db", secret={"password": "s3cr3t"})
+    alice = w.login("alice")
+    read = w.seen(alice.secrets.kv.v2.read_secret_version("app/db", raise_on_deleted_version=True))
+    # IT offboarded her in Vault: entity and login gone. The secret she read is still valid.
+    w.root.secrets.identity.delete_entity(w.entities["alice"])
+    w.root.delete("auth/userpass/users/alice")
+    w.run()
+    found = w.exposure()[("secret-exposed-to-leaver", "E1", SECRET)]
+    assert [a.event_id for a in found.exposure] == [read]
+    # Matched through the token's userpass username ("alice" = her email's local part).
+    assert found.account.account_id == w.entities["alice"]
+    assert found.account.username == "userpass-alice"

@@ -287,3 +287,13 @@ def test_a_secret_id_and_certificates_made_by_a_person_are_persistence_events_na
         datetime.fromtimestamp(PLAIN["issued_expiration"], UTC),
     )
     assert signed.object_id == f"pki/cert/{PLAIN['signed_serial_hash']}"
+
+
+def test_display_names_of_other_auth_methods_give_the_name_without_the_method() -> None:
+    oidc = actor_of({"entity_id": "e1", "display_name": "oidc-alice@example.com", "metadata": {"role": "r"}})
+    assert oidc.names == ("alice@example.com", "oidc-alice@example.com")
+    ldap = actor_of({"entity_id": "e2", "display_name": "ldap-asmith", "metadata": {"username": "asmith"}})
+    assert ldap.names == ("asmith", "ldap-asmith")
+    # An HMAC'd or missing value is never a name.
+    hidden = actor_of({"entity_id": "e3", "display_name": "hmac-sha256:abc", "metadata": {"username": 5}})
+    assert hidden.names == ()
