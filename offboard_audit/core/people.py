@@ -285,6 +285,7 @@ def circuit_breaker_reason(
     missing: int = 0,
     previous_read: int = 0,
     max_missing: float = 0.05,
+    total: int | None = None,
 ) -> str | None:
     """Why revocations must not run on this HR read, or None when it looks sane.
 
@@ -297,6 +298,8 @@ def circuit_breaker_reason(
         return f"HR source failed: {', '.join(hr_failed)}"
     if not current:
         return "HR read returned nobody"
+    # ``total``: the workforce, when ``previous``/``current`` hold only the people that changed.
+    size = len(current) if total is None else total
     reasons: list[str] = []
     if previous:
         before = {(p.source, p.employee_id): p for p in previous}
@@ -307,9 +310,9 @@ def circuit_breaker_reason(
             old = before.get((p.source, p.employee_id))
             if old is None or not old.is_departed(now):
                 newly += 1
-        if exceeds(newly, len(current), max_share, min_count):
+        if exceeds(newly, size, max_share, min_count):
             reasons.append(
-                f"{newly} of {len(current)} people ({newly / len(current):.1%}) newly terminated since the "
+                f"{newly} of {size} people ({newly / size:.1%}) newly terminated since the "
                 f"last good HR read, above policy.max_new_terminations = {max_share:.1%} "
                 f"and policy.min_breaker_count = {min_count}"
             )
@@ -330,6 +333,7 @@ def webhook_breaker_reason(
     now: datetime,
     *,
     min_count: int = DEFAULT_MIN_BREAKER_COUNT,
+    workforce: int | None = None,
 ) -> str | None:
     """Why a reconcile of one person (an HR webhook event, no HR read) must not revoke.
 
@@ -337,17 +341,19 @@ def webhook_breaker_reason(
     ``webhook_terminations`` counts the people terminated through the webhook since the last
     good HR read. Trips with no stored HR read at all, like :func:`circuit_breaker_reason` on
     the change, or when the webhook terminations exceed both ``max_share`` of the workforce and
-    ``min_count``.
+    ``min_count``. With ``workforce`` (everybody stored after the change), ``before`` and
+    ``after`` may hold only the people the change concerns.
     """
-    if not before:
+    size = len(after) if workforce is None else workforce
+    if size - (len(after) - len(before)) <= 0:
         return "no HR read is stored yet: run a full reconcile before the webhook may revoke"
-    reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count)
+    reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count, total=size)
     if reason:
         return reason
     n = webhook_terminations
-    if exceeds(n, len(after), max_share, min_count):
+    if exceeds(n, size, max_share, min_count):
         return (
-            f"{n} of {len(after)} people ({n / len(after):.1%}) terminated through "
+            f"{n} of {size} people ({n / size:.1%}) terminated through "
             f"the HR webhook since the last good HR read, above policy.max_new_terminations = "
             f"{max_share:.1%} and policy.min_breaker_count = {min_count}"
         )

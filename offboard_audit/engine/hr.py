@@ -203,7 +203,8 @@ def hr_source_run(s: HRState) -> SourceRun:
 
 @dataclass(frozen=True, slots=True)
 class PersonUpdate:
-    """The outcome of writing one HR event's change: everybody before and after, and the decision."""
+    """The outcome of writing one HR event's change: the people it concerned (same employee id or
+    email) before and after, and the decision."""
 
     decision: ChangeDecision
     before: tuple[Person, ...]
@@ -235,7 +236,9 @@ def update_person(store: Store, change: PersonChange, default_source: str, run_i
     applies, write that one person (conditionally: a row changed meanwhile is re-read and
     decided again). A superseded or conflicting event writes nothing."""
     for _ in range(_WRITE_ATTEMPTS):
-        stored = store.load_person_states()
+        # Only the people the event can concern (its employee id, its email), by index: a webhook
+        # job must not cost a load of the whole workforce.
+        stored = store.person_states_for(change.employee_id, change.email)
         before = tuple(s.person for s in stored)
         decision = decide_change(stored, change, default_source)
         if decision.outcome is not ChangeOutcome.APPLY:
@@ -287,5 +290,11 @@ def webhook_breaker(
     recent = WebhookStore(store).terminations_since(last_hr_read(store))
     policy = config.policy
     return webhook_breaker_reason(
-        before, after, len(recent), policy.max_new_terminations, now, min_count=policy.min_breaker_count
+        before,
+        after,
+        len(recent),
+        policy.max_new_terminations,
+        now,
+        min_count=policy.min_breaker_count,
+        workforce=store.count_people(),
     )

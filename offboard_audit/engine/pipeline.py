@@ -47,7 +47,7 @@ from offboard_audit.core.lifecycle import Scope, unproven_ids, update_findings
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.people import ChangeDecision, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Finding, Link, Person, RunResult, RunStatus, SourceRun
+from offboard_audit.core.records import Account, Finding, Link, Person, RunResult, RunStatus, SourceRun
 from offboard_audit.core.stored import RunKind
 from offboard_audit.engine.collect import (
     AccountRead,
@@ -265,7 +265,7 @@ class Pipeline:
             decision = update.decision
             before, people, person = list(update.before), list(update.after), update.person
         else:
-            before = people = self.store.load_people()
+            before = people = [s.person for s in self.store.person_states_for(employee_id)]
             found = next((p for p in people if p.employee_id == employee_id), None)
             if found is None:
                 raise ConfigError(f"no stored person with employee id {employee_id!r}")
@@ -310,6 +310,30 @@ class Pipeline:
         finally:
             lease.stop()
 
+    def _candidates(
+        self, accounts: Sequence[Account], specs: Mapping[str, MatchSpec], person: Person
+    ) -> list[Person]:
+        """The stored people ``accounts`` can match, looked up by the identifiers matching
+        compares (``storage/people.py``, ``person_keys``); everybody when a username rule is a
+        template (those usernames are not indexed)."""
+        if any(rule not in ("alias", "email_local") for rule in self.config.matching.username_rules):
+            return self.store.load_people()
+        keys: set[tuple[str, str]] = set()
+        default = MatchSpec()
+        for a in accounts:
+            spec = specs.get(a.source, default)
+            keys.update(("id", v) for attr in spec.employee_id_attributes for v in a.attribute_values(attr))
+            emails = [*a.emails, *(v for attr in spec.email_attributes for v in a.attribute_values(attr))]
+            username = a.username.strip()
+            names = [username, username.rsplit("\\", 1)[-1], username.split("@", 1)[0]]
+            if "@" in username:
+                emails.append(username)
+            keys.update(("email", e) for e in emails if "@" in e)
+            keys.update((kind, n) for n in names if n for kind in ("alias", "local"))
+        found = {_key(p): p for p in self.store.people_with_keys(keys)}
+        found[_key(person)] = person
+        return list(found.values())
+
     def _collect(self, sources: Sequence[SourceConfig], person: Person | None) -> list[AccountRead]:
         reads = [AccountRead(src, self._account_source(src)) for src in sources]
         if len(reads) <= 1:
@@ -330,6 +354,9 @@ class Pipeline:
             settle(r, self.store)
         specs: dict[str, MatchSpec] = {r.name: r.source.match for r in reads}
         accounts = [a for r in reads for a in r.accounts]
+        if person is not None:
+            # Everybody these accounts could match (so ambiguity is still seen), by index.
+            people = self._candidates(accounts, specs, person)
         links = match_all(accounts, specs, people, self.config.matching.username_rules)
         if person is not None:
             # Matched against everybody (so ambiguity is still seen), kept for this person only.
