@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from offboard_audit.core.jobs import REFUSED_PREFIX, Job, JobAction, JobState, Outcome
 from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.core.rotation import owner_label, rotate_task, rotate_task_json
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.daemon.notify import Message
 from offboard_audit.engine.revocation import ApplyReport
@@ -211,6 +212,22 @@ def run_messages(
                         ],
                     ),
                 ),
+            )
+        )
+    tasks = [t for f in new if (t := rotate_task(f)) is not None]
+    if tasks:
+        # Secrets a leaver could carry away are rotated by people, not by this tool: say who.
+        lines = [
+            f"- {t.task} {t.kind} {t.object_id} ({t.person_name or t.person}): owner {owner_label(t.owner)}"
+            for t in tasks[:20]
+        ]
+        more = f"\n...and {len(tasks) - 20} more" if len(tasks) > 20 else ""
+        messages.append(
+            Message(
+                "rotate_tasks",
+                f"offboard-audit {kind} run {result.run_id}: {len(tasks)} secret(s) or key(s) to rotate or "
+                "remove\n" + "\n".join(lines) + more,
+                (("run_id", result.run_id), ("rotate_tasks", [rotate_task_json(t) for t in tasks])),
             )
         )
     if result.circuit_breaker and include_run:
