@@ -94,6 +94,16 @@ SOURCES: dict[str, str] = {
 # type = "gcp_iam"
 # projects = ["my-project"]        # or organization = "organizations/123"
 """,
+    "vault": """\
+# Vault / OpenBao: the leavers' own entities, tokens and logins, and what they read or exported
+# (the file audit device's log). See docs/exposure.md for the ACL policy it needs.
+# [[sources]]
+# name = "vault"
+# type = "vault"
+# url = "https://vault.example.org:8200"
+# token_env = "VAULT_TOKEN"          # or: role_id = "..." and secret_id_env = "VAULT_SECRET_ID"
+# audit_log = "/var/log/vault/audit.log"
+""",
 }
 
 
