@@ -20,6 +20,7 @@ SOURCE_TYPES: dict[str, str] = {
     "aws_iam": "connectors.aws_iam:PLUGIN",
     "gcp_iam": "connectors.gcp_iam:PLUGIN",
     "vault": "connectors.vault:PLUGIN",
+    "github": "connectors.github:PLUGIN",
 }
 
 

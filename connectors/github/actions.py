@@ -1,0 +1,379 @@
+"""The github revoker's actions: one class per action, carrying its definition (with the token
+scopes / GitHub App permissions it needs), its read and its change. None of them can be undone by
+this tool, and each says so: GitHub has no switch to turn a membership, a token or an invitation
+off and back on.
+
+The engine runs them (``offboard_audit.engine.steps``): read, identity and no-op checks, change,
+one re-read to verify. Every read first passes the revoker's guard (another organisation,
+``protected_logins``; before any call) and reads the user's identity, the numeric user id
+(``GET /users/{login}``, or the membership's ``user.id``): a login renamed and taken by someone
+else since the audit reads as another identity, and nothing is touched.
+
+- ``revoke_sso_authorization``: read = ``GET /orgs/{org}/credential-authorizations?login=``;
+  change = ``DELETE /orgs/{org}/credential-authorizations/{credential_id}``. The token or SSH key
+  stops working for the organisation until its owner authorizes it again through the IdP.
+- ``revoke_fine_grained_token``: read = ``GET /orgs/{org}/personal-access-tokens?owner[]=``;
+  change = ``POST /orgs/{org}/personal-access-tokens/{pat_id}`` ``{"action": "revoke"}`` (only a
+  GitHub App may call either).
+- ``cancel_invitation``: read = ``GET /orgs/{org}/invitations``; change = ``DELETE
+  /orgs/{org}/invitations/{invitation_id}``.
+- ``remove_from_organization`` (delete stage, so it comes last, after the credentials above, and
+  only with ``policy.delete_after``): read = ``GET /orgs/{org}/memberships/{login}`` (an outside
+  collaborator: ``GET /orgs/{org}/outside_collaborators``); change = ``DELETE
+  /orgs/{org}/memberships/{login}`` or ``DELETE /orgs/{org}/outside_collaborators/{login}``.
+  Refused for the organisation's last owner, in the read and again right before the write.
+
+Writes keyed by an immutable id (a credential, a grant, an invitation) cannot reach another user's
+object. The membership writes are keyed by login, which GitHub cannot make conditional: the
+identity (and the last-owner rule) is re-read immediately before the write (``TargetChanged``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+from connectors.github import translate as tr
+from connectors.github.clients import GitHubApi
+from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.protocols import Restore
+from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+
+REVOKE_SSO_AUTHORIZATION = "revoke_sso_authorization"
+REVOKE_FINE_GRAINED_TOKEN = "revoke_fine_grained_token"
+CANCEL_INVITATION = "cancel_invitation"
+REMOVE_FROM_ORGANIZATION = "remove_from_organization"
+
+
+class GitHubAccess(Protocol):
+    """What every action gets from :class:`~connectors.github.revoker.GitHubRevoker`."""
+
+    @property
+    def api(self) -> GitHubApi: ...
+
+    @property
+    def org(self) -> str: ...
+
+    def guard(self, target: ActionTarget) -> None:
+        """``RevokeError`` for a target of another organisation or a protected login (no call)."""
+        ...
+
+    def user_id(self, login: str) -> str | None:
+        """``GET /users/{login}``: the user id now, or None when no user has that login."""
+        ...
+
+    def calling(self, what: str) -> AbstractContextManager[None]:
+        """Turn a failed GitHub call into a ``RevokeError`` that names it."""
+        ...
+
+
+def github_action(
+    name: str,
+    kind: CredentialKind,
+    permissions: tuple[str, ...],
+    description: str,
+    stage: Stage = Stage.DISABLE,
+) -> ActionDef:
+    return ActionDef(
+        name=name,
+        credential_kind=kind,
+        stage=stage,
+        reversible=False,
+        permissions=("GET /users/{username}", *permissions),
+        description=description,
+    )
+
+
+class GitHubAction(ABC):
+    """Read = guard + identity + ``read_object``; change = guard + ``revoke``. No restore."""
+
+    definition: ClassVar[ActionDef]
+
+    def __init__(self, access: GitHubAccess) -> None:
+        self.access = access
+
+    def read(self, target: ActionTarget) -> ResourceState:
+        self.access.guard(target)
+        with self.access.calling(f"{self.definition.name} {target.credential_id}: reading its state"):
+            return self.read_object(target)
+
+    def change(self, target: ActionTarget, before: ResourceState) -> None:
+        self.access.guard(target)
+        with self.access.calling(f"{self.definition.name} {target.credential_id}"):
+            self.revoke(target, before)
+
+    @property
+    def restore(self) -> Restore | None:
+        # Honest undo: none of these can be put back by this tool (the descriptions say what can).
+        return None
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        return True
+
+    def identity(self, target: ActionTarget) -> str | None:
+        return self.access.user_id(target.username)
+
+    @abstractmethod
+    def read_object(self, target: ActionTarget) -> ResourceState: ...
+
+    @abstractmethod
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None: ...
+
+
+def _object_id(target: ActionTarget, prefix: str) -> int:
+    raw = target.credential_id
+    if not raw.startswith(prefix) or not raw[len(prefix) :].isdigit():
+        raise RevokeError(f"{raw!r} is not a {prefix.rstrip('/')} credential id")
+    return int(raw[len(prefix) :])
+
+
+class RevokeSsoAuthorization(GitHubAction):
+    definition = github_action(
+        REVOKE_SSO_AUTHORIZATION,
+        CredentialKind.SSO_AUTHORIZATION,
+        (
+            "GET /orgs/{org}/credential-authorizations (token scope read:org)",
+            "DELETE /orgs/{org}/credential-authorizations/{credential_id} (token scope admin:org)",
+            "an organisation owner; Enterprise Cloud with SAML SSO",
+        ),
+        "Revoke the SAML SSO authorization of the token or SSH key: it stops working for the "
+        "organisation. IRREVERSIBLE by this tool: only its owner can authorize it again, through the IdP.",
+    )
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        from githubkit_schemas.ghec_v2026_03_10.models import CredentialAuthorization
+
+        wanted = _object_id(target, tr.SSO_PREFIX)
+        identity = self.identity(target)
+        if identity is None:
+            return ResourceState(exists=False, active=False)
+        api, org, login = self.access.api, self.access.org, target.username
+        found = api.pages(
+            f"GET /orgs/{org}/credential-authorizations?login={login}",
+            lambda: api.rest.orgs.list_saml_sso_authorizations(org, login=login, per_page=100),
+            CredentialAuthorization,
+        )
+        match = next((a for a in found if a.credential_id == wanted), None)
+        data: tuple[tuple[str, str], ...] = (("login", login), ("credential_id", str(wanted)))
+        if match is None:
+            return ResourceState(exists=False, active=False, data=data, identity=identity)
+        data += (("credential_type", str(match.credential_type)),)
+        return ResourceState(exists=True, active=True, data=data, identity=identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        api, org = self.access.api, self.access.org
+        cid = _object_id(target, tr.SSO_PREFIX)
+        api.call(
+            f"DELETE /orgs/{org}/credential-authorizations/{cid}",
+            lambda: api.rest.orgs.remove_saml_sso_authorization(org, cid),
+        )
+
+
+class RevokeFineGrainedToken(GitHubAction):
+    definition = github_action(
+        REVOKE_FINE_GRAINED_TOKEN,
+        CredentialKind.PERSONAL_ACCESS_TOKEN,
+        (
+            "GET /orgs/{org}/personal-access-tokens",
+            "POST /orgs/{org}/personal-access-tokens/{pat_id}",
+            "GitHub App auth only: organisation permission Personal access tokens (write)",
+        ),
+        "Revoke the fine-grained personal access token's access to the organisation. IRREVERSIBLE by "
+        "this tool: its owner would have to request access again (and an owner approve it).",
+    )
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        from githubkit_schemas.ghec_v2026_03_10.models import OrganizationProgrammaticAccessGrant
+
+        wanted = _object_id(target, tr.PAT_PREFIX)
+        identity = self.identity(target)
+        if identity is None:
+            return ResourceState(exists=False, active=False)
+        api, org, login = self.access.api, self.access.org, target.username
+        found = api.pages(
+            f"GET /orgs/{org}/personal-access-tokens?owner[]={login}",
+            lambda: api.rest.orgs.list_pat_grants(org, owner=[login], per_page=100),
+            OrganizationProgrammaticAccessGrant,
+        )
+        match = next((g for g in found if g.id == wanted), None)
+        data: tuple[tuple[str, str], ...] = (("login", login), ("pat_id", str(wanted)))
+        if match is None:
+            return ResourceState(exists=False, active=False, data=data, identity=identity)
+        data += (("token_id", str(match.token_id)), ("token_name", str(match.token_name)))
+        return ResourceState(exists=True, active=not match.token_expired, data=data, identity=identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        api, org = self.access.api, self.access.org
+        pat_id = _object_id(target, tr.PAT_PREFIX)
+        api.call(
+            f"POST /orgs/{org}/personal-access-tokens/{pat_id}",
+            lambda: api.rest.orgs.update_pat_access(org, pat_id, action="revoke"),
+        )
+
+
+class CancelInvitation(GitHubAction):
+    definition = github_action(
+        CANCEL_INVITATION,
+        CredentialKind.INVITATION,
+        (
+            "GET /orgs/{org}/invitations",
+            "DELETE /orgs/{org}/invitations/{invitation_id}",
+            "token scope admin:org (an organisation owner); GitHub App: Members (write)",
+        ),
+        "Cancel the pending invitation. IRREVERSIBLE by this tool: to undo, invite the person again "
+        "(a new invitation and a new email to them).",
+    )
+
+    def identity(self, target: ActionTarget) -> str | None:
+        # An invitation to an address with no GitHub account: the address is the identity.
+        if target.account_id.startswith(tr.EMAIL_PREFIX):
+            return target.account_id
+        return super().identity(target)
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        from githubkit_schemas.ghec_v2026_03_10.models import OrganizationInvitation
+
+        wanted = _object_id(target, tr.INVITATION_PREFIX)
+        identity = self.identity(target)
+        if identity is None:
+            return ResourceState(exists=False, active=False)
+        api, org = self.access.api, self.access.org
+        found = api.pages(
+            f"GET /orgs/{org}/invitations",
+            lambda: api.rest.orgs.list_pending_invitations(org, per_page=100),
+            OrganizationInvitation,
+        )
+        match = next((i for i in found if i.id == wanted), None)
+        data: tuple[tuple[str, str], ...] = (("invitation_id", str(wanted)),)
+        if match is None:
+            return ResourceState(exists=False, active=False, data=data, identity=identity)
+        invitee = (match.login or match.email or "").casefold()
+        expected = target.username.casefold()
+        if invitee != expected:
+            raise RevokeError(
+                f"invitation {wanted} is for {invitee!r} now, not {expected!r}: run the audit again"
+            )
+        data += (("invitee", invitee), ("role", str(match.role)))
+        return ResourceState(exists=True, active=True, data=data, identity=identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        api, org = self.access.api, self.access.org
+        inv_id = _object_id(target, tr.INVITATION_PREFIX)
+        api.call(
+            f"DELETE /orgs/{org}/invitations/{inv_id}", lambda: api.rest.orgs.cancel_invitation(org, inv_id)
+        )
+
+
+class RemoveFromOrganization(GitHubAction):
+    definition = github_action(
+        REMOVE_FROM_ORGANIZATION,
+        CredentialKind.ACCOUNT,
+        (
+            "GET /orgs/{org}/memberships/{username}",
+            "GET /orgs/{org}/members?role=admin",
+            "GET /orgs/{org}/outside_collaborators",
+            "DELETE /orgs/{org}/memberships/{username}",
+            "DELETE /orgs/{org}/outside_collaborators/{username}",
+            "token scope admin:org (an organisation owner); GitHub App: Members (write)",
+        ),
+        "Remove the user from the organisation (a member's membership, or an outside collaborator "
+        "from every repository); planned last, in the delete stage. IRREVERSIBLE: a removed member "
+        "can only be re-invited (they must accept; GitHub offers to restore their former access for "
+        "three months). Never the organisation's last owner.",
+        stage=Stage.DELETE,
+    )
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        if target.credential_id == tr.COLLABORATOR_ID:
+            return self._collaborator(target)
+        if target.credential_id != tr.MEMBERSHIP_ID:
+            raise RevokeError(f"{target.credential_id!r} is not an organisation membership")
+        membership = self._membership(target.username)
+        if membership is None:
+            identity = self.identity(target)
+            if identity is None:
+                return ResourceState(exists=False, active=False)
+            return ResourceState(
+                exists=False, active=False, data=(("login", target.username),), identity=identity
+            )
+        identity = str(membership.user.id) if membership.user is not None else self.identity(target)
+        role, state = str(membership.role), str(membership.state)
+        data = (("login", target.username), ("role", role), ("state", state))
+        resource = ResourceState(exists=True, active=True, data=data, identity=identity)
+        if role == "admin" and identity == target.account_uid:
+            self._refuse_last_owner(target, identity)
+        return resource
+
+    def _membership(self, login: str) -> Any:
+        api, org = self.access.api, self.access.org
+        what = f"GET /orgs/{org}/memberships/{login}"
+        from connectors.github.clients import is_not_found
+
+        try:
+            return api.parsed(what, api.call(what, lambda: api.rest.orgs.get_membership_for_user(org, login)))
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _refuse_last_owner(self, target: ActionTarget, identity: str) -> None:
+        from githubkit_schemas.ghec_v2026_03_10.models import SimpleUser
+
+        api, org = self.access.api, self.access.org
+        owners = api.pages(
+            f"GET /orgs/{org}/members?role=admin",
+            lambda: api.rest.orgs.list_members(org, role="admin", per_page=100),
+            SimpleUser,
+        )
+        if not any(str(o.id) != identity for o in owners):
+            raise RevokeError(
+                f"refusing to remove {target.username!r}: the last owner of {org} (an organisation "
+                "with no owner cannot be administered); make someone else an owner first"
+            )
+
+    def _collaborator(self, target: ActionTarget) -> ResourceState:
+        from githubkit_schemas.ghec_v2026_03_10.models import SimpleUser
+
+        identity = self.identity(target)
+        if identity is None:
+            return ResourceState(exists=False, active=False)
+        api, org = self.access.api, self.access.org
+        found = api.pages(
+            f"GET /orgs/{org}/outside_collaborators",
+            lambda: api.rest.orgs.list_outside_collaborators(org, per_page=100),
+            SimpleUser,
+        )
+        present = any(str(u.id) == identity for u in found)
+        data = (("login", target.username), ("relation", tr.OUTSIDE_COLLABORATOR))
+        return ResourceState(exists=present, active=present, data=data, identity=identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        from offboard_audit.core.errors import TargetChanged
+        from offboard_audit.core.records import identity_mismatch
+
+        api, org, login = self.access.api, self.access.org, target.username
+        # The write names the login, which GitHub cannot make conditional: read again right before.
+        now = self.read_object(target)
+        mismatch = identity_mismatch(target, now)
+        if mismatch is not None:
+            raise TargetChanged(mismatch)
+        if target.credential_id == tr.COLLABORATOR_ID:
+            api.call(
+                f"DELETE /orgs/{org}/outside_collaborators/{login}",
+                lambda: api.rest.orgs.remove_outside_collaborator(org, login),
+            )
+            return
+        api.call(
+            f"DELETE /orgs/{org}/memberships/{login}",
+            lambda: api.rest.orgs.remove_membership_for_user(org, login),
+        )
+
+
+# In the order the plan and ``config check`` list them.
+ACTIONS: tuple[type[GitHubAction], ...] = (
+    RevokeSsoAuthorization,
+    RevokeFineGrainedToken,
+    CancelInvitation,
+    RemoveFromOrganization,
+)
