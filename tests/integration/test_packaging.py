@@ -34,6 +34,7 @@ def test_wheel_contains_core_connectors_migrations_and_demo(tmp_path: Path):
         "offboard_audit/__init__.py",
         "offboard_audit/cli/__init__.py",
         "offboard_audit/demo/hr.csv",
+        "offboard_audit/report/templates/evidence.html.j2",
         "offboard_audit/migrations/env.py",
         "offboard_audit/migrations/versions/0001_initial_schema.py",
         "connectors/__init__.py",
