@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.support.openbao",
     "tests.support.gcp_exposure",
     "tests.support.revocation",
+    "tests.support.github",
 ]

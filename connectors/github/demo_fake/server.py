@@ -109,7 +109,9 @@ class FakeGitHubServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.state.base_url = self.url
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-github", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
+        )
         self._thread.start()
         return self
 
