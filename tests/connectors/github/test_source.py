@@ -5,11 +5,13 @@ mapping, the detail pass only for the asked-for accounts, call counts."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from connectors.github.demo_fake import FakeUser
 from offboard_audit.core.errors import SourceError
+from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.records import Account, CredentialKind, Person, PersonStatus
 from tests.support.github import NOW, Failure, GitHubWorld
@@ -352,3 +354,39 @@ def test_collect_for_reads_only_what_may_belong_to_the_person(github_world: GitH
     data = github_world.source().collect_for(bob)
     assert [a.username for a in data.accounts] == ["BobL"]
     assert {c.kind for c in data.credentials} == {CredentialKind.ACCOUNT, CredentialKind.SSO_AUTHORIZATION}
+
+
+def test_github_app_auth_exchanges_its_jwt_for_an_installation_token_and_lists_tokens(
+    github_world: GitHubWorld,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from connectors.github import make_source
+
+    users = seed(github_world)
+    github_world.state.grant(users["bob"], last_used_at=LEFT + timedelta(days=1))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    github_world.app_token = True
+    options = github_world.options()  # app_id 42, installation 7, private key from GH_APP_KEY
+    ctx = SourceContext(base_dir=Path.cwd(), env={"GH_APP_KEY": pem})  # no injected client
+    source = make_source(options, ctx)
+    data = source.collect()
+    # githubkit caches the installation token; the five lists starting together may each fetch one.
+    exchanged = github_world.server.calls["POST /app/installations/7/access_tokens"]
+    assert 1 <= exchanged <= 5
+    detail = source.detail(leaver_accounts(data.accounts, {"BobL"}))
+    assert github_world.server.calls["POST /app/installations/7/access_tokens"] == exchanged
+    (pat,) = [c for c in detail.credentials if c.kind is CredentialKind.PERSONAL_ACCESS_TOKEN]
+    assert pat.last_used_at == LEFT + timedelta(days=1) and detail.warnings == ()
+
+
+def test_a_missing_token_variable_fails_the_source_naming_it(github_world: GitHubWorld) -> None:
+    from connectors.github import make_source
+
+    source = make_source(github_world.options(), SourceContext(base_dir=Path.cwd(), env={}))
+    with pytest.raises(SourceError, match="environment variable GH_TOKEN is not set"):
+        source.collect()
