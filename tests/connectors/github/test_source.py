@@ -11,8 +11,8 @@ import pytest
 
 from connectors.github.demo_fake import FakeUser
 from offboard_audit.core.errors import SourceError
-from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.matching import match_all
+from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Account, CredentialKind, Person, PersonStatus
 from tests.support.github import NOW, Failure, GitHubWorld
 
