@@ -17,10 +17,12 @@ may depend on it). This reader feeds that rule:
 - :meth:`GitHubExposure.inventory`: for the keys the leavers' events name, whether each still
   exists (from this run's listing; a repository not listed in this run is listed again) and, for
   those that do, the repository's admins (``GET /repos/{owner}/{repo}/collaborators?permission=admin``,
-  only for repositories holding a leaver's key): the people who should remove or rotate it.
+  the first page, only for repositories holding a leaver's key): who should remove or rotate it.
 
 Cost: one call per 100 repositories plus one per repository (GitHub has no organisation-wide
-deploy-key list), one per distinct adder, and one per repository holding a leaver's key.
+deploy-key list); the adders: one lookup each, or with more than 20 the member and collaborator
+lists (one call per 100) and a lookup for each adder they do not name; one call per repository
+holding a leaver's key.
 Permissions: token scope ``repo`` (an organisation owner sees every repository); GitHub App:
 Administration (read) on the repositories, Metadata (read).
 """
@@ -44,6 +46,9 @@ from offboard_audit.core.exposure import (
     PersistenceState,
 )
 from offboard_audit.core.records import CredentialKind, ScopeFailure
+
+# More distinct adders than this: list the members once instead of looking each one up.
+_LOOKUPS_BEFORE_LISTING = 20
 
 EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "GET /orgs/{org}/repos, GET /repos/{owner}/{repo}/keys, GET /repos/{owner}/{repo}/collaborators "
@@ -98,7 +103,7 @@ class GitHubExposure:
             },
             key=str.casefold,
         )
-        actors = dict(zip(adders, api.map(self.resolve, adders), strict=True))
+        actors = self.resolve_all(adders)
         for repo, keys in zip(names, listed, strict=True):
             stream = f"deploy-keys/{repo}"
             if isinstance(keys, GitHubCallError):
@@ -141,6 +146,37 @@ class GitHubExposure:
             DeployKey,
         )
 
+    def resolve_all(self, logins: list[str]) -> dict[str, Actor | GitHubCallError]:
+        """Every adder as an actor. Many adders: the member and outside-collaborator lists (a call
+        per 100) name most of them, and only the rest are looked up one by one."""
+        from githubkit_schemas.ghec_v2026_03_10.models import SimpleUser
+
+        api, org, size = self.api, self.org, self.settings.page_size
+        known: dict[str, Actor | GitHubCallError] = {}
+        if len(logins) > _LOOKUPS_BEFORE_LISTING:
+            with api.session():
+                try:
+                    listed = api.pages(
+                        f"GET /orgs/{org}/members",
+                        lambda: api.rest.orgs.list_members(org, per_page=size),
+                        SimpleUser,
+                    ) + api.pages(
+                        f"GET /orgs/{org}/outside_collaborators",
+                        lambda: api.rest.orgs.list_outside_collaborators(org, per_page=size),
+                        SimpleUser,
+                    )
+                except GitHubCallError:
+                    listed = []  # fall back to one lookup per adder
+            ids = {u.login.casefold(): int(u.id) for u in listed}
+            known = {
+                login: tr.adder_actor(login, ids[login.casefold()])
+                for login in logins
+                if login.casefold() in ids
+            }
+        rest = [login for login in logins if login not in known]
+        known.update(zip(rest, api.map(self.resolve, rest), strict=True))
+        return known
+
     def resolve(self, login: str) -> Actor:
         """The adder as an actor with its user id; by login alone when it no longer resolves."""
         what = f"GET /users/{login}"
@@ -170,8 +206,6 @@ class GitHubExposure:
         return InventoryRead(objects=objects, scopes=tuple(repos), failed_scopes=failed)
 
     def _check(self, repo: str, refs: list[ObjectRef]) -> list[PersistenceState] | str:
-        from githubkit_schemas.ghec_v2026_03_10.models import Collaborator
-
         if repo in self._failed:
             return self._failed[repo]
         keys = self._keys.get(repo)
@@ -188,20 +222,15 @@ class GitHubExposure:
         if present:
             owner, name = repo.split("/", 1)
             what = f"GET /repos/{repo}/collaborators?permission=admin"
+            # The first page names who to ask (the detail shows five); no need to read every owner.
             try:
-                admins = sorted(
-                    (
-                        c.login
-                        for c in self.api.pages(
-                            what,
-                            lambda: self.api.rest.repos.list_collaborators(
-                                owner, name, permission="admin", per_page=self.settings.page_size
-                            ),
-                            Collaborator,
-                        )
+                response = self.api.call(
+                    what,
+                    lambda: self.api.rest.repos.list_collaborators(
+                        owner, name, permission="admin", per_page=100
                     ),
-                    key=str.casefold,
                 )
+                admins = sorted((c.login for c in self.api.parsed(what, response)), key=str.casefold)
             except GitHubCallError as exc:
                 return str(exc)
         return [
