@@ -82,13 +82,20 @@ def demo(people: Sequence[Person], now: datetime) -> DemoPart:
     )
     state.add_deploy_key(infra, "read-mirror", added_by=alice.login, created_at=now - timedelta(days=300))
 
+    # A fine-grained token Bob still holds (read because the demo runs as a GitHub App).
+    state.grant(bob, token_name="release script", granted_at=bob_left - timedelta(days=40))
+
     server = FakeGitHubServer(state).start()
-    client = GitHubClients(github=fake_github_client(server))
+    # As a GitHub App: only an App can list fine-grained tokens. The client is injected with an
+    # installation token, so the private key variable is never read.
+    client = GitHubClients(github=fake_github_client(server, "ghs_demo_installation"))
     source = {
         "name": "github",
         "type": "github",
         "org": ORG,
-        "token_env": "GITHUB_TOKEN",
+        "app_id": 1,
+        "private_key_env": "GITHUB_APP_PRIVATE_KEY",
+        "installation_id": 1,
         "owners": {grace.login: email("E1007") or "grace@example.com"},
     }
     return DemoPart(source=source, client=client, close=server.stop)
