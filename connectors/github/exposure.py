@@ -241,6 +241,7 @@ class GitHubExposure:
                 detail=tr.deploy_key_state_detail(by_id[r.fingerprint], admins)
                 if r.fingerprint in by_id
                 else "",
+                remove_by=tuple(admins),
             )
             for r in refs
         ]

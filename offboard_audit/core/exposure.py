@@ -190,6 +190,9 @@ class PersistenceState:
     ref: ObjectRef
     present: bool
     detail: str = ""
+    # Who should remove it, when the system names someone (a repository's admins for a deploy
+    # key): the remove task goes to them before the leaver's manager.
+    remove_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

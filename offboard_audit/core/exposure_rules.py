@@ -430,7 +430,12 @@ def _persistence_finding(
         detail=f"{what}{target}; made by {last.action} (event {last.event_id})",
         scope=exposure_scope(ref.scope),
     )
-    owner = rotate_owner(None, person)
+    # The system's own answer to "whose is this?" (a repository's admins) comes first.
+    owner = (
+        RotateOwner(OwnerVia.OBJECT_ADMINS, ", ".join(state.remove_by[:5]))
+        if state.remove_by
+        else rotate_owner(None, person)
+    )
     return _finding(
         inputs,
         Rule.PERSISTENCE_LEFT_BY_LEAVER,

@@ -378,6 +378,7 @@ class OwnerVia(StrEnum):
 
     OWNER_TAG = "owner-tag"  # the secret's own owner tag / label / metadata
     MANAGER = "manager"  # the leaver's manager (HR column manager_email)
+    OBJECT_ADMINS = "object-admins"  # the system's admins of the object (a repository's admins)
     UNASSIGNED = "unassigned"
 
 

@@ -96,11 +96,19 @@ def may_auto_rotate(f: Finding, auto_rotate_secrets: bool) -> bool:
     )
 
 
+_VIA_LABEL = {
+    OwnerVia.OWNER_TAG: "owner tag",
+    OwnerVia.MANAGER: "manager",
+    OwnerVia.OBJECT_ADMINS: "admins of the object",
+}
+
+
 def owner_label(owner: RotateOwner) -> str:
-    """``alice@example.com (owner tag)``, ``bob@example.com (manager)`` or ``unassigned``."""
+    """``alice@example.com (owner tag)``, ``bob@example.com (manager)``, ``octo, hub (admins of
+    the object)`` or ``unassigned``."""
     if owner.via is OwnerVia.UNASSIGNED or not owner.email:
         return "unassigned"
-    return f"{owner.email} ({'owner tag' if owner.via is OwnerVia.OWNER_TAG else 'manager'})"
+    return f"{owner.email} ({_VIA_LABEL[owner.via]})"
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -188,7 +188,13 @@ class ExposureStore(Database):
                     key = (r["scope"], r["kind"], r["object_id"])
                     if r["fingerprint"] != wanted[key].fingerprint:
                         continue  # checked for another version of the object: says nothing now
-                    out[key] = PersistenceState(source, wanted[key], bool(r["present"]), r["detail"])
+                    out[key] = PersistenceState(
+                        source,
+                        wanted[key],
+                        bool(r["present"]),
+                        r["detail"],
+                        tuple(json.loads(r["remove_by_json"])),
+                    )
         return out
 
 
@@ -248,5 +254,6 @@ def _object_row(source: str, x: PersistenceState, run_id: str) -> dict[str, obje
         "fingerprint": x.ref.fingerprint,
         "present": x.present,
         "detail": x.detail,
+        "remove_by_json": json.dumps(list(x.remove_by)),
         "updated_run": run_id,
     }

@@ -338,6 +338,7 @@ class ExposureObjectRow(SQLModel, table=True):
     fingerprint: str = Field(default="", sa_column=Column(Text, nullable=False))
     present: bool = False
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    remove_by_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     updated_run: str = Field(max_length=64)
 
 

@@ -420,7 +420,7 @@ print(result.circuit_breaker)
 """
 
 
-def test_a_clean_targeted_run_after_a_tripped_audit_does_not_release_its_breaker_for_revoke(
+def test_a_targeted_run_after_a_tripped_audit_holds_that_breaker_and_does_not_release_it_for_revoke(
     tmp_path: Path,
 ) -> None:
     world = _world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -428,7 +428,8 @@ def test_a_clean_targeted_run_after_a_tripped_audit_does_not_release_its_breaker
     _mass_termination(world)
     tripped = _cli(world, "audit")
     assert "circuit breaker" in tripped.stderr + tripped.stdout
-    # A webhook reconcile of somebody still employed finishes after it, with no breaker of its own.
+    # A webhook reconcile of somebody still employed finishes after it: it has no breaker of its
+    # own, and reports (and obeys) the one the unaccepted HR read tripped.
     targeted = subprocess.run(
         [sys.executable, "-c", _TARGETED_RUN, str(world.config_path), "E7"],
         cwd=world.root,
@@ -437,7 +438,8 @@ def test_a_clean_targeted_run_after_a_tripped_audit_does_not_release_its_breaker
         text=True,
         timeout=TIMEOUT,
     )
-    assert targeted.returncode == 0 and targeted.stdout.strip() == "None", targeted.stderr
+    assert targeted.returncode == 0, targeted.stderr
+    assert targeted.stdout.startswith("the HR circuit breaker holds since run "), targeted.stdout
 
     refused = _cli(world, "revoke", "--apply")
 

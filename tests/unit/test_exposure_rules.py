@@ -187,3 +187,14 @@ def test_translate_skips_failed_calls_and_undecrypted_reads() -> None:
     assert record_events({**ok, "errorCode": "AccessDenied"}, "aws") == []
     service = {**ok, "userIdentity": {"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}}
     assert record_events(service, "aws") == []
+
+
+def test_persistence_remove_task_goes_to_the_objects_admins_before_the_manager() -> None:
+    ref = ObjectRef("acme/infra", CredentialKind.DEPLOY_KEY, "acme/infra/keys/7", owner="acme/infra")
+    made = event(IAM_ALICE, ref, ExposureHow.CREATED, action="deploy_key.create")
+    admins = PersistenceState("aws", ref, True, "present", remove_by=("octo", "hub"))
+    [f] = run([made], objects=[admins])
+    assert f.owner is not None and (f.owner.via.value, f.owner.email) == ("object-admins", "octo, hub")
+    # Without admins named by the system, the leaver's manager gets it (ALICE has one).
+    [g] = run([made], objects=[PersistenceState("aws", ref, True, "present")])
+    assert g.owner is not None and (g.owner.via.value, g.owner.email) == ("manager", "m@x.com")

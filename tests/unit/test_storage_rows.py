@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, insert, select
 
+from offboard_audit.core.exposure import InventoryRead, ObjectRef, PersistenceState
 from offboard_audit.core.records import CredentialKind, ResourceState, RunStatus, Stage
 from offboard_audit.core.stored import ActionRecord, ActionStatus, RunInfo
 from offboard_audit.storage.actions import NewEvent, action_row, load_actions, record_new_action
@@ -90,3 +91,12 @@ def test_row_of_refuses_a_column_the_table_does_not_have() -> None:
 
 def test_table_of_gives_the_core_table_of_a_model() -> None:
     assert table_of(RunRow) is RUNS and RUNS.name == "runs"
+
+
+def test_a_persistence_objects_admins_survive_the_database() -> None:
+    store = Store(make_engine("sqlite://"))
+    store.create_all()
+    ref = ObjectRef("acme/infra", CredentialKind.DEPLOY_KEY, "acme/infra/keys/7", owner="acme/infra")
+    state = PersistenceState("gh", ref, True, "present", remove_by=("octo", "hub"))
+    store.save_inventory("gh", InventoryRead(objects=(state,), scopes=("acme/infra",)), "r-1")
+    assert store.exposure_objects("gh", [ref]) == {ref.key: state}

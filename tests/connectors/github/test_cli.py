@@ -137,7 +137,7 @@ def test_audit_finds_a_token_used_after_termination_an_invitation_and_a_deploy_k
     assert critical["account"] == {"id": bob, "name": "bobthebuilder", "kind": "human"}
     assert critical["credential"]["last_used_at"] == "2026-10-21T17:00:00+00:00"
     deploy = next(f for f in report["findings"] if f["rule"] == "persistence-left-by-leaver")
-    assert deploy["owner"] == {"email": None, "via": "unassigned"}
+    assert deploy["owner"] == {"email": "alice-dev", "via": "object-admins"}
     assert "repository admins: alice-dev" in deploy["reason"]
     assert carol in {f["account"]["id"] for f in report["findings"] if f["person"]["employee_id"] == "E1003"}
 
