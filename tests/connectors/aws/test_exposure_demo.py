@@ -28,7 +28,8 @@ def test_demo_shows_the_unrotated_signing_key_and_the_key_left_for_a_service_use
             [a["event_id"] for a in f["exposure"]],
         )
         for f in body["findings"]
-        if f["rule"] in ("secret-exposed-to-leaver", "persistence-left-by-leaver") and f["system"] == "aws_iam"
+        if f["rule"] in ("secret-exposed-to-leaver", "persistence-left-by-leaver")
+        and f["system"] == "aws_iam"
     )
     assert exposure == [
         (

@@ -160,4 +160,7 @@ def test_a_key_a_leaver_added_that_still_exists_is_persistence_with_a_remove_tas
     assert infra.person == carol and infra.severity.value == "high"
     assert "repository admins: alice-dev" in infra.reason
     # The remove task goes to the repository's admins, not to the leaver's manager.
-    assert infra.owner is not None and (infra.owner.via.value, infra.owner.email) == ("object-admins", "alice-dev")
+    assert infra.owner is not None and (infra.owner.via.value, infra.owner.email) == (
+        "object-admins",
+        "alice-dev",
+    )
