@@ -21,10 +21,8 @@ from offboard_audit.cli.common import (
     held_table,
     plan_table,
 )
-from offboard_audit.core.planning import (
-    Plan,
-    plan_json,
-)
+from offboard_audit.core.plan_file import plan_json
+from offboard_audit.core.planning import Plan
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, markup_safe
 from offboard_audit.storage.files import write_private_text

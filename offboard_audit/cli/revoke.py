@@ -30,7 +30,7 @@ from offboard_audit.cli.common import (
     held_table,
     plan_table,
 )
-from offboard_audit.core.planning import (
+from offboard_audit.core.plan_file import (
     PlanFile,
     PlanFileError,
     check_plan_file,

@@ -21,15 +21,12 @@ Rules (design.md, issue 6):
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from offboard_audit.core import selectors
-from offboard_audit.core.audit_chain import ChainKey
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,
@@ -48,11 +45,8 @@ from offboard_audit.core.rotation import (
     RotateTask,
     may_auto_rotate,
     rotate_task,
-    rotate_task_json,
 )
 from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus, TargetFields
-
-PLAN_FORMAT = "offboard-audit-plan/1"
 
 NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
 
@@ -140,13 +134,18 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        raw = "\n".join([self.fingerprint, *(a.key for a in self.actions)])
-        return "p-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+        return plan_id_of(self.fingerprint, [a.key for a in self.actions])
 
     def only(self, keys: Collection[str]) -> Plan:
         """The same plan restricted to the given action keys (order kept)."""
         wanted = set(keys)
         return replace(self, actions=tuple(a for a in self.actions if a.key in wanted))
+
+
+def plan_id_of(fingerprint: str, keys: Iterable[str]) -> str:
+    """A plan's id: derived from the findings it was made from and its action keys."""
+    raw = "\n".join([fingerprint, *keys])
+    return "p-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
 
 def findings_fingerprint(findings: Iterable[Finding]) -> str:
@@ -299,37 +298,10 @@ def build_plan(
                 hold(f, f"{f.source} has no action for {cred.kind.value} credentials")
             continue
 
-        def make(d: ActionDef, note: str = "", f: Finding = f, cred: Credential = cred) -> PlannedAction:
-            p = f.person
-            return PlannedAction(
-                finding_id=f.finding_id,
-                rule=f.rule,
-                severity=f.severity.value,
-                person=p.employee_id if p else None,
-                person_name=p.name if p else "",
-                terminated_at=p.terminated_at if p else None,
-                source=f.source,
-                system=f.system,
-                scope=f.account.scope or cred.scope,
-                account_id=f.account.account_id,
-                username=f.account.username,
-                credential_id=cred.credential_id,
-                credential_kind=cred.kind,
-                detail=cred.detail,
-                account_uid=f.account.uid,
-                action=d.name,
-                stage=d.stage,
-                reversible=d.reversible,
-                permissions=d.permissions,
-                description=d.description,
-                note=note,
-            )
-
         disable_defs = [d for d in kind_defs if d.stage is Stage.DISABLE]
         disabled_at: datetime | None = None
         for d in disable_defs:
-            recs = [r for r in by_key.get(f"{f.finding_id}:{d.name}", []) if r.status in DONE_STATUSES]
-            last = max((r.updated_at for r in recs), default=None)
+            last = _last_done(by_key, f"{f.finding_id}:{d.name}")
             if last is not None:
                 disabled_at = last if disabled_at is None else max(disabled_at, last)
             if not is_open:
@@ -338,14 +310,13 @@ def build_plan(
                 due = f.due_at.isoformat() if f.due_at else "never"
                 hold(f, f"not due yet (grace period ends {due})")
                 break
-            seen = observed.get(f.finding_id)
-            if last is not None and (seen is None or last >= seen):
+            if _still_holds(last, observed.get(f.finding_id)):
                 done.append(f"{f.finding_id}:{d.name}")
                 continue
             note = ""
             if last is not None:
                 note = f"revoked at {last.isoformat()} but seen active again since"
-            actions.append(make(d, note))
+            actions.append(_planned(f, cred, d, account_uid=f.account.uid, note=note))
 
         if policy.delete_after is None:
             continue
@@ -367,7 +338,7 @@ def build_plan(
             if start + policy.delete_after > now:
                 hold(f, f"delete stage ({d.name}) waits until {(start + policy.delete_after).isoformat()}")
                 continue
-            actions.append(make(d))
+            actions.append(_planned(f, cred, d, account_uid=f.account.uid))
 
     actions.sort(key=_sort_key)
     tasks.sort(key=lambda t: (t.person, t.system, t.source, t.task, t.object_id))
@@ -405,18 +376,36 @@ def _rotation(
         return None
     d = rotate[0]
     key = f"{f.finding_id}:{d.name}"
-    last = max((r.updated_at for r in by_key.get(key, ()) if r.status in DONE_STATUSES), default=None)
-    seen = observed.get(f.finding_id)
-    if last is not None and (seen is None or last >= seen):
+    if _still_holds(_last_done(by_key, key), observed.get(f.finding_id)):
         return key
+    # The object acted on is the secret: its own immutable id (an ARN) is what the rotate action
+    # re-reads before it changes anything.
+    return _planned(f, cred, d, account_uid=cred.credential_id)
+
+
+def _last_done(by_key: Mapping[str, Sequence[ActionRecord]], key: str) -> datetime | None:
+    """When the action ``key`` last took effect (applied, or found already done), if ever."""
+    return max((r.updated_at for r in by_key.get(key, ()) if r.status in DONE_STATUSES), default=None)
+
+
+def _still_holds(last: datetime | None, seen: datetime | None) -> bool:
+    """An action done at ``last`` still holds unless its credential was seen active after it."""
+    return last is not None and (seen is None or last >= seen)
+
+
+def _planned(
+    f: Finding, cred: Credential, d: ActionDef, *, account_uid: str, note: str = ""
+) -> PlannedAction:
+    """The action ``d`` on ``cred``, the credential of ``f``; ``account_uid`` is the immutable
+    identity the action re-reads before it changes anything."""
     p = f.person
     return PlannedAction(
         finding_id=f.finding_id,
         rule=f.rule,
         severity=f.severity.value,
-        person=p.employee_id,
-        person_name=p.name,
-        terminated_at=p.terminated_at,
+        person=p.employee_id if p else None,
+        person_name=p.name if p else "",
+        terminated_at=p.terminated_at if p else None,
         source=f.source,
         system=f.system,
         scope=f.account.scope or cred.scope,
@@ -425,213 +414,11 @@ def _rotation(
         credential_id=cred.credential_id,
         credential_kind=cred.kind,
         detail=cred.detail,
-        # The object acted on is the secret: its own immutable id (an ARN) is what the rotate
-        # action re-reads before it changes anything.
-        account_uid=cred.credential_id,
+        account_uid=account_uid,
         action=d.name,
         stage=d.stage,
         reversible=d.reversible,
         permissions=d.permissions,
         description=d.description,
+        note=note,
     )
-
-
-# --- plan files ----------------------------------------------------------------------------
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t is not None else None
-
-
-def action_json(a: PlannedAction) -> dict[str, Any]:
-    return {
-        "key": a.key,
-        "finding_id": a.finding_id,
-        "rule": a.rule.value,
-        "severity": a.severity,
-        "person": {"employee_id": a.person, "name": a.person_name, "terminated_at": _iso(a.terminated_at)}
-        if a.person
-        else None,
-        "source": a.source,
-        "system": a.system,
-        "scope": a.scope or None,
-        "account": {"id": a.account_id, "name": a.username, "uid": a.account_uid or None},
-        "credential": {"id": a.credential_id, "kind": a.credential_kind.value, "detail": a.detail or None},
-        "action": a.action,
-        "stage": a.stage.value,
-        "reversible": a.reversible,
-        "permissions": list(a.permissions),
-        "description": a.description,
-        "note": a.note or None,
-    }
-
-
-def held_json(h: HeldFinding) -> dict[str, Any]:
-    return {
-        "finding_id": h.finding_id,
-        "rule": h.rule.value,
-        "source": h.source,
-        "account": h.username,
-        "credential_id": h.credential_id,
-        "person": h.person,
-        "reason": h.reason,
-    }
-
-
-def _signed_content(body: Mapping[str, Any]) -> bytes:
-    """What the signature covers: every field but ``checksum`` and ``signature``, canonical JSON."""
-    content = {k: v for k, v in body.items() if k not in ("checksum", "signature")}
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def plan_signature(body: Mapping[str, Any], key: ChainKey) -> dict[str, str]:
-    """HMAC-SHA256 with the audit key over ``"offboard-audit-plan/1\n"`` + the signed content."""
-    return {
-        "alg": "hmac-sha256",
-        "key_id": key.key_id,
-        "value": key.sign(PLAN_FORMAT.encode("ascii"), _signed_content(body)),
-    }
-
-
-def plan_json(plan: Plan, key: ChainKey | None = None) -> dict[str, Any]:
-    """The plan as one JSON object. With the audit key it is ``signature``-d; ``checksum``
-    covers everything else in it (the signature too)."""
-    body: dict[str, Any] = {
-        "format": PLAN_FORMAT,
-        "plan_id": plan.plan_id,
-        "created_at": plan.created_at.isoformat(),
-        "findings_fingerprint": plan.fingerprint,
-        "actions": [action_json(a) for a in plan.actions],
-        "held": [held_json(h) for h in plan.held],
-        "already_done": list(plan.done),
-        "rotate_tasks": [rotate_task_json(t) for t in plan.tasks],
-    }
-    if key is not None:
-        body["signature"] = plan_signature(body, key)
-    body["checksum"] = plan_checksum(body)
-    return body
-
-
-def plan_checksum(body: Mapping[str, Any]) -> str:
-    content = {k: v for k, v in body.items() if k != "checksum"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-class PlanFileError(ValueError):
-    """A plan file that must not be used: edited, malformed, unsigned or of another format."""
-
-
-@dataclass(frozen=True)
-class PlanFile:
-    """What ``revoke --plan`` needs from a plan file: its fingerprint and action keys, and the
-    actions and held findings as written (checked against a fresh plan by :func:`check_plan_file`).
-    ``signed``: its signature was checked with the audit key."""
-
-    plan_id: str
-    created_at: datetime
-    fingerprint: str
-    keys: tuple[str, ...]
-    actions: tuple[Mapping[str, Any], ...] = ()
-    held: tuple[Mapping[str, Any], ...] = ()
-    signed: bool = False
-
-
-def _check_signature(body: Mapping[str, Any], key: ChainKey) -> None:
-    sig = body.get("signature")
-    if sig is None:
-        raise PlanFileError(
-            "not signed, but the audit key is set ([audit] key_env): plan files must be made with it; "
-            "make a new plan"
-        )
-    if not isinstance(sig, dict) or sig.get("alg") != "hmac-sha256" or not isinstance(sig.get("value"), str):
-        raise PlanFileError("signature is malformed (expected alg hmac-sha256 and a value)")
-    if sig.get("key_id") != key.key_id:
-        raise PlanFileError(
-            f"signed with another key (key id {sig.get('key_id')}, the configured key is {key.key_id})"
-        )
-    expected = plan_signature(body, key)["value"]
-    if not hmac.compare_digest(expected, str(sig["value"])):
-        raise PlanFileError("signature does not match: the plan file was edited after it was made")
-
-
-def read_plan_json(body: Any, key: ChainKey | None = None) -> PlanFile:
-    """Check a parsed plan file (format, checksum, the signature when ``key`` is given, plan id)
-    and extract what revoke uses. Without a key a signature is not checked (nor required): the
-    descriptive fields are still checked against a fresh plan (:func:`check_plan_file`)."""
-    if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT:
-        raise PlanFileError(f"not an offboard-audit plan file (expected format {PLAN_FORMAT!r})")
-    checksum = body.get("checksum")
-    if not isinstance(checksum, str) or checksum != plan_checksum(body):
-        raise PlanFileError("checksum mismatch: the plan file was edited after it was made")
-    if key is not None:
-        _check_signature(body, key)
-    try:
-        actions = tuple(body["actions"])
-        keys = tuple(str(a["key"]) for a in actions)
-        held = tuple(body.get("held") or ())
-        if not all(isinstance(x, dict) for x in (*actions, *held)):
-            raise TypeError("actions and held must be objects")
-        created = datetime.fromisoformat(str(body["created_at"]))
-        fingerprint = str(body["findings_fingerprint"])
-        plan_id = str(body["plan_id"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlanFileError(f"malformed plan file: {exc}") from None
-    raw = "\n".join([fingerprint, *keys])
-    if plan_id != "p-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]:
-        raise PlanFileError(
-            "plan_id does not match the plan's findings and actions: the plan file was edited"
-        )
-    return PlanFile(plan_id, created, fingerprint, keys, actions, held, signed=key is not None)
-
-
-def _first_difference(path: str, written: Any, fresh: Any) -> tuple[str, Any, Any] | None:
-    if isinstance(written, dict) and isinstance(fresh, dict):
-        for name in sorted(set(written) | set(fresh)):
-            found = _first_difference(f"{path}.{name}", written.get(name), fresh.get(name))
-            if found is not None:
-                return found
-        return None
-    if isinstance(written, list) and isinstance(fresh, list) and len(written) == len(fresh):
-        for i, (w, f) in enumerate(zip(written, fresh, strict=True)):
-            found = _first_difference(f"{path}[{i}]", w, f)
-            if found is not None:
-                return found
-        return None
-    return None if written == fresh else (path, written, fresh)
-
-
-def check_plan_file(plan_file: PlanFile, fresh: Plan) -> None:
-    """Refuse a plan file whose descriptive fields disagree with ``fresh`` (the plan made now
-    from the same findings), naming the first field that differs.
-
-    Only when the findings are the same (same fingerprint): otherwise the file is stale and the
-    engine refuses it as such. Actions of the file that the fresh plan no longer has (applied
-    since, or held now) are not compared; the engine leaves them out anyway.
-    """
-    if plan_file.fingerprint != fresh.fingerprint:
-        return
-    now = {a.key: a for a in fresh.actions}
-    for i, written in enumerate(plan_file.actions):
-        current = now.get(str(written.get("key")))
-        if current is None:
-            continue
-        diff = _first_difference(f"actions[{i}]", dict(written), action_json(current))
-        if diff is not None:
-            field, was, is_now = diff
-            raise PlanFileError(
-                f"{field} is {was!r} in the plan file but {is_now!r} in a plan made now from the same "
-                "findings: the plan file was edited; make a new plan"
-            )
-    held_now = {h.finding_id: h for h in fresh.held}
-    for i, written in enumerate(plan_file.held):
-        current_held = held_now.get(str(written.get("finding_id")))
-        if current_held is None:
-            continue
-        diff = _first_difference(f"held[{i}]", dict(written), held_json(current_held))
-        if diff is not None:
-            field, was, is_now = diff
-            raise PlanFileError(
-                f"{field} is {was!r} in the plan file but {is_now!r} in a plan made now from the same "
-                "findings: the plan file was edited; make a new plan"
-            )

@@ -40,12 +40,8 @@ from offboard_audit.config import Config
 from offboard_audit.core import selectors
 from offboard_audit.core.caps import cap_refusal
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.planning import (
-    Plan,
-    PlanFile,
-    PlannedAction,
-    build_plan,
-)
+from offboard_audit.core.plan_file import PlanFile
+from offboard_audit.core.planning import Plan, PlannedAction, build_plan
 from offboard_audit.core.protocols import Revoker, SourceContext
 from offboard_audit.core.records import (
     ActionDef,

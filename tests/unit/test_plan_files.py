@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from offboard_audit.core.audit_chain import ChainKey
-from offboard_audit.core.planning import PlanFileError, build_plan, check_plan_file, plan_json, read_plan_json
+from offboard_audit.core.plan_file import PlanFileError, check_plan_file, plan_json, read_plan_json
+from offboard_audit.core.planning import build_plan
 from offboard_audit.core.policy import PolicyConfig
 from tests.unit.test_planning import DEFS, NOW, finding
 

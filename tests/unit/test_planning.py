@@ -7,13 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offboard_audit.core.planning import (
-    PlanFileError,
-    build_plan,
-    findings_fingerprint,
-    plan_json,
-    read_plan_json,
-)
+from offboard_audit.core.plan_file import PlanFileError, plan_json, read_plan_json
+from offboard_audit.core.planning import build_plan, findings_fingerprint
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,
