@@ -33,10 +33,11 @@ read per organization or folder.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from connectors.gcp_iam.clients import (
     ActivityQueryError,
@@ -46,6 +47,7 @@ from connectors.gcp_iam.clients import (
     build_clients,
     describe_error,
 )
+from connectors.gcp_iam.discovery import discover
 from connectors.gcp_iam.settings import GcpSettings
 from connectors.gcp_iam.translate import (
     SYSTEM,
@@ -67,6 +69,9 @@ from offboard_audit.core.records import (
     ScopeFailure,
     SourceData,
 )
+
+if TYPE_CHECKING:
+    from google.cloud.iam_admin_v1 import ListServiceAccountKeysResponse
 
 KEY_ACTIVITY = "serviceAccountKeyLastAuthentication"
 SA_ACTIVITY = "serviceAccountLastAuthentication"
@@ -125,47 +130,9 @@ class GcpIamSource:
         return self._discover()[0]
 
     def _discover(self) -> tuple[list[str], list[str]]:
-        """(projects, organization and folders whose IAM policies are read).
-
-        API calls: ``projects.search`` with ``parent:X state:ACTIVE`` for each parent and
-        ``folders.list`` to descend into sub-folders (search matches direct children only).
-        The second list holds the configured organization and folders and every active
-        sub-folder found below them.
-        """
-        found: list[str] = list(self.config.projects)
-        parents = [p for p in ([self.config.organization] if self.config.organization else [])]
-        parents += list(self.config.folders)
-        if not parents:
-            return _unique(found), []
-        clients = self.clients
-        visited: list[str] = []
-        queue = list(parents)
-        try:
-            while queue:
-                parent = queue.pop(0)
-                if parent in visited:
-                    continue
-                visited.append(parent)
-                pager = clients.projects.search_projects(
-                    request={"query": f"parent:{parent} state:ACTIVE"},
-                    retry=self._retry,
-                    timeout=self.config.timeout,
-                )
-                found.extend(p.project_id for p in pager if p.state.name == "ACTIVE")
-                if clients.folders is None:
-                    continue
-                folders = clients.folders.list_folders(
-                    request={"parent": parent}, retry=self._retry, timeout=self.config.timeout
-                )
-                queue.extend(f.name for f in folders if f.state.name == "ACTIVE")
-        except api_errors() as exc:
-            raise SourceError(
-                f"{self.name}: cannot list projects under {parent}: {describe_error(exc)}"
-            ) from exc
-        projects = _unique(found)
-        if not projects:
-            raise SourceError(f"{self.name}: no active project found under {', '.join(parents)}")
-        return projects, visited
+        """(projects, organization and folders whose IAM policies are read): see
+        :func:`~connectors.gcp_iam.discovery.discover`."""
+        return discover(self.config, lambda: self.clients)
 
     # --- bulk pass -----------------------------------------------------------------------
 
@@ -255,8 +222,6 @@ class GcpIamSource:
         return _ProjectResult(accounts=accounts, credentials=credentials)
 
     def _scan_project(self, project: str, wanted: set[str] | None, observed_at: datetime) -> _ProjectResult:
-        from google.cloud import iam_admin_v1
-
         clients = self.clients
         result = _ProjectResult()
         step = "getIamPolicy"
@@ -283,14 +248,7 @@ class GcpIamSource:
                 if wanted is not None and not wanted.intersection(account.attribute_values("owner")):
                     continue
                 step = f"ListServiceAccountKeys {sa.email}"
-                keys = clients.iam.list_service_account_keys(
-                    request={
-                        "name": sa.name,
-                        "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
-                    },
-                    retry=self._retry,
-                    timeout=self.config.timeout,
-                )
+                keys = self._user_managed_keys(clients, sa.name)
                 result.accounts.append(account)
                 result.credentials.append(account_cred)
                 result.credentials.extend(
@@ -300,6 +258,20 @@ class GcpIamSource:
         except api_errors() as exc:
             raise _ProjectFailed(f"{step}: {describe_error(exc)}") from exc
         return result
+
+    def _user_managed_keys(self, clients: GcpClients, name: str) -> ListServiceAccountKeysResponse:
+        """``ListServiceAccountKeys`` of one service account, user-managed keys only."""
+        from google.cloud import iam_admin_v1
+
+        keys: ListServiceAccountKeysResponse = clients.iam.list_service_account_keys(
+            request={
+                "name": name,
+                "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
+            },
+            retry=self._retry,
+            timeout=self.config.timeout,
+        )
+        return keys
 
     # --- detail pass ---------------------------------------------------------------------
 
@@ -359,8 +331,6 @@ class GcpIamSource:
         self, project: str, services: Sequence[Account], observed_at: datetime
     ) -> tuple[list[Account], list[Credential], list[EnrichmentFailure]]:
         """Keys (re-read) and last authentication of some service accounts of one project."""
-        from google.cloud import iam_admin_v1
-
         clients = self.clients
         unenriched: list[EnrichmentFailure] = []
         key_auth, sa_auth = self._activities(clients, project, unenriched)
@@ -375,14 +345,7 @@ class GcpIamSource:
                 sa = clients.iam.get_service_account(
                     request={"name": name}, retry=self._retry, timeout=self.config.timeout
                 )
-                keys = clients.iam.list_service_account_keys(
-                    request={
-                        "name": name,
-                        "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
-                    },
-                    retry=self._retry,
-                    timeout=self.config.timeout,
-                )
+                keys = self._user_managed_keys(clients, name)
             except api_errors() as exc:
                 unenriched.append(
                     EnrichmentFailure(
@@ -456,10 +419,3 @@ class GcpIamSource:
 class _ProjectFailed(Exception):
     """One scope (project, organization or folder policy) could not be read; carries the step
     and the API's message."""
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for item in items:
-        seen.setdefault(item, None)
-    return list(seen)

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.gcp_iam.clients import GcpClients
+from connectors.gcp_iam.exposure import states as st
 from connectors.gcp_iam.exposure import translate as tr
 from connectors.gcp_iam.exposure.clients import ClientCache
 from connectors.gcp_iam.exposure.settings import ExposureSettings
@@ -90,12 +91,12 @@ class ScopeInventory:
         s = self.settings
         out: list[SecretState] = []
         for secret in sm.list_secrets(request={"parent": f"projects/{self.scope}"}, **self._call):
-            state = tr.secret_state(
+            state = st.secret_state(
                 self.source, self.scope, secret, None, s.owner_label_keys, s.signing_labels
             )
             if wanted & {state.secret_id, *state.aliases}:
                 versions = list(sm.list_secret_versions(request={"parent": secret.name}, **self._call))
-                state = tr.secret_state(
+                state = st.secret_state(
                     self.source, self.scope, secret, versions, s.owner_label_keys, s.signing_labels
                 )
             out.append(state)
@@ -110,7 +111,7 @@ class ScopeInventory:
             except _not_found():
                 continue  # gone: the rules see no secret, and raise nothing
             versions = list(kms.list_crypto_key_versions(request={"parent": key.name}, **self._call))
-            out.append(tr.kms_state(self.source, self.scope, key, versions, self.settings.owner_label_keys))
+            out.append(st.kms_state(self.source, self.scope, key, versions, self.settings.owner_label_keys))
         return out
 
     # --- objects leavers made ------------------------------------------------------------------
@@ -123,10 +124,10 @@ class ScopeInventory:
             if ref.kind is CredentialKind.SERVICE_ACCOUNT_KEY:
                 out.append(self._key(ref, now))
             elif ref.kind is CredentialKind.IAM_BINDING:
-                bindings.setdefault(tr.binding_resource(ref.object_id), []).append(ref)
+                bindings.setdefault(st.binding_resource(ref.object_id), []).append(ref)
         for resource, group in sorted(bindings.items()):
             policy = self._policy(resource)
-            present = tr.policy_binding_ids(resource, policy) if policy is not None else set()
+            present = st.policy_binding_ids(resource, policy) if policy is not None else set()
             for ref in group:
                 held = ref.object_id in present
                 detail = "still granted" if held else ("resource deleted" if policy is None else "removed")
@@ -138,7 +139,7 @@ class ScopeInventory:
             key = self.gcp.iam.get_service_account_key(request={"name": ref.object_id}, **self._call)
         except _not_found():
             key = None
-        return tr.service_account_key_state(self.source, ref, key, now)
+        return st.service_account_key_state(self.source, ref, key, now)
 
     def _policy(self, resource: str) -> Any:
         """The IAM policy of ``resource``; None when it is gone (NOT_FOUND)."""
@@ -175,7 +176,7 @@ def data_access_warnings(
     out: list[str] = []
     where = " nor in the organization/folders configured" if ancestors_read else ""
     for service in services:
-        enabled, exempted = tr.data_read_logging(policies, service)
+        enabled, exempted = st.data_read_logging(policies, service)
         what = _DATA_READ_WHAT[service]
         if not enabled:
             out.append(

@@ -15,16 +15,14 @@ from typing import Any
 
 import pytest
 
-from connectors.gcp_iam.exposure.translate import (
-    MalformedEntry,
+from connectors.gcp_iam.exposure.states import (
     binding_resource,
     data_read_logging,
-    entry_events,
-    entry_json,
     kms_state,
     secret_state,
     service_account_key_state,
 )
+from connectors.gcp_iam.exposure.translate import MalformedEntry, entry_events, entry_json
 from offboard_audit.core.exposure import ObjectRef
 from offboard_audit.core.records import CredentialKind, ExposureHow
 
