@@ -19,7 +19,8 @@ from offboard_audit.cli.common import (
     emit,
 )
 from offboard_audit.report.audit_trail import AuditTrail
-from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import plain
 from offboard_audit.storage.files import write_private_text

@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.engine.revocation import RevocationEngine
-from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
 from tests.support.fake_connector import FakeRevoker
 from tests.support.revocation import NOW, Env

@@ -14,7 +14,8 @@ import pytest
 from offboard_audit.config import load_config
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.report.evidence import collect_evidence, evidence_html
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_html
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
 from tests.support.gcp import FakeGcp

@@ -14,7 +14,8 @@ from typing import Any
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Exemption
 from offboard_audit.engine.revocation import RevocationEngine
-from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
 from tests.support.fake_connector import FakeRevoker, WritesNothingRevoker
 from tests.support.revocation import NOW, Env

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from offboard_audit.report.evidence import collect_evidence, evidence_html, evidence_json
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events
 from tests.connectors.vault.conftest import VaultWorld
 
