@@ -20,15 +20,16 @@ is deleted, the MFA device deactivated): those actions have no ``restore``.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from connectors.aws_iam.clients import Client, items
-from connectors.aws_iam.errors import error_code
+from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
@@ -137,18 +138,41 @@ class IamAction(ABC):
         raise RevokeError(f"{self.definition.name} is irreversible")
 
 
-class StatusAction(IamAction):
-    """A credential IAM switches between ``Active`` and ``Inactive``, found by id in a list."""
+@dataclass(frozen=True)
+class StatusCredential:
+    """A credential type IAM switches between ``Active`` and ``Inactive``: listed per user by
+    ``iam:List<api>s`` (the entries under ``result_key``, each id under ``id_key``) and switched
+    by ``iam:Update<api>``. Its action sets it to Inactive; undo sets it to Active again."""
 
-    id_key: ClassVar[str]
+    action: str
+    kind: CredentialKind
+    noun: str
+    api: str
+    result_key: str
+    id_key: str
+
+    @property
+    def calls(self) -> tuple[str, str, str]:
+        return (f"List{self.api}s", f"Update{self.api}", f"Update{self.api}")
+
+
+def boto_method(api: str) -> str:
+    """boto3's method name for an IAM API call (``ListSSHPublicKeys`` -> ``list_ssh_public_keys``)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", api).lower()
+
+
+class StatusAction(IamAction):
+    """A :class:`StatusCredential`, found by id in its list."""
+
+    status: ClassVar[StatusCredential]
 
     def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
-        user = target.username
-        for item in self.listed(iam, user):
-            if item[self.id_key] == target.credential_id:
-                status = str(item["Status"])
+        user, status = target.username, self.status
+        for item in items(getattr(iam, boto_method(self.calls[0])), status.result_key, UserName=user):
+            if item[status.id_key] == target.credential_id:
+                state = str(item["Status"])
                 return ResourceState(
-                    exists=True, active=status == "Active", data=(("user", user), ("status", status))
+                    exists=True, active=state == "Active", data=(("user", user), ("status", state))
                 )
         return GONE
 
@@ -158,89 +182,68 @@ class StatusAction(IamAction):
     def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
         self.set_status(iam, target, "Active")
 
-    @abstractmethod
-    def listed(self, iam: Client, user: str) -> list[Any]: ...
-
-    @abstractmethod
-    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None: ...
+    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
+        update = getattr(iam, boto_method(self.calls[1]))
+        update(UserName=target.username, Status=status, **{self.status.id_key: target.credential_id})
 
 
-class DeactivateAccessKey(StatusAction):
-    calls = ("ListAccessKeys", "UpdateAccessKey", "UpdateAccessKey")
-    definition = iam_action(
+def status_action(credential: StatusCredential) -> type[StatusAction]:
+    """The action class (``DeactivateAccessKey``, ...) of one :class:`StatusCredential`."""
+
+    class Action(StatusAction):
+        status = credential
+        calls = credential.calls
+        definition = iam_action(
+            credential.action,
+            credential.kind,
+            calls,
+            f"Set the {credential.noun} to Inactive (undo: Active).",
+        )
+
+    Action.__name__ = Action.__qualname__ = "".join(word.title() for word in credential.action.split("_"))
+    return Action
+
+
+DeactivateAccessKey = status_action(
+    StatusCredential(
         DEACTIVATE_ACCESS_KEY,
         CredentialKind.ACCESS_KEY,
-        calls,
-        "Set the access key to Inactive (undo: Active).",
+        "access key",
+        "AccessKey",
+        result_key="AccessKeyMetadata",
+        id_key="AccessKeyId",
     )
-    id_key = "AccessKeyId"
-
-    def listed(self, iam: Client, user: str) -> list[Any]:
-        return items(iam.list_access_keys, "AccessKeyMetadata", UserName=user)
-
-    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
-        iam.update_access_key(UserName=target.username, AccessKeyId=target.credential_id, Status=status)
-
-
-class DeactivateSshKey(StatusAction):
-    calls = ("ListSSHPublicKeys", "UpdateSSHPublicKey", "UpdateSSHPublicKey")
-    definition = iam_action(
+)
+DeactivateSshKey = status_action(
+    StatusCredential(
         DEACTIVATE_SSH_KEY,
         CredentialKind.SSH_KEY,
-        calls,
-        "Set the SSH public key to Inactive (undo: Active).",
+        "SSH public key",
+        "SSHPublicKey",
+        result_key="SSHPublicKeys",
+        id_key="SSHPublicKeyId",
     )
-    id_key = "SSHPublicKeyId"
-
-    def listed(self, iam: Client, user: str) -> list[Any]:
-        return items(iam.list_ssh_public_keys, "SSHPublicKeys", UserName=user)
-
-    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
-        iam.update_ssh_public_key(
-            UserName=target.username, SSHPublicKeyId=target.credential_id, Status=status
-        )
-
-
-class DeactivateSigningCertificate(StatusAction):
-    calls = ("ListSigningCertificates", "UpdateSigningCertificate", "UpdateSigningCertificate")
-    definition = iam_action(
+)
+DeactivateSigningCertificate = status_action(
+    StatusCredential(
         DEACTIVATE_SIGNING_CERTIFICATE,
         CredentialKind.SIGNING_CERTIFICATE,
-        calls,
-        "Set the signing certificate to Inactive (undo: Active).",
+        "signing certificate",
+        "SigningCertificate",
+        result_key="Certificates",
+        id_key="CertificateId",
     )
-    id_key = "CertificateId"
-
-    def listed(self, iam: Client, user: str) -> list[Any]:
-        return items(iam.list_signing_certificates, "Certificates", UserName=user)
-
-    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
-        iam.update_signing_certificate(
-            UserName=target.username, CertificateId=target.credential_id, Status=status
-        )
-
-
-class DeactivateServiceCredential(StatusAction):
-    calls = (
-        "ListServiceSpecificCredentials",
-        "UpdateServiceSpecificCredential",
-        "UpdateServiceSpecificCredential",
-    )
-    definition = iam_action(
+)
+DeactivateServiceCredential = status_action(
+    StatusCredential(
         DEACTIVATE_SERVICE_CREDENTIAL,
         CredentialKind.SERVICE_CREDENTIAL,
-        calls,
-        "Set the service-specific credential to Inactive (undo: Active).",
+        "service-specific credential",
+        "ServiceSpecificCredential",
+        result_key="ServiceSpecificCredentials",
+        id_key="ServiceSpecificCredentialId",
     )
-    id_key = "ServiceSpecificCredentialId"
-
-    def listed(self, iam: Client, user: str) -> list[Any]:
-        return items(iam.list_service_specific_credentials, "ServiceSpecificCredentials", UserName=user)
-
-    def set_status(self, iam: Client, target: ActionTarget, status: str) -> None:
-        iam.update_service_specific_credential(
-            UserName=target.username, ServiceSpecificCredentialId=target.credential_id, Status=status
-        )
+)
 
 
 class RemoveGroupMembership(IamAction):
@@ -278,13 +281,10 @@ class DeleteLoginProfile(IamAction):
     )
 
     def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
-        try:
-            profile = iam.get_login_profile(UserName=target.username)["LoginProfile"]
-        except Exception as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return GONE
-            raise
-        created = profile.get("CreateDate")
+        response = unless_missing(iam.get_login_profile, UserName=target.username)
+        if response is None:
+            return GONE
+        created = response["LoginProfile"].get("CreateDate")
         data = [("user", target.username)]
         if isinstance(created, datetime):
             data.append(("created_at", created.isoformat()))
@@ -328,13 +328,11 @@ class DenyIssuedSessions(IamAction):
 
     def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
         user = target.username
-        try:
-            doc = iam.get_user_policy(UserName=user, PolicyName=DENY_POLICY_NAME)["PolicyDocument"]
-        except Exception as exc:
-            if error_code(exc) == "NoSuchEntity":
-                # No deny policy: the user's sessions are live ("active").
-                return ResourceState(exists=True, active=True, data=(("user", user),))
-            raise
+        response = unless_missing(iam.get_user_policy, UserName=user, PolicyName=DENY_POLICY_NAME)
+        if response is None:
+            # No deny policy: the user's sessions are live ("active").
+            return ResourceState(exists=True, active=True, data=(("user", user),))
+        doc = response["PolicyDocument"]
         text = doc if isinstance(doc, str) else json.dumps(doc, sort_keys=True)
         return ResourceState(exists=True, active=False, data=(("user", user), ("policy", text)))
 

@@ -10,8 +10,9 @@ option turns that credential kind off, the option. No HTML ever reaches the mess
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from offboard_audit.core.errors import SourceError
 
@@ -50,6 +51,8 @@ _TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 _MAX_TEXT = 300
 
+T = TypeVar("T")
+
 
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError`` (``NoSuchEntity``, ...), or None."""
@@ -58,6 +61,16 @@ def error_code(exc: BaseException) -> str | None:
         code = response.get("Error", {}).get("Code")
         return str(code) if code else None
     return None
+
+
+def unless_missing(call: Callable[..., T], **params: object) -> T | None:
+    """``call(**params)``, or None when IAM answers ``NoSuchEntity`` (any other error is raised)."""
+    try:
+        return call(**params)
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None
+        raise
 
 
 def describe(exc: BaseException) -> str:
@@ -127,4 +140,12 @@ def explain_call(api: str, user: str, exc: BaseException, *, source: str, scope:
     return text
 
 
-__all__ = ["KIND_OPTIONS", "AwsCallError", "KindOption", "describe", "error_code", "explain_call"]
+__all__ = [
+    "KIND_OPTIONS",
+    "AwsCallError",
+    "KindOption",
+    "describe",
+    "error_code",
+    "explain_call",
+    "unless_missing",
+]

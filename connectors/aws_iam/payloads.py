@@ -100,17 +100,25 @@ class CredentialReport:
     root: ReportRow | None = None
 
 
-def _key_slot(raw: Mapping[str, str], slot: int) -> ReportKey | None:
-    prefix = f"access_key_{slot}_"
+def _slot(raw: Mapping[str, str], prefix: str) -> tuple[bool, datetime | None] | None:
+    """(active, last rotated) of one access key or certificate slot, None when the slot is empty.
+
+    A slot exists when it has a rotation (creation) date, which an inactive key still has, or
+    when it is active: moto leaves last_rotated at N/A even for an existing certificate."""
     active = _flag(raw.get(prefix + "active")) is True
     rotated = parse_report_time(raw.get(prefix + "last_rotated"))
-    # A slot exists when the key has a rotation (creation) date; an inactive key still has one.
-    if rotated is None and not active:
+    return None if rotated is None and not active else (active, rotated)
+
+
+def _key_slot(raw: Mapping[str, str], slot: int) -> ReportKey | None:
+    prefix = f"access_key_{slot}_"
+    found = _slot(raw, prefix)
+    if found is None:
         return None
     return ReportKey(
         slot=slot,
-        active=active,
-        last_rotated=rotated,
+        active=found[0],
+        last_rotated=found[1],
         last_used=parse_report_time(raw.get(prefix + "last_used_date")),
         last_used_region=_text(raw.get(prefix + "last_used_region")),
         last_used_service=_text(raw.get(prefix + "last_used_service")),
@@ -118,13 +126,8 @@ def _key_slot(raw: Mapping[str, str], slot: int) -> ReportKey | None:
 
 
 def _cert_slot(raw: Mapping[str, str], slot: int) -> ReportCert | None:
-    prefix = f"cert_{slot}_"
-    active = _flag(raw.get(prefix + "active")) is True
-    rotated = parse_report_time(raw.get(prefix + "last_rotated"))
-    # moto leaves last_rotated at N/A even for an existing certificate, so "active" counts too.
-    if rotated is None and not active:
-        return None
-    return ReportCert(slot=slot, active=active, last_rotated=rotated)
+    found = _slot(raw, f"cert_{slot}_")
+    return None if found is None else ReportCert(slot=slot, active=found[0], last_rotated=found[1])
 
 
 def parse_report_row(raw: Mapping[str, str]) -> ReportRow:

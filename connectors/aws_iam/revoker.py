@@ -34,7 +34,7 @@ from connectors.aws_iam.actions import (
     deny_policy_document,
 )
 from connectors.aws_iam.clients import Client, ClientProvider
-from connectors.aws_iam.errors import error_code, explain_call
+from connectors.aws_iam.errors import explain_call, unless_missing
 from connectors.aws_iam.payloads import ROOT_ROW
 from connectors.aws_iam.settings import AwsSettings
 from connectors.aws_iam.translate import LOGIN_PROFILE_ID
@@ -86,12 +86,10 @@ class AwsIamRevoker:
     def user_id(self, iam: Client, target: ActionTarget) -> str | None:
         """The user's ``UserId`` now (iam:GetUser), or None when no such user exists."""
         with self.calling("GetUser", target):
-            try:
-                user = iam.get_user(UserName=target.username)["User"]
-            except Exception as exc:
-                if error_code(exc) == "NoSuchEntity":
-                    return None
-                raise
+            response = unless_missing(iam.get_user, UserName=target.username)
+            if response is None:
+                return None
+            user = response["User"]
         return str(user["UserId"])
 
     def same_user(self, iam: Client, target: ActionTarget) -> None:

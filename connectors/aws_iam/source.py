@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from connectors.aws_iam import translate as tr
 from connectors.aws_iam.clients import Client, ClientProvider, items, pages
-from connectors.aws_iam.errors import AwsCallError, describe, error_code, explain_call
+from connectors.aws_iam.errors import AwsCallError, describe, error_code, explain_call, unless_missing
 from connectors.aws_iam.payloads import (
     CredentialReport,
     ReportRow,
@@ -353,13 +352,8 @@ class AwsIamSource:
             if row.password_enabled:
                 creds.append(tr.password_credential(self.name, scope, account_id, row, report.generated_at))
         else:
-            profile: Mapping[str, Any] | None = None
             with self._calling("GetLoginProfile", username, scope):
-                try:
-                    profile = iam.get_login_profile(UserName=username)
-                except Exception as exc:
-                    if error_code(exc) != "NoSuchEntity":
-                        raise
+                profile = unless_missing(iam.get_login_profile, UserName=username)
             if profile is not None:
                 creds.append(tr.login_profile_credential(self.name, scope, account_id, profile, now))
         creds.extend(tr.group_credentials(self.name, scope, account_id, user, scan.read_at if scan else now))

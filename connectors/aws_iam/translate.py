@@ -15,6 +15,7 @@ the same ARN but a new ``UserId``, so the revoker checks the ``UserId`` before e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -115,78 +116,111 @@ def make_account(
     )
 
 
+# Per kind listed with a Status: the key of the credential's id and of its creation date.
+_LISTED_KEYS: Mapping[CredentialKind, tuple[str, str]] = {
+    CredentialKind.ACCESS_KEY: ("AccessKeyId", "CreateDate"),
+    CredentialKind.SSH_KEY: ("SSHPublicKeyId", "UploadDate"),
+    CredentialKind.SERVICE_CREDENTIAL: ("ServiceSpecificCredentialId", "CreateDate"),
+    CredentialKind.SIGNING_CERTIFICATE: ("CertificateId", "UploadDate"),
+}
+_PASSWORD = "console password (login profile)"
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the credentials of one user share: the source, the AWS account (``scope``), the
+    user's account id and when they were read."""
+
+    source: str
+    scope: str
+    account_id: str
+    observed_at: datetime
+
+    def credential(
+        self,
+        credential_id: str,
+        kind: CredentialKind,
+        detail: str,
+        *,
+        active: bool = True,
+        created_at: datetime | None = None,
+        last_used_at: datetime | None = None,
+        provisional: bool = False,
+    ) -> Credential:
+        return Credential(
+            source=self.source,
+            account_id=self.account_id,
+            credential_id=credential_id,
+            kind=kind,
+            active=active,
+            created_at=created_at,
+            last_used_at=last_used_at,
+            detail=detail,
+            observed_at=self.observed_at,
+            scope=self.scope,
+            provisional=provisional,
+        )
+
+    def listed(
+        self, kind: CredentialKind, item: Mapping[str, Any], detail: str, last_used_at: datetime | None = None
+    ) -> Credential:
+        """One entry of a ``List...`` call for a credential IAM switches between Active and Inactive."""
+        id_key, created_key = _LISTED_KEYS[kind]
+        active, created_at = item["Status"] == "Active", opt_time(item.get(created_key))
+        return self.credential(
+            item[id_key], kind, detail, active=active, created_at=created_at, last_used_at=last_used_at
+        )
+
+
 def report_credentials(
     source: str, scope: str, account_id: str, row: ReportRow, observed_at: datetime
 ) -> list[Credential]:
     """Password, access key slots, certificate slots and MFA from one credential report row.
 
     Slots have no id in the report: their placeholder ids are ``provisional``."""
+    seen = _Seen(source, scope, account_id, observed_at)
     out: list[Credential] = []
     if row.password_enabled:
         out.append(password_credential(source, scope, account_id, row, observed_at))
     for key in row.keys:
         where = " ".join(x for x in (key.last_used_service, key.last_used_region) if x)
         out.append(
-            Credential(
-                source=source,
-                account_id=account_id,
-                credential_id=f"report/access_key_{key.slot}",
-                kind=CredentialKind.ACCESS_KEY,
+            seen.credential(
+                f"report/access_key_{key.slot}",
+                CredentialKind.ACCESS_KEY,
+                f"access key slot {key.slot}" + (f" (last used: {where})" if where else ""),
                 active=key.active,
                 created_at=key.last_rotated,
                 last_used_at=key.last_used,
-                detail=f"access key slot {key.slot}" + (f" (last used: {where})" if where else ""),
-                observed_at=observed_at,
-                scope=scope,
                 provisional=True,
             )
         )
     for cert in row.certs:
         out.append(
-            Credential(
-                source=source,
-                account_id=account_id,
-                credential_id=f"report/cert_{cert.slot}",
-                kind=CredentialKind.SIGNING_CERTIFICATE,
+            seen.credential(
+                f"report/cert_{cert.slot}",
+                CredentialKind.SIGNING_CERTIFICATE,
+                f"signing certificate slot {cert.slot}",
                 active=cert.active,
                 created_at=cert.last_rotated,
-                detail=f"signing certificate slot {cert.slot}",
-                observed_at=observed_at,
-                scope=scope,
                 provisional=True,
             )
         )
     if row.mfa_active:
-        out.append(
-            Credential(
-                source=source,
-                account_id=account_id,
-                credential_id="report/mfa",
-                kind=CredentialKind.MFA_DEVICE,
-                active=True,
-                detail="MFA device (serial read in the detail pass)",
-                observed_at=observed_at,
-                scope=scope,
-                provisional=True,
-            )
-        )
+        detail = "MFA device (serial read in the detail pass)"
+        out.append(seen.credential("report/mfa", CredentialKind.MFA_DEVICE, detail, provisional=True))
     return out
 
 
 def password_credential(
     source: str, scope: str, account_id: str, row: ReportRow, observed_at: datetime
 ) -> Credential:
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=LOGIN_PROFILE_ID,
-        kind=CredentialKind.PASSWORD,
-        active=True,
+    return _Seen(source, scope, account_id, observed_at).credential(
+        LOGIN_PROFILE_ID,
+        CredentialKind.PASSWORD,
+        _PASSWORD,
         created_at=row.password_last_changed,
         last_used_at=row.password_last_used,
-        detail="console password (login profile)",
-        observed_at=observed_at,
-        scope=scope,
     )
 
 
@@ -194,36 +228,16 @@ def login_profile_credential(
     source: str, scope: str, account_id: str, raw: Mapping[str, Any], observed_at: datetime
 ) -> Credential:
     """From ``GetLoginProfile`` (targeted path without a report: no last use known)."""
-    profile = raw["LoginProfile"]
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=LOGIN_PROFILE_ID,
-        kind=CredentialKind.PASSWORD,
-        active=True,
-        created_at=opt_time(profile.get("CreateDate")),
-        detail="console password (login profile)",
-        observed_at=observed_at,
-        scope=scope,
-    )
+    created_at = opt_time(raw["LoginProfile"].get("CreateDate"))
+    seen = _Seen(source, scope, account_id, observed_at)
+    return seen.credential(LOGIN_PROFILE_ID, CredentialKind.PASSWORD, _PASSWORD, created_at=created_at)
 
 
 def group_credentials(
     source: str, scope: str, account_id: str, user: UserDetail, observed_at: datetime
 ) -> list[Credential]:
-    return [
-        Credential(
-            source=source,
-            account_id=account_id,
-            credential_id=f"group/{group}",
-            kind=CredentialKind.GROUP_MEMBERSHIP,
-            active=True,
-            detail=group,
-            observed_at=observed_at,
-            scope=scope,
-        )
-        for group in user.groups
-    ]
+    seen = _Seen(source, scope, account_id, observed_at)
+    return [seen.credential(f"group/{g}", CredentialKind.GROUP_MEMBERSHIP, g) for g in user.groups]
 
 
 def session_credential(
@@ -235,16 +249,12 @@ def session_credential(
     last_login_at: datetime | None,
 ) -> Credential:
     """The user's already-issued temporary credentials; inactive once the deny policy is in place."""
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=account_id,
-        kind=CredentialKind.ACCOUNT,
+    return _Seen(source, scope, account_id, observed_at).credential(
+        account_id,
+        CredentialKind.ACCOUNT,
+        "temporary credentials already issued to this user (STS sessions)",
         active=DENY_POLICY_NAME not in user.inline_policies,
         last_used_at=last_login_at,
-        detail="temporary credentials already issued to this user (STS sessions)",
-        observed_at=observed_at,
-        scope=scope,
     )
 
 
@@ -262,85 +272,44 @@ def access_key_credential(
     if last_used:
         parts = [last_used.get("ServiceName"), last_used.get("Region")]
         where = " ".join(str(p) for p in parts if p and p != "N/A")
-    key_id = key["AccessKeyId"]
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=key_id,
-        kind=CredentialKind.ACCESS_KEY,
-        active=key["Status"] == "Active",
-        created_at=opt_time(key.get("CreateDate")),
-        last_used_at=used_at,
-        detail=f"access key {key_id}" + (f" (last used: {where})" if where else ""),
-        observed_at=observed_at,
-        scope=scope,
+    detail = f"access key {key['AccessKeyId']}" + (f" (last used: {where})" if where else "")
+    return _Seen(source, scope, account_id, observed_at).listed(
+        CredentialKind.ACCESS_KEY, key, detail, used_at
     )
 
 
 def ssh_key_credential(
     source: str, scope: str, account_id: str, key: Mapping[str, Any], observed_at: datetime
 ) -> Credential:
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=key["SSHPublicKeyId"],
-        kind=CredentialKind.SSH_KEY,
-        active=key["Status"] == "Active",
-        created_at=opt_time(key.get("UploadDate")),
-        detail=f"SSH public key {key['SSHPublicKeyId']} (CodeCommit)",
-        observed_at=observed_at,
-        scope=scope,
-    )
+    detail = f"SSH public key {key['SSHPublicKeyId']} (CodeCommit)"
+    return _Seen(source, scope, account_id, observed_at).listed(CredentialKind.SSH_KEY, key, detail)
 
 
 def service_credential(
     source: str, scope: str, account_id: str, cred: Mapping[str, Any], observed_at: datetime
 ) -> Credential:
     service = cred.get("ServiceName", "")
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=cred["ServiceSpecificCredentialId"],
-        kind=CredentialKind.SERVICE_CREDENTIAL,
-        active=cred["Status"] == "Active",
-        created_at=opt_time(cred.get("CreateDate")),
-        detail=f"service-specific credential for {service}" if service else "service-specific credential",
-        observed_at=observed_at,
-        scope=scope,
+    detail = f"service-specific credential for {service}" if service else "service-specific credential"
+    return _Seen(source, scope, account_id, observed_at).listed(
+        CredentialKind.SERVICE_CREDENTIAL, cred, detail
     )
 
 
 def signing_certificate_credential(
     source: str, scope: str, account_id: str, cert: Mapping[str, Any], observed_at: datetime
 ) -> Credential:
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=cert["CertificateId"],
-        kind=CredentialKind.SIGNING_CERTIFICATE,
-        active=cert["Status"] == "Active",
-        created_at=opt_time(cert.get("UploadDate")),
-        detail=f"signing certificate {cert['CertificateId']}",
-        observed_at=observed_at,
-        scope=scope,
+    detail = f"signing certificate {cert['CertificateId']}"
+    return _Seen(source, scope, account_id, observed_at).listed(
+        CredentialKind.SIGNING_CERTIFICATE, cert, detail
     )
 
 
 def mfa_credential(
     source: str, scope: str, account_id: str, device: Mapping[str, Any], observed_at: datetime
 ) -> Credential:
-    serial = device["SerialNumber"]
-    return Credential(
-        source=source,
-        account_id=account_id,
-        credential_id=serial,
-        kind=CredentialKind.MFA_DEVICE,
-        active=True,
-        created_at=opt_time(device.get("EnableDate")),
-        detail=f"MFA device {serial}",
-        observed_at=observed_at,
-        scope=scope,
-    )
+    serial, created_at = device["SerialNumber"], opt_time(device.get("EnableDate"))
+    seen = _Seen(source, scope, account_id, observed_at)
+    return seen.credential(serial, CredentialKind.MFA_DEVICE, f"MFA device {serial}", created_at=created_at)
 
 
 def without_kinds(credentials: Iterable[Credential], kinds: Iterable[CredentialKind]) -> list[Credential]:
