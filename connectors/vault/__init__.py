@@ -4,8 +4,9 @@ carry away (KV secrets read or written, transit keys exported) from the file aud
 
 Layout (``connectors/README.md``): ``settings``, ``clients`` (hvac, lazy), ``translate`` (pure),
 ``source`` (entities, userpass, tokens), ``auditlog`` (the audit log, incremental and
-rotation-safe) and ``exposure`` (the ``ExposureSource``: events and the KV/transit inventory),
-``actions`` + ``revoker``. No demo part: ``offboard-audit demo`` runs without Vault.
+rotation-safe), ``audit_entries`` (pure: an entry's events) and ``exposure`` (the
+``ExposureSource``: events and the KV/transit inventory), ``actions`` + ``revoker``. No demo
+part: ``offboard-audit demo`` runs without Vault.
 """
 
 from __future__ import annotations

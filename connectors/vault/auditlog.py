@@ -38,7 +38,7 @@ from itertools import chain
 from pathlib import Path
 from typing import IO, Any, cast
 
-from connectors.vault.translate import MalformedEntry, entry_events
+from connectors.vault.audit_entries import MalformedEntry, entry_events
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import Checkpoint, EventBatch, ExposureEvent
 from offboard_audit.core.records import ScopeFailure

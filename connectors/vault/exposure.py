@@ -33,17 +33,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
+from connectors.vault.audit_entries import split_fingerprint
 from connectors.vault.auditlog import AuditLogReader
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
-from connectors.vault.translate import (
-    HMAC_PREFIX,
-    SYSTEM,
-    kv1_state,
-    kv2_state,
-    split_fingerprint,
-    transit_state,
-)
+from connectors.vault.translate import HMAC_PREFIX, SYSTEM, kv1_state, kv2_state, transit_state
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import (
     Checkpoint,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import connectors.vault.auditlog as auditlog
+from connectors.vault.audit_entries import entry_events
 from connectors.vault.auditlog import AuditLogReader
-from connectors.vault.translate import entry_events
 from offboard_audit.core.exposure import Checkpoint, EventBatch
 
 FIXTURES = Path(__file__).parent / "fixtures"

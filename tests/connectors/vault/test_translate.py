@@ -12,15 +12,12 @@ from typing import Any
 
 import pytest
 
+from connectors.vault.audit_entries import MalformedEntry, actor_of, entry_events, split_fingerprint
 from connectors.vault.translate import (
-    MalformedEntry,
-    actor_of,
     entity_account,
     entity_credential,
-    entry_events,
     kv1_state,
     kv2_state,
-    split_fingerprint,
     token_credential,
     transit_state,
 )
