@@ -307,15 +307,9 @@ class RemoveFromOrganization(GitHubAction):
 
     def _membership(self, login: str) -> Any:
         api, org = self.access.api, self.access.org
-        what = f"GET /orgs/{org}/memberships/{login}"
-        from connectors.github.clients import is_not_found
-
-        try:
-            return api.parsed(what, api.call(what, lambda: api.rest.orgs.get_membership_for_user(org, login)))
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        return api.found(
+            f"GET /orgs/{org}/memberships/{login}", lambda: api.rest.orgs.get_membership_for_user(org, login)
+        )
 
     def _refuse_last_owner(self, target: ActionTarget, identity: str) -> None:
         from githubkit_schemas.ghec_v2026_03_10.models import SimpleUser

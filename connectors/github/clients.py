@@ -339,6 +339,16 @@ class GitHubApi:
                 f"{what}: the answer does not match GitHub's description ({where}: {why})"
             ) from None
 
+    def found(self, what: str, fn: Callable[[], Any]) -> Any:
+        """The typed data of one ``GET`` (:meth:`call`, then :meth:`parsed`); None when GitHub
+        answers 404 (no such user, membership, ...)."""
+        try:
+            return self.parsed(what, self.call(what, fn))
+        except GitHubCallError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
     def graphql(self, what: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         gh = self.github
         result: dict[str, Any] = self.call(what, lambda: gh.graphql.request(query, variables))

@@ -179,16 +179,8 @@ class GitHubExposure:
 
     def resolve(self, login: str) -> Actor:
         """The adder as an actor with its user id; by login alone when it no longer resolves."""
-        what = f"GET /users/{login}"
-        try:
-            user = self.api.parsed(
-                what, self.api.call(what, lambda: self.api.rest.users.get_by_username(login))
-            )
-        except GitHubCallError as exc:
-            if is_not_found(exc):
-                return tr.adder_actor(login, None)
-            raise
-        return tr.adder_actor(login, int(user.id))
+        user = self.api.found(f"GET /users/{login}", lambda: self.api.rest.users.get_by_username(login))
+        return tr.adder_actor(login, None if user is None else int(user.id))
 
     def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead:
         """Whether each wanted deploy key still exists, with its repository's admins."""

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from connectors.github.actions import ACTIONS
-from connectors.github.clients import GitHubApi, GitHubCallError, is_not_found
+from connectors.github.clients import GitHubApi, GitHubCallError
 from connectors.github.settings import GitHubSettings
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
@@ -52,16 +52,8 @@ class GitHubRevoker:
             )
 
     def user_id(self, login: str) -> str | None:
-        what = f"GET /users/{login}"
-        try:
-            user = self.api.parsed(
-                what, self.api.call(what, lambda: self.api.rest.users.get_by_username(login))
-            )
-        except GitHubCallError as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        return str(user.id)
+        user = self.api.found(f"GET /users/{login}", lambda: self.api.rest.users.get_by_username(login))
+        return None if user is None else str(user.id)
 
     @contextmanager
     def calling(self, what: str) -> Iterator[None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 RawAttrs = Mapping[str, Sequence[bytes]]
@@ -231,18 +231,14 @@ AD = Dialect(
     group_filter="(objectClass=group)",
 )
 
-DS389 = Dialect(
+# 389-DS uses OpenLDAP's schema (inetOrgPerson, posixAccount, the same groups): only its
+# identity, lock and last-login attributes differ.
+DS389 = replace(
+    OPENLDAP,
     name="389ds",
     identity_attribute="nsUniqueId",
     state_attributes=("nsAccountLock",),
     last_login_attributes=("lastLoginTime",),
-    last_login_precision=None,
-    username_attributes=("uid", "cn"),
-    employee_id_attributes=("employeeNumber",),
-    email_attributes=("mail",),
-    default_user_filter="(|(objectClass=inetOrgPerson)(objectClass=posixAccount))",
-    service_object_classes=("applicationProcess", "simpleSecurityObject"),
-    group_filter="(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
 )
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENLDAP, AD, DS389)}

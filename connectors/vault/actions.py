@@ -66,6 +66,31 @@ class VaultAccess(Protocol):
         ...
 
 
+def _entity(access: VaultAccess, target: ActionTarget) -> dict[str, Any] | None:
+    """The target's entity (``GET identity/entity/id/<id>``), refused when protected by id or
+    login name (before the call) or by entity name; None when it is gone."""
+    access.refuse(target)
+    with access.calling(f"read identity/entity/id/{target.account_id}"):
+        entity = access.entity(target.account_id)
+    if entity is not None:
+        access.refuse(target, str(entity.get("name") or ""))
+    return entity
+
+
+class _Irreversible:
+    """An action this tool cannot undo (its definition says ``reversible=False`` and why)."""
+
+    def __init__(self, access: VaultAccess) -> None:
+        self.access = access
+
+    @property
+    def restore(self) -> Restore | None:
+        return None
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        return False
+
+
 def _check(target: ActionTarget, identity: str | None) -> None:
     mismatch = identity_mismatch(
         target, ResourceState(exists=identity is not None, active=False, identity=identity)
@@ -89,12 +114,9 @@ class DisableEntity:
         self.access = access
 
     def read(self, target: ActionTarget) -> ResourceState:
-        self.access.refuse(target)
-        with self.access.calling(f"read identity/entity/id/{target.account_id}"):
-            entity = self.access.entity(target.account_id)
+        entity = _entity(self.access, target)
         if entity is None:
             return GONE
-        self.access.refuse(target, str(entity.get("name") or ""))
         disabled = bool(entity.get("disabled"))
         return ResourceState(
             exists=True,
@@ -133,7 +155,7 @@ def _accessor(target: ActionTarget) -> str:
     return target.credential_id[len("token/") :]
 
 
-class RevokeToken:
+class RevokeToken(_Irreversible):
     definition: ClassVar[ActionDef] = ActionDef(
         name=REVOKE_TOKEN,
         credential_kind=CredentialKind.ACCESS_KEY,
@@ -148,9 +170,6 @@ class RevokeToken:
         "revoked token cannot be restored, and undoing disable_entity does not bring it back.",
     )
 
-    def __init__(self, access: VaultAccess) -> None:
-        self.access = access
-
     def _owner(self, accessor: str) -> str | None:
         """The entity the token belongs to now ("" for none); None when the token is gone."""
         try:
@@ -162,13 +181,11 @@ class RevokeToken:
         return str((info or {}).get("entity_id") or "")
 
     def read(self, target: ActionTarget) -> ResourceState:
-        self.access.refuse(target)
+        self.access.refuse(target)  # a protected target is refused before its id is parsed
         accessor = _accessor(target)
-        with self.access.calling(f"read identity/entity/id/{target.account_id}"):
-            entity = self.access.entity(target.account_id)
+        entity = _entity(self.access, target)
         if entity is None:
             return GONE
-        self.access.refuse(target, str(entity.get("name") or ""))
         owner = self._owner(accessor)
         if owner is None:
             return ResourceState(exists=False, active=False, identity=str(entity["id"]))
@@ -180,13 +197,6 @@ class RevokeToken:
         with self.access.calling("update auth/token/revoke-accessor"):
             self.access.api.write("auth/token/revoke-accessor", {"accessor": accessor})
 
-    @property
-    def restore(self) -> Restore | None:
-        return None
-
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return False
-
 
 def _userpass(target: ActionTarget) -> tuple[str, str]:
     """(mount path, user) of ``auth/<mount>/users/<user>``."""
@@ -196,7 +206,7 @@ def _userpass(target: ActionTarget) -> tuple[str, str]:
     return f"{head}/", user
 
 
-class DeleteUserpassLogin:
+class DeleteUserpassLogin(_Irreversible):
     definition: ClassVar[ActionDef] = ActionDef(
         name=DELETE_USERPASS_LOGIN,
         credential_kind=CredentialKind.PASSWORD,
@@ -211,9 +221,6 @@ class DeleteUserpassLogin:
         description="Delete the userpass user (its password). IRREVERSIBLE: userpass has no disabled "
         "state, and undo cannot restore the password (a new one would have to be issued).",
     )
-
-    def __init__(self, access: VaultAccess) -> None:
-        self.access = access
 
     def _mount_accessor(self, mount: str) -> str:
         with self.access.calling("read sys/auth"):
@@ -259,15 +266,8 @@ class DeleteUserpassLogin:
         with self.access.calling(f"delete {target.credential_id}"):
             self.access.api.delete(target.credential_id)
 
-    @property
-    def restore(self) -> Restore | None:
-        return None
 
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return False
-
-
-class RotateTransitKey:
+class RotateTransitKey(_Irreversible):
     """Rotate a transit key a leaver exported, only where its own rotation is configured.
 
     ``read``: ``GET <mount>/keys/<name>``: gone is ``target-changed`` (nothing to rotate, and
@@ -289,9 +289,6 @@ class RotateTransitKey:
         "the exposed ones: the finding stays open until someone does that, once what they protect is "
         "re-encrypted or re-signed.",
     )
-
-    def __init__(self, access: VaultAccess) -> None:
-        self.access = access
 
     def _split(self, target: ActionTarget) -> tuple[str, str]:
         mounts = sorted(self.access.settings.transit_mounts, key=len, reverse=True)
@@ -328,13 +325,6 @@ class RotateTransitKey:
         mount, name = self._split(target)
         with self.access.calling(f"update {mount}/keys/{name}/rotate"):
             self.access.api.write(f"{mount}/keys/{name}/rotate")
-
-    @property
-    def restore(self) -> Restore | None:
-        return None
-
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return False
 
 
 # In the order the plan and ``config check`` list them.
