@@ -75,6 +75,19 @@ def client_config(settings: AwsSettings) -> Any:
     )
 
 
+def client_kwargs(settings: AwsSettings, credentials: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``session.client(service, **kwargs)``'s arguments: the botocore config, the endpoint if
+    one is set and the ``Credentials`` of an ``AssumeRole`` answer if given."""
+    kwargs: dict[str, Any] = {"config": client_config(settings)}
+    if settings.endpoint_url:
+        kwargs["endpoint_url"] = settings.endpoint_url
+    if credentials is not None:
+        kwargs["aws_access_key_id"] = credentials["AccessKeyId"]
+        kwargs["aws_secret_access_key"] = credentials["SecretAccessKey"]
+        kwargs["aws_session_token"] = credentials["SessionToken"]
+    return kwargs
+
+
 class ClientProvider:
     """Builds (once) and caches clients. Calls sts:GetCallerIdentity (once) and sts:AssumeRole
     (once per other account, refreshed 5 minutes before the credentials expire)."""
@@ -98,14 +111,7 @@ class ClientProvider:
         return self._session
 
     def _make(self, service: str, credentials: Mapping[str, Any] | None = None) -> Client:
-        kwargs: dict[str, Any] = {"config": client_config(self.settings)}
-        if self.settings.endpoint_url:
-            kwargs["endpoint_url"] = self.settings.endpoint_url
-        if credentials is not None:
-            kwargs["aws_access_key_id"] = credentials["AccessKeyId"]
-            kwargs["aws_secret_access_key"] = credentials["SecretAccessKey"]
-            kwargs["aws_session_token"] = credentials["SessionToken"]
-        return self._get_session().client(service, **kwargs)
+        return self._get_session().client(service, **client_kwargs(self.settings, credentials))
 
     def _home(self, service: str) -> Client:
         injected = getattr(self.injected, service)

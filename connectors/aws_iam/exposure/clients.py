@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from connectors.aws_iam.clients import ClientProvider, client_config
+from connectors.aws_iam.clients import ClientProvider, client_kwargs
 
 Client = Any
 
@@ -39,13 +39,7 @@ class ExposureClients:
     def _make(self, service: str, region: str, credentials: Any = None) -> Client:
         from dataclasses import replace
 
-        kwargs: dict[str, Any] = {"config": client_config(replace(self.settings, region=region))}
-        if self.settings.endpoint_url:
-            kwargs["endpoint_url"] = self.settings.endpoint_url
-        if credentials is not None:
-            kwargs["aws_access_key_id"] = credentials["AccessKeyId"]
-            kwargs["aws_secret_access_key"] = credentials["SecretAccessKey"]
-            kwargs["aws_session_token"] = credentials["SessionToken"]
+        kwargs = client_kwargs(replace(self.settings, region=region), credentials)
         return self._get_session().client(service, **kwargs)
 
     def home(self, service: str, region: str | None = None) -> Client:

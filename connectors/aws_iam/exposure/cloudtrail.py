@@ -171,6 +171,15 @@ class TrailReader:
         finally:
             body.close()
 
+    def _failed(self, stream: Stream, key: str, exc: Exception) -> EventBatch:
+        """The batch that ends ``stream`` at object ``key``, which could not be read or parsed."""
+        where, what = f"s3://{self.bucket}/{key}", f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, _MALFORMED):
+            error = f"CloudTrail object {where} is malformed: {what}"
+        else:
+            error = f"s3:GetObject {where} failed: {what}"
+        return EventBatch(stream.prefix, stream.account, failure=ScopeFailure(stream.account, error))
+
     def read_stream(
         self, stream: Stream, checkpoint: Checkpoint | None, now: datetime
     ) -> Iterator[EventBatch]:
@@ -197,21 +206,10 @@ class TrailReader:
                 try:
                     data = future.result()
                     events, count = parse_object(data, self.source, stream.prefix)
-                except _MALFORMED as exc:
-                    for _k, f in pending:
-                        f.cancel()
-                    error = f"CloudTrail object s3://{self.bucket}/{key} is malformed: {type(exc).__name__}: {exc}"
-                    yield EventBatch(
-                        stream.prefix, stream.account, failure=ScopeFailure(stream.account, error)
-                    )
-                    return
                 except Exception as exc:
                     for _k, f in pending:
                         f.cancel()
-                    error = f"s3:GetObject s3://{self.bucket}/{key} failed: {type(exc).__name__}: {exc}"
-                    yield EventBatch(
-                        stream.prefix, stream.account, failure=ScopeFailure(stream.account, error)
-                    )
+                    yield self._failed(stream, key, exc)
                     return
                 position = max(position, key)
                 recent[key] = _delivered_utc(key)
