@@ -16,8 +16,8 @@ from offboard_audit.cli.app import (
     state,
 )
 from offboard_audit.config import Config
-from offboard_audit.core.audit_chain import mode_name
 from offboard_audit.core.matching import validate_username_rules
+from offboard_audit.report.audit_trail import AuditTrail
 from offboard_audit.report.table import console_for, markup_safe, plain
 
 
@@ -39,7 +39,7 @@ def permissions_table(config: Config) -> Table:
 def audit_mode(config: Config) -> str:
     """One line: the audit trail's mode (docs/revocation.md, "What the audit trail proves")."""
     a = config.audit
-    parts = [f"audit log: {mode_name(a.keyed, a.anchored)}"]
+    parts = [f"audit log: {AuditTrail.from_config(config).mode}"]
     if a.key is not None:
         parts.append(f"key from ${a.key_env} (key id {a.key.key_id})")
     if a.anchor_file is not None:

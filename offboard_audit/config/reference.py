@@ -6,17 +6,16 @@ keeps the two equal), so a new option cannot ship undocumented.
 
 from __future__ import annotations
 
-from offboard_audit.config import (
+from offboard_audit.config import DATABASE_OPTIONS, SOURCE_COMMON_OPTIONS
+from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
+from offboard_audit.config.sections import (
     AUDIT_OPTIONS,
-    DATABASE_OPTIONS,
     MATCHING_OPTIONS,
     NOTIFICATION_OPTIONS,
     POLICY_OPTIONS,
     SCHEDULE_OPTIONS,
-    SOURCE_COMMON_OPTIONS,
     WEBHOOK_OPTIONS,
 )
-from offboard_audit.config.registry import SOURCE_TYPES, plugin_for
 
 
 def _table(title: str, options: dict[str, str]) -> list[str]:

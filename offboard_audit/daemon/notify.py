@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from offboard_audit.config import Config, NotificationConfig
+from offboard_audit.config import Config
+from offboard_audit.config.sections import NotificationConfig
 from offboard_audit.core.jobs import Notification
 from offboard_audit.daemon.logs import redact_in_logs
 from offboard_audit.storage.db import redact

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from offboard_audit.config import ScheduleConfig
+from offboard_audit.config.sections import ScheduleConfig
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.storage.locks import LEADER, HeldLock, Locks

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from offboard_audit.config import NotificationConfig, WebhookConfig
+from offboard_audit.config.sections import NotificationConfig, WebhookConfig
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.jobs import HREventType, JobState, NotificationState
 from offboard_audit.core.people import PersonChange

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from offboard_audit.config import NotificationConfig
+from offboard_audit.config.sections import NotificationConfig
 from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.daemon.notify import Notifier

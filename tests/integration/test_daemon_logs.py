@@ -162,7 +162,7 @@ def test_the_database_password_and_notification_urls_never_reach_the_log(
     import sys
     from dataclasses import replace
 
-    from offboard_audit.config import NotificationConfig
+    from offboard_audit.config.sections import NotificationConfig
     from offboard_audit.daemon.notify import redact_secrets
     from tests.support.configs import config_with
 
