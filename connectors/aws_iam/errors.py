@@ -56,11 +56,9 @@ T = TypeVar("T")
 
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError`` (``NoSuchEntity``, ...), or None."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
+    error = _response(exc).get("Error")
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    return str(code) if code else None
 
 
 def unless_missing(call: Callable[..., T], **params: object) -> T | None:

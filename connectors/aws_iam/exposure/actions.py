@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from connectors.aws_iam.clients import ClientProvider
-from connectors.aws_iam.errors import describe
+from connectors.aws_iam.errors import describe, error_code
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.inventory import secret_versions
 from connectors.aws_iam.exposure.translate import aware
@@ -35,11 +35,6 @@ from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind,
 ROTATE_SECRET = "rotate_secret"
 
 GONE = ResourceState(exists=False, active=False)
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
 
 
 class RotateSecret:
@@ -77,7 +72,7 @@ class RotateSecret:
         try:
             meta = sm.describe_secret(SecretId=target.credential_id)
         except Exception as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return GONE
             raise RevokeError(
                 f"secretsmanager:DescribeSecret {target.credential_id}: {describe(exc)}"

@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from connectors.aws_iam.errors import error_code
 from connectors.aws_iam.exposure import translate as tr
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.settings import ExposureSettings
@@ -43,11 +44,6 @@ def secret_versions(sm: Any, secret_id: str) -> list[Any]:
         token = page.get("NextToken")
         if not token:
             return versions
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
 
 
 class AccountInventory:
@@ -214,7 +210,7 @@ class AccountInventory:
                 attached = {str(p["PolicyArn"]) for page in pages for p in page.get("AttachedPolicies") or ()}
                 return tr.persistence_state(self.source, ref, policy_arn in attached)
         except Exception as exc:
-            if _error_code(exc) == "NoSuchEntity":
+            if error_code(exc) == "NoSuchEntity":
                 return gone()
             raise
         return gone()
