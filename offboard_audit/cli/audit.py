@@ -88,6 +88,6 @@ def findings(
     store = st.store()
     rows = store.list_findings(None if status == "all" else [status], person=person)
     actions = store.actions_by_finding([f.finding_id for f in rows])
-    format_for(fmt).write_findings(sys.stdout, rows, actions, title=f"{status} findings")
+    format_for(fmt, actions).write_findings(sys.stdout, rows, title=f"{status} findings")
     sys.stdout.flush()
     return EXIT_OK

@@ -169,10 +169,10 @@ def emit(text: str, output_file: Path | None = None) -> None:
 def render(result: RunResult, fmt: str, output_file: Path | None, actions: ActionInfo | None) -> None:
     if output_file is not None:
         with output_file.open("w", encoding="utf-8") as fh:
-            format_for(fmt).write_run(fh, result, actions)
+            format_for(fmt, actions).write_run(fh, result)
         err.print(plain(f"wrote {output_file}"))
     else:
-        format_for(fmt).write_run(sys.stdout, result, actions)
+        format_for(fmt, actions).write_run(sys.stdout, result)
         sys.stdout.flush()
 
 

@@ -21,23 +21,22 @@ _SEVERITY_ORDER = {s: -s.rank for s in Severity}
 
 
 class Format(ABC):
-    """One output format of ``audit``, ``findings`` (and ``--output FILE``): writes to ``out``."""
+    """One output format of ``audit``, ``findings`` (and ``--output FILE``): writes to ``out``.
+
+    Made for one output: ``actions`` are the stored actions of the findings it writes (None: the
+    output lists no actions)."""
 
     name: ClassVar[str]
 
+    def __init__(self, actions: ActionInfo | None = None) -> None:
+        self.actions = actions
+
     @abstractmethod
-    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
+    def write_run(self, out: TextIO, result: RunResult) -> None:
         """A whole run: its sources, its findings (most severe first) and the summary."""
 
     @abstractmethod
-    def write_findings(
-        self,
-        out: TextIO,
-        findings: Sequence[Finding],
-        actions: ActionInfo | None = None,
-        *,
-        title: str = "findings",
-    ) -> None:
+    def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
         """Stored findings without a run; ``title`` names them (``open findings``)."""
 
 

@@ -21,18 +21,11 @@ from offboard_audit.report.base import ActionInfo, Format, iso, latest_action, s
 class CsvFormat(Format):
     name = "csv"
 
-    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
-        out.write(findings_csv(result.findings, actions))
+    def write_run(self, out: TextIO, result: RunResult) -> None:
+        out.write(findings_csv(result.findings, self.actions))
 
-    def write_findings(
-        self,
-        out: TextIO,
-        findings: Sequence[Finding],
-        actions: ActionInfo | None = None,
-        *,
-        title: str = "findings",
-    ) -> None:
-        out.write(findings_csv(findings, actions))
+    def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
+        out.write(findings_csv(findings, self.actions))
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -18,19 +18,12 @@ from offboard_audit.report.base import ActionInfo, Format, iso, sort_findings, s
 class JsonFormat(Format):
     name = "json"
 
-    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
-        out.write(dumps(run_json(result, actions)) + "\n")
+    def write_run(self, out: TextIO, result: RunResult) -> None:
+        out.write(dumps(run_json(result, self.actions)) + "\n")
 
-    def write_findings(
-        self,
-        out: TextIO,
-        findings: Sequence[Finding],
-        actions: ActionInfo | None = None,
-        *,
-        title: str = "findings",
-    ) -> None:
+    def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
         body = {
-            "findings": [finding_json(f, actions) for f in sort_findings(findings)],
+            "findings": [finding_json(f, self.actions) for f in sort_findings(findings)],
             "summary": summary(findings),
         }
         out.write(dumps(body) + "\n")

@@ -76,20 +76,13 @@ def markup_safe(value: object) -> str:
 class TableFormat(Format):
     name = "table"
 
-    def write_run(self, out: TextIO, result: RunResult, actions: ActionInfo | None = None) -> None:
-        print_run_table(console_for(out), result, actions)
+    def write_run(self, out: TextIO, result: RunResult) -> None:
+        print_run_table(console_for(out), result, self.actions)
 
-    def write_findings(
-        self,
-        out: TextIO,
-        findings: Sequence[Finding],
-        actions: ActionInfo | None = None,
-        *,
-        title: str = "findings",
-    ) -> None:
+    def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
         console = console_for(out)
         if findings:
-            console.print(findings_table(findings, actions, title=title, width=console.width))
+            console.print(findings_table(findings, self.actions, title=title, width=console.width))
         else:
             console.print(plain(f"no {title}"))
 
