@@ -240,14 +240,15 @@ def evaluate_exposure(
         else:
             grouped[(person_key(person), e.target.key)].append(e)
 
+    ctx = _Context(inputs, now, exemptions, seen)
     findings: list[Finding] = []
     for (pk, key), events in sorted(grouped.items()):
         person = people[pk]
         kind = events[0].target.kind
         if kind in SECRET_KINDS:
-            f = _secret_finding(inputs, person, key, events, now, exemptions, seen)
+            f = _secret_finding(ctx, person, key, events)
         elif kind in PERSISTENCE_KINDS:
-            f = _persistence_finding(inputs, person, key, events, now, exemptions, seen)
+            f = _persistence_finding(ctx, person, key, events)
         else:
             f = None
         if f is not None:
@@ -255,8 +256,18 @@ def evaluate_exposure(
     return findings
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every exposure finding of one :func:`evaluate_exposure` is made with."""
+
+    inputs: ExposureInputs
+    now: datetime
+    exemptions: Sequence[Exemption]
+    seen: Mapping[str, datetime]
+
+
 def _finding(
-    inputs: ExposureInputs,
+    ctx: _Context,
     rule: Rule,
     severity: Severity,
     person: Person,
@@ -264,10 +275,8 @@ def _finding(
     credential: Credential,
     reason: str,
     owner: RotateOwner,
-    now: datetime,
-    exemptions: Sequence[Exemption],
-    seen: Mapping[str, datetime],
 ) -> Finding:
+    inputs, now = ctx.inputs, ctx.now
     last = max(events, key=lambda e: (e.at, e.event_id))
     link = inputs.links[last.actor.identity]
     scope = exposure_scope(last.target.scope)
@@ -275,7 +284,7 @@ def _finding(
     fid = finding_id(
         rule, inputs.source, _person_id(person), f"{credential.kind.value}:{credential.credential_id}"
     )
-    exemption = selectors.active_exemption(exemptions, account, credential, now)
+    exemption = selectors.active_exemption(ctx.exemptions, account, credential, now)
     assert person.terminated_at is not None
     return Finding(
         finding_id=fid,
@@ -285,7 +294,7 @@ def _finding(
         account=account,
         person=person,
         credential=credential,
-        first_seen=seen.get(fid, now),
+        first_seen=ctx.seen.get(fid, now),
         # Rotation is a task from the day the person left; there is no grace period to wait out.
         due_at=person.terminated_at,
         reason=reason,
@@ -302,14 +311,9 @@ def _who(person: Person) -> str:
 
 
 def _secret_finding(
-    inputs: ExposureInputs,
-    person: Person,
-    key: tuple[str, str, str],
-    events: Sequence[ExposureEvent],
-    now: datetime,
-    exemptions: Sequence[Exemption],
-    seen: Mapping[str, datetime],
+    ctx: _Context, person: Person, key: tuple[str, str, str], events: Sequence[ExposureEvent]
 ) -> Finding | None:
+    inputs = ctx.inputs
     secret = inputs.secrets.by_key.get(key)
     if secret is None:
         return None  # deleted (or never inventoried: its scope failed and has no stored state)
@@ -352,7 +356,7 @@ def _secret_finding(
     )
     owner = rotate_owner(secret.owner, person)
     return _finding(
-        inputs,
+        ctx,
         Rule.SECRET_EXPOSED_TO_LEAVER,
         severity,
         person,
@@ -360,9 +364,6 @@ def _secret_finding(
         credential,
         reason,
         owner,
-        now,
-        exemptions,
-        seen,
     )
 
 
@@ -395,14 +396,9 @@ _PERSISTENCE_WHAT = {
 
 
 def _persistence_finding(
-    inputs: ExposureInputs,
-    person: Person,
-    key: tuple[str, str, str],
-    events: Sequence[ExposureEvent],
-    now: datetime,
-    exemptions: Sequence[Exemption],
-    seen: Mapping[str, datetime],
+    ctx: _Context, person: Person, key: tuple[str, str, str], events: Sequence[ExposureEvent]
 ) -> Finding | None:
+    inputs = ctx.inputs
     state = inputs.objects.get(key)
     if state is None or not state.present:
         return None
@@ -437,7 +433,7 @@ def _persistence_finding(
         else rotate_owner(None, person)
     )
     return _finding(
-        inputs,
+        ctx,
         Rule.PERSISTENCE_LEFT_BY_LEAVER,
         Rule.PERSISTENCE_LEFT_BY_LEAVER.severity,
         person,
@@ -445,9 +441,6 @@ def _persistence_finding(
         credential,
         reason,
         owner,
-        now,
-        exemptions,
-        seen,
     )
 
 
