@@ -192,7 +192,7 @@ class AccountInventory:
             if ref.kind is CredentialKind.PASSWORD:
                 profile = iam.get_login_profile(UserName=ref.owner)["LoginProfile"]
                 created = tr.aware(profile.get("CreateDate"))
-                made = tr.aware(ref.fingerprint) if ref.fingerprint else None
+                made = tr.response_time(ref.fingerprint)
                 same = made is None or created is None or abs((created - made).total_seconds()) < 300
                 return tr.persistence_state(self.source, ref, same, "" if same else "re-created since")
             if ref.kind is CredentialKind.TRUST_POLICY:

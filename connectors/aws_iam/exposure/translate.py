@@ -63,6 +63,27 @@ def parse_time(value: str) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
+# CloudTrail writes the dates inside IAM *responses* the way the console shows them
+# ("Aug 1, 2024 1:42:21 PM", UTC), not as ISO 8601 like the record's own eventTime.
+_RESPONSE_DATE = "%b %d, %Y %I:%M:%S %p"
+
+
+def response_time(value: str) -> datetime | None:
+    """A date from a CloudTrail response element (ISO 8601 or the console form), None when it is
+    neither: the caller then cannot tell a re-created object from the original and keeps it."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.strptime(text, _RESPONSE_DATE).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def actor_of(identity: Mapping[str, Any]) -> Actor | None:
     """The actor of a record's ``userIdentity``, or None for services and other accounts."""
     kind = str(identity.get("type") or "")
@@ -173,7 +194,7 @@ def _targets(
                 CredentialKind.PASSWORD,
                 f"{user}/login-profile",
                 user,
-                str(profile.get("createDate") or ""),
+                _iso(response_time(str(profile.get("createDate") or ""))),
             )
         ]
     if name in ("UpdateAssumeRolePolicy", "CreateRole"):
@@ -409,3 +430,7 @@ def trust_policy_outside(document: Any, scope: str) -> list[str]:
 
 def persistence_state(source: str, ref: ObjectRef, present: bool, detail: str = "") -> PersistenceState:
     return PersistenceState(source, ref, present, detail)
+
+
+def _iso(t: datetime | None) -> str:
+    return t.isoformat() if t is not None else ""

@@ -321,12 +321,6 @@ def _login_profile_record(w: World, user: str, event_id: str) -> dict[str, Any]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the inventory parses the loginProfile createDate CloudTrail writes "
-    "('Aug 1, 2024 1:42:21 PM') with datetime.fromisoformat, raises ValueError and fails the "
-    "whole account's inventory (connectors/aws_iam/exposure/inventory.py, CredentialKind.PASSWORD)",
-)
 def test_a_console_password_a_leaver_gave_another_user_is_persistence(world: World) -> None:
     world.log(
         ACTED_AT,
@@ -634,3 +628,29 @@ def test_lookback_bounds_the_first_read_of_a_trail(world: World) -> None:
         world.ids["prod/recent"],
         world.ids["prod/old"],
     }
+
+
+def test_a_console_password_deleted_and_given_again_by_someone_else_is_not_the_leavers(
+    world: World,
+) -> None:
+    made = _login_profile_record(world, "svc-build", "ev-login-profile")
+    # The record says the profile was made ten minutes before the one in place now.
+    profile = world.client("iam").get_login_profile(UserName="svc-build")["LoginProfile"]
+    made["responseElements"]["loginProfile"]["createDate"] = cloudtrail_date(
+        profile["CreateDate"] - timedelta(minutes=10)
+    )
+    world.log(ACTED_AT, [made])
+    result = world.run()
+    exposure = next(s for s in result.sources if s.name == "aws/exposure")
+    assert exposure.failed_scopes == (), exposure.failed_scopes
+    assert world.open_findings() == {}
+
+
+def test_the_login_profile_date_in_cloudtrails_console_form_becomes_the_fingerprint() -> None:
+    response = {"loginProfile": {"userName": "svc", "createDate": "Aug 1, 2024 1:42:21 PM"}}
+    rec = record("CreateLoginProfile", IAM, ACTED_AT, ALICE, {"userName": "svc"}, response, event_id="e1")
+    (event,) = record_events(rec, "aws")
+    assert event.target.fingerprint == datetime(2024, 8, 1, 13, 42, 21, tzinfo=UTC).isoformat()
+    response["loginProfile"]["createDate"] = "not a date"
+    (event,) = record_events(rec, "aws")
+    assert event.target.fingerprint == ""  # unknown: the profile in place is taken as hers
