@@ -23,22 +23,17 @@ killed or blocked before that commit leaves nothing of itself behind but a ``run
 revocation engine reads the findings of finished runs only, with their breaker. While a run goes
 on, a thread renews its lease on the run row; a run whose process is gone is marked ``abandoned``
 (``storage/runs.py``: at once when that process ran on this host, else once the lease runs out),
-and can no longer finish.
+and can no longer finish (the run's own record: ``engine/run_record.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import sys
 import threading
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from offboard_audit.config import Config, SourceConfig
 from offboard_audit.core.errors import ConfigError
@@ -47,7 +42,7 @@ from offboard_audit.core.lifecycle import Scope, unproven_ids, update_findings
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.people import ChangeDecision, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Account, Finding, Link, Person, RunResult, RunStatus, SourceRun
+from offboard_audit.core.records import Account, Finding, Link, Person, RunResult
 from offboard_audit.core.stored import RunKind
 from offboard_audit.engine.collect import (
     AccountRead,
@@ -73,36 +68,10 @@ from offboard_audit.engine.hr import (
     update_person,
     webhook_breaker,
 )
+from offboard_audit.engine.run_record import finish, new_run_id, recorded, test_point
 from offboard_audit.storage.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def new_run_id(now: datetime) -> str:
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-class RunAbandoned(RuntimeError):
-    """The run was marked abandoned (taken for dead) before it could finish: nothing of it
-    was stored."""
-
-
-# Test hooks, for fault tests that drive a real process from outside: the point named in
-# OFFBOARD_AUDIT_TEST_KILL_AT SIGKILLs the process there; the one in OFFBOARD_AUDIT_TEST_PAUSE_AT
-# writes "PAUSED <point>" to stderr and waits for a line on stdin. Points: "before-commit" (every
-# source read, nothing of the run stored yet) and "findings-stored" (the run's findings written,
-# its transaction not committed).
-KILL_AT_ENV = "OFFBOARD_AUDIT_TEST_KILL_AT"
-PAUSE_AT_ENV = "OFFBOARD_AUDIT_TEST_PAUSE_AT"
-
-
-def _test_point(name: str) -> None:
-    if os.environ.get(PAUSE_AT_ENV) == name:
-        sys.stderr.write(f"PAUSED {name}\n")
-        sys.stderr.flush()
-        sys.stdin.readline()
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _quiet(_message: str) -> None:
@@ -204,7 +173,7 @@ class Pipeline:
             self.instance(src)
         run_id = new_run_id(now)
         self.accepted_breaker = None
-        with self._recorded(run_id, now, kind):
+        with recorded(self.store, run_id, now, kind):
             return self._run_everybody(run_id, now, sources, accept_hr)
 
     def _run_everybody(
@@ -220,7 +189,7 @@ class Pipeline:
         done = replace(done, findings=[*done.findings, *exposed.findings], stale=done.stale | exposed.stale)
 
         self.report("storing results")
-        _test_point("before-commit")
+        test_point("before-commit")
         with self.store.atomic():
             save_people(hr, self.store, run_id)
             read: set[Scope] = set()
@@ -236,7 +205,7 @@ class Pipeline:
             self._save_findings(run_id, now, done, read if hr.trusted else set())
             runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
             runs += exposed.runs
-            return self._finish(run_id, now, runs, done.findings, hr.breaker)
+            return finish(self.store, run_id, now, runs, done.findings, hr.breaker)
 
     # --- one person ----------------------------------------------------------------------
 
@@ -270,45 +239,21 @@ class Pipeline:
             if found is None:
                 raise ConfigError(f"no stored person with employee id {employee_id!r}")
             person = found
-        with self._recorded(run_id, now, RunKind.TARGETED):
+        with recorded(self.store, run_id, now, RunKind.TARGETED):
             log.info("targeted reconcile %s of %s/%s (%s)", run_id, *_key(person), person.status.value)
             breaker = webhook_breaker(self.store, before, people, self.config, now)
             done = self._reconcile(sources, people, now, person)
-            _test_point("before-commit")
+            test_point("before-commit")
             with self.store.atomic():
                 # A read of one person proves nothing about anybody else: no scope counts as read,
                 # so storing this person's findings closes none.
                 self._save_findings(run_id, now, done, set())
                 runs = [source_run(r) for r in done.reads]
-                result = self._finish(run_id, now, runs, done.findings, breaker)
+                result = finish(self.store, run_id, now, runs, done.findings, breaker)
         modes = tuple((r.name, r.mode.value) for r in done.reads)
         return TargetedResult(result, person, modes, decision)
 
     # --- shared ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _recorded(self, run_id: str, now: datetime, kind: str) -> Iterator[None]:
-        """Start the run's record and hold its lease while it goes on; a run that raises is
-        recorded as failed (when the database lets it: otherwise it stays ``running`` until it is
-        taken for dead and abandoned; nothing of it was stored either way)."""
-        self.store.start_run(run_id, now, kind)
-        lease = _LeaseKeeper(self.store, run_id)
-        try:
-            yield
-        except BaseException as exc:
-            lease.stop()
-            failed = RunResult(run_id, now, max(now, datetime.now(UTC)), (), ())
-            try:
-                self.store.finish_run(failed, RunStatus.FAILED)
-            except Exception as record_error:
-                # The error that stopped the run is the one to report (a locked database fails
-                # both); the run is abandoned once taken for dead.
-                log.warning(
-                    "run %s failed (%s) and could not be recorded failed: %s", run_id, exc, record_error
-                )
-            raise
-        finally:
-            lease.stop()
 
     def _candidates(
         self, accounts: Sequence[Account], specs: Mapping[str, MatchSpec], person: Person
@@ -412,52 +357,7 @@ class Pipeline:
             done.keep_open,
         )
         self.store.save_findings(run_id, now, changes)
-        _test_point("findings-stored")
-
-    def _finish(
-        self,
-        run_id: str,
-        now: datetime,
-        sources: Sequence[SourceRun],
-        findings: Sequence[Finding],
-        breaker: str | None,
-    ) -> RunResult:
-        result = RunResult(run_id, now, max(now, datetime.now(UTC)), tuple(sources), tuple(findings), breaker)
-        if not self.store.finish_run(result):
-            # Raised inside the run's transaction: everything it wrote is rolled back.
-            raise RunAbandoned(
-                f"run {run_id} was marked abandoned (taken for dead) before it finished; "
-                "nothing of it was stored: run it again"
-            )
-        return result
-
-
-class _LeaseKeeper:
-    """Renews a running run's lease on a thread of its own until stopped (or until the run is
-    no longer running). A renewal that fails is logged and tried again at the next tick."""
-
-    def __init__(self, store: Store, run_id: str) -> None:
-        self._store = store
-        self._run_id = run_id
-        self._stopped = threading.Event()
-        if not store.private_database:  # nobody else sees an in-memory database's leases
-            threading.Thread(target=self._renew, name=f"run-lease-{run_id}", daemon=True).start()
-
-    def stop(self) -> None:
-        # Not joined: a renewal may be waiting on a database lock, and the run is over either way.
-        self._stopped.set()
-
-    def _renew(self) -> None:
-        while not self._stopped.wait(self._store.run_renew_every):
-            try:
-                if not self._store.renew_run(self._run_id):
-                    if not self._stopped.is_set():
-                        log.warning(
-                            "run %s was marked abandoned while it ran: it cannot finish", self._run_id
-                        )
-                    return
-            except Exception as exc:
-                log.warning("cannot renew the lease of run %s: %s", self._run_id, exc)
+        test_point("findings-stored")
 
 
 def run_audit(

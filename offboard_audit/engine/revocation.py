@@ -33,7 +33,7 @@ in the audit chain and nothing is touched. A credential already in the target st
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config
@@ -52,23 +52,26 @@ from offboard_audit.core.records import (
     RunStatus,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
-from offboard_audit.engine.journal import (
-    DRY_RUN,
-    IRREVERSIBLE,
-    NOTHING,
-    ActionOutcome,
-    ApplyReport,
-    Journal,
-    dry_run,
-    new_action_id,
-    outcome,
-)
+from offboard_audit.engine.journal import ActionOutcome, ApplyReport, Journal, dry_run, outcome
 from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire
 from offboard_audit.engine.steps import Step, apply_step, describe, read_state, settle_interrupted, undo_step
+from offboard_audit.engine.undo import newest_applied, triage, undo_record, undo_refusal
 from offboard_audit.storage.actions import NewEvent, append_event, load_actions
 from offboard_audit.storage.store import Store
 
 Inputs = tuple[list[Finding], dict[str, datetime]]
+
+
+@dataclass(frozen=True)
+class PassScope:
+    """What one revoke pass may act on: these findings (all when empty), this employee_id's, at
+    most ``max_people``/``max_actions`` (lower than the policy's cap), the actions of a plan file."""
+
+    finding_ids: Collection[str] = ()
+    person: str | None = None
+    max_people: int | None = None
+    max_actions: int | None = None
+    plan_file: PlanFile | None = None
 
 
 class PassInterrupted(Exception):
@@ -197,17 +200,8 @@ class RevocationEngine:
     ) -> ApplyReport:
         """``offboard-audit revoke``: act on the stored findings (dry run unless ``apply``).
         ``max_people``/``max_actions`` lower the blast-radius cap for this pass."""
-        return self._run(
-            now,
-            apply=apply,
-            breaker=self.stored_breaker,
-            inputs=self.stored_inputs,
-            finding_ids=finding_ids,
-            person=person,
-            max_people=max_people,
-            max_actions=max_actions,
-            plan_file=plan_file,
-        )
+        scope = PassScope(finding_ids, person, max_people, max_actions, plan_file)
+        return self._run(now, scope, apply=apply, breaker=self.stored_breaker, inputs=self.stored_inputs)
 
     def auto_revoke(self, result: RunResult, now: datetime, person: str | None = None) -> ApplyReport:
         """Plan from this run's findings (only this employee_id's when `person` is given) and apply
@@ -233,29 +227,26 @@ class RevocationEngine:
                 return f"HR circuit breaker tripped in run {result.run_id}: {result.circuit_breaker}"
             return None
 
-        return self._run(now, apply=True, breaker=breaker, inputs=inputs, person=person)
+        return self._run(now, PassScope(person=person), apply=True, breaker=breaker, inputs=inputs)
 
     def _run(
         self,
         now: datetime,
+        scope: PassScope,
         *,
         apply: bool,
         breaker: Callable[[], str | None],
         inputs: Callable[[], Inputs],
-        finding_ids: Collection[str] = (),
-        person: str | None = None,
-        max_people: int | None = None,
-        max_actions: int | None = None,
-        plan_file: PlanFile | None = None,
     ) -> ApplyReport:
         policy = self.config.policy
-        limit = max_people if max_people is not None else policy.max_people_per_run
-        action_limit = max_actions if max_actions is not None else policy.max_actions_per_run
+        limit = scope.max_people if scope.max_people is not None else policy.max_people_per_run
+        action_limit = scope.max_actions if scope.max_actions is not None else policy.max_actions_per_run
+        plan_file = scope.plan_file
 
         def make_plan() -> tuple[Plan, str | None]:
             reason = breaker()
             data = inputs()
-            plan = self.plan(now, finding_ids=finding_ids, person=person, inputs=data)
+            plan = self.plan(now, finding_ids=scope.finding_ids, person=scope.person, inputs=data)
             if plan_file is not None:
                 if plan.fingerprint != plan_file.fingerprint:
                     reason = reason or (
@@ -380,26 +371,10 @@ class RevocationEngine:
 
     def undo_person(self, employee_id: str, now: datetime, apply: bool = True) -> ApplyReport:
         """Undo every applied, reversible action of one person (rehire or mistake), newest first."""
-        recs = [
-            r
-            for r in load_actions(self.store, person=employee_id)
-            if r.undo_of is None and r.status == ActionStatus.APPLIED
-        ]
-        recs.sort(key=lambda r: (r.updated_at, r.created_at), reverse=True)
-        return self._undo(recs, now, apply)
+        return self._undo(newest_applied(load_actions(self.store, person=employee_id)), now, apply)
 
     def _undo(self, recs: Sequence[ActionRecord], now: datetime, apply: bool) -> ApplyReport:
-        ready: list[ActionRecord] = []
-        outcomes: list[ActionOutcome] = []
-        for r in recs:
-            skip = self._undo_precheck(r)
-            if skip is not None:
-                outcomes.append(skip)
-            elif not apply:
-                restore = "active" if r.prior_state and r.prior_state.active else "as recorded"
-                outcomes.append(outcome(r, DRY_RUN, message=f"would restore {r.credential_id} to {restore}"))
-            else:
-                ready.append(r)
+        ready, outcomes = triage(recs, apply)
         if not apply or not ready:
             return ApplyReport(None, tuple(outcomes), dry_run=not apply)
         try:
@@ -411,7 +386,7 @@ class RevocationEngine:
                 try:
                     for r in ready:
                         current = fresh.get(r.action_id, r)
-                        skip = self._undo_precheck(current)
+                        skip = undo_refusal(current)
                         outcomes.append(skip if skip is not None else self._undo_one(current, now))
                         lock.renew()
                 except BaseException as exc:
@@ -422,45 +397,10 @@ class RevocationEngine:
         except LockNotAcquired as exc:
             return ApplyReport(f"{exc}; try again later", tuple(outcomes))
 
-    @staticmethod
-    def _undo_precheck(r: ActionRecord) -> ActionOutcome | None:
-        if r.undo_of is not None:
-            return outcome(r, NOTHING, message=f"{r.action_id} is itself an undo (of {r.undo_of})")
-        if r.status == ActionStatus.UNDONE:
-            return outcome(r, NOTHING, message="already undone")
-        if r.status == ActionStatus.NOOP:
-            return outcome(r, NOTHING, message="nothing to undo: this action changed nothing")
-        if r.status != ActionStatus.APPLIED:
-            return outcome(r, NOTHING, message=f"nothing to undo: the action is {r.status}")
-        if not r.reversible:
-            return outcome(
-                r,
-                IRREVERSIBLE,
-                error=f"{r.action} is irreversible: the prior state cannot be restored by this tool",
-                message="irreversible",
-            )
-        if r.prior_state is None:
-            return outcome(r, ActionStatus.FAILED, error="no prior state was recorded for this action")
-        return None
-
     def _undo_one(self, orig: ActionRecord, now: datetime) -> ActionOutcome:
-        at = self._time(now)
         prior = orig.prior_state
         assert prior is not None
-        undo = replace(
-            orig,
-            action_id=new_action_id(),
-            plan_id="undo",
-            status=ActionStatus.INTENT,
-            error=None,
-            prior_state=None,
-            result_state=None,
-            actor=self.actor,
-            undo_of=orig.action_id,
-            created_at=at,
-            updated_at=at,
-        )
-
+        undo = undo_record(orig, self.actor, self._time(now))
         step = self._step(
             undo,
             "could not read the current state",

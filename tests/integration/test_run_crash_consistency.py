@@ -29,7 +29,8 @@ from sqlalchemy import select
 
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import FindingStatus, RunStatus, SourceData
-from offboard_audit.engine.pipeline import KILL_AT_ENV, PAUSE_AT_ENV, Pipeline, RunAbandoned
+from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.run_record import KILL_AT_ENV, PAUSE_AT_ENV, RunAbandoned
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.tables import FINDINGS, RUNS, SOURCE_RUNS
 from tests.support.configs import config_with
