@@ -104,6 +104,16 @@ SOURCES: dict[str, str] = {
 # token_env = "VAULT_TOKEN"          # or: role_id = "..." and secret_id_env = "VAULT_SECRET_ID"
 # audit_log = "/var/log/vault/audit.log"
 """,
+    "github": """\
+# A GitHub organisation: members, outside collaborators, invitations, SAML-authorized tokens and
+# SSH keys, and deploy keys the leavers added. Every GitHub revocation is irreversible.
+# [[sources]]
+# name = "github"
+# type = "github"
+# org = "acme"
+# token_env = "GITHUB_TOKEN"         # an owner's token; or app_id, private_key_env, installation_id
+# owners = { "octo-cat" = "cat@example.com" }   # logins SAML and the usual rules do not match
+""",
 }
 
 

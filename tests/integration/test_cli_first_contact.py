@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
+from offboard_audit.config.registry import SOURCE_TYPES
 from offboard_audit.core.records import Rule, finding_id
 from tests.support.fake_connector import fake_env, standard_world
 
@@ -108,7 +109,7 @@ def _uncomment_source(text: str, type_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("type_name", ["hr_csv", "hr_json", "ldap", "aws_iam", "gcp_iam"])
+@pytest.mark.parametrize("type_name", sorted(SOURCE_TYPES))  # every built-in type has a block
 def test_each_commented_source_of_the_starter_passes_config_check_once_uncommented(
     tmp_path: Path, type_name: str
 ) -> None:
@@ -116,7 +117,12 @@ def test_each_commented_source_of_the_starter_passes_config_check_once_uncomment
     assert cli("config", "init", str(target), cwd=tmp_path).returncode == 0
     target.write_text(_uncomment_source(target.read_text(), type_name))
     # The secrets the starter names come from the environment, as they would for a user.
-    check = cli("config", "check", cwd=tmp_path, env={"HR_API_TOKEN": "t", "LDAP_BIND_PASSWORD": "p"})
+    check = cli(
+        "config",
+        "check",
+        cwd=tmp_path,
+        env={"HR_API_TOKEN": "t", "LDAP_BIND_PASSWORD": "p", "VAULT_TOKEN": "t", "GITHUB_TOKEN": "t"},
+    )
     assert check.returncode == 0, check.stderr
     assert type_name in check.stdout  # the permissions table lists the uncommented source
 
