@@ -6,7 +6,8 @@ This module wires the collaborators and runs the process; each one says how it w
 - ``jobs.py``: the job runner (worker pool, ``person:<id>`` lock, job leases, takeover of the
   jobs of a daemon that died), on every replica;
 - ``reconcile.py``: what a full reconcile, an HR refresh and each job do, with the revocation
-  engine, metrics and notifications;
+  engine, metrics and notifications; ``runs.py``: the store that tracks this process's runs and
+  the shared revocation engine;
 - ``summary.py``: job summaries, log lines and notification messages; ``notify.py`` writes them
   to the outbox and, on the leader, delivers them;
 - ``webhook.py``: the HTTP API; ``http.py``: its uvicorn server and the signal handlers;
@@ -42,7 +43,8 @@ from offboard_audit.daemon.jobs import JobRunner, WorkGate
 from offboard_audit.daemon.logs import quiet_third_party
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.daemon.notify import Dispatcher, Notifier
-from offboard_audit.daemon.reconcile import EngineFactory, Reconciler, RunTrackingStore, shared_engine
+from offboard_audit.daemon.reconcile import Reconciler
+from offboard_audit.daemon.runs import EngineFactory, RunTrackingStore, shared_engine
 from offboard_audit.daemon.scheduler import Leadership, Schedule
 from offboard_audit.daemon.webhook import WebhookSettings, create_app
 from offboard_audit.engine.hr import last_hr_read

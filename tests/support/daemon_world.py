@@ -21,7 +21,7 @@ from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobStat
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Person, RunResult, SourceData
 from offboard_audit.daemon.notify import Notifier
-from offboard_audit.daemon.reconcile import RevocationEngineLike
+from offboard_audit.daemon.runs import RevocationEngineLike
 from offboard_audit.daemon.service import Daemon, DaemonOptions
 from offboard_audit.engine.revocation import ActionOutcome, ApplyReport, RevocationEngine
 from offboard_audit.storage.store import Store
