@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from offboard_audit.core.job_json import action_json, takeover_json
 from offboard_audit.core.jobs import EventStatus, HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.stored import RunKind
 from offboard_audit.daemon.metrics import CONTENT_TYPE, Metrics
@@ -205,31 +206,12 @@ def job_json(job: Job, event_status: EventStatus | None = None) -> dict[str, Any
         "run_id": job.run_id,
         "error": job.error,
         "detail": job.detail,
-        "actions": [
-            {
-                "action_id": a.action_id,
-                "finding_id": a.finding_id,
-                "source": a.source,
-                "action": a.action,
-                "status": a.status,
-                "error": a.error,
-            }
-            for a in job.actions
-        ],
+        "actions": [action_json(a) for a in job.actions],
         "owner": job.node or None,
         "lease_expires_at": iso(job.lease_expires_at),
         "attempts": job.attempts,
         "next_attempt_at": iso(job.next_attempt_at),
-        "takeovers": [
-            {
-                "at": iso(t.at),
-                "previous_owner": t.previous_owner,
-                "new_owner": t.new_owner,
-                "from_state": t.from_state.value,
-                "lease_expired_at": iso(t.lease_expired_at),
-            }
-            for t in job.takeovers
-        ],
+        "takeovers": [takeover_json(t) for t in job.takeovers],
     }
 
 

@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 
+from offboard_audit.core.job_json import action_json, takeover_json, takeover_of
 from offboard_audit.core.jobs import (
     EventStatus,
     HREvent,
@@ -52,6 +56,8 @@ from offboard_audit.storage.rows import record_of, row_of
 from offboard_audit.storage.tables import SCHEDULED_RECONCILES as SCHEDULED
 from offboard_audit.storage.tables import WEBHOOK_EVENTS as EVENTS
 from offboard_audit.storage.tables import WEBHOOK_JOBS as JOBS
+
+T = TypeVar("T")
 
 
 def new_job_id() -> str:
@@ -159,19 +165,10 @@ class WebhookStore:
         if not job_ids:
             return set()
         held = [JobState.QUEUED.value, JobState.RUNNING.value]
+        mine = (JOBS.c.job_id.in_(list(job_ids)), JOBS.c.node == node, JOBS.c.state.in_(held))
         with self.store.begin() as conn:
-            conn.execute(
-                update(JOBS)
-                .where(JOBS.c.job_id.in_(list(job_ids)), JOBS.c.node == node, JOBS.c.state.in_(held))
-                .values(lease_expires_at=until)
-            )
-            return set(
-                conn.execute(
-                    select(JOBS.c.job_id).where(
-                        JOBS.c.job_id.in_(list(job_ids)), JOBS.c.node == node, JOBS.c.state.in_(held)
-                    )
-                ).scalars()
-            )
+            conn.execute(update(JOBS).where(*mine).values(lease_expires_at=until))
+            return set(conn.execute(select(JOBS.c.job_id).where(*mine)).scalars())
 
     def claim_orphaned(self, now: datetime, node: str, lease_until: datetime, limit: int = 20) -> list[Job]:
         """Take over ``queued`` and ``running`` jobs whose owner's lease expired (or that have no
@@ -179,21 +176,12 @@ class WebhookStore:
         it (a queued one through ``start_job``, a running one again from the start)."""
         held = [JobState.QUEUED.value, JobState.RUNNING.value]
         orphaned = (JOBS.c.lease_expires_at.is_(None)) | (JOBS.c.lease_expires_at <= now)
-        with self.store.begin() as conn:
-            rows = list(
-                conn.execute(
-                    select(JOBS)
-                    .where(JOBS.c.state.in_(held), orphaned)
-                    .order_by(JOBS.c.created_at)
-                    .limit(limit)
-                ).mappings()
-            )
-        claimed: list[Job] = []
-        for r in rows:
+
+        def take_over(conn: Connection, r: RowMapping) -> bool:
             note = Takeover(now, r["node"], node, JobState(r["state"]), r["lease_expires_at"])
-            notes = [*json.loads(r["takeovers_json"] or "[]"), _takeover_json(note)]
-            with self.store.begin() as conn:
-                won = conn.execute(
+            notes = [*json.loads(r["takeovers_json"] or "[]"), takeover_json(note)]
+            return bool(
+                conn.execute(
                     update(JOBS)
                     .where(
                         JOBS.c.job_id == r["job_id"],
@@ -209,11 +197,10 @@ class WebhookStore:
                         attempts=JOBS.c.attempts + (1 if r["state"] == JobState.RUNNING.value else 0),
                     )
                 ).rowcount
-            if won:
-                job = self.job(r["job_id"])
-                if job is not None:
-                    claimed.append(job)
-        return claimed
+            )
+
+        candidates = select(JOBS).where(JOBS.c.state.in_(held), orphaned).order_by(JOBS.c.created_at)
+        return self._claim_each(candidates.limit(limit), take_over, self._claimed_job)
 
     def finish_job(
         self,
@@ -249,7 +236,7 @@ class WebhookStore:
                     run_id=run_id,
                     error=error,
                     detail=detail,
-                    actions_json=json.dumps([_action_json(a) for a in actions]),
+                    actions_json=json.dumps([action_json(a) for a in actions]),
                     lease_expires_at=None,
                     next_attempt_at=next_attempt_at if incomplete else None,
                     node="" if incomplete else JOBS.c.node,
@@ -269,32 +256,19 @@ class WebhookStore:
     def claim_retries(self, now: datetime, node: str, lease_until: datetime, limit: int = 20) -> list[Job]:
         """Queue again the incomplete jobs whose next attempt has come, owned by ``node``; each is
         claimed by one caller only. The caller starts them (``start_job``)."""
-        with self.store.begin() as conn:
-            ids = list(
+        due = (JOBS.c.state == JobState.INCOMPLETE.value, JOBS.c.next_attempt_at <= now)
+
+        def requeue(conn: Connection, r: RowMapping) -> bool:
+            return bool(
                 conn.execute(
-                    select(JOBS.c.job_id)
-                    .where(JOBS.c.state == JobState.INCOMPLETE.value, JOBS.c.next_attempt_at <= now)
-                    .order_by(JOBS.c.next_attempt_at)
-                    .limit(limit)
-                ).scalars()
-            )
-        claimed: list[Job] = []
-        for job_id in ids:
-            with self.store.begin() as conn:
-                won = conn.execute(
                     update(JOBS)
-                    .where(
-                        JOBS.c.job_id == job_id,
-                        JOBS.c.state == JobState.INCOMPLETE.value,
-                        JOBS.c.next_attempt_at <= now,
-                    )
+                    .where(JOBS.c.job_id == r["job_id"], *due)
                     .values(state=JobState.QUEUED.value, node=node, lease_expires_at=lease_until)
                 ).rowcount
-            if won:
-                job = self.job(job_id)
-                if job is not None:
-                    claimed.append(job)
-        return claimed
+            )
+
+        candidates = select(JOBS.c.job_id).where(*due).order_by(JOBS.c.next_attempt_at)
+        return self._claim_each(candidates.limit(limit), requeue, self._claimed_job)
 
     def prune_events(self, received_before: datetime) -> int:
         """Delete the events received before ``received_before`` whose job is finished (their ids
@@ -383,32 +357,31 @@ class WebhookStore:
 
         A claimed reconcile's job goes from ``scheduled`` to ``queued``.
         """
-        with self.store.begin() as conn:
-            rows = list(
-                conn.execute(
-                    select(SCHEDULED)
-                    .where(SCHEDULED.c.state == ScheduleState.PENDING.value, SCHEDULED.c.due_at <= now)
-                    .order_by(SCHEDULED.c.due_at)
-                    .limit(limit)
-                ).mappings()
-            )
-        claimed: list[ScheduledReconcile] = []
-        for r in rows:
-            with self.store.begin() as conn:
-                won = conn.execute(
-                    update(SCHEDULED)
-                    .where(SCHEDULED.c.id == r["id"], SCHEDULED.c.state == ScheduleState.PENDING.value)
-                    .values(state=ScheduleState.CLAIMED.value, claimed_by=node, claimed_at=now)
-                ).rowcount
-                if not won:
-                    continue
+
+        def claim(conn: Connection, r: RowMapping) -> bool:
+            won = conn.execute(
+                update(SCHEDULED)
+                .where(SCHEDULED.c.id == r["id"], SCHEDULED.c.state == ScheduleState.PENDING.value)
+                .values(state=ScheduleState.CLAIMED.value, claimed_by=node, claimed_at=now)
+            ).rowcount
+            if won:
                 conn.execute(
                     update(JOBS)
                     .where(JOBS.c.job_id == r["job_id"], JOBS.c.state == JobState.SCHEDULED.value)
                     .values(state=JobState.QUEUED.value, node=node, lease_expires_at=lease_until)
                 )
-            claimed.append(record_of(ScheduledReconcile, r, state=ScheduleState.CLAIMED, claimed_by=node))
-        return claimed
+            return bool(won)
+
+        candidates = (
+            select(SCHEDULED)
+            .where(SCHEDULED.c.state == ScheduleState.PENDING.value, SCHEDULED.c.due_at <= now)
+            .order_by(SCHEDULED.c.due_at)
+        )
+        return self._claim_each(
+            candidates.limit(limit),
+            claim,
+            lambda r: record_of(ScheduledReconcile, r, state=ScheduleState.CLAIMED, claimed_by=node),
+        )
 
     def scheduled(self, employee_id: str | None = None) -> list[ScheduledReconcile]:
         with self.store.begin() as conn:
@@ -418,46 +391,40 @@ class WebhookStore:
             rows = conn.execute(q.order_by(SCHEDULED.c.id)).mappings()
             return [record_of(ScheduledReconcile, r) for r in rows]
 
+    # --- claiming -------------------------------------------------------------------------
 
-def _action_json(a: JobAction) -> dict[str, object]:
-    return {
-        "action_id": a.action_id,
-        "finding_id": a.finding_id,
-        "source": a.source,
-        "action": a.action,
-        "status": a.status,
-        "error": a.error,
-    }
+    def _claim_each(
+        self,
+        candidates: Executable,
+        claim: Callable[[Connection, RowMapping], bool],
+        claimed: Callable[[RowMapping], T | None],
+    ) -> list[T]:
+        """Of the rows of ``candidates`` (read in one transaction), what ``claimed`` gives for
+        each that ``claim`` wins once its transaction is committed. Each row is tried in a
+        transaction of its own: ``claim`` is a conditional update whose row count says whether
+        this caller won, so of two callers at once exactly one claims a row."""
+        with self.store.begin() as conn:
+            rows = list(conn.execute(candidates).mappings())
+        out: list[T] = []
+        for r in rows:
+            with self.store.begin() as conn:
+                won = claim(conn, r)
+            item = claimed(r) if won else None
+            if item is not None:
+                out.append(item)
+        return out
 
-
-def _takeover_json(t: Takeover) -> dict[str, object]:
-    return {
-        "at": t.at.isoformat(),
-        "previous_owner": t.previous_owner,
-        "new_owner": t.new_owner,
-        "from_state": t.from_state.value,
-        "lease_expired_at": t.lease_expired_at.isoformat() if t.lease_expired_at else None,
-    }
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value).astimezone(UTC) if value else None
-
-
-def _takeover(d: dict[str, str]) -> Takeover:
-    at = _when(d["at"])
-    assert at is not None
-    return Takeover(
-        at, d["previous_owner"], d["new_owner"], JobState(d["from_state"]), _when(d["lease_expired_at"])
-    )
+    def _claimed_job(self, r: RowMapping) -> Job | None:
+        """A claimed job, read again after its claim."""
+        return self.job(r["job_id"])
 
 
 def _job_row(job: Job) -> dict[str, object]:
     return row_of(
         job,
         JOBS,
-        actions_json=json.dumps([_action_json(a) for a in job.actions]),
-        takeovers_json=json.dumps([_takeover_json(t) for t in job.takeovers]),
+        actions_json=json.dumps([action_json(a) for a in job.actions]),
+        takeovers_json=json.dumps([takeover_json(t) for t in job.takeovers]),
     )
 
 
@@ -466,5 +433,5 @@ def _job(r: RowMapping) -> Job:
         Job,
         r,
         actions=tuple(JobAction(**a) for a in json.loads(r["actions_json"])),
-        takeovers=tuple(_takeover(t) for t in json.loads(r["takeovers_json"] or "[]")),
+        takeovers=tuple(takeover_of(t) for t in json.loads(r["takeovers_json"] or "[]")),
     )
