@@ -193,15 +193,13 @@ def run_messages(
             f"- {f.severity.value}: {f.rule.value} {f.source}/{f.account.username}"
             + (f" {f.credential.kind.value} {f.credential.credential_id}" if f.credential else "")
             + (f" (person {f.person.employee_id})" if f.person else "")
-            for f in new[:20]
+            for f in new[:_LISTED]
         ]
-        more = f"\n...and {len(new) - 20} more" if len(new) > 20 else ""
         messages.append(
             Message(
                 "new_findings",
                 f"offboard-audit {kind} run {result.run_id}: {len(new)} new critical/high finding(s)\n"
-                + "\n".join(lines)
-                + more,
+                + _listed(lines, len(new)),
                 (
                     ("run_id", result.run_id),
                     (
@@ -219,14 +217,13 @@ def run_messages(
         # Secrets a leaver could carry away are rotated by people, not by this tool: say who.
         lines = [
             f"- {t.task} {t.kind} {t.object_id} ({t.person_name or t.person}): owner {owner_label(t.owner)}"
-            for t in tasks[:20]
+            for t in tasks[:_LISTED]
         ]
-        more = f"\n...and {len(tasks) - 20} more" if len(tasks) > 20 else ""
         messages.append(
             Message(
                 "rotate_tasks",
                 f"offboard-audit {kind} run {result.run_id}: {len(tasks)} secret(s) or key(s) to rotate or "
-                "remove\n" + "\n".join(lines) + more,
+                "remove\n" + _listed(lines, len(tasks)),
                 (("run_id", result.run_id), ("rotate_tasks", [rotate_task_json(t) for t in tasks])),
             )
         )
@@ -264,6 +261,16 @@ def run_messages(
             )
         )
     return messages
+
+
+# How many findings or rotate tasks a message lists; it says how many more there are.
+_LISTED = 20
+
+
+def _listed(lines: Sequence[str], total: int) -> str:
+    """The lines of the first ``_LISTED`` of ``total`` items, and how many more there are."""
+    more = f"\n...and {total - _LISTED} more" if total > _LISTED else ""
+    return "\n".join(lines) + more
 
 
 def read_failed(result: RunResult) -> tuple[str, ...]:

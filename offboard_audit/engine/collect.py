@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from offboard_audit.config import SourceConfig
 from offboard_audit.core.errors import ConfigError, SourceError
@@ -225,59 +226,80 @@ def keep_last_known(reads: Sequence[AccountRead], store: Store) -> None:
     """
     for read in reads:
         scopes = read.unenriched_scopes
-        if not scopes:
-            continue
-        snap = store.load_snapshot(read.name, scopes)
-        stored_accounts = {a.account_id: a for a in snap.accounts}
-        stored_credentials = {c.key: c for c in snap.credentials}
-        recreated = {
-            a.account_id
-            for a in read.accounts
-            if (old := stored_accounts.get(a.account_id)) is not None
-            and a.uid
-            and old.uid
-            and a.uid != old.uid
-        }
-        kept = 0
-        accounts: list[Account] = []
-        for a in read.accounts:
-            old = stored_accounts.get(a.account_id)
-            if (
-                a.scope in scopes
-                and a.account_id not in recreated
-                and old is not None
-                and _newer(old.last_login_at, a.last_login_at)
-            ):
-                a = replace(
-                    a,
-                    last_login_at=old.last_login_at,
-                    last_login_precision=old.last_login_precision,
-                    last_login_stale=True,
-                )
-                kept += 1
-            accounts.append(a)
-        credentials: list[Credential] = []
-        for c in read.credentials:
-            prev = stored_credentials.get(c.key)
-            if (
-                c.scope in scopes
-                and c.account_id not in recreated
-                and prev is not None
-                and _newer(prev.last_used_at, c.last_used_at)
-            ):
-                c = replace(
-                    c,
-                    last_used_at=prev.last_used_at,
-                    last_used_precision=prev.last_used_precision,
-                    last_used_stale=True,
-                )
-                kept += 1
-            credentials.append(c)
-        read.accounts, read.credentials, read.kept_last_known = accounts, credentials, kept
+        if scopes:
+            _keep_last_known(read, scopes, store)
+
+
+def _keep_last_known(read: AccountRead, scopes: set[str], store: Store) -> None:
+    snap = store.load_snapshot(read.name, scopes)
+    stored_accounts = {a.account_id: a for a in snap.accounts}
+    stored_credentials = {c.key: c for c in snap.credentials}
+    recreated = {
+        a.account_id
+        for a in read.accounts
+        if (old := stored_accounts.get(a.account_id)) is not None and a.uid and old.uid and a.uid != old.uid
+    }
+
+    def carried(fresh: Account | Credential) -> bool:
+        return fresh.scope in scopes and fresh.account_id not in recreated
+
+    accounts, kept = _keep_newer(
+        read.accounts, lambda a: stored_accounts.get(a.account_id), _last_login, _stale_login, carried
+    )
+    credentials, kept_uses = _keep_newer(
+        read.credentials, lambda c: stored_credentials.get(c.key), _last_use, _stale_use, carried
+    )
+    read.accounts, read.credentials, read.kept_last_known = accounts, credentials, kept + kept_uses
 
 
 def _newer(stored: datetime | None, fresh: datetime | None) -> bool:
     return stored is not None and (fresh is None or stored > fresh)
+
+
+_Evidence = TypeVar("_Evidence", Account, Credential)
+
+
+def _keep_newer(
+    fresh: Sequence[_Evidence],
+    stored: Callable[[_Evidence], _Evidence | None],
+    when: Callable[[_Evidence], datetime | None],
+    stale: Callable[[_Evidence, _Evidence], _Evidence],
+    carried: Callable[[_Evidence], bool],
+) -> tuple[list[_Evidence], int]:
+    """``fresh`` with the newer time (``when``) of its ``stored`` copy put back, marked
+    ``stale``, where ``carried`` allows it; and how many were carried."""
+    out: list[_Evidence] = []
+    kept = 0
+    for item in fresh:
+        old = stored(item)
+        if carried(item) and old is not None and _newer(when(old), when(item)):
+            item = stale(item, old)
+            kept += 1
+        out.append(item)
+    return out, kept
+
+
+def _last_login(a: Account) -> datetime | None:
+    return a.last_login_at
+
+
+def _stale_login(a: Account, old: Account) -> Account:
+    return replace(
+        a,
+        last_login_at=old.last_login_at,
+        last_login_precision=old.last_login_precision,
+        last_login_stale=True,
+    )
+
+
+def _last_use(c: Credential) -> datetime | None:
+    return c.last_used_at
+
+
+def _stale_use(c: Credential, old: Credential) -> Credential:
+    return replace(
+        c, last_used_at=old.last_used_at, last_used_precision=old.last_used_precision, last_used_stale=True
+    )
 
 
 def unenriched(reads: Sequence[AccountRead]) -> tuple[list[Account], list[Credential]]:

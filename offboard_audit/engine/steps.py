@@ -106,23 +106,9 @@ def apply_step(
         # Already revoked, or gone: nothing to change (idempotent), and nothing more to read.
         message = "already revoked" if before.exists else "not found: nothing to revoke"
         return Step(ActionStatus.NOOP, before, before, message=message, started=True)
-    try:
-        spec.change(target, before)
-    except TargetChanged as exc:
-        return Step(ActionStatus.TARGET_CHANGED, before, error=describe(exc), started=True)
-    except Exception as exc:
-        # A call that failed may still have reached the system (a connection reset after the
-        # request was processed): what counts is what the object shows now.
-        return _after_failed_call(spec, target, before, describe(exc), undo_prior=None)
-    try:
-        # Verify independently of the spec: read the object again.
-        after = spec.read(target)
-    except Exception as exc:
-        error = f"changed, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
-        return Step(ActionStatus.UNKNOWN, before, error=error, started=True)
-    moved = identity_mismatch(target, after)
-    if moved is not None:
-        return Step(ActionStatus.FAILED, before, after, error=f"not verified: {moved}", started=True)
+    after = _change_and_verify(spec, target, before, lambda: spec.change(target, before), None, "changed")
+    if isinstance(after, Step):
+        return after
     if after.active:
         error = "not verified: re-reading shows it still active"
         return Step(ActionStatus.FAILED, before, after, error=error, started=True)
@@ -160,24 +146,47 @@ def undo_step(
         # Undo only ever switches things back on; it never revokes what someone enabled since.
         error = "not restored: it was not active before the action, and undo never revokes"
         return Step(ActionStatus.FAILED, current, current, error=error, started=True)
-    try:
-        restore(target, current, prior)
-    except TargetChanged as exc:
-        return Step(ActionStatus.TARGET_CHANGED, current, error=describe(exc), started=True)
-    except Exception as exc:
-        return _after_failed_call(spec, target, current, describe(exc), undo_prior=prior)
-    try:
-        after = spec.read(target)
-    except Exception as exc:
-        error = f"restored, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
-        return Step(ActionStatus.UNKNOWN, current, error=error, started=True)
-    moved = identity_mismatch(target, after)
-    if moved is not None:
-        return Step(ActionStatus.FAILED, current, after, error=f"not verified: {moved}", started=True)
+    after = _change_and_verify(
+        spec, target, current, lambda: restore(target, current, prior), prior, "restored"
+    )
+    if isinstance(after, Step):
+        return after
     if not as_before(spec, after, prior):
         error = "not verified: re-reading does not show the prior state"
         return Step(ActionStatus.FAILED, current, after, error=error, started=True)
     return Step(ActionStatus.RESTORED, current, after, started=True)
+
+
+def _change_and_verify(
+    spec: ActionSpec,
+    target: ActionTarget,
+    before: ResourceState,
+    call: Callable[[], None],
+    undo_prior: ResourceState | None,
+    done: str,
+) -> Step | ResourceState:
+    """Make the change (or the restore, when ``undo_prior`` is given) with ``call``, then read the
+    target again to verify it independently of the spec. The :class:`Step` to record when it
+    stops there (the call raised, the re-read failed, the name now holds another object), else
+    the state the re-read shows, for the caller to check. ``done`` says what a call that
+    returned did ("changed", "restored")."""
+    try:
+        call()
+    except TargetChanged as exc:
+        return Step(ActionStatus.TARGET_CHANGED, before, error=describe(exc), started=True)
+    except Exception as exc:
+        # A call that failed may still have reached the system (a connection reset after the
+        # request was processed): what counts is what the object shows now.
+        return _after_failed_call(spec, target, before, describe(exc), undo_prior=undo_prior)
+    try:
+        after = spec.read(target)
+    except Exception as exc:
+        error = f"{done}, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
+        return Step(ActionStatus.UNKNOWN, before, error=error, started=True)
+    moved = identity_mismatch(target, after)
+    if moved is not None:
+        return Step(ActionStatus.FAILED, before, after, error=f"not verified: {moved}", started=True)
+    return after
 
 
 def _after_failed_call(

@@ -138,19 +138,13 @@ class RunStore(Database):
         stopping); returns their ids."""
         if not run_ids:
             return []
-        running = RunStatus.RUNNING.value
         with self.begin() as conn:
             ids = list(
                 conn.execute(
-                    select(RUNS.c.run_id).where(RUNS.c.run_id.in_(list(run_ids)), RUNS.c.status == running)
+                    select(RUNS.c.run_id).where(RUNS.c.run_id.in_(list(run_ids)), RUNS.c.status == _RUNNING)
                 ).scalars()
             )
-            if ids:
-                conn.execute(
-                    update(RUNS)
-                    .where(RUNS.c.run_id.in_(ids), RUNS.c.status == running)
-                    .values(status=RunStatus.ABANDONED.value, finished_at=now, lease_until=None)
-                )
+            _abandon(conn, ids, now)
         return ids
 
     def run_info(self, run_id: str) -> RunInfo | None:
@@ -215,13 +209,18 @@ def _abandon_dead(conn: Connection, now: datetime) -> list[str]:
         for run_id, owner, lease_until in running
         if lease_until is None or lease_until < now or holder_dead(owner)
     ]
-    if ids:
+    _abandon(conn, ids, now)
+    return ids
+
+
+def _abandon(conn: Connection, run_ids: Sequence[str], now: datetime) -> None:
+    """Mark those of ``run_ids`` that are still running as abandoned."""
+    if run_ids:
         conn.execute(
             update(RUNS)
-            .where(RUNS.c.run_id.in_(ids), RUNS.c.status == _RUNNING)
+            .where(RUNS.c.run_id.in_(list(run_ids)), RUNS.c.status == _RUNNING)
             .values(status=RunStatus.ABANDONED.value, finished_at=now, lease_until=None)
         )
-    return ids
 
 
 def _source_run(r: RowMapping) -> SourceRun:
