@@ -93,15 +93,12 @@ def apply_step(
     on_intent: Callable[[ResourceState], None] = _nothing,
 ) -> Step:
     """Apply ``action`` to ``target`` (see the module docstring for the steps)."""
-    try:
-        spec = spec_for(revoker, action, target)
-        before = spec.read(target)
-    except Exception as exc:
-        return Step(ActionStatus.FAILED, error=f"could not read the state before acting: {describe(exc)}")
-    mismatch = identity_mismatch(target, before)
-    if mismatch is not None:
-        return Step(ActionStatus.TARGET_CHANGED, before=before, error=mismatch)
-    on_intent(before)
+    read = _read_first(
+        lambda: spec_for(revoker, action, target), target, on_intent, "the state before acting"
+    )
+    if isinstance(read, Step):
+        return read
+    spec, before = read
     if not before.active:
         # Already revoked, or gone: nothing to change (idempotent), and nothing more to read.
         message = "already revoked" if before.exists else "not found: nothing to revoke"
@@ -128,18 +125,12 @@ def undo_step(
     on_intent: Callable[[ResourceState], None] = _nothing,
 ) -> Step:
     """Put ``prior`` (the state read before ``action`` was applied) back."""
-    try:
-        spec = spec_for(revoker, action, target)
-        restore = spec.restore
-        if restore is None:
-            raise RevokeError(f"{action} is irreversible: {spec.definition.description}")
-        current = spec.read(target)
-    except Exception as exc:
-        return Step(ActionStatus.FAILED, error=f"could not read the current state: {describe(exc)}")
-    mismatch = identity_mismatch(target, current)
-    if mismatch is not None:
-        return Step(ActionStatus.TARGET_CHANGED, before=current, error=mismatch)
-    on_intent(current)
+    read = _read_first(lambda: _reversible(revoker, action, target), target, on_intent, "the current state")
+    if isinstance(read, Step):
+        return read
+    spec, current = read
+    restore = spec.restore
+    assert restore is not None  # _reversible refused an irreversible action
     if as_before(spec, current, prior):
         return Step(ActionStatus.UNCHANGED, current, current, message="already as before", started=True)
     if not prior.active:
@@ -155,6 +146,35 @@ def undo_step(
         error = "not verified: re-reading does not show the prior state"
         return Step(ActionStatus.FAILED, current, after, error=error, started=True)
     return Step(ActionStatus.RESTORED, current, after, started=True)
+
+
+def _reversible(revoker: Revoker, action: str, target: ActionTarget) -> ActionSpec:
+    spec = spec_for(revoker, action, target)
+    if spec.restore is None:
+        raise RevokeError(f"{action} is irreversible: {spec.definition.description}")
+    return spec
+
+
+def _read_first(
+    spec_of: Callable[[], ActionSpec],
+    target: ActionTarget,
+    on_intent: Callable[[ResourceState], None],
+    what: str,
+) -> tuple[ActionSpec, ResourceState] | Step:
+    """The first read, before anything can change: the spec and the state it reads, once the
+    identity is checked and ``on_intent`` has run; else the :class:`Step` to record (the spec or
+    the read failed: ``failed``, saying ``what`` could not be read; the name now holds another
+    object: ``target-changed``). Nothing was changed either way."""
+    try:
+        spec = spec_of()
+        state = spec.read(target)
+    except Exception as exc:
+        return Step(ActionStatus.FAILED, error=f"could not read {what}: {describe(exc)}")
+    mismatch = identity_mismatch(target, state)
+    if mismatch is not None:
+        return Step(ActionStatus.TARGET_CHANGED, before=state, error=mismatch)
+    on_intent(state)
+    return spec, state
 
 
 def _change_and_verify(
