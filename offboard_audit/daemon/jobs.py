@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime, timedelta
 
 from offboard_audit.core.jobs import Job, JobKind, JobState, Notification, Outcome
@@ -62,41 +63,29 @@ class WorkGate:
             return self._busy
 
 
+@dataclass(eq=False)
 class JobRunner:
     """Runs this daemon's jobs; the webhook hands it accepted jobs through :meth:`submit`."""
 
-    def __init__(
-        self,
-        events: WebhookStore,
-        locks: Locks,
-        body: Callable[[Job], JobOutcome],
-        metrics: Metrics,
-        gate: WorkGate,
-        *,
-        node: str,
-        clock: Clock,
-        lease: float,
-        workers: int,
-        person_lock_timeout: float,
-        retry_backoff: timedelta = timedelta(seconds=30),
-        retry_max_backoff: timedelta = timedelta(minutes=15),
-        notifications: Callable[[Sequence[Message], str], list[Notification]] | None = None,
-    ) -> None:
-        self.events = events
-        self.locks = locks
-        self.body = body
-        self.metrics = metrics
-        self.gate = gate
-        self.node = node
-        self.clock = clock
-        self.lease = lease
-        self.person_lock_timeout = person_lock_timeout
-        self.retry_backoff = retry_backoff
-        self.retry_max_backoff = retry_max_backoff
-        self.notifications = notifications
+    events: WebhookStore
+    locks: Locks
+    body: Callable[[Job], JobOutcome]
+    metrics: Metrics
+    gate: WorkGate
+    _: KW_ONLY
+    node: str
+    clock: Clock
+    lease: float
+    workers: InitVar[int]
+    person_lock_timeout: float
+    retry_backoff: timedelta = timedelta(seconds=30)
+    retry_max_backoff: timedelta = timedelta(minutes=15)
+    notifications: Callable[[Sequence[Message], str], list[Notification]] | None = None
+    _owned: set[str] = field(default_factory=set, init=False)  # jobs this process holds (queued or running)
+    _owned_mutex: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self, workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
-        self._owned: set[str] = set()  # jobs this process holds (queued in the pool or running)
-        self._owned_mutex = threading.Lock()
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease)

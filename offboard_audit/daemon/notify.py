@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,26 +139,19 @@ class Notifier:
         self._client.close()
 
 
+@dataclass(eq=False)
 class Dispatcher:
     """Sends the outbox's due notifications (on the leader) and records each attempt."""
 
-    def __init__(
-        self,
-        outbox: OutboxStore,
-        notifier: Notifier,
-        clock: Callable[[], datetime],
-        *,
-        on_undeliverable: Callable[[Notification], None] | None = None,
-        on_delivered: Callable[[Notification], None] | None = None,
-    ) -> None:
-        self.outbox = outbox
-        self.notifier = notifier
-        self.clock = clock
-        self.on_undeliverable = on_undeliverable
-        self.on_delivered = on_delivered
-        self.sent = 0
-        self.failures = 0  # notifications given up (undeliverable)
-        self._mutex = threading.Lock()
+    outbox: OutboxStore
+    notifier: Notifier
+    clock: Callable[[], datetime]
+    _: KW_ONLY
+    on_undeliverable: Callable[[Notification], None] | None = None
+    on_delivered: Callable[[Notification], None] | None = None
+    sent: int = field(default=0, init=False)
+    failures: int = field(default=0, init=False)  # notifications given up (undeliverable)
+    _mutex: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def next_attempt(self, n: Notification, attempts: int, now: datetime) -> datetime | None:
         """When to try again after ``attempts`` failed attempts; None: give up (undeliverable)."""

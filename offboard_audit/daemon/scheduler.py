@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -123,32 +124,22 @@ class Schedule:
             self._scheduler = None
 
 
+@dataclass(eq=False)
 class Leadership:
     """Takes and keeps the leader lock; while leader, runs the schedule and ``while_leader``
     (the due scheduled reconciles) at every step."""
 
-    def __init__(
-        self,
-        locks: Locks,
-        schedule: Schedule,
-        metrics: Metrics,
-        while_leader: Callable[[], object],
-        *,
-        on_elected: Callable[[], Sequence[tuple[str, datetime]]] = lambda: (),
-        node: str,
-        lease: float,
-        poll_interval: float,
-    ) -> None:
-        self.locks = locks
-        self.schedule = schedule
-        self.metrics = metrics
-        self.while_leader = while_leader
-        self.on_elected = on_elected
-        self.node = node
-        self.lease = lease
-        self.poll_interval = poll_interval
-        self._held: HeldLock | None = None
-        self._mutex = threading.Lock()
+    locks: Locks
+    schedule: Schedule
+    metrics: Metrics
+    while_leader: Callable[[], object]
+    _: KW_ONLY
+    on_elected: Callable[[], Sequence[tuple[str, datetime]]] = lambda: ()
+    node: str
+    lease: float
+    poll_interval: float
+    _held: HeldLock | None = field(default=None, init=False)
+    _mutex: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
     def is_leader(self) -> bool:
