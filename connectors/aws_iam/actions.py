@@ -31,9 +31,10 @@ from typing import ClassVar, Protocol
 from connectors.aws_iam.clients import Client, items
 from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 
 DEACTIVATE_ACCESS_KEY = "deactivate_access_key"
 DEACTIVATE_SSH_KEY = "deactivate_ssh_key"

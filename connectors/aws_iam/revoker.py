@@ -38,9 +38,9 @@ from connectors.aws_iam.errors import explain_call, unless_missing
 from connectors.aws_iam.payloads import ROOT_ROW
 from connectors.aws_iam.settings import AwsSettings
 from connectors.aws_iam.translate import LOGIN_PROFILE_ID
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec
-from offboard_audit.core.records import ActionDef, ActionTarget, ResourceState, identity_mismatch
 
 
 class AwsIamRevoker:

@@ -33,9 +33,10 @@ from typing import Any, ClassVar, Protocol
 
 from connectors.gcp_iam.clients import GcpClients
 from connectors.gcp_iam.translate import BindingRef, condition_key, parse_member, principal_uid
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 
 REMOVE_BINDING = "remove_binding"
 DISABLE_KEY = "disable_key"

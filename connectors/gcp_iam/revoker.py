@@ -6,7 +6,7 @@ class is what every action goes through: the clients, the refusals made before a
 etag-checked read-modify-write of IAM policies and the names writes use.
 
 Identity (``ActionTarget.account_uid``, checked by the engine before every change and undo,
-see :func:`offboard_audit.core.records.identity_mismatch`):
+see :func:`offboard_audit.core.actions.identity_mismatch`):
 
 - Keys and service accounts: the service account's ``uniqueId``, read with IAM Admin
   ``GetServiceAccount`` by email (``iam.serviceAccounts.get``); a service account that is gone
@@ -43,9 +43,9 @@ from connectors.gcp_iam.actions import ACTIONS, LAST_ADMIN_ROLE
 from connectors.gcp_iam.clients import GcpClients, bounded_retry, build_clients
 from connectors.gcp_iam.settings import GcpSettings
 from connectors.gcp_iam.translate import BindingRef, parse_binding_credential_id, principal_uid, resource_name
+from offboard_audit.core.actions import ActionDef, ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
-from offboard_audit.core.records import ActionDef, ActionTarget
 
 # Google-managed service agents: disabling them breaks Google services, and they hold no
 # user-managed keys a person could walk away with.

@@ -36,9 +36,10 @@ from typing import Any, ClassVar, Protocol
 
 from connectors.github import translate as tr
 from connectors.github.clients import GitHubApi
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 
 REVOKE_SSO_AUTHORIZATION = "revoke_sso_authorization"
 REVOKE_FINE_GRAINED_TOKEN = "revoke_fine_grained_token"
@@ -343,8 +344,8 @@ class RemoveFromOrganization(GitHubAction):
         return ResourceState(exists=present, active=present, data=data, identity=identity)
 
     def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        from offboard_audit.core.actions import identity_mismatch
         from offboard_audit.core.errors import TargetChanged
-        from offboard_audit.core.records import identity_mismatch
 
         api, org, login = self.access.api, self.access.org, target.username
         # The write names the login, which GitHub cannot make conditional: read again right before.

@@ -19,9 +19,9 @@ from typing import ClassVar
 from connectors.github.actions import ACTIONS
 from connectors.github.clients import GitHubApi, GitHubCallError
 from connectors.github.settings import GitHubSettings
+from offboard_audit.core.actions import ActionDef, ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
-from offboard_audit.core.records import ActionDef, ActionTarget
 
 
 class GitHubRevoker:

@@ -30,9 +30,10 @@ import ldap3
 
 from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, UAC_ACCOUNTDISABLE, first, values_of
 from connectors.ldap.translate import GROUP_PREFIX, Entry, normalize_dn, ssh_credential_id
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 
 LOCK = "lock_account"
 LEAVE_GROUP = "remove_group_membership"

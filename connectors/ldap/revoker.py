@@ -65,9 +65,9 @@ from connectors.ldap.dialects import first, values_of
 from connectors.ldap.search import ScopeReadError, read_entry
 from connectors.ldap.settings import LdapSettings
 from connectors.ldap.translate import Entry, dn_under, normalize_dn
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec
-from offboard_audit.core.records import ActionDef, ActionTarget, ResourceState, identity_mismatch
 
 _AD_BUILTIN = {"administrator", "krbtgt", "guest"}
 _MEMBER_PERMISSION = "write member, uniqueMember, memberUid on the group entry"

@@ -27,17 +27,11 @@ from typing import Any, ClassVar, Protocol
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
 from connectors.vault.translate import parse_time, userpass_uid
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.exposure import exposed_until
 from offboard_audit.core.protocols import Restore
-from offboard_audit.core.records import (
-    ActionDef,
-    ActionTarget,
-    CredentialKind,
-    ResourceState,
-    Stage,
-    identity_mismatch,
-)
+from offboard_audit.core.records import CredentialKind
 
 DISABLE_ENTITY = "disable_entity"
 REVOKE_TOKEN = "revoke_token"

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from connectors.vault.actions import ACTIONS
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
+from offboard_audit.core.actions import ActionDef, ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
-from offboard_audit.core.records import ActionDef, ActionTarget
 
 
 class VaultRevoker:

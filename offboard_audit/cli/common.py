@@ -29,7 +29,8 @@ from offboard_audit.cli.app import (
     source_context,
     state,
 )
-from offboard_audit.core.records import FindingStatus, RunResult, Severity
+from offboard_audit.core.records import FindingStatus, Severity
+from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo
 from offboard_audit.report.formats import FORMATS, format_for
 from offboard_audit.report.table import plain

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from offboard_audit.core.actions import ResourceState
 from offboard_audit.core.audit_chain import AuditEvent
-from offboard_audit.core.records import ResourceState
 from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus
 
 _STATUS_KINDS = {"outcome", "undo-outcome", "recovered"}

@@ -27,17 +27,16 @@ from datetime import datetime
 from typing import Any
 
 from offboard_audit.core import selectors
+from offboard_audit.core.actions import ActionDef, Stage
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,
-    ActionDef,
     Credential,
     CredentialKind,
     Exemption,
     Finding,
     FindingStatus,
     Rule,
-    Stage,
     require_aware,
 )
 from offboard_audit.core.rotation import (

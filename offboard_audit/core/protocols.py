@@ -13,17 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
 from offboard_audit.core.exposure import Checkpoint, EventBatch, InventoryRead, ObjectRef
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.records import (
-    Account,
-    ActionDef,
-    ActionTarget,
-    HRRead,
-    Person,
-    ResourceState,
-    SourceData,
-)
+from offboard_audit.core.records import Account, HRRead, Person, SourceData
 
 
 class SourceKind(StrEnum):

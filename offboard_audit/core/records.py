@@ -8,7 +8,6 @@ the storage module maps them to and from SQLModel tables.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -139,29 +138,6 @@ class FindingStatus(StrEnum):
     EXEMPTED = "exempted"
     REVOKED = "revoked"
     RESOLVED = "resolved"
-
-
-class SourceStatus(StrEnum):
-    OK = "ok"
-    # Read succeeded but something was skipped (bad HR rows, a warning); the data is usable.
-    DEGRADED = "degraded"
-    FAILED = "failed"
-
-
-class RunStatus(StrEnum):
-    """What became of a reconcile run (stored on the run, shown by /healthz and the metrics)."""
-
-    RUNNING = "running"
-    DONE = "done"
-    DEGRADED = "degraded"  # every source read, some with warnings or skipped rows
-    FAILED_SOURCES = "failed_sources"  # a source or a scope of one failed; the others were used
-    FAILED = "failed"  # the run itself raised: nothing of it can be trusted
-    ABANDONED = "abandoned"  # its process stopped before it finished
-
-    @property
-    def completed(self) -> bool:
-        """The run finished reading its sources (with or without failed ones)."""
-        return self in (RunStatus.DONE, RunStatus.DEGRADED, RunStatus.FAILED_SOURCES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,20 +399,6 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
-class SourceRun:
-    """How one source fared in one run."""
-
-    name: str
-    system: str
-    status: SourceStatus
-    error: str | None = None
-    counts: tuple[tuple[str, int], ...] = ()
-    failed_scopes: tuple[ScopeFailure, ...] = ()
-    warnings: tuple[str, ...] = ()
-    stale: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Exemption:
     exemption_id: str
     selector: str
@@ -451,128 +413,3 @@ class Exemption:
 
     def active(self, now: datetime) -> bool:
         return self.until > now
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    sources: tuple[SourceRun, ...]
-    findings: tuple[Finding, ...]
-    circuit_breaker: str | None = None
-
-    def summary(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Severity if s is not Severity.INFO and s is not Severity.LOW}
-        for f in self.findings:
-            if f.status is FindingStatus.OPEN:
-                counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
-        return counts
-
-    @property
-    def status(self) -> RunStatus:
-        return run_status(self.sources)
-
-    @property
-    def any_source_failed(self) -> bool:
-        return self.status is RunStatus.FAILED_SOURCES
-
-
-def run_status(sources: Iterable[SourceRun]) -> RunStatus:
-    """The status of a run that read its sources: any failed source or scope makes it
-    ``failed_sources``, else any degraded one ``degraded``, else ``done``."""
-    status = RunStatus.DONE
-    for s in sources:
-        if s.status is SourceStatus.FAILED or s.failed_scopes:
-            return RunStatus.FAILED_SOURCES
-        if s.status is SourceStatus.DEGRADED:
-            status = RunStatus.DEGRADED
-    return status
-
-
-# --- revocation ---------------------------------------------------------------------------
-
-
-class Stage(StrEnum):
-    DISABLE = "disable"
-    DELETE = "delete"
-    # Rotating a secret (only with policy.auto_rotate_secrets, only where rotation is configured).
-    ROTATE = "rotate"
-
-
-@dataclass(frozen=True, slots=True)
-class ActionDef:
-    """What a revoker can do to one kind of credential, declared as data on the revoker class.
-
-    ``permissions`` are the API permissions the action needs (IAM actions, LDAP rights);
-    ``config check`` and the plan print them.
-    """
-
-    name: str
-    credential_kind: CredentialKind
-    stage: Stage
-    reversible: bool
-    permissions: tuple[str, ...]
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class ActionTarget:
-    """Everything a revoker needs to find the object an action changes."""
-
-    source: str
-    system: str
-    account_id: str
-    username: str
-    credential_id: str
-    credential_kind: CredentialKind
-    detail: str = ""
-    scope: str = ""
-    # Account.uid of the account as it was read when the finding was made ("" if unknown).
-    account_uid: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceState:
-    """The state of one revocable object as read from its system.
-
-    ``data`` holds whatever the connector needs to undo a change (group names, key
-    material fingerprints, a policy document); values are strings so that the audit log
-    can store them as they are.
-    """
-
-    exists: bool
-    active: bool
-    data: tuple[tuple[str, str], ...] = ()
-    # The immutable identity (Account.uid) of the account this state was read from, as the
-    # system reports it now; None when the account was not found. The engine compares it with
-    # ``ActionTarget.account_uid`` before every change and undo.
-    identity: str | None = None
-
-    def value(self, key: str) -> str | None:
-        for k, v in self.data:
-            if k == key:
-                return v
-        return None
-
-
-def identity_mismatch(target: ActionTarget, state: ResourceState) -> str | None:
-    """Why ``state`` was not read from the object ``target`` was planned for, or None.
-
-    A missing recorded identity is a mismatch too: acting on a name alone could hit a new
-    account that reuses it (delete ``jdoe``, create a new ``jdoe``).
-    """
-    what = f"{target.system} account {target.username or target.account_id!r}"
-    if not target.account_uid:
-        return (
-            f"no immutable identity was recorded for {what} (finding stored before identity "
-            "tracking, or the connector reads none): run the audit again"
-        )
-    if state.identity is None:
-        return f"{what} (identity {target.account_uid}) no longer exists"
-    if state.identity != target.account_uid:
-        return (
-            f"{what} now has identity {state.identity}, not {target.account_uid} as planned: "
-            "the name was reused by another account"
-        )
-    return None

@@ -12,17 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from offboard_audit.core.records import (
-    ActionTarget,
-    CredentialKind,
-    Finding,
-    FindingStatus,
-    Person,
-    ResourceState,
-    RunStatus,
-    Stage,
-    require_aware,
-)
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Person, require_aware
+from offboard_audit.core.runs import RunStatus
 
 # --- people ---------------------------------------------------------------------------------
 

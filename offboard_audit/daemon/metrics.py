@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.core.records import FindingStatus, Severity
+from offboard_audit.core.runs import RunResult, SourceStatus
 
 # The ``*_created`` series of every counter and histogram are not part of our metrics.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from offboard_audit.config import Config
 from offboard_audit.core.jobs import EventStatus, HREvent, Job, JobKind, JobState, Notification
 from offboard_audit.core.people import ChangeOutcome, PersonChange
-from offboard_audit.core.records import Person, PersonStatus, RunResult, RunStatus
+from offboard_audit.core.records import Person, PersonStatus
+from offboard_audit.core.runs import RunResult, RunStatus
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.daemon.jobs import WorkGate
 from offboard_audit.daemon.metrics import Metrics

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from offboard_audit.config import Config
 from offboard_audit.core.jobs import Notification
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import RunResult, RunStatus
+from offboard_audit.core.runs import RunResult, RunStatus
 from offboard_audit.engine.revocation import ApplyReport
 from offboard_audit.storage.outbox import TickStore, add_notifications
 from offboard_audit.storage.store import Store

@@ -37,7 +37,7 @@ from offboard_audit.config import Config
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.jobs import Job, JobKind, JobState, NotificationState, ScheduledTick, TickState
 from offboard_audit.core.protocols import AccountSource, HRSource, SourceContext
-from offboard_audit.core.records import RunResult
+from offboard_audit.core.runs import RunResult
 from offboard_audit.daemon.http import HttpServer, handle_stop_signals
 from offboard_audit.daemon.jobs import JobRunner, WorkGate
 from offboard_audit.daemon.logs import quiet_third_party

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from offboard_audit.core.jobs import REFUSED_PREFIX, Job, JobAction, JobState, Outcome
-from offboard_audit.core.records import FindingStatus, RunResult, Severity, SourceStatus
+from offboard_audit.core.records import FindingStatus, Severity
 from offboard_audit.core.rotation import owner_label, rotate_task, rotate_task_json
+from offboard_audit.core.runs import RunResult, SourceStatus
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.daemon.notify import Message
 from offboard_audit.engine.revocation import ApplyReport

@@ -34,9 +34,8 @@ from offboard_audit.core.records import (
     Person,
     ScopeFailure,
     SourceData,
-    SourceRun,
-    SourceStatus,
 )
+from offboard_audit.core.runs import SourceRun, SourceStatus
 from offboard_audit.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -42,15 +42,8 @@ from offboard_audit.core.exposure_rules import (
     person_key,
 )
 from offboard_audit.core.protocols import ExposureSource, SourceContext
-from offboard_audit.core.records import (
-    Exemption,
-    Finding,
-    Link,
-    Person,
-    ScopeFailure,
-    SourceRun,
-    SourceStatus,
-)
+from offboard_audit.core.records import Exemption, Finding, Link, Person, ScopeFailure
+from offboard_audit.core.runs import SourceRun, SourceStatus
 from offboard_audit.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ from offboard_audit.core.people import (
     webhook_breaker_reason,
 )
 from offboard_audit.core.protocols import HRSource
-from offboard_audit.core.records import HRRead, Person, SourceRun, SourceStatus
+from offboard_audit.core.records import HRRead, Person
+from offboard_audit.core.runs import SourceRun, SourceStatus
 from offboard_audit.core.stored import PersonState, RunKind
 from offboard_audit.engine.collect import Reporter, describe
 from offboard_audit.storage.store import Store

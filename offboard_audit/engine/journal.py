@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from offboard_audit.core.actions import ResourceState
 from offboard_audit.core.planning import Plan, PlannedAction
-from offboard_audit.core.records import ResourceState
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.steps import Step
 from offboard_audit.storage.actions import NewEvent, record_new_action, record_outcome

@@ -14,7 +14,7 @@ One pipeline, two scopes:
 Both settle and detail the same way (``engine/collect.py``): a source, a scope or a detail pass
 that fails is recorded as failed, its last good data is used marked stale, and nothing of it
 is resolved; an unreachable source is never taken as clean. Both record their run with the
-status of :func:`offboard_audit.core.records.run_status`. I/O happens in the sources and the
+status of :func:`offboard_audit.core.runs.run_status`. I/O happens in the sources and the
 store; matching, evaluation and the finding lifecycle are pure.
 
 What survives a crash: a run stores everything it stores (people, snapshots, findings) and its
@@ -42,7 +42,8 @@ from offboard_audit.core.lifecycle import Scope, unproven_ids, update_findings
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.people import ChangeDecision, PersonChange
 from offboard_audit.core.protocols import AccountSource, HRSource, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Account, Finding, Link, Person, RunResult
+from offboard_audit.core.records import Account, Finding, Link, Person
+from offboard_audit.core.runs import RunResult
 from offboard_audit.core.stored import RunKind
 from offboard_audit.engine.collect import (
     AccountRead,

@@ -38,19 +38,14 @@ from datetime import UTC, datetime
 
 from offboard_audit.config import Config
 from offboard_audit.core import selectors
+from offboard_audit.core.actions import ActionDef
 from offboard_audit.core.caps import cap_refusal
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.plan_file import PlanFile
 from offboard_audit.core.planning import Plan, PlannedAction, build_plan
 from offboard_audit.core.protocols import Revoker, SourceContext
-from offboard_audit.core.records import (
-    ActionDef,
-    Exemption,
-    Finding,
-    FindingStatus,
-    RunResult,
-    RunStatus,
-)
+from offboard_audit.core.records import Exemption, Finding, FindingStatus
+from offboard_audit.core.runs import RunResult, RunStatus
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.journal import ActionOutcome, ApplyReport, Journal, dry_run, outcome
 from offboard_audit.engine.locks import HeldLock, LockNotAcquired, acquire

@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from offboard_audit.core.records import Finding, RunResult, RunStatus, SourceRun
+from offboard_audit.core.records import Finding
+from offboard_audit.core.runs import RunResult, RunStatus, SourceRun
 from offboard_audit.storage.store import Store
 
 # These lines keep the logger they had in pipeline.py, so logging configurations that name it

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from offboard_audit.core.actions import ActionTarget, ResourceState, identity_mismatch
 from offboard_audit.core.errors import OffboardError, RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec, Revoker
-from offboard_audit.core.records import ActionTarget, ResourceState, identity_mismatch
 from offboard_audit.core.stored import ActionStatus
 
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar, TextIO
 
-from offboard_audit.core.records import Finding, FindingStatus, RunResult, Severity
+from offboard_audit.core.records import Finding, FindingStatus, Severity
+from offboard_audit.core.runs import RunResult
 from offboard_audit.core.stored import ActionRecord
 
 # The actions per finding id, oldest first, as the revocation engine stored them (none before

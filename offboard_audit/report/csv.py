@@ -13,8 +13,9 @@ import io
 from collections.abc import Sequence
 from typing import TextIO
 
-from offboard_audit.core.records import Finding, RunResult
+from offboard_audit.core.records import Finding
 from offboard_audit.core.rotation import owner_label
+from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo, Format, iso, latest_action, sort_findings
 
 

@@ -9,8 +9,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from offboard_audit.core.records import Finding, RunResult, SourceRun
+from offboard_audit.core.records import Finding
 from offboard_audit.core.rotation import owner_json
+from offboard_audit.core.runs import RunResult, SourceRun
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.report.base import ActionInfo, Format, iso, sort_findings, summary
 

@@ -32,7 +32,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from offboard_audit.core.records import Finding, FindingStatus, RunResult, Severity, SourceRun, SourceStatus
+from offboard_audit.core.records import Finding, FindingStatus, Severity
+from offboard_audit.core.runs import RunResult, SourceRun, SourceStatus
 from offboard_audit.report.base import ActionInfo, Format, latest_action, sort_findings, summary
 
 _STYLE = {

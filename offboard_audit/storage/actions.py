@@ -21,8 +21,8 @@ from datetime import datetime
 from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from offboard_audit.core.actions import ResourceState
 from offboard_audit.core.audit_chain import GENESIS, AuditEvent, canonical_payload, event_hash
-from offboard_audit.core.records import ResourceState
 from offboard_audit.core.stored import (
     DONE_STATUSES,
     ActionRecord,

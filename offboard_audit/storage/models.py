@@ -1,18 +1,20 @@
 """SQLModel tables. They stay inside the storage package; the rest of the code sees records.
 
 Every change here ships an Alembic migration (``alembic/versions``); a test checks that the
-models and the migrations agree.
+models and the migrations agree, server defaults included: a fresh database is created from
+these models (``storage/migrate.py``), an existing one by the migrations, and both must be the
+same schema. A column a migration added to existing rows carries its ``server_default`` here too.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, false
 from sqlmodel import Field, SQLModel
 
 from offboard_audit.core.jobs import EventStatus
-from offboard_audit.core.records import RunStatus
+from offboard_audit.core.runs import RunStatus
 from offboard_audit.core.stored import RunKind
 from offboard_audit.storage.types import UTCDateTime
 
@@ -33,7 +35,7 @@ class RunRow(SQLModel, table=True):
     summary_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     # host:pid of the process running it, and until when its lease holds while it is running:
     # a running run whose lease ran out is marked abandoned (storage/runs.py).
-    owner: str = Field(default="", max_length=255)
+    owner: str = Field(default="", max_length=255, sa_column_kwargs={"server_default": ""})
     lease_until: datetime | None = Field(default=None, sa_column=_dt())
 
 
@@ -68,7 +70,7 @@ class PersonRow(SQLModel, table=True):
     # Effective time of the last applied status change and what applied it: an HR webhook event
     # older than that is superseded.
     changed_at: datetime | None = Field(default=None, sa_column=_dt())
-    changed_by: str = Field(default="", sa_column=Column(Text, nullable=False))
+    changed_by: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # Set while a terminated person is kept after dropping out of the HR read (sticky).
     missing_since: datetime | None = Field(default=None, sa_column=_dt())
     # Version of the row for conditional writes (a content hash).
@@ -104,7 +106,7 @@ class AccountRow(SQLModel, table=True):
     attributes_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=_dt())
     last_login_precision_s: float | None = None
-    uid: str = Field(default="", sa_column=Column(Text, nullable=False))
+    uid: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 
@@ -123,7 +125,7 @@ class CredentialRow(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=_dt())
     observed_at: datetime | None = Field(default=None, sa_column=_dt())
     last_used_precision_s: float | None = None
-    provisional: bool = False
+    provisional: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     row_hash: str = Field(max_length=40)
     updated_run: str = Field(max_length=64)
 
@@ -145,7 +147,7 @@ class FindingRow(SQLModel, table=True):
     account_name: str = Field(default="", sa_column=Column(Text, nullable=False))
     account_kind: str = Field(default="human", max_length=16)
     # Account.uid: the immutable identity the revocation engine re-checks before acting.
-    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False))
+    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     credential_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     credential_kind: str | None = Field(default=None, max_length=32)
     credential_active: bool | None = None
@@ -169,7 +171,7 @@ class FindingRow(SQLModel, table=True):
     run_id: str = Field(max_length=64, index=True)
     # Exposure findings (issue 13): each access [{"at", "how", "event_id", "action"}] and the
     # rotate owner.
-    exposure_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    exposure_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     owner_email: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     owner_via: str | None = Field(default=None, max_length=16)
 
@@ -212,7 +214,7 @@ class ActionRow(SQLModel, table=True):
     scope: str = Field(default="", sa_column=Column(Text, nullable=False))
     account_id: str = Field(sa_column=Column(Text, nullable=False))
     username: str = Field(default="", sa_column=Column(Text, nullable=False))
-    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False))
+    account_uid: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     credential_id: str = Field(sa_column=Column(Text, nullable=False))
     credential_kind: str = Field(max_length=32)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -338,7 +340,7 @@ class ExposureObjectRow(SQLModel, table=True):
     fingerprint: str = Field(default="", sa_column=Column(Text, nullable=False))
     present: bool = False
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
-    remove_by_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    remove_by_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     updated_run: str = Field(max_length=64)
 
 
@@ -360,7 +362,9 @@ class WebhookEventRow(SQLModel, table=True):
     body_json: str = Field(sa_column=Column(Text, nullable=False))
     job_id: str = Field(max_length=64)
     # received | applied | superseded | conflict (set by the job that handles the event)
-    status: str = Field(default=EventStatus.RECEIVED.value, max_length=16)
+    status: str = Field(
+        default=EventStatus.RECEIVED.value, max_length=16, sa_column_kwargs={"server_default": "received"}
+    )
 
 
 class WebhookJobRow(SQLModel, table=True):
@@ -384,8 +388,10 @@ class WebhookJobRow(SQLModel, table=True):
     actions_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # ``node`` is the owning daemon instance; its lease is renewed while it holds the job.
     lease_expires_at: datetime | None = Field(default=None, sa_column=_dt(True, True))
-    attempts: int = Field(default=0)  # times a daemon started it (more than 1: taken over)
-    takeovers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    attempts: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # times a daemon started it (more than 1: taken over)
+    takeovers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     # An incomplete job (a read of its person failed) is retried then.
     next_attempt_at: datetime | None = Field(default=None, sa_column=_dt(True, True))
 

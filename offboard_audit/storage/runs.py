@@ -21,7 +21,8 @@ from sqlalchemy import ColumnElement, RowMapping, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import StaticPool
 
-from offboard_audit.core.records import RunResult, RunStatus, ScopeFailure, SourceRun, SourceStatus
+from offboard_audit.core.records import ScopeFailure
+from offboard_audit.core.runs import RunResult, RunStatus, SourceRun, SourceStatus
 from offboard_audit.core.stored import RunInfo, RunKind
 from offboard_audit.storage.db import Database
 from offboard_audit.storage.locks import holder_dead, holder_id
@@ -98,7 +99,7 @@ class RunStore(Database):
 
     def finish_run(self, result: RunResult, status: RunStatus | None = None) -> bool:
         """Record a run as finished with its sources; ``status`` defaults to the result's own
-        (:func:`offboard_audit.core.records.run_status`).
+        (:func:`offboard_audit.core.runs.run_status`).
 
         Only a ``running`` run finishes: False (and nothing written) when it was marked abandoned
         meanwhile. A run calls this inside the transaction of everything else it stores, and rolls

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from offboard_audit.core.actions import Stage
 from offboard_audit.core.records import (
     Account,
     Credential,
@@ -24,7 +25,6 @@ from offboard_audit.core.records import (
     Person,
     PersonStatus,
     Rule,
-    Stage,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.report.csv import findings_csv

@@ -27,9 +27,9 @@ from offboard_audit.core.records import (
     Rule,
     Severity,
     SourceData,
-    SourceStatus,
     finding_id,
 )
+from offboard_audit.core.runs import SourceStatus
 from offboard_audit.core.stored import StoredFinding
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import PersonStatus, Rule, RunResult, SourceRun
+from offboard_audit.core.records import PersonStatus, Rule
+from offboard_audit.core.runs import RunResult, SourceRun
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import HR_CSV_HEADER, config_with

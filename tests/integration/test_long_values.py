@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Rule, SourceStatus
+from offboard_audit.core.records import Rule
+from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with

@@ -25,13 +25,36 @@ def _include(obj, name, type_, reflected, compare_to) -> bool:
     return not (type_ == "table" and name in FOREIGN_TABLES)
 
 
+def _bare(default: str | None) -> str | None:
+    """A server default as text without SQL's wrapping: ``('')`` and ``''`` are both the empty
+    string, ``'[]'::text`` is ``[]`` (SQLite and PostgreSQL reflect defaults differently)."""
+    if default is None:
+        return None
+    text = default.strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    text = text.split("::", 1)[0]
+    return text.strip("'")
+
+
+def _defaults_differ(context, inspected_column, metadata_column, inspected, metadata, rendered) -> bool:
+    return _bare(inspected) != _bare(rendered)
+
+
 def _diff(url: str) -> list:
     """What the schema the migrations build lacks or has beyond the models (empty: they agree,
     so a fresh database may be created from the models and stamped)."""
     engine = make_engine(url)
     upgrade_head(engine, from_scratch=False)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": _include, "compare_type": True})
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "include_object": _include,
+                "compare_type": True,
+                "compare_server_default": _defaults_differ,
+            },
+        )
         return compare_metadata(ctx, SQLModel.metadata)
 
 
@@ -90,7 +113,14 @@ def test_a_fresh_database_is_created_from_the_models_and_stamped_with_the_newest
     store = Store.open(url)
     assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": _include, "compare_type": True})
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "include_object": _include,
+                "compare_type": True,
+                "compare_server_default": _defaults_differ,
+            },
+        )
         assert compare_metadata(ctx, SQLModel.metadata) == []
     # A database that has tables but no revision is never created over: Alembic migrates it
     # (and here fails on the table that is in the way) rather than silently stamping it.

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import (
-    AccountKind,
-    FindingStatus,
-    PersonStatus,
-    Rule,
-    ScopeFailure,
-    SourceStatus,
-)
+from offboard_audit.core.records import AccountKind, FindingStatus, PersonStatus, Rule, ScopeFailure
+from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import FindingStatus, ScopeFailure, SourceStatus
+from offboard_audit.core.records import FindingStatus, ScopeFailure
+from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store

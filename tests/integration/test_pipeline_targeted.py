@@ -16,15 +16,8 @@ import pytest
 
 from offboard_audit.core.people import PersonChange
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import (
-    FindingStatus,
-    Person,
-    PersonStatus,
-    RunStatus,
-    ScopeFailure,
-    SourceData,
-    SourceStatus,
-)
+from offboard_audit.core.records import FindingStatus, Person, PersonStatus, ScopeFailure, SourceData
+from offboard_audit.core.runs import RunStatus, SourceStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with

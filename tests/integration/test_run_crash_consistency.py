@@ -28,7 +28,8 @@ import pytest
 from sqlalchemy import select
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import FindingStatus, RunStatus, SourceData
+from offboard_audit.core.records import FindingStatus, SourceData
+from offboard_audit.core.runs import RunStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.run_record import KILL_AT_ENV, PAUSE_AT_ENV, RunAbandoned
 from offboard_audit.storage.store import Store

@@ -19,7 +19,8 @@ from typing import Any
 from offboard_audit.config import Config
 from offboard_audit.core.jobs import HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Person, RunResult, SourceData
+from offboard_audit.core.records import Person, SourceData
+from offboard_audit.core.runs import RunResult
 from offboard_audit.daemon.notify import Notifier
 from offboard_audit.daemon.runs import RevocationEngineLike
 from offboard_audit.daemon.service import Daemon, DaemonOptions

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import (
@@ -46,18 +47,7 @@ from offboard_audit.core.protocols import (
     SourceContext,
     SourceKind,
 )
-from offboard_audit.core.records import (
-    Account,
-    AccountKind,
-    ActionDef,
-    ActionTarget,
-    Credential,
-    CredentialKind,
-    ResourceState,
-    SourceData,
-    Stage,
-    identity_mismatch,
-)
+from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind, SourceData
 
 PLUGIN_REF = "fake=tests.support.fake_connector:PLUGIN"
 REPO = Path(__file__).resolve().parents[2]

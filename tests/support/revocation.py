@@ -14,7 +14,7 @@ import pytest
 from offboard_audit.config import Config, load_config
 from offboard_audit.config.registry import EXTRA_SOURCES_ENV
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import RunResult
+from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from offboard_audit.config import load_config
+from offboard_audit.core.actions import Stage
 from offboard_audit.core.caps import cap_refusal, person_key
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.planning import PlannedAction
-from offboard_audit.core.records import CredentialKind, Rule, Stage
+from offboard_audit.core.records import CredentialKind, Rule
 
 
 def action(person: str | None, cred: str, account: str = "acct") -> PlannedAction:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.audit_chain import AuditEvent, canonical_payload
 from offboard_audit.core.chain_history import (
     ChainAction,
@@ -22,7 +23,7 @@ from offboard_audit.core.chain_history import (
     compare_action,
     discrepancies,
 )
-from offboard_audit.core.records import CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.audit_chain import AuditEvent
 from offboard_audit.core.planning import PlannedAction
-from offboard_audit.core.records import CredentialKind, ResourceState, Rule, Stage
+from offboard_audit.core.records import CredentialKind, Rule
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.journal import (
     DRY_RUN,

@@ -7,17 +7,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from offboard_audit.core.lifecycle import update_findings
-from offboard_audit.core.records import (
-    Finding,
-    FindingStatus,
-    Rule,
-    RunStatus,
-    ScopeFailure,
-    SourceRun,
-    SourceStatus,
-    finding_id,
-    run_status,
-)
+from offboard_audit.core.records import Finding, FindingStatus, Rule, ScopeFailure, finding_id
+from offboard_audit.core.runs import RunStatus, SourceRun, SourceStatus, run_status
 from offboard_audit.core.stored import FindingChange, FindingClosure, StoredFinding
 from tests.support.fakes import T0, account, credential, leaver
 

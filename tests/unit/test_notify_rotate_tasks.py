@@ -14,8 +14,8 @@ from offboard_audit.core.records import (
     OwnerVia,
     RotateOwner,
     Rule,
-    RunResult,
 )
+from offboard_audit.core.runs import RunResult
 from offboard_audit.daemon.summary import run_messages
 from tests.support.fakes import leaver
 

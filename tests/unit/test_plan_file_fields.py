@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from offboard_audit.core.actions import Stage
 from offboard_audit.core.audit_chain import ChainKey
 from offboard_audit.core.plan_file import PlanFile, PlanFileError, check_plan_file, plan_json, read_plan_json
 from offboard_audit.core.planning import HeldFinding, Plan, PlannedAction
-from offboard_audit.core.records import CredentialKind, OwnerVia, RotateOwner, Rule, Stage
+from offboard_audit.core.records import CredentialKind, OwnerVia, RotateOwner, Rule
 from offboard_audit.core.rotation import RotateTask, rotate_task_json
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from offboard_audit.core.actions import ActionDef, Stage
 from offboard_audit.core.plan_file import PlanFileError, plan_json, read_plan_json
 from offboard_audit.core.planning import build_plan, findings_fingerprint
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,
-    ActionDef,
     Credential,
     CredentialKind,
     Exemption,
@@ -21,7 +21,6 @@ from offboard_audit.core.records import (
     Person,
     PersonStatus,
     Rule,
-    Stage,
     finding_id,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus

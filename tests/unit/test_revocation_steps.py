@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec, Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, undo_step
 
 TARGET = ActionTarget("mem", "mem", "bob", "bob", "K1", CredentialKind.ACCESS_KEY, account_uid="uid-bob")

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec, Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.steps import (
     Step,

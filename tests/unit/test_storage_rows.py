@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, insert, select
 
+from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.exposure import InventoryRead, ObjectRef, PersistenceState
-from offboard_audit.core.records import CredentialKind, ResourceState, RunStatus, Stage
+from offboard_audit.core.records import CredentialKind
+from offboard_audit.core.runs import RunStatus
 from offboard_audit.core.stored import ActionRecord, ActionStatus, RunInfo
 from offboard_audit.storage.actions import NewEvent, action_row, load_actions, record_new_action
 from offboard_audit.storage.db import make_engine

@@ -8,17 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from offboard_audit.core.records import (
-    ActionTarget,
-    CredentialKind,
-    Finding,
-    FindingStatus,
-    Person,
-    PersonStatus,
-    ResourceState,
-    RunStatus,
-    Stage,
-)
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Person, PersonStatus
+from offboard_audit.core.runs import RunStatus
 from offboard_audit.core.stored import (
     DONE_STATUSES,
     ActionRecord,

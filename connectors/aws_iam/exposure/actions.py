@@ -27,10 +27,11 @@ from connectors.aws_iam.exposure.inventory import secret_versions
 from connectors.aws_iam.exposure.translate import aware
 from connectors.aws_iam.revoker import AwsIamRevoker
 from connectors.aws_iam.settings import AwsSettings
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.exposure import base_scope, exposed_until
 from offboard_audit.core.protocols import ActionSpec, Restore
-from offboard_audit.core.records import ActionDef, ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 
 ROTATE_SECRET = "rotate_secret"
 

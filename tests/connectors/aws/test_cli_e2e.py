@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 
 from offboard_audit.config import load_config
-from offboard_audit.core.records import SourceStatus
+from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.pipeline import run_audit
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users

@@ -23,10 +23,11 @@ from connectors.aws_iam import PLUGIN
 from connectors.aws_iam.errors import explain_call
 from connectors.aws_iam.revoker import DEACTIVATE_SERVICE_CREDENTIAL, DEACTIVATE_SSH_KEY, AwsIamRevoker
 from connectors.aws_iam.source import AwsIamSource
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Account, ActionTarget, CredentialKind
+from offboard_audit.core.records import Account, CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state
 from tests.support.aws import FAKE_AWS_ENV, MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 

@@ -26,7 +26,8 @@ from connectors.aws_iam import AwsClients
 from connectors.aws_iam.exposure.translate import record_events
 from offboard_audit.config import Config, build_config
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import CredentialKind, ExposureHow, Finding, FindingStatus, RunResult
+from offboard_audit.core.records import CredentialKind, ExposureHow, Finding, FindingStatus
+from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, seed_users

@@ -19,7 +19,8 @@ import pytest
 from connectors.aws_iam import AwsClients
 from offboard_audit.config import Config, build_config
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Finding, FindingStatus, RunResult
+from offboard_audit.core.records import Finding, FindingStatus
+from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, seed_users

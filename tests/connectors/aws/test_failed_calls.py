@@ -14,9 +14,10 @@ from botocore.exceptions import ConnectionClosedError
 
 from connectors.aws_iam import PLUGIN
 from connectors.aws_iam.revoker import DEACTIVATE_ACCESS_KEY, AwsIamRevoker
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import ActionTarget, CredentialKind
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step
 from tests.support.aws import MOTO_ACCOUNT
 

@@ -19,17 +19,11 @@ from connectors.aws_iam.revoker import (
     AwsIamRevoker,
 )
 from connectors.aws_iam.source import AwsIamSource
+from offboard_audit.core.actions import ActionTarget, ResourceState
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import (
-    Account,
-    ActionTarget,
-    CredentialKind,
-    Person,
-    PersonStatus,
-    ResourceState,
-)
+from offboard_audit.core.records import Account, CredentialKind, Person, PersonStatus
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 

@@ -25,10 +25,11 @@ from connectors.aws_iam.revoker import (
     AwsIamRevoker,
 )
 from connectors.aws_iam.translate import DENY_POLICY_NAME
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
 

@@ -7,16 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker, GcpIamSource
+from offboard_audit.core.actions import ActionTarget, identity_mismatch
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import (
-    AccountKind,
-    ActionTarget,
-    CredentialKind,
-    Person,
-    PersonStatus,
-    identity_mismatch,
-)
+from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus
 from offboard_audit.engine.steps import read_state
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

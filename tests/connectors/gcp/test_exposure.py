@@ -16,7 +16,8 @@ import pytest
 
 from offboard_audit.config import Config, build_config
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Finding, FindingStatus, RunResult, SourceRun
+from offboard_audit.core.records import Finding, FindingStatus
+from offboard_audit.core.runs import RunResult, SourceRun
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.gcp_exposure import DATA_ACCESS, SM, ExposureFake

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.demo_fake import FakePolicyHolder
 from connectors.gcp_iam.translate import binding_credential_id
-from offboard_audit.core.records import ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.actions import ActionTarget
+from offboard_audit.core.records import CredentialKind, Person, PersonStatus
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp, GcpFakeState
 

@@ -18,14 +18,9 @@ import pytest
 from connectors.gcp_iam import GcpIamRevoker, GcpIamSource
 from connectors.gcp_iam.demo_fake import FakeServiceAccount
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
+from offboard_audit.core.actions import ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.records import (
-    ActionTarget,
-    CredentialKind,
-    Person,
-    PersonStatus,
-    ResourceState,
-)
+from offboard_audit.core.records import CredentialKind, Person, PersonStatus
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp, GcpFakeState
 

@@ -11,9 +11,10 @@ import pytest
 from connectors.gcp_iam import PLUGIN, GcpIamRevoker
 from connectors.gcp_iam.demo_fake import FakeProject
 from connectors.gcp_iam.translate import binding_credential_id, principal_uid
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Revoker
-from offboard_audit.core.records import ActionTarget, CredentialKind, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 from tests.support.gcp import FakeGcp
 

@@ -20,7 +20,8 @@ import pytest
 from offboard_audit.config import Config, build_config
 from offboard_audit.core.exposure import exposure_scope
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Finding, FindingStatus, RunResult
+from offboard_audit.core.records import Finding, FindingStatus
+from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store

@@ -9,13 +9,8 @@ from datetime import timedelta
 
 from connectors.github import PLUGIN
 from connectors.github.demo_fake import FakeUser
-from offboard_audit.core.records import (
-    ActionTarget,
-    CredentialKind,
-    ResourceState,
-    SourceData,
-    Stage,
-)
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
+from offboard_audit.core.records import CredentialKind, SourceData
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.steps import apply_step, undo_step
 from tests.support.github import NOW, GitHubWorld

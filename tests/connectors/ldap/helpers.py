@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from connectors.ldap import PLUGIN, LdapRevoker, LdapSource
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import ActionTarget, Credential, CredentialKind, SourceData
+from offboard_audit.core.records import Credential, CredentialKind, SourceData
 
 # Real keys and the fingerprints `ssh-keygen -lf` printed for them.
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEv9DFvl9mwrjX46Ey7ZrHv695WXxoBAIvXlhbE55NhQ test@host"

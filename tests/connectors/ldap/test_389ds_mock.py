@@ -15,10 +15,11 @@ import pytest
 
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK, DS389Revoker
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import ActionTarget, CredentialKind
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
 
 BASE = "dc=example,dc=com"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from connectors.ldap import PLUGIN, LdapSource
 from connectors.ldap.revoker import LOCK
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import AccountKind, ActionTarget, CredentialKind, Person, PersonStatus
+from offboard_audit.core.records import AccountKind, CredentialKind, Person, PersonStatus
 from offboard_audit.engine.steps import apply_step
 
 HR = Path(__file__).resolve().parents[3] / "offboard_audit" / "demo" / "hr.csv"

@@ -26,10 +26,11 @@ import pytest
 from connectors.ldap.dialects import AD, guid_string
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
 from offboard_audit.config import Config, load_config
+from offboard_audit.core.actions import ResourceState
 from offboard_audit.core.audit_chain import verify_chain
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import CredentialKind, ResourceState
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import ApplyReport, RevocationEngine
 from offboard_audit.engine.steps import apply_step, read_state, undo_step

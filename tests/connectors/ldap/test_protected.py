@@ -14,8 +14,9 @@ import ldap3
 import pytest
 
 from connectors.ldap.revoker import LOCK
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.records import ActionTarget, CredentialKind
+from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step
 from tests.connectors.ldap.helpers import creds_of, revoker, source, target_for
 from tests.support.samba import ADMIN_PASSWORD, USERS_DN, SambaDC

@@ -23,7 +23,8 @@ from connectors.vault import VaultApi
 from connectors.vault.settings import parse_settings
 from offboard_audit.config import Config, build_config
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Finding, RunResult
+from offboard_audit.core.records import Finding
+from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store
