@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from offboard_audit.core.records import CredentialKind
 
@@ -93,3 +94,15 @@ def identity_mismatch(target: ActionTarget, state: ResourceState) -> str | None:
             "the name was reused by another account"
         )
     return None
+
+
+def state_json(state: ResourceState | None) -> dict[str, Any] | None:
+    """A read-back state as the audit chain's events carry it (``data`` as an object)."""
+    if state is None:
+        return None
+    return {
+        "exists": state.exists,
+        "active": state.active,
+        "data": dict(state.data),
+        "identity": state.identity,
+    }

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from offboard_audit.core.actions import ResourceState
+from offboard_audit.core.actions import state_json
 from offboard_audit.core.audit_chain import AuditEvent
 from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus
 
@@ -251,17 +251,6 @@ def _text(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _state_dict(state: ResourceState | None) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    return {
-        "exists": state.exists,
-        "active": state.active,
-        "data": dict(state.data),
-        "identity": state.identity,
-    }
-
-
 def _row_value(rec: ActionRecord, name: str) -> Any:
     value = getattr(rec, name)
     return value.value if hasattr(value, "value") else value
@@ -283,7 +272,7 @@ def compare_action(rec: ActionRecord, chain: ChainAction) -> list[Discrepancy]:
     differ("updated_at", rec.updated_at, chain.updated_at)
     differ("error", rec.error, chain.error)
     if chain.prior_state is not None:
-        differ("prior_state", _state_dict(rec.prior_state), dict(chain.prior_state))
+        differ("prior_state", state_json(rec.prior_state), dict(chain.prior_state))
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from offboard_audit.core.actions import ResourceState
+from offboard_audit.core.actions import ResourceState, state_json
 from offboard_audit.core.planning import Plan, PlannedAction
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.steps import Step
@@ -96,17 +96,6 @@ def dry_run(pa: PlannedAction) -> ActionOutcome:
         account=pa.username,
         credential_id=pa.credential_id,
     )
-
-
-def state_json(state: ResourceState | None) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    return {
-        "exists": state.exists,
-        "active": state.active,
-        "data": dict(state.data),
-        "identity": state.identity,
-    }
 
 
 def outcome(rec: ActionRecord, status: str, error: str | None = None, message: str = "") -> ActionOutcome:
