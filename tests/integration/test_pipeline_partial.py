@@ -7,6 +7,7 @@ failed bulk read, keep its stored data as stale and resolve nothing.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,8 @@ from offboard_audit.core.records import FindingStatus, ScopeFailure
 from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
+from offboard_audit.report.evidence import collect_evidence
+from offboard_audit.report.evidence_render import evidence_json
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver
@@ -127,3 +130,34 @@ def test_a_placeholder_left_by_a_detail_pass_that_did_not_replace_it_raises_no_f
     sys.detail_credentials["carol"] = []
     result = make(tmp_path, store, hr, sys).run(NOW)
     assert ids(result.findings) == {("bob", "AKIABOB")}
+
+
+def test_a_source_that_fails_on_its_first_run_says_so_and_contributes_nothing(tmp_path, store):
+    hr, sys = two_scope_org()
+    sys.fail = "AccessDenied: iam:GenerateCredentialReport"
+    cfg = config_with(tmp_path, account_sources=[sys.name])
+    result = Pipeline(cfg, store, SourceContext(base_dir=tmp_path), instances={"hr": hr, sys.name: sys}).run(
+        NOW
+    )
+
+    (src,) = [s for s in result.sources if s.name == "sys"]
+    assert src.status is SourceStatus.FAILED and src.stale
+    assert src.error is not None and "AccessDenied" in src.error
+    assert "failed, no earlier data" in src.error
+    assert [f for f in result.findings if f.source == "sys"] == []
+    plan = RevocationEngine(cfg, store, SourceContext(base_dir=tmp_path), "test").plan(NOW)
+    assert plan.actions == ()
+
+
+def test_no_placeholder_id_reaches_the_evidence_pack_when_the_detail_pass_fails(tmp_path, store):
+    hr, sys = two_scope_org()
+    pipe = make(tmp_path, store, hr, sys)
+    sys.detail_fail = "connection reset"
+    pipe.run(NOW)  # first run: detail failed, nothing from the bulk slots
+    sys.detail_fail = None
+    pipe.run(NOW + timedelta(hours=1))  # then the real ids
+
+    data = evidence_json(collect_evidence(store, "E2", NOW + timedelta(hours=2)))
+    text = json.dumps(data)
+    assert "report/" not in text
+    assert "AKIABOB" in text
