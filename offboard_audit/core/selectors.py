@@ -69,3 +69,21 @@ def active_exemption(
         if ex.active(now) and matches(ex.selector, account, credential):
             return ex
     return None
+
+
+def last_moment_refusal(
+    protected: Iterable[str],
+    exemptions: Sequence[Exemption],
+    account: Account,
+    credential: Credential | None,
+    now: datetime,
+) -> str | None:
+    """Why a planned action must not run after all (checked right before each change, with the
+    exemptions read again): protected by a ``policy.protected`` selector, or exempted now."""
+    hit = first_match(protected, account, credential)
+    if hit is not None:
+        return f"protected by policy.protected {hit!r}"
+    exemption = active_exemption(exemptions, account, credential, now)
+    if exemption is not None:
+        return f"exempted by {exemption.exemption_id}"
+    return None

@@ -292,14 +292,9 @@ class RevocationEngine:
 
     def _guard(self, pa: PlannedAction, now: datetime, exemptions: Sequence[Exemption]) -> str | None:
         """Last check before touching anything: protected and exempted never pass."""
-        account, credential = pa.account(), pa.credential()
-        hit = selectors.first_match(self.config.policy.protected, account, credential)
-        if hit is not None:
-            return f"protected by policy.protected {hit!r}"
-        for ex in exemptions:
-            if ex.active(now) and selectors.matches(ex.selector, account, credential):
-                return f"exempted by {ex.exemption_id}"
-        return None
+        return selectors.last_moment_refusal(
+            self.config.policy.protected, exemptions, pa.account(), pa.credential(), now
+        )
 
     def _apply_guarded(
         self, pa: PlannedAction, plan_id: str, now: datetime, exemptions: Sequence[Exemption], lock: HeldLock

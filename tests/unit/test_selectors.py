@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from offboard_audit.core import selectors
-from offboard_audit.core.records import Account, Credential, CredentialKind
+from offboard_audit.core.records import Account, Credential, CredentialKind, Exemption
 
 
 def iam_user(name: str, account: str) -> Account:
@@ -84,3 +86,21 @@ def test_a_scope_with_capitals_matches_a_lower_case_selector():
         "gcp", "gcp_iam", "user:bob@example.com", "user:bob@example.com", True, scope="My-Project"
     )
     assert selectors.matches("gcp:my-project:user:bob@*", project)
+
+
+def test_the_last_moment_check_refuses_protected_and_exempted_targets_and_passes_the_rest() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    bob = iam_user("Bob", "111111111111")
+    key = Credential(
+        "aws-main", bob.account_id, "AKIA1", CredentialKind.ACCESS_KEY, True, scope="111111111111"
+    )
+    hold = Exemption("x-1", "aws:bob:AKIA1", "legal hold", now + timedelta(days=1), "lead", now)
+    ran_out = Exemption("x-0", "aws:bob:AKIA1", "old", now, "lead", now - timedelta(days=9))
+    refusal = selectors.last_moment_refusal
+
+    assert refusal(["aws:bob"], [], bob, key, now) == "protected by policy.protected 'aws:bob'"
+    assert refusal([], [hold], bob, key, now) == "exempted by x-1"
+    # Protection is named first; an exemption that has run out, or a selector for somebody
+    # else, lets the action through.
+    assert refusal(["aws:*"], [hold], bob, key, now) == "protected by policy.protected 'aws:*'"
+    assert refusal(["aws:alice"], [ran_out], bob, key, now) is None
