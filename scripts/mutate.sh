@@ -66,6 +66,7 @@ TESTS=(
   tests/integration/test_run_crash_consistency.py::test_the_next_run_marks_a_run_whose_lease_ran_out_abandoned
   tests/integration/test_run_crash_consistency.py::test_a_person_a_webhook_inserted_meanwhile_is_left_alone_without_aborting_the_runs_transaction
   tests/integration/test_enrichment_failures.py::test_unproven_ids_keep_open_only_findings_whose_credential_is_still_active
+  tests/integration/test_mutation_holes_engine.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
