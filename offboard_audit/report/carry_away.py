@@ -125,12 +125,8 @@ def _rotation(
     closed = f.status in (FindingStatus.RESOLVED, FindingStatus.REVOKED)
     if task == "remove":
         state = "removed or changed since" if closed else "still in place"
-    elif closed and secret is None:
-        state = "deleted"
-    elif closed and not secret.enabled:  # type: ignore[union-attr]
-        state = "disabled"
     elif closed:
-        state = "rotated"
+        state = "deleted" if secret is None else "rotated" if secret.enabled else "disabled"
     elif newer and old_usable:
         state = "rotated, but a version from before the last access is still usable"
     else:
