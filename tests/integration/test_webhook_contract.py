@@ -300,6 +300,18 @@ def test_healthz_is_503_when_the_database_is_unreachable(runner: RecordingRunner
     assert r.status_code == 503 and r.json()["database"].startswith("unreachable")
 
 
+def test_healthz_of_an_unreachable_database_never_shows_its_password(
+    runner: RecordingRunner, metrics: Metrics
+) -> None:
+    password = "S3cr3t-p%40ss"  # percent-encoded '@' too: neither form may come out
+    url = f"postgresql+psycopg://auditor:{password}@127.0.0.1:{free_port()}/none?connect_timeout=2"
+    dead = Store(make_engine(url))
+    app = create_app(store=dead, events=WebhookStore(dead), runner=runner, metrics=metrics, settings=None)
+    r = TestClient(app).get("/healthz")
+    assert r.status_code == 503
+    assert "S3cr3t" not in r.text and "auditor" not in r.text
+
+
 def test_disabled_webhook_serves_no_hook_but_health_and_metrics(
     store: Store, runner: RecordingRunner, metrics: Metrics
 ) -> None:
