@@ -13,6 +13,7 @@ from datetime import timedelta
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import FindingStatus
 from offboard_audit.engine.revocation import RevocationEngine
+from offboard_audit.report.evidence import collect_evidence
 from offboard_audit.storage.actions import iter_events, load_actions
 from tests.support.fake_connector import FakeRevoker
 from tests.support.revocation import NOW, Env
@@ -32,6 +33,11 @@ def test_a_change_that_reached_the_system_before_the_connection_reset_is_recorde
         f for f in env.store.list_findings(None, person="E2") if f.credential.credential_id == "AK2"
     ]
     assert finding.status is FindingStatus.REVOKED
+    # The evidence pack counts it as revoked, at the time of that pass, by that action.
+    evidence = collect_evidence(env.store, "E2", NOW + timedelta(minutes=1, seconds=30))
+    (key,) = [c for c in evidence.credentials if c.credential_id == "AK2"]
+    assert key.revoked_at is not None and key.revoked_by_action == ak2.action_id
+    assert evidence.revoked >= 1
     undone = env.engine().undo_action(ak2.action_id, NOW + timedelta(minutes=2))
     assert [o.status for o in undone.outcomes] == ["restored"]
 
