@@ -67,6 +67,9 @@ TESTS=(
   tests/integration/test_run_crash_consistency.py::test_a_person_a_webhook_inserted_meanwhile_is_left_alone_without_aborting_the_runs_transaction
   tests/integration/test_enrichment_failures.py::test_unproven_ids_keep_open_only_findings_whose_credential_is_still_active
   tests/integration/test_mutation_holes_engine.py
+  tests/integration/test_mutation_holes_webhook_app.py
+  tests/integration/test_mutation_holes_last_hr_read.py
+  tests/integration/test_mutation_holes_auto_revoke.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)

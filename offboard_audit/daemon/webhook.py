@@ -109,10 +109,11 @@ def verify(
     expected = sign(secret, ts_text, body)
     if not hmac.compare_digest(expected.encode("ascii"), sig_text.encode("utf-8", "replace")):
         raise Rejected(401, "signature does not match")
-    signed_at = datetime.fromtimestamp(int(ts_text), UTC)
-    if abs(now - signed_at) > window:
+    # Compared as numbers first: a signed timestamp beyond year 9999 must be a 409, not a 500
+    # from datetime.fromtimestamp.
+    if abs(now.timestamp() - int(ts_text)) > window.total_seconds():
         raise Rejected(409, f"timestamp outside the allowed window of ±{int(window.total_seconds())} s")
-    return signed_at
+    return datetime.fromtimestamp(int(ts_text), UTC)
 
 
 def _parse_time(value: Any, field: str) -> datetime:

@@ -3,6 +3,8 @@ every rejected request answers the promised status and leaves the database uncha
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,13 @@ from sqlmodel import SQLModel
 
 from offboard_audit.core.jobs import JobState
 from offboard_audit.daemon.metrics import Metrics
-from offboard_audit.daemon.webhook import MAX_BODY, WebhookSettings, create_app
+from offboard_audit.daemon.webhook import (
+    MAX_BODY,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookSettings,
+    create_app,
+)
 from offboard_audit.storage.db import make_engine
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore
@@ -381,3 +389,20 @@ def test_job_status_reports_the_outcome_and_the_next_attempt(client: TestClient,
     job = client.get(f"/hooks/hr/jobs/{job_id}").json()
     assert (job["state"], job["outcome"], job["next_attempt_at"]) == ("failed", "refused", None)
     assert events.event("evt-o").body == ""  # type: ignore[union-attr]  # finished: body dropped
+
+
+@pytest.mark.parametrize("timestamp", ["999999999999", "253402300800", "0"])
+def test_a_signed_timestamp_far_outside_the_window_is_409_never_500(
+    client: TestClient, store: Store, runner: RecordingRunner, timestamp: str
+) -> None:
+    before = dump(store)
+    body = body_for("E1")
+    mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: f"sha256={mac}",
+        "Content-Type": "application/json",
+    }
+    r = client.post("/hooks/hr", content=body, headers=headers)
+    assert r.status_code == 409, r.text
+    assert dump(store) == before and runner.submitted == []
