@@ -70,6 +70,9 @@ TESTS=(
   tests/integration/test_mutation_holes_webhook_app.py
   tests/integration/test_mutation_holes_last_hr_read.py
   tests/integration/test_mutation_holes_auto_revoke.py
+  tests/integration/test_mutation_holes_targeted.py
+  tests/integration/test_webhook_scales_with_the_person.py
+  tests/integration/test_carry_away_sources.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
