@@ -49,6 +49,25 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's lock
+
+
+def sqlite_busy_timeout(url: str) -> float:
+    """How long (seconds) a SQLite write waits for a lock another process holds: the URL's
+    ``?timeout=N`` (SQLite's own connect parameter), else 30 s. Past it, the command fails with
+    "database is locked" (exit 4) rather than waiting for ever."""
+    try:
+        raw = make_url(url).query.get("timeout")
+    except ArgumentError:
+        return SQLITE_BUSY_TIMEOUT
+    text = raw[-1] if isinstance(raw, tuple) else raw
+    try:
+        value = float(text) if text is not None else SQLITE_BUSY_TIMEOUT
+    except ValueError:
+        return SQLITE_BUSY_TIMEOUT
+    return value if value >= 0 else SQLITE_BUSY_TIMEOUT
+
+
 def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, busy timeout, foreign keys) or PostgreSQL (psycopg 3).
 
@@ -60,9 +79,10 @@ def make_engine(url: str) -> Engine:
         path = sqlite_file(url)
         if path is not None and path.parent.is_dir():
             create_private(path)
+        busy = sqlite_busy_timeout(url)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy},
             poolclass=StaticPool if in_memory else None,
         )
 
@@ -73,7 +93,7 @@ def make_engine(url: str) -> Engine:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cur.close()
 
         return engine

@@ -38,7 +38,7 @@ from tests.support.configs import config_with
 from tests.support.fake_connector import FakeWorld, fake_env
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver, person
 
-TIMEOUT = 180  # a blocked commit waits out SQLite's 30 s busy timeout twice
+TIMEOUT = 180  # a blocked commit waits out SQLite's busy timeout twice
 PEOPLE = 10
 LEAVERS = 4  # 40% of the workforce newly terminated: the breaker (above 5% and above 3 people) trips
 
@@ -237,7 +237,8 @@ def test_an_audit_blocked_by_another_processs_write_lock_at_its_finish_stores_no
     tmp_path: Path, opened: list[Store]
 ) -> None:
     db = tmp_path / "db.sqlite"
-    world = _world(tmp_path, f"sqlite:///{db}")
+    # A 3 s busy timeout (the URL's own setting; 30 s by default) keeps the wait short.
+    world = _world(tmp_path, f"sqlite:///{db}?timeout=3")
     store = _store(world, opened)
     assert _cli(world, "audit").returncode == 0
     ((baseline, _),) = _runs(store)
