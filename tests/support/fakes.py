@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.records import (
     Account,
@@ -18,6 +20,7 @@ from offboard_audit.core.records import (
     ScopeFailure,
     SourceData,
 )
+from offboard_audit.core.stored import ActionRecord, ActionStatus
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -150,3 +153,35 @@ class FakeAccountSource:
             for c in self.detail_credentials.get(a.account_id, [])
         ]
         return SourceData(credentials=tuple(creds), failed_scopes=tuple(self.detail_failed_scopes))
+
+
+def action_record(at: datetime, **changes: Any) -> ActionRecord:
+    """An applied ``deactivate_key`` on bob's AKIA1 at ``at`` (finished three seconds later);
+    ``changes`` replace any field."""
+    base = ActionRecord(
+        source="aws-main",
+        system="aws",
+        scope="111111111111",
+        account_id="acct-bob",
+        username="bob",
+        credential_id="AKIA1",
+        credential_kind=CredentialKind.ACCESS_KEY,
+        detail="",
+        account_uid="AIDA-bob",
+        action_id="a-1",
+        plan_id="p-1",
+        finding_id="f-1",
+        action="deactivate_key",
+        stage=Stage.DISABLE,
+        reversible=True,
+        person="E7",
+        status=ActionStatus.APPLIED,
+        error=None,
+        prior_state=ResourceState(True, True, (("status", "Active"),), "AIDA-bob"),
+        result_state=ResourceState(True, False, (("status", "Inactive"),), "AIDA-bob"),
+        actor="cli:alice",
+        undo_of=None,
+        created_at=at,
+        updated_at=at + timedelta(seconds=3),
+    )
+    return replace(base, **changes)

@@ -6,7 +6,6 @@ Events are written here as the journal writes them (kinds and payload keys), wit
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from offboard_audit.core.chain_history import (
 )
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.core.stored import ActionRecord, ActionStatus
+from tests.support.fakes import action_record
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -289,33 +289,7 @@ def test_chain_history_passes_every_event_through_and_builds_once() -> None:
 
 
 def row(**changes: Any) -> ActionRecord:
-    base = ActionRecord(
-        source="aws-main",
-        system="aws",
-        scope="111111111111",
-        account_id="acct-bob",
-        username="bob",
-        credential_id="AKIA1",
-        credential_kind=CredentialKind.ACCESS_KEY,
-        detail="",
-        account_uid="AIDA-bob",
-        action_id="a-1",
-        plan_id="p-1",
-        finding_id="f-1",
-        action="deactivate_key",
-        stage=Stage.DISABLE,
-        reversible=True,
-        person="E7",
-        status=ActionStatus.APPLIED,
-        error=None,
-        prior_state=ResourceState(True, True, (("status", "Active"),), "AIDA-bob"),
-        result_state=ResourceState(True, False, (("status", "Inactive"),), "AIDA-bob"),
-        actor="cli:alice",
-        undo_of=None,
-        created_at=T,
-        updated_at=T + timedelta(seconds=3),
-    )
-    return replace(base, **changes)
+    return action_record(T, **changes)
 
 
 def logged() -> dict[str, ChainAction]:

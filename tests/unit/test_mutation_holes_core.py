@@ -10,24 +10,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.audit_chain import Anchor, AuditEvent, VerifyResult, anchor_line, what_it_proves
 from offboard_audit.core.chain_history import Discrepancy, chain_actions, discrepancies
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.people import ChangeDecision, ChangeOutcome, HRMerge, PersonChange, decide_change
-from offboard_audit.core.records import CredentialKind, HRRead, PersonStatus
-from offboard_audit.core.stored import ActionRecord, ActionStatus, PersonState
+from offboard_audit.core.records import HRRead, PersonStatus
+from offboard_audit.core.stored import ActionRecord, PersonState
 from offboard_audit.engine.collect import describe
 from offboard_audit.engine.hr import ChangeNotApplied, HRState, hr_source_run
 from tests.support.configs import config_with
-from tests.support.fakes import person
+from tests.support.fakes import action_record, person
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -195,33 +193,7 @@ def test_an_action_whose_only_events_carry_no_status_is_an_intent() -> None:
 
 
 def row(**changes: Any) -> ActionRecord:
-    base = ActionRecord(
-        source="aws-main",
-        system="aws",
-        scope="111111111111",
-        account_id="acct-bob",
-        username="bob",
-        credential_id="AKIA1",
-        credential_kind=CredentialKind.ACCESS_KEY,
-        detail="",
-        account_uid="AIDA-bob",
-        action_id="a-1",
-        plan_id="p-1",
-        finding_id="f-1",
-        action="deactivate_key",
-        stage=Stage.DISABLE,
-        reversible=True,
-        person="E7",
-        status=ActionStatus.APPLIED,
-        error=None,
-        prior_state=ResourceState(True, True, (("status", "Active"),), "AIDA-bob"),
-        result_state=ResourceState(True, False, (("status", "Inactive"),), "AIDA-bob"),
-        actor="cli:alice",
-        undo_of=None,
-        created_at=T,
-        updated_at=T + timedelta(seconds=3),
-    )
-    return replace(base, **changes)
+    return action_record(T, **changes)
 
 
 def test_a_row_the_chain_does_not_know_does_not_stop_the_rows_after_it_being_compared() -> None:
