@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from offboard_audit.core.audit_chain import AuditEvent, ChainKey
+from offboard_audit.core.errors import ConfigError
 from offboard_audit.storage.files import create_private
 
 T = TypeVar("T")
@@ -60,12 +61,18 @@ def sqlite_busy_timeout(url: str) -> float:
         raw = make_url(url).query.get("timeout")
     except ArgumentError:
         return SQLITE_BUSY_TIMEOUT
+    if raw is None:
+        return SQLITE_BUSY_TIMEOUT
     text = raw[-1] if isinstance(raw, tuple) else raw
     try:
-        value = float(text) if text is not None else SQLITE_BUSY_TIMEOUT
+        value = float(text)
     except ValueError:
-        return SQLITE_BUSY_TIMEOUT
-    return value if value >= 0 else SQLITE_BUSY_TIMEOUT
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ConfigError(
+            f"database URL: timeout={text!r} is not a number of seconds (e.g. ?timeout=5)", "database.url"
+        )
+    return value
 
 
 def make_engine(url: str) -> Engine:
