@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from offboard_audit.config import Config
@@ -59,36 +59,27 @@ class FullRun:
     new_leavers: tuple[str, ...] = ()
 
 
+@dataclass(eq=False)
 class Reconciler:
     """Runs reconciles and job bodies. ``config`` is read at each run (tests replace it)."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: RunTrackingStore,
-        pipeline: Pipeline,
-        events: WebhookStore,
-        locks: Locks,
-        engine: EngineFactory,
-        metrics: Metrics,
-        notifier: Notifier,
-        gate: WorkGate,
-        clock: Clock,
-        trail: AuditTrail | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.pipeline = pipeline
-        self.events = events
-        self.locks = locks
-        self.engine = engine
-        self.metrics = metrics
-        self.notifier = notifier
-        self.outbox = OutboxStore(store)
-        self.gate = gate
-        self.clock = clock
-        self.trail = trail or AuditTrail()
-        store.run_notifications = self._run_notifications
+    config: Config
+    store: RunTrackingStore
+    pipeline: Pipeline
+    events: WebhookStore
+    locks: Locks
+    engine: EngineFactory
+    metrics: Metrics
+    notifier: Notifier
+    gate: WorkGate
+    clock: Clock
+    trail: AuditTrail = field(default_factory=AuditTrail)
+    outbox: OutboxStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = OutboxStore(self.store)
+        # The store asks for a run's notifications while it writes the run (one transaction).
+        self.store.run_notifications = self._run_notifications
 
     # --- notifications ----------------------------------------------------------------------
 

@@ -137,6 +137,7 @@ def payload(rec: ActionRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
 class Journal:
     """Writes one pass's action rows and audit events, all by ``actor``.
 
@@ -144,17 +145,10 @@ class Journal:
     progress lines.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        actor: str,
-        time: Callable[[datetime], datetime],
-        report: Callable[[str], None],
-    ) -> None:
-        self.store = store
-        self.actor = actor
-        self.time = time
-        self.report = report
+    store: Store
+    actor: str
+    time: Callable[[datetime], datetime]
+    report: Callable[[str], None]
 
     def new_record(self, pa: PlannedAction, plan_id: str, at: datetime, action_id: str = "") -> ActionRecord:
         """The action row for ``pa`` before its first event (status ``intent``)."""

@@ -34,5 +34,5 @@ def acquire(
     Raises :class:`LockNotAcquired` after ``timeout`` seconds; ``on_wait`` is told once,
     ``waiting for the revocation lock (held by ...)``, when the lock is busy.
     """
-    with Locks(store, actor).holding(name, timeout, lease, on_wait=on_wait) as held:
+    with Locks(store, actor).acquire(name, timeout, lease, on_wait=on_wait) as held:
         yield held

@@ -33,7 +33,7 @@ in the audit chain and nothing is touched. A credential already in the target st
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import UTC, datetime
 
 from offboard_audit.config import Config
@@ -80,35 +80,39 @@ class PassInterrupted(Exception):
         self.cause = cause
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
 class RevocationEngine:
     """Plans and applies revocations under every safety rule (see docs/revocation.md).
 
     ``actor`` is recorded on every action and audit event ("cli:alice", "daemon").
-    ``lock_timeout`` is how long to wait for another process's pass to finish.
+    ``lock_timeout`` is how long to wait for another process's pass to finish; ``reporter``
+    prints progress lines; ``revokers``: ready-made revokers by source name (tests), the rest
+    are built from the config.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        ctx: SourceContext,
-        actor: str,
-        *,
-        lock_timeout: float = 30.0,
-        reporter: Callable[[str], None] | None = None,
-        clock: Callable[[], datetime] | None = None,
-        revokers: Mapping[str, Revoker] | None = None,
+    config: Config
+    store: Store
+    ctx: SourceContext
+    actor: str
+    _: KW_ONLY
+    lock_timeout: float = 30.0
+    reporter: InitVar[Callable[[str], None] | None] = None
+    clock: Callable[[], datetime] = _utc_now
+    revokers: InitVar[Mapping[str, Revoker] | None] = None
+    report: Callable[[str], None] = field(init=False)
+    journal: Journal = field(init=False)
+    _revokers: dict[str, Revoker] = field(init=False)
+
+    def __post_init__(
+        self, reporter: Callable[[str], None] | None, revokers: Mapping[str, Revoker] | None
     ) -> None:
-        self.config = config
-        self.store = store
-        self.ctx = ctx
-        self.actor = actor
-        self.lock_timeout = lock_timeout
         self.report = reporter or (lambda _m: None)
-        self.clock = clock or (lambda: datetime.now(UTC))
-        # Ready-made revokers by source name (tests); the rest are built from the config.
-        self._revokers: dict[str, Revoker] = dict(revokers or {})
-        self.journal = Journal(store, actor, self._time, self.report)
+        self._revokers = dict(revokers or {})
+        self.journal = Journal(self.store, self.actor, self._time, self.report)
 
     # --- wiring --------------------------------------------------------------------------
 

@@ -47,9 +47,10 @@ import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Self
 
 from sqlalchemy import Engine, create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
@@ -161,6 +162,13 @@ class HeldLock(ABC):
     @abstractmethod
     def release(self) -> None:
         """Give the lock up (never raises)."""
+
+    # ``with locks.acquire(...) as held:`` releases the lock when the block ends, however it ends.
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
 
 
 class _AdvisoryLock(HeldLock):
@@ -304,23 +312,6 @@ class Locks:
         finally:
             if conn is not None:
                 conn.close()
-
-    @contextlib.contextmanager
-    def holding(
-        self,
-        name: str,
-        timeout: float,
-        lease: timedelta = DEFAULT_LEASE,
-        *,
-        renew_every: float | None = None,
-        on_wait: Callable[[str], None] | None = None,
-    ) -> Iterator[HeldLock]:
-        """:meth:`acquire` for the ``with`` block, released after it."""
-        held = self.acquire(name, timeout, lease, renew_every=renew_every, on_wait=on_wait)
-        try:
-            yield held
-        finally:
-            held.release()
 
     def _connect(self, holder: str) -> Connection:
         conn = _lock_engine(self.db.engine).connect()
