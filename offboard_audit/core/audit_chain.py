@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from offboard_audit.core.records import require_aware
+from offboard_audit.core.records import require_aware, require_aware_fields
 
 GENESIS = "0" * 64
 
@@ -67,7 +67,7 @@ class AuditEvent:
     key_id: str | None = None
 
     def __post_init__(self) -> None:
-        require_aware(self.at, "AuditEvent.at")
+        require_aware_fields(self, "at")
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -165,7 +165,7 @@ class Anchor:
     line: int = 0
 
     def __post_init__(self) -> None:
-        require_aware(self.at, "Anchor.at")
+        require_aware_fields(self, "at")
 
 
 def anchor_line(anchor: Anchor) -> str:

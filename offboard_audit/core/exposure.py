@@ -25,7 +25,7 @@ from offboard_audit.core.records import (
     CredentialKind,
     ExposureHow,
     ScopeFailure,
-    require_aware,
+    require_aware_fields,
 )
 
 # Kinds whose findings name a secret or key (rule secret-exposed-to-leaver).
@@ -130,7 +130,7 @@ class ExposureEvent:
     stream: str = ""
 
     def __post_init__(self) -> None:
-        require_aware(self.at, "ExposureEvent.at")
+        require_aware_fields(self, "at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +168,9 @@ class SecretState:
     aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        require_aware(self.created_at, "SecretState.created_at")
-        require_aware(self.current_version_created_at, "SecretState.current_version_created_at")
-        require_aware(self.oldest_enabled_version_created_at, "SecretState.oldest_enabled_version_created_at")
+        require_aware_fields(
+            self, "created_at", "current_version_created_at", "oldest_enabled_version_created_at"
+        )
 
     @property
     def key(self) -> tuple[str, str, str]:

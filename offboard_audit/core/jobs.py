@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from offboard_audit.core.records import require_aware
+from offboard_audit.core.records import require_aware_fields
 
 
 class HREventType(StrEnum):
@@ -104,9 +104,7 @@ class HREvent:
     body: str = ""
 
     def __post_init__(self) -> None:
-        require_aware(self.effective_at, "HREvent.effective_at")
-        require_aware(self.signed_at, "HREvent.signed_at")
-        require_aware(self.received_at, "HREvent.received_at")
+        require_aware_fields(self, "effective_at", "signed_at", "received_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +130,7 @@ class Takeover:
     lease_expired_at: datetime | None
 
     def __post_init__(self) -> None:
-        require_aware(self.at, "Takeover.at")
-        require_aware(self.lease_expired_at, "Takeover.lease_expired_at")
+        require_aware_fields(self, "at", "lease_expired_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +155,9 @@ class Job:
     next_attempt_at: datetime | None = None  # an incomplete job is retried then
 
     def __post_init__(self) -> None:
-        for name in (
-            "created_at",
-            "due_at",
-            "started_at",
-            "finished_at",
-            "lease_expires_at",
-            "next_attempt_at",
-        ):
-            require_aware(getattr(self, name), f"Job.{name}")
+        require_aware_fields(
+            self, "created_at", "due_at", "started_at", "finished_at", "lease_expires_at", "next_attempt_at"
+        )
 
     @property
     def outcome(self) -> Outcome | None:
@@ -183,7 +174,7 @@ class ScheduledReconcile:
     claimed_by: str | None = None
 
     def __post_init__(self) -> None:
-        require_aware(self.due_at, "ScheduledReconcile.due_at")
+        require_aware_fields(self, "due_at")
 
 
 class NotificationState(StrEnum):
@@ -210,8 +201,7 @@ class Notification:
     delivered_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("created_at", "next_attempt_at", "delivered_at"):
-            require_aware(getattr(self, name), f"Notification.{name}")
+        require_aware_fields(self, "created_at", "next_attempt_at", "delivered_at")
 
 
 class TickState(StrEnum):
@@ -234,5 +224,4 @@ class ScheduledTick:
     finished_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("scheduled_at", "started_at", "finished_at"):
-            require_aware(getattr(self, name), f"ScheduledTick.{name}")
+        require_aware_fields(self, "scheduled_at", "started_at", "finished_at")

@@ -38,7 +38,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from offboard_audit.core.records import HRRead, Person, PersonStatus, require_aware
+from offboard_audit.core.records import HRRead, Person, PersonStatus, require_aware_fields
 from offboard_audit.core.stored import PersonState
 
 # Field groups a full HR read merges one by one; status and termination date go together.
@@ -162,8 +162,7 @@ class PersonChange:
     origin: str = ""
 
     def __post_init__(self) -> None:
-        require_aware(self.terminated_at, "PersonChange.terminated_at")
-        require_aware(self.effective_at, "PersonChange.effective_at")
+        require_aware_fields(self, "terminated_at", "effective_at")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from offboard_audit.core.records import (
     FindingStatus,
     Rule,
     require_aware,
+    require_aware_fields,
 )
 from offboard_audit.core.rotation import (
     EXPOSURE_RULES,
@@ -129,7 +130,7 @@ class Plan:
     tasks: tuple[RotateTask, ...] = ()
 
     def __post_init__(self) -> None:
-        require_aware(self.created_at, "Plan.created_at")
+        require_aware_fields(self, "created_at")
 
     @property
     def plan_id(self) -> str:

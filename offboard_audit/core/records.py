@@ -19,6 +19,13 @@ def require_aware(value: datetime | None, what: str) -> None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
 
 
+def require_aware_fields(record: object, *names: str) -> None:
+    """:func:`require_aware` for the named datetime fields of a record (``__post_init__``); the
+    error names ``Class.field``."""
+    for name in names:
+        require_aware(getattr(record, name), f"{type(record).__name__}.{name}")
+
+
 # Times are stored in UTC and read back in the reader's time zone (PostgreSQL hands timestamptz
 # back in the session's zone, whose offset can reach 15:59). A time closer than that to either
 # end of Python's datetime range overflows on one of those steps, so it is not storable.
@@ -100,13 +107,8 @@ class Severity(StrEnum):
         return _SEVERITY_RANK[self]
 
 
-_SEVERITY_RANK = {
-    Severity.INFO: 0,
-    Severity.LOW: 1,
-    Severity.MEDIUM: 2,
-    Severity.HIGH: 3,
-    Severity.CRITICAL: 4,
-}
+# Severities are declared least severe first: the rank is that order (INFO 0 .. CRITICAL 4).
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 
 
 class Rule(StrEnum):
@@ -156,7 +158,7 @@ class Person:
     manager_email: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        require_aware(self.terminated_at, "Person.terminated_at")
+        require_aware_fields(self, "terminated_at")
 
     def is_departed(self, now: datetime) -> bool:
         """Terminated with an effective date that has passed (future dates are not terminations yet)."""
@@ -203,7 +205,7 @@ class Account:
     last_login_stale: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        require_aware(self.last_login_at, "Account.last_login_at")
+        require_aware_fields(self, "last_login_at")
 
     def attribute_values(self, name: str) -> tuple[str, ...]:
         lowered = name.lower()
@@ -237,9 +239,7 @@ class Credential:
     last_used_stale: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        require_aware(self.created_at, "Credential.created_at")
-        require_aware(self.last_used_at, "Credential.last_used_at")
-        require_aware(self.observed_at, "Credential.observed_at")
+        require_aware_fields(self, "created_at", "last_used_at", "observed_at")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -346,7 +346,7 @@ class ExposureAccess:
     action: str = ""
 
     def __post_init__(self) -> None:
-        require_aware(self.at, "ExposureAccess.at")
+        require_aware_fields(self, "at")
 
 
 class OwnerVia(StrEnum):
@@ -386,8 +386,7 @@ class Finding:
     owner: RotateOwner | None = None
 
     def __post_init__(self) -> None:
-        require_aware(self.first_seen, "Finding.first_seen")
-        require_aware(self.due_at, "Finding.due_at")
+        require_aware_fields(self, "first_seen", "due_at")
 
     @property
     def source(self) -> str:
@@ -408,8 +407,7 @@ class Exemption:
     created_at: datetime
 
     def __post_init__(self) -> None:
-        require_aware(self.until, "Exemption.until")
-        require_aware(self.created_at, "Exemption.created_at")
+        require_aware_fields(self, "until", "created_at")
 
     def active(self, now: datetime) -> bool:
         return self.until > now

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
-from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Person, require_aware
+from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Person, require_aware_fields
 from offboard_audit.core.runs import RunStatus
 
 # --- people ---------------------------------------------------------------------------------
@@ -36,8 +36,7 @@ class PersonState:
     version: str = ""
 
     def __post_init__(self) -> None:
-        require_aware(self.changed_at, "PersonState.changed_at")
-        require_aware(self.missing_since, "PersonState.missing_since")
+        require_aware_fields(self, "changed_at", "missing_since")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,8 +69,7 @@ class RunInfo:
     circuit_breaker: str | None
 
     def __post_init__(self) -> None:
-        require_aware(self.started_at, "RunInfo.started_at")
-        require_aware(self.finished_at, "RunInfo.finished_at")
+        require_aware_fields(self, "started_at", "finished_at")
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -158,8 +156,7 @@ class ActionRecord(TargetFields):
     updated_at: datetime
 
     def __post_init__(self) -> None:
-        require_aware(self.created_at, "ActionRecord.created_at")
-        require_aware(self.updated_at, "ActionRecord.updated_at")
+        require_aware_fields(self, "created_at", "updated_at")
 
     @property
     def key(self) -> str:
@@ -210,7 +207,7 @@ class StoredFinding:
     account_uid: str
 
     def __post_init__(self) -> None:
-        require_aware(self.due_at, "StoredFinding.due_at")
+        require_aware_fields(self, "due_at")
 
 
 @dataclass(frozen=True, slots=True)
