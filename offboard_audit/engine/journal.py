@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from offboard_audit.core.actions import ResourceState, state_json
+from offboard_audit.core.jobs import JobAction
 from offboard_audit.core.planning import Plan, PlannedAction
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.steps import Step
@@ -31,15 +32,10 @@ REFUSED = "refused"
 
 
 @dataclass(frozen=True)
-class ActionOutcome:
-    """What happened (or would happen, in a dry run) to one action."""
+class ActionOutcome(JobAction):
+    """What happened (or would happen, in a dry run) to one action: what a job records of it
+    (:class:`JobAction`) and what a report shows besides."""
 
-    action_id: str
-    finding_id: str | None
-    source: str
-    action: str
-    status: str
-    error: str | None = None
     message: str = ""
     stage: str = "disable"
     reversible: bool = True

@@ -198,15 +198,37 @@ def _change_and_verify(
         # A call that failed may still have reached the system (a connection reset after the
         # request was processed): what counts is what the object shows now.
         return _after_failed_call(spec, target, before, describe(exc), undo_prior=undo_prior)
+    return _reread(
+        spec,
+        target,
+        before,
+        unreadable=lambda why: (
+            f"{done}, but the re-read to verify it failed ({why}): settled on the next pass"
+        ),
+        moved=lambda mismatch: f"not verified: {mismatch}",
+    )
+
+
+def _reread(
+    spec: ActionSpec,
+    target: ActionTarget,
+    before: ResourceState,
+    *,
+    unreadable: Callable[[str], str],
+    moved: Callable[[str], str],
+) -> Step | ResourceState:
+    """Read the target again after the change (or restore) call, whether it returned or raised:
+    the state it shows, or the :class:`Step` to record when the read fails (``unknown``, settled
+    on the next pass) or the name now holds another object (``failed``). ``unreadable`` and
+    ``moved`` word the error from the read's error or the identity mismatch."""
     try:
-        after = spec.read(target)
+        now = spec.read(target)
     except Exception as exc:
-        error = f"{done}, but the re-read to verify it failed ({describe(exc)}): settled on the next pass"
-        return Step(ActionStatus.UNKNOWN, before, error=error, started=True)
-    moved = identity_mismatch(target, after)
-    if moved is not None:
-        return Step(ActionStatus.FAILED, before, after, error=f"not verified: {moved}", started=True)
-    return after
+        return Step(ActionStatus.UNKNOWN, before, error=unreadable(describe(exc)), started=True)
+    mismatch = identity_mismatch(target, now)
+    if mismatch is not None:
+        return Step(ActionStatus.FAILED, before, now, error=moved(mismatch), started=True)
+    return now
 
 
 def _after_failed_call(
@@ -220,14 +242,17 @@ def _after_failed_call(
     record what it shows, never the call's own claim. In place: ``applied``/``restored`` (the
     error is kept as the message); not in place: ``failed``, retried next time; the re-read fails
     too: ``unknown``, settled on the next pass like an interrupted intent."""
-    try:
-        now = spec.read(target)
-    except Exception as exc:
-        why = f"{error}; the re-read after it failed too ({describe(exc)}): outcome unknown, settled on the next pass"
-        return Step(ActionStatus.UNKNOWN, before, error=why, started=True)
-    moved = identity_mismatch(target, now)
-    if moved is not None:
-        return Step(ActionStatus.FAILED, before, now, error=f"{error}; then {moved}", started=True)
+    now = _reread(
+        spec,
+        target,
+        before,
+        unreadable=lambda why: (
+            f"{error}; the re-read after it failed too ({why}): outcome unknown, settled on the next pass"
+        ),
+        moved=lambda mismatch: f"{error}; then {mismatch}",
+    )
+    if isinstance(now, Step):
+        return now
     note = f"the call reported an error ({error}) but re-reading shows the change in place"
     if undo_prior is None:
         if not now.active:
