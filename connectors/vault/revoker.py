@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
 
 
+@dataclass(eq=False)  # one revoker per source: compared by identity, as before
 class VaultRevoker:
     """Applies and undoes the vault actions, one spec per action (``actions.py``)."""
 
@@ -30,10 +32,13 @@ class VaultRevoker:
         {a.definition.name: a.definition for a in ACTIONS}
     )
 
-    def __init__(self, settings: VaultSettings, api: VaultApi) -> None:
-        self.settings = settings
-        self.api = api
-        self.specs: Mapping[str, ActionSpec] = MappingProxyType({a.definition.name: a(self) for a in ACTIONS})
+    settings: VaultSettings
+    api: VaultApi
+    # Each action gets this revoker as its VaultAccess.
+    specs: Mapping[str, ActionSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.specs = MappingProxyType({a.definition.name: a(self) for a in ACTIONS})
 
     def refuse(self, target: ActionTarget, *names: str) -> None:
         if self.settings.is_protected(target.username, target.account_id, target.account_uid, *names):

@@ -114,29 +114,20 @@ def parse_object(data: bytes, source: str, stream: str) -> tuple[list[ExposureEv
     return events, count
 
 
+@dataclass(frozen=True, slots=True)
 class TrailReader:
     """Reads the trail's streams for one source (see the module docstring).
 
     Permissions: ``s3:ListBucket`` and ``s3:GetObject`` on the trail bucket.
     """
 
-    def __init__(
-        self,
-        source: str,
-        s3: Any,
-        bucket: str,
-        trail_prefix: str,
-        lookback: timedelta,
-        overlap: timedelta,
-        workers: int = 4,
-    ) -> None:
-        self.source = source
-        self.s3 = s3
-        self.bucket = bucket
-        self.trail_prefix = trail_prefix
-        self.lookback = lookback
-        self.overlap = overlap
-        self.workers = workers
+    source: str
+    s3: Any
+    bucket: str
+    trail_prefix: str
+    lookback: timedelta
+    overlap: timedelta
+    workers: int = 4
 
     def read(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         for stream in discover(self.s3, self.bucket, self.trail_prefix):

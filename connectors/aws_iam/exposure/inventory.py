@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.aws_iam.errors import error_code
@@ -46,17 +47,19 @@ def secret_versions(sm: Any, secret_id: str) -> list[Any]:
             return versions
 
 
+@dataclass
 class AccountInventory:
     """Reads the inventory of one account (see the module docstring)."""
 
-    def __init__(
-        self, source: str, account: str, clients: ExposureClients, settings: ExposureSettings
-    ) -> None:
-        self.source = source
-        self.account = account
-        self.clients = clients
-        self.settings = settings
-        self._client_account = "" if account == clients.provider.home_account() else account
+    source: str
+    account: str
+    clients: ExposureClients
+    settings: ExposureSettings
+    # The account the clients are made for: "" is the home account's own credentials.
+    _client_account: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._client_account = "" if self.account == self.clients.provider.home_account() else self.account
 
     def _client(self, service: str, region: str) -> Any:
         return self.clients.client(self._client_account, service, region)

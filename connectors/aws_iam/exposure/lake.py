@@ -15,6 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,24 +91,16 @@ def row_record(row: list[Mapping[str, str]]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
 class LakeReader:
     """Permissions: ``cloudtrail:StartQuery``, ``cloudtrail:GetQueryResults``."""
 
-    def __init__(
-        self,
-        source: str,
-        cloudtrail: Any,
-        event_data_store: str,
-        lookback: timedelta,
-        sleep: Callable[[float], None] = time.sleep,
-        poll_limit: int = 600,
-    ) -> None:
-        self.source = source
-        self.cloudtrail = cloudtrail
-        self.event_data_store = event_data_store
-        self.lookback = lookback
-        self.sleep = sleep
-        self.poll_limit = poll_limit
+    source: str
+    cloudtrail: Any
+    event_data_store: str
+    lookback: timedelta
+    sleep: Callable[[float], None] = time.sleep
+    poll_limit: int = 600
 
     def read(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         cp = checkpoints.get(STREAM)

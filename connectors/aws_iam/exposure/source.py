@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.aws_iam.errors import describe
@@ -34,6 +35,7 @@ from offboard_audit.core.exposure import (
 from offboard_audit.core.records import ScopeFailure
 
 
+@dataclass(eq=False)  # a reader per source: compared by identity, as before
 class AwsExposureSource:
     """Reads CloudTrail events and the Secrets Manager / SSM / KMS / IAM inventory.
 
@@ -49,13 +51,11 @@ class AwsExposureSource:
 
     system = SYSTEM
 
-    def __init__(
-        self, name: str, settings: ExposureSettings, clients: ExposureClients, accounts: AwsIamSource
-    ) -> None:
-        self.name = name
-        self.settings = settings
-        self.clients = clients
-        self._accounts = accounts
+    name: str
+    settings: ExposureSettings
+    clients: ExposureClients
+    # The IAM source of the same table: its scopes are the accounts whose inventory is read.
+    accounts: AwsIamSource
 
     def read_events(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         s = self.settings
@@ -78,7 +78,7 @@ class AwsExposureSource:
             raise SourceError(f"{self.name}: cannot list the CloudTrail logs: {describe(exc)}") from exc
 
     def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead:
-        scopes = self._accounts.scopes()
+        scopes = self.accounts.scopes()
         refs = [r for r in wanted if r.kind in PERSISTENCE_KINDS]
 
         def one(account: str) -> tuple[list[SecretState], list[PersistenceState]] | ScopeFailure:
@@ -92,7 +92,7 @@ class AwsExposureSource:
         objects: list[PersistenceState] = []
         failures: list[ScopeFailure] = []
         with ThreadPoolExecutor(
-            max_workers=max(1, min(self._accounts.settings.account_workers, len(scopes)))
+            max_workers=max(1, min(self.accounts.settings.account_workers, len(scopes)))
         ) as pool:
             for result in pool.map(one, scopes):
                 if isinstance(result, ScopeFailure):

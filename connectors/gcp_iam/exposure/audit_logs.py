@@ -23,6 +23,7 @@ batch: the checkpoint stays after the last good page, the stream's scope is fail
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,26 +88,17 @@ class _Recent:
         return Checkpoint(stream, format_time(position), tuple(f"{format_time(at)} {i}" for at, i in kept))
 
 
+@dataclass(frozen=True, slots=True)
 class AuditLogReader:
     """Reads the audit-log streams of some resources (see the module docstring)."""
 
-    def __init__(
-        self,
-        source: str,
-        client: Any,
-        lookback: timedelta,
-        overlap: timedelta,
-        page_size: int,
-        retry: Any = None,
-        timeout: float | None = None,
-    ) -> None:
-        self.source = source
-        self.client = client
-        self.lookback = lookback
-        self.overlap = overlap
-        self.page_size = page_size
-        self.retry = retry
-        self.timeout = timeout
+    source: str
+    client: Any
+    lookback: timedelta
+    overlap: timedelta
+    page_size: int
+    retry: Any = None
+    timeout: float | None = None
 
     def read(
         self, resources: Sequence[str], checkpoints: Mapping[str, Checkpoint], now: datetime

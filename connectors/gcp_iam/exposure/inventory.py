@@ -23,6 +23,7 @@ the whole scope, never an empty inventory.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,26 +47,24 @@ def _not_found() -> type[Exception]:
     return NotFound
 
 
+@dataclass
 class ScopeInventory:
     """Reads the inventory of one scope (see the module docstring)."""
 
-    def __init__(
-        self,
-        source: str,
-        scope: str,
-        gcp: GcpClients,
-        clients: ClientCache,
-        settings: ExposureSettings,
-        retry: Any,
-        timeout: float,
-    ) -> None:
-        self.source = source
-        self.scope = scope
-        self.gcp = gcp
-        self.clients = clients
-        self.settings = settings
-        self._call = {"retry": retry, "timeout": timeout}
-        self._project_policy: Any = None
+    source: str
+    scope: str
+    gcp: GcpClients
+    clients: ClientCache
+    settings: ExposureSettings
+    retry: Any
+    timeout: float
+    # Read once by project_policy() (both the objects and the Data Access check need it).
+    _project_policy: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def _call(self) -> dict[str, Any]:
+        """The retry and timeout keywords of every API call."""
+        return {"retry": self.retry, "timeout": self.timeout}
 
     @property
     def is_project(self) -> bool:
