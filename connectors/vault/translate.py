@@ -16,6 +16,7 @@ the API documents); optional ones with ``.get``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,6 +190,15 @@ def _metadata_hits(custom: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) 
     return any(lowered.get(k) == v for k, v in pairs)
 
 
+def _secret(source: str, mount: str, kind: CredentialKind, path: str, what: str) -> SecretState:
+    """A secret or key as its mount names it: id ``<mount>/<path>``, its name saying ``what`` its
+    versions are. No dates: the callers add what their engine tells (``dataclasses.replace``)."""
+    secret_id = f"{mount}/{path}"
+    return SecretState(
+        source=source, scope=mount, kind=kind, secret_id=secret_id, name=f"{secret_id} ({what})"
+    )
+
+
 def kv2_state(
     source: str,
     mount: str,
@@ -209,20 +219,13 @@ def kv2_state(
     deleted = parse_time(version.get("deletion_time"))
     enabled = bool(version) and not version.get("destroyed") and (deleted is None or deleted > now)
     custom = meta.get("custom_metadata") or {}
-    owner = next((str(custom[k]) for k in owner_keys if custom.get(k)), None)
-    secret_id = f"{mount}/{path}"
-    return SecretState(
-        source=source,
-        scope=mount,
-        kind=CredentialKind.KV_SECRET,
-        secret_id=secret_id,
-        name=f"{secret_id} (current_version={current})",
-        owner=owner,
+    return replace(
+        _secret(source, mount, CredentialKind.KV_SECRET, path, f"current_version={current}"),
+        owner=next((str(custom[k]) for k in owner_keys if custom.get(k)), None),
         created_at=parse_time(meta.get("created_time")),
         current_version_created_at=parse_time(version.get("created_time")),
         enabled=enabled,
         rotation_configured=False,  # KV has no rotation of its own: a person writes a new version
-        exportable=True,  # a read hands the value over
         signing=_metadata_hits(custom, signing),
     )
 
@@ -230,15 +233,8 @@ def kv2_state(
 def kv1_state(source: str, mount: str, path: str) -> SecretState:
     """A KV v1 secret seen in a LIST of its folder: v1 keeps no versions and no dates, so
     nothing can prove it was rotated since a read (only deleting it ends the exposure)."""
-    secret_id = f"{mount}/{path}"
-    return SecretState(
-        source=source,
-        scope=mount,
-        kind=CredentialKind.KV_SECRET,
-        secret_id=secret_id,
-        name=f"{secret_id} (KV v1: no versions, no dates)",
-        exportable=True,
-    )
+    # Exportable (SecretState's default), as every KV secret: a read hands the value over.
+    return _secret(source, mount, CredentialKind.KV_SECRET, path, "KV v1: no versions, no dates")
 
 
 def _version_times(keys: Mapping[str, Any]) -> dict[int, datetime]:
@@ -268,13 +264,9 @@ def transit_state(source: str, mount: str, key: Mapping[str, Any]) -> SecretStat
     min_decrypt = int(key["min_decryption_version"])
     times = _version_times(key["keys"] or {})
     usable = [v for v in times if v >= max(min_decrypt, 1)]
-    secret_id = f"{mount}/{name}"
-    return SecretState(
-        source=source,
-        scope=mount,
-        kind=CredentialKind.TRANSIT_KEY,
-        secret_id=secret_id,
-        name=f"{secret_id} (min_decryption_version={min_decrypt}, latest_version={latest})",
+    versions = f"min_decryption_version={min_decrypt}, latest_version={latest}"
+    return replace(
+        _secret(source, mount, CredentialKind.TRANSIT_KEY, name, versions),
         created_at=min(times.values()) if times else None,
         current_version_created_at=times.get(latest),
         oldest_enabled_version_created_at=times[min(usable)] if usable else None,

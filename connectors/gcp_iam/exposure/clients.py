@@ -11,6 +11,7 @@ libraries' defaults with Application Default Credentials. IAM Admin and Resource
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,68 +44,66 @@ class ClientCache:
         self._lock = threading.Lock()
 
     def logging(self) -> Any:
-        with self._lock:
-            if self._clients.logging is None:
-                self._clients.logging = _logging_client(self.settings.logging_endpoint)
-            return self._clients.logging
+        return self._client("logging", _logging_classes, self.settings.logging_endpoint)
 
     def secrets(self) -> Any:
-        with self._lock:
-            if self._clients.secrets is None:
-                self._clients.secrets = _secrets_client(self.settings.secret_manager_endpoint)
-            return self._clients.secrets
+        return self._client("secrets", _secrets_classes, self.settings.secret_manager_endpoint)
 
     def kms(self) -> Any:
+        return self._client("kms", _kms_classes, self.settings.kms_endpoint)
+
+    def _client(self, field: str, classes: Callable[[], tuple[Any, Any]], endpoint: str | None) -> Any:
+        """The client in ``ExposureClients.<field>`` (injected or built before), else a new one, kept."""
         with self._lock:
-            if self._clients.kms is None:
-                self._clients.kms = _kms_client(self.settings.kms_endpoint)
-            return self._clients.kms
+            client = getattr(self._clients, field)
+            if client is None:
+                client = _grpc_client(classes(), endpoint)
+                setattr(self._clients, field, client)
+            return client
 
     def close(self) -> None:
         self._clients.close()
 
 
-def _logging_client(endpoint: str | None) -> Any:
+def _grpc_client(classes: tuple[Any, Any], endpoint: str | None) -> Any:
+    """A client of one of the libraries: ``classes`` is (its client class, its gRPC transport class)."""
+    client_class, transport_class = classes
+    if endpoint:
+        import grpc
+
+        # A private/local endpoint speaks plaintext gRPC: no TLS, no credentials.
+        return client_class(transport=transport_class(channel=grpc.insecure_channel(endpoint)))
+    return client_class()
+
+
+# The libraries are imported on first use only (never at import time): one function per service.
+
+
+def _logging_classes() -> tuple[Any, Any]:
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
     from google.cloud.logging_v2.services.logging_service_v2.transports import (
         LoggingServiceV2GrpcTransport,
     )
 
-    if endpoint:
-        import grpc
-
-        # A private/local endpoint speaks plaintext gRPC: no TLS, no credentials.
-        channel = grpc.insecure_channel(endpoint)
-        return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
-    return LoggingServiceV2Client()
+    return LoggingServiceV2Client, LoggingServiceV2GrpcTransport
 
 
-def _secrets_client(endpoint: str | None) -> Any:
+def _secrets_classes() -> tuple[Any, Any]:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
         SecretManagerServiceGrpcTransport,
     )
 
-    if endpoint:
-        import grpc
-
-        channel = grpc.insecure_channel(endpoint)
-        return SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
-    return SecretManagerServiceClient()
+    return SecretManagerServiceClient, SecretManagerServiceGrpcTransport
 
 
-def _kms_client(endpoint: str | None) -> Any:
+def _kms_classes() -> tuple[Any, Any]:
     from google.cloud.kms_v1 import KeyManagementServiceClient
     from google.cloud.kms_v1.services.key_management_service.transports import (
         KeyManagementServiceGrpcTransport,
     )
 
-    if endpoint:
-        import grpc
-
-        channel = grpc.insecure_channel(endpoint)
-        return KeyManagementServiceClient(transport=KeyManagementServiceGrpcTransport(channel=channel))
-    return KeyManagementServiceClient()
+    return KeyManagementServiceClient, KeyManagementServiceGrpcTransport
 
 
 def injected_exposure_clients(name: str, clients: Any) -> ExposureClients | None:
