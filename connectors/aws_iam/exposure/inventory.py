@@ -67,48 +67,33 @@ class AccountInventory:
     def secrets(self, wanted: Sequence[ObjectRef]) -> list[SecretState]:
         wanted_ids = {r.object_id for r in wanted if r.scope == self.account}
         out: list[SecretState] = []
-        for region in self.settings.regions:
-            out.extend(self._secrets_manager(region, wanted_ids))
-            out.extend(self._parameters(region, wanted_ids))
-            out.extend(self._kms(region, wanted_ids))
+        s = self.settings
+        for region in s.regions:
+            at = tr.Listing(self.source, self.account, region, s.owner_tag_keys, s.signing_tags)
+            out.extend(self._secrets_manager(at, wanted_ids))
+            out.extend(self._parameters(at, wanted_ids))
+            out.extend(self._kms(at, wanted_ids))
         return out
 
-    def _secrets_manager(self, region: str, wanted: set[str]) -> list[SecretState]:
-        sm = self._client("secretsmanager", region)
+    def _secrets_manager(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+        sm = self._client("secretsmanager", at.region)
         out: list[SecretState] = []
         for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
             for raw in page.get("SecretList") or ():
-                state = tr.secret_state(
-                    self.source,
-                    self.account,
-                    region,
-                    raw,
-                    None,
-                    self.settings.owner_tag_keys,
-                    self.settings.signing_tags,
-                )
+                state = tr.secret_state(at, raw, None)
                 if wanted & {state.secret_id, *state.aliases}:
-                    versions = secret_versions(sm, state.secret_id)
-                    state = tr.secret_state(
-                        self.source,
-                        self.account,
-                        region,
-                        raw,
-                        versions,
-                        self.settings.owner_tag_keys,
-                        self.settings.signing_tags,
-                    )
+                    state = tr.secret_state(at, raw, secret_versions(sm, state.secret_id))
                 out.append(state)
         return out
 
-    def _parameters(self, region: str, wanted: set[str]) -> list[SecretState]:
-        ssm = self._client("ssm", region)
+    def _parameters(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+        ssm = self._client("ssm", at.region)
         out: list[SecretState] = []
         filters = [{"Key": "Type", "Option": "Equals", "Values": ["SecureString"]}]
         for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
             for raw in page.get("Parameters") or ():
                 name = str(raw["Name"])
-                aliases = set(tr._path_aliases(region, name))
+                aliases = set(tr._path_aliases(at.region, name))
                 history: list[Any] | None = None
                 tags: dict[str, str] = {}
                 if wanted & aliases:
@@ -118,28 +103,17 @@ class AccountInventory:
                         history.extend(hpage.get("Parameters") or ())
                     listed = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
                     tags = tr._tags(listed.get("TagList"))
-                out.append(
-                    tr.parameter_state(
-                        self.source,
-                        self.account,
-                        region,
-                        raw,
-                        history,
-                        tags,
-                        self.settings.owner_tag_keys,
-                        self.settings.signing_tags,
-                    )
-                )
+                out.append(tr.parameter_state(at, raw, history, tags))
         return out
 
-    def _kms(self, region: str, wanted: set[str]) -> list[SecretState]:
-        kms = self._client("kms", region)
+    def _kms(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+        kms = self._client("kms", at.region)
         out: list[SecretState] = []
         for page in kms.get_paginator("list_keys").paginate():
             for raw in page.get("Keys") or ():
                 key_id = str(raw["KeyId"])
                 arn = str(raw.get("KeyArn") or "")
-                if not wanted & {key_id, arn, f"{region}:{key_id}", f"{region}:{arn}"}:
+                if not wanted & {key_id, arn, f"{at.region}:{key_id}", f"{at.region}:{arn}"}:
                     continue
                 meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
                 if meta.get("KeyManager") == "AWS":
@@ -154,18 +128,7 @@ class AccountInventory:
                 for gpage in kms.get_paginator("list_grants").paginate(KeyId=key_id):
                     grants.extend(gpage.get("Grants") or ())
                 tags = tr._tags(kms.list_resource_tags(KeyId=key_id).get("Tags"))
-                out.append(
-                    tr.kms_state(
-                        self.source,
-                        self.account,
-                        region,
-                        meta,
-                        rotation,
-                        grants,
-                        tags,
-                        self.settings.owner_tag_keys,
-                    )
-                )
+                out.append(tr.kms_state(at, meta, rotation, grants, tags))
         return out
 
     # --- persistence ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -285,14 +286,26 @@ def aware(value: Any) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Where the inventory lists a secret or key (source, account, region) and how it reads their
+    tags (``owner_tag_keys``, ``signing_tags``): what each ``*_state`` below needs besides the payload."""
+
+    source: str
+    scope: str
+    region: str
+    owner_keys: Sequence[str]
+    signing_tags: Sequence[tuple[str, str]]
+
+    def owner(self, tags: Mapping[str, str]) -> str | None:
+        return owner_from(tags, self.owner_keys)
+
+    def signing(self, tags: Mapping[str, str]) -> bool:
+        return is_signing(tags, self.signing_tags)
+
+
 def secret_state(
-    source: str,
-    scope: str,
-    region: str,
-    raw: Mapping[str, Any],
-    versions: Sequence[Mapping[str, Any]] | None,
-    owner_keys: Sequence[str],
-    signing_tags: Sequence[tuple[str, str]],
+    at: Listing, raw: Mapping[str, Any], versions: Sequence[Mapping[str, Any]] | None
 ) -> SecretState:
     """A Secrets Manager secret from ``ListSecrets`` (and ``ListSecretVersionIds`` when read)."""
     arn = str(raw["ARN"])
@@ -304,20 +317,20 @@ def secret_state(
             current = aware(v.get("CreatedDate"))
     partial = _SECRET_SUFFIX.sub("", arn)
     return SecretState(
-        source=source,
-        scope=scope,
+        source=at.source,
+        scope=at.scope,
         kind=CredentialKind.SECRET,
         secret_id=arn,
         name=name,
-        owner=owner_from(tags, owner_keys),
+        owner=at.owner(tags),
         created_at=aware(raw.get("CreatedDate")),
         current_version_created_at=current,
         enabled=raw.get("DeletedDate") is None,
         rotation_configured=bool(raw.get("RotationEnabled"))
         and bool(raw.get("RotationLambdaARN") or raw.get("RotationRules")),
         exportable=True,
-        signing=is_signing(tags, signing_tags),
-        aliases=tuple(dict.fromkeys((f"{region}:{name}", partial, f"{region}:{arn}"))),
+        signing=at.signing(tags),
+        aliases=tuple(dict.fromkeys((f"{at.region}:{name}", partial, f"{at.region}:{arn}"))),
     )
 
 
@@ -335,14 +348,10 @@ def _path_aliases(region: str, name: str) -> list[str]:
 
 
 def parameter_state(
-    source: str,
-    scope: str,
-    region: str,
+    at: Listing,
     raw: Mapping[str, Any],
     history: Sequence[Mapping[str, Any]] | None,
     tags: Mapping[str, str],
-    owner_keys: Sequence[str],
-    signing_tags: Sequence[tuple[str, str]],
 ) -> SecretState:
     """An SSM SecureString parameter from ``DescribeParameters`` (+ ``GetParameterHistory``)."""
     name = str(raw["Name"])
@@ -350,32 +359,29 @@ def parameter_state(
     if history:
         latest = max(history, key=lambda h: int(h.get("Version") or 0))
         current = aware(latest.get("LastModifiedDate")) or current
-    arn = raw.get("ARN") or f"arn:aws:ssm:{region}:{scope}:parameter/{name.lstrip('/')}"
+    arn = raw.get("ARN") or f"arn:aws:ssm:{at.region}:{at.scope}:parameter/{name.lstrip('/')}"
     return SecretState(
-        source=source,
-        scope=scope,
+        source=at.source,
+        scope=at.scope,
         kind=CredentialKind.PARAMETER,
         secret_id=str(arn),
         name=name,
-        owner=owner_from(tags, owner_keys),
+        owner=at.owner(tags),
         current_version_created_at=current,
         enabled=True,
         rotation_configured=False,
         exportable=True,
-        signing=is_signing(tags, signing_tags),
-        aliases=tuple(dict.fromkeys(_path_aliases(region, name))),
+        signing=at.signing(tags),
+        aliases=tuple(dict.fromkeys(_path_aliases(at.region, name))),
     )
 
 
 def kms_state(
-    source: str,
-    scope: str,
-    region: str,
+    at: Listing,
     meta: Mapping[str, Any],
     rotation_enabled: bool,
     grants: Sequence[Mapping[str, Any]],
     tags: Mapping[str, str],
-    owner_keys: Sequence[str],
 ) -> SecretState:
     """A customer-managed KMS key from ``DescribeKey`` (+ rotation status, grants, tags)."""
     arn = str(meta["Arn"])
@@ -383,12 +389,12 @@ def kms_state(
     state = str(meta.get("KeyState") or "")
     origin = str(meta.get("Origin") or "AWS_KMS")
     return SecretState(
-        source=source,
-        scope=scope,
+        source=at.source,
+        scope=at.scope,
         kind=CredentialKind.KMS_KEY,
         secret_id=arn,
         name=str(meta.get("Description") or key_id),
-        owner=owner_from(tags, owner_keys),
+        owner=at.owner(tags),
         created_at=aware(meta.get("CreationDate")),
         # Imported material is the key's only version until it is re-imported or the key replaced.
         current_version_created_at=aware(meta.get("CreationDate")),
@@ -398,7 +404,7 @@ def kms_state(
         exportable=origin == "EXTERNAL",
         signing=str(meta.get("KeyUsage") or "") == "SIGN_VERIFY",
         grantees=tuple(sorted({str(g["GranteePrincipal"]) for g in grants if g.get("GranteePrincipal")})),
-        aliases=(f"{region}:{key_id}", f"{region}:{arn}", key_id),
+        aliases=(f"{at.region}:{key_id}", f"{at.region}:{arn}", key_id),
     )
 
 
