@@ -46,16 +46,9 @@ def _faithful_versions() -> Callable[[], None]:
     return undo
 
 
-def _record(
-    name: str,
-    source: str,
-    at: datetime,
-    user: str,
-    account: str,
-    request: dict[str, Any],
-    response: dict[str, Any] | None,
-    event_id: str,
-) -> dict[str, Any]:
+def _record(user: str, account: str, at: datetime, event_id: str, call: dict[str, Any]) -> dict[str, Any]:
+    """The CloudTrail record of ``call`` (its eventSource, eventName, requestParameters and
+    responseElements) made by IAM user ``user`` of ``account`` in us-east-1 at ``at``."""
     return {
         "eventVersion": "1.09",
         "userIdentity": {
@@ -65,11 +58,8 @@ def _record(
             "userName": user,
         },
         "eventTime": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "eventSource": source,
-        "eventName": name,
+        **call,
         "awsRegion": "us-east-1",
-        "requestParameters": request,
-        "responseElements": response,
         "eventID": event_id,
         "recipientAccountId": account,
     }
@@ -116,14 +106,16 @@ def seed_exposure(
         read_at = person.terminated_at - timedelta(days=30)
         records.append(
             _record(
-                "GetSecretValue",
-                "secretsmanager.amazonaws.com",
-                read_at,
                 user,
                 account,
-                {"secretId": SIGNING_SECRET},
-                None,
+                read_at,
                 "demo-read-signing-key",
+                {
+                    "eventSource": "secretsmanager.amazonaws.com",
+                    "eventName": "GetSecretValue",
+                    "requestParameters": {"secretId": SIGNING_SECRET},
+                    "responseElements": None,
+                },
             )
         )
     if len(departed) > 1:
@@ -134,14 +126,18 @@ def seed_exposure(
         made_at = person.terminated_at - timedelta(days=7)
         records.append(
             _record(
-                "CreateAccessKey",
-                "iam.amazonaws.com",
-                made_at,
                 user,
                 account,
-                {"userName": SERVICE_USER},
-                {"accessKey": {"accessKeyId": key_id, "userName": SERVICE_USER, "status": "Active"}},
+                made_at,
                 "demo-key-for-svc-build",
+                {
+                    "eventSource": "iam.amazonaws.com",
+                    "eventName": "CreateAccessKey",
+                    "requestParameters": {"userName": SERVICE_USER},
+                    "responseElements": {
+                        "accessKey": {"accessKeyId": key_id, "userName": SERVICE_USER, "status": "Active"}
+                    },
+                },
             )
         )
     at = max((datetime.fromisoformat(r["eventTime"].replace("Z", "+00:00")) for r in records), default=now)
