@@ -60,6 +60,37 @@ class AwsClients:
         )
 
 
+def parse_aws_timestamp(value: Any) -> datetime:
+    """A timestamp of an AWS answer, as a UTC-aware datetime.
+
+    AWS sends ISO 8601 (``2026-11-28T09:15:02Z``, with or without fractions); the standard
+    library reads that in microseconds. botocore's default goes through dateutil's general
+    parser, which costs ~50 µs a value: a third of the parse time of a 2,000-user
+    GetAccountAuthorizationDetails page. Anything else (epoch seconds, RFC 822) goes to
+    botocore's own parser, so nothing it accepts is refused here.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return as_aware(parsed)
+    from botocore.utils import parse_timestamp
+
+    return as_aware(parse_timestamp(value))
+
+
+def fast_timestamps_session() -> Any:
+    """A botocore session whose response parsers read timestamps with :func:`parse_aws_timestamp`
+    (botocore's documented ``response_parser_factory`` component)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_aws_timestamp)
+    return session
+
+
 def client_config(settings: AwsSettings) -> Any:
     """botocore Config: standard/adaptive retries so that throttling is retried, not swallowed."""
     from botocore.config import Config
@@ -106,7 +137,9 @@ class ClientProvider:
             import boto3
 
             self._session = boto3.Session(
-                profile_name=self.settings.profile, region_name=self.settings.region
+                profile_name=self.settings.profile,
+                region_name=self.settings.region,
+                botocore_session=fast_timestamps_session(),
             )
         return self._session
 

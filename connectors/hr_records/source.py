@@ -15,15 +15,16 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from connectors.hr_records.clients import http_client
 from connectors.hr_records.settings import REQUIRED_FIELDS, HrSettings, JsonSettings
 from connectors.hr_records.translate import BadRow, people_from_rows
 from offboard_audit.core.errors import ConfigError, SourceError
 from offboard_audit.core.records import HRRead
+
+if TYPE_CHECKING:
+    import httpx  # imported in JsonHRSource._fetch, where a URL is read (see clients.py)
 
 # The largest CSV field a row may hold: the csv module's default ``field_size_limit``. The csv
 # module itself only raises when a field goes over its limit, and then resynchronises in the
@@ -147,6 +148,8 @@ class JsonHRSource:
         headers = {"Accept": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        import httpx
+
         with http_client(self._client, self.timeout) as client:
             try:
                 response = client.get(self.url, headers=headers)

@@ -58,16 +58,28 @@ def record_of(cls: type[R], row: RowMapping, /, **given: object) -> R:
     return cast(Callable[..., R], cls)(**values)
 
 
+@cache
+def _columns(table: Table) -> frozenset[str]:
+    return frozenset(table.c.keys())
+
+
+@cache
+def _shared_fields(cls: type[DataclassInstance], table: Table) -> tuple[str, ...]:
+    # Worked out once per record class and table: a snapshot writes thousands of rows a run.
+    columns = _columns(table)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name in columns)
+
+
 def row_of(record: DataclassInstance, table: Table, /, **given: object) -> dict[str, object]:
     """The column values of ``record`` for ``table``: each field that has a column of its name
     (enums by value), then ``given`` (columns named otherwise, JSON text, overrides)."""
-    unknown = set(given) - set(table.c.keys())
+    unknown = given.keys() - _columns(table)
     if unknown:
         raise KeyError(f"{table.name} has no column {', '.join(sorted(unknown))}")
     values: dict[str, object] = {}
-    for f in dataclasses.fields(record):
-        if f.name in table.c and f.name not in given:
-            value = getattr(record, f.name)
-            values[f.name] = value.value if isinstance(value, Enum) else value
+    for name in _shared_fields(type(record), table):
+        if name not in given:
+            value = getattr(record, name)
+            values[name] = value.value if isinstance(value, Enum) else value
     values.update(given)
     return values

@@ -101,6 +101,19 @@ def test_audit_imports_nothing_of_the_daemon_or_webhook(tmp_path: Path, args: tu
     assert imported(modules, DAEMON_AND_WEBHOOK) == []
 
 
+def test_an_audit_of_a_csv_hr_file_does_not_import_the_http_client_only_json_sources_use(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
+    (tmp_path / "offboard-audit.toml").write_text(
+        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
+    )
+    code, modules = modules_after(tmp_path, "audit", "--format", "json")
+    assert code == 0
+    assert "connectors.hr_records.source" in modules  # the HR source was loaded and read
+    assert imported(modules, ("httpx",)) == []
+
+
 def test_the_daemon_command_still_loads_when_asked_for(tmp_path: Path) -> None:
     code, modules = modules_after(tmp_path, "daemon", "--help")
     assert code == 0
