@@ -71,11 +71,15 @@ def _entity(access: VaultAccess, target: ActionTarget) -> dict[str, Any] | None:
     return entity
 
 
-class _Irreversible:
-    """An action this tool cannot undo (its definition says ``reversible=False`` and why)."""
+class _Action:
+    """One action of a revoker: every call it makes goes through the revoker (``access``)."""
 
     def __init__(self, access: VaultAccess) -> None:
         self.access = access
+
+
+class _Irreversible(_Action):
+    """An action this tool cannot undo (its definition says ``reversible=False`` and why)."""
 
     @property
     def restore(self) -> Restore | None:
@@ -93,7 +97,7 @@ def _check(target: ActionTarget, identity: str | None) -> None:
         raise TargetChanged(mismatch)
 
 
-class DisableEntity:
+class DisableEntity(_Action):
     definition: ClassVar[ActionDef] = ActionDef(
         name=DISABLE_ENTITY,
         credential_kind=CredentialKind.ACCOUNT,
@@ -103,9 +107,6 @@ class DisableEntity:
         description="Disable the identity entity: Vault refuses every token and login of it while it "
         "is disabled (undo: enable it again).",
     )
-
-    def __init__(self, access: VaultAccess) -> None:
-        self.access = access
 
     def read(self, target: ActionTarget) -> ResourceState:
         entity = _entity(self.access, target)
