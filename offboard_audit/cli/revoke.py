@@ -8,6 +8,7 @@ irreversible action; 2 usage or config error.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -69,16 +70,13 @@ def outcomes_table(report: ApplyReport, title: str) -> Table:
 
 
 def report_json(report: ApplyReport) -> dict[str, object]:
-    def one(o: object) -> dict[str, object]:
-        return dict(vars(o)) if hasattr(o, "__dict__") else {}
-
     return {
         "refused": report.refused,
         "dry_run": report.dry_run,
         "limit": report.limit,
         "plan_id": report.plan.plan_id if report.plan else None,
-        "recovered": [one(o) for o in report.recovered],
-        "outcomes": [one(o) for o in report.outcomes],
+        "recovered": [asdict(o) for o in report.recovered],
+        "outcomes": [asdict(o) for o in report.outcomes],
         "held": [
             {
                 "finding_id": h.finding_id,

@@ -79,36 +79,36 @@ def new_action_id() -> str:
 
 def dry_run(pa: PlannedAction) -> ActionOutcome:
     """What a dry run reports for a planned action."""
-    return ActionOutcome(
-        action_id="",
-        finding_id=pa.finding_id,
-        source=pa.source,
-        action=pa.action,
-        status=DRY_RUN,
-        message=pa.description,
-        stage=pa.stage.value,
-        reversible=pa.reversible,
-        person=pa.person,
-        account=pa.username,
-        credential_id=pa.credential_id,
-    )
+    return _outcome_of(pa, "", DRY_RUN, None, pa.description, None)
 
 
 def outcome(rec: ActionRecord, status: str, error: str | None = None, message: str = "") -> ActionOutcome:
+    return _outcome_of(rec, rec.action_id, status, error, message, rec.undo_of)
+
+
+def _outcome_of(
+    a: PlannedAction | ActionRecord,
+    action_id: str,
+    status: str,
+    error: str | None,
+    message: str,
+    undo_of: str | None,
+) -> ActionOutcome:
+    # A planned action and a stored one describe their action and target alike.
     return ActionOutcome(
-        action_id=rec.action_id,
-        finding_id=rec.finding_id,
-        source=rec.source,
-        action=rec.action,
+        action_id=action_id,
+        finding_id=a.finding_id,
+        source=a.source,
+        action=a.action,
         status=status,
         error=error,
         message=message,
-        stage=rec.stage.value,
-        reversible=rec.reversible,
-        person=rec.person,
-        account=rec.username,
-        credential_id=rec.credential_id,
-        undo_of=rec.undo_of,
+        stage=a.stage.value,
+        reversible=a.reversible,
+        person=a.person,
+        account=a.username,
+        credential_id=a.credential_id,
+        undo_of=undo_of,
     )
 
 
