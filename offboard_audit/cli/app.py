@@ -197,14 +197,12 @@ def main_options(
     config: Path | None = typer.Option(
         None,
         "--config",
-        metavar="PATH",
         help="Config file (default ./offboard-audit.toml, env OFFBOARD_AUDIT_CONFIG).",
         show_default=False,
     ),
     db: str | None = typer.Option(
         None,
         "--db",
-        metavar="URL",
         help="Database URL (env OFFBOARD_AUDIT_DB; default: SQLite file next to the config).",
         show_default=False,
     ),
