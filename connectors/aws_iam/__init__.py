@@ -6,9 +6,7 @@ per-user calls only for the users that matter) and ``revoker.py`` for the write 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
+from connectors._shared.plugin import lazy_demo, wired
 from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
 from connectors.aws_iam.exposure.actions import AwsRevoker
@@ -17,8 +15,7 @@ from connectors.aws_iam.settings import OPTIONS, AwsSettings, parse_settings
 from connectors.aws_iam.source import AwsIamSource
 from connectors.aws_iam.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, DemoPart, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Person
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 
 READ_PERMISSIONS: tuple[str, ...] = (
     "iam:GenerateCredentialReport",
@@ -40,31 +37,18 @@ READ_PERMISSIONS: tuple[str, ...] = (
 )
 
 
-def make_source(options: SourceOptions, ctx: SourceContext) -> AwsIamSource:
-    """Build the source from its config table.
-
-    Injected clients: ``ctx.clients.get(<source name>)`` may be an :class:`AwsClients`
-    (``session``, ``iam``, ``sts``, ``organizations``, ``iam_by_account``) or a bare IAM
-    client; otherwise clients come from boto3's normal credential chain (or ``profile``).
-    """
+def _wire(options: SourceOptions, ctx: SourceContext) -> tuple[AwsSettings, ClientProvider]:
+    # Injected clients: ``ctx.clients.get(<source name>)`` may be an :class:`AwsClients`
+    # (``session``, ``iam``, ``sts``, ``organizations``, ``iam_by_account``) or a bare IAM client;
+    # otherwise clients come from boto3's normal credential chain (or ``profile``).
     settings = parse_settings(options)
-    provider = ClientProvider(settings, AwsClients.coerce(ctx.clients.get(settings.name)))
-    return AwsIamSource(settings, provider)
+    return settings, ClientProvider(settings, AwsClients.coerce(ctx.clients.get(settings.name)))
 
 
-def make_revoker(options: SourceOptions, ctx: SourceContext) -> AwsIamRevoker:
-    """Build the revoker; same options and injected clients as :func:`make_source`. It carries
-    the exposure action ``rotate_secret`` too (planned only with policy.auto_rotate_secrets)."""
-    settings = parse_settings(options)
-    provider = ClientProvider(settings, AwsClients.coerce(ctx.clients.get(settings.name)))
-    return AwsRevoker(settings, provider)
-
-
-def _demo(people: Sequence[Person], now: datetime) -> DemoPart:
-    # Imported lazily: the demo pulls in moto, which an ordinary audit never needs.
-    from connectors.aws_iam.demo import build_demo
-
-    return build_demo(people, now)
+make_source = wired(_wire, AwsIamSource)
+# The revoker carries the exposure action ``rotate_secret`` too (planned only with
+# policy.auto_rotate_secrets).
+make_revoker = wired(_wire, AwsRevoker)
 
 
 PLUGIN = ConnectorPlugin(
@@ -85,7 +69,8 @@ PLUGIN = ConnectorPlugin(
         employee_id_attributes=("employee_id", "tag:employee_id"),
         email_attributes=("email", "tag:email", "owner", "tag:owner"),
     ),
-    demo=_demo,
+    # Lazy: the demo pulls in moto, which an ordinary audit never needs.
+    demo=lazy_demo("connectors.aws_iam.demo:build_demo"),
     make_exposure=make_exposure,
     exposure_permissions=EXPOSURE_PERMISSIONS,
 )

@@ -9,9 +9,7 @@ for the write path and ``clients.py`` for rate limits and pagination.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
+from connectors._shared.plugin import lazy_demo, wired
 from connectors.github.clients import GitHubApi, GitHubClients
 from connectors.github.exposure import EXPOSURE_PERMISSIONS, GitHubExposure
 from connectors.github.revoker import GitHubRevoker
@@ -19,8 +17,7 @@ from connectors.github.settings import OPTIONS, GitHubSettings, parse_settings
 from connectors.github.source import GitHubSource
 from connectors.github.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, DemoPart, MatchSpec, SourceContext, SourceKind
-from offboard_audit.core.records import Person
+from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 
 READ_PERMISSIONS: tuple[str, ...] = (
     "GET /orgs/{org}/members, /outside_collaborators, /invitations (token scope read:org of an "
@@ -36,36 +33,22 @@ READ_PERMISSIONS: tuple[str, ...] = (
 
 
 def _api(options: SourceOptions, ctx: SourceContext) -> tuple[GitHubSettings, GitHubApi]:
+    # Injected client: ``ctx.clients[<source name>]`` may be a :class:`GitHubClients` or a
+    # ``githubkit.GitHub``; otherwise one is built on first use from ``token_env`` or the GitHub
+    # App keys (read from ``ctx.env``).
     settings = parse_settings(options)
     injected = GitHubClients.coerce(ctx.clients.get(settings.name))
     return settings, GitHubApi.of(settings, injected, ctx.env)
 
 
-def make_source(options: SourceOptions, ctx: SourceContext) -> GitHubSource:
-    """Build the source. Injected client: ``ctx.clients[<source name>]`` may be a
-    :class:`GitHubClients` or a ``githubkit.GitHub``; otherwise one is built on first use from
-    ``token_env`` or the GitHub App keys (read from ``ctx.env``)."""
-    settings, api = _api(options, ctx)
-    return GitHubSource(settings, api)
-
-
-def make_revoker(options: SourceOptions, ctx: SourceContext) -> GitHubRevoker:
-    """Build the revoker; same options and injected clients as :func:`make_source`."""
-    settings, api = _api(options, ctx)
-    return GitHubRevoker(settings, api)
-
-
-def make_exposure(options: SourceOptions, ctx: SourceContext) -> GitHubExposure | None:
+def _exposure(settings: GitHubSettings, api: GitHubApi) -> GitHubExposure | None:
     """The deploy-key reader (``deploy_keys = true``, the default), or None."""
-    settings, api = _api(options, ctx)
     return GitHubExposure(settings, api) if settings.deploy_keys else None
 
 
-def _demo(people: Sequence[Person], now: datetime) -> DemoPart:
-    # Imported lazily: the demo starts a local fake server an ordinary audit never needs.
-    from connectors.github.demo import demo
-
-    return demo(people, now)
+make_source = wired(_api, GitHubSource)
+make_revoker = wired(_api, GitHubRevoker)
+make_exposure = wired(_api, _exposure)
 
 
 PLUGIN = ConnectorPlugin(
@@ -82,7 +65,8 @@ PLUGIN = ConnectorPlugin(
         employee_id_attributes=("saml_name_id",),
         email_attributes=("saml_name_id", "owner"),
     ),
-    demo=_demo,
+    # Lazy: the demo starts a local fake server an ordinary audit never needs.
+    demo=lazy_demo("connectors.github.demo:demo"),
     make_exposure=make_exposure,
     exposure_permissions=EXPOSURE_PERMISSIONS,
 )

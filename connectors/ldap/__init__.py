@@ -8,34 +8,30 @@ reads: paging, truncation, referrals, escaped filters), both shared by source an
 
 from __future__ import annotations
 
-from connectors.ldap.clients import injected_connector, real_connector
+from connectors._shared.plugin import wired
+from connectors.ldap.clients import Connector, injected_connector, real_connector
 from connectors.ldap.demo import demo
 from connectors.ldap.revoker import LdapRevoker, revoker_for
-from connectors.ldap.settings import OPTIONS, parse_settings
+from connectors.ldap.settings import OPTIONS, LdapSettings, parse_settings
 from connectors.ldap.source import LdapSource
 from connectors.ldap.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
 
 
-def make_source(options: SourceOptions, ctx: SourceContext) -> LdapSource:
-    """Build the source from its ``[[sources]]`` table.
-
-    Injected client (tests, demo): ``ctx.clients[<source name>]`` is a zero-argument callable
-    returning an open, *bound* ``ldap3.Connection`` (any strategy, e.g. ``MOCK_SYNC``); the
-    source calls it once per pass and unbinds the connection afterwards. Without it, the
-    source connects to ``url`` and binds as ``bind_dn`` with the password from ``password_env``.
-    """
+def _connect(options: SourceOptions, ctx: SourceContext) -> tuple[LdapSettings, Connector]:
+    # Injected client (tests, demo): ``ctx.clients[<source name>]`` is a zero-argument callable
+    # returning an open, *bound* ``ldap3.Connection`` (any strategy, e.g. ``MOCK_SYNC``); source
+    # and revoker call it once per pass and unbind the connection afterwards. Without it, they
+    # connect to ``url`` and bind as ``bind_dn`` with the password from ``password_env``.
     client = injected_connector(options, ctx)
     settings = parse_settings(options, ctx, need_password=client is None)
-    return LdapSource(settings, client or real_connector(settings))
+    return settings, client or real_connector(settings)
 
 
-def make_revoker(options: SourceOptions, ctx: SourceContext) -> LdapRevoker:
-    """The dialect's revoker; the injected client has the same shape as for :func:`make_source`."""
-    client = injected_connector(options, ctx)
-    settings = parse_settings(options, ctx, need_password=client is None)
-    return revoker_for(settings, client or real_connector(settings))
+make_source = wired(_connect, LdapSource)
+# The dialect's revoker (OpenLDAP, AD or 389-DS).
+make_revoker = wired(_connect, revoker_for)
 
 
 PLUGIN = ConnectorPlugin(

@@ -11,6 +11,7 @@ part: ``offboard-audit demo`` runs without Vault.
 
 from __future__ import annotations
 
+from connectors._shared.plugin import wired
 from connectors.vault.clients import VaultApi
 from connectors.vault.exposure import EXPOSURE_PERMISSIONS, VaultExposureSource
 from connectors.vault.revoker import VaultRevoker
@@ -22,6 +23,9 @@ from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceCont
 
 
 def _settings_and_api(options: SourceOptions, ctx: SourceContext) -> tuple[VaultSettings, VaultApi]:
+    # Injected client (tests): ``ctx.clients[<source name>]`` is a :class:`VaultApi` or a logged-in
+    # ``hvac.Client``; otherwise one is built on first use from ``url``, ``ca_cert`` and
+    # ``token_env`` (or an AppRole login).
     name = options.raw.get("name")
     injected = ctx.clients.get(name) if isinstance(name, str) else None
     # An injected client comes logged in: the secrets are read only for a client we build.
@@ -29,26 +33,14 @@ def _settings_and_api(options: SourceOptions, ctx: SourceContext) -> tuple[Vault
     return settings, VaultApi.coerce(settings, injected)
 
 
-def make_source(options: SourceOptions, ctx: SourceContext) -> VaultSource:
-    """Build the source. Injected client (tests): ``ctx.clients[<source name>]`` is a
-    :class:`VaultApi` or a logged-in ``hvac.Client``; otherwise one is built on first use from
-    ``url``, ``ca_cert`` and ``token_env`` (or an AppRole login)."""
-    settings, api = _settings_and_api(options, ctx)
-    return VaultSource(settings, api)
-
-
-def make_revoker(options: SourceOptions, ctx: SourceContext) -> VaultRevoker:
-    """The revoker; same options and injected client as :func:`make_source`."""
-    settings, api = _settings_and_api(options, ctx)
-    return VaultRevoker(settings, api)
-
-
-def make_exposure(options: SourceOptions, ctx: SourceContext) -> VaultExposureSource | None:
+def _exposure(settings: VaultSettings, api: VaultApi) -> VaultExposureSource | None:
     """The exposure reader, or None without ``audit_log``."""
-    settings, api = _settings_and_api(options, ctx)
-    if settings.audit_log is None:
-        return None
-    return VaultExposureSource(settings, api)
+    return None if settings.audit_log is None else VaultExposureSource(settings, api)
+
+
+make_source = wired(_settings_and_api, VaultSource)
+make_revoker = wired(_settings_and_api, VaultRevoker)
+make_exposure = wired(_settings_and_api, _exposure)
 
 
 PLUGIN = ConnectorPlugin(
