@@ -28,10 +28,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
+from connectors._shared.actions import define
 from connectors.aws_iam.clients import Client, items
 from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
-from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
@@ -76,14 +77,7 @@ def iam_action(
 ) -> ActionDef:
     """An ActionDef whose permissions are iam:GetUser plus the IAM ``calls`` the action makes."""
     needed = dict.fromkeys(["iam:GetUser", *(f"iam:{c}" for c in calls if c)])
-    return ActionDef(
-        name=name,
-        credential_kind=kind,
-        stage=Stage.DISABLE,
-        reversible=reversible,
-        permissions=tuple(needed),
-        description=description,
-    )
+    return define(name, kind, tuple(needed), description, reversible=reversible)
 
 
 class IamAction(ABC):

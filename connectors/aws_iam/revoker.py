@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import ClassVar
 
+from connectors._shared.actions import bind, definitions
 from connectors.aws_iam.actions import (
     ACTIONS,
     DEACTIVATE_ACCESS_KEY,
@@ -46,9 +46,7 @@ from offboard_audit.core.protocols import ActionSpec
 class AwsIamRevoker:
     """Applies and undoes revocations on IAM users, one spec per action (``actions.py``)."""
 
-    actions: ClassVar[Mapping[str, ActionDef]] = MappingProxyType(
-        {a.definition.name: a.definition for a in ACTIONS}
-    )
+    actions: ClassVar[Mapping[str, ActionDef]] = definitions(ACTIONS)
 
     def __init__(
         self,
@@ -59,7 +57,7 @@ class AwsIamRevoker:
         self.settings = settings
         self.provider = provider
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.specs: Mapping[str, ActionSpec] = MappingProxyType({a.definition.name: a(self) for a in ACTIONS})
+        self.specs: Mapping[str, ActionSpec] = bind(ACTIONS, self)
 
     # --- what every action goes through (actions.IamAccess) ------------------------------
 

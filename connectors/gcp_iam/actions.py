@@ -26,14 +26,15 @@ reached (the write fails), so these writes need no re-check of their own.
 from __future__ import annotations
 
 import base64
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
+from connectors._shared.actions import GuardedAction, define
 from connectors.gcp_iam.clients import GcpClients
 from connectors.gcp_iam.translate import BindingRef, condition_key, parse_member, principal_uid
-from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
@@ -93,40 +94,16 @@ class Gcp(Protocol):
         ...
 
 
-def _define(
-    name: str,
-    kind: CredentialKind,
-    permissions: tuple[str, ...],
-    description: str,
-    stage: Stage = Stage.DISABLE,
-) -> ActionDef:
-    return ActionDef(
-        name=name,
-        credential_kind=kind,
-        stage=stage,
-        reversible=stage is Stage.DISABLE,
-        permissions=permissions,
-        description=description,
-    )
-
-
-class GcpAction(ABC):
+class GcpAction(GuardedAction):
     """The shared steps: the guard, then the API calls, their errors named."""
 
-    definition: ClassVar[ActionDef]
+    read_failure = "cannot read state"
 
     def __init__(self, gcp: Gcp) -> None:
         self.gcp = gcp
 
-    def read(self, target: ActionTarget) -> ResourceState:
-        self.guard(target)
-        with self.gcp.calling(f"{self.definition.name} {target.credential_id}: cannot read state"):
-            return self.read_object(target)
-
-    def change(self, target: ActionTarget, before: ResourceState) -> None:
-        self.guard(target)
-        with self.gcp.calling(f"{self.definition.name} {target.credential_id}"):
-            self.revoke(target, before)
+    def calling(self, what: str) -> AbstractContextManager[None]:
+        return self.gcp.calling(what)
 
     @property
     def restore(self) -> Restore | None:
@@ -137,18 +114,9 @@ class GcpAction(ABC):
         with self.gcp.calling(f"undo {self.definition.name} {target.credential_id}"):
             self.unrevoke(target, prior)
 
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return True
-
     def guard(self, target: ActionTarget) -> None:
         """Refuse, before any call, a protected principal or a target whose parts disagree."""
         self.gcp.refuse_protected(self.definition.name, [target.account_id.lower()])
-
-    @abstractmethod
-    def read_object(self, target: ActionTarget) -> ResourceState: ...
-
-    @abstractmethod
-    def revoke(self, target: ActionTarget, before: ResourceState) -> None: ...
 
     def unrevoke(self, target: ActionTarget, prior: ResourceState) -> None:
         raise RevokeError(
@@ -157,7 +125,7 @@ class GcpAction(ABC):
 
 
 class RemoveBinding(GcpAction):
-    definition = _define(
+    definition = define(
         REMOVE_BINDING,
         CredentialKind.IAM_BINDING,
         (
@@ -294,7 +262,7 @@ class KeyAction(GcpAction):
 
 
 class DisableKey(KeyAction):
-    definition = _define(
+    definition = define(
         DISABLE_KEY,
         CredentialKind.SERVICE_ACCOUNT_KEY,
         (
@@ -317,7 +285,7 @@ class DisableKey(KeyAction):
 
 
 class DeleteKey(KeyAction):
-    definition = _define(
+    definition = define(
         DELETE_KEY,
         CredentialKind.SERVICE_ACCOUNT_KEY,
         ("iam.serviceAccounts.get", "iam.serviceAccountKeys.get", "iam.serviceAccountKeys.delete"),
@@ -334,7 +302,7 @@ class DeleteKey(KeyAction):
 
 
 class DisableServiceAccount(GcpAction):
-    definition = _define(
+    definition = define(
         DISABLE_SERVICE_ACCOUNT,
         CredentialKind.ACCOUNT,
         ("iam.serviceAccounts.get", "iam.serviceAccounts.disable", "iam.serviceAccounts.enable"),

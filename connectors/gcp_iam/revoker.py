@@ -36,9 +36,9 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import Any, ClassVar
 
+from connectors._shared.actions import bind, definitions
 from connectors.gcp_iam.actions import ACTIONS, LAST_ADMIN_ROLE
 from connectors.gcp_iam.clients import GcpClients, bounded_retry, build_clients
 from connectors.gcp_iam.settings import GcpSettings
@@ -76,9 +76,7 @@ def _conflict_errors() -> tuple[type[BaseException], ...]:
 class GcpIamRevoker:
     """Removes IAM bindings and disables service-account keys and service accounts."""
 
-    actions: ClassVar[Mapping[str, ActionDef]] = MappingProxyType(
-        {a.definition.name: a.definition for a in ACTIONS}
-    )
+    actions: ClassVar[Mapping[str, ActionDef]] = definitions(ACTIONS)
 
     def __init__(self, config: GcpSettings, clients: GcpClients | None = None) -> None:
         self.config = config
@@ -86,7 +84,7 @@ class GcpIamRevoker:
         self._lock = threading.Lock()
         self._retry = bounded_retry(config.timeout)
         self._protected = tuple(p.lower() for p in (*config.protected_principals, *BUILTIN_PROTECTED))
-        self.specs: Mapping[str, ActionSpec] = MappingProxyType({a.definition.name: a(self) for a in ACTIONS})
+        self.specs: Mapping[str, ActionSpec] = bind(ACTIONS, self)
 
     @property
     def clients(self) -> GcpClients:

@@ -30,16 +30,20 @@ identity (and the last-owner rule) is re-read immediately before the write (``Ta
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
+from connectors._shared.actions import GuardedAction, define
 from connectors.github import translate as tr
 from connectors.github.clients import GitHubApi
-from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
+
+Data = tuple[tuple[str, str], ...]
 
 REVOKE_SSO_AUTHORIZATION = "revoke_sso_authorization"
 REVOKE_FINE_GRAINED_TOKEN = "revoke_fine_grained_token"
@@ -69,57 +73,30 @@ class GitHubAccess(Protocol):
         ...
 
 
-def github_action(
-    name: str,
-    kind: CredentialKind,
-    permissions: tuple[str, ...],
-    description: str,
-    stage: Stage = Stage.DISABLE,
-) -> ActionDef:
-    return ActionDef(
-        name=name,
-        credential_kind=kind,
-        stage=stage,
-        reversible=False,
-        permissions=("GET /users/{username}", *permissions),
-        description=description,
-    )
+# Every action reads the user's identity first, and none can be undone by this tool.
+READ_USER = "GET /users/{username}"
+irreversible = partial(define, reversible=False)
 
 
-class GitHubAction(ABC):
+class GitHubAction(GuardedAction):
     """Read = guard + identity + ``read_object``; change = guard + ``revoke``. No restore."""
-
-    definition: ClassVar[ActionDef]
 
     def __init__(self, access: GitHubAccess) -> None:
         self.access = access
 
-    def read(self, target: ActionTarget) -> ResourceState:
+    def guard(self, target: ActionTarget) -> None:
         self.access.guard(target)
-        with self.access.calling(f"{self.definition.name} {target.credential_id}: reading its state"):
-            return self.read_object(target)
 
-    def change(self, target: ActionTarget, before: ResourceState) -> None:
-        self.access.guard(target)
-        with self.access.calling(f"{self.definition.name} {target.credential_id}"):
-            self.revoke(target, before)
+    def calling(self, what: str) -> AbstractContextManager[None]:
+        return self.access.calling(what)
 
     @property
     def restore(self) -> Restore | None:
         # Honest undo: none of these can be put back by this tool (the descriptions say what can).
         return None
 
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return True
-
     def identity(self, target: ActionTarget) -> str | None:
         return self.access.user_id(target.username)
-
-    @abstractmethod
-    def read_object(self, target: ActionTarget) -> ResourceState: ...
-
-    @abstractmethod
-    def revoke(self, target: ActionTarget, before: ResourceState) -> None: ...
 
 
 def _object_id(target: ActionTarget, prefix: str) -> int:
@@ -129,11 +106,55 @@ def _object_id(target: ActionTarget, prefix: str) -> int:
     return int(raw[len(prefix) :])
 
 
-class RevokeSsoAuthorization(GitHubAction):
-    definition = github_action(
+class ListedObjectAction(GitHubAction):
+    """An object GitHub lists and deletes by its immutable numeric id (an SSO authorization, a
+    fine-grained token's grant, an invitation): the id is in the credential id after ``prefix``;
+    the object is read from its listing, and gone from the listing means revoked."""
+
+    prefix: ClassVar[str]
+    # The id's name in the state's data.
+    id_key: ClassVar[str]
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        wanted = _object_id(target, self.prefix)
+        identity = self.identity(target)
+        if identity is None:
+            return ResourceState(exists=False, active=False)
+        match = next((o for o in self.listing(target) if self.object_id(o) == wanted), None)
+        data = self.keys(target, wanted)
+        if match is None:
+            return ResourceState(exists=False, active=False, data=data, identity=identity)
+        active, more = self.found(target, match)
+        return ResourceState(exists=True, active=active, data=data + more, identity=identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        self.delete(_object_id(target, self.prefix))
+
+    def keys(self, target: ActionTarget, wanted: int) -> Data:
+        """What the state records whether or not the object is still there."""
+        return (("login", target.username), (self.id_key, str(wanted)))
+
+    def object_id(self, obj: Any) -> int:
+        return int(obj.id)
+
+    @abstractmethod
+    def listing(self, target: ActionTarget) -> list[Any]:
+        """Every object of the listing that holds the target's (all pages)."""
+
+    @abstractmethod
+    def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
+        """Whether the listed object is still active, and what the state records of it."""
+
+    @abstractmethod
+    def delete(self, object_id: int) -> None: ...
+
+
+class RevokeSsoAuthorization(ListedObjectAction):
+    definition = irreversible(
         REVOKE_SSO_AUTHORIZATION,
         CredentialKind.SSO_AUTHORIZATION,
         (
+            READ_USER,
             "GET /orgs/{org}/credential-authorizations (token scope read:org)",
             "DELETE /orgs/{org}/credential-authorizations/{credential_id} (token scope admin:org)",
             "an organisation owner; Enterprise Cloud with SAML SSO",
@@ -142,40 +163,39 @@ class RevokeSsoAuthorization(GitHubAction):
         "organisation. IRREVERSIBLE by this tool: only its owner can authorize it again, through the IdP.",
     )
 
-    def read_object(self, target: ActionTarget) -> ResourceState:
+    prefix = tr.SSO_PREFIX
+    id_key = "credential_id"
+
+    def listing(self, target: ActionTarget) -> list[Any]:
         from githubkit_schemas.ghec_v2026_03_10.models import CredentialAuthorization
 
-        wanted = _object_id(target, tr.SSO_PREFIX)
-        identity = self.identity(target)
-        if identity is None:
-            return ResourceState(exists=False, active=False)
         api, org, login = self.access.api, self.access.org, target.username
-        found = api.pages(
+        return api.pages(
             f"GET /orgs/{org}/credential-authorizations?login={login}",
             lambda: api.rest.orgs.list_saml_sso_authorizations(org, login=login, per_page=100),
             CredentialAuthorization,
         )
-        match = next((a for a in found if a.credential_id == wanted), None)
-        data: tuple[tuple[str, str], ...] = (("login", login), ("credential_id", str(wanted)))
-        if match is None:
-            return ResourceState(exists=False, active=False, data=data, identity=identity)
-        data += (("credential_type", str(match.credential_type)),)
-        return ResourceState(exists=True, active=True, data=data, identity=identity)
 
-    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+    def object_id(self, obj: Any) -> int:
+        return int(obj.credential_id)
+
+    def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
+        return True, (("credential_type", str(obj.credential_type)),)
+
+    def delete(self, object_id: int) -> None:
         api, org = self.access.api, self.access.org
-        cid = _object_id(target, tr.SSO_PREFIX)
         api.call(
-            f"DELETE /orgs/{org}/credential-authorizations/{cid}",
-            lambda: api.rest.orgs.remove_saml_sso_authorization(org, cid),
+            f"DELETE /orgs/{org}/credential-authorizations/{object_id}",
+            lambda: api.rest.orgs.remove_saml_sso_authorization(org, object_id),
         )
 
 
-class RevokeFineGrainedToken(GitHubAction):
-    definition = github_action(
+class RevokeFineGrainedToken(ListedObjectAction):
+    definition = irreversible(
         REVOKE_FINE_GRAINED_TOKEN,
         CredentialKind.PERSONAL_ACCESS_TOKEN,
         (
+            READ_USER,
             "GET /orgs/{org}/personal-access-tokens",
             "POST /orgs/{org}/personal-access-tokens/{pat_id}",
             "GitHub App auth only: organisation permission Personal access tokens (write)",
@@ -184,40 +204,36 @@ class RevokeFineGrainedToken(GitHubAction):
         "this tool: its owner would have to request access again (and an owner approve it).",
     )
 
-    def read_object(self, target: ActionTarget) -> ResourceState:
+    prefix = tr.PAT_PREFIX
+    id_key = "pat_id"
+
+    def listing(self, target: ActionTarget) -> list[Any]:
         from githubkit_schemas.ghec_v2026_03_10.models import OrganizationProgrammaticAccessGrant
 
-        wanted = _object_id(target, tr.PAT_PREFIX)
-        identity = self.identity(target)
-        if identity is None:
-            return ResourceState(exists=False, active=False)
         api, org, login = self.access.api, self.access.org, target.username
-        found = api.pages(
+        return api.pages(
             f"GET /orgs/{org}/personal-access-tokens?owner[]={login}",
             lambda: api.rest.orgs.list_pat_grants(org, owner=[login], per_page=100),
             OrganizationProgrammaticAccessGrant,
         )
-        match = next((g for g in found if g.id == wanted), None)
-        data: tuple[tuple[str, str], ...] = (("login", login), ("pat_id", str(wanted)))
-        if match is None:
-            return ResourceState(exists=False, active=False, data=data, identity=identity)
-        data += (("token_id", str(match.token_id)), ("token_name", str(match.token_name)))
-        return ResourceState(exists=True, active=not match.token_expired, data=data, identity=identity)
 
-    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+    def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
+        return not obj.token_expired, (("token_id", str(obj.token_id)), ("token_name", str(obj.token_name)))
+
+    def delete(self, object_id: int) -> None:
         api, org = self.access.api, self.access.org
-        pat_id = _object_id(target, tr.PAT_PREFIX)
         api.call(
-            f"POST /orgs/{org}/personal-access-tokens/{pat_id}",
-            lambda: api.rest.orgs.update_pat_access(org, pat_id, action="revoke"),
+            f"POST /orgs/{org}/personal-access-tokens/{object_id}",
+            lambda: api.rest.orgs.update_pat_access(org, object_id, action="revoke"),
         )
 
 
-class CancelInvitation(GitHubAction):
-    definition = github_action(
+class CancelInvitation(ListedObjectAction):
+    definition = irreversible(
         CANCEL_INVITATION,
         CredentialKind.INVITATION,
         (
+            READ_USER,
             "GET /orgs/{org}/invitations",
             "DELETE /orgs/{org}/invitations/{invitation_id}",
             "token scope admin:org (an organisation owner); GitHub App: Members (write)",
@@ -226,51 +242,52 @@ class CancelInvitation(GitHubAction):
         "(a new invitation and a new email to them).",
     )
 
+    prefix = tr.INVITATION_PREFIX
+    id_key = "invitation_id"
+
     def identity(self, target: ActionTarget) -> str | None:
         # An invitation to an address with no GitHub account: the address is the identity.
         if target.account_id.startswith(tr.EMAIL_PREFIX):
             return target.account_id
         return super().identity(target)
 
-    def read_object(self, target: ActionTarget) -> ResourceState:
+    def keys(self, target: ActionTarget, wanted: int) -> Data:
+        # The invitee is checked against the listing instead (``found``).
+        return ((self.id_key, str(wanted)),)
+
+    def listing(self, target: ActionTarget) -> list[Any]:
         from githubkit_schemas.ghec_v2026_03_10.models import OrganizationInvitation
 
-        wanted = _object_id(target, tr.INVITATION_PREFIX)
-        identity = self.identity(target)
-        if identity is None:
-            return ResourceState(exists=False, active=False)
         api, org = self.access.api, self.access.org
-        found = api.pages(
+        return api.pages(
             f"GET /orgs/{org}/invitations",
             lambda: api.rest.orgs.list_pending_invitations(org, per_page=100),
             OrganizationInvitation,
         )
-        match = next((i for i in found if i.id == wanted), None)
-        data: tuple[tuple[str, str], ...] = (("invitation_id", str(wanted)),)
-        if match is None:
-            return ResourceState(exists=False, active=False, data=data, identity=identity)
-        invitee = (match.login or match.email or "").casefold()
+
+    def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
+        invitee = (obj.login or obj.email or "").casefold()
         expected = target.username.casefold()
         if invitee != expected:
             raise RevokeError(
-                f"invitation {wanted} is for {invitee!r} now, not {expected!r}: run the audit again"
+                f"invitation {obj.id} is for {invitee!r} now, not {expected!r}: run the audit again"
             )
-        data += (("invitee", invitee), ("role", str(match.role)))
-        return ResourceState(exists=True, active=True, data=data, identity=identity)
+        return True, (("invitee", invitee), ("role", str(obj.role)))
 
-    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+    def delete(self, object_id: int) -> None:
         api, org = self.access.api, self.access.org
-        inv_id = _object_id(target, tr.INVITATION_PREFIX)
         api.call(
-            f"DELETE /orgs/{org}/invitations/{inv_id}", lambda: api.rest.orgs.cancel_invitation(org, inv_id)
+            f"DELETE /orgs/{org}/invitations/{object_id}",
+            lambda: api.rest.orgs.cancel_invitation(org, object_id),
         )
 
 
 class RemoveFromOrganization(GitHubAction):
-    definition = github_action(
+    definition = irreversible(
         REMOVE_FROM_ORGANIZATION,
         CredentialKind.ACCOUNT,
         (
+            READ_USER,
             "GET /orgs/{org}/memberships/{username}",
             "GET /orgs/{org}/members?role=admin",
             "GET /orgs/{org}/outside_collaborators",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import ClassVar
 
+from connectors._shared.actions import bind, definitions
 from connectors.github.actions import ACTIONS
 from connectors.github.clients import GitHubApi, GitHubCallError
 from connectors.github.settings import GitHubSettings
@@ -27,14 +27,12 @@ from offboard_audit.core.protocols import ActionSpec
 class GitHubRevoker:
     """Applies revocations in one GitHub organisation, one spec per action (``actions.py``)."""
 
-    actions: ClassVar[Mapping[str, ActionDef]] = MappingProxyType(
-        {a.definition.name: a.definition for a in ACTIONS}
-    )
+    actions: ClassVar[Mapping[str, ActionDef]] = definitions(ACTIONS)
 
     def __init__(self, settings: GitHubSettings, api: GitHubApi) -> None:
         self.settings = settings
         self.api = api
-        self.specs: Mapping[str, ActionSpec] = MappingProxyType({a.definition.name: a(self) for a in ACTIONS})
+        self.specs: Mapping[str, ActionSpec] = bind(ACTIONS, self)
 
     @property
     def org(self) -> str:

@@ -28,9 +28,10 @@ from typing import Any, ClassVar, Protocol
 
 import ldap3
 
+from connectors._shared.actions import define as define_action
 from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, UAC_ACCOUNTDISABLE, first, values_of
 from connectors.ldap.translate import GROUP_PREFIX, Entry, normalize_dn, ssh_credential_id
-from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
@@ -79,14 +80,7 @@ class LdapAction(ABC):
     @classmethod
     def define(cls, permission: str) -> ActionDef:
         """This action's definition with the dialect's wording of the write it needs."""
-        return ActionDef(
-            name=cls.name,
-            credential_kind=cls.kind,
-            stage=Stage.DISABLE,
-            reversible=True,
-            permissions=(permission,),
-            description=cls.description,
-        )
+        return define_action(cls.name, cls.kind, (permission,), cls.description)
 
     def __init__(self, directory: Directory, definition: ActionDef) -> None:
         self.directory = directory

@@ -1,0 +1,94 @@
+"""The steps the GCP and GitHub actions share around their API calls.
+
+Both systems' actions refuse a target before any call (the revoker's guard), then make their calls
+inside ``calling``, which turns the client library's error into a ``RevokeError`` naming the
+action and the credential. The engine composes ``read`` and ``change`` (``engine/steps.py``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from types import MappingProxyType
+from typing import ClassVar, Protocol, TypeVar
+
+from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.protocols import ActionSpec
+from offboard_audit.core.records import CredentialKind
+
+A = TypeVar("A")
+
+
+class Defined(Protocol):
+    """An action class: its definition is class-level data (the plan needs no instance)."""
+
+    definition: ClassVar[ActionDef]
+
+
+def define(
+    name: str,
+    kind: CredentialKind,
+    permissions: tuple[str, ...],
+    description: str,
+    stage: Stage = Stage.DISABLE,
+    *,
+    reversible: bool | None = None,
+) -> ActionDef:
+    """An action's definition; unless said otherwise it is reversible exactly when it only
+    disables (a deletion cannot be undone)."""
+    return ActionDef(
+        name=name,
+        credential_kind=kind,
+        stage=stage,
+        reversible=stage is Stage.DISABLE if reversible is None else reversible,
+        permissions=permissions,
+        description=description,
+    )
+
+
+def definitions(actions: Iterable[type[Defined]]) -> Mapping[str, ActionDef]:
+    """A revoker's ``actions``: each action's definition by name, read-only, in plan order."""
+    return MappingProxyType({a.definition.name: a.definition for a in actions})
+
+
+def bind(actions: Iterable[Callable[[A], ActionSpec]], access: A) -> Mapping[str, ActionSpec]:
+    """A revoker's ``specs``: each action bound to ``access`` (the revoker), by name, read-only."""
+    specs = [make(access) for make in actions]
+    return MappingProxyType({spec.definition.name: spec for spec in specs})
+
+
+class GuardedAction(ABC):
+    """Read = guard + ``read_object``; change = guard + ``revoke``; each under ``calling``."""
+
+    definition: ClassVar[ActionDef]
+    # How a failed read is worded after "<action> <credential id>: " in the RevokeError.
+    read_failure: ClassVar[str] = "reading its state"
+
+    def read(self, target: ActionTarget) -> ResourceState:
+        self.guard(target)
+        with self.calling(f"{self.definition.name} {target.credential_id}: {self.read_failure}"):
+            return self.read_object(target)
+
+    def change(self, target: ActionTarget, before: ResourceState) -> None:
+        self.guard(target)
+        with self.calling(f"{self.definition.name} {target.credential_id}"):
+            self.revoke(target, before)
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        # The restore (where there is one) is verified by the engine's re-read alone.
+        return True
+
+    @abstractmethod
+    def guard(self, target: ActionTarget) -> None:
+        """``RevokeError`` for a target this revoker must not touch, before any call."""
+
+    @abstractmethod
+    def calling(self, what: str) -> AbstractContextManager[None]:
+        """Turn a failed API call into a ``RevokeError`` that starts with ``what``."""
+
+    @abstractmethod
+    def read_object(self, target: ActionTarget) -> ResourceState: ...
+
+    @abstractmethod
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None: ...
