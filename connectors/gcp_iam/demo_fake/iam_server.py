@@ -202,19 +202,20 @@ class FakeIamServer:
         with self.state.lock:
             return self._key_message(key)
 
-    def _set_key_disabled(self, method: str, request: Any, context: Any, disabled: bool) -> Any:
+    def _set_disabled(self, found: FakeKey | FakeServiceAccount, disabled: bool) -> Any:
         from google.protobuf import empty_pb2
 
-        _sa, key = self._key_or_abort(method, request.name, context)
         with self.state.lock:
-            key.disabled = disabled
+            found.disabled = disabled
         return empty_pb2.Empty()
 
     def _disable_key(self, request: Any, context: Any) -> Any:
-        return self._set_key_disabled("iam.DisableServiceAccountKey", request, context, True)
+        _sa, key = self._key_or_abort("iam.DisableServiceAccountKey", request.name, context)
+        return self._set_disabled(key, True)
 
     def _enable_key(self, request: Any, context: Any) -> Any:
-        return self._set_key_disabled("iam.EnableServiceAccountKey", request, context, False)
+        _sa, key = self._key_or_abort("iam.EnableServiceAccountKey", request.name, context)
+        return self._set_disabled(key, False)
 
     def _delete_key(self, request: Any, context: Any) -> Any:
         from google.protobuf import empty_pb2
@@ -224,16 +225,8 @@ class FakeIamServer:
             sa.keys.pop(key.key_id, None)
         return empty_pb2.Empty()
 
-    def _set_sa_disabled(self, method: str, request: Any, context: Any, disabled: bool) -> Any:
-        from google.protobuf import empty_pb2
-
-        sa = self._sa_or_abort(method, request.name, context)
-        with self.state.lock:
-            sa.disabled = disabled
-        return empty_pb2.Empty()
-
     def _disable_sa(self, request: Any, context: Any) -> Any:
-        return self._set_sa_disabled("iam.DisableServiceAccount", request, context, True)
+        return self._set_disabled(self._sa_or_abort("iam.DisableServiceAccount", request.name, context), True)
 
     def _enable_sa(self, request: Any, context: Any) -> Any:
-        return self._set_sa_disabled("iam.EnableServiceAccount", request, context, False)
+        return self._set_disabled(self._sa_or_abort("iam.EnableServiceAccount", request.name, context), False)

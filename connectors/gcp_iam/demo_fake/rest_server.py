@@ -6,13 +6,11 @@ the Policy Analyzer ``activities:query``, on 127.0.0.1, backed by a :class:`GcpF
 from __future__ import annotations
 
 import base64
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from connectors._shared.fake_http import Answer, LocalJsonServer
 from connectors.gcp_iam.demo_fake.state import (
     FakeApiError,
     FakePolicyHolder,
@@ -35,75 +33,26 @@ _POLICY_CALL = re.compile(r"^/v3/(projects|organizations|folders)/([^/:]+):(getI
 _ACTIVITY = re.compile(r"^/v1/projects/([^/]+)/locations/global/activityTypes/([^/]+)/activities:query$")
 
 
-class FakeRestServer:
+class FakeRestServer(LocalJsonServer):
     """Resource Manager v3 REST and Policy Analyzer on 127.0.0.1, backed by a :class:`GcpFakeState`."""
 
-    def __init__(self, state: GcpFakeState) -> None:
-        self.state = state
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+    thread_name = "fake-gcp-rest"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, state: GcpFakeState) -> None:
+        super().__init__()
+        self.state = state
 
     def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # Keep-alive: the clients reuse connections, as they would against Google.
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes: without this, Nagle's algorithm and
-            # the client's delayed ACK add ~40 ms to every keep-alive request.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else {}
-                    status, reply = fake.route(method, self.path, body)
-                except FakeApiError as exc:
-                    status = exc.http_status or _HTTP_STATUS.get(exc.code, 500)
-                    reply = {"error": {"code": status, "message": exc.message, "status": exc.code}}
-                self._reply(status, reply)
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        self.port = int(httpd.server_address[1])
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=lambda: httpd.serve_forever(poll_interval=0.05), name="fake-gcp-rest", daemon=True
-        )
-        self._thread.start()
+        self.serve()
         return self.url
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
+        try:
+            status, reply = self.route(method, path, body)
+        except FakeApiError as exc:
+            status = exc.http_status or _HTTP_STATUS.get(exc.code, 500)
+            reply = {"error": {"code": status, "message": exc.message, "status": exc.code}}
+        return status, {}, reply
 
     # --- routing -------------------------------------------------------------------------
 

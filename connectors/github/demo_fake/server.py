@@ -7,16 +7,14 @@ most 100, as GitHub), rate-limit headers on every answer, GitHub's error bodies.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from connectors._shared.fake_http import Answer, LocalJsonServer
 from connectors.github.demo_fake.state import FakeApiError, GitHubFakeState, iso
 
 Reply = tuple[int, dict[str, str], Any]
@@ -26,14 +24,15 @@ Reply = tuple[int, dict[str, str], Any]
 APP_TOKEN_PREFIX = "ghs_"
 
 
-class FakeGitHubServer:
+class FakeGitHubServer(LocalJsonServer):
     """GitHub's REST + GraphQL API for one organisation, on 127.0.0.1 (an OS-chosen port)."""
 
+    thread_name = "fake-github"
+    content_type = "application/json; charset=utf-8"
+
     def __init__(self, state: GitHubFakeState) -> None:
+        super().__init__()
         self.state = state
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply]]] = []
         org = re.escape(state.org)
         add = self._add
@@ -59,67 +58,20 @@ class FakeGitHubServer:
     def _add(self, method: str, pattern: str, handler: Callable[..., Reply]) -> None:
         self._routes.append((method, re.compile(f"^{pattern}$"), handler))
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     # --- HTTP ------------------------------------------------------------------------------
 
     def start(self) -> FakeGitHubServer:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                query = parse_qs(parts.query)
-                try:
-                    body = json.loads(raw) if raw else {}
-                    status, headers, reply = fake.route(method, parts.path, query, body, dict(self.headers))
-                except FakeApiError as exc:
-                    status, headers, reply = exc.status, {}, {"message": exc.message, "documentation_url": ""}
-                data = b"" if reply is None else json.dumps(reply).encode()
-                self.send_response(status)
-                for k, v in {**fake.rate_headers(), **headers}.items():
-                    self.send_header(k, v)
-                if data:
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if data:
-                    self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def do_DELETE(self) -> None:
-                self._handle("DELETE")
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
+        self.serve()
         self.state.base_url = self.url
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
-        )
-        self._thread.start()
         return self
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+    def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
+        parts = urlsplit(path)
+        try:
+            status, extra, reply = self.route(method, parts.path, parse_qs(parts.query), body, headers)
+        except FakeApiError as exc:
+            status, extra, reply = exc.status, {}, {"message": exc.message, "documentation_url": ""}
+        return status, {**self.rate_headers(), **extra}, reply
 
     def rate_headers(self) -> dict[str, str]:
         return {
