@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -416,35 +416,42 @@ def sa_ref_of(resource_name: str) -> str:
     return parts[1].split("/", 1)[0].lower()
 
 
-def last_auth_by_key(activities: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
-    """``serviceAccountKeyLastAuthentication`` activities -> {key id: last authenticated time}."""
+def _latest_auth(
+    activities: Iterable[Mapping[str, Any]],
+    refs_of: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]],
+) -> dict[str, datetime]:
+    """The latest ``lastAuthenticatedTime`` per ref that ``refs_of(activity, its body)`` names."""
     found: dict[str, datetime] = {}
     for act in activities:
         body = act.get("activity") or {}
         when = parse_rfc3339(body.get("lastAuthenticatedTime"))
+        if when is None:
+            continue
+        for ref in refs_of(act, body):
+            if ref not in found or when > found[ref]:
+                found[ref] = when
+    return found
+
+
+def last_auth_by_key(activities: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
+    """``serviceAccountKeyLastAuthentication`` activities -> {key id: last authenticated time}."""
+
+    def key_id(act: Mapping[str, Any], body: Mapping[str, Any]) -> list[str]:
         key = body.get("serviceAccountKey") or {}
         name = key.get("fullResourceName") or act.get("fullResourceName") or ""
-        if when is None or not name:
-            continue
-        kid = key_id_of(name)
-        if kid not in found or when > found[kid]:
-            found[kid] = when
-    return found
+        return [key_id_of(name)] if name else []
+
+    return _latest_auth(activities, key_id)
 
 
 def last_auth_by_service_account(activities: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
     """``serviceAccountLastAuthentication`` activities -> {email or unique id: last time}."""
-    found: dict[str, datetime] = {}
-    for act in activities:
-        body = act.get("activity") or {}
-        when = parse_rfc3339(body.get("lastAuthenticatedTime"))
+
+    def sa_refs(act: Mapping[str, Any], body: Mapping[str, Any]) -> list[str]:
         sa = body.get("serviceAccount") or {}
         refs = [sa_ref_of(sa.get("fullResourceName") or act.get("fullResourceName") or "")]
         if sa.get("serviceAccountId"):
             refs.append(str(sa["serviceAccountId"]))
-        if when is None:
-            continue
-        for ref in refs:
-            if ref and (ref not in found or when > found[ref]):
-                found[ref] = when
-    return found
+        return [ref for ref in refs if ref]
+
+    return _latest_auth(activities, sa_refs)
