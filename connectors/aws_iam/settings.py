@@ -98,9 +98,7 @@ class AwsSettings:
 
 def parse_settings(options: SourceOptions) -> AwsSettings:
     """Read and validate the source table; every problem is a ConfigError naming its key."""
-    unknown = sorted(set(options.keys()) - set(OPTIONS))
-    if unknown:
-        raise options.error(unknown[0], f"unknown option for aws_iam (known: {', '.join(sorted(OPTIONS))})")
+    options.only(OPTIONS, "aws_iam")
     accounts = options.strings("accounts")
     for account in accounts:
         if not _ACCOUNT_ID.match(account):

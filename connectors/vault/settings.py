@@ -111,9 +111,7 @@ def parse_settings(options: SourceOptions, env: dict[str, str] | None = None) ->
     ``env`` is where ``token_env`` / ``secret_id_env`` are looked up; without it (``config
     check`` of a file, the plan) the secrets are not read.
     """
-    unknown = sorted(set(options.keys()) - set(OPTIONS))
-    if unknown:
-        raise options.error(unknown[0], f"unknown option for vault (known: {', '.join(sorted(OPTIONS))})")
+    options.only(OPTIONS, "vault")
     url = options.string("url").rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise options.error("url", f"must be an http(s) URL, got {url!r}")
@@ -132,12 +130,7 @@ def parse_settings(options: SourceOptions, env: dict[str, str] | None = None) ->
             token = options.secret("token_env", env)
         else:
             secret_id = options.secret("secret_id_env", env)
-    signing: list[tuple[str, str]] = []
-    for item in options.strings("signing_metadata", ("purpose=signing", "signing=true")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise options.error("signing_metadata", f'{item!r} is not "key=value"')
-        signing.append((key.strip().casefold(), value.strip().casefold()))
+    signing = options.pairs("signing_metadata", ("purpose=signing", "signing=true"))
     kv = tuple(_mount(m) for m in options.strings("kv_mounts", ("secret",)))
     transit = tuple(_mount(m) for m in options.strings("transit_mounts", ("transit",)))
     pki = tuple(_mount(m) for m in options.strings("pki_mounts", ("pki",)))
@@ -169,7 +162,7 @@ def parse_settings(options: SourceOptions, env: dict[str, str] | None = None) ->
         audit_device=_mount(options.opt_str("audit_device", "") or "") if "audit_device" in options else "",
         lookback=options.duration("lookback", timedelta(days=365)),
         owner_metadata_keys=options.strings("owner_metadata_keys", ("owner",)),
-        signing_metadata=tuple(signing),
+        signing_metadata=signing,
         protected_entities=options.strings("protected_entities"),
         human_auth_types=tuple(
             t.casefold() for t in options.strings("human_auth_types", DEFAULT_HUMAN_TYPES)

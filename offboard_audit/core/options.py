@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,26 @@ class SourceOptions:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.error(key, f"must be a list of strings, got {value!r}")
         return tuple(value)
+
+    def pairs(self, key: str, default: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+        """A list of ``"key=value"`` strings (tags, labels, metadata that mark something), as
+        casefolded ``(key, value)`` pairs; an item without ``=`` or without a key is an error."""
+        found: list[tuple[str, str]] = []
+        for item in self.strings(key, default):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise self.error(key, f'{item!r} is not "key=value"')
+            found.append((name.strip().casefold(), value.strip().casefold()))
+        return tuple(found)
+
+    def only(self, known: Iterable[str], what: str = "") -> None:
+        """Refuse a key that is not in ``known`` (a typo must not be silently ignored): the error
+        names the first unknown key and lists the known ones."""
+        allowed = sorted(known)
+        unknown = sorted(set(self.raw) - set(allowed))
+        if unknown:
+            where = f" for {what}" if what else ""
+            raise self.error(unknown[0], f"unknown option{where} (known: {', '.join(allowed)})")
 
     def duration(self, key: str, default: timedelta | None = None) -> timedelta:
         value = self._get(key, default is None)

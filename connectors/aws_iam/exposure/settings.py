@@ -44,9 +44,7 @@ def parse_exposure(options: SourceOptions, default_region: str) -> ExposureSetti
     if "exposure" not in options:
         return None
     table = options.table("exposure")
-    unknown = sorted(set(table.keys()) - set(EXPOSURE_OPTIONS))
-    if unknown:
-        raise table.error(unknown[0], f"unknown option (known: {', '.join(sorted(EXPOSURE_OPTIONS))})")
+    table.only(EXPOSURE_OPTIONS)
     bucket = table.opt_str("trail_bucket")
     lake = table.opt_str("lake_event_data_store")
     if bucket is None and lake is None:
@@ -60,12 +58,7 @@ def parse_exposure(options: SourceOptions, default_region: str) -> ExposureSetti
     )
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    signing: list[tuple[str, str]] = []
-    for item in table.strings("signing_tags", ("purpose=signing", "signing=true")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise table.error("signing_tags", f'{item!r} is not "key=value"')
-        signing.append((key.strip().casefold(), value.strip().casefold()))
+    signing = table.pairs("signing_tags", ("purpose=signing", "signing=true"))
     return ExposureSettings(
         trail_bucket=bucket,
         trail_prefix=prefix or "",
@@ -75,6 +68,6 @@ def parse_exposure(options: SourceOptions, default_region: str) -> ExposureSetti
         workers=table.integer("workers", 4, minimum=1),
         regions=table.strings("regions", (default_region,)),
         owner_tag_keys=table.strings("owner_tag_keys", ("owner",)),
-        signing_tags=tuple(signing),
+        signing_tags=signing,
         lake_event_data_store=lake,
     )

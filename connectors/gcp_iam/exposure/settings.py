@@ -52,21 +52,14 @@ def parse_exposure(options: SourceOptions) -> ExposureSettings | None:
     if "exposure" not in options:
         return None
     table = options.table("exposure")
-    unknown = sorted(set(table.keys()) - set(EXPOSURE_OPTIONS))
-    if unknown:
-        raise table.error(unknown[0], f"unknown option (known: {', '.join(sorted(EXPOSURE_OPTIONS))})")
+    table.only(EXPOSURE_OPTIONS)
     endpoints: dict[str, str | None] = {}
     for key in ("logging_endpoint", "secret_manager_endpoint", "kms_endpoint"):
         value = table.opt_str(key)
         if value is not None and not _HOSTPORT.match(value):
             raise table.error(key, f"must be host:port (plaintext gRPC), got {value!r}")
         endpoints[key] = value
-    signing: list[tuple[str, str]] = []
-    for item in table.strings("signing_labels", ("purpose=signing", "signing=true")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise table.error("signing_labels", f'{item!r} is not "key=value"')
-        signing.append((key.strip().casefold(), value.strip().casefold()))
+    signing = table.pairs("signing_labels", ("purpose=signing", "signing=true"))
     settings = ExposureSettings(
         audit_logs=table.flag("audit_logs", True),
         secret_manager=table.flag("secret_manager", True),
@@ -75,7 +68,7 @@ def parse_exposure(options: SourceOptions) -> ExposureSettings | None:
         overlap=table.duration("overlap", timedelta(minutes=10)),
         page_size=table.integer("page_size", 1000, minimum=1),
         owner_label_keys=tuple(k.casefold() for k in table.strings("owner_label_keys", ("owner",))),
-        signing_labels=tuple(signing),
+        signing_labels=signing,
         logging_endpoint=endpoints["logging_endpoint"],
         secret_manager_endpoint=endpoints["secret_manager_endpoint"],
         kms_endpoint=endpoints["kms_endpoint"],
