@@ -9,6 +9,7 @@ them the libraries use Application Default Credentials against Google's endpoint
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,26 @@ class GcpClients:
                 transport.close()
         if self.activity is not None:
             self.activity.close()
+
+
+class LazyClients:
+    """The injected clients, or real ones built from the settings on first use: one build
+    however many threads ask at once. ``close`` closes only clients that exist."""
+
+    def __init__(self, config: GcpSettings, injected: GcpClients | None = None) -> None:
+        self._config = config
+        self._clients = injected
+        self._lock = threading.Lock()
+
+    def get(self) -> GcpClients:
+        with self._lock:
+            if self._clients is None:
+                self._clients = build_clients(self._config)
+            return self._clients
+
+    def close(self) -> None:
+        if self._clients is not None:
+            self._clients.close()
 
 
 def build_clients(config: GcpSettings) -> GcpClients:

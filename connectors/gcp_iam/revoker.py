@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from connectors._shared.actions import bind, definitions
 from connectors.gcp_iam.actions import ACTIONS, LAST_ADMIN_ROLE
-from connectors.gcp_iam.clients import GcpClients, bounded_retry, build_clients
+from connectors.gcp_iam.clients import GcpClients, LazyClients, bounded_retry
 from connectors.gcp_iam.settings import GcpSettings
 from connectors.gcp_iam.translate import BindingRef, parse_binding_credential_id, principal_uid, resource_name
 from offboard_audit.core.actions import ActionDef, ActionTarget
@@ -80,22 +79,17 @@ class GcpIamRevoker:
 
     def __init__(self, config: GcpSettings, clients: GcpClients | None = None) -> None:
         self.config = config
-        self._clients = clients
-        self._lock = threading.Lock()
+        self._clients = LazyClients(config, clients)
         self._retry = bounded_retry(config.timeout)
         self._protected = tuple(p.lower() for p in (*config.protected_principals, *BUILTIN_PROTECTED))
         self.specs: Mapping[str, ActionSpec] = bind(ACTIONS, self)
 
     @property
     def clients(self) -> GcpClients:
-        with self._lock:
-            if self._clients is None:
-                self._clients = build_clients(self.config)
-            return self._clients
+        return self._clients.get()
 
     def close(self) -> None:
-        if self._clients is not None:
-            self._clients.close()
+        self._clients.close()
 
     # --- what every action goes through (actions.Gcp) ---------------------------------------
 

@@ -32,7 +32,6 @@ read per organization or folder.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,9 +41,9 @@ from typing import TYPE_CHECKING
 from connectors.gcp_iam.clients import (
     ActivityQueryError,
     GcpClients,
+    LazyClients,
     api_errors,
     bounded_retry,
-    build_clients,
     describe_error,
 )
 from connectors.gcp_iam.discovery import discover
@@ -103,8 +102,7 @@ class GcpIamSource:
     ) -> None:
         self.config = config
         self.name = config.name
-        self._clients = clients
-        self._clients_lock = threading.Lock()
+        self._clients = LazyClients(config, clients)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._retry = bounded_retry(config.timeout)
 
@@ -112,16 +110,13 @@ class GcpIamSource:
 
     @property
     def clients(self) -> GcpClients:
-        with self._clients_lock:
-            if self._clients is None:
-                try:
-                    self._clients = build_clients(self.config)
-                except api_errors() as exc:
-                    raise SourceError(
-                        f"{self.name}: cannot create Google Cloud clients ({describe_error(exc)}); "
-                        "set Application Default Credentials or iam_endpoint/resource_manager_endpoint"
-                    ) from exc
-            return self._clients
+        try:
+            return self._clients.get()
+        except api_errors() as exc:
+            raise SourceError(
+                f"{self.name}: cannot create Google Cloud clients ({describe_error(exc)}); "
+                "set Application Default Credentials or iam_endpoint/resource_manager_endpoint"
+            ) from exc
 
     # --- projects ------------------------------------------------------------------------
 
@@ -412,8 +407,7 @@ class GcpIamSource:
         return keys, sas
 
     def close(self) -> None:
-        if self._clients is not None:
-            self._clients.close()
+        self._clients.close()
 
 
 class _ProjectFailed(Exception):
