@@ -355,6 +355,20 @@ class GitHubApi:
         return result
 
 
+class OrgAccess:
+    """One organisation through one API client: what the source, the deploy-key reader and the
+    revoker are each built from (the plugin's wire function makes the pair)."""
+
+    def __init__(self, settings: GitHubSettings, api: GitHubApi) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.api = api
+
+    @property
+    def org(self) -> str:
+        return self.settings.org
+
+
 def _message(response: Any) -> str:
     try:
         body = response.raw_response.json()

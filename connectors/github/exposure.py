@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.github import translate as tr
-from connectors.github.clients import GitHubApi, GitHubCallError, is_not_found
+from connectors.github.clients import GitHubApi, GitHubCallError, OrgAccess, is_not_found
 from connectors.github.settings import GitHubSettings
 from offboard_audit.core.exposure import (
     Actor,
@@ -57,22 +57,16 @@ EXPOSURE_PERMISSIONS: tuple[str, ...] = (
 )
 
 
-class GitHubExposure:
+class GitHubExposure(OrgAccess):
     """Deploy keys of one organisation's repositories (see the module docstring)."""
 
     system = tr.SYSTEM
 
     def __init__(self, settings: GitHubSettings, api: GitHubApi) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.api = api
+        super().__init__(settings, api)
         # This run's listing: repository -> its deploy keys; and the repositories that failed.
         self._keys: dict[str, list[Any]] = {}
         self._failed: dict[str, str] = {}
-
-    @property
-    def org(self) -> str:
-        return self.settings.org
 
     def read_events(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         """One batch per repository (the whole listing is read every run: GitHub keeps no history

@@ -17,26 +17,21 @@ from typing import ClassVar
 
 from connectors._shared.actions import bind, definitions
 from connectors.github.actions import ACTIONS
-from connectors.github.clients import GitHubApi, GitHubCallError
+from connectors.github.clients import GitHubApi, GitHubCallError, OrgAccess
 from connectors.github.settings import GitHubSettings
 from offboard_audit.core.actions import ActionDef, ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import ActionSpec
 
 
-class GitHubRevoker:
+class GitHubRevoker(OrgAccess):
     """Applies revocations in one GitHub organisation, one spec per action (``actions.py``)."""
 
     actions: ClassVar[Mapping[str, ActionDef]] = definitions(ACTIONS)
 
     def __init__(self, settings: GitHubSettings, api: GitHubApi) -> None:
-        self.settings = settings
-        self.api = api
+        super().__init__(settings, api)
         self.specs: Mapping[str, ActionSpec] = bind(ACTIONS, self)
-
-    @property
-    def org(self) -> str:
-        return self.settings.org
 
     def guard(self, target: ActionTarget) -> None:
         if target.scope and target.scope.casefold() != self.org.casefold():

@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.github import translate as tr
-from connectors.github.clients import GitHubApi, GitHubCallError, is_not_found
+from connectors.github.clients import GitHubApi, GitHubCallError, OrgAccess, is_not_found
 from connectors.github.settings import GitHubSettings
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.records import (
@@ -85,20 +85,14 @@ class _Bulk:
     warnings: list[str] = field(default_factory=list)
 
 
-class GitHubSource:
+class GitHubSource(OrgAccess):
     """Reads one GitHub organisation (see the module docstring for the calls)."""
 
     system = tr.SYSTEM
 
     def __init__(self, settings: GitHubSettings, api: GitHubApi) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.api = api
+        super().__init__(settings, api)
         self._bulk: _Bulk | None = None
-
-    @property
-    def org(self) -> str:
-        return self.settings.org
 
     # --- bulk pass ----------------------------------------------------------------------
 
