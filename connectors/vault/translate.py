@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors._shared.marks import is_signing
 from offboard_audit.core.exposure import SecretState
 from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind
 
@@ -185,11 +186,6 @@ def token_credential(source: str, scope: str, info: Mapping[str, Any]) -> Creden
 # --- inventory ------------------------------------------------------------------------------
 
 
-def _metadata_hits(custom: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) -> bool:
-    lowered = {str(k).casefold(): str(v).casefold() for k, v in custom.items() if v is not None}
-    return any(lowered.get(k) == v for k, v in pairs)
-
-
 def _secret(source: str, mount: str, kind: CredentialKind, path: str, what: str) -> SecretState:
     """A secret or key as its mount names it: id ``<mount>/<path>``, its name saying ``what`` its
     versions are. No dates: the callers add what their engine tells (``dataclasses.replace``)."""
@@ -226,7 +222,7 @@ def kv2_state(
         current_version_created_at=parse_time(version.get("created_time")),
         enabled=enabled,
         rotation_configured=False,  # KV has no rotation of its own: a person writes a new version
-        signing=_metadata_hits(custom, signing),
+        signing=is_signing(custom, signing),
     )
 
 

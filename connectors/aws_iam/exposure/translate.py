@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors._shared.marks import is_signing, owner_from
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.records import CredentialKind, ExposureHow
 
@@ -263,18 +264,6 @@ def _tags(raw: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
         if key is not None:
             out[str(key).casefold()] = str(value or "")
     return out
-
-
-def owner_from(tags: Mapping[str, str], keys: Sequence[str]) -> str | None:
-    for k in keys:
-        v = tags.get(k.casefold())
-        if v and v.strip():
-            return v.strip()
-    return None
-
-
-def is_signing(tags: Mapping[str, str], signing_tags: Sequence[tuple[str, str]]) -> bool:
-    return any(tags.get(k, "").casefold() == v for k, v in signing_tags)
 
 
 def aware(value: Any) -> datetime | None:

@@ -8,10 +8,11 @@ gives the events (full resource names with the **project id**).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from connectors._shared.marks import is_signing, owner_from
 from connectors.gcp_iam.exposure.translate import (
     CRYPTO_KEY_NAME,
     SECRET_NAME,
@@ -22,20 +23,6 @@ from connectors.gcp_iam.exposure.translate import (
 from connectors.gcp_iam.translate import ts_to_datetime
 from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.records import CredentialKind
-
-
-def owner_from(values: Mapping[str, str], keys: Sequence[str]) -> str | None:
-    folded = {str(k).casefold(): str(v) for k, v in values.items()}
-    for k in keys:
-        v = folded.get(k.casefold())
-        if v and v.strip():
-            return v.strip()
-    return None
-
-
-def is_signing(labels: Mapping[str, str], signing_labels: Sequence[tuple[str, str]]) -> bool:
-    folded = {str(k).casefold(): str(v).casefold() for k, v in labels.items()}
-    return any(folded.get(k) == v for k, v in signing_labels)
 
 
 def _state_name(value: Any) -> str:
