@@ -38,19 +38,11 @@ from itertools import chain
 from pathlib import Path
 from typing import IO, Any, cast
 
+from connectors._shared.fast_json import JSON_ERRORS, loads
 from connectors.vault.audit_entries import MalformedEntry, entry_events
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import Checkpoint, EventBatch, ExposureEvent
 from offboard_audit.core.records import ScopeFailure
-
-try:  # orjson parses audit lines ~2x faster; json is the fallback
-    import orjson
-
-    _loads: Callable[[bytes], Any] = orjson.loads
-    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
-except ImportError:  # pragma: no cover - depends on the install
-    _loads = json.loads
-    _JSON_ERRORS = (ValueError,)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BUFFER = 1 << 20
@@ -181,7 +173,7 @@ _MALFORMED: tuple[type[BaseException], ...] = (
     zlib.error,
     gzip.BadGzipFile,
     UnicodeDecodeError,
-    *_JSON_ERRORS,
+    *JSON_ERRORS,
 )
 
 
@@ -302,7 +294,7 @@ class AuditLogReader:
                         and line.endswith(b"}\n")
                     ):
                         # orjson takes the trailing newline as whitespace.
-                        for e in entry_events(_loads(line), source, stream, mounts, namespace):
+                        for e in entry_events(loads(line), source, stream, mounts, namespace):
                             if since is None or e.at >= since:
                                 events.append(e)
                     count += 1

@@ -19,26 +19,16 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors._shared.fast_json import JSON_ERRORS, loads
 from connectors.aws_iam.exposure.translate import MalformedRecord, record_events, records
 from offboard_audit.core.exposure import Checkpoint, EventBatch, ExposureEvent
 from offboard_audit.core.records import ScopeFailure
-
-try:  # orjson parses CloudTrail files ~3x faster; json is the fallback
-    import orjson
-
-    _loads: Callable[[bytes], Any] = orjson.loads
-    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
-except ImportError:  # pragma: no cover - depends on the install
-    import json
-
-    _loads = json.loads
-    _JSON_ERRORS = (ValueError,)
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -46,7 +36,7 @@ _DELIVERED = re.compile(r"_(\d{8}T\d{4})Z_")
 
 
 # What a log object that cannot be read as a CloudTrail file raises (bad gzip, bad JSON, bad record).
-_MALFORMED: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, MalformedRecord, *_JSON_ERRORS)
+_MALFORMED: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, MalformedRecord, *JSON_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +95,7 @@ def _start_after(
 def parse_object(data: bytes, source: str, stream: str) -> tuple[list[ExposureEvent], int]:
     """The relevant events of one gzip log file and how many records it held."""
     raw = gzip.decompress(data)
-    document = _loads(raw)
+    document = loads(raw)
     events: list[ExposureEvent] = []
     count = 0
     for rec in records(document):
