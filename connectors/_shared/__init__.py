@@ -1,5 +1,7 @@
 """What several connectors share: the plugin factories' wiring (:mod:`.plugin`), the guarded
-action steps (:mod:`.actions`) and the demo fakes' HTTP plumbing (:mod:`.fake_http`).
+action steps (:mod:`.actions`), the demo fakes' HTTP plumbing (:mod:`.fake_http`), owner and
+signing marks in tags, labels and metadata (:mod:`.marks`) and fast JSON log parsing
+(:mod:`.fast_json`).
 
 Like every connector it imports only the core's records, protocols, options and errors.
 """
