@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
+from connectors._shared.inventory import ScopeFound, inventory_by_scope
 from connectors.vault.audit_entries import split_fingerprint
 from connectors.vault.auditlog import AuditLogReader
 from connectors.vault.clients import VaultApi, VaultCallError
@@ -143,25 +144,24 @@ class VaultExposureSource:
                     f"{ref.scope!r}, which is not in kv_mounts, transit_mounts, pki_mounts or "
                     "approle_mounts: it is not checked"
                 )
-        secrets: list[SecretState] = []
-        objects: list[PersistenceState] = []
-        failures: list[ScopeFailure] = []
         now = self._clock()
         hashes = AuditHash(self.api, s.audit_device)
-        for mount in s.mounts:
+
+        def one(mount: str) -> ScopeFound | ScopeFailure:
             refs = by_mount.get(mount, [])
             try:
                 if mount in s.transit_mounts:
-                    secrets.extend(self._transit(mount, refs))
-                elif mount in s.kv_mounts:
-                    secrets.extend(self._kv(mount, refs, now))
-                elif mount in s.pki_mounts:
-                    objects.extend(self._certificates(mount, refs, hashes, now))
-                else:
-                    objects.extend(self._secret_ids(mount, refs, hashes, now))
+                    return ScopeFound(secrets=self._transit(mount, refs))
+                if mount in s.kv_mounts:
+                    return ScopeFound(secrets=self._kv(mount, refs, now))
+                if mount in s.pki_mounts:
+                    return ScopeFound(objects=self._certificates(mount, refs, hashes, now))
+                return ScopeFound(objects=self._secret_ids(mount, refs, hashes, now))
             except VaultCallError as exc:
-                failures.append(ScopeFailure(mount, f"inventory of mount {mount}: {exc}"))
-        return InventoryRead(tuple(secrets), tuple(objects), s.mounts, tuple(failures), tuple(warnings))
+                return ScopeFailure(mount, f"inventory of mount {mount}: {exc}")
+
+        # One mount after another: the mounts share one hvac client (and AuditHash's cache).
+        return inventory_by_scope(s.mounts, one, warnings=warnings)
 
     def _secret_ids(
         self, mount: str, refs: Sequence[ObjectRef], hashes: AuditHash, now: datetime

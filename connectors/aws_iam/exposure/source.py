@@ -10,10 +10,10 @@ of that account while the others report.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from connectors._shared.inventory import ScopeFound, inventory_by_scope
 from connectors.aws_iam.errors import describe
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.cloudtrail import TrailReader
@@ -29,8 +29,6 @@ from offboard_audit.core.exposure import (
     EventBatch,
     InventoryRead,
     ObjectRef,
-    PersistenceState,
-    SecretState,
 )
 from offboard_audit.core.records import ScopeFailure
 
@@ -81,23 +79,11 @@ class AwsExposureSource:
         scopes = self.accounts.scopes()
         refs = [r for r in wanted if r.kind in PERSISTENCE_KINDS]
 
-        def one(account: str) -> tuple[list[SecretState], list[PersistenceState]] | ScopeFailure:
+        def one(account: str) -> ScopeFound | ScopeFailure:
             inv = AccountInventory(self.name, account, self.clients, self.settings)
             try:
-                return inv.secrets(wanted), inv.objects(refs)
+                return ScopeFound(inv.secrets(wanted), inv.objects(refs))
             except Exception as exc:
                 return ScopeFailure(account, f"inventory of account {account}: {describe(exc)}")
 
-        secrets: list[SecretState] = []
-        objects: list[PersistenceState] = []
-        failures: list[ScopeFailure] = []
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(self.accounts.settings.account_workers, len(scopes)))
-        ) as pool:
-            for result in pool.map(one, scopes):
-                if isinstance(result, ScopeFailure):
-                    failures.append(result)
-                else:
-                    secrets.extend(result[0])
-                    objects.extend(result[1])
-        return InventoryRead(tuple(secrets), tuple(objects), tuple(scopes), tuple(failures))
+        return inventory_by_scope(scopes, one, workers=self.accounts.settings.account_workers)

@@ -10,11 +10,10 @@ that project while the others report; a project list that cannot be read fails t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors._shared.inventory import ScopeFound, inventory_by_scope
 from connectors.gcp_iam.clients import GcpClients, api_errors, bounded_retry, describe_error
 from connectors.gcp_iam.exposure import translate as tr
 from connectors.gcp_iam.exposure.audit_logs import AuditLogReader
@@ -30,17 +29,8 @@ from offboard_audit.core.exposure import (
     EventBatch,
     InventoryRead,
     ObjectRef,
-    PersistenceState,
-    SecretState,
 )
 from offboard_audit.core.records import ScopeFailure
-
-
-@dataclass
-class _ScopeResult:
-    secrets: list[SecretState] = field(default_factory=list)
-    objects: list[PersistenceState] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 class GcpExposureSource:
@@ -115,12 +105,12 @@ class GcpExposureSource:
             ancestors, failed = self._ancestor_policies(gcp, hierarchy)
             warnings.extend(failed)
 
-        def one(scope: str) -> _ScopeResult | ScopeFailure:
+        def one(scope: str) -> ScopeFound | ScopeFailure:
             inv = ScopeInventory(
                 self.name, scope, gcp, self.clients, self.settings, self._retry, self._timeout
             )
             try:
-                result = _ScopeResult(inv.secrets(wanted), inv.objects(refs, now))
+                result = ScopeFound(inv.secrets(wanted), inv.objects(refs, now))
             except api_errors() as exc:
                 return ScopeFailure(scope, f"inventory of {scope}: {describe_error(exc)}")
             if inv.is_project and self.settings.audit_logs and services:
@@ -135,20 +125,13 @@ class GcpExposureSource:
                     result.warnings.extend(data_access_warnings(scope, policies, services, bool(hierarchy)))
             return result
 
-        scopes = [*projects, *hierarchy]
-        secrets: list[SecretState] = []
-        objects: list[PersistenceState] = []
-        failures: list[ScopeFailure] = []
-        workers = max(1, min(self._accounts.config.max_workers, len(scopes)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}-exposure") as pool:
-            for result in pool.map(one, scopes):
-                if isinstance(result, ScopeFailure):
-                    failures.append(result)
-                    continue
-                secrets.extend(result.secrets)
-                objects.extend(result.objects)
-                warnings.extend(result.warnings)
-        return InventoryRead(tuple(secrets), tuple(objects), tuple(scopes), tuple(failures), tuple(warnings))
+        return inventory_by_scope(
+            [*projects, *hierarchy],
+            one,
+            workers=self._accounts.config.max_workers,
+            warnings=warnings,
+            thread_name_prefix=f"gcp-{self.name}-exposure",
+        )
 
     def _ancestor_policies(
         self, gcp: GcpClients, hierarchy: Sequence[str]
