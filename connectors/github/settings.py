@@ -92,9 +92,7 @@ class GitHubSettings:
 
 def parse_settings(options: SourceOptions) -> GitHubSettings:
     """Read and validate the source table; every problem is a ConfigError naming its key."""
-    unknown = sorted(set(options.keys()) - set(OPTIONS))
-    if unknown:
-        raise options.error(unknown[0], f"unknown option for github (known: {', '.join(sorted(OPTIONS))})")
+    options.only(OPTIONS, "github")
     org = options.string("org").strip()
     if not _LOGIN.match(org):
         raise options.error("org", f"{org!r} is not a GitHub organisation login")
