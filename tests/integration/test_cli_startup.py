@@ -114,6 +114,22 @@ def test_an_audit_of_a_csv_hr_file_does_not_import_the_http_client_only_json_sou
     assert imported(modules, ("httpx",)) == []
 
 
+def test_an_audit_on_a_database_already_at_the_newest_revision_does_not_import_alembic(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
+    (tmp_path / "offboard-audit.toml").write_text(
+        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
+    )
+    code, first = modules_after(tmp_path, "audit", "--format", "json")
+    assert code == 0
+    assert "alembic" in first  # the first run created the database and stamped it
+    code, again = modules_after(tmp_path, "audit", "--format", "json")
+    assert code == 0
+    assert "offboard_audit.storage.migrate" in again  # the schema was checked ...
+    assert imported(again, ("alembic",)) == []  # ... without Alembic
+
+
 def test_the_daemon_command_still_loads_when_asked_for(tmp_path: Path) -> None:
     code, modules = modules_after(tmp_path, "daemon", "--help")
     assert code == 0

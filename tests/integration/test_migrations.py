@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 
 import offboard_audit.storage.models  # noqa: F401
 from offboard_audit.storage.db import make_engine
-from offboard_audit.storage.migrate import current_revision, head_revision, upgrade_head
+from offboard_audit.storage.migrate import HEAD, alembic_config, current_revision, head_revision, upgrade_head
 from offboard_audit.storage.store import Store
 
 # Tables owned by libraries, not by our models (APScheduler's SQLAlchemy job store).
@@ -130,3 +130,26 @@ def test_a_fresh_database_is_created_from_the_models_and_stamped_with_the_newest
     with pytest.raises(Exception, match="people"):
         upgrade_head(engine)
     assert current_revision(engine) is None
+
+
+def test_the_head_written_in_migrate_is_the_head_of_the_migration_scripts() -> None:
+    # A new migration that does not move HEAD would leave databases one revision behind
+    # looking current: the fast check in upgrade_head trusts HEAD.
+    assert head_revision() == HEAD
+
+
+def test_a_database_one_revision_behind_the_head_is_upgraded_not_taken_for_current(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config()
+    previous = ScriptDirectory.from_config(cfg).get_revision(HEAD).down_revision
+    assert isinstance(previous, str)
+    engine = make_engine(f"sqlite:///{tmp_path / 'behind.db'}")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, previous)
+    assert current_revision(engine) == previous
+
+    upgrade_head(engine)
+    assert current_revision(engine) == HEAD
