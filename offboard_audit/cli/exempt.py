@@ -8,19 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import typer
 from rich.table import Table
 
-from offboard_audit.cli.app import (
-    EXIT_OK,
-    app,
-    err,
-    fail,
-    now_utc,
-    state,
-)
-from offboard_audit.cli.common import (
-    actor,
-    check_format,
-    emit,
-)
+from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
+from offboard_audit.cli.common import actor, check_format, emit
 from offboard_audit.core.records import Exemption
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, plain

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from offboard_audit.cli.app import (
-    EXIT_OK,
-    app,
-    err,
-    fail,
-    now_utc,
-    state,
-)
-from offboard_audit.cli.common import (
-    EXIT_REFUSED,
-    emit,
-)
+from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
+from offboard_audit.cli.common import EXIT_REFUSED, emit
 from offboard_audit.report.audit_trail import AuditTrail, anchor_head, check_trail
 from offboard_audit.report.table import markup_safe, plain
 

@@ -7,20 +7,8 @@ from pathlib import Path
 
 import typer
 
-from offboard_audit.cli.app import (
-    EXIT_OK,
-    app,
-    err,
-    now_utc,
-)
-from offboard_audit.cli.common import (
-    check_findings,
-    check_format,
-    emit,
-    engine_for,
-    held_table,
-    plan_table,
-)
+from offboard_audit.cli.app import EXIT_OK, app, err, now_utc
+from offboard_audit.cli.common import check_findings, check_format, emit, engine_for, held_table, plan_table
 from offboard_audit.core.plan_file import plan_json
 from offboard_audit.core.planning import Plan
 from offboard_audit.report.json import dumps

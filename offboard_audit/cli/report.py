@@ -6,18 +6,8 @@ from pathlib import Path
 
 import typer
 
-from offboard_audit.cli.app import (
-    EXIT_OK,
-    app,
-    err,
-    fail,
-    now_utc,
-    state,
-)
-from offboard_audit.cli.common import (
-    check_format,
-    emit,
-)
+from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
+from offboard_audit.cli.common import check_format, emit
 from offboard_audit.report.audit_trail import AuditTrail
 from offboard_audit.report.evidence import collect_evidence
 from offboard_audit.report.evidence_render import evidence_html, evidence_json

@@ -14,14 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from offboard_audit.cli.app import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    app,
-    err,
-    fail,
-    now_utc,
-)
+from offboard_audit.cli.app import EXIT_INTERRUPTED, EXIT_OK, app, err, fail, now_utc
 from offboard_audit.cli.common import (
     EXIT_REFUSED,
     check_findings,
@@ -31,12 +24,7 @@ from offboard_audit.cli.common import (
     held_table,
     plan_table,
 )
-from offboard_audit.core.plan_file import (
-    PlanFile,
-    PlanFileError,
-    check_plan_file,
-    read_plan_json,
-)
+from offboard_audit.core.plan_file import PlanFile, PlanFileError, check_plan_file, read_plan_json
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.revocation import ApplyReport, PassInterrupted
 from offboard_audit.report.json import dumps, loads_limited
