@@ -20,6 +20,8 @@ same leavers' active access keys (``aws.iam-user``, a ``UserName`` value filter 
 answers, so the counts are comparable; each side runs ``--repeat`` times (median wall time).
 This script installs nothing: Custodian runs only when ``custodian`` (PyPI ``c7n``, e.g. in its
 own virtualenv) is on PATH; without it only offboard-audit's figures are printed.
+``--latency-ms 30`` delays every answer of the server by 30 ms, as a round trip to AWS would:
+moto on loopback answers in about a millisecond, which hides what each API call costs.
 """
 
 from __future__ import annotations
@@ -122,9 +124,10 @@ def naive(endpoint: str, calls: Counter[str]) -> int:
 
 class CountingMotoServer:
     """A moto server (sharing this process's moto backends, so seeding works as with
-    :class:`MotoServer`) that counts every API call it answers, by ``service:Action``."""
+    :class:`MotoServer`) that counts every API call it answers, by ``service:Action``; with
+    ``latency`` (seconds) each answer waits that long first, as a round trip to AWS would."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         import logging
 
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -133,6 +136,7 @@ class CountingMotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.port = free_port()
         self.calls: Counter[str] = Counter()
+        self.latency = latency
         self._lock = threading.Lock()
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server("127.0.0.1", self.port, self._counting(app), threaded=True)
@@ -150,6 +154,8 @@ class CountingMotoServer:
             if not environ.get("PATH_INFO", "").startswith("/moto-api"):
                 with self._lock:
                     self.calls[_call_name(environ, body)] += 1
+                if self.latency:
+                    time.sleep(self.latency)  # the network, not a wait for something to happen
             return app(environ, start_response)
 
         return counted
@@ -277,10 +283,10 @@ def _calls_line(calls: Counter[str]) -> str:
     return f"{sum(calls.values())} ({top})"
 
 
-def against_custodian(users: int, departed: int, repeat: int) -> None:
+def against_custodian(users: int, departed: int, repeat: int, latency_ms: float = 0.0) -> None:
     custodian = shutil.which("custodian")
     now = datetime.now(UTC)
-    server = CountingMotoServer()
+    server = CountingMotoServer(latency_ms / 1000)
     server.start()
     try:
         started = time.perf_counter()
@@ -300,7 +306,10 @@ def against_custodian(users: int, departed: int, repeat: int) -> None:
     print(
         f"median of {repeat} run(s) each, both run as a user runs them: a new process, the same moto server"
     )
-    print("(CPU: the tool's own process; the wall time also covers the server answering it)\n")
+    print("(CPU: the tool's own process; the wall time also covers the server answering it)")
+    if latency_ms:
+        print(f"(every API call answered {latency_ms:g} ms late: a simulated round trip to AWS)")
+    print()
     print(f"{'':38s} {'wall':>7s} {'CPU':>7s} {'found':>6s}  API calls")
     medians: dict[str, float] = {}
     for label, runs in sides.items():
@@ -340,9 +349,16 @@ def main() -> None:
         help="compare the CLI with Cloud Custodian (when `custodian` is on PATH) instead",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per side with --against-custodian")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="with --against-custodian: delay every answer of the moto server by this much (a "
+        "round trip to AWS is tens of milliseconds; moto on loopback answers in about one)",
+    )
     args = parser.parse_args()
     if args.against_custodian:
-        against_custodian(args.users, args.departed, args.repeat)
+        against_custodian(args.users, args.departed, args.repeat, args.latency_ms)
         return
     now = datetime.now(UTC)
     server = MotoServer()
