@@ -69,7 +69,8 @@ def parse_aws_timestamp(value: Any) -> datetime:
     GetAccountAuthorizationDetails page. Anything else (epoch seconds, RFC 822) goes to
     botocore's own parser, so nothing it accepts is refused here.
     """
-    if isinstance(value, str):
+    # Only the extended form (with "-"): "20261128" is epoch seconds to botocore, not a date.
+    if isinstance(value, str) and "-" in value:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:

@@ -23,3 +23,11 @@ def test_a_signing_mark_matches_key_and_value_in_any_case_and_nothing_else() -> 
     assert not is_signing({"purpose": "encryption", "signing": "false"}, marks)
     assert not is_signing({"purpose": None}, [("purpose", "none")])  # an unset value is no mark
     assert not is_signing({"purpose": "signing"}, [])
+
+
+def test_a_mark_with_an_empty_value_matches_only_where_that_key_is_set_and_empty() -> None:
+    # ("sensitive", "") marks secrets tagged sensitive="" only: a secret without the tag is not
+    # a signing key (the AWS translation used to read a missing tag as "").
+    marks = [("sensitive", "")]
+    assert is_signing({"Sensitive": ""}, marks)
+    assert not is_signing({"owner": "ada"}, marks)

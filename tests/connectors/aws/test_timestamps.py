@@ -29,6 +29,9 @@ from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users
         ("Sat, 28 Nov 2026 09:15:02 GMT", datetime(2026, 11, 28, 9, 15, 2, tzinfo=UTC)),
         (0, datetime(1970, 1, 1, tzinfo=UTC)),
         ("1795857302", datetime(2026, 11, 28, 9, 15, 2, tzinfo=UTC)),
+        # Digits only are epoch seconds (as botocore reads them), even where ISO's basic form
+        # would read a date: 20,261,128 s after 1970-01-01 is 1970-08-23 12:05:28.
+        ("20261128", datetime(1970, 8, 23, 12, 5, 28, tzinfo=UTC)),
     ],
 )
 def test_aws_timestamps_in_every_form_botocore_accepts_read_as_the_same_utc_instant(
