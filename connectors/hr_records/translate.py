@@ -7,6 +7,7 @@ them as gone. A future termination date is passed through as it is: the core dec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
@@ -30,15 +31,27 @@ class BadRow:
     employee_id: str = ""
 
 
+# A date with its own offset and no time (XML Schema's xs:date, as some HR exports write it):
+# midnight at that offset. Python 3.11's fromisoformat takes any character after the date as the
+# date/time separator, so "2026-01-15+05:00" would otherwise read as 05:00 in the configured zone.
+_DATE_WITH_OFFSET = re.compile(r"(\d{4}-\d{2}-\d{2})(Z|[+-]\d{2}:\d{2})")
+
+
 def parse_termination(value: str, tz: tzinfo) -> datetime | None:
-    """ISO date (midnight in ``tz``) or ISO date-time (naive ones are read in ``tz``)."""
+    """ISO date (midnight in ``tz``), a date with an offset (midnight there) or an ISO
+    date-time (``T`` or a space between date and time; naive ones are read in ``tz``)."""
     text = value.strip()
     if not text:
         return None
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0), tzinfo=tz)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dated := _DATE_WITH_OFFSET.fullmatch(text):
+            day, offset = dated.groups()
+            text = f"{day}T00:00:00{offset}"
+        elif len(text) > 10 and text[4] == "-" and text[10] not in "T ":
+            raise ValueError(text)  # "2026-01-15/08:00" is not a date-time either
+        parsed = datetime.fromisoformat(text)  # reads "Z" as UTC itself (Python 3.11+)
     except ValueError:
         raise RowError(f"termination_date {value!r} is not an ISO date (YYYY-MM-DD) or date-time") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)

@@ -48,6 +48,32 @@ def numbered(*rows: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
 # --- parse_termination ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("text", "tz", "expected_utc"),
+    [
+        # xs:date with an offset: midnight at that offset, whatever the configured zone.
+        ("2026-01-15+05:00", UTC, datetime(2026, 1, 14, 19, 0, tzinfo=UTC)),
+        ("2026-01-15-08:00", BERLIN, datetime(2026, 1, 15, 8, 0, tzinfo=UTC)),
+        ("2026-01-15Z", BERLIN, datetime(2026, 1, 15, 0, 0, tzinfo=UTC)),
+        # Without an offset the configured zone still decides.
+        ("2026-01-15", BERLIN, datetime(2026, 1, 14, 23, 0, tzinfo=UTC)),
+        ("2026-01-15 10:00", BERLIN, datetime(2026, 1, 15, 9, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_date_with_an_offset_is_midnight_at_that_offset_not_a_clock_time(
+    text: str, tz: Any, expected_utc: datetime
+) -> None:
+    parsed = parse_termination(text, tz)
+    assert parsed is not None
+    assert parsed == expected_utc
+
+
+@pytest.mark.parametrize("text", ["2026-01-15/08:00", "2026-01-15x10:00", "2026-01-15+5"])
+def test_a_date_followed_by_anything_but_a_time_or_an_offset_is_a_bad_date(text: str) -> None:
+    with pytest.raises(RowError, match="is not an ISO date"):
+        parse_termination(text, UTC)
+
+
 def test_an_eleven_character_basic_iso_date_time_is_that_hour_in_the_configured_zone() -> None:
     # "20260115T09" is a date-time (basic ISO format, hour only), not a date: only 10 characters
     # are read as a date alone.
