@@ -65,12 +65,15 @@ TESTS=(
   tests/integration/test_run_crash_consistency.py::test_a_run_of_another_host_is_abandoned_once_its_lease_ran_out_and_not_before
   tests/integration/test_run_crash_consistency.py::test_the_next_run_marks_a_run_whose_lease_ran_out_abandoned
   tests/integration/test_run_crash_consistency.py::test_a_person_a_webhook_inserted_meanwhile_is_left_alone_without_aborting_the_runs_transaction
-  tests/integration/test_enrichment_failures.py::test_unproven_ids_keep_open_only_findings_whose_credential_is_still_active
+  tests/integration/test_enrichment_failures.py
   tests/integration/test_mutation_holes_engine.py
   tests/integration/test_mutation_holes_webhook_app.py
   tests/integration/test_mutation_holes_last_hr_read.py
   tests/integration/test_mutation_holes_auto_revoke.py
   tests/integration/test_mutation_holes_targeted.py
+  tests/integration/test_mutation_holes_engine_hr.py
+  tests/integration/test_mutation_holes_collect.py
+  tests/integration/test_mutation_holes_collect_detail.py
   tests/integration/test_webhook_scales_with_the_person.py
   tests/integration/test_carry_away_sources.py
 )
