@@ -79,6 +79,14 @@ def modules_after(tmp_path: Path, *args: str) -> tuple[int, set[str]]:
     return proc.returncode, set(json.loads(out.read_text()))
 
 
+def write_hr_only_config(tmp_path: Path) -> None:
+    """A config with one HR CSV source (one active person) in ``tmp_path``."""
+    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
+    (tmp_path / "offboard-audit.toml").write_text(
+        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
+    )
+
+
 def imported(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
@@ -91,10 +99,7 @@ def test_help_imports_no_command_and_nothing_heavy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [("audit", "--help"), ("audit", "--format", "json")], ids=["help", "run"])
 def test_audit_imports_nothing_of_the_daemon_or_webhook(tmp_path: Path, args: tuple[str, ...]) -> None:
-    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
-    (tmp_path / "offboard-audit.toml").write_text(
-        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
-    )
+    write_hr_only_config(tmp_path)
     code, modules = modules_after(tmp_path, *args)
     assert code == 0
     assert "offboard_audit.cli.audit" in modules  # the probe did run the command
@@ -104,10 +109,7 @@ def test_audit_imports_nothing_of_the_daemon_or_webhook(tmp_path: Path, args: tu
 def test_an_audit_of_a_csv_hr_file_does_not_import_the_http_client_only_json_sources_use(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
-    (tmp_path / "offboard-audit.toml").write_text(
-        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
-    )
+    write_hr_only_config(tmp_path)
     code, modules = modules_after(tmp_path, "audit", "--format", "json")
     assert code == 0
     assert "connectors.hr_records.source" in modules  # the HR source was loaded and read
@@ -117,10 +119,7 @@ def test_an_audit_of_a_csv_hr_file_does_not_import_the_http_client_only_json_sou
 def test_an_audit_on_a_database_already_at_the_newest_revision_does_not_import_alembic(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\nE1,a@x.org,A,active,\n")
-    (tmp_path / "offboard-audit.toml").write_text(
-        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n'
-    )
+    write_hr_only_config(tmp_path)
     code, first = modules_after(tmp_path, "audit", "--format", "json")
     assert code == 0
     assert "alembic" in first  # the first run created the database and stamped it
