@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import RowMapping, Table, and_, delete, insert, or_, select
+from sqlalchemy import RowMapping, Table, bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from offboard_audit.core.records import Account, Credential
@@ -120,13 +120,14 @@ def _diff(
             gone.append(key)
         inserts.append(to_row(record, h, run_id))
     gone.extend(k for k in old if k not in new)
-    for batch in chunks(gone, 500):
-        cond = (
-            cols[0].in_([k[0] for k in batch])
-            if len(cols) == 1
-            else or_(*[and_(*[c == v for c, v in zip(cols, k, strict=True)]) for k in batch])
+    if gone:
+        # One compiled statement run once per key (executemany): a statement per batch with
+        # an OR of 500 key tuples cost more to build and compile than the deletes themselves.
+        keyed = [c == bindparam(f"key_{i}") for i, c in enumerate(cols)]
+        conn.execute(
+            delete(table).where(table.c.source == source, *keyed),
+            [{f"key_{i}": v for i, v in enumerate(key)} for key in gone],
         )
-        conn.execute(delete(table).where(table.c.source == source, cond))
     for ins_batch in chunks(inserts):
         conn.execute(insert(table), list(ins_batch))
     return len(inserts) + len(gone)
