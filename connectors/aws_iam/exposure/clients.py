@@ -3,7 +3,8 @@ KMS and IAM per account and region (AssumeRole into other accounts, like the IAM
 CloudTrail for a Lake event data store.
 
 Built on first use from the same injected ``AwsClients`` as the source (tests and the demo pass
-a ``boto3.Session``; hooks on its events see every call), or from the boto3 credential chain.
+a ``boto3.Session``; hooks on its events see every call), or from the standard AWS credential
+chain (environment, ``profile``, instance role) through a botocore session.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from connectors.aws_iam.clients import ClientProvider, client_kwargs
+from connectors.aws_iam.clients import ClientProvider, DefaultSession, client_kwargs
 
 Client = Any
 
@@ -29,11 +30,7 @@ class ExposureClients:
 
     def _get_session(self) -> Any:
         if self._session is None:
-            import boto3
-
-            self._session = boto3.Session(
-                profile_name=self.settings.profile, region_name=self.settings.region
-            )
+            self._session = DefaultSession.of(self.settings)
         return self._session
 
     def _make(self, service: str, region: str, credentials: Any = None) -> Client:
