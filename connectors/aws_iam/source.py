@@ -8,7 +8,8 @@ the headcount:
   The report may be up to 4 hours old; its generation time is recorded as
   ``Credential.observed_at``.
 - ``iam:GetAccountAuthorizationDetails`` (``Filter=["User"]``, paginated): every user with
-  tags, groups and attached/inline policy names.
+  tags, groups and attached/inline policy names. Read while the report is generated (AWS can
+  take seconds to minutes for a large account), so the slower of the two sets the pace.
 
 Detail pass (:meth:`AwsIamSource.detail`), only for the users the core asks about (or all,
 with ``full_detail``), on a bounded thread pool: ``iam:ListAccessKeys`` +
@@ -37,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from connectors.aws_iam import translate as tr
 from connectors.aws_iam.clients import Client, ClientProvider, items, pages
@@ -186,9 +187,13 @@ class AwsIamSource:
 
     def _scan_scope(self, scope: str) -> _ScopeScan:
         iam = self.provider.iam_for(scope)
-        report = self.read_report(iam)
         read_at = self._clock()
-        users = parse_user_details(pages(iam.get_account_authorization_details, Filter=["User"]))
+        # The report is generated and polled on a second thread while this one pages through
+        # the users (botocore clients are thread-safe); a failure of either fails the scope.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            report_future = background.submit(self.read_report, iam)
+            users = parse_user_details(pages(iam.get_account_authorization_details, Filter=["User"]))
+            report = report_future.result()
         scan = _ScopeScan(scope=scope, users=users, report=report, read_at=read_at)
         missing: list[str] = []
         for user in users.values():
@@ -217,7 +222,7 @@ class AwsIamSource:
 
     def read_report(self, iam: Client) -> CredentialReport:
         """Generate the credential report and poll until it can be read (bounded by report_timeout)."""
-        deadline = time.monotonic() + self.settings.report_timeout.total_seconds()
+        deadline = self._clock() + self.settings.report_timeout
         interval = 0.5
         while True:
             iam.generate_credential_report()
@@ -226,7 +231,7 @@ class AwsIamSource:
             except Exception as exc:
                 if error_code(exc) not in _REPORT_NOT_READY:
                     raise
-                if time.monotonic() + interval > deadline:
+                if self._clock() + timedelta(seconds=interval) > deadline:
                     raise SourceError(
                         f"credential report not ready after {self.settings.report_timeout}: {describe(exc)}"
                     ) from exc

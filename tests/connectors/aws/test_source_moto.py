@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -143,13 +144,21 @@ def test_throttling_past_retries_fails_the_account_instead_of_reading_as_empty(
     aws: boto3.session.Session,
 ) -> None:
     seed_users([SeedUser("someone", keys=[(NOW - timedelta(days=5), None)])])
-    attempts: Counter[str] = Counter()
-    aws.events.register_first("before-send.iam", canned_error("Throttling", 400, attempts))
+    per_call: Counter[str] = Counter()
+    throttle = canned_error("Throttling", 400)
+
+    def counted(request: Any, **kwargs: Any) -> AWSResponse:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        per_call[urllib.parse.parse_qs(body)["Action"][0]] += 1
+        return throttle(request, **kwargs)
+
+    aws.events.register_first("before-send.iam", counted)
     source = make_source(aws, max_attempts=2)
     with pytest.raises(SourceError, match="Throttling"):
         source.collect()
-    # botocore retried: two attempts for the first call, then gave up.
-    assert attempts["Throttling"] == 2
+    # botocore tried each call twice, then gave up. The credential report and the user listing
+    # are asked for side by side, so both were tried.
+    assert per_call == {"GenerateCredentialReport": 2, "GetAccountAuthorizationDetails": 2}
 
 
 def test_throttling_within_retries_is_absorbed_and_reads_everything(aws: boto3.session.Session) -> None:
