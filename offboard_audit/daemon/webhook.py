@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,9 +117,19 @@ def verify(
     return datetime.fromtimestamp(int(ts_text), UTC)
 
 
+# A date alone, with or without an offset (``2026-01-31``, ``2026-01-31+05:00``, ``2026-01-31Z``,
+# as XML Schema's xs:date writes it): no time of day, so it cannot say when the change takes effect.
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
+
+
 def _parse_time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
         raise Rejected(422, f"{field} must be an ISO 8601 time with offset")
+    if _DATE_ONLY.fullmatch(value):
+        raise Rejected(
+            422,
+            f"{field} must be a time of day with a UTC offset, not a date alone (e.g. 2026-01-31T17:00:00Z)",
+        )
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:

@@ -253,11 +253,22 @@ def test_an_effective_at_that_is_not_iso_8601_is_422_echoing_at_most_40_characte
     assert exc.message == f"effective_at is not an ISO 8601 time: {shown}"
 
 
-@pytest.mark.parametrize("value", ["2026-03-01T09:00:00", "2026-03-01 09:00", "2026-03-01"])
+@pytest.mark.parametrize("value", ["2026-03-01T09:00:00", "2026-03-01 09:00", "2026-03-01T09"])
 def test_a_naive_effective_at_is_422_asking_for_a_utc_offset(value: str) -> None:
     exc = rejected(lambda: parse(body(effective_at=value)))
     assert exc.status == 422
     assert exc.message == "effective_at must carry a UTC offset (e.g. 2026-01-31T17:00:00Z)"
+
+
+# Python reads "2026-03-01+05:00" as 05:00 on that day (any character after the date is taken
+# as the separator); a date alone, whatever follows it, must be refused as a date, not as naive.
+@pytest.mark.parametrize("value", ["2026-03-01", "2026-03-01+05:00", "2026-03-01-0800", "2026-03-01Z"])
+def test_a_date_without_a_time_of_day_is_422_saying_a_date_alone_is_not_enough(value: str) -> None:
+    exc = rejected(lambda: parse(body(effective_at=value)))
+    assert exc.status == 422
+    assert exc.message == (
+        "effective_at must be a time of day with a UTC offset, not a date alone (e.g. 2026-01-31T17:00:00Z)"
+    )
 
 
 @pytest.mark.parametrize(
