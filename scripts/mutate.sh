@@ -76,6 +76,8 @@ TESTS=(
   tests/integration/test_mutation_holes_collect_detail.py
   tests/integration/test_mutation_holes_keep_last_known.py
   tests/integration/test_mutation_holes_unenriched.py
+  tests/integration/test_mutation_holes_journal.py
+  tests/integration/test_snapshot_diff.py
   tests/integration/test_webhook_scales_with_the_person.py
   tests/integration/test_carry_away_sources.py
 )
