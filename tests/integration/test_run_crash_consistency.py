@@ -14,21 +14,20 @@ process holds the SQLite write lock. Synchronisation is by pipes only.
 
 from __future__ import annotations
 
-import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import FindingStatus, SourceData
+from offboard_audit.core.records import Account, FindingStatus, SourceData
 from offboard_audit.core.runs import RunStatus
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.run_record import KILL_AT_ENV, PAUSE_AT_ENV, RunAbandoned
@@ -37,6 +36,7 @@ from offboard_audit.storage.tables import FINDINGS, RUNS, SOURCE_RUNS
 from tests.support.configs import config_with
 from tests.support.fake_connector import FakeWorld, fake_env
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver, person
+from tests.support.processes import spawn
 
 TIMEOUT = 180  # a blocked commit waits out SQLite's busy timeout twice
 PEOPLE = 10
@@ -82,57 +82,6 @@ def _cli(world: FakeWorld, *args: str, env: dict[str, str] | None = None) -> sub
         text=True,
         timeout=TIMEOUT,
     )
-
-
-@dataclass
-class Proc:
-    """A subprocess whose stderr lines are collected by a reader thread; released by a stdin line."""
-
-    popen: subprocess.Popen[str]
-    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    seen: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> Proc:
-        popen = subprocess.Popen(
-            list(cmd),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        proc = cls(popen)
-
-        def pump(stream: IO[str]) -> None:
-            for line in stream:
-                proc.lines.put(line)
-            proc.lines.put(None)
-
-        assert popen.stderr is not None
-        threading.Thread(target=pump, args=(popen.stderr,), daemon=True).start()
-        return proc
-
-    def wait_for(self, text: str) -> None:
-        while True:
-            line = self.lines.get(timeout=TIMEOUT)
-            if line is None:
-                raise AssertionError(f"process ended before printing {text!r}; stderr: {''.join(self.seen)}")
-            self.seen.append(line)
-            if text in line:
-                return
-
-    def release(self) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write("\n")
-        self.popen.stdin.flush()
-
-    def finish(self) -> tuple[int, str]:
-        self.popen.communicate(timeout=TIMEOUT)
-        while (line := self.lines.get(timeout=TIMEOUT)) is not None:
-            self.seen.append(line)
-        return self.popen.returncode, "".join(self.seen)
 
 
 @pytest.fixture
@@ -244,18 +193,18 @@ def test_an_audit_blocked_by_another_processs_write_lock_at_its_finish_stores_no
     ((baseline, _),) = _runs(store)
     _mass_termination(world)
 
-    audit = Proc.start(
+    audit = spawn(
         [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), "audit"],
         world.root,
         {**fake_env(), PAUSE_AT_ENV: "before-commit"},
     )
     audit.wait_for("PAUSED before-commit")  # every source read, nothing of the run stored
-    locker = Proc.start([sys.executable, "-c", _HOLD_WRITE_LOCK, str(db)], world.root, fake_env())
+    locker = spawn([sys.executable, "-c", _HOLD_WRITE_LOCK, str(db)], world.root, fake_env())
     locker.wait_for("LOCKED")
     audit.release()
     # The lock outlives the busy timeout of the run's commit and of its attempt to record the
     # failure: the audit gives up with its run still "running".
-    code, err = audit.finish()
+    code, _, err = audit.finish()
     locker.release()
     assert locker.finish()[0] == 0
 
@@ -278,14 +227,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 @dataclass
 class HookedSource(FakeAccountSource):
-    """Runs ``during_collect`` while the run is reading it."""
+    """Runs ``during_collect`` while the run is reading it (on a collecting thread, while HR is
+    read), ``during_detail`` in its detail pass (after HR was read and merged, before the commit)."""
 
     during_collect: Any = None
+    during_detail: Any = None
 
     def collect(self) -> SourceData:
         if self.during_collect is not None:
             self.during_collect()
         return super().collect()
+
+    def detail(self, accounts: Sequence[Account]) -> SourceData:
+        if self.during_detail is not None:
+            self.during_detail()
+        return super().detail(accounts)
 
 
 def _org() -> tuple[FakeHRSource, HookedSource]:
@@ -464,7 +420,7 @@ def test_a_person_a_webhook_inserted_meanwhile_is_left_alone_without_aborting_th
         e3 = person("E3", name="from the webhook")
         assert store.save_person_state(PersonState(e3, None, T0, "webhook"), None, "job:1")
 
-    src.during_collect = webhook_inserts_e3
+    src.during_detail = webhook_inserts_e3
     second = p.run(T0 + timedelta(days=2))
 
     # The run committed (PostgreSQL would abort the whole transaction on a failed INSERT).

@@ -7,7 +7,9 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from tests.support.fake_connector import FakeWorld, fake_env
@@ -61,11 +63,12 @@ class Proc:
         return self.popen.returncode, out, "".join(self.seen)
 
 
-def start(world: FakeWorld, *args: str) -> Proc:
+def spawn(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> Proc:
+    """Start ``cmd`` with pipes for stdin, stdout and stderr, and the stderr reader."""
     popen = subprocess.Popen(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
+        list(cmd),
+        cwd=cwd,
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -74,3 +77,12 @@ def start(world: FakeWorld, *args: str) -> Proc:
     proc = Proc(popen)
     proc.start_reader()
     return proc
+
+
+def start(world: FakeWorld, *args: str) -> Proc:
+    """The CLI on ``world``'s config, with ``args``."""
+    return spawn(
+        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
+        world.root,
+        fake_env(),
+    )
