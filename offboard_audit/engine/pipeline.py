@@ -3,8 +3,8 @@
 One pipeline, two scopes:
 
 * **everybody** (:meth:`Pipeline.run`, CLI ``audit``, the daemon's schedule): every HR source is
-  read and merged into the stored people (``engine/hr.py``), every account source collected;
-  snapshots are stored and findings whose scope was read and that were not found again close.
+  read and merged into the stored people (``engine/hr.py``) while every account source is
+  collected (on a thread pool: they meet only at matching); snapshots are stored and findings whose scope was read and that were not found again close.
 * **one person** (:meth:`Pipeline.run_person`, the HR webhook): an event's change is written to
   that person first; each account source reads only what may be theirs
   (``TargetedSource.collect_for``) or, without it, collects everything; only the links that
@@ -180,12 +180,19 @@ class Pipeline:
     def _run_everybody(
         self, run_id: str, now: datetime, sources: Sequence[SourceConfig], accept_hr: bool
     ) -> RunResult:
-        states = [
-            read_hr(src, self._hr_source(src), self.store, self.report) for src in self.config.hr_sources
-        ]
-        hr = hr_round(states, self.store, self.config, now, run_id, accept_hr)
+        # The account sources are read while HR is read and merged: the two do not depend on
+        # each other until matching, and each can take seconds (paged APIs). Only this thread
+        # uses the store; the collecting threads talk to their systems only.
+        reads = [AccountRead(src, self._account_source(src)) for src in sources]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(reads)))) as pool:
+            collecting = [pool.submit(collect, r, None, self.report) for r in reads]
+            states = [
+                read_hr(src, self._hr_source(src), self.store, self.report) for src in self.config.hr_sources
+            ]
+            hr = hr_round(states, self.store, self.config, now, run_id, accept_hr)
+            collected = [future.result() for future in collecting]
         self.accepted_breaker = hr.accepted_breaker
-        done = self._reconcile(sources, hr.people, now)
+        done = self._reconcile(sources, hr.people, now, collected=collected)
         exposed = self._exposure(sources, hr.states, hr.people, done, now, run_id)
         done = replace(done, findings=[*done.findings, *exposed.findings], stale=done.stale | exposed.stale)
 
@@ -293,9 +300,11 @@ class Pipeline:
         people: Sequence[Person],
         now: datetime,
         person: Person | None = None,
+        collected: Sequence[AccountRead] | None = None,
     ) -> _Reconciled:
-        """Collect, settle, match, detail and evaluate, for everybody or for ``person``."""
-        reads = self._collect(sources, person)
+        """Collect (unless ``collected`` already holds the reads), settle, match, detail and
+        evaluate, for everybody or for ``person``."""
+        reads = list(collected) if collected is not None else self._collect(sources, person)
         for r in reads:
             settle(r, self.store)
         specs: dict[str, MatchSpec] = {r.name: r.source.match for r in reads}
