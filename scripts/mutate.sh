@@ -78,6 +78,7 @@ TESTS=(
   tests/integration/test_mutation_holes_unenriched.py
   tests/integration/test_mutation_holes_journal.py
   tests/integration/test_snapshot_diff.py
+  tests/integration/test_pipeline_overlap.py
   tests/integration/test_webhook_scales_with_the_person.py
   tests/integration/test_carry_away_sources.py
 )
