@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from offboard_audit.core.protocols import SourceContext
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.report.evidence import collect_evidence
 from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
@@ -173,14 +171,7 @@ def test_no_discrepancy_after_applied_noop_failed_unknown_recovered_undone_and_t
     def reads_fail(credential_id: str, when: str) -> None:
         env.world.update(lambda st: st.setdefault("unreadable", {}).update({"AK2": "endpoint unreachable"}))
 
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": FakeRevoker(env.world.state_path, wait=reads_fail)},
-    )
+    engine = env.engine(revoker=FakeRevoker(env.world.state_path, wait=reads_fail))
     report = engine.revoke(NOW, apply=True)
     statuses = {o.credential_id: o.status for o in report.outcomes}
     assert statuses == {

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Exemption
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import iter_events
 from tests.integration.test_revocation_identity import recreate_bob
 from tests.support.fake_connector import FakeRevoker
@@ -59,14 +57,7 @@ def test_a_skipped_outcome_has_its_reason_in_error_and_no_message(env: Env) -> N
         )
 
     env.world.update(lambda st: st.setdefault("block", {}).update({"alice": "before"}))
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": FakeRevoker(env.world.state_path, wait=meanwhile)},
-    )
+    engine = env.engine(revoker=FakeRevoker(env.world.state_path, wait=meanwhile))
 
     skipped = [o for o in engine.revoke(NOW, apply=True).outcomes if o.status == "skipped"]
 

@@ -11,9 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Exemption
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.report.evidence import collect_evidence
 from offboard_audit.report.evidence_render import evidence_html, evidence_json
 from offboard_audit.storage.actions import iter_events, load_actions
@@ -210,13 +208,7 @@ def test_failed_action_is_recorded_other_actions_go_on_and_it_is_retried(env: En
 
 def test_change_that_does_not_verify_on_re_read_is_failed(env: Env) -> None:
     env.audit()
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        revokers={"fake": WritesNothingRevoker(env.world.state_path)},
-    )
+    engine = env.engine(revoker=WritesNothingRevoker(env.world.state_path))
     report = engine.revoke(NOW, apply=True, person="E2")
     assert {o.status for o in report.outcomes} == {"failed"}
     assert all("not verified" in (o.error or "") for o in report.outcomes)
@@ -230,14 +222,7 @@ def test_each_applied_action_reads_its_target_once_before_and_once_after_and_a_n
     # Someone else deactivated bob's key after the audit: the engine finds it already revoked.
     env.world.update(lambda st: next(c for c in st["credentials"] if c["id"] == "AK2").update(active=False))
     fake = FakeRevoker(env.world.state_path)
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": fake},
-    )
+    engine = env.engine(revoker=fake)
     report = engine.revoke(NOW, apply=True)
     statuses = {o.credential_id: o.status for o in report.outcomes}
     assert statuses == {

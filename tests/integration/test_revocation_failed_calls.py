@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import FindingStatus
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.report.evidence import collect_evidence
 from offboard_audit.storage.actions import iter_events, load_actions
 from tests.support.fake_connector import FakeRevoker
@@ -63,14 +61,7 @@ def test_when_the_re_read_fails_too_the_outcome_is_unknown_and_settled_on_the_ne
     def reads_fail(credential_id: str, when: str) -> None:
         env.world.update(lambda st: st.setdefault("unreadable", {}).update({"AK2": "endpoint unreachable"}))
 
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": FakeRevoker(env.world.state_path, wait=reads_fail)},
-    )
+    engine = env.engine(revoker=FakeRevoker(env.world.state_path, wait=reads_fail))
     report = engine.revoke(NOW, apply=True, person="E2")
     ak2 = next(o for o in report.outcomes if o.credential_id == "AK2")
     assert ak2.status == "unknown" and not report.ok

@@ -12,10 +12,8 @@ from typing import Any
 from sqlalchemy import update
 
 from offboard_audit.core.audit_chain import verify_chain
-from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Exemption, FindingStatus
 from offboard_audit.core.stored import ActionStatus
-from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.actions import NewEvent, iter_events, load_actions, record_new_action
 from offboard_audit.storage.tables import FINDINGS
 from tests.support.fake_connector import FakeRevoker, WritesNothingRevoker
@@ -134,14 +132,7 @@ def test_an_exemption_added_while_a_pass_runs_stops_the_actions_not_yet_applied(
         )
 
     env.world.update(lambda st: st.setdefault("block", {}).update({"alice": "before"}))
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": FakeRevoker(env.world.state_path, wait=meanwhile)},
-    )
+    engine = env.engine(revoker=FakeRevoker(env.world.state_path, wait=meanwhile))
     report = engine.revoke(NOW, apply=True)
 
     by_id = {o.credential_id: o for o in report.outcomes}
@@ -154,14 +145,7 @@ def test_an_undo_whose_re_read_does_not_show_the_restore_is_failed_and_stays_app
     env.audit()
     applied = env.engine().revoke(NOW, apply=True, person="E2")
     ak2 = next(o for o in applied.outcomes if o.credential_id == "AK2")
-    engine = RevocationEngine(
-        env.config,
-        env.store,
-        SourceContext(base_dir=env.config.base_dir),
-        "test",
-        clock=lambda: NOW,
-        revokers={"fake": WritesNothingRevoker(env.world.state_path)},
-    )
+    engine = env.engine(revoker=WritesNothingRevoker(env.world.state_path))
     report = engine.undo_action(ak2.action_id, NOW)
 
     (outcome,) = report.outcomes

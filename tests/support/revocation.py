@@ -13,7 +13,7 @@ import pytest
 
 from offboard_audit.config import Config, load_config
 from offboard_audit.config.registry import EXTRA_SOURCES_ENV
-from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.protocols import Revoker, SourceContext
 from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import RevocationEngine
@@ -32,9 +32,17 @@ class Env:
     def audit(self, now: datetime = NOW) -> RunResult:
         return Pipeline(self.config, self.store, SourceContext(base_dir=self.config.base_dir)).run(now)
 
-    def engine(self, now: datetime = NOW, actor: str = "test") -> RevocationEngine:
+    def engine(
+        self, now: datetime = NOW, actor: str = "test", revoker: Revoker | None = None
+    ) -> RevocationEngine:
+        """The engine on this world; ``revoker`` replaces the fake connector's own (hooks, faults)."""
         return RevocationEngine(
-            self.config, self.store, SourceContext(base_dir=self.config.base_dir), actor, clock=lambda: now
+            self.config,
+            self.store,
+            SourceContext(base_dir=self.config.base_dir),
+            actor,
+            clock=lambda: now,
+            revokers={"fake": revoker} if revoker is not None else None,
         )
 
     def reload(self, policy: dict[str, Any]) -> None:
