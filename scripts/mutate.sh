@@ -77,6 +77,9 @@ TESTS=(
   tests/integration/test_mutation_holes_keep_last_known.py
   tests/integration/test_mutation_holes_unenriched.py
   tests/integration/test_mutation_holes_journal.py
+  tests/integration/test_mutation_holes_revocation_run.py
+  tests/integration/test_mutation_holes_revocation_undo.py
+  tests/integration/test_mutation_holes_revocation_misc.py
   tests/integration/test_snapshot_diff.py
   tests/integration/test_pipeline_overlap.py
   tests/integration/test_webhook_scales_with_the_person.py

@@ -3,7 +3,7 @@ pipeline and the real engine (shared by the revocation integration tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,14 +33,23 @@ class Env:
         return Pipeline(self.config, self.store, SourceContext(base_dir=self.config.base_dir)).run(now)
 
     def engine(
-        self, now: datetime = NOW, actor: str = "test", revoker: Revoker | None = None
+        self,
+        now: datetime = NOW,
+        actor: str = "test",
+        revoker: Revoker | None = None,
+        *,
+        lock_timeout: float = 30.0,
+        reporter: Callable[[str], None] | None = None,
     ) -> RevocationEngine:
-        """The engine on this world; ``revoker`` replaces the fake connector's own (hooks, faults)."""
+        """The engine on this world at ``now``; ``revoker`` replaces the fake connector's own
+        (hooks, faults); ``reporter`` gets its progress lines."""
         return RevocationEngine(
             self.config,
             self.store,
             SourceContext(base_dir=self.config.base_dir),
             actor,
+            lock_timeout=lock_timeout,
+            reporter=reporter,
             clock=lambda: now,
             revokers={"fake": revoker} if revoker is not None else None,
         )
