@@ -64,5 +64,7 @@ def test_hr_and_the_account_sources_are_read_at_the_same_time(tmp_path: Path) ->
     result = pipeline.run(T0 + timedelta(days=1))
 
     assert {s.name: s.error for s in result.sources} == {"hr": None, "sys": None}
-    assert [(f.account.account_id, f.person and f.person.employee_id) for f in result.findings] == [("bob", "E2")]
+    assert [(f.account.account_id, f.person and f.person.employee_id) for f in result.findings] == [
+        ("bob", "E2")
+    ]
     store.engine.dispose()

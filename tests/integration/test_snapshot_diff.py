@@ -20,7 +20,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return Store.open(request.getfixturevalue("postgres_url"))
 
 
-def keys(accounts: tuple[Account, ...], creds: tuple[Credential, ...]) -> tuple[set[str], set[tuple[str, str]]]:
+def keys(
+    accounts: tuple[Account, ...], creds: tuple[Credential, ...]
+) -> tuple[set[str], set[tuple[str, str]]]:
     return {a.account_id for a in accounts}, {(c.account_id, c.credential_id) for c in creds}
 
 
@@ -67,7 +69,9 @@ def test_more_gone_rows_than_one_batch_are_all_deleted_and_new_ones_added(store:
     store.save_snapshot("sys", people, creds, "r1")
     newcomer = account("new")
 
-    written = store.save_snapshot("sys", [*people[:3], newcomer], [*creds[:3], credential(newcomer, "K")], "r2")
+    written = store.save_snapshot(
+        "sys", [*people[:3], newcomer], [*creds[:3], credential(newcomer, "K")], "r2"
+    )
 
     assert written == 2 * 1200 + 2  # 1,200 accounts and their keys gone; one account and key new
     accounts, found = keys(*_parts(store, "sys"))
