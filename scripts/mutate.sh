@@ -80,6 +80,9 @@ TESTS=(
   tests/integration/test_mutation_holes_revocation_run.py
   tests/integration/test_mutation_holes_revocation_undo.py
   tests/integration/test_mutation_holes_revocation_misc.py
+  tests/integration/test_mutation_holes_pipeline_entry.py
+  tests/integration/test_mutation_holes_pipeline_full.py
+  tests/integration/test_mutation_holes_pipeline_person.py
   tests/integration/test_snapshot_diff.py
   tests/integration/test_pipeline_overlap.py
   tests/integration/test_webhook_scales_with_the_person.py
