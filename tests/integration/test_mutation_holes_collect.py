@@ -13,11 +13,12 @@ import pytest
 
 from offboard_audit.config import SourceConfig
 from offboard_audit.core.protocols import SourceContext
-from offboard_audit.core.records import Account, EnrichmentFailure, FindingStatus, SourceData
+from offboard_audit.core.records import Account, FindingStatus, SourceData
 from offboard_audit.core.runs import SourceStatus
 from offboard_audit.engine.collect import AccountRead, ReadMode, read_scopes
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
+from tests.integration.test_enrichment_failures import EnrichedSource
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver, person
 
@@ -120,30 +121,14 @@ def test_the_detail_pass_replaces_a_bulk_account_with_its_refined_copy(tmp_path:
 # --- enrichment warnings -------------------------------------------------------------------
 
 
-@dataclass
-class EnrichedSource(FakeAccountSource):
-    """Lists keys without their last use; the detail pass adds it, or reports the enrichment of
-    the scope failed when ``enrichment_error`` is set."""
-
-    enrichment_error: str | None = None
-
-    def detail(self, accounts: Sequence[Account]) -> SourceData:
-        asked = {a.account_id for a in accounts}
-        creds = [c for c in self.credentials if c.account_id in asked]
-        if self.enrichment_error:
-            failures = tuple(
-                EnrichmentFailure(s, self.enrichment_error) for s in sorted({a.scope for a in accounts})
-            )
-            return SourceData(credentials=tuple(creds), enrichment_failures=failures)
-        return SourceData(credentials=tuple(replace(c, last_used_at=T0 + timedelta(days=3)) for c in creds))
-
-
 def test_a_failed_enrichment_warns_naming_the_scope_and_the_last_known_values_kept(
     tmp_path: Path, store: Store
 ) -> None:
     hr = FakeHRSource(people=[person("E1", "alice@example.com"), leaver("E2", T0, email="bob@example.com")])
     bob = account("bob", emails=("bob@example.com",), scope="prod")
-    sys = EnrichedSource(accounts=[bob], credentials=[credential(bob, "K-bob")])
+    sys = EnrichedSource(
+        accounts=[bob], credentials=[credential(bob, "K-bob")], last_use={"K-bob": T0 + timedelta(days=3)}
+    )
     p = make(tmp_path, store, hr, sys)
     p.run(NOW)
 

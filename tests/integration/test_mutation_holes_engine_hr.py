@@ -146,16 +146,21 @@ def test_accepting_a_tripped_read_notes_the_released_breaker_on_every_good_sourc
     assert all(note in hr_source_run(s).warnings for s in hr.states)
 
 
+def hr_a_failing_hr_b_reading(config: Config, store: Store, b_people: int) -> HRRound:
+    """Two people stored for each of hr-a and hr-b; now hr-a fails and hr-b reads ``b_people``."""
+    store.save_people("hr-a", staff("hr-a", "A", 2), "run-1")
+    store.save_people("hr-b", staff("hr-b", "B", 2), "run-1")
+    failing, reading = (
+        FakeHRSource(fail="export unreachable"),
+        FakeHRSource(people=staff("hr-b", "B", b_people)),
+    )
+    return round_of(config, store, {"hr-a": failing, "hr-b": reading})
+
+
 def test_a_failed_hr_source_trips_the_breaker_without_holding_back_the_good_sources_read(
     config: Config, store: Store
 ) -> None:
-    store.save_people("hr-a", staff("hr-a", "A", 2), "run-1")
-    store.save_people("hr-b", staff("hr-b", "B", 2), "run-1")
-    hr = round_of(
-        config,
-        store,
-        {"hr-a": FakeHRSource(fail="export unreachable"), "hr-b": FakeHRSource(people=staff("hr-b", "B", 1))},
-    )
+    hr = hr_a_failing_hr_b_reading(config, store, 1)
     # A failed source is its own breaker: not the "previous read stays the baseline" one.
     assert hr.breaker == "HR source failed: hr-a"
     assert not hr.keep_baseline and not hr.trusted and hr.failed == ["hr-a"]
@@ -169,13 +174,7 @@ def test_a_failed_hr_source_trips_the_breaker_without_holding_back_the_good_sour
 def test_a_failed_first_source_does_not_stop_the_next_good_source_being_stored(
     config: Config, store: Store
 ) -> None:
-    store.save_people("hr-a", staff("hr-a", "A", 2), "run-1")
-    store.save_people("hr-b", staff("hr-b", "B", 2), "run-1")
-    hr = round_of(
-        config,
-        store,
-        {"hr-a": FakeHRSource(fail="export unreachable"), "hr-b": FakeHRSource(people=staff("hr-b", "B", 3))},
-    )
+    hr = hr_a_failing_hr_b_reading(config, store, 3)
     save_people(hr, store, "run-2")
     assert [p.employee_id for p in store.load_people("hr-b")] == ["B1", "B2", "B3"]
     assert [p.employee_id for p in store.load_people("hr-a")] == ["A1", "A2"]

@@ -5,12 +5,9 @@ the same as what it wrote to the audit log. Found by a mutation run over
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
-from offboard_audit.core.records import Exemption
 from offboard_audit.storage.actions import iter_events
 from tests.integration.test_revocation_identity import recreate_bob
-from tests.support.fake_connector import FakeRevoker
 from tests.support.revocation import NOW, Env
 
 
@@ -46,21 +43,3 @@ def test_a_target_changed_outcome_has_its_reason_in_error_and_no_message(env: En
     assert all("uid-bob-NEW-HIRE" in (o.error or "") for o in outcomes)
     # The table shows ``error or message``: a message here would be shown instead of nothing.
     assert [o.message for o in outcomes] == ["", ""]
-
-
-def test_a_skipped_outcome_has_its_reason_in_error_and_no_message(env: Env) -> None:
-    env.audit()
-
-    def meanwhile(credential_id: str, when: str) -> None:
-        env.store.add_exemption(
-            Exemption("x-late", "fake:bob:AK2", "legal hold", NOW + timedelta(days=1), "lead", NOW)
-        )
-
-    env.world.update(lambda st: st.setdefault("block", {}).update({"alice": "before"}))
-    engine = env.engine(revoker=FakeRevoker(env.world.state_path, wait=meanwhile))
-
-    skipped = [o for o in engine.revoke(NOW, apply=True).outcomes if o.status == "skipped"]
-
-    assert [o.credential_id for o in skipped] == ["AK2"]
-    assert "x-late" in (skipped[0].error or "")
-    assert skipped[0].message == ""

@@ -138,6 +138,8 @@ def test_an_exemption_added_while_a_pass_runs_stops_the_actions_not_yet_applied(
     by_id = {o.credential_id: o for o in report.outcomes}
     assert by_id["alice"].status == "applied"
     assert by_id["AK2"].status == "skipped" and "x-late" in (by_id["AK2"].error or "")
+    # The reason is in ``error``; the revoke table shows ``error or message``, so no message.
+    assert by_id["AK2"].message == ""
     assert env.world.credential("AK2").get("active", True) is True
 
 
