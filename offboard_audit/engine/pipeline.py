@@ -4,7 +4,8 @@ One pipeline, two scopes:
 
 * **everybody** (:meth:`Pipeline.run`, CLI ``audit``, the daemon's schedule): every HR source is
   read and merged into the stored people (``engine/hr.py``) while every account source is
-  collected (on a thread pool: they meet only at matching); snapshots are stored and findings whose scope was read and that were not found again close.
+  collected (on a thread pool: they meet only at matching); snapshots are stored and findings
+  whose scope was read and that were not found again close.
 * **one person** (:meth:`Pipeline.run_person`, the HR webhook): an event's change is written to
   that person first; each account source reads only what may be theirs
   (``TargetedSource.collect_for``) or, without it, collects everything; only the links that
@@ -183,7 +184,7 @@ class Pipeline:
         # The account sources are read while HR is read and merged: the two do not depend on
         # each other until matching, and each can take seconds (paged APIs). Only this thread
         # uses the store; the collecting threads talk to their systems only.
-        reads = [AccountRead(src, self._account_source(src)) for src in sources]
+        reads = self._account_reads(sources)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(reads)))) as pool:
             collecting = [pool.submit(collect, r, None, self.report) for r in reads]
             states = [
@@ -192,7 +193,7 @@ class Pipeline:
             hr = hr_round(states, self.store, self.config, now, run_id, accept_hr)
             collected = [future.result() for future in collecting]
         self.accepted_breaker = hr.accepted_breaker
-        done = self._reconcile(sources, hr.people, now, collected=collected)
+        done = self._reconcile(collected, hr.people, now)
         exposed = self._exposure(sources, hr.states, hr.people, done, now, run_id)
         done = replace(done, findings=[*done.findings, *exposed.findings], stale=done.stale | exposed.stale)
 
@@ -250,7 +251,7 @@ class Pipeline:
         with recorded(self.store, run_id, now, RunKind.TARGETED):
             log.info("targeted reconcile %s of %s/%s (%s)", run_id, *_key(person), person.status.value)
             breaker = webhook_breaker(self.store, before, people, self.config, now)
-            done = self._reconcile(sources, people, now, person)
+            done = self._reconcile(self._collect(sources, person), people, now, person)
             test_point("before-commit")
             with self.store.atomic():
                 # A read of one person proves nothing about anybody else: no scope counts as read,
@@ -287,8 +288,12 @@ class Pipeline:
         found[_key(person)] = person
         return list(found.values())
 
+    def _account_reads(self, sources: Sequence[SourceConfig]) -> list[AccountRead]:
+        return [AccountRead(src, self._account_source(src)) for src in sources]
+
     def _collect(self, sources: Sequence[SourceConfig], person: Person | None) -> list[AccountRead]:
-        reads = [AccountRead(src, self._account_source(src)) for src in sources]
+        """Read what may be ``person``'s from each source (on a pool when there are several)."""
+        reads = self._account_reads(sources)
         if len(reads) <= 1:
             return [collect(r, person, self.report) for r in reads]
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(reads))) as pool:
@@ -296,15 +301,12 @@ class Pipeline:
 
     def _reconcile(
         self,
-        sources: Sequence[SourceConfig],
+        reads: list[AccountRead],
         people: Sequence[Person],
         now: datetime,
         person: Person | None = None,
-        collected: Sequence[AccountRead] | None = None,
     ) -> _Reconciled:
-        """Collect (unless ``collected`` already holds the reads), settle, match, detail and
-        evaluate, for everybody or for ``person``."""
-        reads = list(collected) if collected is not None else self._collect(sources, person)
+        """Settle, match, detail and evaluate what was collected, for everybody or for ``person``."""
         for r in reads:
             settle(r, self.store)
         specs: dict[str, MatchSpec] = {r.name: r.source.match for r in reads}
