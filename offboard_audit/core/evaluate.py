@@ -129,6 +129,8 @@ def evaluate(
                     precision = ""
                     if cred.last_used_precision:
                         precision = f" (recorded to within {cred.last_used_precision})"
+                    if cred.last_used_stale:
+                        precision += " (as of an earlier read: this run could not read its last use)"
                     reason = (
                         f"{cred.kind.value} {cred.credential_id} last used {_fmt(cred.last_used_at)}{precision}, "
                         f"after {person.name or person.employee_id} left on {_fmt(person.terminated_at)}"
@@ -139,6 +141,14 @@ def evaluate(
                         f"{cred.kind.value} {cred.credential_id} still active; "
                         f"{person.name or person.employee_id} left on {_fmt(person.terminated_at)}"
                     )
+                    if cred.last_used_stale:
+                        # The last use kept from an earlier read says nothing of the time since:
+                        # a use after leaving is not ruled out, so say so rather than imply it.
+                        last = _fmt(cred.last_used_at) if cred.last_used_at else "none"
+                        reason += (
+                            f"; this run could not read its last use (last known: {last}), "
+                            "so a use after leaving is not ruled out"
+                        )
                     findings.append(
                         make(Rule.CREDENTIAL_AFTER_TERMINATION, account, person, cred, reason, due)
                     )

@@ -120,6 +120,9 @@ def test_a_failed_enrichment_keeps_the_critical_finding_with_its_last_known_use_
     assert kept.severity is Severity.CRITICAL
     assert kept.credential is not None and kept.credential.last_used_at == USED
     assert kept.credential.last_used_stale
+    assert "(as of an earlier read: this run could not read its last use)" in kept.reason
+    (stored_kept,) = store.list_findings([FindingStatus.OPEN.value], finding_ids=[kept.finding_id])
+    assert stored_kept.reason == kept.reason
     # Nothing resolved, nothing new: the stored findings are exactly the first run's.
     assert store.list_findings([FindingStatus.RESOLVED.value]) == []
     assert sorted(f.finding_id for f in store.list_findings([FindingStatus.OPEN.value])) == sorted(

@@ -238,6 +238,35 @@ def test_reasons_name_the_credential_the_person_and_the_precision_of_the_last_us
     )
 
 
+def test_a_last_use_kept_from_an_earlier_read_is_said_to_be_so_in_the_reason():
+    # A failed last-use read keeps the last known value (engine/collect). The reason must not
+    # present it as this run's reading: a later use, after leaving, may simply not have been seen.
+    bob = leaver("E2", T0, name="")
+    a = account("bob")
+    before, after = T0 - timedelta(days=5), T0 + timedelta(days=2)
+    kept_before = replace(credential(a, "AK-BEFORE", last_used_at=before), last_used_stale=True)
+    kept_after = replace(credential(a, "AK-AFTER", last_used_at=after), last_used_stale=True)
+    kept_none = replace(credential(a, "AK-NONE"), last_used_stale=True)
+    fresh = credential(a, "AK-FRESH", last_used_at=before)
+    found = {
+        f.credential.credential_id: f
+        for f in run([Link(a, (bob,))], [kept_before, kept_after, kept_none, fresh])
+    }
+    left = T0.isoformat(timespec="seconds")
+    assert found["AK-BEFORE"].rule is Rule.CREDENTIAL_AFTER_TERMINATION
+    assert found["AK-BEFORE"].reason == (
+        f"access_key AK-BEFORE still active; E2 left on {left}; this run could not read its last use "
+        f"(last known: {before.isoformat(timespec='seconds')}), so a use after leaving is not ruled out"
+    )
+    assert found["AK-NONE"].reason.endswith("(last known: none), so a use after leaving is not ruled out")
+    assert found["AK-AFTER"].rule is Rule.USED_AFTER_TERMINATION
+    assert found["AK-AFTER"].reason == (
+        f"access_key AK-AFTER last used {after.isoformat(timespec='seconds')} (as of an earlier read: "
+        f"this run could not read its last use), after E2 left on {left}"
+    )
+    assert found["AK-FRESH"].reason == f"access_key AK-FRESH still active; E2 left on {left}"
+
+
 def test_an_ambiguous_account_lists_its_candidates_in_the_finding_and_the_reason():
     ann = person("E5", "ann@example.com")
     andy = person("E6", "", name="Andy")
