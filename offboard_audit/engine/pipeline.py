@@ -70,7 +70,7 @@ from offboard_audit.engine.hr import (
     update_person,
     webhook_breaker,
 )
-from offboard_audit.engine.run_record import finish, new_run_id, recorded, test_point
+from offboard_audit.engine.run_record import FaultPoints, finish, new_run_id, recorded
 from offboard_audit.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,10 @@ class Pipeline:
         reporter: Reporter | None = None,
         max_workers: int = 4,
         instances: Mapping[str, HRSource | AccountSource] | None = None,
+        faults: FaultPoints | None = None,
     ) -> None:
-        """``instances`` injects ready-made sources by name (tests, the daemon's cached sources)."""
+        """``instances`` injects ready-made sources by name (tests, the daemon's cached sources);
+        ``faults``, the fault-test points (default: as the process environment names them)."""
         self.config = config
         self.store = store
         self.ctx = ctx
@@ -125,6 +127,7 @@ class Pipeline:
         self.max_workers = max_workers
         self._instances: dict[str, HRSource | AccountSource] = dict(instances or {})
         self._instances_lock = threading.Lock()  # the daemon runs reconciles on several threads
+        self.faults = faults if faults is not None else FaultPoints.from_env()
         # The breaker reason that ``run(accept_hr=True)`` released, for the caller to report.
         self.accepted_breaker: str | None = None
         # What leavers could carry away (engine/exposure.py): sources with an exposure reader.
@@ -198,7 +201,7 @@ class Pipeline:
         done = replace(done, findings=[*done.findings, *exposed.findings], stale=done.stale | exposed.stale)
 
         self.report("storing results")
-        test_point("before-commit")
+        self.faults.hit("before-commit")
         with self.store.atomic():
             save_people(hr, self.store, run_id)
             read: set[Scope] = set()
@@ -252,7 +255,7 @@ class Pipeline:
             log.info("targeted reconcile %s of %s/%s (%s)", run_id, *_key(person), person.status.value)
             breaker = webhook_breaker(self.store, before, people, self.config, now)
             done = self._reconcile(self._collect(sources, person), people, now, person)
-            test_point("before-commit")
+            self.faults.hit("before-commit")
             with self.store.atomic():
                 # A read of one person proves nothing about anybody else: no scope counts as read,
                 # so storing this person's findings closes none.
@@ -369,7 +372,7 @@ class Pipeline:
             done.keep_open,
         )
         self.store.save_findings(run_id, now, changes)
-        test_point("findings-stored")
+        self.faults.hit("findings-stored")
 
 
 def run_audit(

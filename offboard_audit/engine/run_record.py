@@ -14,9 +14,11 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 from offboard_audit.core.records import Finding
 from offboard_audit.core.runs import RunResult, RunStatus, SourceRun
@@ -45,13 +47,32 @@ KILL_AT_ENV = "OFFBOARD_AUDIT_TEST_KILL_AT"
 PAUSE_AT_ENV = "OFFBOARD_AUDIT_TEST_PAUSE_AT"
 
 
-def test_point(name: str) -> None:
-    if os.environ.get(PAUSE_AT_ENV) == name:
-        sys.stderr.write(f"PAUSED {name}\n")
-        sys.stderr.flush()
-        sys.stdin.readline()
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+@dataclass(frozen=True, slots=True)
+class FaultPoints:
+    """The fault-test points of a pipeline: where to pause (say so on ``stderr``, wait for a line
+    on ``stdin``) and where to SIGKILL the process. A process reads them from its environment
+    (:meth:`from_env`); in-process tests inject them with streams of their own."""
+
+    pause_at: str | None = None
+    kill_at: str | None = None
+    # None: the process's own streams at the moment of the pause.
+    stdin: TextIO | None = None
+    stderr: TextIO | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FaultPoints:
+        values = os.environ if env is None else env
+        return cls(pause_at=values.get(PAUSE_AT_ENV) or None, kill_at=values.get(KILL_AT_ENV) or None)
+
+    def hit(self, name: str) -> None:
+        """Pause and/or die here if this point is the one named."""
+        if self.pause_at == name:
+            err = self.stderr or sys.stderr
+            err.write(f"PAUSED {name}\n")
+            err.flush()
+            (self.stdin or sys.stdin).readline()
+        if self.kill_at == name:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

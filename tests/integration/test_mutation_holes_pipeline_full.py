@@ -40,7 +40,7 @@ from offboard_audit.core.records import (
     SourceData,
 )
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.engine.run_record import PAUSE_AT_ENV
+from offboard_audit.engine.run_record import FaultPoints
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver, person
@@ -73,6 +73,7 @@ def _pipeline(
     max_workers: int = 4,
     reporter: list[str] | None = None,
     config: Config | None = None,
+    faults: FaultPoints | None = None,
 ) -> Pipeline:
     cfg = config or config_with(tmp_path, account_sources=list(sources))
     return Pipeline(
@@ -82,6 +83,7 @@ def _pipeline(
         reporter=reporter.append if reporter is not None else None,
         max_workers=max_workers,
         instances={"hr": hr, **sources},
+        faults=faults or FaultPoints(),
     )
 
 
@@ -185,28 +187,22 @@ class _Pauses:
         return "\n"
 
 
-def _paused_run(tmp_path: Path, store: Store, point: str, monkeypatch: pytest.MonkeyPatch) -> _Pauses:
+def _paused_run(tmp_path: Path, store: Store, point: str) -> _Pauses:
     pauses = _Pauses(store)
-    monkeypatch.setenv(PAUSE_AT_ENV, point)
-    monkeypatch.setattr("sys.stdin", pauses)
-    monkeypatch.setattr("sys.stderr", pauses.err)
-    _pipeline(tmp_path, store, _hr(), {"sys": _bob()}).run(NOW)
+    faults = FaultPoints(pause_at=point, stdin=pauses, stderr=pauses.err)
+    _pipeline(tmp_path, store, _hr(), {"sys": _bob()}, faults=faults).run(NOW)
     return pauses
 
 
-def test_a_full_run_pauses_at_before_commit_with_nothing_of_it_stored(
-    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pauses = _paused_run(tmp_path, store, "before-commit", monkeypatch)
+def test_a_full_run_pauses_at_before_commit_with_nothing_of_it_stored(tmp_path: Path, store: Store) -> None:
+    pauses = _paused_run(tmp_path, store, "before-commit")
 
     assert pauses.seen == [("PAUSED before-commit\n", 0)]
     assert len(store.stored_findings()) == 1  # bob's key, stored once the run went on
 
 
-def test_a_full_run_pauses_at_findings_stored_with_its_findings_written(
-    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pauses = _paused_run(tmp_path, store, "findings-stored", monkeypatch)
+def test_a_full_run_pauses_at_findings_stored_with_its_findings_written(tmp_path: Path, store: Store) -> None:
+    pauses = _paused_run(tmp_path, store, "findings-stored")
 
     assert pauses.seen == [("PAUSED findings-stored\n", 1)]
 

@@ -12,8 +12,8 @@ SQLite.
 
 from __future__ import annotations
 
+import io
 import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from offboard_audit.core.records import Person, PersonStatus, Rule
 from offboard_audit.core.stored import PersonState
 from offboard_audit.engine import pipeline as pipeline_module
 from offboard_audit.engine.pipeline import Pipeline
-from offboard_audit.engine.run_record import PAUSE_AT_ENV
+from offboard_audit.engine.run_record import FaultPoints
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, account, credential, leaver, person
@@ -44,10 +44,20 @@ def stored(store: Store, *people: Person, source: str = "hr") -> None:
 
 
 def make(
-    tmp_path: Path, store: Store, sys_: FakeAccountSource, hr_names: tuple[str, ...] = ("hr",)
+    tmp_path: Path,
+    store: Store,
+    sys_: FakeAccountSource,
+    hr_names: tuple[str, ...] = ("hr",),
+    faults: FaultPoints | None = None,
 ) -> Pipeline:
     cfg = config_with(tmp_path, account_sources=[sys_.name], hr_names=list(hr_names))
-    return Pipeline(cfg, store, SourceContext(base_dir=tmp_path), instances={sys_.name: sys_})
+    return Pipeline(
+        cfg,
+        store,
+        SourceContext(base_dir=tmp_path),
+        instances={sys_.name: sys_},
+        faults=faults or FaultPoints(),
+    )
 
 
 def one_account(username: str) -> FakeAccountSource:
@@ -171,14 +181,13 @@ class _Stdin:
 
 
 def test_a_targeted_run_pauses_at_the_before_commit_test_point_before_storing_findings(
-    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: Store
 ) -> None:
     stored(store, leaver("E2", T0, email="bob@example.com"))
-    stdin = _Stdin(store)
-    monkeypatch.setenv(PAUSE_AT_ENV, "before-commit")
-    monkeypatch.setattr(sys, "stdin", stdin)
-    outcome = make(tmp_path, store, one_account("bob")).run_person("E2", NOW)
-    assert "PAUSED before-commit\n" in capsys.readouterr().err
+    stdin, stderr = _Stdin(store), io.StringIO()
+    faults = FaultPoints(pause_at="before-commit", stdin=stdin, stderr=stderr)
+    outcome = make(tmp_path, store, one_account("bob"), faults=faults).run_person("E2", NOW)
+    assert stderr.getvalue() == "PAUSED before-commit\n"
     assert stdin.findings_at_pause == [0]  # paused once, nothing stored yet
     assert len(outcome.run.findings) == 1
     assert len(store.stored_findings()) == 1
