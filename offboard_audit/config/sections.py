@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from offboard_audit.core.audit_chain import MIN_KEY_BYTES, ChainKey
+from offboard_audit.core.cron import parse_cron
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.policy import PolicyConfig
 
@@ -50,7 +51,8 @@ AUDIT_OPTIONS = {
     "writers cannot rewrite it (another host, an append-only file, a log shipper)",
 }
 SCHEDULE_OPTIONS = {
-    "audit": 'cron for the full reconcile (default "*/15 * * * *")',
+    "audit": 'cron for the full reconcile (default "*/15 * * * *"): 5 fields, or 6 with seconds first; '
+    "day of week 0 and 7 are Sunday; read as cron reads it (docs/daemon.md, Cron expressions)",
     "hr_refresh": "cron for an HR-only refresh (optional)",
     "timezone": "time zone the cron expressions are read in (default UTC)",
     "misfire_grace_time": 'how late a missed run may still start ("5m")',
@@ -200,7 +202,7 @@ def audit_config(table: SourceOptions, env: Mapping[str, str]) -> AuditConfig:
 
 
 def schedule_config(table: SourceOptions) -> ScheduleConfig:
-    """``[schedule]``: the cron expressions are checked to have 5 fields."""
+    """``[schedule]``: the cron expressions are checked field by field (``core/cron.py``)."""
     reject_unknown(table, SCHEDULE_OPTIONS)
     schedule = ScheduleConfig(
         audit=table.opt_str("audit", "*/15 * * * *") or "*/15 * * * *",
@@ -210,8 +212,12 @@ def schedule_config(table: SourceOptions) -> ScheduleConfig:
     )
     for key in ("audit", "hr_refresh"):
         expr = getattr(schedule, key)
-        if expr is not None and len(expr.split()) != 5:
-            raise table.error(key, f"must be a 5-field cron expression, got {expr!r}")
+        if expr is None:
+            continue
+        try:
+            parse_cron(expr)
+        except ValueError as exc:
+            raise table.error(key, f"not a valid cron expression: {exc}") from None
     return schedule
 
 

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from offboard_audit.config.sections import ScheduleConfig
+from offboard_audit.core.cron import parse_cron
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.storage.locks import LEADER, HeldLock, Locks
@@ -42,15 +43,25 @@ AUDIT_JOB_ID = "offboard-audit:audit"
 HR_REFRESH_JOB_ID = "offboard-audit:hr_refresh"
 
 
+def cron_trigger(cron: str, tz: ZoneInfo) -> Any:
+    """The APScheduler trigger that fires when cron would (``core/cron.py``): one
+    ``CronTrigger``, or an ``OrTrigger`` of two when day of month and day of week are both
+    restricted (cron fires on a day that matches either)."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+    triggers = [CronTrigger(timezone=tz, **fields) for fields in parse_cron(cron).trigger_fields()]
+    return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
+
+
 def ensure_job(
     sched: Any, job_id: str, kind: str, cron: str, tz: ZoneInfo, func: Callable[[str], None]
 ) -> None:
-    """Keep a stored job as it is (its persisted next run time survives restarts) unless the
-    cron expression changed; add it when missing."""
-    from apscheduler.triggers.cron import CronTrigger
-
+    """Keep a stored job as it is (its persisted next run time survives restarts) unless its
+    trigger changed (the cron expression, or how it is read: a job stored with APScheduler's
+    reading of day-of-week numbers is rescheduled with cron's); add it when missing."""
     try:
-        trigger = CronTrigger.from_crontab(cron, timezone=tz)
+        trigger = cron_trigger(cron, tz)
     except ValueError as exc:
         raise ConfigError(f"not a valid cron expression {cron!r}: {exc}", key=f"schedule.{kind}") from None
     existing = sched.get_job(job_id)

@@ -22,7 +22,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.support.daemon import SECRET_ENV, DaemonProcess, daemon_env, event_body, run_cli, wait_until
+from tests.support.daemon import (
+    SECRET_ENV,
+    DaemonProcess,
+    daemon_env,
+    daily_at,
+    event_body,
+    run_cli,
+    wait_until,
+)
 from tests.support.fake_connector import PLUGIN_REF, FakeWorld, standard_world
 from tests.support.ports import free_port
 
@@ -170,14 +178,6 @@ def test_notifications_of_a_daemon_killed_before_sending_are_sent_once_by_the_ne
     assert len(sink.received) == 1
 
 
-def next_minute_cron() -> tuple[str, datetime]:
-    """A cron that fires once an hour, at the next minute boundary at least 25 s away (the
-    daemon must have started its schedule before then)."""
-    now = datetime.now(UTC)
-    at = (now + timedelta(seconds=85 if now.second > 35 else 60)).replace(second=0, microsecond=0)
-    return f"{at.minute} * * * *", at
-
-
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_scheduled_run_killed_mid_way_is_abandoned_by_the_next_leader_and_the_missed_tick_re_run(
     tmp_path: Path, request: pytest.FixtureRequest, database: str
@@ -188,7 +188,8 @@ def test_a_scheduled_run_killed_mid_way_is_abandoned_by_the_next_leader_and_the_
     if database == "postgres":
         db = str(request.getfixturevalue("postgres_url"))
     world = standard_world(tmp_path, db if isinstance(db, str) else f"sqlite:///{db}")
-    cron, fires_at = next_minute_cron()
+    # Once a day, 25 s from now: the daemon must have started its schedule before then.
+    cron, (fires_at,) = daily_at([25])
     port, standby_port = free_port(), free_port()
     config = write_config(world, db, port, audit=cron)
     standby_config = write_config(world, db, standby_port, audit=cron)
@@ -203,8 +204,8 @@ def test_a_scheduled_run_killed_mid_way_is_abandoned_by_the_next_leader_and_the_
             second.start()
             assert second.wait_healthy()["leader"] is False
         assert first.process is not None
-        # Its tick fires at the next minute boundary; the hook SIGKILLs it once the run is recorded.
-        wait_until(lambda: first.process.poll() is not None, 120, "the leader to die in its scheduled run")
+        # Its tick fires at fires_at; the hook SIGKILLs it once the run is recorded.
+        wait_until(lambda: first.process.poll() is not None, 90, "the leader to die in its scheduled run")
         assert first.process.returncode == -9, first.log()
         ((dead_run, status),) = rows(db, "SELECT run_id, status FROM runs WHERE kind = 'audit'")
         assert status in ("running", "abandoned")  # the standby may have marked it already
@@ -221,7 +222,7 @@ def test_a_scheduled_run_killed_mid_way_is_abandoned_by_the_next_leader_and_the_
             return runs if done else None
 
         runs = wait_until(rerun_done, 60, "the missed tick to be run again")
-        # Well before the next natural tick (an hour later): the re-run is the missed one.
+        # Well before the next natural tick (a day later): the re-run is the missed one.
         assert datetime.now(UTC) < fires_at + timedelta(minutes=5)
         assert runs[0] == (dead_run, "abandoned")
         ticks = rows(db, "SELECT state, run_id FROM daemon_ticks ORDER BY started_at")

@@ -1,8 +1,9 @@
 """The daemon as a subprocess: restart keeps the schedule, two replicas on one PostgreSQL never
 double a run or an action, SIGTERM during a reconcile exits 0 within 10 s and records it.
 
-The schedule tests use the 5-field cron "* * * * *", so each waits for a real minute boundary
-(at most ~60 s): that is the time that has to pass, not a stand-in for synchronisation.
+The schedule tests use 6-field crons (seconds first) that fire once a day a few seconds from now
+(``daily_at``): the test waits for that time to pass, not as a stand-in for synchronisation, and
+no second tick can come while it runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.support.daemon import (
     SECRET_ENV,
     DaemonProcess,
     daemon_env,
+    daily_at,
     event_body,
     signed_headers,
     wait_until,
@@ -49,7 +51,7 @@ def write_config(
     extra_sources: str = "",
     name: str = "offboard-audit.toml",
     auto_revoke: bool = False,
-    audit_cron: str = "* * * * *",
+    audit_cron: str = "0 3 1 1 *",  # once a year: no scheduled run during a test unless asked
 ) -> Path:
     hr = tmp_path / "hr.csv"
     if not hr.exists():
@@ -103,7 +105,9 @@ def audit_runs(db: Path) -> list[tuple[str, str]]:
 def test_restart_keeps_the_stored_schedule_and_runs_a_missed_reconcile_once(tmp_path: Path) -> None:
     db = tmp_path / "audit.db"
     port = free_port()
-    config = write_config(tmp_path, f"sqlite:///{db}", port)
+    # Two slots 4 s apart, once a day: both pass while no daemon runs.
+    cron, (first_slot, second_slot) = daily_at([25, 29])
+    config = write_config(tmp_path, f"sqlite:///{db}", port, audit_cron=cron)
     env = daemon_env()
 
     first = DaemonProcess(config, env, port).start()
@@ -115,11 +119,14 @@ def test_restart_keeps_the_stored_schedule_and_runs_a_missed_reconcile_once(tmp_
     finally:
         first.kill()
     planned = stored_next_run(db)
-    assert planned is not None
+    assert planned == first_slot.timestamp()
+    assert time.time() < planned, "the daemon took too long to start: its first slot has passed"
     runs_before = len(audit_runs(db))
 
-    # Let the planned run time pass while no daemon is running.
-    wait_until(lambda: time.time() > planned + 1, 75, "the planned run time to pass", interval=0.5)
+    # Let both planned run times pass while no daemon is running.
+    wait_until(
+        lambda: time.time() > second_slot.timestamp() + 1, 75, "the planned run times to pass", interval=0.5
+    )
     assert stored_next_run(db) == planned  # nothing moved it while stopped
 
     second = DaemonProcess(config, env, port).start()
@@ -127,8 +134,8 @@ def test_restart_keeps_the_stored_schedule_and_runs_a_missed_reconcile_once(tmp_
         second.wait_healthy()
         runs = wait_until(lambda: audit_runs(db)[runs_before:] or None, 30, "the missed reconcile to run")
         wait_until(lambda: all(s != "running" for _, s in audit_runs(db)), 30, "the run to finish")
-        assert len(runs) == 1, runs  # one run for the missed slot, not one per missed minute
-        assert stored_next_run(db) == planned + 60  # the kept job moved on to its next minute
+        assert len(runs) == 1, runs  # one run for the two missed slots, not one per slot
+        assert stored_next_run(db) == planned + 86400  # the kept job moved on to its next day
         code, _ = second.stop()
         assert code == 0
     finally:
@@ -163,8 +170,10 @@ service_specific_credentials = false
 """
     env = daemon_env(FAKE_AWS_ENV)
     ports = free_port(), free_port()
+    # One scheduled reconcile, 20 s from now; the next is a day later.
+    cron, _ = daily_at([20])
     configs = [
-        write_config(tmp_path, postgres_url, p, aws, f"replica{i}.toml", auto_revoke=True)
+        write_config(tmp_path, postgres_url, p, aws, f"replica{i}.toml", auto_revoke=True, audit_cron=cron)
         for i, p in enumerate(ports)
     ]
     a = DaemonProcess(configs[0], env, ports[0]).start()
@@ -194,7 +203,7 @@ def test_two_replicas_on_one_postgres_never_double_a_run_or_an_action(
         with engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(sql))]
 
-    # The scheduled reconcile (next minute boundary) revokes the leaver's key.
+    # The scheduled reconcile (its one tick, 20 s after the start) revokes the leaver's key.
     leaver_applied = "SELECT action_id FROM actions WHERE username = 'leaver' AND status = 'applied'"
     wait_until(lambda: q(leaver_applied) or None, 75, "the scheduled reconcile to revoke", interval=0.2)
 

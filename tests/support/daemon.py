@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,19 @@ SECRET = "test-webhook-secret-0123456789"
 SECRET_ENV = "OFFBOARD_TEST_WEBHOOK_SECRET"
 
 T = TypeVar("T")
+
+
+def daily_at(offsets: Sequence[int]) -> tuple[str, list[datetime]]:
+    """A 6-field cron (seconds first, UTC) that fires once a day, at these many seconds from now,
+    all in one minute; and those fire times. The schedule tests wait for these few seconds
+    instead of a minute boundary, and no second tick comes while a test runs."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = now + timedelta(seconds=offsets[0])
+    if first.second + offsets[-1] - offsets[0] > 59:  # keep every slot inside one minute
+        first = (first + timedelta(minutes=1)).replace(second=0)
+    times = [first + timedelta(seconds=o - offsets[0]) for o in offsets]
+    seconds = ",".join(str(t.second) for t in times)
+    return f"{seconds} {first.minute} {first.hour} * * *", times
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:

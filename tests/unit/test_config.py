@@ -84,6 +84,10 @@ def test_out_of_range_share_and_bad_cron_are_rejected():
         == "policy.max_new_terminations"
     )
     assert _error(GOOD + '\n[schedule]\naudit = "every 5 minutes"\n').key == "schedule.audit"
+    # Checked field by field when the config is read, not first when the daemon starts.
+    err = _error(GOOD + '\n[schedule]\nhr_refresh = "0 3 * * 8"\n')
+    assert err.key == "schedule.hr_refresh"
+    assert "not a valid cron expression: day of week: 8 is out of range 0-7" in str(err)
 
 
 def test_duplicate_source_names_are_rejected():
