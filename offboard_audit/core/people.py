@@ -52,9 +52,8 @@ FIELD_GROUPS: tuple[tuple[str, ...], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class HRMerge:
-    """One HR source's read merged into its stored people."""
+    """One HR source's read merged into its stored people (the source is the caller's)."""
 
-    source: str
     states: tuple[PersonState, ...]  # the source's people once this read is accepted
     dropped: tuple[PersonState, ...]  # in the last read, missing now, not terminated: removed
     kept_terminated: tuple[str, ...]  # employee ids missing now but kept (sticky terminations)
@@ -125,7 +124,6 @@ def merge_hr_read(
     known = {s.person.employee_id for s in mine}
     states.extend(PersonState(row, row, None, changed_by) for eid, row in rows.items() if eid not in known)
     return HRMerge(
-        source=source,
         states=tuple(states),
         dropped=tuple(dropped),
         kept_terminated=tuple(sorted(kept_terminated)),
@@ -176,10 +174,6 @@ class ChangeDecision:
     def person(self) -> Person | None:
         state = self.after or self.before
         return state.person if state is not None else None
-
-
-def _iso(t: datetime | None) -> str:
-    return t.isoformat() if t is not None else "unknown"
 
 
 def decide_change(stored: Sequence[PersonState], change: PersonChange, default_source: str) -> ChangeDecision:
@@ -242,8 +236,8 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
     ):
         return ChangeDecision(
             ChangeOutcome.SUPERSEDED,
-            f"superseded: effective_at {_iso(change.effective_at)} is before the last applied status "
-            f"change of employee {eid!r} at {_iso(found.changed_at)} ({found.changed_by or 'unknown'}); "
+            f"superseded: effective_at {change.effective_at.isoformat()} is before the last applied status "
+            f"change of employee {eid!r} at {found.changed_at.isoformat()} ({found.changed_by or 'unknown'}); "
             "nothing changed",
             before=found,
         )

@@ -48,7 +48,7 @@ def test_an_error_is_described_by_its_own_type_and_text_and_a_blank_one_by_its_t
 
 def kept_terminated_note(tmp_path: Path, ids: list[str]) -> str:
     source = config_with(tmp_path).hr_sources[0]
-    merge = HRMerge(source.name, (), (), tuple(ids), (), 0, len(ids))
+    merge = HRMerge((), (), tuple(ids), (), 0, len(ids))
     state = HRState(source, read=HRRead(()), merge=merge)
     (note,) = (w for w in hr_source_run(state).warnings if "sticky" in w)
     return note
