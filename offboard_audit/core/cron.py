@@ -42,7 +42,6 @@ class CronSchedule:
     APScheduler's default, 0). ``either_day``: fire on a day that matches day of month *or* day
     of week (cron's rule when both are restricted)."""
 
-    expression: str
     minute: str
     hour: str
     day: str
@@ -83,7 +82,6 @@ def parse_cron(expression: str) -> CronSchedule:
         _values(key, text)
     days = _values("day_of_week", weekday)
     return CronSchedule(
-        expression=expression,
         second=second,
         minute=minute,
         hour=hour,

@@ -78,6 +78,15 @@ def test_a_star_step_in_one_day_field_keeps_the_other_alone() -> None:
     assert all(d.weekday() == MONDAY and d.day % 2 == 1 for d in days)
 
 
+def test_a_range_of_one_day_is_that_day() -> None:
+    assert {d.weekday() for d in fires("0 0 * * 5-5", count=3)} == {4}  # Friday
+
+
+def test_a_start_with_a_step_runs_to_the_end_of_the_field() -> None:
+    # '5/20' is 5-59/20, as cron implementations that take it read it.
+    assert [d.minute for d in fires("5/20 * * * *", count=4)] == [5, 25, 45, 5]
+
+
 def test_six_fields_put_seconds_first() -> None:
     got = fires("*/20 * * * * *", start=SATURDAY + timedelta(seconds=1), count=4)
     assert [d.second for d in got] == [20, 40, 0, 20]
@@ -118,6 +127,7 @@ def test_the_configured_time_zone_is_the_zone_the_hours_are_read_in() -> None:
         ("0 3 * * funday", "day of week: 'funday' is not a number from 0 to 7 (or a name: sun,"),
         ("0 3 * feb-foo *", "month: 'foo' is not a number from 1 to 12 (or a name: jan,"),
         ("0 3 L * *", "day of month: 'l' is not a number from 1 to 31"),
+        ("0 3 * * foo-fri", "day of week: 'foo' is not a number from 0 to 7"),
         ("0 3 * * 1#2", "day of week: '1#2' is not a cron value, range, list or step"),
         ("every 5 minutes", "must have 5 fields"),
     ],
@@ -157,3 +167,9 @@ def test_a_job_stored_with_apschedulers_reading_of_the_weekday_is_rescheduled_as
         assert sched.get_job("audit").next_run_time == kept_at
     finally:
         sched.shutdown(wait=False)
+
+
+def test_a_field_without_names_says_only_which_numbers_it_takes() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_cron("x * * * *")
+    assert str(caught.value) == "minute: 'x' is not a number from 0 to 59"
