@@ -85,6 +85,8 @@ def test_a_range_of_one_day_is_that_day() -> None:
 def test_a_start_with_a_step_runs_to_the_end_of_the_field() -> None:
     # '5/20' is 5-59/20, as cron implementations that take it read it.
     assert [d.minute for d in fires("5/20 * * * *", count=4)] == [5, 25, 45, 5]
+    # Day of week too, where the days are spelled out: 1/2 is 1, 3, 5, 7 (7 is Sunday).
+    assert {d.weekday() for d in fires("0 0 * * 1/2", count=8)} == {0, 2, 4, 6}
 
 
 def test_six_fields_put_seconds_first() -> None:
