@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check 'mutmut>=3.3,<4' >/dev/null
 
-# The modules whose mistakes revoke the wrong thing or call partial data clean.
+# The modules whose mistakes revoke the wrong thing, call partial data clean or run the audit on
+# the wrong days.
 MODULES=(
   "offboard_audit/core/caps.py"
   "offboard_audit/core/evaluate.py"
@@ -29,6 +30,7 @@ MODULES=(
   "offboard_audit/engine/collect.py"
   "offboard_audit/engine/hr.py"
   "offboard_audit/core/lifecycle.py"
+  "offboard_audit/core/cron.py"
   "connectors/hr_records/translate.py"
   "connectors/hr_records/source.py"
 )
