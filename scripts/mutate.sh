@@ -33,6 +33,8 @@ MODULES=(
   "offboard_audit/core/cron.py"
   "connectors/hr_records/translate.py"
   "connectors/hr_records/source.py"
+  "connectors/aws_iam/actions.py"
+  "connectors/aws_iam/revoker.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
 # Tests that exercise them in process without external servers (SQLite only: fast and
@@ -89,6 +91,9 @@ TESTS=(
   tests/integration/test_pipeline_overlap.py
   tests/integration/test_webhook_scales_with_the_person.py
   tests/integration/test_carry_away_sources.py
+  tests/connectors/aws/test_revoker.py
+  tests/connectors/aws/test_identity.py
+  tests/connectors/aws/test_failed_calls.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
