@@ -43,7 +43,8 @@ _PARSER_LIMIT = 2**31 - 1  # the largest value a C long takes everywhere
 
 
 class CsvHRSource:
-    """Reads an HR CSV export. Handles a UTF-8 BOM, CRLF line ends and stray whitespace."""
+    """Reads an HR CSV export. Handles a UTF-8 BOM, CRLF line ends, blank lines (before the header
+    too) and stray whitespace."""
 
     def __init__(self, name: str, path: Path, settings: HrSettings) -> None:
         self.name = name
@@ -61,12 +62,16 @@ class CsvHRSource:
         _unlimited_fields()
         lines = io.StringIO(text, newline="").readlines()
         reader = csv.reader(iter(lines))
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise SourceError(f"HR file {self.path} is empty") from None
-        except csv.Error as exc:
-            raise SourceError(f"HR file {self.path} line {reader.line_num}: {exc}") from None
+        header: list[str] = []
+        # Blank lines before the header are skipped, as blank lines between rows are: taken for
+        # the header, one would send the operator to the `columns` mapping for a missing column.
+        while not any(h.strip() for h in header):
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise SourceError(f"HR file {self.path} is empty") from None
+            except csv.Error as exc:
+                raise SourceError(f"HR file {self.path} line {reader.line_num}: {exc}") from None
         header = [h.strip() for h in header]
         missing = [f for f in REQUIRED_FIELDS if self._s.columns[f] not in header]
         if missing:
