@@ -94,6 +94,7 @@ TESTS=(
   tests/connectors/aws/test_revoker.py
   tests/connectors/aws/test_identity.py
   tests/connectors/aws/test_failed_calls.py
+  tests/connectors/test_mutation_holes_hr_source2.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
