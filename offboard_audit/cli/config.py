@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -47,6 +49,22 @@ def audit_mode(config: Config) -> str:
     return "; ".join(parts)
 
 
+def schedule_lines(config: Config, now: datetime) -> list[str]:
+    """One line per daemon schedule: its expression, its time zone and its next three runs."""
+    from offboard_audit.daemon.scheduler import next_fire_times
+
+    sched = config.schedule
+    tz = ZoneInfo(sched.timezone)  # checked when the config was read
+    lines = []
+    for key, expr in (("audit", sched.audit), ("hr_refresh", sched.hr_refresh)):
+        if expr is None:
+            continue
+        times = next_fire_times(expr, tz, now)
+        when = ", ".join(f"{t:%a %Y-%m-%d %H:%M:%S}" for t in times) or "never"
+        lines.append(f"schedule.{key} = {expr!r} ({sched.timezone}): next runs {when}")
+    return lines
+
+
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> int:
     """Validate the config file and print the permissions each source needs."""
@@ -76,6 +94,8 @@ def config_check(ctx: typer.Context) -> int:
             f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
         )
     )
+    for line in schedule_lines(config, datetime.now(UTC)):
+        console.print(plain(line))
     if not config.hr_sources:
         err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")
     return EXIT_OK

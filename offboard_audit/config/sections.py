@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offboard_audit.core.audit_chain import MIN_KEY_BYTES, ChainKey
 from offboard_audit.core.cron import parse_cron
@@ -210,6 +211,12 @@ def schedule_config(table: SourceOptions) -> ScheduleConfig:
         timezone=table.opt_str("timezone", "UTC") or "UTC",
         misfire_grace_time=table.duration("misfire_grace_time", timedelta(minutes=5)),
     )
+    try:
+        ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.error(
+            "timezone", f'unknown time zone {schedule.timezone!r} (an IANA name such as "Europe/Berlin")'
+        ) from None
     for key in ("audit", "hr_refresh"):
         expr = getattr(schedule, key)
         if expr is None:

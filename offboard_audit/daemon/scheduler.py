@@ -54,6 +54,22 @@ def cron_trigger(cron: str, tz: ZoneInfo) -> Any:
     return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
 
 
+def next_fire_times(cron: str, tz: ZoneInfo, now: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` times (or fewer, if it stops firing) the daemon would run ``cron`` after
+    ``now``: what ``config check`` shows, so a reader sees which days an expression means."""
+    trigger = cron_trigger(cron, tz)
+    times: list[datetime] = []
+    previous: datetime | None = None
+    at = now
+    while len(times) < count:
+        nxt = trigger.get_next_fire_time(previous, at)
+        if nxt is None:
+            break
+        times.append(nxt)
+        previous, at = nxt, nxt + timedelta(microseconds=1)
+    return times
+
+
 def ensure_job(
     sched: Any, job_id: str, kind: str, cron: str, tz: ZoneInfo, func: Callable[[str], None]
 ) -> None:

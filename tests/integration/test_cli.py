@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 HR = "employee_id,email,name,status,termination_date,aliases\nE1,alice@example.com,Alice,active,,\nE2,bob@example.com,Bob,terminated,2026-01-01,\n"
@@ -135,6 +136,37 @@ def test_config_env_var_and_db_flag_are_honoured(tmp_path: Path):
     proc = cli("--db", f"sqlite:///{db}", "audit", cwd=tmp_path, env={"OFFBOARD_AUDIT_CONFIG": str(cfg)})
     assert proc.returncode == 0, proc.stderr
     assert db.exists()
+
+
+def test_config_check_shows_the_next_runs_of_each_schedule_on_the_days_cron_means(tmp_path: Path):
+    write_config(
+        tmp_path,
+        extra='\n[schedule]\naudit = "0 3 * * 0"\nhr_refresh = "30 6 1 * mon"\ntimezone = "Asia/Tokyo"\n',
+    )
+    proc = cli("config", "check", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    runs = {}
+    for key in ("audit", "hr_refresh"):
+        (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"schedule.{key} = ")]
+        assert "(Asia/Tokyo): next runs " in line
+        runs[key] = [
+            datetime.strptime(t.strip()[4:], "%Y-%m-%d %H:%M:%S")
+            for t in line.split("next runs ")[1].split(",")
+        ]
+    # The calendar is the oracle: day of week 0 is Sunday; "1 * mon" is the 1st or a Monday.
+    assert len(runs["audit"]) == 3 and all(
+        t.weekday() == 6 and (t.hour, t.minute) == (3, 0) for t in runs["audit"]
+    )
+    assert len(runs["hr_refresh"]) == 3
+    assert all((t.day == 1 or t.weekday() == 0) and (t.hour, t.minute) == (6, 30) for t in runs["hr_refresh"])
+    assert runs["audit"] == sorted(runs["audit"]) and len(set(runs["audit"])) == 3
+
+
+def test_config_check_refuses_an_unknown_time_zone_naming_the_key(tmp_path: Path):
+    write_config(tmp_path, extra='\n[schedule]\ntimezone = "Europe/Atlantis"\n')
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "schedule.timezone" in proc.stderr and "unknown time zone 'Europe/Atlantis'" in proc.stderr
 
 
 def test_config_check_prints_permissions_of_every_source(tmp_path: Path):
