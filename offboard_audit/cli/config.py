@@ -18,6 +18,7 @@ from offboard_audit.cli.app import (
     state,
 )
 from offboard_audit.config import Config
+from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.matching import validate_username_rules
 from offboard_audit.report.audit_trail import AuditTrail
 from offboard_audit.report.table import console_for, markup_safe, plain
@@ -60,7 +61,9 @@ def schedule_lines(config: Config, now: datetime) -> list[str]:
         if expr is None:
             continue
         times = next_fire_times(expr, tz, now)
-        when = ", ".join(f"{t:%a %Y-%m-%d %H:%M:%S}" for t in times) or "never"
+        if not times:  # the daemon refuses it too (daemon/scheduler.ensure_job)
+            raise ConfigError(f"{expr!r} never fires (no such date)", key=f"schedule.{key}")
+        when = ", ".join(f"{t:%a %Y-%m-%d %H:%M:%S}" for t in times)
         lines.append(f"schedule.{key} = {expr!r} ({sched.timezone}): next runs {when}")
     return lines
 

@@ -80,6 +80,9 @@ def ensure_job(
         trigger = cron_trigger(cron, tz)
     except ValueError as exc:
         raise ConfigError(f"not a valid cron expression {cron!r}: {exc}", key=f"schedule.{kind}") from None
+    if trigger.get_next_fire_time(None, datetime.now(tz)) is None:
+        # APScheduler would store it paused and never run it: a schedule that silently never runs.
+        raise ConfigError(f"{cron!r} never fires (no such date)", key=f"schedule.{kind}")
     existing = sched.get_job(job_id)
     if existing is None:
         sched.add_job(func, trigger, id=job_id, name=f"{kind} reconcile", args=[kind])

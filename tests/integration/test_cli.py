@@ -162,6 +162,13 @@ def test_config_check_shows_the_next_runs_of_each_schedule_on_the_days_cron_mean
     assert runs["audit"] == sorted(runs["audit"]) and len(set(runs["audit"])) == 3
 
 
+def test_config_check_refuses_a_schedule_that_never_fires(tmp_path: Path):
+    write_config(tmp_path, extra='\n[schedule]\nhr_refresh = "0 0 31 2 *"\n')  # 31 February
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "schedule.hr_refresh" in proc.stderr and "'0 0 31 2 *' never fires" in proc.stderr
+
+
 def test_config_check_refuses_an_unknown_time_zone_naming_the_key(tmp_path: Path):
     write_config(tmp_path, extra='\n[schedule]\ntimezone = "Europe/Atlantis"\n')
     proc = cli("config", "check", cwd=tmp_path)

@@ -175,3 +175,29 @@ def test_a_field_without_names_says_only_which_numbers_it_takes() -> None:
     with pytest.raises(ValueError) as caught:
         parse_cron("x * * * *")
     assert str(caught.value) == "minute: 'x' is not a number from 0 to 59"
+
+
+def test_the_next_fire_times_are_counted_from_now_and_an_impossible_date_has_none() -> None:
+    from offboard_audit.daemon.scheduler import next_fire_times
+
+    got = next_fire_times("0 3 * * 0", UTC_ZONE, SATURDAY, count=2)
+    assert got == [datetime(2026, 11, 29, 3, 0, tzinfo=UTC), datetime(2026, 12, 6, 3, 0, tzinfo=UTC)]
+    assert next_fire_times("0 0 29 2 *", UTC_ZONE, SATURDAY, count=1) == [datetime(2028, 2, 29, tzinfo=UTC)]
+    assert next_fire_times("0 0 31 2 *", UTC_ZONE, SATURDAY) == []  # 31 February
+
+
+def test_the_daemon_refuses_a_schedule_that_never_fires_instead_of_storing_it_paused() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from offboard_audit.core.errors import ConfigError
+    from offboard_audit.daemon.scheduler import ensure_job
+
+    sched = BackgroundScheduler(timezone=UTC_ZONE)
+    sched.start(paused=True)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            ensure_job(sched, "audit", "audit", "0 0 31 2 *", UTC_ZONE, _noop)
+        assert caught.value.key == "schedule.audit" and "never fires" in str(caught.value)
+        assert sched.get_job("audit") is None
+    finally:
+        sched.shutdown(wait=False)
