@@ -94,6 +94,10 @@ TESTS=(
   tests/connectors/aws/test_revoker.py
   tests/connectors/aws/test_identity.py
   tests/connectors/aws/test_failed_calls.py
+  tests/connectors/aws/test_mutation_holes_action_defs.py
+  tests/connectors/aws/test_mutation_holes_deny_sessions.py
+  tests/connectors/aws/test_mutation_holes_read_objects.py
+  tests/connectors/aws/test_mutation_holes_revoker_base.py
   tests/connectors/test_mutation_holes_hr_source2.py
 )
 

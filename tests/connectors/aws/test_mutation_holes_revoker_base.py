@@ -328,3 +328,16 @@ def test_the_revokers_default_clock_is_timezone_aware_utc(session: boto3.session
     after = datetime.now(UTC)
     assert now.tzinfo is not None and now.utcoffset() == timedelta(0)
     assert before <= now <= after
+
+
+@pytest.mark.parametrize("name", ["delete_login_profile", "deactivate_mfa_device"])
+def test_an_irreversible_action_asked_to_restore_all_the_same_refuses_naming_itself(
+    session: boto3.session.Session, name: str
+) -> None:
+    # The engine never asks (their `restore` is None); called anyway, they must refuse loudly.
+    spec = make_revoker(AwsClients(session=session)).specs[name]
+    assert spec.restore is None
+    prior = ResourceState(exists=True, active=True)
+    with pytest.raises(RevokeError) as caught:
+        spec.unrevoke(session.client("iam"), target("bob", "x", CredentialKind.PASSWORD, "AIDAX"), prior)  # type: ignore[attr-defined]
+    assert str(caught.value) == f"{name} is irreversible"
