@@ -26,6 +26,7 @@ from offboard_audit.core.records import (
     Rule,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
+from tests.support.planning import record_for
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 LEFT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -54,33 +55,7 @@ def finding(
 
 
 def record(f: Finding, action_id: str, action: str, status: ActionStatus, at: datetime) -> ActionRecord:
-    assert f.credential is not None
-    return ActionRecord(
-        action_id=action_id,
-        plan_id="p",
-        finding_id=f.finding_id,
-        source=f.source,
-        system=f.system,
-        scope="",
-        account_id=f.account.account_id,
-        username=f.account.username,
-        credential_id=f.credential.credential_id,
-        credential_kind=f.credential.kind,
-        detail="",
-        account_uid=f.account.uid,
-        action=action,
-        stage=Stage.DISABLE,
-        reversible=True,
-        person="e1",
-        status=status,
-        error=None,
-        prior_state=None,
-        result_state=None,
-        actor="t",
-        undo_of=None,
-        created_at=at,
-        updated_at=at,
-    )
+    return record_for(f, action, status, at, action_id=action_id, person="e1")
 
 
 def planned(plan: object) -> list[tuple[str, str]]:

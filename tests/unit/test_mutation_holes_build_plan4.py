@@ -28,6 +28,7 @@ from offboard_audit.core.records import (
     Rule,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
+from tests.support.planning import record_for
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 LEFT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -57,32 +58,15 @@ def finding(status: FindingStatus = FindingStatus.OPEN, due: datetime | None = L
 
 def done(f: Finding, d: ActionDef, at: datetime) -> ActionRecord:
     """``d`` applied to the credential of ``f`` at ``at``."""
-    assert f.credential is not None
-    return ActionRecord(
+    return record_for(
+        f,
+        d.name,
+        ActionStatus.APPLIED,
+        at,
         action_id=f"a-{d.name}",
-        plan_id="p",
-        finding_id=f.finding_id,
-        source=f.source,
-        system=f.system,
-        scope="",
-        account_id=f.account.account_id,
-        username=f.account.username,
-        credential_id=f.credential.credential_id,
-        credential_kind=f.credential.kind,
-        detail="",
-        account_uid=f.account.uid,
-        action=d.name,
         stage=d.stage,
         reversible=d.reversible,
         person="e1",
-        status=ActionStatus.APPLIED,
-        error=None,
-        prior_state=None,
-        result_state=None,
-        actor="t",
-        undo_of=None,
-        created_at=at,
-        updated_at=at,
     )
 
 

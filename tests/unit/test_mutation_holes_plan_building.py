@@ -31,6 +31,7 @@ from offboard_audit.core.records import (
     Rule,
 )
 from offboard_audit.core.stored import ActionRecord, ActionStatus
+from tests.support.planning import record_for
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 LEFT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -60,33 +61,7 @@ def finding(
 def record(
     f: Finding, action_id: str, status: ActionStatus, at: datetime, undo_of: str | None = None
 ) -> ActionRecord:
-    assert f.credential is not None
-    return ActionRecord(
-        action_id=action_id,
-        plan_id="p",
-        finding_id=f.finding_id,
-        source=f.source,
-        system=f.system,
-        scope="",
-        account_id=f.account.account_id,
-        username=f.account.username,
-        credential_id=f.credential.credential_id,
-        credential_kind=f.credential.kind,
-        detail="",
-        account_uid=f.account.uid,
-        action="deactivate_key",
-        stage=Stage.DISABLE,
-        reversible=True,
-        person="e1",
-        status=status,
-        error=None,
-        prior_state=None,
-        result_state=None,
-        actor="t",
-        undo_of=undo_of,
-        created_at=at,
-        updated_at=at,
-    )
+    return record_for(f, "deactivate_key", status, at, action_id=action_id, undo_of=undo_of, person="e1")
 
 
 # --- build_plan ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from offboard_audit.core.records import (
 )
 from offboard_audit.core.selectors import last_moment_refusal
 from offboard_audit.core.stored import ActionRecord, ActionStatus
+from tests.support.planning import record_for
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 LEFT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -68,31 +69,17 @@ def exposure(
 
 def rotate_record(f: Finding, at: datetime) -> ActionRecord:
     assert f.credential is not None
-    return ActionRecord(
+    return record_for(
+        f,
+        "rotate_secret",
+        ActionStatus.APPLIED,
+        at,
         action_id="a-rot",
-        plan_id="p",
-        finding_id=f.finding_id,
-        source=f.source,
-        system=f.system,
         scope=f.account.scope,
-        account_id=f.account.account_id,
-        username=f.account.username,
-        credential_id=f.credential.credential_id,
-        credential_kind=f.credential.kind,
         detail=f.credential.detail,
         account_uid=f.credential.credential_id,
-        action="rotate_secret",
         stage=Stage.ROTATE,
-        reversible=True,
         person="e1",
-        status=ActionStatus.APPLIED,
-        error=None,
-        prior_state=None,
-        result_state=None,
-        actor="t",
-        undo_of=None,
-        created_at=at,
-        updated_at=at,
     )
 
 
