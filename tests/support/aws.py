@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from offboard_audit.core.actions import ActionTarget
+from offboard_audit.core.records import CredentialKind
 from tests.support.ports import free_port, wait_for_port
 
 MOTO_ACCOUNT = "123456789012"
@@ -89,6 +91,31 @@ class SeedUser:
     has_password: bool = False
     groups: Sequence[str] = ()
     created: datetime | None = None
+
+
+def action_target(
+    user: str,
+    credential_id: str,
+    kind: CredentialKind,
+    uid: str,
+    *,
+    detail: str = "",
+    scope: str = MOTO_ACCOUNT,
+    source: str = "aws-rv",
+) -> ActionTarget:
+    """An ActionTarget on IAM user ``user`` as the planner builds it, carrying ``uid``: the
+    UserId read when the finding was made."""
+    return ActionTarget(
+        source=source,
+        system="aws_iam",
+        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
+        username=user,
+        credential_id=credential_id,
+        credential_kind=kind,
+        detail=detail,
+        scope=scope,
+        account_uid=uid,
+    )
 
 
 def iam_backend(account_id: str = MOTO_ACCOUNT) -> Any:

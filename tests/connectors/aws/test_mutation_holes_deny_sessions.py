@@ -28,7 +28,7 @@ from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state
-from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
+from tests.support.aws import MOTO_ACCOUNT, SeedUser, action_target, iam_backend, seed_users
 
 FIXED_NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 
@@ -77,16 +77,8 @@ def revoker(iam: Any, now: datetime = FIXED_NOW) -> AwsIamRevoker:
 
 def target(user: str) -> ActionTarget:
     found = iam_backend().users.get(user)
-    return ActionTarget(
-        source="aws-rv",
-        system="aws_iam",
-        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
-        username=user,
-        credential_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
-        credential_kind=CredentialKind.ACCOUNT,
-        scope=MOTO_ACCOUNT,
-        account_uid=str(found.id) if found is not None else "",
-    )
+    arn = f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}"
+    return action_target(user, arn, CredentialKind.ACCOUNT, str(found.id) if found is not None else "")
 
 
 def stored_document(user: str) -> str:

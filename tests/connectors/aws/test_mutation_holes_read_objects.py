@@ -28,7 +28,7 @@ from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.core.stored import state_from_json, state_to_json
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
-from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
+from tests.support.aws import SeedUser, action_target, iam_backend, seed_users
 
 
 @pytest.fixture
@@ -56,17 +56,7 @@ def uid(user: str) -> str:
 
 
 def target(user: str, credential_id: str, kind: CredentialKind, detail: str = "") -> ActionTarget:
-    return ActionTarget(
-        source="aws-rv",
-        system="aws_iam",
-        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
-        username=user,
-        credential_id=credential_id,
-        credential_kind=kind,
-        detail=detail,
-        scope=MOTO_ACCOUNT,
-        account_uid=uid(user),
-    )
+    return action_target(user, credential_id, kind, uid(user), detail=detail)
 
 
 def groups_of(iam: Any, user: str) -> set[str]:

@@ -30,7 +30,7 @@ from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, undo_step
-from tests.support.aws import MOTO_ACCOUNT
+from tests.support.aws import MOTO_ACCOUNT, action_target
 
 SOURCE = "aws-mg"
 OTHER_ACCOUNT = "210987654321"
@@ -63,17 +63,7 @@ def target(
     detail: str = "",
     scope: str = MOTO_ACCOUNT,
 ) -> ActionTarget:
-    return ActionTarget(
-        source=SOURCE,
-        system="aws_iam",
-        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
-        username=user,
-        credential_id=credential_id,
-        credential_kind=kind,
-        detail=detail,
-        scope=scope,
-        account_uid=uid,
-    )
+    return action_target(user, credential_id, kind, uid, detail=detail, scope=scope, source=SOURCE)
 
 
 def record_calls(events: Any) -> list[str]:

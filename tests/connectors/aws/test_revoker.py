@@ -31,7 +31,7 @@ from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
-from tests.support.aws import MOTO_ACCOUNT, SeedUser, iam_backend, seed_users
+from tests.support.aws import MOTO_ACCOUNT, SeedUser, action_target, iam_backend, seed_users
 
 NOW = datetime.now(UTC)
 
@@ -87,17 +87,7 @@ def target(
 ) -> ActionTarget:
     """An action target as the planner builds it: with the UserId read when the finding was made
     (by default the user's current one)."""
-    return ActionTarget(
-        source="aws-rv",
-        system="aws_iam",
-        account_id=f"arn:aws:iam::{MOTO_ACCOUNT}:user/{user}",
-        username=user,
-        credential_id=credential_id,
-        credential_kind=kind,
-        detail=detail,
-        scope=MOTO_ACCOUNT,
-        account_uid=user_id(user) if uid is None else uid,
-    )
+    return action_target(user, credential_id, kind, user_id(user) if uid is None else uid, detail=detail)
 
 
 def test_every_action_declares_exact_iam_permissions_and_irreversible_ones_say_so() -> None:
