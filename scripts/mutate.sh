@@ -35,6 +35,8 @@ MODULES=(
   "connectors/hr_records/source.py"
   "connectors/aws_iam/actions.py"
   "connectors/aws_iam/revoker.py"
+  "connectors/gcp_iam/actions.py"
+  "connectors/gcp_iam/revoker.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
 # Tests that exercise them in process without external servers (SQLite only: fast and
@@ -99,6 +101,8 @@ TESTS=(
   tests/connectors/aws/test_mutation_holes_read_objects.py
   tests/connectors/aws/test_mutation_holes_revoker_base.py
   tests/connectors/test_mutation_holes_hr_source2.py
+  tests/connectors/gcp/test_revoker.py
+  tests/connectors/gcp/test_identity.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
