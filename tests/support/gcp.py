@@ -25,8 +25,11 @@ from connectors.gcp_iam import demo_fake
 from connectors.gcp_iam.clients import GcpClients, build_clients
 from connectors.gcp_iam.demo_fake import FakeApiError, FakePolicyHolder, FakeServiceAccount
 from connectors.gcp_iam.settings import parse_settings
+from connectors.gcp_iam.translate import binding_credential_id, principal_uid
+from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.records import CredentialKind
 
 _POLICY_CALLS = ("rm.GetIamPolicy", "rm.SetIamPolicy")
 
@@ -228,3 +231,50 @@ def gcp_revoker(
     yield make
     for revoker in made:
         revoker.close()
+
+
+# --- action targets as the planner builds them -------------------------------------------------
+
+
+def key_target(email: str, key_name: str, uid: str, project: str = "acme-prod") -> ActionTarget:
+    """A service-account key of ``email`` (immutable ``uid``) in ``project``."""
+    return ActionTarget(
+        source="gcp",
+        system="gcp_iam",
+        account_id=email,
+        username=email,
+        credential_id=key_name,
+        credential_kind=CredentialKind.SERVICE_ACCOUNT_KEY,
+        scope=project,
+        account_uid=uid,
+    )
+
+
+def sa_target(email: str, uid: str, project: str = "acme-prod") -> ActionTarget:
+    """The service account ``email`` itself (immutable ``uid``) in ``project``."""
+    return ActionTarget(
+        source="gcp",
+        system="gcp_iam",
+        account_id=email,
+        username=email,
+        credential_id=email,
+        credential_kind=CredentialKind.ACCOUNT,
+        scope=project,
+        account_uid=uid,
+    )
+
+
+def planned_binding_target(scope: str, role: str, member: str, expression: str = "") -> ActionTarget:
+    """The binding credential the audit plans for: account = resource/principal, where the
+    resource is the project, organization or folder ``scope`` names."""
+    resource = scope if scope.startswith(("organizations/", "folders/")) else f"projects/{scope}"
+    return ActionTarget(
+        source="gcp",
+        system="gcp_iam",
+        account_id=f"{resource}/{principal_uid(member)}",
+        username=member,
+        credential_id=binding_credential_id(scope, role, member, expression),
+        credential_kind=CredentialKind.IAM_BINDING,
+        scope=scope,
+        account_uid=principal_uid(member),
+    )

@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 
 from connectors.gcp_iam import GcpIamRevoker
-from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.core.actions import ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
-from tests.support.gcp import FakeGcp
+from tests.support.gcp import FakeGcp, planned_binding_target
 
 EXPRESSION = 'request.time < timestamp("2027-01-01T00:00:00Z")'
 DEPLOYER = "projects/acme-prod/roles/deployer"
@@ -39,17 +37,7 @@ ACME_ETAG = etag(b"etag-acme-prod-4")
 
 def target_for(scope: str, role: str, member: str, expression: str = "") -> ActionTarget:
     """The binding credential the audit would plan for: account = resource/principal."""
-    resource = scope if scope.startswith(("organizations/", "folders/")) else f"projects/{scope}"
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=f"{resource}/{principal_uid(member)}",
-        username=member,
-        credential_id=binding_credential_id(scope, role, member, expression),
-        credential_kind=CredentialKind.IAM_BINDING,
-        scope=scope,
-        account_uid=principal_uid(member),
-    )
+    return planned_binding_target(scope, role, member, expression)
 
 
 @pytest.fixture

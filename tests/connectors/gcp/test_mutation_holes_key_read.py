@@ -20,8 +20,8 @@ from connectors.gcp_iam import GcpIamRevoker
 from connectors.gcp_iam.demo_fake import FakeKey, FakeServiceAccount
 from offboard_audit.core.actions import ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
-from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state
+from tests.support import gcp as gcp_support
 from tests.support.gcp import FakeGcp
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -34,29 +34,11 @@ DENIED = "PermissionDenied: 403 caller lacks iam.serviceAccountKeys.get"
 
 
 def key_target(email: str = EMAIL, key_name: str = KEY, uid: str = UID) -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=key_name,
-        credential_kind=CredentialKind.SERVICE_ACCOUNT_KEY,
-        scope="acme-prod",
-        account_uid=uid,
-    )
+    return gcp_support.key_target(email, key_name, uid)
 
 
 def sa_target(email: str = EMAIL, uid: str = UID) -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=email,
-        credential_kind=CredentialKind.ACCOUNT,
-        scope="acme-prod",
-        account_uid=uid,
-    )
+    return gcp_support.sa_target(email, uid)
 
 
 def seed_key(gcp_fake: FakeGcp, disabled: bool = False) -> tuple[FakeServiceAccount, FakeKey]:

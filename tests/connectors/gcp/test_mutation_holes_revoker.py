@@ -16,13 +16,11 @@ from connectors.gcp_iam import GcpIamRevoker
 from connectors.gcp_iam.clients import GcpClients
 from connectors.gcp_iam.demo_fake import FakeApiError, FakePolicyHolder
 from connectors.gcp_iam.settings import GcpSettings, parse_settings
-from connectors.gcp_iam.translate import binding_credential_id, principal_uid
 from offboard_audit.core.actions import ActionTarget
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state
-from tests.support.gcp import FakeGcp
+from tests.support.gcp import FakeGcp, key_target, planned_binding_target, sa_target
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 # A timeout no default of the client libraries uses: what the calls carry must be this one.
@@ -32,43 +30,7 @@ FOLDER = "folders/10"
 
 
 def binding_target(scope: str, role: str, member: str) -> ActionTarget:
-    resource = scope if "/" in scope else f"projects/{scope}"
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=f"{resource}/{principal_uid(member)}",
-        username=member,
-        credential_id=binding_credential_id(scope, role, member),
-        credential_kind=CredentialKind.IAM_BINDING,
-        scope=scope,
-        account_uid=principal_uid(member),
-    )
-
-
-def key_target(email: str, key_name: str, uid: str, project: str = "acme-prod") -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=key_name,
-        credential_kind=CredentialKind.SERVICE_ACCOUNT_KEY,
-        scope=project,
-        account_uid=uid,
-    )
-
-
-def sa_target(email: str, uid: str, project: str = "acme-prod") -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=email,
-        credential_kind=CredentialKind.ACCOUNT,
-        scope=project,
-        account_uid=uid,
-    )
+    return planned_binding_target(scope, role, member)
 
 
 class Recording:

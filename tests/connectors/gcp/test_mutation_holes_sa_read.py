@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from connectors.gcp_iam import GcpIamRevoker
 from offboard_audit.core.actions import ActionTarget, ResourceState, state_json
-from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
+from tests.support import gcp as gcp_support
 from tests.support.gcp import FakeGcp
 
 ACTION = "disable_service_account"
@@ -23,16 +23,7 @@ EMAIL = "ci-deployer@acme-prod.iam.gserviceaccount.com"
 
 
 def sa_target(uid: str, project: str = "acme-prod") -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=EMAIL,
-        username=EMAIL,
-        credential_id=EMAIL,
-        credential_kind=CredentialKind.ACCOUNT,
-        scope=project,
-        account_uid=uid,
-    )
+    return gcp_support.sa_target(EMAIL, uid, project)
 
 
 def enabled(uid: str, name: str = f"projects/acme-prod/serviceAccounts/{EMAIL}") -> ResourceState:

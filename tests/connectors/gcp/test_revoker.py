@@ -16,7 +16,7 @@ from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Revoker
 from offboard_audit.core.records import CredentialKind
 from offboard_audit.engine.steps import apply_step, read_state, undo_step
-from tests.support.gcp import FakeGcp
+from tests.support.gcp import FakeGcp, key_target, sa_target
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 CONDITION = {
@@ -36,32 +36,6 @@ def binding_target(project: str, role: str, member: str, expression: str = "") -
         credential_kind=CredentialKind.IAM_BINDING,
         scope=project,
         account_uid=principal_uid(member),
-    )
-
-
-def key_target(email: str, key_name: str, uid: str, project: str = "acme-prod") -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=key_name,
-        credential_kind=CredentialKind.SERVICE_ACCOUNT_KEY,
-        scope=project,
-        account_uid=uid,
-    )
-
-
-def sa_target(email: str, uid: str, project: str = "acme-prod") -> ActionTarget:
-    return ActionTarget(
-        source="gcp",
-        system="gcp_iam",
-        account_id=email,
-        username=email,
-        credential_id=email,
-        credential_kind=CredentialKind.ACCOUNT,
-        scope=project,
-        account_uid=uid,
     )
 
 
