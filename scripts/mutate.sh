@@ -103,6 +103,11 @@ TESTS=(
   tests/connectors/test_mutation_holes_hr_source2.py
   tests/connectors/gcp/test_revoker.py
   tests/connectors/gcp/test_identity.py
+  tests/connectors/gcp/test_hierarchy.py
+  tests/connectors/gcp/test_mutation_holes_sa_read.py
+  tests/connectors/gcp/test_mutation_holes_key_read.py
+  tests/connectors/gcp/test_mutation_holes_bindings.py
+  tests/connectors/gcp/test_mutation_holes_revoker.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
