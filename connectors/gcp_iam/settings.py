@@ -37,8 +37,10 @@ OPTIONS: dict[str, str] = {
     "keys from the Policy Analyzer (needs roles/policyanalyzer.activityAnalysisViewer); a "
     "missing API or permission becomes a warning, not a failure (default false).",
     "timeout": "Seconds per API call (default 30).",
-    "protected_principals": "fnmatch patterns of members / service-account emails the revoker "
-    "never touches, in addition to the core's protected list and Google-managed service agents.",
+    "protected_principals": "fnmatch patterns (case-insensitive) of what the revoker never touches, "
+    "in addition to the core's protected list and Google-managed service agents. Each is matched "
+    "against the member (`user:bob@example.com`), its email, and the account id the audit reported "
+    "(`projects/P/<principal>` for a binding; the service account's email for a key or the account).",
     "max_policy_retries": "Attempts of the etag-checked read-modify-write of a project, folder or "
     "organization IAM policy "
     "when it changes concurrently (default 5).",
