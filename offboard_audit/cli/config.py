@@ -18,7 +18,6 @@ from offboard_audit.cli.app import (
     state,
 )
 from offboard_audit.config import Config
-from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.matching import validate_username_rules
 from offboard_audit.report.audit_trail import AuditTrail
 from offboard_audit.report.table import console_for, markup_safe, plain
@@ -52,7 +51,7 @@ def audit_mode(config: Config) -> str:
 
 def schedule_lines(config: Config, now: datetime) -> list[str]:
     """One line per daemon schedule: its expression, its time zone and its next three runs."""
-    from offboard_audit.daemon.scheduler import next_fire_times
+    from offboard_audit.daemon.scheduler import next_fire_times, schedule_trigger
 
     sched = config.schedule
     tz = ZoneInfo(sched.timezone)  # checked when the config was read
@@ -60,9 +59,8 @@ def schedule_lines(config: Config, now: datetime) -> list[str]:
     for key, expr in (("audit", sched.audit), ("hr_refresh", sched.hr_refresh)):
         if expr is None:
             continue
-        times = next_fire_times(expr, tz, now)
-        if not times:  # the daemon refuses it too (daemon/scheduler.ensure_job)
-            raise ConfigError(f"{expr!r} never fires (no such date)", key=f"schedule.{key}")
+        # Refused as the daemon refuses it at start: an expression that never fires.
+        times = next_fire_times(schedule_trigger(key, expr, tz, now), now)
         when = ", ".join(f"{t:%a %Y-%m-%d %H:%M:%S}" for t in times)
         lines.append(f"schedule.{key} = {expr!r} ({sched.timezone}): next runs {when}")
     return lines

@@ -54,10 +54,22 @@ def cron_trigger(cron: str, tz: ZoneInfo) -> Any:
     return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
 
 
-def next_fire_times(cron: str, tz: ZoneInfo, now: datetime, count: int = 3) -> list[datetime]:
-    """The next ``count`` times (or fewer, if it stops firing) the daemon would run ``cron`` after
-    ``now``: what ``config check`` shows, so a reader sees which days an expression means."""
-    trigger = cron_trigger(cron, tz)
+def schedule_trigger(kind: str, cron: str, tz: ZoneInfo, now: datetime) -> Any:
+    """The trigger of ``schedule.<kind>``; ConfigError naming that key when ``cron`` is not a
+    cron expression or never fires after ``now`` (APScheduler would store such a job paused and
+    never run it: a schedule that silently never runs)."""
+    try:
+        trigger = cron_trigger(cron, tz)
+    except ValueError as exc:
+        raise ConfigError(f"not a valid cron expression {cron!r}: {exc}", key=f"schedule.{kind}") from None
+    if trigger.get_next_fire_time(None, now) is None:
+        raise ConfigError(f"{cron!r} never fires (no such date)", key=f"schedule.{kind}")
+    return trigger
+
+
+def next_fire_times(trigger: Any, now: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` times (or fewer, if it stops firing) ``trigger`` fires after ``now``:
+    what ``config check`` shows, so a reader sees which days an expression means."""
     times: list[datetime] = []
     previous: datetime | None = None
     at = now
@@ -76,13 +88,7 @@ def ensure_job(
     """Keep a stored job as it is (its persisted next run time survives restarts) unless its
     trigger changed (the cron expression, or how it is read: a job stored with APScheduler's
     reading of day-of-week numbers is rescheduled with cron's); add it when missing."""
-    try:
-        trigger = cron_trigger(cron, tz)
-    except ValueError as exc:
-        raise ConfigError(f"not a valid cron expression {cron!r}: {exc}", key=f"schedule.{kind}") from None
-    if trigger.get_next_fire_time(None, datetime.now(tz)) is None:
-        # APScheduler would store it paused and never run it: a schedule that silently never runs.
-        raise ConfigError(f"{cron!r} never fires (no such date)", key=f"schedule.{kind}")
+    trigger = schedule_trigger(kind, cron, tz, datetime.now(tz))
     existing = sched.get_job(job_id)
     if existing is None:
         sched.add_job(func, trigger, id=job_id, name=f"{kind} reconcile", args=[kind])

@@ -180,10 +180,13 @@ def test_a_field_without_names_says_only_which_numbers_it_takes() -> None:
 def test_the_next_fire_times_are_counted_from_now_and_an_impossible_date_has_none() -> None:
     from offboard_audit.daemon.scheduler import next_fire_times
 
-    got = next_fire_times("0 3 * * 0", UTC_ZONE, SATURDAY, count=2)
+    def times(expr: str, count: int = 3) -> list[datetime]:
+        return next_fire_times(cron_trigger(expr, UTC_ZONE), SATURDAY, count)
+
+    got = times("0 3 * * 0", count=2)
     assert got == [datetime(2026, 11, 29, 3, 0, tzinfo=UTC), datetime(2026, 12, 6, 3, 0, tzinfo=UTC)]
-    assert next_fire_times("0 0 29 2 *", UTC_ZONE, SATURDAY, count=1) == [datetime(2028, 2, 29, tzinfo=UTC)]
-    assert next_fire_times("0 0 31 2 *", UTC_ZONE, SATURDAY) == []  # 31 February
+    assert times("0 0 29 2 *", count=1) == [datetime(2028, 2, 29, tzinfo=UTC)]
+    assert times("0 0 31 2 *") == []  # 31 February
 
 
 def test_the_daemon_refuses_a_schedule_that_never_fires_instead_of_storing_it_paused() -> None:
