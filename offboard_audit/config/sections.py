@@ -54,7 +54,7 @@ AUDIT_OPTIONS = {
 SCHEDULE_OPTIONS = {
     "audit": 'cron for the full reconcile (default "*/15 * * * *"): 5 fields, or 6 with seconds first; '
     "day of week 0 and 7 are Sunday; read as cron reads it (docs/daemon.md, Cron expressions)",
-    "hr_refresh": "cron for an HR-only refresh (optional)",
+    "hr_refresh": "cron for an HR-only refresh (optional; read as `audit` is)",
     "timezone": "time zone the cron expressions are read in (default UTC)",
     "misfire_grace_time": 'how late a missed run may still start ("5m")',
 }
