@@ -267,6 +267,23 @@ def test_a_last_use_kept_from_an_earlier_read_is_said_to_be_so_in_the_reason():
     assert found["AK-FRESH"].reason == f"access_key AK-FRESH still active; E2 left on {left}"
 
 
+def test_a_coarse_last_use_kept_from_an_earlier_read_states_both_its_precision_and_its_age() -> None:
+    bob = leaver("E2", T0, name="")
+    a = account("bob")
+    after = T0 + timedelta(days=20)
+    kept = replace(
+        credential(a, "AK-AD", last_used_at=after),
+        last_used_precision=timedelta(days=14),
+        last_used_stale=True,
+    )
+    (f,) = run([Link(a, (bob,))], [kept])
+    assert f.reason == (
+        f"access_key AK-AD last used {after.isoformat(timespec='seconds')} (recorded to within "
+        "14 days, 0:00:00) (as of an earlier read: this run could not read its last use), "
+        f"after E2 left on {T0.isoformat(timespec='seconds')}"
+    )
+
+
 def test_an_ambiguous_account_lists_its_candidates_in_the_finding_and_the_reason():
     ann = person("E5", "ann@example.com")
     andy = person("E6", "", name="Andy")
