@@ -37,6 +37,8 @@ MODULES=(
   "connectors/aws_iam/revoker.py"
   "connectors/gcp_iam/actions.py"
   "connectors/gcp_iam/revoker.py"
+  "connectors/github/actions.py"
+  "connectors/github/revoker.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
 # Tests that exercise them in process without external servers (SQLite only: fast and
@@ -108,6 +110,14 @@ TESTS=(
   tests/connectors/gcp/test_mutation_holes_key_read.py
   tests/connectors/gcp/test_mutation_holes_bindings.py
   tests/connectors/gcp/test_mutation_holes_revoker.py
+  tests/connectors/github/test_revoker.py
+  tests/connectors/github/test_source.py
+  tests/connectors/github/test_translate.py
+  tests/connectors/github/test_exposure.py
+  tests/connectors/github/test_gaps.py::test_a_protected_selector_on_a_github_login_refuses_that_logins_revocation
+  tests/connectors/github/test_gaps.py::test_deploy_keys_unreadable_on_a_later_run_keep_the_earlier_finding_stale_and_unresolved
+  tests/connectors/github/test_gaps.py::test_an_audit_log_event_after_termination_makes_the_membership_critical
+  tests/connectors/github/test_gaps.py::test_without_the_audit_log_the_same_membership_is_only_high
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
