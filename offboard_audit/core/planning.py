@@ -241,8 +241,10 @@ def build_plan(
         if f.status not in (FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED):
             continue
         is_open = f.status is FindingStatus.OPEN
-        # Revoked findings only matter for the delete stage; the rest is listed for open ones.
-        listed = f.status is not FindingStatus.REVOKED
+        # A revoked finding matters only for the delete stage: what holds it back is listed when
+        # the policy has a delete stage (policy.delete_after), for every reason alike; without
+        # one nothing could be planned for it, so it is not listed at all.
+        listed = f.status is not FindingStatus.REVOKED or policy.delete_after is not None
         if f.rule in EXPOSURE_RULES:
             if is_open:
                 rotation = _rotation(f, action_defs, policy, by_key, observed, now)
@@ -274,15 +276,17 @@ def build_plan(
                 why = f"exempted by {exemption.exemption_id} until {exemption.until.isoformat()}: {exemption.reason}"
             else:
                 why = f"exempted by {f.exemption_id} (as of the last audit)"
-            hold(f, why)
+            if listed:
+                hold(f, why)
             continue
         if f.stale:
             if listed:
                 hold(f, "data is stale (its source failed in the last audit): re-run the audit")
             continue
         if f.finding_id in pending:
-            ids = ", ".join(r.action_id for r in pending[f.finding_id])
-            hold(f, f"outcome of earlier action {ids} is unknown (its target could not be re-read)")
+            if listed:
+                ids = ", ".join(r.action_id for r in pending[f.finding_id])
+                hold(f, f"outcome of earlier action {ids} is unknown (its target could not be re-read)")
             continue
         defs = action_defs.get(f.source)
         if defs is None:
