@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ WITH_DELETE = PolicyConfig(delete_after=timedelta(days=30))
 WITHOUT_DELETE = PolicyConfig()
 
 
-def revoked(**changes: object) -> Finding:
+def revoked(**changes: Any) -> Finding:
     f = Finding("f-1", RULE, RULE.severity, FindingStatus.REVOKED, ACCT, ALICE, KEY, LEFT, LEFT, "left")
     return replace(f, **changes)
 
