@@ -94,6 +94,7 @@ def build_github(settings: GitHubSettings, env: dict[str, str] | Any) -> GitHub[
     :class:`GitHubApi` wrapper retries instead, with bounded, injectable waits.
     """
     from githubkit import AppInstallationAuthStrategy, GitHub
+    from githubkit.cache import MemCacheStrategy
 
     timeout = settings.timeout.total_seconds()
     if settings.app_id is not None:
@@ -102,7 +103,17 @@ def build_github(settings: GitHubSettings, env: dict[str, str] | Any) -> GitHub[
         if not key:
             raise SourceError(f"{settings.name}: environment variable {settings.private_key_env} is not set")
         auth = AppInstallationAuthStrategy(settings.app_id, key, settings.installation_id)
-        return GitHub(auth, base_url=settings.api_url, auto_retry=False, http_cache=False, timeout=timeout)
+        # A cache of this client's own: githubkit's default is one per process, keyed by app id
+        # and installation id only, so another source with the same ids (a GitHub Enterprise
+        # Server's app beside github.com's) would be sent this server's installation token.
+        return GitHub(
+            auth,
+            base_url=settings.api_url,
+            auto_retry=False,
+            http_cache=False,
+            timeout=timeout,
+            cache_strategy=MemCacheStrategy(),
+        )
     if not settings.token_env:
         raise SourceError(f"{settings.name}: no token_env and no GitHub App keys configured")
     token = env.get(settings.token_env)

@@ -46,6 +46,10 @@ class MeteredGitHubServer(FakeGitHubServer):
         self.queries: list[tuple[str, dict[str, list[str]]]] = []
         self._failures: list[tuple[str, re.Pattern[str], Failure]] = []
         self._meter = threading.Lock()
+        # The Authorization header of every request, in order; installation tokens this server
+        # issues carry its own mark, so a token another server issued is told apart.
+        self.authorizations: list[str] = []
+        self.mark = f"srv{id(self)}"
 
     def fail(self, method: str, path: str, *failures: Failure) -> None:
         """Answer the next requests to ``path`` (a regex, anchored) with ``failures``, in order."""
@@ -59,6 +63,7 @@ class MeteredGitHubServer(FakeGitHubServer):
         key = f"{method} {path}"
         with self._meter:
             self.calls[key] += 1
+            self.authorizations.append({k.lower(): v for k, v in headers.items()}.get("authorization", ""))
             self.queries.append((key, query))
             for i, (m, pattern, failure) in enumerate(self._failures):
                 if m == method and pattern.match(path):
@@ -69,6 +74,10 @@ class MeteredGitHubServer(FakeGitHubServer):
                         {"message": failure.message, "documentation_url": ""},
                     )
         return super().route(method, path, query, body, headers)
+
+    def installation_token(self, installation_id: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+        status, headers, body = super().installation_token(installation_id, **kwargs)
+        return status, headers, {**body, "token": f"{body['token']}-{self.mark}"}
 
     def count(self, prefix: str) -> int:
         """Calls whose ``METHOD /path`` starts with ``prefix``."""
