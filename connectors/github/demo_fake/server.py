@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from connectors._shared.fake_http import Answer, LocalJsonServer
@@ -60,7 +60,7 @@ class FakeGitHubServer(LocalJsonServer):
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def start(self) -> FakeGitHubServer:
+    def start(self) -> Self:
         self.serve()
         self.state.base_url = self.url
         return self
