@@ -131,6 +131,13 @@ TESTS=(
   tests/connectors/ldap/test_translation.py
   tests/connectors/ldap/test_389ds_mock.py
   tests/connectors/ldap/test_ad_mock.py
+  tests/connectors/github/test_app_tokens.py
+  tests/connectors/github/test_mutation_holes_remove_member.py
+  tests/connectors/github/test_mutation_holes_listed_actions.py
+  tests/connectors/ldap/test_mutation_holes_dn_identity.py
+  tests/connectors/ldap/test_mutation_holes_revoker_base.py
+  tests/connectors/ldap/test_mutation_holes_leave_group.py
+  tests/connectors/ldap/test_mutation_holes_lock_ssh.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
