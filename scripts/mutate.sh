@@ -138,6 +138,7 @@ TESTS=(
   tests/connectors/ldap/test_mutation_holes_revoker_base.py
   tests/connectors/ldap/test_mutation_holes_leave_group.py
   tests/connectors/ldap/test_mutation_holes_lock_ssh.py
+  tests/connectors/ldap/test_ad_critical_objects.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
