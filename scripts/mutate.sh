@@ -41,10 +41,12 @@ MODULES=(
   "connectors/github/revoker.py"
   "connectors/ldap/actions.py"
   "connectors/ldap/revoker.py"
+  "connectors/vault/actions.py"
+  "connectors/vault/revoker.py"
 )
 if [ "$#" -gt 0 ]; then MODULES=("$@"); fi
-# Tests that exercise them in process (SQLite only: fast and deterministic). The LDAP ones talk
-# to a real slapd each mutant's test session starts (well under a second); those that need the
+# Tests that exercise them in process (SQLite only: fast and deterministic). The LDAP and Vault
+# ones talk to a real slapd or OpenBao that each mutant's test session starts (about a second); those that need the
 # Samba AD DC (marked samba, ~8 s to provision per session) are left out, so the AD dialect is
 # covered here by ldap3's in-memory directory only. Subprocess tests are left out: a child
 # process imports the installed code, not the mutant. Where a file mixes both, only its
@@ -139,6 +141,14 @@ TESTS=(
   tests/connectors/ldap/test_mutation_holes_leave_group.py
   tests/connectors/ldap/test_mutation_holes_lock_ssh.py
   tests/connectors/ldap/test_ad_critical_objects.py
+  tests/connectors/vault/test_revoker.py
+  tests/connectors/vault/test_rotation.py
+  tests/connectors/vault/test_kv_rotate_task.py
+  tests/connectors/vault/test_exposure_openbao.py
+  tests/connectors/vault/test_persistence_openbao.py
+  tests/connectors/vault/test_evidence.py
+  tests/connectors/vault/test_settings.py
+  tests/connectors/vault/test_translate.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
