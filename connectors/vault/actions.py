@@ -241,10 +241,11 @@ class DeleteUserpassLogin(_Irreversible):
         owner = self._owner(accessor, user)
         if owner is not None:
             return owner, exists, mount, user
-        if exists:
-            return userpass_uid(accessor, user), True, mount, user
-        if target.account_uid == userpass_uid(accessor, user):
-            return None, False, mount, user  # the login was the account: it is gone
+        if exists or target.account_uid == userpass_uid(accessor, user):
+            # A login no entity knows keeps no id of its own: its identity is its mount and name,
+            # there or gone. Gone, it is the planned login with nothing left to delete (before a
+            # change: nothing to do; after one: the deletion verified), not another account.
+            return userpass_uid(accessor, user), exists, mount, user
         with self.access.calling(f"read identity/entity/id/{target.account_id}"):
             entity = self.access.entity(target.account_id)
         return (str(entity["id"]) if entity else None), False, mount, user

@@ -147,19 +147,22 @@ def test_a_login_no_alias_names_reads_as_the_login_itself(vault_world: VaultWorl
         identity=uid,
     )
     assert read_state(revoker, DELETE_USERPASS_LOGIN, target) == before
-    # The change deletes it for real (what the engine's re-read then says: see the xfail below).
+    # The change deletes it for real, and the re-read after it verifies that.
     step = apply_step(revoker, DELETE_USERPASS_LOGIN, target)
     assert (step.before, step.started) == (before, True)
     assert w.root.read("auth/userpass/users/carol") is None
+    assert step.status is ActionStatus.APPLIED, step.error
+    assert step.after == ResourceState(
+        exists=False,
+        active=False,
+        data=(("mount", "auth/userpass/"), ("user", "carol")),
+        identity=uid,
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: a userpass-only login (identity <accessor>/<user>) re-reads with identity "
-    "None once deleted, so apply_step reports 'not verified: ... no longer exists' (failed) though "
-    "the login is gone",
-)
 def test_deleting_a_login_no_alias_names_is_verified_as_applied(vault_world: VaultWorld) -> None:
+    # It used to end as failed ("not verified: ... no longer exists") though the login was gone:
+    # the re-read of a deleted login-only account had no identity.
     w = vault_world
     _login_only(w, "carol")
     uid = f"{w.userpass_accessor}/carol"
@@ -168,17 +171,24 @@ def test_deleting_a_login_no_alias_names_is_verified_as_applied(vault_world: Vau
     assert step.status is ActionStatus.APPLIED, step.error
 
 
-def test_a_userpass_only_login_already_gone_reads_as_gone_with_no_identity(vault_world: VaultWorld) -> None:
+def test_a_userpass_only_login_already_gone_reads_as_gone_with_its_own_identity_and_is_a_noop(
+    vault_world: VaultWorld,
+) -> None:
+    # A login no entity knows has no id of its own: mount and name are its identity, there or
+    # gone. Gone before the change, it is the planned login with nothing left to delete.
     w = vault_world
     uid = f"{w.userpass_accessor}/carol"
     target = _target("auth/userpass/users/carol", "auth/userpass/users/carol", uid, "carol")
-    state = read_state(_revoker(w), DELETE_USERPASS_LOGIN, target)
+    revoker = _revoker(w)
+    state = read_state(revoker, DELETE_USERPASS_LOGIN, target)
     assert state == ResourceState(
         exists=False,
         active=False,
         data=(("mount", "auth/userpass/"), ("user", "carol")),
-        identity=None,
+        identity=uid,
     )
+    step = apply_step(revoker, DELETE_USERPASS_LOGIN, target)
+    assert (step.status, step.message) == (ActionStatus.NOOP, "not found: nothing to revoke"), step.error
 
 
 def test_a_login_gone_with_its_alias_reads_as_gone_but_still_the_planned_entity(
