@@ -149,6 +149,9 @@ TESTS=(
   tests/connectors/vault/test_evidence.py
   tests/connectors/vault/test_settings.py
   tests/connectors/vault/test_translate.py
+  tests/connectors/vault/test_mutation_holes_entity.py
+  tests/connectors/vault/test_mutation_holes_userpass.py
+  tests/connectors/vault/test_mutation_holes_token_transit.py
 )
 
 work=$(mktemp -d /tmp/offboard-mutate.XXXXXX)
