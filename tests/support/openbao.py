@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.lifetime import die_with_parent
 from tests.support.ports import free_port
 
 ROOT_TOKEN = "root-token-for-tests"
@@ -146,6 +147,7 @@ def start_openbao(workdir: Path) -> OpenBao:
         stderr=subprocess.STDOUT,
         env=env,
         cwd=workdir,
+        preexec_fn=die_with_parent,
     )
     server = OpenBao(address, workdir, process)
     _wait_ready(server)

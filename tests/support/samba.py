@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.lifetime import die_with_parent
 from tests.support.ports import wait_for_port
 
 REALM = "EXAMPLE.TEST"
@@ -231,6 +232,7 @@ def start_samba(workdir: Path, host: str | None = None) -> SambaDC:
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
+        preexec_fn=die_with_parent,
     )
     dc = SambaDC(workdir, host, process)
     try:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.lifetime import die_with_parent
 from tests.support.ports import free_port, wait_for_port
 
 BASE_DN = "dc=example,dc=org"
@@ -386,6 +387,7 @@ def start_slapd(
         [slapd, "-F", str(confdir), "-h", " ".join(urls), "-d", "0"],
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
     server = SlapdServer(workdir, port, process, host=host, ca_file=ca_file, ldaps_port=ldaps_port)
     try:
