@@ -92,7 +92,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("f", "exemptions", "history", "policy", "reason"), CASES)
-def test_a_revoked_finding_held_back_from_its_delete_stage_is_listed_with_the_reason(
+def test_a_revoked_finding_held_back_is_listed_with_the_reason_only_when_the_policy_has_a_delete_stage(
     f: Finding,
     exemptions: Sequence[Exemption],
     history: Sequence[ActionRecord],
@@ -101,16 +101,6 @@ def test_a_revoked_finding_held_back_from_its_delete_stage_is_listed_with_the_re
 ) -> None:
     reasons = held_reasons(f, policy, exemptions, history)
     assert len(reasons) == 1 and reasons[0].startswith(reason), reasons
-
-
-@pytest.mark.parametrize(("f", "exemptions", "history", "policy", "reason"), CASES)
-def test_a_revoked_finding_is_not_listed_as_held_when_the_policy_has_no_delete_stage(
-    f: Finding,
-    exemptions: Sequence[Exemption],
-    history: Sequence[ActionRecord],
-    policy: PolicyConfig,
-    reason: str,
-) -> None:
     assert held_reasons(f, replace(policy, delete_after=None), exemptions, history) == []
 
 

@@ -185,84 +185,58 @@ def test_invitation_on_the_second_page_is_found_and_cancelled(github_world: GitH
 # --- failed calls: the operator reads which action, which credential and which call --------------
 
 
-def test_a_failed_sso_listing_names_the_action_the_credential_and_the_call(github_world: GitHubWorld) -> None:
-    seed(github_world)
-    data = github_world.source().collect()
-    t = target(data, "BobL", "sso/")
-    github_world.server.fail("GET", "/orgs/acme/credential-authorizations", DENIED)
-    step = apply_step(github_world.revoker(), SSO, t)
+def _target_of(world: GitHubWorld, action: str) -> ActionTarget:
+    """The seeded credential ``action`` acts on: BobL's SSO authorization or fine-grained token,
+    or newbie's invitation."""
+    if action == PAT:
+        _users, detail = pat_world(world)
+        return target(detail, "BobL", "pat/")
+    seed(world)
+    username, prefix = {SSO: ("BobL", "sso/"), INVITE: ("newbie", "invitation/")}[action]
+    return target(world.source().collect(), username, prefix)
+
+
+@pytest.mark.parametrize(
+    ("action", "path", "call"),
+    [
+        (SSO, "/orgs/acme/credential-authorizations", "GET /orgs/acme/credential-authorizations?login=BobL"),
+        (PAT, "/orgs/acme/personal-access-tokens", "GET /orgs/acme/personal-access-tokens?owner[]=BobL"),
+        (INVITE, "/orgs/acme/invitations", "GET /orgs/acme/invitations"),
+    ],
+    ids=["sso", "token", "invitation"],
+)
+def test_a_failed_listing_names_the_action_the_credential_and_the_call(
+    github_world: GitHubWorld, action: str, path: str, call: str
+) -> None:
+    t = _target_of(github_world, action)
+    github_world.server.fail("GET", path, DENIED)
+    step = apply_step(github_world.revoker(), action, t)
     assert step.status is ActionStatus.FAILED
     assert step.error == (
-        f"could not read the state before acting: revoke_sso_authorization {t.credential_id}: "
-        "reading its state: GET /orgs/acme/credential-authorizations?login=BobL: "
-        "403 Resource not accessible by integration"
+        f"could not read the state before acting: {action} {t.credential_id}: "
+        f"reading its state: {call}: 403 Resource not accessible by integration"
     )
 
 
-def test_a_failed_token_listing_names_the_call(github_world: GitHubWorld) -> None:
-    _users, detail = pat_world(github_world)
-    t = target(detail, "BobL", "pat/")
-    github_world.server.fail("GET", "/orgs/acme/personal-access-tokens", DENIED)
-    step = apply_step(github_world.revoker(), PAT, t)
+@pytest.mark.parametrize(
+    ("action", "method", "path"),
+    [
+        (SSO, "DELETE", "/orgs/acme/credential-authorizations/{id}"),
+        (PAT, "POST", "/orgs/acme/personal-access-tokens/{id}"),
+        (INVITE, "DELETE", "/orgs/acme/invitations/{id}"),
+    ],
+    ids=["sso", "token", "invitation"],
+)
+def test_a_failed_change_names_the_action_the_credential_and_the_call(
+    github_world: GitHubWorld, action: str, method: str, path: str
+) -> None:
+    t = _target_of(github_world, action)
+    called = path.format(id=t.credential_id.split("/", 1)[1])
+    github_world.server.fail(method, called, DENIED)
+    step = apply_step(github_world.revoker(), action, t)
     assert step.status is ActionStatus.FAILED
     assert step.error == (
-        f"could not read the state before acting: revoke_fine_grained_token {t.credential_id}: "
-        "reading its state: GET /orgs/acme/personal-access-tokens?owner[]=BobL: "
-        "403 Resource not accessible by integration"
-    )
-
-
-def test_a_failed_invitation_listing_names_the_call(github_world: GitHubWorld) -> None:
-    seed(github_world)
-    data = github_world.source().collect()
-    t = target(data, "newbie", "invitation/")
-    github_world.server.fail("GET", "/orgs/acme/invitations", DENIED)
-    step = apply_step(github_world.revoker(), INVITE, t)
-    assert step.status is ActionStatus.FAILED
-    assert step.error == (
-        f"could not read the state before acting: cancel_invitation {t.credential_id}: "
-        "reading its state: GET /orgs/acme/invitations: 403 Resource not accessible by integration"
-    )
-
-
-def test_a_failed_sso_delete_names_the_call(github_world: GitHubWorld) -> None:
-    seed(github_world)
-    data = github_world.source().collect()
-    t = target(data, "BobL", "sso/")
-    cred = t.credential_id.removeprefix("sso/")
-    github_world.server.fail("DELETE", f"/orgs/acme/credential-authorizations/{cred}", DENIED)
-    step = apply_step(github_world.revoker(), SSO, t)
-    assert step.status is ActionStatus.FAILED
-    assert step.error == (
-        f"revoke_sso_authorization {t.credential_id}: DELETE /orgs/acme/credential-authorizations/{cred}: "
-        "403 Resource not accessible by integration"
-    )
-
-
-def test_a_failed_token_revoke_names_the_call(github_world: GitHubWorld) -> None:
-    _users, detail = pat_world(github_world)
-    t = target(detail, "BobL", "pat/")
-    pat_id = t.credential_id.removeprefix("pat/")
-    github_world.server.fail("POST", f"/orgs/acme/personal-access-tokens/{pat_id}", DENIED)
-    step = apply_step(github_world.revoker(), PAT, t)
-    assert step.status is ActionStatus.FAILED
-    assert step.error == (
-        f"revoke_fine_grained_token {t.credential_id}: POST /orgs/acme/personal-access-tokens/{pat_id}: "
-        "403 Resource not accessible by integration"
-    )
-
-
-def test_a_failed_invitation_cancel_names_the_call(github_world: GitHubWorld) -> None:
-    seed(github_world)
-    data = github_world.source().collect()
-    t = target(data, "newbie", "invitation/")
-    inv_id = t.credential_id.removeprefix("invitation/")
-    github_world.server.fail("DELETE", f"/orgs/acme/invitations/{inv_id}", DENIED)
-    step = apply_step(github_world.revoker(), INVITE, t)
-    assert step.status is ActionStatus.FAILED
-    assert step.error == (
-        f"cancel_invitation {t.credential_id}: DELETE /orgs/acme/invitations/{inv_id}: "
-        "403 Resource not accessible by integration"
+        f"{action} {t.credential_id}: {method} {called}: 403 Resource not accessible by integration"
     )
 
 

@@ -57,90 +57,52 @@ MEMBER_PERMISSION = "write member, uniqueMember, memberUid on the group entry"
 # --- definitions ----------------------------------------------------------------------------
 
 
+def reversible(name: str, kind: CredentialKind, permission: str, description: str) -> ActionDef:
+    """The definition every LDAP action has: the disable stage, reversible, one permission."""
+    return ActionDef(
+        name=name,
+        credential_kind=kind,
+        stage=Stage.DISABLE,
+        reversible=True,
+        permissions=(permission,),
+        description=description,
+    )
+
+
+FROB = "write frobAttr on the account entry"
+
+
 @pytest.mark.parametrize(
     ("action", "expected"),
     [
-        (
-            LockAccount,
-            ActionDef(
-                name="lock_account",
-                credential_kind=CredentialKind.ACCOUNT,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=("write frobAttr on the account entry",),
-                description=LOCK_DESCRIPTION,
-            ),
-        ),
-        (
-            OpenLDAPLock,
-            ActionDef(
-                name="lock_account",
-                credential_kind=CredentialKind.ACCOUNT,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=("write frobAttr on the account entry",),
-                description=LOCK_DESCRIPTION,
-            ),
-        ),
+        (LockAccount, reversible("lock_account", CredentialKind.ACCOUNT, FROB, LOCK_DESCRIPTION)),
+        (OpenLDAPLock, reversible("lock_account", CredentialKind.ACCOUNT, FROB, LOCK_DESCRIPTION)),
         (
             LeaveGroup,
-            ActionDef(
-                name="remove_group_membership",
-                credential_kind=CredentialKind.GROUP_MEMBERSHIP,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=("write frobAttr on the account entry",),
-                description=LEAVE_DESCRIPTION,
-            ),
+            reversible("remove_group_membership", CredentialKind.GROUP_MEMBERSHIP, FROB, LEAVE_DESCRIPTION),
         ),
-        (
-            RemoveSshKey,
-            ActionDef(
-                name="remove_ssh_key",
-                credential_kind=CredentialKind.SSH_KEY,
-                stage=Stage.DISABLE,
-                reversible=True,
-                permissions=("write frobAttr on the account entry",),
-                description=SSH_DESCRIPTION,
-            ),
-        ),
+        (RemoveSshKey, reversible("remove_ssh_key", CredentialKind.SSH_KEY, FROB, SSH_DESCRIPTION)),
     ],
 )
 def test_define_builds_a_reversible_definition_from_the_class_and_the_one_permission_given(
     action: Any, expected: ActionDef
 ) -> None:
-    assert action.define("write frobAttr on the account entry") == expected
+    assert action.define(FROB) == expected
 
 
 def test_definitions_pairs_the_lock_with_leave_group_and_ssh_key_each_with_its_permission() -> None:
-    lock = ActionDef(
-        name="lock_account",
-        credential_kind=CredentialKind.ACCOUNT,
-        stage=Stage.DISABLE,
-        reversible=True,
-        permissions=("write someLock on the account entry",),
-        description="a lock",
-    )
+    lock = reversible("lock_account", CredentialKind.ACCOUNT, "write someLock on the account entry", "a lock")
     built = _definitions(lock, "write someMember on the group entry")
     assert list(built) == [LOCK, LEAVE_GROUP, REMOVE_SSH_KEY]
     assert dict(built) == {
         LOCK: lock,
-        LEAVE_GROUP: ActionDef(
-            name="remove_group_membership",
-            credential_kind=CredentialKind.GROUP_MEMBERSHIP,
-            stage=Stage.DISABLE,
-            reversible=True,
-            permissions=("write someMember on the group entry",),
-            description=LEAVE_DESCRIPTION,
+        LEAVE_GROUP: reversible(
+            "remove_group_membership",
+            CredentialKind.GROUP_MEMBERSHIP,
+            "write someMember on the group entry",
+            LEAVE_DESCRIPTION,
         ),
-        REMOVE_SSH_KEY: ActionDef(
-            name="remove_ssh_key",
-            credential_kind=CredentialKind.SSH_KEY,
-            stage=Stage.DISABLE,
-            reversible=True,
-            permissions=(SSH_PERMISSION,),
-            description=SSH_DESCRIPTION,
-        ),
+        REMOVE_SSH_KEY: reversible("remove_ssh_key", CredentialKind.SSH_KEY, SSH_PERMISSION, SSH_DESCRIPTION),
     }
     with pytest.raises(TypeError):
         built[LOCK] = lock  # type: ignore[index]  # read-only, as the plugin declares it
