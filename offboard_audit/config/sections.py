@@ -95,6 +95,21 @@ class ScheduleConfig:
     timezone: str = "UTC"
     misfire_grace_time: timedelta = timedelta(minutes=5)
 
+    def __post_init__(self) -> None:
+        # Checked here, not by the reader of the file, so that a ScheduleConfig built in code
+        # (tests, embedding) is refused the same way.
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone {self.timezone!r} (an IANA name such as "Europe/Berlin")'
+            ) from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone the cron expressions are read in."""
+        return ZoneInfo(self.timezone)
+
 
 # Replayed webhook event ids must be remembered for at least twice the signature window (5 min).
 MIN_EVENT_RETENTION = timedelta(minutes=10)
@@ -205,18 +220,14 @@ def audit_config(table: SourceOptions, env: Mapping[str, str]) -> AuditConfig:
 def schedule_config(table: SourceOptions) -> ScheduleConfig:
     """``[schedule]``: the cron expressions are checked field by field (``core/cron.py``)."""
     reject_unknown(table, SCHEDULE_OPTIONS)
-    schedule = ScheduleConfig(
-        audit=table.opt_str("audit", "*/15 * * * *") or "*/15 * * * *",
-        hr_refresh=table.opt_str("hr_refresh"),
-        timezone=table.opt_str("timezone", "UTC") or "UTC",
-        misfire_grace_time=table.duration("misfire_grace_time", timedelta(minutes=5)),
-    )
+    audit = table.opt_str("audit", "*/15 * * * *") or "*/15 * * * *"
+    hr_refresh = table.opt_str("hr_refresh")
+    timezone = table.opt_str("timezone", "UTC") or "UTC"
+    grace = table.duration("misfire_grace_time", timedelta(minutes=5))
     try:
-        ZoneInfo(schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise table.error(
-            "timezone", f'unknown time zone {schedule.timezone!r} (an IANA name such as "Europe/Berlin")'
-        ) from None
+        schedule = ScheduleConfig(audit, hr_refresh, timezone, grace)
+    except ValueError as exc:
+        raise table.error("timezone", str(exc)) from None
     for key in ("audit", "hr_refresh"):
         expr = getattr(schedule, key)
         if expr is None:

@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offboard_audit.config import Config
 from offboard_audit.core.errors import ConfigError
@@ -129,12 +128,7 @@ class Daemon:
         instances: Mapping[str, HRSource | AccountSource] | None = None,
     ) -> None:
         check_webhook_secret(config, secret, options)
-        try:
-            tz = ZoneInfo(config.schedule.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"unknown time zone {config.schedule.timezone!r}", key="schedule.timezone"
-            ) from None
+        tz = config.schedule.zone
         self.job_lease = (
             options.job_lease if options.job_lease is not None else config.webhook.job_lease.total_seconds()
         )

@@ -128,3 +128,14 @@ def test_webhook_job_lease_is_a_positive_duration():
         seconds=2
     )
     assert _error(GOOD + '\n[webhook]\njob_lease = "0s"\n').key == "webhook.job_lease"
+
+
+def test_a_schedule_built_in_code_refuses_an_unknown_time_zone_as_the_file_reader_does():
+    from offboard_audit.config.sections import ScheduleConfig
+
+    with pytest.raises(ValueError, match="unknown time zone 'Europe/Atlantis'"):
+        ScheduleConfig(timezone="Europe/Atlantis")
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Atlantis'") as caught:
+        parse_config(GOOD + '\n[schedule]\ntimezone = "Europe/Atlantis"\n')
+    assert "schedule.timezone" in str(caught.value)
+    assert str(ScheduleConfig(timezone="Europe/Berlin").zone) == "Europe/Berlin"
