@@ -29,7 +29,7 @@ def _prctl() -> Callable[[int, int], int] | None:
 _PRCTL = _prctl()
 
 
-def die_with_parent() -> None:
-    """``preexec_fn`` for ``subprocess.Popen``: SIGTERM the child when the starting thread dies."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """``preexec_fn`` for ``subprocess.Popen``: send the child ``sig`` when the starting thread dies."""
     if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _PRCTL(_PR_SET_PDEATHSIG, sig)

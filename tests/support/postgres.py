@@ -1,23 +1,32 @@
-"""A real PostgreSQL server for the test session (initdb + pg_ctl on a free loopback port).
+"""A real PostgreSQL server for the test session (initdb, then ``postgres`` on a free loopback port).
 
 initdb refuses to run as root, so the server runs as the ``postgres`` system user (created if
 missing). Each test that asks for ``postgres_url`` gets its own fresh database.
+
+The server is a child of the test process, not a daemon that ``pg_ctl start`` detaches: it
+gets the parent-death signal (``tests/support/lifetime.py``), so a test run killed outright
+leaves no PostgreSQL behind.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.lifetime import die_with_parent
 from tests.support.ports import free_port
 
 _SEARCH = [
@@ -45,6 +54,7 @@ def pg_binary(name: str) -> str:
 class PostgresServer:
     datadir: Path
     port: int
+    process: subprocess.Popen[bytes]
     user: str = "app"
 
     def url(self, db: str = "postgres") -> str:
@@ -61,33 +71,46 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                pg_binary("pg_ctl"),
-                "-D",
-                str(self.datadir),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            check=False,
-            capture_output=True,
-        )
+        """Fast shutdown (SIGINT: sessions are ended, then the server exits)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
+def _postgres_user() -> dict[str, Any]:
+    """``Popen`` arguments that run a command as the ``postgres`` user when the tests run as root."""
     if os.geteuid() != 0:
-        return cmd
+        return {}
     try:
         pwd.getpwnam("postgres")
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-    return ["runuser", "-u", "postgres", "--", *cmd]
+    return {"user": "postgres", "group": pwd.getpwnam("postgres").pw_gid, "extra_groups": []}
+
+
+def _wait_ready(server: PostgresServer, log: Path, timeout: float = 30.0) -> None:
+    """Until the server accepts a session (a listening socket is not enough: a starting server
+    answers "the database system is starting up"); fail at once if it exits."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {server.process.returncode}:\n{log.read_text()}")
+        try:
+            psycopg.connect(
+                f"host=127.0.0.1 port={server.port} user={server.user} dbname=postgres", connect_timeout=2
+            ).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"PostgreSQL not ready after {timeout}s:\n{log.read_text()}") from None
+            time.sleep(0.05)  # polling for readiness, not waiting in its place
 
 
 def start_postgres(base: Path) -> PostgresServer:
@@ -96,38 +119,45 @@ def start_postgres(base: Path) -> PostgresServer:
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         os.chmod(base, 0o777)  # the postgres user must reach the data directory
+    as_postgres = _postgres_user()
     subprocess.run(
-        _as_postgres(
-            [pg_binary("initdb"), "-D", str(datadir), "-U", "app", "--auth=trust", "--no-sync", "-E", "UTF8"]
-        ),
+        [pg_binary("initdb"), "-D", str(datadir), "-U", "app", "--auth=trust", "--no-sync", "-E", "UTF8"],
         check=True,
         capture_output=True,
+        **as_postgres,
     )
     port = free_port()
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c full_page_writes=off -c max_connections=100"
-    proc = subprocess.run(
-        _as_postgres(
+    log = base / "pg.log"
+    with log.open("wb") as out:
+        # ``user=``/``group=`` are applied before ``preexec_fn`` runs, which matters: a change
+        # of user clears the parent-death signal. SIGINT is PostgreSQL's fast shutdown.
+        process = subprocess.Popen(
             [
-                pg_binary("pg_ctl"),
+                pg_binary("postgres"),
                 "-D",
                 str(datadir),
-                "-w",
-                "-t",
-                "30",
-                "-l",
-                str(base / "pg.log"),
-                "-o",
-                opts,
-                "start",
-            ]
-        ),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        log = (base / "pg.log").read_text() if (base / "pg.log").exists() else ""
-        raise RuntimeError(f"PostgreSQL did not start: {proc.stderr}\n{log}")
-    return PostgresServer(datadir, port)
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(base),
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=functools.partial(die_with_parent, signal.SIGINT),
+            **as_postgres,
+        )
+    server = PostgresServer(datadir, port, process)
+    _wait_ready(server, log)
+    return server
 
 
 @pytest.fixture(scope="session")
