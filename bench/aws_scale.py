@@ -20,6 +20,10 @@ same leavers' active access keys (``aws.iam-user``, a ``UserName`` value filter 
 answers, so the counts are comparable; each side runs ``--repeat`` times (median wall time).
 This script installs nothing: Custodian runs only when ``custodian`` (PyPI ``c7n``, e.g. in its
 own virtualenv) is on PATH; without it only offboard-audit's figures are printed.
+A third row is a floor: a bare boto3 script (a new process too) making exactly the API calls
+``audit --source aws`` makes and nothing else (no HR file, no database, no matching, no
+output). Custodian's time over the floor's is the most any tool reading these credentials
+through boto3 could gain here.
 ``--latency-ms 30`` delays every answer of the server by 30 ms, as a round trip to AWS would:
 moto on loopback answers in about a millisecond, which hides what each API call costs.
 """
@@ -263,6 +267,47 @@ def run_ours(server: CountingMotoServer, users: int, departed: int, now: datetim
     return runs[0][0], runs[1][0]
 
 
+# The same API calls as ``audit --source aws`` and nothing else: no HR file, no database, no
+# matching, no output. What any Python tool that reads these credentials through boto3 pays.
+BARE_BOTO3 = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+
+session = boto3.session.Session(region_name="us-east-1")
+iam = session.client("iam", endpoint_url=sys.argv[1])
+session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()
+with ThreadPoolExecutor(1) as background:
+    report = background.submit(lambda: (iam.generate_credential_report(), iam.get_credential_report()))
+    pages = iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"])
+    users = [u["UserName"] for page in pages for u in page["UserDetailList"]]
+    report.result()
+
+
+def active_keys(name):
+    keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+    for key in keys:
+        iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+    iam.list_ssh_public_keys(UserName=name)
+    return sum(key["Status"] == "Active" for key in keys)
+
+
+with ThreadPoolExecutor(8) as pool:
+    print(sum(pool.map(active_keys, [u for u in users if u.startswith("left-")])))
+"""
+
+
+def run_bare(server: CountingMotoServer) -> Side:
+    """:data:`BARE_BOTO3` in a new process: a floor for any boto3 tool making the same calls."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        side, out = _timed(server, [sys.executable, "-c", BARE_BOTO3, server.url], tmp, env)
+    side.found = int(out)
+    return side
+
+
 def run_custodian(custodian: str, server: CountingMotoServer, departed: int) -> Side:
     """One ``custodian run`` of :func:`custodian_policy`; found: the users it matched."""
     with tempfile.TemporaryDirectory(prefix="bench-c7n-") as tmp:
@@ -297,6 +342,7 @@ def against_custodian(users: int, departed: int, repeat: int, latency_ms: float 
             "offboard-audit audit, fresh database": [first for first, _ in ours],
             "offboard-audit audit, again": [again for _, again in ours],
         }
+        sides["bare boto3, the same calls (floor)"] = [run_bare(server) for _ in range(repeat)]
         if custodian:
             sides["custodian run (aws.iam-user)"] = [
                 run_custodian(custodian, server, departed) for _ in range(repeat)
@@ -328,7 +374,14 @@ def against_custodian(users: int, departed: int, repeat: int, latency_ms: float 
                 f"{label}: {their_wall / medians[label]:.1f}x faster (wall), "
                 f"{sum(theirs.calls.values()) / max(1, calls):.1f}x fewer API calls"
             )
-        print("found: our leavers' active keys, Custodian's users with an active key")
+        floor = medians["bare boto3, the same calls (floor)"]
+        print(
+            f"bare boto3, the same calls: {their_wall / floor:.1f}x faster (wall): the most any tool "
+            "making these calls through boto3 could reach here"
+        )
+        print(
+            "found: our leavers' active keys (the bare script: the same), Custodian's users with an active key"
+        )
     else:
         print(
             "\ncustodian is not on PATH: only offboard-audit's figures are printed. To compare, install "
