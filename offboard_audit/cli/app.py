@@ -64,6 +64,8 @@ class CliState:
     db_url: str | None
     config_given: bool
     debug: bool = False
+    # --db was given on the command line (not only OFFBOARD_AUDIT_DB from the environment).
+    db_given: bool = False
     # Stores this command opened, with their [audit] settings (anchored by close()).
     opened: list[tuple[Store, AuditTrail]] = field(default_factory=list)
 
@@ -230,6 +232,7 @@ def main_options(
         db_url=db or os.environ.get("OFFBOARD_AUDIT_DB"),
         config_given=config is not None or "OFFBOARD_AUDIT_CONFIG" in os.environ,
         debug=debug_wanted(),
+        db_given=db is not None,
     )
     ctx.call_on_close(ctx.obj.close)
 
@@ -250,6 +253,7 @@ def set_global_option(ctx: ClickContext, name: str, value: object) -> None:
         st.config_given = True
     elif name == "db":
         st.db_url = str(value)
+        st.db_given = True
 
 
 __all__ = ["EXIT_INTERNAL", "ConfigError", "app"]

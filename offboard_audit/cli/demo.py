@@ -40,6 +40,34 @@ def _demo_files(directory: Path) -> tuple[Path, Path]:
     return config, hr
 
 
+def _demo_database(url: str | None, given: bool, workdir: Path) -> str:
+    """Where the demo writes its sample organisation: a throwaway SQLite file, or an explicit
+    ``--db`` that holds nothing yet. Never ``OFFBOARD_AUDIT_DB`` from the environment, and never
+    a database with tables in it: the demo's people and findings (under the README's example
+    source names) would mix with real ones, and ``plan`` would act on them."""
+    if url and not given:
+        err.print(plain("demo: OFFBOARD_AUDIT_DB is ignored: the demo uses a throwaway database", "yellow"))
+    if not (url and given):
+        return f"sqlite:///{workdir / 'demo.db'}"
+    from sqlalchemy import inspect
+
+    from offboard_audit.storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        tables = inspect(engine).get_table_names()
+    except Exception as exc:
+        raise fail(f"--db: cannot open {url}: {exc}") from None
+    finally:
+        engine.dispose()
+    if tables:
+        raise fail(
+            f"--db {url} already has tables ({len(tables)}): the demo writes its sample organisation "
+            "only into an empty database, never next to real data (leave out --db for a throwaway one)"
+        )
+    return url
+
+
 def write_demo_config(directory: Path) -> Path:
     """The demo's HR file and a starter config reading it, in ``directory``; returns the config."""
     from offboard_audit.cli.init import starter_config, write_new
@@ -79,7 +107,7 @@ def demo(
         _demo_files(write_config)  # refuse before the demo runs, not after
     with tempfile.TemporaryDirectory(prefix="offboard-audit-demo-") as tmp:
         workdir = Path(tmp)
-        db_url = st.db_url or f"sqlite:///{workdir / 'demo.db'}"
+        db_url = _demo_database(st.db_url, st.db_given, workdir)
         now = now_utc()
         try:
             with demo_org(now, db_url, workdir) as org:

@@ -356,3 +356,33 @@ def test_readme_starts_with_the_demo_extra_and_documents_what_the_cli_does() -> 
     # The JSON example's AWS account id is the user's ARN, as the JSON output gives it.
     assert '"account": {"id": "arn:aws:iam::111111111111:user/bleaver"' in readme
     assert "| 4 |" in readme  # the internal-error exit code is documented
+
+
+def _runs(db_file: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db_file) as conn:
+        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
+def test_demo_never_writes_into_the_database_named_by_the_environment(tmp_path: Path) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'real.db'}")
+    audit = cli("--config", str(world.config_path), "audit", cwd=tmp_path, fake=True)
+    assert audit.returncode == 1, audit.stderr  # the real database now holds a run and findings
+    before = _runs(tmp_path / "real.db")
+    demo = cli("demo", cwd=tmp_path, env={"OFFBOARD_AUDIT_DB": f"sqlite:///{tmp_path / 'real.db'}"})
+    assert demo.returncode == 0, demo.stderr
+    assert "OFFBOARD_AUDIT_DB is ignored" in demo.stderr
+    assert "summary:" in demo.stdout
+    assert _runs(tmp_path / "real.db") == before
+
+
+def test_demo_refuses_an_explicit_database_that_already_has_tables(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = cli("--db", db, "demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert _runs(tmp_path / "demo.db") == 1
+    again = cli("demo", "--db", db, cwd=tmp_path)
+    assert again.returncode == 2
+    assert "already has tables" in again.stderr and "only into an empty database" in again.stderr
+    assert _runs(tmp_path / "demo.db") == 1
