@@ -313,15 +313,13 @@ class Pipeline:
         for r in reads:
             settle(r, self.store)
         specs: dict[str, MatchSpec] = {r.name: r.source.match for r in reads}
-        accounts = [a for r in reads for a in r.accounts]
-        if person is not None:
-            # Everybody these accounts could match (so ambiguity is still seen), by index.
-            people = self._candidates(accounts, specs, person)
-        links = match_all(accounts, specs, people, self.config.matching.username_rules)
-        if person is not None:
-            # Matched against everybody (so ambiguity is still seen), kept for this person only.
-            links = [link for link in links if any(_key(p) == _key(person) for p in link.people)]
+        links = self._match(reads, specs, people, person)
         detail_pass(reads, links, now, self.store, self.report)
+        if any(r.detail_failures for r in reads):
+            # A failed detail read replaced its scope's fresh accounts with the stored (stale)
+            # ones: match again, so that no finding rests on accounts the run could not confirm
+            # (an unowned account of the failed bulk read) and the stored ones are still judged.
+            links = self._match(reads, specs, people, person)
         keep_last_known(reads, self.store)
         credentials = group_credentials(c for r in reads for c in r.credentials)
         if person is not None:
@@ -338,6 +336,24 @@ class Pipeline:
             stale,
         )
         return _Reconciled(reads, findings, stale, unproven_ids(*unenriched(reads)), tuple(links))
+
+    def _match(
+        self,
+        reads: Sequence[AccountRead],
+        specs: Mapping[str, MatchSpec],
+        people: Sequence[Person],
+        person: Person | None,
+    ) -> list[Link]:
+        """The links of the accounts ``reads`` hold now, for everybody or for ``person``."""
+        accounts = [a for r in reads for a in r.accounts]
+        if person is not None:
+            # Everybody these accounts could match (so ambiguity is still seen), by index.
+            people = self._candidates(accounts, specs, person)
+        links = match_all(accounts, specs, people, self.config.matching.username_rules)
+        if person is not None:
+            # Matched against everybody (so ambiguity is still seen), kept for this person only.
+            links = [link for link in links if any(_key(p) == _key(person) for p in link.people)]
+        return links
 
     def _exposure(
         self,

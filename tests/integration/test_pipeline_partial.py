@@ -161,3 +161,32 @@ def test_no_placeholder_id_reaches_the_evidence_pack_when_the_detail_pass_fails(
     text = json.dumps(data)
     assert "report/" not in text
     assert "AKIABOB" in text
+
+
+def test_an_account_of_a_scope_whose_detail_fails_on_its_first_read_raises_no_orphan_finding(tmp_path, store):
+    # The bulk read of scope 111 also shows an account nobody in HR owns; the detail read of the
+    # scope then fails. That account is unconfirmed data of a failed scope, like bob's keys.
+    hr, sys = two_scope_org()
+    sys.accounts.append(account("breakglass", scope="111"))
+    sys.detail_failed_scopes = [ScopeFailure("111", "ListAccessKeys for bob: Throttling")]
+    result = make(tmp_path, store, hr, sys).run(NOW)
+
+    assert ids(result.findings) == {("carol", "AKIACAROL")}
+    assert store.list_findings() and {f.account.account_id for f in store.list_findings()} == {"carol"}
+
+
+def test_after_a_failed_detail_read_the_scope_is_judged_on_its_stored_accounts_not_the_fresh_bulk_ones(
+    tmp_path, store
+):
+    hr, sys = two_scope_org()
+    p = make(tmp_path, store, hr, sys)
+    p.run(NOW)  # stored: bob and carol
+    # Scope 111's bulk read now also shows an unowned account, but its detail read fails: the
+    # scope keeps its stored accounts (bob only), and nothing is concluded from the fresh one.
+    sys.accounts.append(account("breakglass", scope="111"))
+    sys.detail_failed_scopes = [ScopeFailure("111", "ListAccessKeys for bob: Throttling")]
+    result = p.run(NOW + timedelta(hours=1))
+
+    assert ids(result.findings) == {("bob", "AKIABOB"), ("carol", "AKIACAROL")}
+    (bob,) = [f for f in result.findings if f.account.account_id == "bob"]
+    assert bob.stale
