@@ -29,7 +29,8 @@ POLICY_OPTIONS: dict[str, str] = {
     "max_new_terminations": "HR circuit breaker: largest share of the workforce newly terminated "
     "since the last good HR read before nothing is revoked (0.05 = 5%)",
     "max_missing_people": "HR circuit breaker: largest share of the people in the last good HR read "
-    "that may be missing from a new one before nothing is revoked (default 0.05 = 5%)",
+    "that may be missing from a new one before nothing is revoked (default 0.05 = 5%); terminated people "
+    "who drop out do not count (they are kept as terminated)",
     "min_breaker_count": "HR circuit breaker: a share above its limit trips the breaker only when the "
     "count behind it (newly terminated, missing, terminated by webhook) is also above this "
     "(default 3), so one termination in a small organisation does not stop everything",

@@ -284,8 +284,9 @@ def circuit_breaker_reason(
 
     Trips when an HR source failed, when the read is empty, when the people newly departed
     since the last good read exceed both ``max_share`` of the workforce and ``min_count``, or
-    when the people of the last good read (``previous_read`` of them) missing from this one
-    exceed both ``max_missing`` and ``min_count``. The first read is the baseline.
+    when the people of the last good read (``previous_read`` of them) missing from this one,
+    ``missing`` (the caller leaves out terminated people, who are kept), exceed both
+    ``max_missing`` and ``min_count``. The first read is the baseline.
     """
     if hr_failed:
         return f"HR source failed: {', '.join(hr_failed)}"
@@ -312,7 +313,7 @@ def circuit_breaker_reason(
     if exceeds(missing, previous_read, max_missing, min_count):
         reasons.append(
             f"{missing} of the {previous_read} people in the last good HR read ({missing / previous_read:.1%}) "
-            f"are missing from this one, above policy.max_missing_people = {max_missing:.1%} "
+            f"are missing from this one and not terminated, above policy.max_missing_people = {max_missing:.1%} "
             f"and policy.min_breaker_count = {min_count}"
         )
     return "; ".join(reasons) or None

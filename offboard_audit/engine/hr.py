@@ -134,7 +134,9 @@ def hr_round(
         policy.max_new_terminations,
         now,
         min_count=policy.min_breaker_count,
-        missing=sum(m.missing for m in merges),
+        # A terminated person missing from the read is kept as terminated (exports drop leavers
+        # after a while): harmless, so only the others count towards the breaker.
+        missing=sum(len(m.dropped) for m in merges),
         previous_read=sum(m.previous_read for m in merges),
         max_missing=policy.max_missing_people,
     )

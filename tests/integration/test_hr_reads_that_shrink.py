@@ -163,6 +163,25 @@ def test_breaker_trips_when_too_many_people_of_the_last_read_are_missing(
     assert org.run(4).circuit_breaker is None
 
 
+def test_terminated_people_dropped_from_the_export_do_not_trip_the_breaker(
+    tmp_path: Path, store: Store
+) -> None:
+    gone = [f"T{i},t{i}@example.com,T{i},terminated,2026-04-0{i + 1}," for i in range(4)]
+    org = Org(tmp_path, store, [ALICE, *staff(15), *gone])  # 20 people, 4 of them terminated
+    org.run()
+    org.write([ALICE, *staff(15)])  # the export dropped its 4 leavers: 20%, more than 3
+    result = org.run(1)
+    assert result.circuit_breaker is None
+    assert dict(hr_run(result).counts)["kept_terminated"] == 4
+    assert {f"T{i}" for i in range(4)} <= {p.employee_id for p in store.load_people()}
+    # One active person more missing on top of them still counts alone (1 of 20, not 5).
+    org.write([*staff(15)])
+    assert org.run(2).circuit_breaker is None
+    org.write(staff(11))  # 4 more active people missing now: 4 of 16, more than 3
+    reason = org.run(3).circuit_breaker
+    assert reason is not None and "are missing from this one and not terminated" in reason
+
+
 def test_missing_people_up_to_min_breaker_count_do_not_trip_the_breaker(tmp_path: Path, store: Store) -> None:
     org = Org(tmp_path, store, [ALICE, *staff(8), BOB, CAROL])  # 11 people
     org.run()

@@ -43,6 +43,6 @@ def test_the_missing_share_is_missing_over_the_last_read_and_both_reasons_are_jo
     assert reason == (
         "5 of 10 people (50.0%) newly terminated since the last good HR read, above "
         "policy.max_new_terminations = 5.0% and policy.min_breaker_count = 3; "
-        "4 of the 20 people in the last good HR read (20.0%) are missing from this one, above "
+        "4 of the 20 people in the last good HR read (20.0%) are missing from this one and not terminated, above "
         "policy.max_missing_people = 5.0% and policy.min_breaker_count = 3"
     )
