@@ -7,6 +7,11 @@ that very time, which the next query's ``>=`` returns again and that are then sk
 Lake rows carry the scalar fields the query selects; ``requestParameters`` and
 ``responseElements`` come as JSON text and are parsed into the same record shape as a log
 file's, so :func:`~connectors.aws_iam.exposure.translate.record_events` translates both.
+
+A page with a malformed row fails the exposure scope of every account the source covers (one
+failed batch each, like the Vault audit log fails every mount): the query mixes all accounts, so
+a row that cannot be read may be any account's, and no account's findings may resolve on it. The
+checkpoint stays after the last good page, so the next run reads the page again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,12 +98,17 @@ def row_record(row: list[Mapping[str, str]]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class LakeReader:
-    """Permissions: ``cloudtrail:StartQuery``, ``cloudtrail:GetQueryResults``."""
+    """Permissions: ``cloudtrail:StartQuery``, ``cloudtrail:GetQueryResults``.
+
+    ``scopes`` lists the accounts the source covers (the IAM source's, which the inventory reads
+    too); it is asked only when a page fails, to fail each of them.
+    """
 
     source: str
     cloudtrail: Any
     event_data_store: str
     lookback: timedelta
+    scopes: Callable[[], Sequence[str]]
     sleep: Callable[[float], None] = time.sleep
     poll_limit: int = 600
 
@@ -139,8 +149,7 @@ class LakeReader:
                         position, recent = at, set()
                     recent.add(str(rec["eventID"]))
             except (KeyError, ValueError, MalformedRecord) as exc:
-                error = f"CloudTrail Lake query {query_id}: malformed row: {exc}"
-                yield EventBatch(STREAM, "lake", failure=ScopeFailure("lake", error))
+                yield from self._failed(f"CloudTrail Lake query {query_id}: malformed row: {exc}")
                 return
             yield EventBatch(
                 STREAM,
@@ -153,3 +162,9 @@ class LakeReader:
             if not token:
                 return
         raise SourceError(f"CloudTrail Lake query {query_id} did not finish")
+
+    def _failed(self, error: str) -> Iterator[EventBatch]:
+        """A failed batch for every account: a scope named after the stream ("lake") would
+        belong to no finding, and the accounts' scopes would count as read."""
+        for scope in self.scopes():
+            yield EventBatch(STREAM, scope, failure=ScopeFailure(scope, error))

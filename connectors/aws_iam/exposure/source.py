@@ -60,7 +60,11 @@ class AwsExposureSource:
         try:
             if s.lake_event_data_store is not None:
                 lake = LakeReader(
-                    self.name, self.clients.home("cloudtrail"), s.lake_event_data_store, s.lookback
+                    self.name,
+                    self.clients.home("cloudtrail"),
+                    s.lake_event_data_store,
+                    s.lookback,
+                    self.accounts.scopes,
                 )
                 yield from lake.read(checkpoints, now)
                 return

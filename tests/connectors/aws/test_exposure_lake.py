@@ -1,26 +1,41 @@
 """CloudTrail Lake instead of log files, against botocore's Stubber (no Lake in moto): the query
 names only the relevant events, pages become batches with checkpoints, a re-run resumes after
-the last event read, and a failed query is a failed read, never "no events"."""
+the last event read, and a failed query is a failed read, never "no events". Then, against a
+fake event data store that answers what it has ingested so far: a malformed page fails every
+account's exposure scope (no finding closes on it)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.exposure.lake import STREAM, LakeReader, lake_query
+from connectors.aws_iam.exposure.settings import ExposureSettings
+from connectors.aws_iam.exposure.source import AwsExposureSource
+from connectors.aws_iam.settings import AwsSettings
+from connectors.aws_iam.source import AwsIamSource
 from offboard_audit.core.errors import SourceError
-from offboard_audit.core.exposure import Checkpoint
-from offboard_audit.core.records import CredentialKind, ExposureHow
+from offboard_audit.core.exposure import Checkpoint, InventoryRead, ObjectRef, SecretState
+from offboard_audit.core.exposure_rules import ActorIndex
+from offboard_audit.core.lifecycle import update_findings
+from offboard_audit.core.records import Account, CredentialKind, ExposureHow, Link, Person, PersonStatus
+from offboard_audit.engine.exposure import read_one
+from offboard_audit.storage.store import Store
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 Q1 = "11111111-2222-3333-4444-555555555555"
 Q2 = "66666666-7777-8888-9999-000000000000"
 STORE = "arn:aws:cloudtrail:us-east-1:123456789012:eventdatastore/EXAMPLE-f852-4e8f-8bd1-bcf6cEXAMPLE"
+ACCOUNT, OTHER = "123456789012", "210987654321"
 
 
 def row(
@@ -48,7 +63,7 @@ def client() -> Any:
 
 def test_lake_pages_become_batches_and_a_rerun_resumes_after_the_last_event() -> None:
     ct = client()
-    reader = LakeReader("aws", ct, STORE, timedelta(days=365), sleep=lambda _s: None)
+    reader = LakeReader("aws", ct, STORE, timedelta(days=365), lambda: [ACCOUNT], sleep=lambda _s: None)
     with Stubber(ct) as stub:
         stub.add_response(
             "start_query",
@@ -118,7 +133,7 @@ def test_the_lake_query_names_only_relevant_events_and_no_failed_calls() -> None
 
 def test_a_failed_lake_query_is_a_failed_read() -> None:
     ct = client()
-    reader = LakeReader("aws", ct, STORE, timedelta(days=365), sleep=lambda _s: None)
+    reader = LakeReader("aws", ct, STORE, timedelta(days=365), lambda: [ACCOUNT], sleep=lambda _s: None)
     with Stubber(ct) as stub:
         stub.add_response("start_query", {"QueryId": Q1}, {"QueryStatement": ANY})
         stub.add_response(
@@ -126,3 +141,125 @@ def test_a_failed_lake_query_is_a_failed_read() -> None:
         )
         with pytest.raises(SourceError, match="ended FAILED"):
             list(reader.read({}, NOW))
+
+
+# --- against a fake event data store --------------------------------------------------------
+
+
+def lake_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.000")
+
+
+def read_row(
+    event_id: str, at: datetime, user: str = "alice", secret: str = "prod/sign"
+) -> list[dict[str, str]]:
+    """Row of a GetSecretValue call by IAM user ``user`` of ACCOUNT."""
+    return [
+        *row(event_id, lake_time(at), "GetSecretValue", {"secretId": secret}, user=user),
+        {"userIdentity.principalid": f"AIDA{user.upper()}"},
+    ]
+
+
+class FakeLake:
+    """A CloudTrail Lake event data store holding the rows ingested so far. StartQuery keeps the
+    rows with ``eventTime >= since`` (the query's only time predicate) in eventTime order;
+    GetQueryResults answers them in one page."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[dict[str, str]]] = []
+        self.queries: dict[str, list[list[dict[str, str]]]] = {}
+
+    def start_query(self, QueryStatement: str) -> dict[str, str]:
+        found = re.search(r"eventTime >= '([^']+)'", QueryStatement)
+        assert found is not None
+        since = datetime.fromisoformat(found.group(1))
+
+        def cell(r: list[dict[str, str]], name: str) -> str:
+            return next((c[name] for c in r if name in c), "")
+
+        rows = [r for r in self.rows if datetime.fromisoformat(cell(r, "eventTime")) >= since]
+        rows.sort(key=lambda r: (cell(r, "eventTime"), cell(r, "eventID")))
+        query_id = f"q{len(self.queries)}"
+        self.queries[query_id] = rows
+        return {"QueryId": query_id}
+
+    def get_query_results(self, QueryId: str) -> dict[str, Any]:
+        return {"QueryStatus": "FINISHED", "QueryResultRows": self.queries[QueryId]}
+
+
+class _Clients:
+    def __init__(self, lake: FakeLake) -> None:
+        self.lake = lake
+
+    def home(self, service: str, region: str | None = None) -> FakeLake:
+        assert service == "cloudtrail"
+        return self.lake
+
+
+class LakeExposure(AwsExposureSource):
+    """The real AwsExposureSource events from Lake; the inventory faked as inventory_by_scope
+    gives it: every account of the IAM source read, holding ``secrets``."""
+
+    secrets: tuple[SecretState, ...] = ()
+
+    def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead:
+        return InventoryRead(secrets=self.secrets, scopes=tuple(self.accounts.scopes()))
+
+
+def lake_source(lake: FakeLake, *secrets: SecretState) -> LakeExposure:
+    settings = AwsSettings("aws", accounts=(ACCOUNT, OTHER))
+    accounts = AwsIamSource(settings, ClientProvider(settings, AwsClients()))
+    exposure = ExposureSettings(lake_event_data_store=STORE)
+    source = LakeExposure("aws", exposure, _Clients(lake), accounts)  # type: ignore[arg-type]
+    source.secrets = secrets
+    return source
+
+
+def signing_secret(rotated: datetime) -> SecretState:
+    return SecretState(
+        "aws",
+        ACCOUNT,
+        CredentialKind.SECRET,
+        f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/sign-AbCdEf",
+        name="prod/sign",
+        current_version_created_at=rotated,
+        aliases=("us-east-1:prod/sign",),
+    )
+
+
+ALICE = Person(
+    "E1", "alice@example.com", "Alice", PersonStatus.TERMINATED, NOW - timedelta(days=10), source="hr"
+)
+ALICE_USER = Account(
+    "aws", "aws_iam", f"arn:aws:iam::{ACCOUNT}:user/alice", "alice", True, scope=ACCOUNT, uid="AIDAALICE"
+)
+
+
+def test_a_malformed_lake_page_fails_every_accounts_exposure_scope_and_closes_nothing(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    index = ActorIndex.build([Link(ALICE_USER, (ALICE,), "email")], [ALICE], ["email_local"])
+    lake = FakeLake()
+
+    def audit(source: LakeExposure, now: datetime, run_id: str) -> Any:
+        result = read_one("aws", source, store, index, now, run_id, lambda _m: None)
+        changes = update_findings(store.stored_findings(), result.findings, result.read, (), result.stale)
+        store.save_findings(run_id, now, changes)
+        return result, changes
+
+    # Run 1: Alice (left 10 days ago) read the secret 20 days ago; its value is 100 days old.
+    lake.rows.append(read_row("e1", NOW - timedelta(days=20)))
+    _r1, first = audit(
+        lake_source(lake, signing_secret(NOW - timedelta(days=100))), NOW - timedelta(days=3), "r1"
+    )
+    assert [f.rule.value for f in first.new] == ["secret-exposed-to-leaver"]
+
+    # The secret was rotated 2 days ago and Alice read the new value yesterday, but Lake answers
+    # that row without its eventID: the read of yesterday is unknown, so the finding stays open.
+    lake.rows.append(read_row("e2", NOW - timedelta(days=1)))
+    lake.rows.append([{"eventTime": lake_time(NOW - timedelta(hours=1))}])
+    second, changes = audit(lake_source(lake, signing_secret(NOW - timedelta(days=2))), NOW, "r2")
+    assert changes.closed == ()
+    assert [(f.status.value, f.stale) for f in store.stored_findings().values()] == [("open", True)]
+    failed = sorted(f.scope for f in second.runs[0].failed_scopes)
+    assert failed == [f"exposure:{ACCOUNT}", f"exposure:{OTHER}"]
+    assert all("malformed row" in f.error for f in second.runs[0].failed_scopes)
