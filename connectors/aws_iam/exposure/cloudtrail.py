@@ -92,6 +92,15 @@ def _start_after(
     return f"{stream.prefix}{(t - overlap):%Y/%m/%d}"
 
 
+def in_overlap(
+    recent: Mapping[str, datetime | None], newest: datetime | None, overlap: timedelta
+) -> tuple[str, ...]:
+    """The items of ``recent`` (item -> its time) that the next run re-reads: at or after
+    ``newest - overlap``, where the next run's window starts. An item of unknown time is kept
+    (forgetting it could read it twice). Sorted, so a checkpoint is written the same each time."""
+    return tuple(sorted(k for k, t in recent.items() if newest is None or t is None or t >= newest - overlap))
+
+
 def parse_object(data: bytes, source: str, stream: str) -> tuple[list[ExposureEvent], int]:
     """The relevant events of one gzip log file and how many records it held."""
     raw = gzip.decompress(data)
@@ -195,13 +204,7 @@ class TrailReader:
                 position = max(position, key)
                 recent[key] = _delivered_utc(key)
                 newest = _delivered_utc(position)
-                keep = tuple(
-                    sorted(
-                        k
-                        for k, t in recent.items()
-                        if newest is None or t is None or t >= newest - self.overlap
-                    )
-                )
+                keep = in_overlap(recent, newest, self.overlap)
                 recent = {k: recent[k] for k in keep}
                 yield EventBatch(
                     stream=stream.prefix,

@@ -1,9 +1,14 @@
 """Events from a CloudTrail Lake event data store, for trails too large to scan file by file.
 
 One query per run (``cloudtrail:StartQuery``), its results paged with ``GetQueryResults`` (each
-page is one batch, stored with its checkpoint): only the event names that matter, newer than the
-checkpoint (``eventTime`` of the last row read, ISO 8601; ``recent`` holds the event ids read at
-that very time, which the next query's ``>=`` returns again and that are then skipped).
+page is one batch, stored with its checkpoint): only the event names that matter, from
+``overlap`` before the checkpoint on. The checkpoint is the ``eventTime`` of the last row read;
+Lake ingests an event minutes after the call, and not in ``eventTime`` order, so an event older
+than the last one read may still arrive: each query goes back ``overlap`` (the trail reader's
+late-delivery window, default 1 h) and skips the events already read in that window, which the
+checkpoint's ``recent`` holds (``"<eventTime> <eventID>"``; a bare id, as older checkpoints
+hold, dates from the position). An event Lake ingests more than ``overlap`` after a later one
+was read is not seen.
 Lake rows carry the scalar fields the query selects; ``requestParameters`` and
 ``responseElements`` come as JSON text and are parsed into the same record shape as a log
 file's, so :func:`~connectors.aws_iam.exposure.translate.record_events` translates both.
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.aws_iam.exposure.cloudtrail import in_overlap
 from connectors.aws_iam.exposure.translate import RELEVANT, MalformedRecord, record_events
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import Checkpoint, EventBatch
@@ -66,6 +72,34 @@ def lake_query(event_data_store: str, since: str) -> str:
     return select + where + "ORDER BY eventTime, eventID"
 
 
+def lake_time(t: datetime) -> str:
+    """``t`` as Lake writes ``eventTime`` (UTC, milliseconds)."""
+    t = t.astimezone(UTC)
+    return f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond // 1000:03d}"
+
+
+def _parse_time(value: str) -> datetime:
+    """A Lake ``eventTime`` (UTC, without a zone) or a checkpoint's position."""
+    t = datetime.fromisoformat(value)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _resume(cp: Checkpoint) -> tuple[datetime, dict[str, datetime]]:
+    """The checkpoint's position and the events read in the overlap before it (id -> time)."""
+    try:
+        position = _parse_time(cp.position)
+    except ValueError:
+        raise SourceError(f"CloudTrail Lake checkpoint {cp.position!r} is not a timestamp") from None
+    read: dict[str, datetime] = {}
+    for item in cp.recent:
+        stamp, _sep, event_id = item.rpartition(" ")
+        try:
+            read[event_id] = _parse_time(stamp) if stamp else position
+        except ValueError:
+            read[event_id] = position  # kept: skipping it is right, only its time is unknown
+    return position, read
+
+
 def _json(value: str | None) -> Any:
     if not value:
         return {}
@@ -100,28 +134,34 @@ def row_record(row: list[Mapping[str, str]]) -> dict[str, Any]:
 class LakeReader:
     """Permissions: ``cloudtrail:StartQuery``, ``cloudtrail:GetQueryResults``.
 
-    ``scopes`` lists the accounts the source covers (the IAM source's, which the inventory reads
-    too); it is asked only when a page fails, to fail each of them.
+    ``overlap`` is how far before the checkpoint each query starts again (see the module
+    docstring). ``scopes`` lists the accounts the source covers (the IAM source's, which the
+    inventory reads too); it is asked only when a page fails, to fail each of them.
     """
 
     source: str
     cloudtrail: Any
     event_data_store: str
     lookback: timedelta
+    overlap: timedelta
     scopes: Callable[[], Sequence[str]]
     sleep: Callable[[float], None] = time.sleep
     poll_limit: int = 600
 
     def read(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         cp = checkpoints.get(STREAM)
-        since = cp.position if cp else (now - self.lookback).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        seen_at_position = set(cp.recent) if cp else set()
-        query_id = self.cloudtrail.start_query(QueryStatement=lake_query(self.event_data_store, since))[
-            "QueryId"
-        ]
+        read: dict[str, datetime] = {}  # event id -> eventTime, of those in the overlap
+        if cp is None:
+            # Whole milliseconds, as positions are stored: the next query starts where the kept
+            # memo does.
+            position = start = _parse_time(lake_time(now - self.lookback))
+        else:
+            position, read = _resume(cp)
+            start = position - self.overlap
+        already = set(read)  # read by an earlier run: the overlap returns them again
+        statement = lake_query(self.event_data_store, lake_time(start))
+        query_id = self.cloudtrail.start_query(QueryStatement=statement)["QueryId"]
         token: str | None = None
-        position = since
-        recent = set(seen_at_position)
         for _ in range(self.poll_limit):
             params: dict[str, Any] = {"QueryId": query_id}
             if token:
@@ -141,21 +181,23 @@ class LakeReader:
                 for row in page.get("QueryResultRows") or ():
                     count += 1
                     rec = row_record(row)
-                    if rec["eventID"] in seen_at_position:
+                    event_id = str(rec["eventID"])
+                    if event_id in already:
                         continue
                     events.extend(record_events(rec, self.source, STREAM))
-                    at = str(rec["eventTime"])
-                    if at > position:
-                        position, recent = at, set()
-                    recent.add(str(rec["eventID"]))
+                    at = _parse_time(str(rec["eventTime"]))
+                    read[event_id] = at
+                    position = max(position, at)
             except (KeyError, ValueError, MalformedRecord) as exc:
                 yield from self._failed(f"CloudTrail Lake query {query_id}: malformed row: {exc}")
                 return
+            read = {i: read[i] for i in in_overlap(read, position, self.overlap)}
+            recent = tuple(sorted(f"{lake_time(at)} {i}" for i, at in read.items()))
             yield EventBatch(
                 STREAM,
                 "lake",
                 events=tuple(events),
-                checkpoint=Checkpoint(STREAM, position, tuple(sorted(recent))),
+                checkpoint=Checkpoint(STREAM, lake_time(position), recent),
                 events_seen=count,
             )
             token = page.get("NextToken")

@@ -14,7 +14,9 @@ EXPOSURE_OPTIONS: dict[str, str] = {
     "trail_prefix": 'Prefix before AWSLogs/ in the bucket (default "").',
     "trail_region": "Region of the trail bucket (default: the source's region).",
     "lookback": 'How far back the first read of a trail prefix goes (default "365d").',
-    "overlap": 'Late-delivery window re-listed on each run; objects already read in it are skipped (default "1h").',
+    "overlap": "Late-delivery window re-listed on each run; objects already read in it are skipped "
+    '(default "1h"). With lake_event_data_store: how far before the last event read each query '
+    "starts again, for events Lake ingests late; events already read in it are skipped.",
     "workers": "Log objects fetched concurrently (default 4).",
     "regions": "Regions whose Secrets Manager, SSM and KMS inventory is read (default: the source's region).",
     "owner_tag_keys": 'Secret/parameter/KMS key tag keys naming who rotates it (default ["owner"]).',

@@ -64,6 +64,7 @@ class AwsExposureSource:
                     self.clients.home("cloudtrail"),
                     s.lake_event_data_store,
                     s.lookback,
+                    s.overlap,
                     self.accounts.scopes,
                 )
                 yield from lake.read(checkpoints, now)

@@ -1,7 +1,8 @@
 """CloudTrail Lake instead of log files, against botocore's Stubber (no Lake in moto): the query
-names only the relevant events, pages become batches with checkpoints, a re-run resumes after
-the last event read, and a failed query is a failed read, never "no events". Then, against a
-fake event data store that answers what it has ingested so far: a malformed page fails every
+names only the relevant events, pages become batches with checkpoints, a re-run resumes
+``overlap`` before the last event read, and a failed query is a failed read, never "no events".
+Then, against a fake event data store that answers what it has ingested so far: an event Lake
+ingests late is read on the next run (and none twice), and a malformed page fails every
 account's exposure scope (no finding closes on it)."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ Q1 = "11111111-2222-3333-4444-555555555555"
 Q2 = "66666666-7777-8888-9999-000000000000"
 STORE = "arn:aws:cloudtrail:us-east-1:123456789012:eventdatastore/EXAMPLE-f852-4e8f-8bd1-bcf6cEXAMPLE"
 ACCOUNT, OTHER = "123456789012", "210987654321"
+HOUR = timedelta(hours=1)
 
 
 def row(
@@ -61,14 +63,14 @@ def client() -> Any:
     )
 
 
-def test_lake_pages_become_batches_and_a_rerun_resumes_after_the_last_event() -> None:
+def test_lake_pages_become_batches_and_a_rerun_resumes_an_overlap_before_the_last_event() -> None:
     ct = client()
-    reader = LakeReader("aws", ct, STORE, timedelta(days=365), lambda: [ACCOUNT], sleep=lambda _s: None)
+    reader = LakeReader("aws", ct, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT], sleep=lambda _s: None)
     with Stubber(ct) as stub:
         stub.add_response(
             "start_query",
             {"QueryId": Q1},
-            {"QueryStatement": lake_query(STORE, "2025-06-30 00:00:00")},
+            {"QueryStatement": lake_query(STORE, "2025-06-30 00:00:00.000")},
         )
         stub.add_response("get_query_results", {"QueryStatus": "RUNNING"}, {"QueryId": Q1})
         stub.add_response(
@@ -101,12 +103,13 @@ def test_lake_pages_become_batches_and_a_rerun_resumes_after_the_last_event() ->
         [("e2", ExposureHow.CREATED, CredentialKind.SECRET, "us-east-1:prod/db")],
     ]
     last = batches[-1].checkpoint
-    assert last == Checkpoint(STREAM, "2026-06-02 11:00:00.000", ("e2",))
+    # e1, a day older, is before the next run's overlap: not kept.
+    assert last == Checkpoint(STREAM, "2026-06-02 11:00:00.000", ("2026-06-02 11:00:00.000 e2",))
 
-    # The next run asks from the last event's time on; the event read at that time is skipped.
+    # The next run asks from an hour (overlap) before the last event on; e2 is skipped.
     with Stubber(ct) as stub:
         stub.add_response(
-            "start_query", {"QueryId": Q2}, {"QueryStatement": lake_query(STORE, "2026-06-02 11:00:00.000")}
+            "start_query", {"QueryId": Q2}, {"QueryStatement": lake_query(STORE, "2026-06-02 10:00:00.000")}
         )
         stub.add_response(
             "get_query_results",
@@ -133,7 +136,7 @@ def test_the_lake_query_names_only_relevant_events_and_no_failed_calls() -> None
 
 def test_a_failed_lake_query_is_a_failed_read() -> None:
     ct = client()
-    reader = LakeReader("aws", ct, STORE, timedelta(days=365), lambda: [ACCOUNT], sleep=lambda _s: None)
+    reader = LakeReader("aws", ct, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT], sleep=lambda _s: None)
     with Stubber(ct) as stub:
         stub.add_response("start_query", {"QueryId": Q1}, {"QueryStatement": ANY})
         stub.add_response(
@@ -147,6 +150,7 @@ def test_a_failed_lake_query_is_a_failed_read() -> None:
 
 
 def lake_time(t: datetime) -> str:
+    """How Lake writes an ``eventTime``."""
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.000")
 
 
@@ -185,6 +189,43 @@ class FakeLake:
 
     def get_query_results(self, QueryId: str) -> dict[str, Any]:
         return {"QueryStatus": "FINISHED", "QueryResultRows": self.queries[QueryId]}
+
+
+def read_ids(
+    reader: LakeReader, checkpoint: Checkpoint | None, now: datetime
+) -> tuple[list[str], Checkpoint | None]:
+    """The event ids one run reads, and the checkpoint it leaves."""
+    ids: list[str] = []
+    for batch in reader.read({STREAM: checkpoint} if checkpoint else {}, now):
+        assert batch.failure is None
+        ids += [e.event_id for e in batch.events]
+        checkpoint = batch.checkpoint or checkpoint
+    return ids, checkpoint
+
+
+def test_an_event_lake_ingests_late_is_read_on_the_next_run_and_none_is_read_twice() -> None:
+    lake = FakeLake()
+    reader = LakeReader("aws", lake, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT])
+    noon = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+    # 11:56: Bob's call of 11:55 is in Lake; Alice's of 11:52 is still on its way.
+    lake.rows.append(read_row("e-bob", noon - timedelta(minutes=5), user="bob", secret="prod/db"))
+    first, cp = read_ids(reader, None, noon - timedelta(minutes=4))
+    assert first == ["e-bob"]
+    lake.rows.append(read_row("e-alice", noon - timedelta(minutes=8)))
+    second, cp = read_ids(reader, cp, noon)
+    third, _cp = read_ids(reader, cp, noon + HOUR)
+    assert (second, third) == (["e-alice"], [])
+
+
+def test_a_checkpoint_of_bare_event_ids_resumes_with_the_overlap() -> None:
+    """A checkpoint stored before the overlap ("recent" holds the ids read at the position)."""
+    lake = FakeLake()
+    reader = LakeReader("aws", lake, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT])
+    noon = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+    lake.rows.append(read_row("e-bob", noon - timedelta(minutes=5), user="bob", secret="prod/db"))
+    lake.rows.append(read_row("e-alice", noon - timedelta(minutes=8)))
+    old = Checkpoint(STREAM, lake_time(noon - timedelta(minutes=5)), ("e-bob",))
+    assert read_ids(reader, old, noon)[0] == ["e-alice"]
 
 
 class _Clients:
