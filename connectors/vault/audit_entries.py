@@ -34,8 +34,9 @@ _DISPLAY_PREFIXES = (
     "gcp",
 )
 
-# KV v2 paths below the mount that are not the secret's data (no value in them).
-_KV2_HOUSEKEEPING = frozenset({"metadata", "delete", "undelete", "destroy", "subkeys", "config"})
+# A KV event's ObjectRef.fingerprint: "kv2:" + the secret its path names on a KV v2 mount ("kv2:"
+# alone: none). Events stored before it carry "" (their object_id is already the v2 reading).
+KV2_READING = "kv2:"
 _WRITES = frozenset({"create", "update", "patch"})
 # Mount types whose calls can be exposure events.
 _ENGINES = frozenset({"kv", "generic", "transit", "approle", "pki"})
@@ -175,7 +176,15 @@ def entry_events(
     else:
         hit = _kv(rest, operation, data)
         if hit is not None:
-            target = ObjectRef(mount, CredentialKind.KV_SECRET, f"{mount}/{hit[0]}")
+            # The entry does not say the mount's KV version: the target keeps the path as
+            # requested (the secret on a v1 mount) with its v2 reading; the inventory, which
+            # reads the version, decides (kv_secret_path).
+            target = ObjectRef(
+                mount,
+                CredentialKind.KV_SECRET,
+                f"{mount}/{rest}",
+                fingerprint=KV2_READING + _kv2_secret(rest),
+            )
     if hit is None or target is None:
         return ()
     _name, how, action = hit
@@ -261,19 +270,33 @@ def _certificate(mount: str, rest: str, operation: Any, data: Any) -> ObjectRef 
     )
 
 
-def _kv(rest: str, operation: Any, data: Any) -> tuple[str, ExposureHow, str] | None:
+def _kv2_secret(rest: str) -> str:
+    """The secret ``<mount>/<rest>`` names on a KV v2 mount: ``data/<path>`` is ``<path>``;
+    metadata, deletes, subkeys and config hand over no value, and any other path is no v2
+    endpoint (Vault answers 404): "" for both."""
     head, _, tail = rest.partition("/")
-    if head == "data" and tail:
-        name, version = tail, "v2"
-    elif head in _KV2_HOUSEKEEPING:
-        return None  # metadata, deletes, subkeys: no value changes hands
-    else:
-        name, version = rest, "v1"
+    return tail if head == "data" else ""
+
+
+def kv_secret_path(ref: ObjectRef, version: str) -> str | None:
+    """The secret (path below its mount) an event's KV ``ref`` names on a mount of KV
+    ``version`` ("1", "2"), or None when that call handed over no value there."""
+    path = ref.object_id[len(ref.scope) + 1 :]
+    if not ref.fingerprint.startswith(KV2_READING):
+        return path  # stored before the raw path was kept: already read with the v2 layout
+    if version != "2":
+        return path  # KV v1: every path below the mount is a secret
+    return ref.fingerprint[len(KV2_READING) :] or None
+
+
+def _kv(rest: str, operation: Any, data: Any) -> tuple[str, ExposureHow, str] | None:
+    """A read or write of a KV path, whatever the mount's version: on v2 only a ``data/`` path's
+    hands a value over, on v1 every path's does (the inventory tells them apart)."""
     if operation == "read":
         # A read of a missing path answers 404 with no data: nothing was handed over.
-        return (name, ExposureHow.READ, f"kv {version} read") if isinstance(data, dict) else None
+        return (rest, ExposureHow.READ, "kv read") if isinstance(data, dict) else None
     if operation in _WRITES:
-        return name, ExposureHow.CREATED, f"kv {version} {operation}"
+        return rest, ExposureHow.CREATED, f"kv {operation}"
     return None
 
 

@@ -12,7 +12,8 @@ source with an ``audit_log``.
   - KV v2: ``GET <mount>/metadata/<path>`` (``current_version``, each version's
     ``created_time``, ``custom_metadata``); KV v1 keeps no versions: ``LIST`` of the secret's
     folder says whether it still exists. The engine's version is read first with
-    ``GET sys/internal/ui/mounts/<mount>`` (a v2 metadata path on a v1 mount would be a value).
+    ``GET sys/internal/ui/mounts/<mount>`` (a v2 metadata path on a v1 mount would be a value);
+    it also decides which secret an event's KV path names (``kv_secret_path``).
   - transit: ``GET <mount>/keys/<name>`` (``latest_version``, each version's creation time,
     ``min_decryption_version``, ``exportable``, ``auto_rotate_period``).
 
@@ -31,10 +32,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from connectors._shared.inventory import ScopeFound, inventory_by_scope
-from connectors.vault.audit_entries import split_fingerprint
+from connectors.vault.audit_entries import kv_secret_path, split_fingerprint
 from connectors.vault.auditlog import AuditLogReader
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
@@ -233,26 +235,34 @@ class VaultExposureSource:
         if info is None:
             return []  # the mount is gone, and every secret in it
         version = str((info.get("options") or {}).get("version") or "1")
-        out: list[SecretState] = []
+        # Each secret with every id events named it by: on v2, "secret/data/app" and (events
+        # stored before the raw path was kept) "secret/app" are both the secret "app".
+        named: dict[str, list[str]] = defaultdict(list)
         for ref in refs:
-            path = ref.object_id[len(mount) + 1 :]
+            path = kv_secret_path(ref, version)
+            if path is not None:
+                named[path].append(ref.object_id)
+        out: list[SecretState] = []
+        for path, ids in named.items():
+            state: SecretState | None = None
             if version == "2":
                 meta = self.api.read(f"{mount}/metadata/{path}")
                 if meta is not None:
-                    out.append(
-                        kv2_state(
-                            self.name,
-                            mount,
-                            path,
-                            meta,
-                            now,
-                            self.settings.owner_metadata_keys,
-                            self.settings.signing_metadata,
-                        )
+                    state = kv2_state(
+                        self.name,
+                        mount,
+                        path,
+                        meta,
+                        now,
+                        self.settings.owner_metadata_keys,
+                        self.settings.signing_metadata,
                     )
             else:
                 folder, _, leaf = path.rpartition("/")
                 keys = self.api.list(f"{mount}/{folder}/" if folder else f"{mount}/")
                 if leaf in keys:
-                    out.append(kv1_state(self.name, mount, path))
+                    state = kv1_state(self.name, mount, path)
+            if state is not None:
+                aliases = tuple(i for i in dict.fromkeys(ids) if i != state.secret_id)
+                out.append(replace(state, aliases=aliases))
         return out

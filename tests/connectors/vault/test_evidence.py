@@ -53,7 +53,7 @@ def test_each_secret_says_how_it_was_exposed_its_rotation_when_and_by_whom_and_w
     kv = section["secret/app/db"]
     assert (kv["finding"]["status"], kv["finding"]["severity"]) == ("open", "high")
     assert [(a["how"], a["event_id"], a["action"]) for a in kv["exposure"]] == [
-        ("read", ids["read"], "kv v2 read")
+        ("read", ids["read"], "kv read")
     ]
     assert kv["rotation"]["state"] == "not rotated since the last access"
     assert kv["rotation"]["rotated_at"] is None and kv["rotation"]["by_tool"] is None

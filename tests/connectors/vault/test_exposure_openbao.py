@@ -52,9 +52,7 @@ def test_leaver_who_read_a_secret_and_exported_a_signing_key_gets_exact_findings
     }
     found = w.exposure()
     read = found[("secret-exposed-to-leaver", "E1", SECRET)]
-    assert [(a.how.value, a.event_id, a.action) for a in read.exposure] == [
-        ("read", ids["read"], "kv v2 read")
-    ]
+    assert [(a.how.value, a.event_id, a.action) for a in read.exposure] == [("read", ids["read"], "kv read")]
     assert read.account.account_id == w.entities["alice"] and read.account.uid == w.entities["alice"]
     assert read.account.scope == "exposure:secret"
     assert (read.owner.via.value, read.owner.email) == ("manager", "boss@example.com")  # type: ignore[union-attr]
@@ -137,6 +135,26 @@ def test_the_tool_never_reads_a_secret_value_or_key_material(vault_world: VaultW
     ) in w.api.calls
 
 
+def test_on_a_kv_v1_mount_every_path_read_is_a_secret_on_a_kv_v2_mount_only_data_paths_are(
+    vault_world: VaultWorld,
+) -> None:
+    w = vault_world
+    w.root.sys.enable_secrets_engine("kv", path="kv1", options={"version": "1"})
+    v1 = ("kv1/config", "kv1/metadata/db", "kv1/data/app", "kv1/subkeys", "kv1/plain")
+    for path in v1:
+        w.root.write_data(path, data={"value": "v"})
+    w.root.secrets.kv.v2.create_or_update_secret("app/db", secret={"password": "s3cr3t"})
+    alice = w.login("alice")
+    for path in v1:
+        w.seen(alice.read(path))
+    # The v2 mount's metadata, subkeys and config: no value handed over.
+    for path in ("secret/metadata/app/db", "secret/subkeys/app/db", "secret/config"):
+        w.seen(alice.read(path))
+    result = w.run(kv_mounts=["secret", "kv1"])
+    assert result.status.value == "done", result.sources
+    assert _open(w) == {("secret-exposed-to-leaver", "E1", path, "high") for path in v1}
+
+
 def test_incremental_reruns_read_only_new_lines(vault_world: VaultWorld) -> None:
     w = vault_world
     _leaver_reads_and_exports(w)
@@ -182,7 +200,12 @@ def test_a_rotated_log_and_its_gzip_copy_are_read_once(vault_world: VaultWorld) 
     finding = w.exposure()[("secret-exposed-to-leaver", "E1", SECRET)]
     assert [a.event_id for a in finding.exposure] == [read_id]
     again = next(s for s in w.run().sources if s.name == "vault/exposure")
-    assert dict(again.counts)["events_new"] == 0
+    # Only the tool's own read of secret/metadata/app/db in the run before is new (a KV path: the
+    # inventory decides by the mount's version whether it handed a value over; on v2 it did not).
+    assert dict(again.counts)["events_new"] == 1
+    assert [a.event_id for a in w.exposure()[("secret-exposed-to-leaver", "E1", SECRET)].exposure] == [
+        read_id
+    ]
 
 
 def test_a_malformed_line_is_a_failed_scope_and_resolves_nothing(vault_world: VaultWorld) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from connectors.vault.audit_entries import MalformedEntry, actor_of, entry_events, split_fingerprint
+from connectors.vault.audit_entries import (
+    MalformedEntry,
+    actor_of,
+    entry_events,
+    kv_secret_path,
+    split_fingerprint,
+)
 from connectors.vault.translate import (
     entity_account,
     entity_credential,
@@ -21,6 +27,7 @@ from connectors.vault.translate import (
     token_credential,
     transit_state,
 )
+from offboard_audit.core.exposure import ObjectRef
 from offboard_audit.core.records import AccountKind, CredentialKind, ExposureHow
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,23 +54,38 @@ def events(e: dict[str, Any], **kw: Any) -> list[tuple[str, str, str, str, str]]
 
 def test_every_captured_line_translates_and_only_the_leavers_relevant_calls_become_events() -> None:
     found = [
-        (x.actor.names[0] if x.actor.names else x.actor.identity, x.target.object_id, x.how.value, x.action)
+        (
+            x.actor.names[0] if x.actor.names else x.actor.identity,
+            x.target.object_id,
+            x.target.fingerprint,
+            x.how.value,
+            x.action,
+        )
         for line in LINES
         for x in entry_events(json.loads(line), "vault", "s")
     ]
+    # A KV target is the path as requested, with the secret it names on a KV v2 mount ("kv2:"
+    # alone: none): the entry does not say the mount's version, the inventory reads it.
     assert found == [
         # The root token's write of the secret is an event too (its actor is no person).
-        ("token:token", "secret/app/db", "created", "kv v2 create"),
-        ("alice", "secret/app/db", "read", "kv v2 read"),
-        ("alice", "secret/app/api", "created", "kv v2 create"),
-        ("alice", "kv1/legacy", "created", "kv v1 create"),
-        ("alice", "kv1/legacy", "read", "kv v1 read"),
-        ("alice", "transit/signing-key", "changed-access", "transit create key (exportable=true)"),
+        ("token:token", "secret/data/app/db", "kv2:app/db", "created", "kv create"),
+        ("alice", "secret/data/app/db", "kv2:app/db", "read", "kv read"),
+        ("alice", "secret/data/app/api", "kv2:app/api", "created", "kv create"),
+        ("alice", "secret/metadata/app/db", "kv2:", "read", "kv read"),
+        ("alice", "kv1/legacy", "kv2:", "created", "kv create"),
+        ("alice", "kv1/legacy", "kv2:", "read", "kv read"),
+        ("alice", "transit/signing-key", "", "changed-access", "transit create key (exportable=true)"),
         # Sent by the CLI as a string, the flag is HMAC'd: known to be set, value unknown.
-        ("alice", "transit/cli-key", "changed-access", "transit create key (exportable=?)"),
-        ("alice", "transit/signing-key", "exported", "transit export signing-key (versions 1)"),
-        ("alice", "transit/signing-key", "changed-access", "transit config (allow_plaintext_backup=true)"),
-        ("alice", "transit/signing-key", "exported", "transit backup (all versions)"),
+        ("alice", "transit/cli-key", "", "changed-access", "transit create key (exportable=?)"),
+        ("alice", "transit/signing-key", "", "exported", "transit export signing-key (versions 1)"),
+        (
+            "alice",
+            "transit/signing-key",
+            "",
+            "changed-access",
+            "transit config (allow_plaintext_backup=true)",
+        ),
+        ("alice", "transit/signing-key", "", "exported", "transit backup (all versions)"),
     ]
 
 
@@ -79,15 +101,39 @@ def test_a_kv_read_carries_the_request_id_time_scope_and_the_entity_with_its_nam
     assert event.actor.names == ("alice", "userpass-alice")
 
 
-def test_the_request_entry_a_refused_call_a_metadata_read_and_an_export_of_nothing_are_no_events() -> None:
+def test_the_request_entry_a_refused_call_and_an_export_of_nothing_are_no_events() -> None:
     assert events(entry("request", "read", "secret/data/app/db")) == []
     denied = entry("response", "read", "secret/data/app/db", nth=1)  # carol, permission denied
     assert denied["error"] and events(denied) == []
-    assert events(entry("response", "read", "secret/metadata/app/db")) == []
     missing = entry("response", "read", "transit/export/signing-key/nokey")
     assert "error" not in missing and events(missing) == []  # 404: no keys in the response
     assert events(entry("response", "update", "transit/sign/signing-key")) == []
     assert events(entry("response", "update", "transit/keys/signing-key/rotate")) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "on_v1", "on_v2"),
+    [
+        ("secret/data/app/db", "data/app/db", "app/db"),
+        ("secret/metadata/app/db", "metadata/app/db", None),
+        ("secret/subkeys/app/db", "subkeys/app/db", None),
+        ("secret/config", "config", None),
+        ("secret/legacy", "legacy", None),
+    ],
+)
+def test_a_kv_read_names_the_path_requested_on_a_v1_mount_and_only_a_data_path_on_a_v2_mount(
+    path: str, on_v1: str, on_v2: str | None
+) -> None:
+    e = entry("response", "read", "secret/data/app/db")
+    (event,) = entry_events({**e, "request": {**e["request"], "path": path}}, "vault", "s")
+    assert (event.target.object_id, event.how) == (path, ExposureHow.READ)
+    assert (kv_secret_path(event.target, "1"), kv_secret_path(event.target, "2")) == (on_v1, on_v2)
+
+
+def test_a_kv_event_stored_before_the_path_was_kept_names_the_secret_it_was_stored_as() -> None:
+    # Its object_id is already the v2 reading: a read of secret/data/config was stored as this.
+    stored = ObjectRef("secret", CredentialKind.KV_SECRET, "secret/config")
+    assert (kv_secret_path(stored, "1"), kv_secret_path(stored, "2")) == ("config", "config")
 
 
 def test_config_changes_without_exportable_or_plaintext_backup_are_no_events() -> None:
@@ -116,12 +162,12 @@ def test_another_namespace_is_ignored_and_servers_without_mount_point_use_the_co
     other = {**e, "request": {**e["request"], "namespace": {"id": "x1", "path": "team-a/"}}}
     assert events(other) == []
     assert events(other, namespace="team-a") == [
-        ("kv_secret", "secret/app/db", "read", "kv v2 read", "secret")
+        ("kv_secret", "secret/data/app/db", "read", "kv read", "secret")
     ]
     old = {**e, "request": {k: v for k, v in e["request"].items() if k not in ("mount_point", "mount_type")}}
     assert events(old) == []
     assert events(old, mounts={"secret": "kv"}) == [
-        ("kv_secret", "secret/app/db", "read", "kv v2 read", "secret")
+        ("kv_secret", "secret/data/app/db", "read", "kv read", "secret")
     ]
 
 
