@@ -207,16 +207,27 @@ def entry_events(
     )
 
 
-def _expiry_fingerprint(value: str, expires: datetime | None) -> str:
-    """``<accessor or serial>|<expiry, unix seconds; 0: never>``: which object the event made,
-    and until when it works (the event carries both; the inventory needs both)."""
-    return f"{value}|{int(expires.timestamp()) if expires else 0}"
+def _expiry_fingerprint(value: str, expires: datetime | None, made: datetime | None = None) -> str:
+    """``<accessor or serial>|<expiry, unix seconds; 0: never>[|<made, ISO time>]``: which object
+    the event made, until when it works and (secret-ids) when it was made, as far as the log
+    tells: the entry's time, just after Vault made it (the inventory needs all three)."""
+    tail = f"|{made.isoformat()}" if made is not None else ""
+    return f"{value}|{int(expires.timestamp()) if expires else 0}{tail}"
 
 
 def split_fingerprint(fingerprint: str) -> tuple[str, datetime | None]:
-    value, _, expires = fingerprint.rpartition("|")
+    """(value, expiry) of a fingerprint; neither value nor time holds a ``|``."""
+    value, _, rest = fingerprint.partition("|")
+    expires = rest.partition("|")[0]
     seconds = int(expires) if expires.isdigit() else 0
     return value, (datetime.fromtimestamp(seconds, UTC) if seconds else None)
+
+
+def made_at(fingerprint: str) -> datetime | None:
+    """When the object of a fingerprint was logged as made; None for events stored before it was
+    kept (and for certificates)."""
+    made = fingerprint.split("|")[2:]
+    return datetime.fromisoformat(made[0]) if made and made[0] else None
 
 
 def _secret_id(mount: str, rest: str, operation: Any, data: Any, at: Any) -> ObjectRef | None:
@@ -239,7 +250,7 @@ def _secret_id(mount: str, rest: str, operation: Any, data: Any, at: Any) -> Obj
         CredentialKind.SERVICE_ACCOUNT_KEY,
         f"{mount}/role/{parts[1]}/secret-id/{accessor}",
         owner=f"approle role {parts[1]}",
-        fingerprint=_expiry_fingerprint(accessor, expires),
+        fingerprint=_expiry_fingerprint(accessor, expires, created),
     )
 
 

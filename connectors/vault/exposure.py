@@ -20,12 +20,16 @@ source with an ``audit_log``.
   - AppRole secret-ids: ``LIST auth/<approle>/role/<role>/secret-id``; PKI certificates:
     ``LIST <pki>/certs/revoked`` (and the expiry the event logged). The log shows their accessor
     and serial HMAC'd: :class:`AuditHash` matches them with ``POST sys/audit-hash/<device>``.
+    A secret-id none of whose role's listed accessors matches is gone only if none of them was
+    made when it was (``POST .../secret-id-accessor/lookup``, their creation time): the hash is
+    salted per device, and the log may be older than the device. Otherwise the mount fails.
 
   Never a value: no ``<kv>/data/*`` read, no v1 secret read, no transit export or backup. The
   ACL policy the tool needs (``offboard-audit-policy.hcl``): ``read`` on
   ``sys/internal/ui/mounts/<mount>``, ``<kv>/metadata/*`` and ``<transit>/keys/*``; ``list`` on
   the KV v1 mounts, ``auth/<approle>/role/+/secret-id`` and ``<pki>/certs/revoked``; ``read`` +
-  ``sudo`` on ``sys/audit`` (unless ``audit_device`` is set), ``update`` on ``sys/audit-hash/*``.
+  ``sudo`` on ``sys/audit`` (unless ``audit_device`` is set), ``update`` on ``sys/audit-hash/*``
+  and ``auth/<approle>/role/+/secret-id-accessor/lookup``.
 """
 
 from __future__ import annotations
@@ -33,14 +37,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from connectors._shared.inventory import ScopeFound, inventory_by_scope
-from connectors.vault.audit_entries import kv_secret_path, split_fingerprint
+from connectors.vault.audit_entries import kv_secret_path, made_at, split_fingerprint
 from connectors.vault.auditlog import AuditLogReader
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
-from connectors.vault.translate import HMAC_PREFIX, SYSTEM, kv1_state, kv2_state, transit_state
+from connectors.vault.translate import HMAC_PREFIX, SYSTEM, kv1_state, kv2_state, parse_time, transit_state
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import (
     Checkpoint,
@@ -51,6 +55,14 @@ from offboard_audit.core.exposure import (
     SecretState,
 )
 from offboard_audit.core.records import CredentialKind, ScopeFailure
+
+# A secret-id is made just before its creation is logged: a listed one made within this long
+# before the entry's time may be the leaver's one, under another audit salt.
+_MADE_WITHIN = timedelta(seconds=60)
+
+
+class Unmatched(Exception):
+    """Secret-ids leavers made that the inventory can neither find nor rule out."""
 
 
 class AuditHash:
@@ -96,6 +108,8 @@ EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "list on <kv v1 mount>/* (whether a v1 secret still exists; its value is never read)",
     "read on <transit mount>/keys/* (versions, min_decryption_version, exportable; never export/*)",
     "list on auth/<approle mount>/role/*/secret-id (secret-ids leavers made), list on <pki mount>/certs/revoked",
+    "update on auth/<approle mount>/role/*/secret-id-accessor/lookup (when a secret-id a leaver made matches no "
+    "listed accessor: when the listed ones were made)",
     "read on sys/audit (sudo; unless audit_device is set), update on sys/audit-hash/<device> (to match the "
     "HMAC'd secret-id accessors and certificate serials of the log)",
 )
@@ -159,7 +173,7 @@ class VaultExposureSource:
                 if mount in s.pki_mounts:
                     return ScopeFound(objects=self._certificates(mount, refs, hashes, now))
                 return ScopeFound(objects=self._secret_ids(mount, refs, hashes, now))
-            except VaultCallError as exc:
+            except (VaultCallError, Unmatched) as exc:
                 return ScopeFailure(mount, f"inventory of mount {mount}: {exc}")
 
         # One mount after another: the mounts share one hvac client (and AuditHash's cache).
@@ -169,9 +183,18 @@ class VaultExposureSource:
         self, mount: str, refs: Sequence[ObjectRef], hashes: AuditHash, now: datetime
     ) -> list[PersistenceState]:
         """Is each secret-id a leaver made still there? ``LIST <mount>/role/<role>/secret-id``
-        (accessors), matched to the event's HMAC'd accessor through the audit device's hash."""
+        (accessors), matched to the event's HMAC'd accessor through the audit device's hash.
+
+        No listed accessor matching is no proof it is gone: the device's hash is salted per
+        device, and a device disabled and enabled again (or ``audit_device`` naming another one)
+        hashes otherwise than the log was written. It is gone when the role lists none, when the
+        log shows the accessor plain, or when none of those listed was made when the log says the
+        leaver's was (``secret-id-accessor/lookup``); otherwise it is unknown and the mount fails
+        (:class:`Unmatched`): findings kept, stale, nothing resolved."""
         out: list[PersistenceState] = []
         listed: dict[str, list[str]] = {}
+        made: dict[str, list[datetime | None]] = {}
+        unknown: list[str] = []
         for ref in refs:
             if ref.kind is not CredentialKind.SERVICE_ACCOUNT_KEY:
                 continue
@@ -183,14 +206,55 @@ class VaultExposureSource:
             if role not in listed:
                 listed[role] = self.api.list(f"{mount}/role/{role}/secret-id")
             accessor = hashes.find(value, listed[role])
-            until = f"expires {expires.isoformat()}" if expires else "never expires"
-            detail = (
-                f"secret-id accessor {accessor} of AppRole role {role}, {until}"
-                if accessor is not None
-                else "no longer listed (destroyed, used up or tidied)"
-            )
-            out.append(PersistenceState(self.name, ref, accessor is not None, detail))
+            if accessor is not None:
+                until = f"expires {expires.isoformat()}" if expires else "never expires"
+                detail = f"secret-id accessor {accessor} of AppRole role {role}, {until}"
+                out.append(PersistenceState(self.name, ref, True, detail))
+                continue
+            logged = made_at(ref.fingerprint)
+            if value.startswith(HMAC_PREFIX) and listed[role]:
+                if logged is not None and role not in made:
+                    made[role] = self._made(mount, role, listed[role])
+                if logged is None or any(
+                    t is None or logged - _MADE_WITHIN <= t <= logged for t in made[role]
+                ):
+                    unknown.append(self._unmatched(ref, role, len(listed[role]), logged, hashes.device))
+                    continue
+            gone = "no longer listed (destroyed, used up or tidied)"
+            out.append(PersistenceState(self.name, ref, False, gone))
+        if unknown:
+            raise Unmatched("; ".join(unknown))
         return out
+
+    def _made(self, mount: str, role: str, accessors: Sequence[str]) -> list[datetime | None]:
+        """When each secret-id the role lists was made (None: not said); one gone since the
+        listing is left out."""
+        out: list[datetime | None] = []
+        for accessor in accessors:
+            path = f"{mount}/role/{role}/secret-id-accessor/lookup"
+            try:
+                info = self.api.write(path, {"secret_id_accessor": accessor})
+            except VaultCallError as exc:
+                if exc.status == 404:
+                    continue  # destroyed, used up or tidied since the listing
+                raise
+            out.append(parse_time((info or {}).get("creation_time")))
+        return out
+
+    @staticmethod
+    def _unmatched(ref: ObjectRef, role: str, count: int, logged: datetime | None, device: str) -> str:
+        when = (
+            f"one of them made in the minute before {logged.isoformat()}, when the log says it was made"
+            if logged is not None
+            else "its creation time is not stored (an event read by an earlier version)"
+        )
+        return (
+            f"secret-id {ref.object_id} made by a departed person cannot be told present or gone: "
+            f"AppRole role {role} lists {count} secret-id(s), {when}, and none hashes to the log's "
+            f"value under audit device {device or '?'} (the log may have been written under another "
+            "salt: the device was disabled and enabled again, or audit_device names another "
+            "device); not resolved"
+        )
 
     def _certificates(
         self, mount: str, refs: Sequence[ObjectRef], hashes: AuditHash, now: datetime

@@ -21,6 +21,7 @@ path "secret/metadata/*" { capabilities = ["read"] }                 # KV v2 ver
 path "transit/keys/*" { capabilities = ["read"] }                    # versions, min_decryption_version
 path "transit/keys/+/rotate" { capabilities = ["update"] }           # only with policy.auto_rotate_secrets
 path "auth/approle/role/+/secret-id" { capabilities = ["list"] }     # secret-ids leavers made
+path "auth/approle/role/+/secret-id-accessor/lookup" { capabilities = ["update"] }  # when listed ones were made
 path "pki/certs/revoked" { capabilities = ["list"] }                 # certificates leavers had issued
 path "sys/audit" { capabilities = ["read", "sudo"] }                 # the file device (or set audit_device)
 path "sys/audit-hash/*" { capabilities = ["update"] }                # match the log's HMAC'd accessors/serials

@@ -53,3 +53,38 @@ def test_a_secret_named_by_events_stored_before_and_after_the_raw_path_was_kept_
     assert read.failed_scopes == ()
     assert [(s.secret_id, s.aliases) for s in read.secrets] == [("secret/app/db", ("secret/data/app/db",))]
     assert api.reads.count("secret/metadata/app/db") == 1
+
+
+class AppRoleApi:
+    """Role ``ci`` lists one secret-id, ``acc-1``; the audit device hashes it to a value the log
+    does not show (the log was written under another salt, or the leaver's was destroyed)."""
+
+    def list(self, path: str) -> list[str]:
+        assert path == "auth/approle/role/ci/secret-id"
+        return ["acc-1"]
+
+    def read(self, path: str) -> Any:
+        return {"file/": {"type": "file"}} if path == "sys/audit" else None
+
+    def write(self, path: str, data: Any = None) -> Any:
+        assert path == "sys/audit-hash/file", path
+        return {"hash": "hmac-sha256:current-salt-" + data["input"]}
+
+
+def test_a_secret_id_stored_without_its_creation_time_that_no_listed_accessor_matches_fails_its_mount(
+    tmp_path: Path,
+) -> None:
+    # An event read by an earlier version: "<hmac>|<expiry>", no creation time to rule the
+    # listed secret-id out with.
+    logged = "hmac-sha256:older-salt-acc-1"
+    ref = ObjectRef(
+        "auth/approle",
+        CredentialKind.SERVICE_ACCOUNT_KEY,
+        f"auth/approle/role/ci/secret-id/{logged}",
+        owner="approle role ci",
+        fingerprint=f"{logged}|0",
+    )
+    read = _source(tmp_path, AppRoleApi()).inventory([ref])
+    assert read.objects == ()
+    [failure] = read.failed_scopes
+    assert failure.scope == "auth/approle" and ref.object_id in failure.error

@@ -5,6 +5,8 @@ accessor and serial HMAC'd, matched through the audit device's own hash."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from offboard_audit.core.records import FindingStatus
@@ -67,3 +69,44 @@ def test_a_leavers_secret_id_and_certificate_are_persistence_until_destroyed_and
     stored = w.exposure()
     assert stored[("persistence-left-by-leaver", "E1", left["secret_id"])].status is FindingStatus.RESOLVED
     assert stored[("persistence-left-by-leaver", "E1", left["cert"])].status is FindingStatus.RESOLVED
+
+
+def _as_written_under_another_salt(w: VaultWorld, accessor: str) -> str:
+    """Rewrite the log as a file audit device enabled before the current one wrote it: Vault
+    salts each device's HMAC anew when the device is enabled, so the accessor shows another
+    value (same length, rewritten in place). Returns that value."""
+    current = str(w.root.sys.calculate_hash("main", accessor)["data"]["hash"]).encode()
+    older = (
+        "hmac-sha256:" + hmac.new(b"salt of the device before", accessor.encode(), hashlib.sha256).hexdigest()
+    )
+    log = w.bao.audit_log
+    text = log.read_bytes()
+    assert current in text
+    with open(log, "r+b") as fh:
+        fh.write(text.replace(current, older.encode()))
+    return older
+
+
+def test_a_leavers_secret_id_the_role_still_lists_under_another_audit_salt_is_unknown_never_gone(
+    vault_world: VaultWorld,
+) -> None:
+    w = vault_world
+    left = _left_behind(w, "alice")
+    older = _as_written_under_another_salt(w, left["accessor"])
+    secret_id = f"auth/approle/role/ci/secret-id/{older}"
+    result = w.run()
+    run = next(s for s in result.sources if s.name == "vault/exposure")
+    # Not resolved, not read clean: the AppRole mount fails, naming the secret-id and why.
+    assert [f.scope for f in run.failed_scopes] == ["exposure:auth/approle"]
+    assert secret_id in run.failed_scopes[0].error and "another salt" in run.failed_scopes[0].error
+    assert result.status.value == "failed_sources"
+    assert w.api is not None and ("write", "auth/approle/role/ci/secret-id-accessor/lookup") in w.api.calls
+
+    # Destroyed; the role's only secret-id now is one made later: none can be hers, whatever the salt.
+    w.root.write_data(
+        "auth/approle/role/ci/secret-id-accessor/destroy", data={"secret_id_accessor": left["accessor"]}
+    )
+    w.seen(w.login("bob").write_data("auth/approle/role/ci/secret-id"))
+    again = next(s for s in w.run().sources if s.name == "vault/exposure")
+    assert again.failed_scopes == ()
+    assert ("persistence-left-by-leaver", "E1", secret_id) not in w.exposure()

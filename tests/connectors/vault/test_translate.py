@@ -17,6 +17,7 @@ from connectors.vault.audit_entries import (
     actor_of,
     entry_events,
     kv_secret_path,
+    made_at,
     split_fingerprint,
 )
 from connectors.vault.translate import (
@@ -323,6 +324,8 @@ def test_a_secret_id_and_certificates_made_by_a_person_are_persistence_events_na
     value, expires = split_fingerprint(secret_id.fingerprint)
     assert value == PLAIN["secret_id_accessor_hash"]
     assert expires is not None and expires - found[0].at < timedelta(hours=24, seconds=1)
+    # When it was made, as the log tells (the entry's time): the inventory rules out by it.
+    assert made_at(secret_id.fingerprint) == found[0].at and made_at(issued.fingerprint) is None
     assert PLAIN["secret_id_accessor"] not in b"".join(APPROLE_PKI).decode()
     assert issued.object_id == f"pki/cert/{PLAIN['issued_serial_hash']}" and issued.owner == "pki role web"
     assert split_fingerprint(issued.fingerprint) == (
