@@ -1,7 +1,7 @@
 """Exposure events from Cloud Audit Logs, read incrementally through the Logging API.
 
-One stream per project (and per configured organization / folder: their own audit logs hold
-their ``SetIamPolicy`` calls), named ``logs:<resource>``. Each run makes one
+One stream per project (and per organization / folder the IAM source scans, active sub-folders
+included: their own audit logs hold their ``SetIamPolicy`` calls), named ``logs:<resource>``. Each run makes one
 ``entries.list`` (``logging.logEntries.list``; Data Access entries also need
 ``logging.privateLogEntries.list``) per stream, paged, with::
 

@@ -1,9 +1,10 @@
 """The ``gcp_iam`` source's exposure reader: Cloud Audit Logs events, the Secret Manager and Cloud
 KMS inventory, and the objects leavers made.
 
-Events (``audit_logs.py``) and the inventory (``inventory.py``) cover the projects the IAM
-source scans (``projects``, or every active project under ``organization`` / ``folders``) and
-the configured organization and folders themselves. One project failing is a ``ScopeFailure`` of
+Events (``audit_logs.py``) and the inventory (``inventory.py``) cover what the IAM source scans,
+found by the same discovery: the projects (``projects``, and every active project under
+``organization`` / ``folders``), the configured organization and folders, and every active
+sub-folder below them (a role granted there is inherited by the projects below). One project failing is a ``ScopeFailure`` of
 that project while the others report; a project list that cannot be read fails the reader.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from connectors._shared.inventory import ScopeFound, inventory_by_scope
 from connectors.gcp_iam.clients import GcpClients, api_errors, bounded_retry, describe_error
+from connectors.gcp_iam.discovery import discover
 from connectors.gcp_iam.exposure import translate as tr
 from connectors.gcp_iam.exposure.audit_logs import AuditLogReader
 from connectors.gcp_iam.exposure.clients import ClientCache
@@ -66,18 +68,23 @@ class GcpExposureSource:
 
     # --- what is read --------------------------------------------------------------------------
 
-    def _hierarchy(self) -> list[str]:
+    def _configured_hierarchy(self) -> list[str]:
+        """The configured organization and folders: ancestors of every project discovered under
+        them, so their audit configs apply to each (a sub-folder's apply to its own projects only)."""
         c = self._accounts.config
         return [*([c.organization] if c.organization else []), *c.folders]
 
-    def _projects(self) -> list[str]:
-        # SourceError (the project list cannot be read) fails the whole reader, as for the source.
-        return self._accounts.projects()
+    def _scopes(self) -> tuple[list[str], list[str]]:
+        """(projects, organization and folders) exactly as the IAM source scans them: the same
+        discovery, so a role granted on an active sub-folder is read here too. A SourceError (a
+        parent that cannot be listed) fails the whole reader, as it fails the source."""
+        return discover(self._accounts.config, lambda: self._accounts.clients)
 
     def read_events(self, checkpoints: Mapping[str, Checkpoint], now: datetime) -> Iterator[EventBatch]:
         if not self.settings.audit_logs:
             return
-        resources = [f"projects/{p}" for p in self._projects()] + self._hierarchy()
+        projects, hierarchy = self._scopes()
+        resources = [f"projects/{p}" for p in projects] + hierarchy
         try:
             client = self.clients.logging()
         except api_errors() as exc:
@@ -92,8 +99,8 @@ class GcpExposureSource:
 
     def inventory(self, wanted: Sequence[ObjectRef]) -> InventoryRead:
         now = self._clock()
-        projects = self._projects()
-        hierarchy = self._hierarchy()
+        projects, hierarchy = self._scopes()
+        ancestors_configured = self._configured_hierarchy()
         gcp = self._accounts.clients
         refs = [r for r in wanted if r.kind in PERSISTENCE_KINDS]
         services = [
@@ -102,7 +109,7 @@ class GcpExposureSource:
         warnings: list[str] = []
         ancestors: list[tuple[str, Any]] = []
         if self.settings.audit_logs and services:
-            ancestors, failed = self._ancestor_policies(gcp, hierarchy)
+            ancestors, failed = self._ancestor_policies(gcp, ancestors_configured)
             warnings.extend(failed)
 
         def one(scope: str) -> ScopeFound | ScopeFailure:
@@ -122,7 +129,9 @@ class GcpExposureSource:
                         f"{describe_error(exc)}): reads of secrets and key signatures there are unknown"
                     )
                 else:
-                    result.warnings.extend(data_access_warnings(scope, policies, services, bool(hierarchy)))
+                    result.warnings.extend(
+                        data_access_warnings(scope, policies, services, bool(ancestors_configured))
+                    )
             return result
 
         return inventory_by_scope(
