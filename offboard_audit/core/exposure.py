@@ -227,16 +227,47 @@ class EventBatch:
     objects_read: int = 0
 
 
+def arn_region(secret_id: str) -> str:
+    """The region of an AWS ARN (``arn:partition:service:region:account:resource``); "" for an id
+    that is no ARN or names no region."""
+    parts = secret_id.split(":", 5)
+    return parts[3] if len(parts) == 6 and parts[0] == "arn" else ""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretListing:
+    """One listing an inventory made in full in every scope it read: every secret or key of
+    ``kind`` there, or only those of ``region`` when set (an AWS region: the one in the secret's
+    ARN). What no listing covers was not read: a service or region switched off is no proof that
+    its secrets were rotated or deleted."""
+
+    kind: CredentialKind
+    region: str = ""
+
+    def covers(self, kind: CredentialKind, secret_id: str) -> bool:
+        return kind is self.kind and (not self.region or arn_region(secret_id) == self.region)
+
+
 @dataclass(frozen=True, slots=True)
 class InventoryRead:
     """The inventory of every scope: ``scopes`` were read (successfully or not; failed ones are in
-    ``failed_scopes`` and keep their last stored inventory, marked stale)."""
+    ``failed_scopes`` and keep their last stored inventory, marked stale).
+
+    ``listed`` says which secrets and keys the read scopes' listings covered; None: all of them
+    (a reader that always lists everything it knows). A stored secret no listing covers is kept
+    as last read, and findings judged on it are stale.
+    """
 
     secrets: tuple[SecretState, ...] = ()
     objects: tuple[PersistenceState, ...] = ()
     scopes: tuple[str, ...] = ()
     failed_scopes: tuple[ScopeFailure, ...] = ()
     warnings: tuple[str, ...] = ()
+    listed: tuple[SecretListing, ...] | None = None
+
+    def lists(self, kind: CredentialKind, secret_id: str) -> bool:
+        """Whether this read's listings cover a secret of ``kind`` with id ``secret_id``."""
+        return self.listed is None or any(x.covers(kind, secret_id) for x in self.listed)
 
 
 # --- the secret detail shared by the finding and the rotate action ------------------------------

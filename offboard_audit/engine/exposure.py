@@ -30,7 +30,13 @@ from datetime import datetime
 
 from offboard_audit.config import Config, SourceConfig
 from offboard_audit.core.errors import OffboardError
-from offboard_audit.core.exposure import InventoryRead, ObjectRef, base_scope, exposure_scope
+from offboard_audit.core.exposure import (
+    SECRET_KINDS,
+    InventoryRead,
+    ObjectRef,
+    base_scope,
+    exposure_scope,
+)
 from offboard_audit.core.exposure_rules import (
     ActorIndex,
     ExposureInputs,
@@ -207,7 +213,13 @@ def read_one(
         index=index,
         stale_scopes=frozenset(stale),
     )
-    findings = evaluate_exposure(inputs, now, exemptions, first_seen)
+    findings, unlisted = _mark_unlisted(evaluate_exposure(inputs, now, exemptions, first_seen), inventory)
+    warnings = inventory.warnings
+    if unlisted:
+        warnings += (
+            f"{unlisted} secret finding(s) are judged on the inventory of an earlier run: their "
+            "kind or region is not inventoried now (stale, never resolved)",
+        )
     status = SourceStatus.FAILED if total_failure is not None else SourceStatus.OK
     run = SourceRun(
         name=run_name,
@@ -225,13 +237,28 @@ def read_one(
             ("findings", len(findings)),
         ),
         failed_scopes=tuple(counts.failures[k] for k in sorted(counts.failures)),
-        warnings=inventory.warnings,
+        warnings=warnings,
         stale=total_failure is not None,
     )
     # A wholly failed reader only marks its own findings stale; the pipeline gets no "*" (that
     # would hold back the account findings of the same source).
     pipeline_stale = frozenset(s for s in stale if s[1] != "*")
     return ExposureResult(tuple(findings), frozenset(read), pipeline_stale, (run,))
+
+
+def _mark_unlisted(findings: Sequence[Finding], inventory: InventoryRead) -> tuple[list[Finding], int]:
+    """The findings, those about a secret this run's inventory did not list marked stale (a
+    service or region no longer inventoried: the stored state they are judged on is old), and
+    how many those are."""
+    out: list[Finding] = []
+    unlisted = 0
+    for f in findings:
+        c = f.credential
+        if c is not None and c.kind in SECRET_KINDS and not inventory.lists(c.kind, c.credential_id):
+            unlisted += 1
+            f = replace(f, stale=True)
+        out.append(f)
+    return out, unlisted
 
 
 def _unique(refs: Iterable[ObjectRef]) -> list[ObjectRef]:

@@ -3,8 +3,9 @@
 Events are appended with the checkpoint of the batch they came in, in one transaction
 (:meth:`ExposureStore.save_batch`): a crash between two batches neither skips nor doubles one,
 and an event id seen again (CloudTrail delivers some events twice) is dropped. The inventory of a
-scope is replaced only by a successful read of that scope (:meth:`ExposureStore.save_inventory`);
-a failed scope keeps its last rows, which the engine reads back as stale.
+scope is replaced only by a successful read of that scope (:meth:`ExposureStore.save_inventory`),
+and only for what that read listed; a failed scope, or a kind or region not listed, keeps its last
+rows, which the engine reads back as stale.
 """
 
 from __future__ import annotations
@@ -124,16 +125,28 @@ class ExposureStore(Database):
     # --- inventory ---------------------------------------------------------------------------
 
     def save_inventory(self, source: str, read: InventoryRead, run_id: str) -> None:
-        """Replace the secrets of every scope ``read`` read successfully, and store the state of
-        every object it checked; a failed scope keeps what was stored for it."""
+        """Replace the secrets ``read`` listed (``InventoryRead.listed``) in every scope it read
+        successfully, and store the state of every object it checked; a failed scope keeps what
+        was stored for it, and so does a kind or region that was not listed (a service switched
+        off is no proof that its secrets were rotated)."""
         failed = {f.scope for f in read.failed_scopes}
         good = [s for s in read.scopes if s not in failed]
         secrets = [s for s in read.secrets if s.scope in good]
         objects = [o for o in read.objects if o.ref.scope not in failed]
         with self.begin() as conn:
             s = EXPOSURE_SECRETS.c
+            replaced = {x.key for x in secrets}
             for part in chunks(good, _IDS):
-                conn.execute(delete(EXPOSURE_SECRETS).where(s.source == source, s.scope.in_(list(part))))
+                q = select(s.scope, s.kind, s.secret_id).where(s.source == source, s.scope.in_(list(part)))
+                for scope, kind, secret_id in conn.execute(q):
+                    if read.lists(CredentialKind(kind), secret_id):
+                        replaced.add((scope, kind, secret_id))
+            for key_part in chunks(sorted(replaced), _IDS):
+                conn.execute(
+                    delete(EXPOSURE_SECRETS).where(
+                        and_(s.source == source, tuple_(s.scope, s.kind, s.secret_id).in_(list(key_part)))
+                    )
+                )
             rows = [
                 row_of(
                     x,

@@ -23,15 +23,29 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.aws_iam.errors import error_code
 from connectors.aws_iam.exposure import translate as tr
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.settings import ExposureSettings
-from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
+from offboard_audit.core.exposure import (
+    InventoryRead,
+    ObjectRef,
+    PersistenceState,
+    SecretListing,
+    SecretState,
+)
 from offboard_audit.core.records import CredentialKind
+
+
+def with_listings(read: InventoryRead, regions: Sequence[str]) -> InventoryRead:
+    """``read`` saying what it listed: every secret, parameter and key of ``regions``, no other
+    region. A region dropped from ``regions`` is not read, which says nothing about its secrets:
+    their stored state is kept, never taken as rotated or deleted."""
+    kinds = (CredentialKind.SECRET, CredentialKind.PARAMETER, CredentialKind.KMS_KEY)
+    return replace(read, listed=tuple(SecretListing(kind, region) for region in regions for kind in kinds))
 
 
 def secret_versions(sm: Any, secret_id: str) -> list[Any]:

@@ -17,7 +17,7 @@ from connectors._shared.inventory import ScopeFound, inventory_by_scope
 from connectors.aws_iam.errors import describe
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.cloudtrail import TrailReader
-from connectors.aws_iam.exposure.inventory import AccountInventory
+from connectors.aws_iam.exposure.inventory import AccountInventory, with_listings
 from connectors.aws_iam.exposure.lake import LakeReader
 from connectors.aws_iam.exposure.settings import ExposureSettings
 from connectors.aws_iam.source import AwsIamSource
@@ -91,4 +91,5 @@ class AwsExposureSource:
             except Exception as exc:
                 return ScopeFailure(account, f"inventory of account {account}: {describe(exc)}")
 
-        return inventory_by_scope(scopes, one, workers=self.accounts.settings.account_workers)
+        read = inventory_by_scope(scopes, one, workers=self.accounts.settings.account_workers)
+        return with_listings(read, self.settings.regions)

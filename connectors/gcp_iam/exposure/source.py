@@ -11,6 +11,7 @@ that project while the others report; a project list that cannot be read fails t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +32,9 @@ from offboard_audit.core.exposure import (
     EventBatch,
     InventoryRead,
     ObjectRef,
+    SecretListing,
 )
-from offboard_audit.core.records import ScopeFailure
+from offboard_audit.core.records import CredentialKind, ScopeFailure
 
 
 class GcpExposureSource:
@@ -134,13 +136,20 @@ class GcpExposureSource:
                     )
             return result
 
-        return inventory_by_scope(
+        read = inventory_by_scope(
             [*projects, *hierarchy],
             one,
             workers=self._accounts.config.max_workers,
             warnings=warnings,
             thread_name_prefix=f"gcp-{self.name}-exposure",
         )
+        # Only the services inventoried replace what is stored: secret_manager = false lists no
+        # secret, which says nothing about the secrets stored (nor rotates them).
+        kinds = (
+            (CredentialKind.SECRET, self.settings.secret_manager),
+            (CredentialKind.KMS_KEY, self.settings.kms),
+        )
+        return replace(read, listed=tuple(SecretListing(kind) for kind, on in kinds if on))
 
     def _ancestor_policies(
         self, gcp: GcpClients, hierarchy: Sequence[str]

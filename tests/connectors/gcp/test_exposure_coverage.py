@@ -1,6 +1,7 @@
 """What the ``gcp_iam`` exposure reader covers: the same projects, organization and folders as
-the IAM source (sub-folders included), through full audits against the local fakes
-(``tests/support/gcp_exposure.py``), findings read back from the store.
+the IAM source (sub-folders included), and only the services inventoried (``secret_manager``,
+``kms``): one switched off is not read, never taken as rotated. Full audits against the local
+fakes (``tests/support/gcp_exposure.py``), findings read back from the store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from offboard_audit.core.records import Finding
 from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
-from tests.support.gcp_exposure import ExposureFake
+from tests.support.gcp_exposure import DATA_ACCESS, ExposureFake
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LEFT = NOW - timedelta(days=10)
@@ -120,3 +121,89 @@ def test_a_role_granted_on_a_sub_folder_resolves_once_revoked(tmp_path: Path, fa
     holder.bindings = [b for b in holder.bindings if OUTSIDER not in b["members"]]
     audit(tmp_path, fake, NOW + timedelta(hours=1), organization=ORG, exposure=NO_INVENTORY)
     assert exposure_findings(tmp_path, "persistence-left-by-leaver")[binding].status.value == "resolved"
+
+
+# --- inventories switched off ------------------------------------------------------------------
+
+READ_AT = NOW - timedelta(days=20)
+LONG_AGO = NOW - timedelta(days=200)
+SIGNING = "projects/p1/secrets/signing-key"
+DB = "projects/p1/secrets/db-password"
+SIGNER = "projects/p1/locations/global/keyRings/release/cryptoKeys/release-signer"
+
+
+def seed_secrets(fake: ExposureFake) -> None:
+    """Alice (who left) read two secrets of p1 and signed with a Cloud KMS key there, all long
+    since made and never rotated."""
+    st = fake.state
+    st.add_project("p1")
+    st.enable_data_access("p1")
+    sm = "google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion"
+    for secret_id in ("signing-key", "db-password"):
+        secret = st.add_secret("p1", secret_id, LONG_AGO, [(LONG_AGO, "ENABLED")])
+        st.audit_entry(
+            "projects/p1",
+            READ_AT,
+            "secretmanager.googleapis.com",
+            sm,
+            "alice@example.com",
+            f"{secret.name}/versions/1",
+            log=DATA_ACCESS,
+            insert_id=f"ev-{secret_id}",
+        )
+    st.add_crypto_key("p1", "release", "release-signer", "ASYMMETRIC_SIGN", LONG_AGO, [(LONG_AGO, "ENABLED")])
+    st.audit_entry(
+        "projects/p1",
+        READ_AT,
+        "cloudkms.googleapis.com",
+        "AsymmetricSign",
+        "alice@example.com",
+        f"{SIGNER}/cryptoKeyVersions/1",
+        log=DATA_ACCESS,
+        insert_id="ev-kms",
+    )
+
+
+def exposed(tmp: Path) -> dict[str, tuple[str, bool]]:
+    """(status, stale) of each secret-exposed-to-leaver finding, by credential id."""
+    found = exposure_findings(tmp, "secret-exposed-to-leaver")
+    return {cid: (f.status.value, f.stale) for cid, f in found.items()}
+
+
+@pytest.mark.parametrize(
+    ("switched_off", "unread"),
+    [
+        ({"secret_manager": False}, {SIGNING, DB}),
+        ({"kms": False}, {SIGNER}),
+        ({"secret_manager": False, "kms": False}, {SIGNING, DB, SIGNER}),
+    ],
+)
+def test_switching_an_inventory_off_keeps_its_findings_open_and_stale(
+    tmp_path: Path, fake: ExposureFake, switched_off: dict[str, bool], unread: set[str]
+) -> None:
+    seed_secrets(fake)
+    audit(tmp_path, fake, NOW, projects=["p1"])
+    assert exposed(tmp_path) == {cid: ("open", False) for cid in (SIGNING, DB, SIGNER)}
+    # Nothing changed in Google Cloud; the operator turns an inventory off.
+    result = audit(tmp_path, fake, NOW + timedelta(hours=1), projects=["p1"], exposure=switched_off)
+    assert exposed(tmp_path) == {cid: ("open", cid in unread) for cid in (SIGNING, DB, SIGNER)}
+    run = next(s for s in result.sources if s.name == "gcp/exposure")
+    assert any(w.startswith(f"{len(unread)} secret finding(s) are judged on") for w in run.warnings)
+
+
+def test_with_an_inventory_off_the_other_one_still_resolves(tmp_path: Path, fake: ExposureFake) -> None:
+    """Kept is not frozen: the service still inventoried replaces its stored state as before."""
+    seed_secrets(fake)
+    audit(tmp_path, fake, NOW, projects=["p1"])
+    fake.state.keys[SIGNER].versions[0].state = "DESTROYED"
+    db = fake.state.secrets[f"projects/{fake.state.number_of('p1')}/secrets/db-password"]
+    db.versions[0].state = "DESTROYED"
+    audit(tmp_path, fake, NOW + timedelta(hours=1), projects=["p1"], exposure={"secret_manager": False})
+    assert exposed(tmp_path) == {SIGNING: ("open", True), DB: ("open", True), SIGNER: ("resolved", False)}
+    # Switched back on, Secret Manager is read again: the retired version resolves its finding.
+    audit(tmp_path, fake, NOW + timedelta(hours=2), projects=["p1"])
+    assert exposed(tmp_path) == {
+        SIGNING: ("open", False),
+        DB: ("resolved", False),
+        SIGNER: ("resolved", False),
+    }
