@@ -77,18 +77,24 @@ def base_scope(scope: str) -> str:
 class Actor:
     """The identity that acted in an event, as the system reported it.
 
-    ``identity`` is stable across events of the same identity (an IAM user ARN, an assumed-role
-    session ARN, a Vault entity id). ``account_id`` is the ``Account.account_id`` of the account
-    source when the actor is one of its accounts (an IAM user): the actor is then matched as
-    that account is (tags, owners map). ``names`` are the other identifiers to match on, strongest
-    first (a session's ``sourceIdentity``, ``onBehalfOf`` user, the session name, a user name, a
-    Vault alias name): each goes through the same email/username matching as account names.
+    ``identity`` is stable across events of the same identity and differs between identities
+    that share a name (an IAM user's UserId, an assumed-role session ARN, a Vault entity id):
+    the events of one identity are never another's.
+    ``account_id`` is the ``Account.account_id`` of the account source when the actor is one of
+    its accounts (an IAM user): the actor is then matched as that account is (tags, owners map).
+    ``uid`` is that account's immutable id (``Account.uid``) when the system logs it (an IAM
+    user's UserId): the actor is then linked by it, never to an account that holds its
+    ``account_id`` under another uid (a user re-created under the same name). ``names`` are the
+    other identifiers to match on, strongest first (a session's ``sourceIdentity``,
+    ``onBehalfOf`` user, the session name, a user name, a Vault alias name): each goes through
+    the same email/username matching as account names.
     """
 
     identity: str
     kind: str = ""
     account_id: str = ""
     names: tuple[str, ...] = ()
+    uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,11 @@
 """Actors to people, and the two exposure rules. Pure: takes ``now``, does no I/O.
 
 Actors are matched with the account matching (``matching.py``): an actor that is an account of
-the source (an IAM user, by its ARN) has that account's link; any other actor (an assumed-role
-session, a Vault alias) is matched name by name, strongest first (``Actor.names``), each name as
-an account username would be (an email, ``DOMAIN\\user`` / ``user@realm`` forms, the configured
-username rules). The first name that finds anyone decides; several people is ambiguous and
-nobody is blamed.
+the source has that account's link (an IAM user by its UserId, ``Actor.uid``; never by its ARN
+to an account of another UserId); any other actor (a session, a Vault alias, a deleted user) is
+matched name by name, strongest first (``Actor.names``), each name as an account username would
+be (an email, ``DOMAIN\\user`` / ``user@realm`` forms, the configured username rules). The first
+name that finds anyone decides; several people is ambiguous and nobody is blamed.
 
 Rules (design.md):
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from offboard_audit.core import selectors
@@ -81,12 +81,13 @@ def person_key(p: Person) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ActorIndex:
-    """What actor matching needs from a run: the account links by (source, account id), the
-    accounts by (source, scope, username) to tell a person's own accounts, and the people."""
+    """What actor matching needs from a run: the account links by (source, account id) and
+    (source, uid), the accounts by (source, scope, username) to tell own accounts, the people."""
 
     links: Mapping[tuple[str, str], Link]
     by_username: Mapping[tuple[str, str, str], Link]
     people: PeopleIndex
+    by_uid: Mapping[tuple[str, str], Link] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -94,31 +95,42 @@ class ActorIndex:
     ) -> ActorIndex:
         by_id: dict[tuple[str, str], Link] = {}
         by_name: dict[tuple[str, str, str], Link] = {}
+        by_uid: dict[tuple[str, str], Link] = {}
         for link in links:
             a = link.account
             by_id[(a.source, a.account_id)] = link
             by_name[(a.source, a.scope, a.username.casefold())] = link
-        return cls(by_id, by_name, PeopleIndex.build(people, username_rules))
+            if a.uid:
+                by_uid[(a.source, a.uid)] = link
+        return cls(by_id, by_name, PeopleIndex.build(people, username_rules), by_uid)
 
 
 def acting_account(source: str, system: str, actor: Actor) -> Account:
-    """The account an exposure finding names: the identity the leaver acted through."""
+    """The account an exposure finding names: the identity the leaver acted through. An actor
+    known by its uid is named as the source names its accounts (an IAM user's ARN and UserId)."""
     return Account(
         source=source,
         system=system,
-        account_id=actor.identity,
+        account_id=actor.account_id if actor.uid and actor.account_id else actor.identity,
         username=actor.names[-1] if actor.names else actor.identity,
         enabled=True,
         kind=AccountKind.HUMAN,
+        uid=actor.uid,
     )
 
 
 def link_actor(source: str, system: str, actor: Actor, index: ActorIndex) -> Link:
     """The people ``actor`` stands for (see the module docstring). The link's account is the
     actor's account when it is one of the source's accounts, else :func:`acting_account`."""
+    if actor.uid:
+        known = index.by_uid.get((source, actor.uid))
+        if known is not None:
+            return known
     if actor.account_id:
         known = index.links.get((source, actor.account_id))
-        if known is not None:
+        # Not found by its uid, the account holding its name under a uid is another identity
+        # (the user was deleted and the name given to someone else): not the actor's link.
+        if known is not None and not (actor.uid and known.account.uid):
             return known
     account = acting_account(source, system, actor)
     for name in actor.names:

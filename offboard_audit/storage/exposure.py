@@ -88,20 +88,21 @@ class ExposureStore(Database):
         """Every distinct actor of ``source``'s events (names merged across events)."""
         c = EXPOSURE_EVENTS.c
         q = (
-            select(c.actor_identity, c.actor_kind, c.actor_account_id, c.actor_names_json)
+            select(c.actor_identity, c.actor_kind, c.actor_account_id, c.actor_names_json, c.actor_uid)
             .where(c.source == source)
             .distinct()
         )
         merged: dict[str, Actor] = {}
         with self.begin() as conn:
-            for identity, kind, account_id, names_json in conn.execute(q):
+            for identity, kind, account_id, names_json, uid in conn.execute(q):
                 names = tuple(json.loads(names_json))
                 old = merged.get(identity)
                 if old is not None:
                     names = tuple(dict.fromkeys((*old.names, *names)))
                     kind = old.kind or kind
                     account_id = old.account_id or account_id
-                merged[identity] = Actor(identity, kind, account_id, names)
+                    uid = old.uid or uid
+                merged[identity] = Actor(identity, kind, account_id, names, uid)
         return [merged[k] for k in sorted(merged)]
 
     def exposure_events(self, source: str, identities: Collection[str]) -> list[ExposureEvent]:
@@ -224,6 +225,7 @@ def _event_row(source: str, e: ExposureEvent) -> dict[str, object]:
         "actor_kind": e.actor.kind,
         "actor_account_id": e.actor.account_id,
         "actor_names_json": json.dumps(list(e.actor.names)),
+        "actor_uid": e.actor.uid,
         "target_scope": e.target.scope,
         "target_kind": e.target.kind.value,
         "target_id": e.target.object_id,
@@ -245,6 +247,7 @@ def _event(r: RowMapping) -> ExposureEvent:
             r["actor_kind"],
             r["actor_account_id"],
             tuple(json.loads(r["actor_names_json"])),
+            r["actor_uid"],
         ),
         target=ObjectRef(
             r["target_scope"],

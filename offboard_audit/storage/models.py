@@ -284,6 +284,8 @@ class ExposureEventRow(SQLModel, table=True):
     actor_kind: str = Field(default="", max_length=64)
     actor_account_id: str = Field(default="", sa_column=Column(Text, nullable=False))
     actor_names_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # The acting account's immutable id when the system logs one (an IAM user's UserId).
+    actor_uid: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     target_scope: str = Field(default="", sa_column=Column(Text, nullable=False))
     target_kind: str = Field(max_length=32)
     target_id: str = Field(sa_column=Column(Text, nullable=False))

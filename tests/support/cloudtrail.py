@@ -25,10 +25,12 @@ def _z(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def iam_user(name: str, account: str = MOTO_ACCOUNT) -> dict[str, Any]:
+def iam_user(name: str, account: str = MOTO_ACCOUNT, user_id: str | None = None) -> dict[str, Any]:
+    """An IAM user's ``userIdentity``; ``user_id`` is its UserId (pass the one moto gave the user
+    for the record to be that user's, not a user of the same name)."""
     return {
         "type": "IAMUser",
-        "principalId": f"AIDA{name.upper()}",
+        "principalId": user_id or f"AIDA{name.upper()}",
         "arn": f"arn:aws:iam::{account}:user/{name}",
         "accountId": account,
         "accessKeyId": "AKIAEXAMPLE",

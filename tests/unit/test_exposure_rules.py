@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from connectors.aws_iam.exposure.translate import record_events
@@ -13,14 +14,17 @@ from offboard_audit.core.exposure_rules import (
     evaluate_exposure,
     link_actors,
 )
+from offboard_audit.core.lifecycle import update_findings
 from offboard_audit.core.records import (
     Account,
     CredentialKind,
     ExposureHow,
+    Finding,
     Link,
     Person,
     PersonStatus,
 )
+from offboard_audit.core.stored import StoredFinding
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEFT = NOW - timedelta(days=10)
@@ -198,3 +202,101 @@ def test_persistence_remove_task_goes_to_the_objects_admins_before_the_manager()
     # Without admins named by the system, the leaver's manager gets it (ALICE has one).
     [g] = run([made], objects=[PersistenceState("aws", ref, True, "present")])
     assert g.owner is not None and (g.owner.via.value, g.owner.email) == ("manager", "m@x.com")
+
+
+# --- IAM users by UserId, not by name -----------------------------------------------------------
+
+JOHN = Person(
+    "E3", "john.doe@example.com", "John Doe", PersonStatus.TERMINATED, LEFT, aliases=("jdoe",), source="hr"
+)
+JANE = Person("E4", "jane.doe@example.com", "Jane Doe", PersonStatus.ACTIVE, source="hr")
+JDOE_ARN = "arn:aws:iam::111111111111:user/jdoe"
+# The user named jdoe now: Jane's, made after John's was deleted (same ARN, a new UserId).
+JANES_JDOE = Account(
+    "aws",
+    "aws",
+    JDOE_ARN,
+    "jdoe",
+    True,
+    emails=("jane.doe@example.com",),
+    scope="111111111111",
+    uid="AIDANEW",
+)
+SIGNING = SecretState(
+    "aws",
+    "111111111111",
+    CredentialKind.SECRET,
+    "arn:s2",
+    name="prod/sign",
+    signing=True,
+    current_version_created_at=NOW - timedelta(days=400),
+    aliases=("us-east-1:prod/sign",),
+)
+
+
+def read_record(user_id: str, arn: str, user_name: str) -> dict[str, object]:
+    """A CloudTrail GetSecretValue of prod/sign by an IAM user, as CloudTrail writes it."""
+    return {
+        "eventTime": (NOW - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": "secretsmanager.amazonaws.com",
+        "eventName": "GetSecretValue",
+        "eventID": "ev-1",
+        "awsRegion": "us-east-1",
+        "recipientAccountId": "111111111111",
+        "userIdentity": {"type": "IAMUser", "principalId": user_id, "arn": arn, "userName": user_name},
+        "requestParameters": {"secretId": "prod/sign"},
+    }
+
+
+def findings_of(record: dict[str, object], links: list[Link], people: list[Person]) -> list[Finding]:
+    events = record_events(record, "aws")
+    idx = ActorIndex.build(links, people, ["email_local", "alias"])
+    actors = link_actors("aws", "aws", {e.actor for e in events}, idx)
+    return evaluate_exposure(
+        ExposureInputs("aws", "aws", events, actors, SecretIndex([SIGNING]), {}, idx), NOW
+    )
+
+
+def test_a_deleted_users_read_stays_its_own_when_the_name_is_given_to_someone_else() -> None:
+    johns_read = read_record("AIDAOLD", JDOE_ARN, "jdoe")
+    # Before the name was reused: nobody holds jdoe, John is found by his alias.
+    before = findings_of(johns_read, [], [JOHN, JANE])
+    assert [(f.person, f.severity.value) for f in before] == [(JOHN, "critical")]
+    # After: Jane holds jdoe under another UserId; the read is still John's, and his stored
+    # finding stays open on the next run (the scope was read fine).
+    after = findings_of(johns_read, [Link(JANES_JDOE, (JANE,), "email")], [JOHN, JANE])
+    assert [(f.person, f.severity.value, f.account.uid) for f in after] == [(JOHN, "critical", "AIDAOLD")]
+    stored = {
+        f.finding_id: StoredFinding(
+            finding_id=f.finding_id,
+            status=f.status,
+            source="aws",
+            scope=f.account.scope,
+            reason=f.reason,
+            stale=False,
+            exemption_id=None,
+            due_at=f.due_at,
+            account_uid=f.account.uid,
+        )
+        for f in before
+    }
+    assert update_findings(stored, after, read={("aws", "exposure:111111111111")}).closed == ()
+
+
+def test_the_new_holder_of_a_reused_name_is_not_blamed_for_the_old_users_read() -> None:
+    jane_left = replace(JANE, status=PersonStatus.TERMINATED, terminated_at=LEFT)
+    found = findings_of(
+        read_record("AIDAOLD", JDOE_ARN, "jdoe"), [Link(JANES_JDOE, (jane_left,), "email")], [JOHN, jane_left]
+    )
+    assert [f.person for f in found] == [JOHN]
+
+
+def test_a_user_is_linked_by_its_user_id_after_a_rename() -> None:
+    # ALICE_ACCOUNT (UserId AIDA1, linked to Alice) was called "a-smith" when it read the secret:
+    # a name and an ARN that match no account and nobody.
+    found = findings_of(
+        read_record("AIDA1", "arn:aws:iam::111111111111:user/a-smith", "a-smith"),
+        [Link(ALICE_ACCOUNT, (ALICE,), "email")],
+        [ALICE, BOB],
+    )
+    assert [(f.person, f.account.account_id) for f in found] == [(ALICE, ALICE_ARN)]

@@ -87,7 +87,11 @@ def response_time(value: str) -> datetime | None:
 
 
 def actor_of(identity: Mapping[str, Any]) -> Actor | None:
-    """The actor of a record's ``userIdentity``, or None for services and other accounts."""
+    """The actor of a record's ``userIdentity``, or None for services and other accounts.
+
+    An IAM user is its UserId (``principalId``): a user deleted and re-created under the same
+    name has the same ARN but a new UserId, and the old user's events stay the old user's.
+    """
     kind = str(identity.get("type") or "")
     if kind not in _PERSON_TYPES:
         return None
@@ -103,7 +107,8 @@ def actor_of(identity: Mapping[str, Any]) -> Actor | None:
     if kind == "IAMUser":
         if identity.get("userName"):
             names.append(str(identity["userName"]))
-        return Actor(arn, "iam-user", account_id=arn, names=tuple(names))
+        user_id = str(identity.get("principalId") or "")
+        return Actor(user_id or arn, "iam-user", account_id=arn, names=tuple(names), uid=user_id)
     if kind in ("AssumedRole", "FederatedUser") and "/" in arn:
         names.append(arn.rsplit("/", 1)[1])  # the session name (an email or user name for SSO)
     identity_id = arn or str(on_behalf.get("userId") or identity.get("principalId") or "")

@@ -541,7 +541,12 @@ def test_translation_names_the_object_and_how_it_was_touched(
         name,
     )
     assert (event.event_id, event.scope, event.at) == ("e1", MOTO_ACCOUNT, ACTED_AT)
-    assert event.actor.identity == ALICE["arn"]
+    # The user is its UserId; its ARN names the account it was when the record was written.
+    assert (event.actor.identity, event.actor.uid, event.actor.account_id) == (
+        ALICE["principalId"],
+        ALICE["principalId"],
+        ALICE["arn"],
+    )
 
 
 # --- identities named by onBehalfOf (IAM Identity Center) ---------------------------------------
@@ -603,6 +608,51 @@ def test_sessions_acting_on_behalf_of_an_identity_center_user_are_matched_to_tha
     warehouse = found[("secret-exposed-to-leaver", "E5", world.ids["prod/warehouse"])]
     assert [a.event_id for a in warehouse.exposure] == ["ev-on-behalf"]
     assert warehouse.account.account_id == session["arn"]  # the identity she acted through
+
+
+# --- IAM users by UserId ------------------------------------------------------------------------
+
+
+def test_a_read_by_a_user_deleted_and_re_created_under_its_name_stays_the_leavers(world: World) -> None:
+    sm = world.client("secretsmanager")
+    world.ids["prod/sign"] = sm.create_secret(Name="prod/sign", SecretString="v")["ARN"]
+    backdate_secret("prod/sign", LONG_AGO)
+    iam = world.client("iam")
+    alices_user = iam_user("alice", user_id=iam.get_user(UserName="alice")["User"]["UserId"])
+    world.log(ACTED_AT, [record("GetSecretValue", SECRETS, ACTED_AT, alices_user, {"secretId": "prod/sign"})])
+    # Alice's user is deleted at offboarding and the name given to Bob (active): same ARN, new
+    # UserId, tagged with Bob's email. Alice's read is not Bob's, and still not rotated.
+    iam.delete_user(UserName="alice")
+    iam.create_user(UserName="alice", Tags=[{"Key": "email", "Value": "bob@example.com"}])
+    assert iam.get_user(UserName="alice")["User"]["UserId"] != alices_user["principalId"]
+
+    world.run()
+    [(key, finding)] = world.open_findings().items()
+    assert key == ("secret-exposed-to-leaver", "E1", world.ids["prod/sign"])
+    assert (finding.account.account_id, finding.account.uid) == (
+        alices_user["arn"],
+        alices_user["principalId"],
+    )
+
+
+def test_a_user_renamed_since_its_read_is_still_matched_as_its_account(world: World) -> None:
+    sm = world.client("secretsmanager")
+    world.ids["prod/sign"] = sm.create_secret(Name="prod/sign", SecretString="v")["ARN"]
+    backdate_secret("prod/sign", LONG_AGO)
+    iam = world.client("iam")
+    # Alice's user was called "a-smith" when it read the secret (a name that matches nobody);
+    # renamed since, it is the account tagged with her email, found by its UserId.
+    user_id = iam.get_user(UserName="alice")["User"]["UserId"]
+    old = iam_user("a-smith", user_id=user_id)
+    world.log(ACTED_AT, [record("GetSecretValue", SECRETS, ACTED_AT, old, {"secretId": "prod/sign"})])
+
+    world.run()
+    [(key, finding)] = world.open_findings().items()
+    assert key == ("secret-exposed-to-leaver", "E1", world.ids["prod/sign"])
+    assert (finding.account.account_id, finding.account.uid) == (
+        f"arn:aws:iam::{MOTO_ACCOUNT}:user/alice",
+        user_id,
+    )
 
 
 # --- lookback ----------------------------------------------------------------------------------

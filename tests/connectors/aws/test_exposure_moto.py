@@ -175,7 +175,8 @@ def _seed(w: World) -> None:
     )
 
     w.client("s3").create_bucket(Bucket=BUCKET)
-    alice, bob = iam_user("alice"), iam_user("bob")
+    # The records carry the UserIds moto gave the users: the actors are these accounts.
+    alice, bob = (iam_user(n, user_id=iam.get_user(UserName=n)["User"]["UserId"]) for n in ("alice", "bob"))
     carol = sso_session("carol@example.com")
     records = [
         record(
