@@ -78,8 +78,8 @@ class Actor:
     """The identity that acted in an event, as the system reported it.
 
     ``identity`` is stable across events of the same identity and differs between identities
-    that share a name (an IAM user's UserId, an assumed-role session ARN, a Vault entity id):
-    the events of one identity are never another's.
+    that share a name (an IAM user's UserId, an assumed-role session ARN with the session's
+    source identity, a Vault entity id): the events of one identity are never another's.
     ``account_id`` is the ``Account.account_id`` of the account source when the actor is one of
     its accounts (an IAM user): the actor is then matched as that account is (tags, owners map).
     ``uid`` is that account's immutable id (``Account.uid``) when the system logs it (an IAM

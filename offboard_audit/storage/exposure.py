@@ -85,7 +85,9 @@ class ExposureStore(Database):
             return len(fresh)
 
     def exposure_actors(self, source: str) -> list[Actor]:
-        """Every distinct actor of ``source``'s events (names merged across events)."""
+        """Every distinct actor of ``source``'s events (names merged across the events of one
+        identity only: the translation puts what tells people apart, such as a session's source
+        identity or a user's UserId, in the identity)."""
         c = EXPOSURE_EVENTS.c
         q = (
             select(c.actor_identity, c.actor_kind, c.actor_account_id, c.actor_names_json, c.actor_uid)

@@ -36,6 +36,7 @@ SIGNING = SecretState(
     current_version_created_at=NOW - timedelta(days=300),
     aliases=("us-east-1:prod/sign",),
 )
+DEPLOY_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/Deploy/terraform"
 JDOE = f"arn:aws:iam::{ACCOUNT}:user/jdoe"
 
 
@@ -50,6 +51,16 @@ def read(event_id: str, at: datetime, identity: dict[str, Any]) -> dict[str, Any
         "recipientAccountId": ACCOUNT,
         "userIdentity": {"accountId": ACCOUNT, **identity},
         "requestParameters": {"secretId": "prod/sign"},
+    }
+
+
+def terraform_session(source_identity: str) -> dict[str, Any]:
+    """The Deploy role assumed under the fixed session name "terraform" by one person."""
+    return {
+        "type": "AssumedRole",
+        "principalId": "AROAEXAMPLE:terraform",
+        "arn": DEPLOY_SESSION,
+        "sessionContext": {"sourceIdentity": source_identity},
     }
 
 
@@ -76,6 +87,21 @@ def blamed(store: Store, records: list[dict[str, Any]], links: Sequence[Link] = 
     index = ActorIndex.build(links, [ALICE, BOB, JOHN], ["email_local", "alias"])
     result = read_one("aws", Reader(records), store, index, NOW, "run", lambda _m: None)
     return sorted(f.person.employee_id for f in result.findings if f.person)
+
+
+def test_two_people_sharing_a_role_session_name_stay_two_actors(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    records = [
+        read("ev-alice", NOW - timedelta(days=40), terraform_session("alice@example.com")),
+        read("ev-bob", NOW - timedelta(days=30), terraform_session("bob@example.com")),
+    ]
+    # Bob (departed) read the signing secret; Alice (active) did too, under the same session.
+    assert blamed(store, records) == ["E2"]
+    actors = {a.identity: a.names for a in store.exposure_actors("aws")}
+    assert actors == {
+        f"{DEPLOY_SESSION}#alice@example.com": ("alice@example.com", "terraform"),
+        f"{DEPLOY_SESSION}#bob@example.com": ("bob@example.com", "terraform"),
+    }
 
 
 def test_a_re_created_users_account_does_not_take_the_old_users_reads(tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
-"""Migration 0013 on an exposure ledger written before it: an IAM user's UserId was never stored,
-so its old events stay keyed by ARN, without a uid; a new event of that user carries its UserId."""
+"""Migration 0013 on an exposure ledger written before it: the role sessions stored then are
+keyed as the translation keys them now (with their source identity), so the events of two people
+sharing a role session name are two actors' and a new event of a session joins its old ones. An
+IAM user's UserId was never stored: its old events stay keyed by ARN, without a uid; a new event
+of that user carries its UserId."""
 
 from __future__ import annotations
 
@@ -20,9 +23,13 @@ from offboard_audit.storage.store import Store
 
 AT = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 JDOE = "arn:aws:iam::111111111111:user/jdoe"
+SESSION = "arn:aws:sts::111111111111:assumed-role/Deploy/terraform"
 
 # (source, event id, actor identity, kind, account id, names) as the code before 0013 stored them.
 LEGACY = [
+    ("aws", "ev-alice", SESSION, "assumedrole", "", ["alice@example.com", "terraform"]),
+    ("aws", "ev-bob", SESSION, "assumedrole", "", ["bob@example.com", "terraform"]),
+    ("aws", "ev-tool", SESSION, "assumedrole", "", ["terraform"]),
     ("aws", "ev-jdoe", JDOE, "iam-user", JDOE, ["jdoe"]),
     ("vault", "ev-entity", "ent-1", "entity", "ent-1", ["alice", "userpass-alice"]),
 ]
@@ -35,7 +42,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def jdoe_read(event_id: str) -> dict[str, Any]:
+def read(event_id: str, identity: dict[str, Any]) -> dict[str, Any]:
     return {
         "eventTime": "2026-05-02T00:00:00Z",
         "eventSource": "secretsmanager.amazonaws.com",
@@ -43,12 +50,28 @@ def jdoe_read(event_id: str) -> dict[str, Any]:
         "awsRegion": "us-east-1",
         "eventID": event_id,
         "recipientAccountId": "111111111111",
-        "userIdentity": {"type": "IAMUser", "principalId": "AIDAJDOE", "arn": JDOE, "userName": "jdoe"},
+        "userIdentity": identity,
         "requestParameters": {"secretId": "prod/sign"},
     }
 
 
-def test_upgrade_from_0012_keeps_stored_actors_and_stores_user_ids_from_now_on(url: str) -> None:
+def jdoe_read(event_id: str) -> dict[str, Any]:
+    return read(event_id, {"type": "IAMUser", "principalId": "AIDAJDOE", "arn": JDOE, "userName": "jdoe"})
+
+
+def session_read(event_id: str, source_identity: str | None) -> dict[str, Any]:
+    identity: dict[str, Any] = {"type": "AssumedRole", "principalId": "AROAEXAMPLE:terraform", "arn": SESSION}
+    if source_identity:
+        identity["sessionContext"] = {"sourceIdentity": source_identity}
+    return read(event_id, identity)
+
+
+def translated(record: dict[str, Any]) -> Actor:
+    [event] = record_events(record, "aws")
+    return event.actor
+
+
+def test_upgrade_from_0012_keys_stored_actors_as_the_translation_does_now(url: str) -> None:
     engine = make_engine(url)
     cfg = alembic_config()
     with engine.begin() as conn:
@@ -79,10 +102,21 @@ def test_upgrade_from_0012_keeps_stored_actors_and_stores_user_ids_from_now_on(u
 
     store = Store(engine)
     legacy = Actor(JDOE, "iam-user", JDOE, ("jdoe",))
-    assert store.exposure_actors("aws") == [legacy]
+    alice = translated(session_read("new-alice", "alice@example.com"))
+    bob = translated(session_read("new-bob", "bob@example.com"))
+    tool = translated(session_read("new-tool", None))
+    assert len({alice.identity, bob.identity, tool.identity}) == 3
+    stored = sorted([alice, bob, tool, legacy], key=lambda a: a.identity)
+    assert store.exposure_actors("aws") == stored
     assert store.exposure_actors("vault") == [Actor("ent-1", "entity", "ent-1", ("alice", "userpass-alice"))]
 
-    [new] = record_events(jdoe_read("ev-jdoe-2"), "aws", "trail")
-    store.save_batch("aws", EventBatch("trail", "111111111111", (new,), Checkpoint("trail", "k2")), AT)
-    assert store.exposure_actors("aws") == sorted([legacy, new.actor], key=lambda a: a.identity)
-    assert new.actor.uid == "AIDAJDOE"
+    # Bob's next read joins his stored one, not Alice's; jdoe's next one carries its UserId.
+    new = [
+        e
+        for r in (session_read("ev-bob-2", "bob@example.com"), jdoe_read("ev-jdoe-2"))
+        for e in record_events(r, "aws", "trail")
+    ]
+    store.save_batch("aws", EventBatch("trail", "111111111111", tuple(new), Checkpoint("trail", "k2")), AT)
+    assert [e.event_id for e in store.exposure_events("aws", [bob.identity])] == ["ev-bob", "ev-bob-2"]
+    assert store.exposure_actors("aws") == sorted([*stored, new[1].actor], key=lambda a: a.identity)
+    assert new[1].actor.uid == "AIDAJDOE"

@@ -90,7 +90,10 @@ def actor_of(identity: Mapping[str, Any]) -> Actor | None:
     """The actor of a record's ``userIdentity``, or None for services and other accounts.
 
     An IAM user is its UserId (``principalId``): a user deleted and re-created under the same
-    name has the same ARN but a new UserId, and the old user's events stay the old user's.
+    name has the same ARN but a new UserId, and the old user's events stay the old user's. A
+    session is its ARN and, when the record names them, its ``sourceIdentity`` and
+    ``onBehalfOf`` user: people who assume one role under one session name (a tool's fixed
+    name) are different actors.
     """
     kind = str(identity.get("type") or "")
     if kind not in _PERSON_TYPES:
@@ -98,12 +101,13 @@ def actor_of(identity: Mapping[str, Any]) -> Actor | None:
     arn = str(identity.get("arn") or "")
     names: list[str] = []
     context = identity.get("sessionContext") or {}
-    source_identity = identity.get("sourceIdentity") or context.get("sourceIdentity")
+    source_identity = str(identity.get("sourceIdentity") or context.get("sourceIdentity") or "")
     if source_identity:
-        names.append(str(source_identity))
+        names.append(source_identity)
     on_behalf = identity.get("onBehalfOf") or {}
-    if on_behalf.get("userId"):
-        names.append(str(on_behalf["userId"]))
+    on_behalf_user = str(on_behalf.get("userId") or "")
+    if on_behalf_user:
+        names.append(on_behalf_user)
     if kind == "IAMUser":
         if identity.get("userName"):
             names.append(str(identity["userName"]))
@@ -111,10 +115,11 @@ def actor_of(identity: Mapping[str, Any]) -> Actor | None:
         return Actor(user_id or arn, "iam-user", account_id=arn, names=tuple(names), uid=user_id)
     if kind in ("AssumedRole", "FederatedUser") and "/" in arn:
         names.append(arn.rsplit("/", 1)[1])  # the session name (an email or user name for SSO)
-    identity_id = arn or str(on_behalf.get("userId") or identity.get("principalId") or "")
-    if not identity_id:
+    base = arn or on_behalf_user or str(identity.get("principalId") or "")
+    if not base:
         return None
-    return Actor(identity_id, kind.lower(), names=tuple(dict.fromkeys(names)))
+    who = [w for w in (source_identity, on_behalf_user) if w and w != base]
+    return Actor("#".join((base, *who)), kind.lower(), names=tuple(dict.fromkeys(names)))
 
 
 def _secret_id(region: str, value: str) -> str:

@@ -607,7 +607,8 @@ def test_sessions_acting_on_behalf_of_an_identity_center_user_are_matched_to_tha
     }
     warehouse = found[("secret-exposed-to-leaver", "E5", world.ids["prod/warehouse"])]
     assert [a.event_id for a in warehouse.exposure] == ["ev-on-behalf"]
-    assert warehouse.account.account_id == session["arn"]  # the identity she acted through
+    # The identity she acted through: the session and the Identity Center user behind it.
+    assert warehouse.account.account_id == f"{session['arn']}#{IVY_SSO_ID}"
 
 
 # --- IAM users by UserId ------------------------------------------------------------------------
