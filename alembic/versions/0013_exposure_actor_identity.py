@@ -9,6 +9,9 @@ session name with their own ``sourceIdentity`` / ``onBehalfOf`` were one actor; 
 stored are re-keyed in place with those (the names before the session name), as the translation
 now writes them.
 
+A GCP impersonation actor named the impersonated service account after the person; only the
+person is named now (the service account is not theirs): the stored ones lose that name.
+
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-28 23:00:00.000000
@@ -31,6 +34,7 @@ depends_on: str | Sequence[str] | None = None
 # first two end their ARN with the session name, the last name the translation gave them.
 _SESSIONS = ('assumedrole', 'federateduser', 'identitycenteruser', 'root')
 _NAMED_SESSIONS = ('assumedrole', 'federateduser')
+_SERVICE_ACCOUNT = '.gserviceaccount.com'
 
 
 def _session_identity(identity: str, kind: str, names: list[str]) -> str:
@@ -55,12 +59,17 @@ def upgrade() -> None:
     # One update per distinct actor row, not per event: the ledger may hold millions of events.
     rows = conn.execute(
         sa.select(c.actor_identity, c.actor_kind, c.actor_names_json)
-        .where(c.actor_kind.in_(_SESSIONS))
+        .where(c.actor_kind.in_((*_SESSIONS, 'impersonation')))
         .distinct()
     ).all()
     for identity, kind, names_json in rows:
         names = [str(n) for n in json.loads(names_json)]
         same = sa.and_(c.actor_identity == identity, c.actor_kind == kind, c.actor_names_json == names_json)
+        if kind == 'impersonation':
+            kept = [n for n in names if not n.lower().endswith(_SERVICE_ACCOUNT)]
+            if kept != names:
+                conn.execute(sa.update(events).where(same).values(actor_names_json=json.dumps(kept)))
+            continue
         new = _session_identity(identity, kind, names)
         if new != identity:
             conn.execute(sa.update(events).where(same).values(actor_identity=new))

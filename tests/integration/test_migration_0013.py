@@ -1,6 +1,7 @@
 """Migration 0013 on an exposure ledger written before it: the role sessions stored then are
 keyed as the translation keys them now (with their source identity), so the events of two people
-sharing a role session name are two actors' and a new event of a session joins its old ones. An
+sharing a role session name are two actors' and a new event of a session joins its old ones; a
+GCP impersonation names the person only, as the translation does now. An
 IAM user's UserId was never stored: its old events stay keyed by ARN, without a uid; a new event
 of that user carries its UserId."""
 
@@ -16,6 +17,7 @@ from alembic import command
 from sqlalchemy import text
 
 from connectors.aws_iam.exposure.translate import record_events
+from connectors.gcp_iam.exposure.translate import entry_events
 from offboard_audit.core.exposure import Actor, Checkpoint, EventBatch
 from offboard_audit.storage.db import make_engine
 from offboard_audit.storage.migrate import alembic_config, upgrade_head
@@ -24,6 +26,8 @@ from offboard_audit.storage.store import Store
 AT = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 JDOE = "arn:aws:iam::111111111111:user/jdoe"
 SESSION = "arn:aws:sts::111111111111:assumed-role/Deploy/terraform"
+CAROL_AS_DEPLOYER = "user:carol@example.com as serviceAccount:deployer@prod-app.iam.gserviceaccount.com"
+GCP_AUDIT = Path(__file__).resolve().parents[1] / "connectors/gcp/fixtures/audit"
 
 # (source, event id, actor identity, kind, account id, names) as the code before 0013 stored them.
 LEGACY = [
@@ -31,6 +35,14 @@ LEGACY = [
     ("aws", "ev-bob", SESSION, "assumedrole", "", ["bob@example.com", "terraform"]),
     ("aws", "ev-tool", SESSION, "assumedrole", "", ["terraform"]),
     ("aws", "ev-jdoe", JDOE, "iam-user", JDOE, ["jdoe"]),
+    (
+        "gcp",
+        "ev-carol",
+        CAROL_AS_DEPLOYER,
+        "impersonation",
+        "",
+        ["carol@example.com", "deployer@prod-app.iam.gserviceaccount.com"],
+    ),
     ("vault", "ev-entity", "ent-1", "entity", "ent-1", ["alice", "userpass-alice"]),
 ]
 
@@ -108,6 +120,8 @@ def test_upgrade_from_0012_keys_stored_actors_as_the_translation_does_now(url: s
     assert len({alice.identity, bob.identity, tool.identity}) == 3
     stored = sorted([alice, bob, tool, legacy], key=lambda a: a.identity)
     assert store.exposure_actors("aws") == stored
+    impersonated = json.loads((GCP_AUDIT / "access_secret_version_impersonated.json").read_text())
+    assert store.exposure_actors("gcp") == [e.actor for e in entry_events(impersonated, "gcp")]
     assert store.exposure_actors("vault") == [Actor("ent-1", "entity", "ent-1", ("alice", "userpass-alice"))]
 
     # Bob's next read joins his stored one, not Alice's; jdoe's next one carries its UserId.

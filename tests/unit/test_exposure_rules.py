@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from connectors.aws_iam.exposure.translate import record_events
+from connectors.gcp_iam.exposure.translate import entry_events
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.exposure_rules import (
     ActorIndex,
@@ -300,3 +303,31 @@ def test_a_user_is_linked_by_its_user_id_after_a_rename() -> None:
         [ALICE, BOB],
     )
     assert [(f.person, f.account.account_id) for f in found] == [(ALICE, ALICE_ARN)]
+
+
+# --- GCP impersonation: the person is the actor, the service account is not theirs --------------
+
+GCP_AUDIT = Path(__file__).resolve().parents[1] / "connectors/gcp/fixtures/audit"
+
+
+def test_a_key_made_for_an_impersonated_service_account_is_persistence_left_by_the_person() -> None:
+    entry = json.loads((GCP_AUDIT / "create_service_account_key.json").read_text())
+    service_account = "svc-deploy@prod-app.iam.gserviceaccount.com"
+    entry["protoPayload"]["authenticationInfo"] = {
+        "principalEmail": service_account,
+        "serviceAccountDelegationInfo": [{"firstPartyPrincipal": {"principalEmail": "alice@example.com"}}],
+    }
+    events = entry_events(entry, "gcp")
+    idx = ActorIndex.build([], [ALICE, BOB], ["email_local"])
+    links = link_actors("gcp", "gcp_iam", {e.actor for e in events}, idx)
+    objects = {e.target.key: PersistenceState("gcp", e.target, True, "user-managed key") for e in events}
+    inputs = ExposureInputs("gcp", "gcp_iam", events, links, SecretIndex([]), objects, idx)
+    [f] = evaluate_exposure(inputs, NOW)
+    assert (f.rule.value, f.person, f.credential.kind if f.credential else None) == (
+        "persistence-left-by-leaver",
+        ALICE,
+        CredentialKind.SERVICE_ACCOUNT_KEY,
+    )
+    assert f.credential is not None and f.credential.credential_id.endswith(
+        f"/serviceAccounts/{service_account}/keys/c2a1f0e9d8b7a6c5b4a3f2e1d0c9b8a7f6e5d4c3"
+    )

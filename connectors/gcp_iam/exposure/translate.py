@@ -140,8 +140,9 @@ def actor_of(auth: Mapping[str, Any]) -> Actor | None:
     """The actor of an entry's ``authenticationInfo``, or None when nobody is named.
 
     A person (``principalEmail`` of a Google account) is matched by email. A service account
-    acting for a person (``serviceAccountDelegationInfo``: impersonation) is the person, named
-    first. A service account acting on its own is that account of the source (``account_id``),
+    acting for a person (``serviceAccountDelegationInfo``: impersonation) is the person, and only
+    the person is named: the service account is not theirs, so a key or a role they give it is
+    left for another identity (it outlives their Google account). A service account acting on its own is that account of the source (``account_id``),
     matched as the IAM source links it (its owner), like an AWS IAM user. Workforce identity
     federation names only a ``principalSubject``: its last segment is matched as a name.
     """
@@ -153,9 +154,7 @@ def actor_of(auth: Mapping[str, Any]) -> Actor | None:
             if first and not str(first).lower().endswith(_SERVICE_ACCOUNT):
                 humans.append(str(first).lower())
         if humans:
-            return Actor(
-                f"user:{humans[0]} as serviceAccount:{email}", "impersonation", names=(humans[0], email)
-            )
+            return Actor(f"user:{humans[0]} as serviceAccount:{email}", "impersonation", names=(humans[0],))
         return Actor(f"serviceAccount:{email}", "service-account", account_id=email, names=(email,))
     if email:
         return Actor(f"user:{email}", "user", names=(email,))

@@ -68,13 +68,13 @@ def test_a_failed_call_is_not_an_exposure() -> None:
     assert events("access_secret_version_denied") == []
 
 
-def test_an_impersonated_service_account_acts_for_the_person_named_first() -> None:
+def test_an_impersonated_service_account_acts_for_the_person_named_alone() -> None:
     [e] = events("access_secret_version_impersonated")
     assert (
         e.actor.identity
         == "user:carol@example.com as serviceAccount:deployer@prod-app.iam.gserviceaccount.com"
     )
-    assert e.actor.names == ("carol@example.com", "deployer@prod-app.iam.gserviceaccount.com")
+    assert e.actor.names == ("carol@example.com",)  # the service account is not carol's
     assert e.actor.account_id == ""  # the person decides, not the service account's owner
     assert e.target.object_id == "projects/prod-app/secrets/db-password"
 
@@ -95,6 +95,40 @@ def test_a_key_made_for_another_service_account_names_the_key_and_its_account() 
 
 def test_a_service_account_making_its_own_key_leaves_nothing_for_another_identity() -> None:
     assert events("create_service_account_key_own") == []
+
+
+SVC_DEPLOY = "svc-deploy@prod-app.iam.gserviceaccount.com"
+
+
+def impersonating(entry: dict[str, Any], person: str, service_account: str) -> dict[str, Any]:
+    """``entry`` made by ``person`` through ``service_account`` (how the log names impersonation)."""
+    entry["protoPayload"]["authenticationInfo"] = {
+        "principalEmail": service_account,
+        "serviceAccountDelegationInfo": [{"firstPartyPrincipal": {"principalEmail": person}}],
+    }
+    return entry
+
+
+def test_a_key_a_person_makes_for_the_service_account_they_impersonate_is_left_for_another() -> None:
+    # The service account is not hers: its private key outlives her Google account.
+    entry = impersonating(raw("create_service_account_key"), "alice@example.com", SVC_DEPLOY)
+    [e] = entry_events(entry, "gcp", "logs:projects/prod-app")
+    assert e.actor.identity == f"user:alice@example.com as serviceAccount:{SVC_DEPLOY}"
+    assert (e.target.kind, e.target.owner) == (CredentialKind.SERVICE_ACCOUNT_KEY, SVC_DEPLOY)
+    assert e.target == entry_events(raw("create_service_account_key"), "gcp")[0].target
+
+
+def test_a_role_a_person_grants_the_service_account_they_impersonate_is_for_another() -> None:
+    entry = raw("set_iam_policy")
+    entry["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"] = [
+        {"action": "ADD", "role": "roles/owner", "member": f"serviceAccount:{SVC_DEPLOY}"},
+        {"action": "ADD", "role": "roles/viewer", "member": "user:alice@example.com"},
+    ]
+    found = entry_events(impersonating(entry, "alice@example.com", SVC_DEPLOY), "gcp")
+    # Her own grant is hers; the one to the service account is a door for whoever can use it.
+    assert [e.target.object_id for e in found] == [
+        f"projects/prod-app/roles/owner/serviceAccount:{SVC_DEPLOY}"
+    ]
 
 
 def test_set_iam_policy_yields_the_roles_granted_to_others_only() -> None:
