@@ -91,7 +91,7 @@ def exempt_list(
     fmt: str = typer.Option("table", "--format", help="table or json."),
     all_: bool = typer.Option(False, "--all", help="Include removed exemptions."),
 ) -> int:
-    """Exemptions, with whether each still applies."""
+    """Exemptions, with whether each still applies (state active, expired or removed)."""
     check_format(fmt, ("table", "json"))
     store = state(ctx).store()
     now = now_utc()
@@ -108,6 +108,8 @@ def exempt_list(
                         "by": e.created_by,
                         "created_at": e.created_at.isoformat(),
                         "active": e.active(now),
+                        "state": e.state(now),
+                        "removed_at": e.removed_at.isoformat() if e.removed_at is not None else None,
                     }
                     for e in rows
                 ]
@@ -125,7 +127,7 @@ def exempt_list(
             plain(e.exemption_id),
             plain(e.selector),
             plain(e.until.isoformat()),
-            plain("active" if e.active(now) else "expired"),
+            plain(e.state(now)),
             plain(e.created_by),
             plain(e.reason),
         )

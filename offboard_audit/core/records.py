@@ -405,9 +405,19 @@ class Exemption:
     until: datetime
     created_by: str
     created_at: datetime
+    # Set by `exempt remove`: a removed exemption is kept (the audit log and `exempt list --all`
+    # show it) but no longer applies.
+    removed_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        require_aware_fields(self, "until", "created_at")
+        require_aware_fields(self, "until", "created_at", "removed_at")
 
     def active(self, now: datetime) -> bool:
-        return self.until > now
+        return self.until > now and (self.removed_at is None or self.removed_at > now)
+
+    def state(self, now: datetime) -> str:
+        """``removed``, ``expired`` or ``active`` at ``now``; a removal wins over an expiry,
+        because it is what someone did."""
+        if self.removed_at is not None and self.removed_at <= now:
+            return "removed"
+        return "active" if self.until > now else "expired"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from offboard_audit.core import selectors
@@ -104,3 +105,25 @@ def test_the_last_moment_check_refuses_protected_and_exempted_targets_and_passes
     # else, lets the action through.
     assert refusal(["aws:*"], [hold], bob, key, now) == "protected by policy.protected 'aws:*'"
     assert refusal(["aws:alice"], [ran_out], bob, key, now) is None
+
+
+def test_a_removed_exemption_no_longer_applies_and_says_it_was_removed() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    bob = iam_user("bob", "111111111111")
+    removed = Exemption(
+        "x-1",
+        "aws:bob",
+        "hold",
+        now + timedelta(days=9),
+        "lead",
+        now - timedelta(days=2),
+        now - timedelta(days=1),
+    )
+    expired_then_removed = replace(removed, until=now - timedelta(hours=1))
+    assert not removed.active(now) and removed.state(now) == "removed"
+    assert expired_then_removed.state(now) == "removed"  # what someone did wins over the date
+    assert selectors.active_exemption([removed], bob, None, now) is None
+    # Before its removal it applied.
+    earlier = now - timedelta(days=1, seconds=1)
+    assert removed.active(earlier) and removed.state(earlier) == "active"
+    assert selectors.active_exemption([removed], bob, None, earlier) is removed

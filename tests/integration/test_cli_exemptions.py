@@ -1,0 +1,85 @@
+"""`exempt add`, `list` and `remove` as an operator runs them: a subprocess, a config file and
+the SQLite database it names (read back with sqlite3 as the independent answer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+TIMEOUT = 120
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFBOARD_AUDIT")}
+    return subprocess.run(
+        [sys.executable, "-m", "offboard_audit", "--config", str(root / "c.toml"), *args],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**env, "COLUMNS": "200"},
+        stdin=subprocess.DEVNULL,
+        timeout=TIMEOUT,
+    )
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "hr.csv").write_text("employee_id,email,name,status,termination_date\n")
+    (tmp_path / "c.toml").write_text(
+        '[database]\nurl = "sqlite:///db.sqlite"\n\n'
+        '[[sources]]\nname = "hr"\ntype = "hr_csv"\npath = "hr.csv"\n\n'
+        '[[sources]]\nname = "aws-main"\ntype = "aws_iam"\n'
+    )
+    return tmp_path
+
+
+def add(root: Path, selector: str) -> str:
+    added = cli(root, "exempt", "add", selector, "--reason", "legal hold", "--until", "2099-01-01")
+    assert added.returncode == 0, added.stderr
+    return added.stdout.strip()
+
+
+def test_a_removed_exemption_is_listed_as_removed_with_its_removal_time(root: Path) -> None:
+    kept, removed = add(root, "aws-main:bob:*"), add(root, "aws-main:carol")
+    assert cli(root, "exempt", "remove", removed).returncode == 0
+    with sqlite3.connect(root / "db.sqlite") as conn:
+        (stored,) = conn.execute(
+            "SELECT removed_at FROM exemptions WHERE exemption_id = ?", (removed,)
+        ).fetchone()
+    assert stored is not None
+
+    listed = cli(root, "exempt", "list", "--all", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    # The keys of before stay as they were; state and removed_at are new.
+    assert set(rows[kept]) == {
+        "id",
+        "selector",
+        "reason",
+        "until",
+        "by",
+        "created_at",
+        "active",
+        "state",
+        "removed_at",
+    }
+    assert (rows[kept]["active"], rows[kept]["state"], rows[kept]["removed_at"]) == (True, "active", None)
+    assert (rows[removed]["active"], rows[removed]["state"]) == (False, "removed")
+    removed_at = datetime.fromisoformat(rows[removed]["removed_at"])
+    assert removed_at == datetime.fromisoformat(stored).replace(tzinfo=UTC)  # stored as UTC
+
+    table = cli(root, "exempt", "list", "--all")
+    assert table.returncode == 0, table.stderr
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.stdout.splitlines() if "x-" in line]
+    assert {row[0]: row[3] for row in cells} == {kept: "active", removed: "removed"}
+
+    # Without --all a removed exemption is not listed at all.
+    current = json.loads(cli(root, "exempt", "list", "--format", "json").stdout)
+    assert [row["id"] for row in current] == [kept]
