@@ -11,6 +11,7 @@ from rich.table import Table
 from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
 from offboard_audit.cli.common import actor, check_format, emit
 from offboard_audit.core.records import Exemption
+from offboard_audit.core.selectors import known_prefixes, selector_problem
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, plain
 from offboard_audit.storage.actions import NewEvent, append_event
@@ -38,7 +39,11 @@ def parse_until(value: str, now: datetime) -> datetime:
 @exempt_app.command("add")
 def exempt_add(
     ctx: typer.Context,
-    selector: str = typer.Argument(..., help="SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL], globs allowed."),
+    selector: str = typer.Argument(
+        ...,
+        help="PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL] (PREFIX a source name or system), globs allowed; "
+        "everything in a source or system is NAME:*.",
+    ),
     reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log)."),
     until: str = typer.Option(..., "--until", help="Expiry: YYYY-MM-DD (end of day UTC) or ISO date-time."),
     by: str | None = typer.Option(None, "--by", help="Who approved it (default: the current user)."),
@@ -51,7 +56,13 @@ def exempt_add(
     if expires <= now:
         raise fail(f"--until {until} is in the past")
     st = state(ctx)
-    store = st.store()
+    config = st.config_if_any()
+    # Without a config (--db alone) the sources are unknown: every bare word is refused then.
+    prefixes = None if config is None else known_prefixes((s.name, s.system) for s in config.sources)
+    problem = selector_problem(selector, prefixes, bare_source=False)
+    if problem is not None:
+        raise fail(f"SELECTOR: {problem}")
+    store = st.store(config)
     ex = Exemption(
         exemption_id="x-" + uuid.uuid4().hex[:10],
         selector=selector.strip(),

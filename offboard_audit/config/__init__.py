@@ -22,6 +22,7 @@ from offboard_audit.config.sections import (
     ScheduleConfig,
     WebhookConfig,
     audit_config,
+    check_protected,
     matching_config,
     notification_config,
     policy_config,
@@ -29,6 +30,7 @@ from offboard_audit.config.sections import (
     schedule_config,
     webhook_config,
 )
+from offboard_audit.core import selectors
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.policy import PolicyConfig
@@ -222,7 +224,7 @@ def build_config(
         url = _database_password(database, url, password_env, env)
 
     # Keyword arguments are evaluated in order: the sections are checked in this order.
-    return Config(
+    config = Config(
         path=path,
         base_dir=base_dir,
         database_url=url,
@@ -236,6 +238,13 @@ def build_config(
         sources=_parse_sources(raw, positions, base_dir),
         warnings=tuple(warnings),
     )
+    # Selectors name sources, so they are checked once the sources are known.
+    check_protected(
+        root.table("policy"),
+        config.policy.protected,
+        selectors.known_prefixes((s.name, s.system) for s in config.sources),
+    )
+    return config
 
 
 def _database_password(database: SourceOptions, url: str, var: str, env: Mapping[str, str]) -> str:

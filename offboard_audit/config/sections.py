@@ -6,12 +6,13 @@ Every parser takes the section's table and raises ``ConfigError`` naming the key
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from offboard_audit.core import selectors
 from offboard_audit.core.audit_chain import MIN_KEY_BYTES, ChainKey
 from offboard_audit.core.cron import parse_cron
 from offboard_audit.core.options import SourceOptions
@@ -35,7 +36,9 @@ POLICY_OPTIONS: dict[str, str] = {
     "count behind it (newly terminated, missing, terminated by webhook) is also above this "
     "(default 3), so one termination in a small organisation does not stop everything",
     "orphan_accounts": "report enabled human accounts that match nobody in HR",
-    "protected": 'selectors never revoked: "SOURCE_OR_SYSTEM:ACCOUNT[:CREDENTIAL]", globs allowed',
+    "protected": 'selectors never revoked: "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]", PREFIX a source '
+    "name or system, globs allowed; a configured source or system name alone protects all of it, "
+    "any other word without a colon is an error",
     "delete_after": "after this long disabled, plan the delete stage (unset: never delete)",
     "service_accounts_owned": "also flag credentials of service accounts owned by a departed person",
     "auto_rotate_secrets": "exposure findings: plan Secrets Manager RotateSecret for a secret a leaver "
@@ -200,6 +203,15 @@ def policy_config(table: SourceOptions) -> PolicyConfig:
         service_accounts_owned=table.flag("service_accounts_owned", True),
         auto_rotate_secrets=table.flag("auto_rotate_secrets", False),
     )
+
+
+def check_protected(table: SourceOptions, protected: Iterable[str], prefixes: frozenset[str]) -> None:
+    """``policy.protected`` against the configured sources (parsed after ``[policy]``): a word
+    without a colon that names none of them protects nothing, silently."""
+    for selector in protected:
+        problem = selectors.selector_problem(selector, prefixes, bare_source=True)
+        if problem is not None:
+            raise table.error("protected", problem)
 
 
 def audit_config(table: SourceOptions, env: Mapping[str, str]) -> AuditConfig:

@@ -8,6 +8,12 @@ an account id or username; CREDENTIAL a credential id. ``aws:root``,
 ``aws-main:bob:AKIA*`` and ``corp-ldap:*`` are all selectors. An unscoped selector matches in
 every scope.
 
+A word without a colon is read as a whole source or system (``aws-main``, the same as
+``aws-main:*``), so ``alice`` would select nothing at all and ``aws`` every AWS account: a
+mistake either way that nothing reported. :func:`selector_problem` refuses a bare word that names
+no configured source or system, and ``exempt add`` takes a whole source only spelled out
+(``aws-main:*``): an exemption that silences a whole source must not be one typo away.
+
 Matching is case-insensitive everywhere: IAM user names, AD sAMAccountName/UPN, DNs and
 emails are case-insensitive in their systems, and for protection matching too much is the safe
 side (a protected ``BreakGlass`` must not be revoked because the selector says ``breakglass``).
@@ -15,7 +21,7 @@ side (a protected ``BreakGlass`` must not be revoked because the selector says `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 
@@ -26,6 +32,51 @@ def _prefixes(account: Account) -> set[str]:
     system = account.system.lower()
     short = system.removesuffix("_iam")
     return {account.source.lower(), system, short}
+
+
+FORM = "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]"
+EXAMPLES = '"aws:alice", "aws-main:111111111111:alice", "corp-ldap:uid=alice,*", "aws-main:bob:AKIA*"'
+
+
+def known_prefixes(sources: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The words a selector's PREFIX may be for these ``(source name, system)`` pairs: each name,
+    each system and its short form (lower case, as matching compares them)."""
+    out: set[str] = set()
+    for name, system in sources:
+        out |= {name.lower(), system.lower(), system.lower().removesuffix("_iam")}
+    return frozenset(out)
+
+
+def selector_problem(selector: str, prefixes: Collection[str] | None, *, bare_source: bool) -> str | None:
+    """Why ``selector`` cannot be used, or None.
+
+    ``prefixes`` are the :func:`known_prefixes` of the configured sources (None: not known, no
+    config). ``bare_source`` says whether a bare source or system name may stand for all of it:
+    yes in ``policy.protected`` (protecting too much is the safe side), no for an exemption,
+    which must then be spelled ``NAME:*``."""
+    word = selector.strip()
+    if not word:
+        return f"a selector must not be empty: it is {FORM}"
+    if ":" in word:
+        return None
+    is_prefix = prefixes is not None and word.lower() in prefixes
+    if is_prefix and bare_source:
+        return None
+    if is_prefix:
+        return (
+            f"{word!r} alone would select everything in that source or system: "
+            f"write {word + ':*'!r} if that is what you mean"
+        )
+    if prefixes is None:
+        why = "has no colon"
+    else:
+        why = "names no configured source or system, so it would select nothing"
+    if bare_source:
+        known = ", ".join(sorted(prefixes or ())) or "none"
+        whole = f"; a source or system name alone selects all of it (configured: {known})"
+    else:
+        whole = "; everything in a source or system is NAME:*"
+    return f"{word!r} {why}: a selector is {FORM} (e.g. {EXAMPLES}){whole}"
 
 
 def candidates(account: Account, credential: Credential | None = None) -> list[str]:
@@ -47,7 +98,8 @@ def candidates(account: Account, credential: Credential | None = None) -> list[s
 def matches(selector: str, account: Account, credential: Credential | None = None) -> bool:
     pattern = selector.strip().lower()
     if ":" not in pattern:
-        # A bare source name or system selects everything in it.
+        # A bare source name or system selects everything in it (policy.protected; exemptions
+        # are refused in this form when added, see selector_problem).
         return pattern in _prefixes(account)
     return any(fnmatchcase(c, pattern) for c in candidates(account, credential))
 

@@ -83,3 +83,50 @@ def test_a_removed_exemption_is_listed_as_removed_with_its_removal_time(root: Pa
     # Without --all a removed exemption is not listed at all.
     current = json.loads(cli(root, "exempt", "list", "--format", "json").stdout)
     assert [row["id"] for row in current] == [kept]
+
+
+def stored_selectors(root: Path) -> list[str]:
+    if not (root / "db.sqlite").exists():
+        return []
+    with sqlite3.connect(root / "db.sqlite") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "exemptions" not in tables:
+            return []
+        return [sel for (sel,) in conn.execute("SELECT selector FROM exemptions")]
+
+
+@pytest.mark.parametrize(
+    ("selector", "says", "spelled_out"),
+    [
+        # A username alone exempted nothing, silently.
+        ("bob", "'bob' names no configured source or system", None),
+        # A source or system alone exempted every finding in it (the summary dropped to 0).
+        ("aws", "write 'aws:*' if that is what you mean", "aws:*"),
+        ("aws-main", "write 'aws-main:*' if that is what you mean", "aws-main:*"),
+    ],
+)
+def test_exempt_add_refuses_a_word_without_a_colon(
+    root: Path, selector: str, says: str, spelled_out: str | None
+) -> None:
+    added = cli(root, "exempt", "add", selector, "--reason", "x", "--until", "2099-01-01")
+    assert added.returncode == 2, added.stderr
+    assert "SELECTOR" in added.stderr and says in added.stderr
+    assert stored_selectors(root) == []
+    if spelled_out is not None:  # the spelling the refusal suggests is taken
+        add(root, spelled_out)
+        assert stored_selectors(root) == [spelled_out]
+
+
+def test_config_check_refuses_a_protected_word_that_names_no_source(root: Path) -> None:
+    config = root / "c.toml"
+    config.write_text(
+        config.read_text().replace("[[sources]]", '[policy]\nprotected = ["alice"]\n\n[[sources]]', 1)
+    )
+    line = config.read_text().splitlines().index('protected = ["alice"]') + 1
+    checked = cli(root, "config", "check")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert f"line {line}: policy.protected: 'alice' names no configured source or system" in checked.stderr
+    assert "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]" in checked.stderr
+    # A source name alone still protects all of it.
+    config.write_text(config.read_text().replace('["alice"]', '["aws-main"]'))
+    assert cli(root, "config", "check").returncode == 0

@@ -139,3 +139,22 @@ def test_a_schedule_built_in_code_refuses_an_unknown_time_zone_as_the_file_reade
         parse_config(GOOD + '\n[schedule]\ntimezone = "Europe/Atlantis"\n')
     assert "schedule.timezone" in str(caught.value)
     assert str(ScheduleConfig(timezone="Europe/Berlin").zone) == "Europe/Berlin"
+
+
+def test_a_protected_word_without_a_colon_that_names_no_source_is_refused_with_its_key_and_line():
+    # "alice" selected nothing (a bare word is read as a source name) and plan went on to revoke
+    # alice's keys, with no word from config check.
+    err = _error(GOOD.replace('protected = ["aws:root"]', 'protected = ["aws:root", "alice"]'))
+    assert err.key == "policy.protected" and err.line == 7
+    assert "'alice' names no configured source or system" in str(err)
+    assert "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]" in str(err)
+    # A glob without a colon is no source name either (a bare word is compared as it is).
+    assert _error(GOOD.replace('"aws:root"', '"hr*"')).key == "policy.protected"
+
+
+def test_a_protected_source_or_system_name_alone_is_accepted_only_when_a_source_has_it():
+    text = GOOD.replace('["aws:root"]', '["aws:root", "HR2", "hr", "aws-main", "aws_iam", "aws"]')
+    text += '\n[[sources]]\nname = "aws-main"\ntype = "aws_iam"\n'
+    assert parse_config(text, env={}).policy.protected[1:] == ("HR2", "hr", "aws-main", "aws_iam", "aws")
+    # A system no source of this file has is a word that selects nothing.
+    assert "'gcp' names no configured source" in str(_error(GOOD.replace('"aws:root"', '"gcp"')))

@@ -127,3 +127,35 @@ def test_a_removed_exemption_no_longer_applies_and_says_it_was_removed() -> None
     earlier = now - timedelta(days=1, seconds=1)
     assert removed.active(earlier) and removed.state(earlier) == "active"
     assert selectors.active_exemption([removed], bob, None, earlier) is removed
+
+
+def known() -> frozenset[str]:
+    return selectors.known_prefixes([("aws-main", "aws_iam"), ("corp-ldap", "ldap")])
+
+
+def test_the_known_prefixes_are_each_source_its_system_and_the_short_form() -> None:
+    assert known() == {"aws-main", "aws_iam", "aws", "corp-ldap", "ldap"}
+
+
+def test_a_word_without_a_colon_is_refused_unless_it_names_a_source_or_system() -> None:
+    problem, KNOWN = selectors.selector_problem, known()
+    for selector in ("aws:root", "aws-main:111111111111:bob:AKIA*", "corp-ldap:*", "gcp:bob"):
+        assert problem(selector, KNOWN, bare_source=True) is None
+        assert problem(selector, KNOWN, bare_source=False) is None
+    # policy.protected: a source or system alone protects all of it (the safe side) ...
+    for selector in ("aws", "AWS-Main", " ldap "):
+        assert problem(selector, KNOWN, bare_source=True) is None
+    # ... and any other word would protect nothing.
+    for selector in ("alice", "aws*", "gcp", ""):
+        assert problem(selector, KNOWN, bare_source=True) is not None
+    assert "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]" in str(problem("alice", KNOWN, bare_source=True))
+
+
+def test_an_exemption_of_a_whole_source_must_be_spelled_out() -> None:
+    problem, KNOWN = selectors.selector_problem, known()
+    assert "write 'aws-main:*'" in str(problem("aws-main", KNOWN, bare_source=False))
+    assert "write 'aws:*'" in str(problem("aws", KNOWN, bare_source=False))
+    assert "names no configured source" in str(problem("bob", KNOWN, bare_source=False))
+    # Without a config the sources are unknown: every bare word is refused.
+    assert "has no colon" in str(problem("aws", None, bare_source=False))
+    assert problem("aws:*", None, bare_source=False) is None
