@@ -46,6 +46,7 @@ _COLUMNS = (
     "errorCode",
     "userIdentity.type",
     "userIdentity.arn",
+    "userIdentity.principalid",
     "userIdentity.username",
     "userIdentity.sessioncontext.sourceidentity",
     "userIdentity.onbehalfof.userid",
@@ -110,6 +111,9 @@ def row_record(row: list[Mapping[str, str]]) -> dict[str, Any]:
     """One Lake result row (a list of one-entry column maps) in a log file's record shape."""
     cells = {k: v for cell in row for k, v in cell.items()}
     identity: dict[str, Any] = {"type": cells.get("userIdentity.type"), "arn": cells.get("userIdentity.arn")}
+    if cells.get("userIdentity.principalid"):
+        # An IAM user's UserId: its identity (a re-created user of the same name is another).
+        identity["principalId"] = cells["userIdentity.principalid"]
     if cells.get("userIdentity.username"):
         identity["userName"] = cells["userIdentity.username"]
     if cells.get("userIdentity.sessioncontext.sourceidentity"):

@@ -134,6 +134,18 @@ def test_the_lake_query_names_only_relevant_events_and_no_failed_calls() -> None
         lake_query("x; DROP TABLE y", "2026-06-01 00:00:00")
 
 
+def test_a_lake_row_names_an_iam_user_by_its_user_id_as_a_trail_record_does() -> None:
+    from connectors.aws_iam.exposure.lake import row_record
+    from connectors.aws_iam.exposure.translate import actor_of
+
+    assert "userIdentity.principalid" in lake_query(STORE, "2026-06-01 00:00:00")
+    record = row_record(
+        [*row("e1", "2026-06-01 10:00:00.000", "GetSecretValue", {}), {"userIdentity.principalid": "AIDAOLD"}]
+    )
+    actor = actor_of(record["userIdentity"])
+    assert actor is not None and (actor.identity, actor.uid) == ("AIDAOLD", "AIDAOLD")
+
+
 def test_a_failed_lake_query_is_a_failed_read() -> None:
     ct = client()
     reader = LakeReader("aws", ct, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT], sleep=lambda _s: None)
