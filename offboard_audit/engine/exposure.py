@@ -37,15 +37,12 @@ from offboard_audit.core.exposure import (
     base_scope,
     exposure_scope,
 )
+from offboard_audit.core.exposure_actors import ActorIndex, departed_actors, link_actors, person_key
 from offboard_audit.core.exposure_rules import (
-    ActorIndex,
     ExposureInputs,
     SecretIndex,
-    departed_actors,
     evaluate_exposure,
-    link_actors,
     persistence_refs,
-    person_key,
 )
 from offboard_audit.core.protocols import ExposureSource, SourceContext
 from offboard_audit.core.records import Exemption, Finding, Link, Person, ScopeFailure

@@ -14,7 +14,7 @@ from typing import Any
 
 from connectors.aws_iam.exposure.translate import record_events
 from offboard_audit.core.exposure import Checkpoint, EventBatch, InventoryRead, ObjectRef, SecretState
-from offboard_audit.core.exposure_rules import ActorIndex
+from offboard_audit.core.exposure_actors import ActorIndex
 from offboard_audit.core.records import Account, CredentialKind, Link, Person, PersonStatus
 from offboard_audit.engine.exposure import read_one
 from offboard_audit.storage.store import Store

@@ -10,13 +10,8 @@ from pathlib import Path
 from connectors.aws_iam.exposure.translate import record_events
 from connectors.gcp_iam.exposure.translate import entry_events
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, PersistenceState, SecretState
-from offboard_audit.core.exposure_rules import (
-    ActorIndex,
-    ExposureInputs,
-    SecretIndex,
-    evaluate_exposure,
-    link_actors,
-)
+from offboard_audit.core.exposure_actors import ActorIndex, link_actors
+from offboard_audit.core.exposure_rules import ExposureInputs, SecretIndex, evaluate_exposure
 from offboard_audit.core.lifecycle import update_findings
 from offboard_audit.core.records import (
     Account,

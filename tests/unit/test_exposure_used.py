@@ -8,13 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef, SecretState
-from offboard_audit.core.exposure_rules import (
-    ActorIndex,
-    ExposureInputs,
-    SecretIndex,
-    evaluate_exposure,
-    link_actors,
-)
+from offboard_audit.core.exposure_actors import ActorIndex, link_actors
+from offboard_audit.core.exposure_rules import ExposureInputs, SecretIndex, evaluate_exposure
 from offboard_audit.core.records import CredentialKind, ExposureHow, Person, PersonStatus, Severity
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

@@ -26,7 +26,7 @@ from connectors.aws_iam.settings import AwsSettings
 from connectors.aws_iam.source import AwsIamSource
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.exposure import Checkpoint, InventoryRead, ObjectRef, SecretState
-from offboard_audit.core.exposure_rules import ActorIndex
+from offboard_audit.core.exposure_actors import ActorIndex
 from offboard_audit.core.lifecycle import update_findings
 from offboard_audit.core.records import Account, CredentialKind, ExposureHow, Link, Person, PersonStatus
 from offboard_audit.engine.exposure import read_one

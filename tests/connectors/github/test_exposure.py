@@ -9,13 +9,8 @@ from datetime import UTC, datetime, timedelta
 from connectors.github import PLUGIN
 from connectors.github.translate import deploy_key_ref
 from offboard_audit.core.exposure import exposure_scope
-from offboard_audit.core.exposure_rules import (
-    ActorIndex,
-    ExposureInputs,
-    SecretIndex,
-    evaluate_exposure,
-    link_actors,
-)
+from offboard_audit.core.exposure_actors import ActorIndex, link_actors
+from offboard_audit.core.exposure_rules import ExposureInputs, SecretIndex, evaluate_exposure
 from offboard_audit.core.matching import match_all
 from offboard_audit.core.records import CredentialKind, ExposureHow, Person, PersonStatus, Rule
 from tests.support.github import NOW, Failure, GitHubWorld
