@@ -119,6 +119,13 @@ def _flag(data: Mapping[str, Any], key: str) -> str | None:
     return "?"
 
 
+def _http_error(status: object) -> bool:
+    try:
+        return int(str(status)) >= 400
+    except ValueError:
+        return False
+
+
 def entry_events(
     entry: Any,
     source: str,
@@ -160,6 +167,8 @@ def entry_events(
     operation = request.get("operation")
     response = entry.get("response")
     data = response.get("data") if isinstance(response, dict) else None
+    if isinstance(data, dict) and _http_error(data.get("http_status_code")):
+        return ()  # answered with an HTTP error (e.g. 404, logged without ``error``): nothing handed over
     target: ObjectRef | None = None
     hit: tuple[str, ExposureHow, str] | None = None
     if engine == "transit":

@@ -112,6 +112,15 @@ def test_the_request_entry_a_refused_call_and_an_export_of_nothing_are_no_events
     assert events(entry("response", "update", "transit/keys/signing-key/rotate")) == []
 
 
+def test_a_kv_call_answered_with_an_http_error_status_is_no_read() -> None:
+    # OpenBao logs a call that found nothing (a KV v1-style path on a v2 mount) with no
+    # ``error``, only ``http_status_code`` in the response data: no value was handed over.
+    e = entry("response", "read", "secret/data/app/db")
+    response = {**e["response"], "data": {"http_status_code": 404, "http_raw_body": "{}"}}
+    assert events({**e, "request": {**e["request"], "path": "secret/app"}, "response": response}) == []
+    assert len(events({**e, "request": {**e["request"], "path": "secret/app"}})) == 1
+
+
 @pytest.mark.parametrize(
     ("path", "on_v1", "on_v2"),
     [
