@@ -35,7 +35,9 @@ def audit(
     ctx: typer.Context,
     source: list[str] = typer.Option([], "--source", help="Only these account sources (repeatable)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    output_file: Path | None = typer.Option(None, "--output", help="Write the report to FILE."),
+    output_file: Path | None = typer.Option(
+        None, "--output", help="Write the report to FILE (created owner-only, 0600)."
+    ),
     accept_hr: bool = typer.Option(
         False,
         "--accept-hr",

@@ -9,6 +9,7 @@ as rich markup and never with its control characters (``plain``/``markup_safe`` 
 from __future__ import annotations
 
 import getpass
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo
 from offboard_audit.report.formats import FORMATS, format_for
 from offboard_audit.report.table import plain
+from offboard_audit.storage.files import write_private_text
 
 if TYPE_CHECKING:
     from offboard_audit.config import Config
@@ -158,19 +160,23 @@ def check_output_format(fmt: str) -> str:
 
 
 def emit(text: str, output_file: Path | None = None) -> None:
-    """Write ``text`` (newline-terminated) to stdout, or to ``output_file`` and say so."""
+    """Write ``text`` (newline-terminated) to stdout, or to ``output_file`` (a new file is
+    owner-only) and say so."""
     if output_file is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
     else:
-        output_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        write_private_text(output_file, text if text.endswith("\n") else text + "\n")
         err.print(plain(f"wrote {output_file}"))
 
 
 def render(result: RunResult, fmt: str, output_file: Path | None, actions: ActionInfo | None) -> None:
     if output_file is not None:
-        with output_file.open("w", encoding="utf-8") as fh:
-            format_for(fmt, actions).write_run(fh, result)
+        # Owner-only, like plan files: the report lists who left and which of their credentials
+        # still work. Rendered in memory first, so that a failing format leaves no half file.
+        buffer = io.StringIO()
+        format_for(fmt, actions).write_run(buffer, result)
+        write_private_text(output_file, buffer.getvalue())
         err.print(plain(f"wrote {output_file}"))
     else:
         format_for(fmt, actions).write_run(sys.stdout, result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from offboard_audit.cli.common import (
 )
 from offboard_audit.config import DEFAULT_CONFIG_NAME
 from offboard_audit.report.table import plain
+from offboard_audit.storage.files import write_private_text
 
 DEMO_NOTE = """\
 # The demo's LDAP directory, AWS account and Google Cloud projects were in-memory fakes:
@@ -75,7 +75,8 @@ def write_demo_config(directory: Path) -> Path:
 
     config, hr = _demo_files(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(demo_hr_path(), hr)
+    # Owner-only, like plan files: an HR file lists who left.
+    write_private_text(hr, demo_hr_path().read_text(encoding="utf-8"))
     write_new(
         config,
         starter_config(

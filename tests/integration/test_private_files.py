@@ -82,3 +82,32 @@ def test_plan_anchor_and_evidence_files_written_by_the_cli_are_owner_only(tmp_pa
     assert cli(world, "report", "--person", "E1", "--output", str(js))[0] == 0
     files = [tmp_path / "db.sqlite", plan, anchors, html, js]
     assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_audit_output_files_in_every_format_are_owner_only(tmp_path: Path) -> None:
+    """``audit --output`` lists the leavers and their live credentials, like a plan file."""
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    files = {fmt: tmp_path / f"run.{fmt}" for fmt in ("table", "json", "csv")}
+    for fmt, path in files.items():
+        code, _, err = cli(world, "audit", "--format", fmt, "--output", str(path))
+        assert code == 1, err  # open high findings: the report was written
+        assert "bob" in path.read_text()
+    assert {f.name: mode(f) for f in files.values()} == {f.name: 0o600 for f in files.values()}
+
+
+def test_the_hr_file_written_by_demo_write_config_is_owner_only(tmp_path: Path) -> None:
+    target = tmp_path / "start"
+    done = subprocess.run(
+        [sys.executable, "-m", "offboard_audit", "demo", "--format", "json", "--write-config", str(target)],
+        cwd=tmp_path,
+        env=fake_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert done.returncode == 0, done.stderr
+    hr = target / "hr.csv"
+    assert "terminated" in hr.read_text()  # the demo's leavers
+    assert mode(hr) == 0o600
