@@ -11,9 +11,15 @@ printed as it is rather than crashing rich's markup parser.
 **Findings fit the terminal.** One line per finding. At 80 columns the table shows the short
 id, severity, person, system, account, credential and age (and the status when a finding is not
 simply open); wider terminals add the rule, the last use, the status, the source and the latest
-action, each only when the others still fit comfortably. Long values are shortened: ids from
-the middle (both ends stay readable), names and emails at the end. The short id is the shortest prefix (8 characters at least) that is
-unique among the findings shown; ``plan --finding`` and ``revoke --finding`` accept it.
+action, each only when the others still fit comfortably (``columns.py`` fits the columns).
+Long values are shortened: ids from the middle (both ends stay readable), names and emails at
+the end. The short id is the shortest prefix (8 characters at least) that is unique among the
+findings shown; ``plan --finding`` and ``revoke --finding`` accept it.
+
+**A row never misattributes.** An ambiguous owner shows all candidates, or the first and how
+many more (``heidi.smith@… +1``); a credential that is not the person's own (one the leaver
+made for another account, a secret they had) says so in its cell (``made access_key …``,
+``exposed secret …``) even when the rule column does not fit.
 """
 
 from __future__ import annotations
@@ -21,20 +27,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
-from rich import box
 from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from offboard_audit.core.records import Finding, FindingStatus, Severity
+from offboard_audit.core.records import Finding, FindingStatus, Rule, Severity
 from offboard_audit.core.runs import RunResult, SourceRun, SourceStatus
 from offboard_audit.report.base import ActionInfo, Format, latest_action, sort_findings, summary
+from offboard_audit.report.columns import SHORT_ID_MIN as SHORT_ID_MIN
+from offboard_audit.report.columns import Column, choose, fitted_table, kind_and_id, word_kept
+from offboard_audit.report.columns import short_ids as short_ids
+from offboard_audit.report.columns import shorten as shorten
+from offboard_audit.report.columns import shorten_end as shorten_end
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -46,7 +55,6 @@ _STYLE = {
 
 # Width when the output is not a terminal and COLUMNS is not set (files, pipes, logs).
 PIPE_WIDTH = 160
-SHORT_ID_MIN = 8
 
 # C0 and C1 controls (ESC starts ANSI CSI/OSC sequences, BEL ends OSC ones; CR and backspace
 # overwrite what was printed), DEL, and the Unicode controls that reorder or break text when
@@ -107,44 +115,6 @@ def console_for(file: TextIO | None = None) -> Console:
     return c
 
 
-def shorten(text: str, width: int) -> str:
-    """``text`` in at most ``width`` cells, cut from the middle so both ends stay readable
-    (``arn:aws:iam::1234…:user/bleaver``): ids differ at their ends, seldom in the middle."""
-    if cell_len(text) <= width:
-        return text
-    if width <= 1:
-        return "…"[:width]
-    keep = width - 1
-    head, tail = text[: (keep + 1) // 2], text[len(text) - keep // 2 :] if keep // 2 else ""
-    while cell_len(head) + cell_len(tail) > keep:  # wide characters: drop until it fits
-        if cell_len(head) >= cell_len(tail) and head:
-            head = head[:-1]
-        else:
-            tail = tail[1:]
-    return f"{head}…{tail}"
-
-
-def shorten_end(text: str, width: int) -> str:
-    """``text`` in at most ``width`` cells, cut at the end: a name or an email is read from its start."""
-    if cell_len(text) <= width:
-        return text
-    if width <= 0:
-        return ""
-    while text and cell_len(text) > width - 1:
-        text = text[:-1]
-    return text + "…"
-
-
-def short_ids(ids: Sequence[str], minimum: int = SHORT_ID_MIN) -> dict[str, str]:
-    """Each id's shortest prefix of a common length (at least ``minimum``) unique among ``ids``."""
-    distinct = set(ids)
-    longest = max((len(i) for i in distinct), default=minimum)
-    length = minimum
-    while length < longest and len({i[:length] for i in distinct}) < len(distinct):
-        length += 1
-    return {i: i[:length] for i in distinct}
-
-
 def age(since: datetime | None, now: datetime) -> str:
     """kubectl-style age: ``42m``, ``5h``, ``59d``, ``2y``."""
     if since is None:
@@ -167,54 +137,22 @@ def finding_age(f: Finding, now: datetime) -> str:
     return age(f.first_seen, now)
 
 
-@dataclass
-class _Column:
-    header: str
-    cells: list[str]
-    flexible: bool = False  # may be shortened to fit
-    minimum: int = 6  # never shortened below this
-    comfortable: int = 0  # optional columns appear only when the flexible ones get this much
-    styles: list[str] | None = None
-    credential: list[tuple[str, str]] | None = None  # (kind, id) per row: shortened specially
-    keep_start: bool = False  # cut at the end (names, emails), not in the middle (ids)
-
-    def natural(self) -> int:
-        return max([cell_len(self.header), *(cell_len(c) for c in self.cells)])
+# Rules whose credential is not the person's own: the row's account is the leaver's and the
+# credential belongs to another account or object (a key the leaver made for ``svc-build``, a
+# secret they read). The credential cell says so, or the row reads as the leaver's own key.
+_NOT_OWN = {Rule.PERSISTENCE_LEFT_BY_LEAVER: "made", Rule.SECRET_EXPOSED_TO_LEAVER: "exposed"}
 
 
-def _credential_cell(kind: str, cid: str, width: int) -> str:
-    """The kind stays whole; the id gets what is left, shortened from the middle."""
-    full = f"{kind} {cid}".strip()
-    if cell_len(full) <= width:
-        return full
-    room = width - cell_len(kind) - 1
-    if room >= 5:
-        return f"{kind} {shorten(cid, room)}"
-    return shorten_end(kind, width)
-
-
-def _room(columns: Sequence[_Column], width: int) -> int:
-    return width - 2 * (len(columns) - 1)  # two spaces between columns
-
-
-def _fits_comfortably(columns: Sequence[_Column], width: int) -> bool:
-    need = sum(min(c.natural(), c.comfortable) if c.flexible else c.natural() for c in columns)
-    return need <= _room(columns, width)
-
-
-def _fit(columns: Sequence[_Column], width: int) -> list[int]:
-    """Column widths that fit ``width``: fixed columns keep theirs, the widest flexible column
-    gives way first, none below its minimum."""
-    widths = [c.natural() for c in columns]
-    room = _room(columns, width)
-    flexible = [i for i, c in enumerate(columns) if c.flexible]
-    while sum(widths) > room:
-        candidates = [i for i in flexible if widths[i] > columns[i].minimum]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda i: widths[i])
-        widths[widest] -= 1
-    return widths
+def _candidates_cell(names: Sequence[str], width: int) -> str:
+    """An ambiguous owner: all candidates when they fit, else the first and how many more
+    (``heidi.smith@… +1``), never one cut-off name that reads as the owner."""
+    full = " | ".join(names)
+    if cell_len(full) <= width or len(names) < 2:
+        return shorten_end(full, width)
+    more = f"+{len(names) - 1}"
+    if width - cell_len(more) - 1 >= 6:
+        return word_kept(names[0], more, width)
+    return shorten_end(f"{len(names)} candidates", width)
 
 
 def findings_table(
@@ -228,10 +166,10 @@ def findings_table(
     now = now or datetime.now(UTC)
     rows = sort_findings(findings)
     ids = short_ids([f.finding_id for f in rows])
+    # Values are made safe before measuring: an escaped control takes four cells, not zero.
+    candidates = [[safe(x.email or x.employee_id) for x in f.candidates] for f in rows]
 
     def person(f: Finding) -> str:
-        if f.candidates:
-            return " | ".join(x.email or x.employee_id for x in f.candidates)
         if f.person:
             return f.person.email or f.person.employee_id
         return "-"
@@ -241,91 +179,70 @@ def findings_table(
         return used.strftime("%Y-%m-%d") if used else "-"
 
     creds = [
-        (f.credential.kind.value, f.credential.credential_id) if f.credential else ("-", "") for f in rows
+        (
+            safe(" ".join(filter(None, (_NOT_OWN.get(f.rule), f.credential.kind.value)))),
+            safe(f.credential.credential_id),
+        )
+        if f.credential
+        else ("-", "")
+        for f in rows
     ]
+
+    def person_cell(r: int, w: int) -> str:
+        if candidates[r]:
+            return _candidates_cell(candidates[r], w)
+        return shorten_end(by_name["person"].cells[r], w)
+
     by_name = {
-        "id": _Column("id", [ids[f.finding_id] for f in rows]),
-        "severity": _Column(
+        "id": Column("id", [ids[f.finding_id] for f in rows]),
+        "severity": Column(
             "severity", [f.severity.value for f in rows], styles=[_STYLE[f.severity] for f in rows]
         ),
-        "rule": _Column("rule", [f.rule.value for f in rows]),
-        "person": _Column(
-            "person", [person(f) for f in rows], flexible=True, minimum=12, comfortable=24, keep_start=True
+        "rule": Column("rule", [f.rule.value for f in rows]),
+        "person": Column(
+            "person",
+            [" | ".join(c) if c else safe(person(f)) for f, c in zip(rows, candidates, strict=True)],
+            flexible=True,
+            minimum=12,
+            comfortable=24,
+            render=person_cell,
         ),
-        "source": _Column("source", [f.source for f in rows], flexible=True, minimum=8, comfortable=12),
-        "system": _Column("system", [f.system.removesuffix("_iam") for f in rows]),
-        "account": _Column(
+        "source": Column("source", [safe(f.source) for f in rows], flexible=True, minimum=8, comfortable=12),
+        "system": Column("system", [safe(f.system.removesuffix("_iam")) for f in rows]),
+        "account": Column(
             "account",
-            [f.account.username or f.account.account_id for f in rows],
+            [safe(f.account.username or f.account.account_id) for f in rows],
             flexible=True,
             minimum=10,
             comfortable=24,
             keep_start=True,
         ),
-        "credential": _Column(
+        "credential": Column(
             "credential",
             [f"{k} {i}".strip() for k, i in creds],
             flexible=True,
             minimum=20,
             comfortable=36,
-            credential=creds,
+            render=lambda r, w: kind_and_id(*creds[r], w),
         ),
-        "last used": _Column("last used", [last_used(f) for f in rows]),
-        "age": _Column("age", [finding_age(f, now) for f in rows]),
-        "status": _Column("status", [f.status.value + (" (stale)" if f.stale else "") for f in rows]),
-        "latest action": _Column(
+        "last used": Column("last used", [last_used(f) for f in rows]),
+        "age": Column("age", [finding_age(f, now) for f in rows]),
+        "status": Column("status", [f.status.value + (" (stale)" if f.stale else "") for f in rows]),
+        "latest action": Column(
             "latest action",
-            [latest_action(f, actions) or "-" for f in rows],
+            [safe(latest_action(f, actions)) or "-" for f in rows],
             flexible=True,
             minimum=16,
             comfortable=40,
         ),
     }
-    order = list(by_name)
     shown = ["id", "severity", "person", "system", "account", "credential", "age"]
     if any(f.status is not FindingStatus.OPEN or f.stale for f in rows):
         shown.append("status")  # a finding that is not simply open must say so at any width
     # More columns, most useful first, each only while the others still fit comfortably.
     extra = ["last used", "rule", "status", "source"] + (["latest action"] if actions else [])
-    for name in extra:
-        if name in shown:
-            continue
-        candidate = sorted([*shown, name], key=order.index)
-        if _fits_comfortably([by_name[n] for n in candidate], width):
-            shown = candidate
-    cols = [by_name[n] for n in sorted(shown, key=order.index)]
-
-    # Values are made safe before measuring: an escaped control takes four cells, not zero.
-    for c in cols:
-        c.cells = [safe(v) for v in c.cells]
-        if c.credential is not None:
-            c.credential = [(safe(k), safe(i)) for k, i in c.credential]
-    widths = _fit(cols, width)
-
-    table = Table(
-        title=plain(title) if title else None,
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        header_style="bold",
-    )
-    for c, w in zip(cols, widths, strict=True):
-        table.add_column(c.header, no_wrap=True, overflow="ellipsis", max_width=w)
-    for r in range(len(rows)):
-        cells: list[Text] = []
-        for c, w in zip(cols, widths, strict=True):
-            if c.credential is not None:
-                kind, cid = c.credential[r]
-                text = _credential_cell(kind, cid, w)
-            elif c.keep_start:
-                text = shorten_end(c.cells[r], w)
-            else:
-                text = shorten(c.cells[r], w)
-            cells.append(Text(text, style=c.styles[r] if c.styles else ""))
-        table.add_row(*cells)
-    return table
+    cols = [by_name[n] for n in choose(by_name, shown, extra, width)]
+    return fitted_table(cols, len(rows), width, title=plain(title) if title else None)
 
 
 def sources_table(sources: Sequence[SourceRun]) -> Table:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from rich.cells import cell_len
 from rich.console import Console
 
-from offboard_audit.report.table import age, markup_safe, plain, safe, short_ids, shorten, shorten_end
+from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Rule
+from offboard_audit.report.table import (
+    age,
+    findings_table,
+    markup_safe,
+    plain,
+    safe,
+    short_ids,
+    shorten,
+    shorten_end,
+)
+from tests.support.fakes import T0, account, credential, leaver, person
 
 
 def test_safe_shows_every_control_and_reordering_character_as_text() -> None:
@@ -52,3 +64,51 @@ def test_age_reads_like_kubectl() -> None:
     ]
     assert age(now - timedelta(days=800), now) == "2y"
     assert age(None, now) == "-" and age(now + timedelta(days=1), now) == "0m"
+
+
+# --- the 80-column findings table never misattributes a row --------------------------------------
+
+
+def finding(rule: Rule, fid: str, **changes: object) -> Finding:
+    acct = account("cgone", username="cgone")
+    base = Finding(
+        fid, rule, rule.severity, FindingStatus.OPEN, acct, None, None, T0, T0, "reason", stale=False
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def table_at(findings: list[Finding], width: int) -> tuple[str, list[str]]:
+    """The header and the rows of the findings table at ``width`` columns."""
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(findings_table(findings, width=width, now=T0 + timedelta(days=30)))
+    lines = console.export_text().splitlines()
+    assert all(cell_len(line) <= width for line in lines)
+    return lines[0], lines[2:]  # the header's rule between them
+
+
+def rows_at(findings: list[Finding], width: int) -> list[str]:
+    return table_at(findings, width)[1]
+
+
+def test_an_ambiguous_owner_never_shows_one_cut_off_candidate_as_the_person() -> None:
+    smith = person("E8", email="heidi.smith@example.com")
+    jones = person("E9", email="heidi.jones@example.com")
+    ambiguous = finding(Rule.AMBIGUOUS_OWNER, "f-amb", candidates=(smith, jones))
+    (narrow,) = rows_at([ambiguous], 80)
+    assert "heidi.sm" in narrow and " +1 " in narrow  # the first candidate, and one more
+    (wide,) = rows_at([ambiguous], 200)
+    assert "heidi.smith@example.com | heidi.jones@example.com" in wide
+
+
+def test_a_credential_the_leaver_made_for_another_account_does_not_read_as_their_own() -> None:
+    carol = leaver("E3", email="carol@example.com")
+    key = credential(account("svc-build"), "AKIARZPUZDIKG4NYZKNC")
+    secret = credential(account("vault"), "prod/token-signing-key", kind=CredentialKind.SECRET)
+    own = finding(Rule.CREDENTIAL_AFTER_TERMINATION, "f-own", person=carol, credential=key)
+    made = finding(Rule.PERSISTENCE_LEFT_BY_LEAVER, "f-made", person=carol, credential=key)
+    seen = finding(Rule.SECRET_EXPOSED_TO_LEAVER, "f-seen", person=carol, credential=secret)
+    rows = {row.split()[0]: row for row in rows_at([own, made, seen], 80)}
+    assert "rule" not in table_at([own, made, seen], 80)[0]  # the compact layout has no rule column
+    assert " made access_key" in rows["f-made"]
+    assert " exposed secret" in rows["f-seen"]
+    assert " made " not in rows["f-own"] and " access_key AKIA" in rows["f-own"]
