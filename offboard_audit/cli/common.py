@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from offboard_audit.cli.app import (
     EXIT_FINDINGS,
@@ -33,13 +33,14 @@ from offboard_audit.cli.app import (
 from offboard_audit.core.records import FindingStatus, Severity
 from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo
+from offboard_audit.report.columns import Column, choose, fitted_table, kind_and_id, short_ids
 from offboard_audit.report.formats import FORMATS, format_for
-from offboard_audit.report.table import plain
+from offboard_audit.report.table import plain, safe
 from offboard_audit.storage.files import write_private_text
 
 if TYPE_CHECKING:
     from offboard_audit.config import Config
-    from offboard_audit.core.planning import Plan
+    from offboard_audit.core.planning import Plan, PlannedAction
     from offboard_audit.engine.revocation import RevocationEngine
     from offboard_audit.storage.store import Store
 
@@ -77,39 +78,109 @@ def check_format(fmt: str, allowed: Sequence[str]) -> None:
         raise fail(f"--format must be one of {', '.join(allowed)}; got {fmt!r}")
 
 
-def plan_table(plan: Plan) -> Table:
-    table = Table(title=plain(f"revocation plan {plan.plan_id}"), header_style="bold")
-    for col in ("#", "person", "source", "account", "credential", "action", "stage", "reversible", "needs"):
-        table.add_column(col)
+def plan_table(plan: Plan, width: int) -> Table:
+    """One line per planned action, fitted to ``width`` like the findings table: at 80 columns
+    the person, account, credential and action (and whether it is reversible when one is not);
+    wider terminals add that, the source, the stage and the permissions it needs. Notes follow
+    the table (:func:`print_plan_table`)."""
+    rows = plan.actions
+    creds = [(safe(a.credential_kind.value), safe(a.credential_id)) for a in rows]
+
+    def who(a: PlannedAction) -> str:
+        return f"{a.person} ({a.person_name})" if a.person and a.person_name else (a.person or "-")
+
+    by_name = {
+        "#": Column("#", [str(i) for i in range(1, len(rows) + 1)]),
+        "person": Column(
+            "person", [safe(who(a)) for a in rows], flexible=True, minimum=10, comfortable=24, keep_start=True
+        ),
+        "source": Column("source", [safe(a.source) for a in rows], flexible=True, minimum=8, comfortable=12),
+        "account": Column(
+            "account",
+            [safe(a.username) for a in rows],
+            flexible=True,
+            minimum=8,
+            comfortable=20,
+            keep_start=True,
+        ),
+        "credential": Column(
+            "credential",
+            [f"{k} {i}" for k, i in creds],
+            flexible=True,
+            minimum=20,
+            comfortable=36,
+            render=lambda r, w: kind_and_id(*creds[r], w),
+        ),
+        # Cut only on a terminal too narrow for the longest names (30 characters).
+        "action": Column(
+            "action", [safe(a.action) for a in rows], flexible=True, minimum=21, keep_start=True
+        ),
+        "stage": Column("stage", [a.stage.value for a in rows]),
+        "reversible": Column(
+            "reversible",
+            ["yes" if a.reversible else "NO" for a in rows],
+            styles=["" if a.reversible else "bold red" for a in rows],
+        ),
+        "needs": Column(
+            "needs",
+            [safe(", ".join(a.permissions)) for a in rows],
+            flexible=True,
+            minimum=12,
+            comfortable=40,
+            wrap=True,
+        ),
+    }
+    # "yes" in every row is left for wider terminals; a plan with an irreversible action shows
+    # the column at any width.
+    compact = ["#", "person", "account", "credential", "action"]
+    if not all(a.reversible for a in rows):
+        compact.append("reversible")
+    shown = choose(by_name, compact, ["reversible", "source", "stage", "needs"], width)
+    return fitted_table(
+        [by_name[n] for n in shown], len(rows), width, title=plain(f"revocation plan {plan.plan_id}")
+    )
+
+
+def print_plan_table(console: Console, plan: Plan) -> None:
+    """The plan table, then each action's note in full (``#2 note: revoked at ... but seen active
+    again since``): a note is too long for a one-line row and too important to cut."""
+    console.print(plan_table(plan, console.width))
     for i, a in enumerate(plan.actions, start=1):
-        who = f"{a.person} ({a.person_name})" if a.person and a.person_name else (a.person or "-")
-        action = plain(a.action) + (plain("\n") + plain(a.note, "dim") if a.note else plain(""))
-        table.add_row(
-            str(i),
-            plain(who),
-            plain(a.source),
-            plain(a.username),
-            plain(f"{a.credential_kind.value} {a.credential_id}"),
-            action,
-            plain(a.stage.value),
-            plain("yes") if a.reversible else plain("NO", "bold red"),
-            Text("\n").join(plain(p) for p in a.permissions),
-        )
-    return table
+        if a.note:
+            console.print(plain(f"#{i} note: ", "dim") + plain(a.note), highlight=False)
 
 
-def held_table(plan: Plan) -> Table:
-    table = Table(title="listed, not planned", header_style="bold")
-    for col in ("finding", "rule", "source", "account", "credential", "why"):
-        table.add_column(col)
-    for h in plan.held:
-        table.add_row(
-            *(
-                plain(v)
-                for v in (h.finding_id, h.rule.value, h.source, h.username, h.credential_id or "-", h.reason)
-            )
-        )
-    return table
+def held_table(plan: Plan, width: int) -> Table:
+    """What the plan lists but does not act on, fitted to ``width``: the finding's short id
+    (``--finding`` accepts it), the rule, the account and why (wrapped, never cut); wider
+    terminals add the credential and the source."""
+    rows = plan.held
+    ids = short_ids([h.finding_id for h in rows])
+    by_name = {
+        "finding": Column("finding", [ids[h.finding_id] for h in rows]),
+        "rule": Column("rule", [h.rule.value for h in rows], flexible=True, minimum=14, keep_start=True),
+        "source": Column("source", [safe(h.source) for h in rows], flexible=True, minimum=8, comfortable=12),
+        "account": Column(
+            "account",
+            [safe(h.username) for h in rows],
+            flexible=True,
+            minimum=8,
+            comfortable=20,
+            keep_start=True,
+        ),
+        "credential": Column(
+            "credential",
+            [safe(h.credential_id or "-") for h in rows],
+            flexible=True,
+            minimum=10,
+            comfortable=30,
+        ),
+        "why": Column(
+            "why", [safe(h.reason) for h in rows], flexible=True, minimum=20, comfortable=40, wrap=True
+        ),
+    }
+    shown = choose(by_name, ["finding", "rule", "account", "why"], ["credential", "source"], width)
+    return fitted_table([by_name[n] for n in shown], len(rows), width, title=plain("listed, not planned"))
 
 
 # A prefix shorter than this is refused even when it is unique: `revoke --finding a --apply`
@@ -142,6 +213,22 @@ def check_findings(store: Store, ids: Sequence[str]) -> list[str]:
             raise fail(f"finding id {given!r} is ambiguous: it starts {len(matches)} findings ({shown})")
         resolved.append(matches[0])
     return resolved
+
+
+def check_action_id(store: Store, given: str) -> str:
+    """The full action id for ``given``: the id itself or a unique prefix of one (the short id of
+    the revoke and undo tables, at least ``MIN_PREFIX`` characters). An ambiguous or too short
+    prefix is a usage error (exit 2) listing the candidates; an unknown id is returned as given,
+    for the engine to refuse."""
+    matches = store.action_ids_starting(given)
+    if given in matches or not matches:
+        return given
+    if len(given) < MIN_PREFIX:
+        raise fail(f"action id {given!r} is too short: give at least {MIN_PREFIX} characters")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise fail(f"action id {given!r} is ambiguous: it starts {len(matches)} actions ({shown})")
+    return matches[0]
 
 
 @contextmanager

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, app, err, now_utc
-from offboard_audit.cli.common import check_findings, check_format, emit, engine_for, held_table, plan_table
+from offboard_audit.cli.common import (
+    check_findings,
+    check_format,
+    emit,
+    engine_for,
+    held_table,
+    print_plan_table,
+)
 from offboard_audit.core.plan_file import plan_json
 from offboard_audit.core.planning import Plan
 from offboard_audit.report.json import dumps
@@ -19,7 +26,7 @@ from offboard_audit.storage.files import write_private_text
 def print_plan(plan: Plan) -> None:
     console = console_for()
     if plan.actions:
-        console.print(plan_table(plan))
+        print_plan_table(console, plan)
         for a in plan.actions:
             if not a.reversible:
                 console.print(
@@ -29,7 +36,7 @@ def print_plan(plan: Plan) -> None:
     else:
         console.print("no actions to plan")
     if plan.held:
-        console.print(held_table(plan))
+        console.print(held_table(plan, console.width))
     if plan.done:
         console.print(f"{len(plan.done)} action(s) already applied earlier are not planned again")
 

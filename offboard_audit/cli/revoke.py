@@ -8,53 +8,115 @@ irreversible action; 2 usage or config error.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from offboard_audit.cli.app import EXIT_INTERRUPTED, EXIT_OK, app, err, fail, now_utc
 from offboard_audit.cli.common import (
     EXIT_REFUSED,
+    check_action_id,
     check_findings,
     check_format,
     emit,
     engine_for,
     held_table,
-    plan_table,
+    print_plan_table,
 )
 from offboard_audit.core.plan_file import PlanFile, PlanFileError, check_plan_file, read_plan_json
 from offboard_audit.core.stored import ActionStatus
+from offboard_audit.engine.journal import ActionOutcome
 from offboard_audit.engine.revocation import ApplyReport, PassInterrupted
+from offboard_audit.report.columns import Column, choose, fitted_table, short_ids
 from offboard_audit.report.json import dumps, loads_limited
-from offboard_audit.report.table import console_for, markup_safe, plain
+from offboard_audit.report.table import console_for, markup_safe, plain, safe
+
+_RESULT_STYLE = {
+    "applied": "green",
+    "restored": "green",
+    "failed": "bold red",
+    "irreversible": "bold red",
+    "skipped": "yellow",
+}
+# An action id is never cut: the table shows a prefix long enough to tell the shown actions
+# apart ("a-" and 8 hex digits at least), which `undo` accepts as it accepts the full id.
+ACTION_ID_MIN = 10
 
 
-def outcomes_table(report: ApplyReport, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
-    for col in ("action id", "person", "source", "account", "credential", "action", "result", "detail"):
-        table.add_column(col)
-    style = {
-        "applied": "green",
-        "restored": "green",
-        "failed": "bold red",
-        "irreversible": "bold red",
-        "skipped": "yellow",
+def outcomes_table(outcomes: Sequence[ActionOutcome], title: str, width: int) -> tuple[Table, bool]:
+    """One line per action, fitted to ``width`` like the findings table: at 80 columns the short
+    action id, account, credential, action and result (never cut); wider terminals add the
+    person, the source, what an undo undid and the detail. Also returns whether the detail
+    column is shown (if not, :func:`print_outcomes` prints the errors below)."""
+    ids = short_ids([o.action_id for o in outcomes if o.action_id], ACTION_ID_MIN)
+    by_name = {
+        "action id": Column("action id", [ids.get(o.action_id, "-") for o in outcomes]),
+        "person": Column(
+            "person",
+            [safe(o.person or "-") for o in outcomes],
+            flexible=True,
+            minimum=6,
+            comfortable=12,
+            keep_start=True,
+        ),
+        "source": Column(
+            "source", [safe(o.source) for o in outcomes], flexible=True, minimum=8, comfortable=12
+        ),
+        "account": Column(
+            "account",
+            [safe(o.account) for o in outcomes],
+            flexible=True,
+            minimum=8,
+            comfortable=20,
+            keep_start=True,
+        ),
+        "credential": Column(
+            "credential", [safe(o.credential_id) for o in outcomes], flexible=True, minimum=10, comfortable=30
+        ),
+        "action": Column(
+            "action", [safe(o.action) for o in outcomes], flexible=True, minimum=16, keep_start=True
+        ),
+        "undo of": Column("undo of", [safe(o.undo_of or "-") for o in outcomes]),
+        "result": Column(
+            "result",
+            [safe(o.status) for o in outcomes],
+            styles=[_RESULT_STYLE.get(o.status, "") for o in outcomes],
+        ),
+        "detail": Column(
+            "detail",
+            [safe(o.error or o.message) for o in outcomes],
+            flexible=True,
+            minimum=20,
+            comfortable=40,
+            wrap=True,
+        ),
     }
-    for o in (*report.recovered, *report.outcomes):
-        s = style.get(o.status)
-        table.add_row(
-            plain(o.action_id or "-"),
-            plain(o.person or "-"),
-            plain(o.source),
-            plain(o.account),
-            plain(o.credential_id),
-            plain(o.action + (f" (undo of {o.undo_of})" if o.undo_of else "")),
-            plain(o.status, s or ""),
-            plain(o.error or o.message),
-        )
-    return table
+    extra = ["person", *(["undo of"] if any(o.undo_of for o in outcomes) else []), "detail", "source"]
+    shown = choose(by_name, ["action id", "account", "credential", "action", "result"], extra, width)
+    table = fitted_table([by_name[n] for n in shown], len(outcomes), width, title=plain(title))
+    return table, "detail" in shown
+
+
+def print_outcomes(console: Console, report: ApplyReport, title: str) -> None:
+    """The outcomes table; without room for the detail column, each error follows in full under
+    the action's short id (an error cut to fit would hide what to fix)."""
+    outcomes = (*report.recovered, *report.outcomes)
+    table, with_detail = outcomes_table(outcomes, title, console.width)
+    console.print(table)
+    if with_detail:
+        return
+    ids = short_ids([o.action_id for o in outcomes if o.action_id], ACTION_ID_MIN)
+    for o in outcomes:
+        if o.error:
+            console.print(
+                plain(f"{ids.get(o.action_id, o.action)} {o.status}: ", _RESULT_STYLE.get(o.status, ""))
+                + plain(o.error),
+                highlight=False,
+            )
 
 
 def report_json(report: ApplyReport) -> dict[str, object]:
@@ -88,11 +150,11 @@ def print_report(report: ApplyReport, fmt: str, what: str) -> None:
         return
     console = console_for()
     if (report.dry_run or report.refused) and report.plan is not None and report.plan.actions:
-        console.print(plan_table(report.plan))
+        print_plan_table(console, report.plan)
     elif report.outcomes or report.recovered:
-        console.print(outcomes_table(report, what))
+        print_outcomes(console, report, what)
     if report.plan is not None and report.plan.held:
-        console.print(held_table(report.plan))
+        console.print(held_table(report.plan, console.width))
 
 
 def stopped_part_way(stop: PassInterrupted, fmt: str, what: str) -> int:
@@ -210,7 +272,7 @@ def revoke(
 def undo(
     ctx: typer.Context,
     action_id: str | None = typer.Argument(
-        None, help="The action to undo (see `revoke` output or `report`)."
+        None, help="The action to undo: its id or a unique prefix of it, as the `revoke` table shows it."
     ),
     person: str | None = typer.Option(
         None, "--person", help="Undo every applied action of this employee id."
@@ -222,11 +284,12 @@ def undo(
     check_format(fmt, ("table", "json"))
     if (action_id is None) == (person is None):
         raise fail("give either ACTION_ID or --person EMPLOYEE_ID")
-    _config, _store, engine = engine_for(ctx)
+    _config, store, engine = engine_for(ctx)
     now = now_utc()
     try:
         if action_id is not None:
-            report = engine.undo_action(action_id, now, apply=apply)
+            # The short id the revoke and undo tables show is a prefix: it names one action.
+            report = engine.undo_action(check_action_id(store, action_id), now, apply=apply)
         else:
             assert person is not None
             report = engine.undo_person(person, now, apply=apply)

@@ -6,7 +6,8 @@ layout, which fits 80 columns) and the optional ones, most useful first; an opti
 appears only while every column still gets a comfortable width. Then the widest shortenable
 column gives way, one cell at a time, down to its minimum. Ids are shortened from the middle
 (both ends stay readable), names and emails at the end, and a column with its own ``render``
-decides how its cells shorten (a status word, a credential kind or a "+1" stays whole).
+decides how its cells shorten (a status word, a credential kind or a "+1" stays whole). Only
+a last column of prose (why a finding is held, an error) wraps instead: cut, it would say less.
 
 Cells must already be terminal-safe (``table.safe``): they are measured as they are shown.
 """
@@ -94,11 +95,14 @@ class Column:
     styles: list[str] | None = None
     keep_start: bool = False  # cut at the end (names, emails), not in the middle (ids)
     render: Callable[[int, int], str] | None = None  # (row, width) -> the cell, for special shortening
+    wrap: bool = False  # a last column of prose (a reason, an error): wrapped, never cut
 
     def natural(self) -> int:
         return max([cell_len(self.header), *(cell_len(c) for c in self.cells)])
 
     def cell(self, row: int, width: int) -> str:
+        if self.wrap:
+            return self.cells[row]
         if self.render is not None:
             return self.render(row, width)
         text = self.cells[row]
@@ -158,7 +162,7 @@ def fitted_table(columns: Sequence[Column], rows: int, width: int, title: Text |
         header_style="bold",
     )
     for c, w in zip(columns, widths, strict=True):
-        table.add_column(c.header, no_wrap=True, overflow="ellipsis", max_width=w)
+        table.add_column(c.header, no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis", max_width=w)
     for r in range(rows):
         table.add_row(
             *(

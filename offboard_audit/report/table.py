@@ -9,9 +9,10 @@ retitle the screen, hide lines, or plant a link). An email like ``mal[/x]lory@ex
 printed as it is rather than crashing rich's markup parser.
 
 **Findings fit the terminal.** One line per finding. At 80 columns the table shows the short
-id, severity, person, system, account, credential and age (and the status when a finding is not
-simply open); wider terminals add the rule, the last use, the status, the source and the latest
-action, each only when the others still fit comfortably (``columns.py`` fits the columns).
+id, severity, person, system, account, credential and age (the status instead of the age when
+a finding is not simply open); wider terminals add the age, the last use, the rule, the status,
+the source and the latest action, each only when the others still fit comfortably
+(``columns.py`` fits the columns). The status word of the latest action is never cut.
 Long values are shortened: ids from the middle (both ends stay readable), names and emails at
 the end. The short id is the shortest prefix (8 characters at least) that is unique among the
 findings shown; ``plan --finding`` and ``revoke --finding`` accept it.
@@ -188,6 +189,20 @@ def findings_table(
         for f in rows
     ]
 
+    latest = [actions[f.finding_id][-1] if actions and actions.get(f.finding_id) else None for f in rows]
+
+    def latest_cell(r: int, w: int) -> str:
+        """``action status time``: the time goes first, then the action's end; the status word
+        (applied, restored, failed...) is never cut."""
+        a = latest[r]
+        if a is None:
+            return "-"
+        action, status, at = safe(a.action), a.status.value, a.updated_at.isoformat()
+        for text in (f"{action} {status} {at}", f"{action} {status} {at[:10]}"):
+            if cell_len(text) <= w:
+                return text
+        return word_kept(action, status, w)
+
     def person_cell(r: int, w: int) -> str:
         if candidates[r]:
             return _candidates_cell(candidates[r], w)
@@ -234,13 +249,19 @@ def findings_table(
             flexible=True,
             minimum=16,
             comfortable=40,
+            render=latest_cell,
         ),
     }
     shown = ["id", "severity", "person", "system", "account", "credential", "age"]
     if any(f.status is not FindingStatus.OPEN or f.stale for f in rows):
-        shown.append("status")  # a finding that is not simply open must say so at any width
+        # A finding that is not simply open must say so at any width: the status takes the
+        # age's place at 80 columns (the age returns on wider terminals), and the person,
+        # account and credential may give a few cells more.
+        shown = [*shown[:-1], "status"]
+        for name, minimum in (("person", 10), ("account", 8), ("credential", 16)):
+            by_name[name].minimum = minimum
     # More columns, most useful first, each only while the others still fit comfortably.
-    extra = ["last used", "rule", "status", "source"] + (["latest action"] if actions else [])
+    extra = ["age", "last used", "rule", "status", "source"] + (["latest action"] if actions else [])
     cols = [by_name[n] for n in choose(by_name, shown, extra, width)]
     return fitted_table(cols, len(rows), width, title=plain(title) if title else None)
 

@@ -46,6 +46,13 @@ class ActionStore(Database):
         with self.begin() as conn:
             return set(conn.execute(q).scalars())
 
+    def action_ids_starting(self, prefix: str) -> list[str]:
+        """The action ids that start with ``prefix`` (case-sensitive on every database), sorted."""
+        q = select(ACTIONS.c.action_id).where(ACTIONS.c.action_id.startswith(prefix, autoescape=True))
+        with self.begin() as conn:
+            # SQLite's LIKE ignores case: the exact prefix test is made here.
+            return sorted(i for i in conn.execute(q).scalars() if i.startswith(prefix))
+
     def actions_by_finding(self, finding_ids: Sequence[str]) -> dict[str, list[ActionRecord]]:
         """Actions per finding (undo rows included), oldest first."""
         out: dict[str, list[ActionRecord]] = defaultdict(list)

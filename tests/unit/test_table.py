@@ -10,6 +10,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from offboard_audit.core.records import CredentialKind, Finding, FindingStatus, Rule
+from offboard_audit.core.stored import ActionStatus
 from offboard_audit.report.table import (
     age,
     findings_table,
@@ -20,7 +21,7 @@ from offboard_audit.report.table import (
     shorten,
     shorten_end,
 )
-from tests.support.fakes import T0, account, credential, leaver, person
+from tests.support.fakes import T0, account, action_record, credential, leaver, person
 
 
 def test_safe_shows_every_control_and_reordering_character_as_text() -> None:
@@ -112,3 +113,35 @@ def test_a_credential_the_leaver_made_for_another_account_does_not_read_as_their
     assert " made access_key" in rows["f-made"]
     assert " exposed secret" in rows["f-seen"]
     assert " made " not in rows["f-own"] and " access_key AKIA" in rows["f-own"]
+
+
+def test_the_latest_action_column_never_cuts_the_status_word() -> None:
+    carol = leaver("E3", email="carol.g@corp.example.com")
+    key = credential(account("svc"), "AKIARZPUZDIKG4NYZKNC")
+    f = finding(Rule.CREDENTIAL_AFTER_TERMINATION, "f-1", person=carol, credential=key)
+    for status in (ActionStatus.APPLIED, ActionStatus.FAILED, ActionStatus.UNDONE):
+        act = action_record(T0, finding_id="f-1", action="deactivate_signing_certificate", status=status)
+        widths = []
+        for width in range(80, 260, 3):
+            console = Console(width=width, file=io.StringIO(), record=True)
+            console.print(findings_table([f], {"f-1": [act]}, width=width, now=T0))
+            header, _, row = console.export_text().splitlines()[:3]
+            if "latest action" in header:
+                widths.append(width)
+                assert f" {status.value}" in row, (width, row)
+        assert widths  # the column appeared, narrow and wide
+
+
+def test_a_status_column_at_80_columns_fits_with_whole_status_words() -> None:
+    carol = leaver("E3", email="carol.g@corp.example.com")
+    key = credential(account("svc"), "AKIARZPUZDIKG4NYZKNC")
+    expected = {"f-1": "revoked", "f-2": "exempted", "f-3": "resolved", "f-4": "open (stale)"}
+    rows = [
+        finding(Rule.CREDENTIAL_AFTER_TERMINATION, fid, person=carol, credential=key, status=FindingStatus(s))
+        for fid, s in list(expected.items())[:3]
+    ] + [finding(Rule.CREDENTIAL_AFTER_TERMINATION, "f-4", person=carol, credential=key, stale=True)]
+    header, lines = table_at(rows, 80)  # every line within 80 columns
+    assert header.split()[-1] == "status"
+    assert {line.split()[0]: line.rstrip() for line in lines}.keys() == expected.keys()
+    for line in lines:
+        assert line.rstrip().endswith(f"  {expected[line.split()[0]]}"), line
