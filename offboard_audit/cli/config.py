@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from offboard_audit.cli.app import (
     EXIT_OK,
@@ -28,14 +30,19 @@ def permissions_table(config: Config) -> Table:
     for col in ("source", "type", "read needs", "revoke actions (permissions)"):
         table.add_column(col)
     for s in config.sources:
-        actions = "\n".join(
+        actions = [
             f"{a.name} ({a.stage.value}{'' if a.reversible else ', irreversible'}): {', '.join(a.permissions)}"
             for a in s.plugin.revoker_actions.values()
-        )
-        table.add_row(
-            plain(s.name), plain(s.type), "\n".join(s.plugin.read_permissions) or "-", actions or "-"
-        )
+        ]
+        # Text, never markup: a permission such as "s3:ListBucket ([sources.exposure])" names a
+        # config table in brackets, which rich would take for a style tag and drop.
+        table.add_row(plain(s.name), plain(s.type), _lines(s.plugin.read_permissions), _lines(actions))
     return table
+
+
+def _lines(values: Sequence[str]) -> Text:
+    """One value a line, each as text; "-" for none."""
+    return Text("\n").join(plain(v) for v in values) if values else plain("-")
 
 
 def audit_mode(config: Config) -> str:

@@ -9,6 +9,8 @@ from offboard_audit.cli.common import EXIT_REFUSED, emit
 from offboard_audit.report.audit_trail import AuditTrail, anchor_head, check_trail
 from offboard_audit.report.table import markup_safe, plain
 
+# Typer reads help text as rich markup: "\[audit]" in a docstring shows "[audit]" (a bare one
+# would be taken for a style tag and vanish).
 log_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 
@@ -20,7 +22,7 @@ def log_verify(
         None, "--head", help="A head hash printed by an earlier verify: prove nothing was cut off since."
     ),
 ) -> int:
-    """Check the audit log: its hash chain, the MACs ([audit] key_env), the anchors ([audit]
+    r"""Check the audit log: its hash chain, the MACs (\[audit] key_env), the anchors (\[audit]
     anchor_file) and the actions table against it; exit 1 naming each problem."""
     st = state(ctx)
     config = st.config_if_any()
@@ -50,7 +52,7 @@ def log_verify(
 
 @log_app.command("anchor")
 def log_anchor(ctx: typer.Context) -> int:
-    """Append the log's current head to [audit] anchor_file (after checking it: run this when you
+    r"""Append the log's current head to \[audit] anchor_file (after checking it: run this when you
     set up anchoring, so that the events written before are anchored too)."""
     st = state(ctx)
     config = st.config_if_any()

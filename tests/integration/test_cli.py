@@ -11,6 +11,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from offboard_audit.config.registry import plugin_for
+
 HR = "employee_id,email,name,status,termination_date,aliases\nE1,alice@example.com,Alice,active,,\nE2,bob@example.com,Bob,terminated,2026-01-01,\n"
 
 
@@ -185,3 +187,19 @@ def test_config_check_prints_permissions_of_every_source(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "iam:GenerateCredentialReport" in proc.stdout
     assert "iam:UpdateAccessKey" in proc.stdout
+
+
+def test_config_check_prints_bracketed_permissions_verbatim(tmp_path: Path):
+    # "([sources.exposure])" names the config table a permission is for; as rich markup it was
+    # taken for a style tag and dropped ("s3:ListBucket ()").
+    write_config(
+        tmp_path,
+        extra='\n[[sources]]\nname = "aws-main"\ntype = "aws_iam"\nregion = "us-east-1"\n',
+    )
+    proc = cli("config", "check", cwd=tmp_path, env={"COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    assert "s3:ListBucket ([sources.exposure])" in proc.stdout
+    assert "cloudtrail:StartQuery ([sources.exposure] lake_event_data_store)" in proc.stdout
+    table_lines = [line.split("│") for line in proc.stdout.splitlines() if line.startswith("│")]
+    read_needs = [cells[3].strip() for cells in table_lines if len(cells) > 3 and cells[3].strip()]
+    assert read_needs == [*plugin_for("hr_csv").read_permissions, *plugin_for("aws_iam").read_permissions]

@@ -214,6 +214,43 @@ def test_flags_and_repeatable_options_read_as_such_in_revoke_help(tmp_path: Path
     assert "Global options" in out and re.search(r"--config\s+PATH", out)
 
 
+def _help_texts() -> dict[tuple[str, ...], list[str]]:
+    """Every command's own help text and its parameters' help, as the code states them."""
+    import typer.main
+
+    from offboard_audit.cli.app import app
+
+    _command_paths()  # imports every command module
+    root = typer.main.get_group(app)
+    texts: dict[tuple[str, ...], list[str]] = {(): [root.help or ""]}
+    for name, command in root.commands.items():
+        texts[(name,)] = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        for sub_name, sub in (getattr(command, "commands", None) or {}).items():
+            texts[(name, sub_name)] = [sub.help or "", *(getattr(p, "help", None) or "" for p in sub.params)]
+    return texts
+
+
+def test_help_shows_bracketed_text_literally(tmp_path: Path) -> None:
+    # Typer reads help as rich markup: a bare "[audit]" was taken for a style tag and dropped
+    # ("the MACs ( key_env)"). A "\[" in the code is markup's escape for a literal "[".
+    def flat(text: str) -> str:
+        return " ".join(text.replace("│", " ").split())
+
+    verify = flat(cli("log", "verify", "--help", cwd=tmp_path, env={"COLUMNS": "250"}).stdout)
+    assert "the MACs ([audit] key_env), the anchors ([audit] anchor_file)" in verify
+    anchor = flat(cli("log", "anchor", "--help", cwd=tmp_path, env={"COLUMNS": "250"}).stdout)
+    assert "head to [audit] anchor_file" in anchor
+    bracketed = {
+        path: {t.replace("\\[", "[") for text in texts for t in re.findall(r"\\?\[[^\]\n]*\]", text)}
+        for path, texts in _help_texts().items()
+    }
+    bracketed = {path: tokens for path, tokens in bracketed.items() if tokens}
+    assert ("log", "verify") in bracketed
+    for path, tokens in bracketed.items():
+        out = cli(*path, "--help", cwd=tmp_path, env={"COLUMNS": "250"}).stdout
+        assert {t for t in tokens if t not in out} == set(), path
+
+
 # --- the findings table at 80 columns, and its short ids ------------------------------------------
 
 
