@@ -84,6 +84,8 @@ def config_check(ctx: typer.Context) -> int:
     sctx = source_context(config)
     for s in config.sources:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
+    # Every check before the first line of output: "ok" means all of them passed.
+    schedules = schedule_lines(config, datetime.now(UTC))
     console = console_for()
     # Never the password: masked in the URL, and named by its variable when it came from one.
     password_from = f", password from ${config.database_password_env}" if config.database_password_env else ""
@@ -102,7 +104,7 @@ def config_check(ctx: typer.Context) -> int:
             f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
         )
     )
-    for line in schedule_lines(config, datetime.now(UTC)):
+    for line in schedules:
         console.print(plain(line))
     if not config.hr_sources:
         err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")

@@ -171,6 +171,15 @@ def test_config_check_refuses_a_schedule_that_never_fires(tmp_path: Path):
     assert "schedule.hr_refresh" in proc.stderr and "'0 0 31 2 *' never fires" in proc.stderr
 
 
+def test_config_check_says_ok_only_after_every_check_passed(tmp_path: Path):
+    # The schedule is checked last; "ok", the permissions and the policy were printed before it.
+    write_config(tmp_path, extra='\n[schedule]\naudit = "0 0 31 2 *"\n')
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "schedule.audit" in proc.stderr and "never fires" in proc.stderr
+    assert proc.stdout == ""
+
+
 def test_config_check_refuses_an_unknown_time_zone_naming_the_key(tmp_path: Path):
     write_config(tmp_path, extra='\n[schedule]\ntimezone = "Europe/Atlantis"\n')
     proc = cli("config", "check", cwd=tmp_path)
