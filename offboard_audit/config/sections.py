@@ -63,7 +63,8 @@ SCHEDULE_OPTIONS = {
     "misfire_grace_time": 'how late a missed run may still start ("5m")',
 }
 WEBHOOK_OPTIONS = {
-    "listen": 'HOST:PORT the webhook and metrics server binds to (default "127.0.0.1:8787")',
+    "listen": "HOST:PORT the webhook and metrics server binds to, the port from 1 to 65535 "
+    '(default "127.0.0.1:8787")',
     "secret_env": "environment variable holding the HMAC secret shared with the HR system",
     "enabled": "serve the webhook at all (default true)",
     "undo_on_rehire": "on employee.rehired, undo that person's revocations (default false)",
@@ -130,10 +131,22 @@ class WebhookConfig:
     retry_max_backoff: timedelta = timedelta(minutes=15)
     event_retention: timedelta = timedelta(days=1)
 
+    def __post_init__(self) -> None:
+        # Here, as ScheduleConfig checks its zone, so that a config built in code is refused too.
+        listen_address(self.listen)
+
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        return listen_address(self.listen)
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port); ValueError unless the port is one a socket can bind (a port
+    over 65535 was accepted, and the daemon died at bind time with an OverflowError traceback)."""
+    host, _, port = listen.rpartition(":")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @dataclass(frozen=True)
@@ -255,8 +268,13 @@ def schedule_config(table: SourceOptions) -> ScheduleConfig:
 def webhook_config(table: SourceOptions) -> WebhookConfig:
     """``[webhook]``: durations, backoffs and the listen address checked."""
     reject_unknown(table, WEBHOOK_OPTIONS)
+    listen = table.opt_str("listen", "127.0.0.1:8787") or "127.0.0.1:8787"
+    try:
+        listen_address(listen)
+    except ValueError as exc:
+        raise table.error("listen", str(exc)) from None
     webhook = WebhookConfig(
-        listen=table.opt_str("listen", "127.0.0.1:8787") or "127.0.0.1:8787",
+        listen=listen,
         secret_env=table.opt_str("secret_env", "OFFBOARD_WEBHOOK_SECRET") or "OFFBOARD_WEBHOOK_SECRET",
         enabled=table.flag("enabled", True),
         undo_on_rehire=table.flag("undo_on_rehire", False),
@@ -275,10 +293,6 @@ def webhook_config(table: SourceOptions) -> WebhookConfig:
         raise table.error(
             "event_retention", "must be at least 10m (twice the webhook's 5-minute signature window)"
         )
-    try:
-        webhook.host_port  # noqa: B018 - validate now, not when the daemon starts
-    except ValueError:
-        raise table.error("listen", f"must be HOST:PORT, got {webhook.listen!r}") from None
     return webhook
 
 

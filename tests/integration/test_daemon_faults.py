@@ -10,6 +10,7 @@ Synchronisation is by polling the database, the sink and the processes with dead
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.support.daemon import (
+    REPO,
     SECRET_ENV,
     DaemonProcess,
     daemon_env,
@@ -245,6 +247,39 @@ def test_the_webhook_secret_is_checked_before_the_database_is_created_or_migrate
     assert result.returncode == 2, result.stderr
     assert SECRET_ENV in result.stderr
     assert not db.exists()
+
+
+def test_a_listen_port_no_socket_can_bind_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    # 99999 was accepted; the daemon migrated the database, then died at bind time with an
+    # OverflowError traceback and exit 1.
+    db = tmp_path / "never.db"
+    world = standard_world(tmp_path, f"sqlite:///{db}")
+    config = write_config(world, db, 99999)
+    result = run_cli(config, daemon_env({"OFFBOARD_AUDIT_EXTRA_SOURCES": PLUGIN_REF}), "daemon")
+    assert result.returncode == 2, result.stderr
+    assert (
+        "webhook.listen: must be HOST:PORT with a port from 1 to 65535, got '127.0.0.1:99999'"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
+    assert not db.exists()
+
+
+def test_a_listen_address_in_use_exits_1_with_the_messages_docs_daemon_md_quotes(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    world = standard_world(tmp_path, f"sqlite:///{db}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        config = write_config(world, db, port)
+        result = run_cli(config, daemon_env({"OFFBOARD_AUDIT_EXTRA_SOURCES": PLUGIN_REF}), "daemon")
+    assert result.returncode == 1, result.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr
+    docs = " ".join((REPO / "docs" / "daemon.md").read_text().split())
+    assert "- 1 when the HTTP server" in docs
+    assert "cannot serve on 127.0.0.1:8787" in docs and "address already in use" in docs
 
 
 def test_json_logs_are_one_object_per_line_without_migration_or_http_client_noise(

@@ -158,3 +158,19 @@ def test_a_protected_source_or_system_name_alone_is_accepted_only_when_a_source_
     assert parse_config(text, env={}).policy.protected[1:] == ("HR2", "hr", "aws-main", "aws_iam", "aws")
     # A system no source of this file has is a word that selects nothing.
     assert "'gcp' names no configured source" in str(_error(GOOD.replace('"aws:root"', '"gcp"')))
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:0", "127.0.0.1:+80"])
+def test_webhook_listen_needs_a_port_a_socket_can_bind(listen: str):
+    # A socket binds ports 1-65535 (0 would be a random one); 99999 used to pass until bind time.
+    err = _error(GOOD + f'\n[webhook]\nlisten = "{listen}"\n')
+    assert err.key == "webhook.listen" and err.line == GOOD.count("\n") + 3
+    assert f"must be HOST:PORT with a port from 1 to 65535, got {listen!r}" in str(err)
+    from offboard_audit.config.sections import WebhookConfig
+
+    with pytest.raises(ValueError, match="a port from 1 to 65535"):
+        WebhookConfig(listen=listen)  # built in code: refused the same way
+    # The edges of the range, and an IPv6 host, are taken.
+    webhook = parse_config(GOOD + '\n[webhook]\nlisten = "[::1]:65535"\n', env={}).webhook
+    assert webhook.host_port == ("::1", 65535)
+    assert parse_config(GOOD + '\n[webhook]\nlisten = ":1"\n', env={}).webhook.host_port == ("127.0.0.1", 1)
