@@ -76,9 +76,11 @@ class CliState:
 
     def database_url(self) -> str:
         """The database for commands that may run without a config file (db upgrade)."""
-        from offboard_audit.config import default_db_url
+        from offboard_audit.config import DB_ENV, database_url_problem, default_db_url
 
         if self.db_url:
+            if problem := database_url_problem(self.db_url):
+                raise ConfigError(problem, key=f"--db (or ${DB_ENV})")
             return self.db_url
         if self.config_path.exists() or self.config_given:
             return self.config().database_url

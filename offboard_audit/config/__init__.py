@@ -51,9 +51,11 @@ TOP_LEVEL_KEYS = {
     "notifications",
     "audit",
 }
+# What the store runs on (storage/db.py): its SQL and its locks exist for these two only.
+DATABASE_DIALECTS = ("sqlite", "postgresql")
 DATABASE_OPTIONS = {
     "url": "SQLAlchemy URL: sqlite:///file.db (relative to the config file) or "
-    "postgresql+psycopg://user@host/db; --db and OFFBOARD_AUDIT_DB override it. A new SQLite file "
+    "postgresql+psycopg://user@host/db (no other database is supported); --db and OFFBOARD_AUDIT_DB override it. A new SQLite file "
     "(and its -wal/-shm files) is created owner-only (0600). Printed with its password masked",
     "password_env": "environment variable holding the database password (leave it out of the URL); "
     "applies to whichever URL is used, --db and OFFBOARD_AUDIT_DB included",
@@ -218,6 +220,10 @@ def build_config(
     database = root.table("database")
     reject_unknown(database, DATABASE_OPTIONS)
     url = db_override or env.get(DB_ENV) or database.opt_str("url") or default_db_url(base_dir)
+    if problem := database_url_problem(url):
+        if db_override or env.get(DB_ENV):
+            raise ConfigError(problem, key=f"--db (or ${DB_ENV})")
+        raise database.error("url", problem)
     url = _resolve_sqlite_path(url, base_dir)
     password_env = database.opt_str("password_env")
     if password_env:
@@ -245,6 +251,21 @@ def build_config(
         selectors.known_prefixes((s.name, s.system) for s in config.sources),
     )
     return config
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a database the store supports (SQLite or PostgreSQL, any driver), or
+    None. Another one (``mysql://``) was accepted, and every command then failed with an
+    "internal error ... this is a bug". The password is never shown."""
+    scheme, sep, _ = url.partition("://")
+    dialect = scheme.partition("+")[0].lower()
+    if not sep:
+        problem = "is not a database URL"
+    elif dialect not in DATABASE_DIALECTS:
+        problem = f"is a {dialect} database, which is not supported"
+    else:
+        return None
+    return f"{mask_url(url)} {problem}: give sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
 
 
 def _database_password(database: SourceOptions, url: str, var: str, env: Mapping[str, str]) -> str:

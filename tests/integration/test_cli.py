@@ -119,6 +119,20 @@ def test_unknown_source_type_exit_2(tmp_path: Path):
     assert proc.returncode == 2 and "sources[1].type" in proc.stderr and "okta" in proc.stderr
 
 
+def test_an_unsupported_database_is_a_config_error_not_an_internal_error(tmp_path: Path):
+    # mysql:// passed config check; every command then said "internal error ... this is a bug".
+    write_config(tmp_path, extra='\n[database]\nurl = "mysql://app:s3cret@db.example.org/audit"\n')
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "line 7: database.url: mysql://app:***@db.example.org/audit is a mysql database" in proc.stderr
+    # Without a config file, --db alone (log verify, db upgrade).
+    (tmp_path / "offboard-audit.toml").unlink()
+    bare = cli("--db", "mysql://app:s3cret@db.example.org/audit", "log", "verify", cwd=tmp_path)
+    assert bare.returncode == 2, bare.stderr
+    assert "--db (or $OFFBOARD_AUDIT_DB): mysql://app:***@db.example.org/audit" in bare.stderr
+    assert "s3cret" not in proc.stderr + bare.stderr and "internal error" not in proc.stderr + bare.stderr
+
+
 def test_missing_config_file_exit_2_and_points_to_the_demo(tmp_path: Path):
     proc = cli("audit", cwd=tmp_path)
     assert proc.returncode == 2 and "offboard-audit demo" in proc.stderr

@@ -174,3 +174,18 @@ def test_webhook_listen_needs_a_port_a_socket_can_bind(listen: str):
     webhook = parse_config(GOOD + '\n[webhook]\nlisten = "[::1]:65535"\n', env={}).webhook
     assert webhook.host_port == ("::1", 65535)
     assert parse_config(GOOD + '\n[webhook]\nlisten = ":1"\n', env={}).webhook.host_port == ("127.0.0.1", 1)
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_naming_where_it_came_from():
+    # mysql:// was accepted; every command then failed with "internal error ... this is a bug".
+    err = _error(GOOD.replace("sqlite:///audit.db", "mysql://app:s3cret@db.example.org/audit"))
+    assert err.key == "database.url" and err.line == 2
+    assert "mysql://app:***@db.example.org/audit is a mysql database, which is not supported" in str(err)
+    assert "s3cret" not in str(err)
+    with pytest.raises(ConfigError) as from_env:
+        parse_config(GOOD, env={"OFFBOARD_AUDIT_DB": "oracle+cx_oracle://x/y"})
+    assert from_env.value.key == "--db (or $OFFBOARD_AUDIT_DB)" and "oracle database" in str(from_env.value)
+    with pytest.raises(ConfigError, match=r"audit\.db is not a database URL"):
+        parse_config(GOOD, db_override="audit.db", env={})
+    for url in ("sqlite://", "postgresql://x/y", "postgresql+psycopg://x/y"):
+        assert parse_config(GOOD, db_override=url, env={}).database_url == url
