@@ -239,7 +239,7 @@ def build_config(
         policy=policy_config(root.table("policy")),
         schedule=schedule_config(root.table("schedule")),
         webhook=webhook_config(root.table("webhook")),
-        notifications=notification_config(root.table("notifications")),
+        notifications=notification_config(root.table("notifications"), env),
         matching=matching_config(root.table("matching")),
         sources=_parse_sources(raw, positions, base_dir),
         warnings=tuple(warnings),

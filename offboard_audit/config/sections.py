@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offboard_audit.core import selectors
@@ -81,8 +82,8 @@ MATCHING_OPTIONS = {
     'using {first} {last} {first_initial} {email_local} {employee_id} (default ["alias", "email_local"])',
 }
 NOTIFICATION_OPTIONS = {
-    "urls": "webhook URLs that get a JSON message (Slack-compatible `text`) on new critical/high "
-    "findings, a tripped circuit breaker or failed actions",
+    "urls": "http(s) webhook URLs that get a JSON message (Slack-compatible `text`) on new "
+    "critical/high findings, a tripped circuit breaker or failed actions",
     "urls_env": "environment variable with more URLs, comma separated (for URLs that embed tokens)",
     "timeout": 'per-request timeout ("5s")',
     "retries": "retries per URL before a notification can be given up (default 3)",
@@ -296,9 +297,18 @@ def webhook_config(table: SourceOptions) -> WebhookConfig:
     return webhook
 
 
-def notification_config(table: SourceOptions) -> NotificationConfig:
-    """``[notifications]``."""
+def notification_config(table: SourceOptions, env: Mapping[str, str]) -> NotificationConfig:
+    """``[notifications]``: every URL (those in ``$urls_env`` too, when it is set) is http(s)."""
     reject_unknown(table, NOTIFICATION_OPTIONS)
+    # Named by position, never shown: a URL may carry its token (NOTIFICATION_OPTIONS).
+    for n, url in enumerate(table.strings("urls"), start=1):
+        if problem := _url_problem(url):
+            raise table.error("urls", f"URL {n}: {problem}")
+    var = table.opt_str("urls_env")
+    env_urls = [u.strip() for u in env.get(var, "").split(",") if u.strip()] if var else []
+    for n, url in enumerate(env_urls, start=1):
+        if problem := _url_problem(url):
+            raise table.error("urls_env", f"${var}, URL {n}: {problem}")
     notifications = NotificationConfig(
         urls=table.strings("urls"),
         urls_env=table.opt_str("urls_env"),
@@ -311,6 +321,17 @@ def notification_config(table: SourceOptions) -> NotificationConfig:
     if notifications.max_backoff < notifications.backoff:
         raise table.error("max_backoff", "must be at least backoff")
     return notifications
+
+
+def _url_problem(url: str) -> str | None:
+    """Why the notifier (httpx) cannot post to ``url``, or None: it speaks http and https only."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        return f"must start with http:// or https:// (it has {scheme})"
+    if not parts.hostname:
+        return "has no host (https://HOST/...)"
+    return None
 
 
 def matching_config(table: SourceOptions) -> MatchingConfig:

@@ -189,3 +189,27 @@ def test_a_database_other_than_sqlite_or_postgresql_is_refused_naming_where_it_c
         parse_config(GOOD, db_override="audit.db", env={})
     for url in ("sqlite://", "postgresql://x/y", "postgresql+psycopg://x/y"):
         assert parse_config(GOOD, db_override=url, env={}).database_url == url
+
+
+def test_notification_urls_must_be_http_or_https_and_are_named_by_position_never_shown():
+    # The notifier (httpx) posts over http(s) only: ftp:// was accepted, then retried and given up.
+    text = (
+        GOOD
+        + '\n[notifications]\nurls = ["https://hooks.example.org/T/tok", "ftp://files.example.org/tok"]\n'
+    )
+    err = _error(text)
+    assert err.key == "notifications.urls" and err.line == GOOD.count("\n") + 3
+    assert "URL 2: must start with http:// or https:// (it has ftp://)" in str(err)
+    assert "tok" not in str(err)
+    assert "URL 1: has no host" in str(_error(GOOD + '\n[notifications]\nurls = ["https:///tok"]\n'))
+    env_text = GOOD + '\n[notifications]\nurls_env = "NOTIFY_URLS"\n'
+    with pytest.raises(ConfigError) as from_env:
+        parse_config(env_text, env={"NOTIFY_URLS": "https://a.example.org/tok, hooks.example.org/tok"})
+    assert from_env.value.key == "notifications.urls_env" and "tok" not in str(from_env.value)
+    assert "$NOTIFY_URLS, URL 2: must start with http:// or https:// (it has no scheme)" in str(
+        from_env.value
+    )
+    good = parse_config(
+        env_text.replace("[notifications]", '[notifications]\nurls = ["HTTP://h:8080/x"]'), env={}
+    )
+    assert good.notifications.urls == ("HTTP://h:8080/x",)
