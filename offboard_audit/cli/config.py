@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -73,6 +73,29 @@ def schedule_lines(config: Config, now: datetime) -> list[str]:
     return lines
 
 
+def readiness_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What the file allows but a command will refuse later: warnings, not errors, as the
+    missing prerequisite may be provided after the check (an HR export written by a job, the
+    webhook secret set only in the daemon's environment)."""
+    warnings = []
+    if not config.hr_sources:
+        warnings.append("no HR source configured; audits will refuse to run")
+    for s in config.hr_sources:
+        if "path" in s.options and not (path := s.options.file_path("path")).is_file():
+            state = "is not a file" if path.exists() else "does not exist (yet)"
+            problem = f"HR file {path} {state}: audits fail on this source until it is there"
+            warnings.append(str(s.options.error("path", problem)))
+    webhook = config.webhook
+    if webhook.enabled and not env.get(webhook.secret_env):
+        # What the daemon refuses at start (daemon/service.check_webhook_secret).
+        problem = (
+            f"environment variable {webhook.secret_env} is not set: the daemon will refuse to start "
+            "its webhook (set it there, or set [webhook] enabled = false, or run it with --no-webhook)"
+        )
+        warnings.append(str(config.error("webhook.secret_env", problem)))
+    return warnings
+
+
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> int:
     """Validate the config file and print the permissions each source needs."""
@@ -86,6 +109,7 @@ def config_check(ctx: typer.Context) -> int:
         s.plugin.make_source(s.options, sctx)  # builds only; raises ConfigError naming the key
     # Every check before the first line of output: "ok" means all of them passed.
     schedules = schedule_lines(config, datetime.now(UTC))
+    warnings = readiness_warnings(config, sctx.env)
     console = console_for()
     # Never the password: masked in the URL, and named by its variable when it came from one.
     password_from = f", password from ${config.database_password_env}" if config.database_password_env else ""
@@ -106,8 +130,8 @@ def config_check(ctx: typer.Context) -> int:
     )
     for line in schedules:
         console.print(plain(line))
-    if not config.hr_sources:
-        err.print("[yellow]warning:[/] no HR source configured; audits will refuse to run")
+    for warning in warnings:
+        err.print(plain("warning: ", "yellow") + plain(warning), highlight=False)
     return EXIT_OK
 
 

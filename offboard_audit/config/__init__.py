@@ -102,6 +102,12 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     # The variable the database password came from ([database] password_env), if any.
     database_password_env: str | None = None
+    # Lines of the file's keys (locate_keys), for problems found after reading (config check).
+    positions: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A problem with ``key`` (a dotted path), with its line when the file has it."""
+        return ConfigError(message, key=key, line=self.positions.get(key))
 
     @property
     def database_url_masked(self) -> str:
@@ -243,6 +249,7 @@ def build_config(
         matching=matching_config(root.table("matching")),
         sources=_parse_sources(raw, positions, base_dir),
         warnings=tuple(warnings),
+        positions=positions,
     )
     # Selectors name sources, so they are checked once the sources are known.
     check_protected(

@@ -226,3 +226,28 @@ def test_config_check_prints_bracketed_permissions_verbatim(tmp_path: Path):
     table_lines = [line.split("│") for line in proc.stdout.splitlines() if line.startswith("│")]
     read_needs = [cells[3].strip() for cells in table_lines if len(cells) > 3 and cells[3].strip()]
     assert read_needs == [*plugin_for("hr_csv").read_permissions, *plugin_for("aws_iam").read_permissions]
+
+
+def test_config_check_warns_of_a_missing_hr_file_and_an_unset_webhook_secret(tmp_path: Path):
+    # Both passed silently; audit then failed the source (exit 3) and the daemon refused to start
+    # (exit 2). Warnings, not errors: the export may be written later, the secret may be set only
+    # in the daemon's environment.
+    webhook = '\n[webhook]\nsecret_env = "OA_TEST_HOOK_SECRET"\n'
+    cfg = write_config(tmp_path, extra=webhook)
+    cfg.write_text(cfg.read_text().replace('path = "hr.csv"', 'path = "later.csv"'))
+    proc = cli("config", "check", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok: ")
+    assert proc.stderr.splitlines() == [
+        f"warning: line 4: sources[0].path: HR file {(tmp_path / 'later.csv').resolve()} does not exist "
+        "(yet): audits fail on this source until it is there",
+        "warning: line 7: webhook.secret_env: environment variable OA_TEST_HOOK_SECRET is not set: the "
+        "daemon will refuse to start its webhook (set it there, or set [webhook] enabled = false, or run "
+        "it with --no-webhook)",
+    ]
+    (tmp_path / "later.csv").write_text(HR)
+    ready = cli("config", "check", cwd=tmp_path, env={"OA_TEST_HOOK_SECRET": "s"})
+    assert ready.returncode == 0 and ready.stderr == ""
+    cfg.write_text(cfg.read_text().replace("[webhook]\n", "[webhook]\nenabled = false\n"))
+    no_webhook = cli("config", "check", cwd=tmp_path)
+    assert no_webhook.returncode == 0 and no_webhook.stderr == ""
