@@ -174,6 +174,11 @@ def save_people(hr: HRRound, store: Store, run_id: str) -> None:
 def hr_source_run(s: HRState) -> SourceRun:
     if s.error is not None:
         counts = (("people", len(s.people)),)
+        if not s.people:
+            # A first run (nothing stored from an earlier read): no stale data is used, as
+            # collect.source_run says for an account source.
+            error = s.error + " (failed, no earlier data: this source contributes no people)"
+            return SourceRun(s.source.name, s.source.system, SourceStatus.FAILED, error, counts)
         return SourceRun(s.source.name, s.source.system, SourceStatus.FAILED, s.error, counts, stale=True)
     assert s.read is not None and s.merge is not None
     problems = s.read.problems

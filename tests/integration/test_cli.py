@@ -90,6 +90,30 @@ def test_unreadable_hr_file_is_a_failed_source_exit_3(tmp_path: Path):
     assert hr["status"] == "failed" and "cannot read HR file" in hr["error"]
 
 
+def test_a_failed_hr_source_is_stale_only_when_it_has_earlier_data(tmp_path: Path):
+    # README: a source that fails on its first run has no earlier data and says so; it claimed
+    # "failed (stale data)" with nothing stored.
+    write_config(tmp_path)
+    hr_file = tmp_path / "hr.csv"
+    hr_file.rename(tmp_path / "hr.later")
+    first = cli("audit", "--format", "json", cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    (hr,) = json.loads(first.stdout)["run"]["sources"]
+    assert hr["status"] == "failed" and hr["stale"] is False and hr["counts"] == {"people": 0}
+    assert "no earlier data" in hr["error"]
+    table = cli("audit", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert table.returncode == 3 and "failed (stale data)" not in table.stdout
+    assert "no earlier data" in table.stdout
+    # With a good read stored, the next failure uses it: stale.
+    (tmp_path / "hr.later").rename(hr_file)
+    assert cli("audit", cwd=tmp_path).returncode == 0
+    hr_file.unlink()
+    later = cli("audit", "--format", "json", cwd=tmp_path)
+    (hr,) = json.loads(later.stdout)["run"]["sources"]
+    assert hr["status"] == "failed" and hr["stale"] is True and hr["counts"] == {"people": 2}
+    assert "no earlier data" not in hr["error"]
+
+
 def test_bad_hr_rows_mark_the_run_degraded_but_keep_the_good_rows(tmp_path: Path):
     write_config(tmp_path, hr=HR + "E3,,Nobody,retired,,\n")
     proc = cli("audit", "--format", "json", cwd=tmp_path)
