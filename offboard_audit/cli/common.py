@@ -33,7 +33,15 @@ from offboard_audit.cli.app import (
 from offboard_audit.core.records import FindingStatus, Severity
 from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo
-from offboard_audit.report.columns import Column, choose, fitted_table, kind_and_id, short_ids
+from offboard_audit.report.columns import (
+    Column,
+    account_column,
+    choose,
+    fitted_table,
+    kind_and_id,
+    short_ids,
+    source_column,
+)
 from offboard_audit.report.formats import FORMATS, format_for
 from offboard_audit.report.table import plain, safe
 from offboard_audit.storage.files import write_private_text
@@ -94,15 +102,8 @@ def plan_table(plan: Plan, width: int) -> Table:
         "person": Column(
             "person", [safe(who(a)) for a in rows], flexible=True, minimum=10, comfortable=24, keep_start=True
         ),
-        "source": Column("source", [safe(a.source) for a in rows], flexible=True, minimum=8, comfortable=12),
-        "account": Column(
-            "account",
-            [safe(a.username) for a in rows],
-            flexible=True,
-            minimum=8,
-            comfortable=20,
-            keep_start=True,
-        ),
+        "source": source_column([safe(a.source) for a in rows]),
+        "account": account_column([safe(a.username) for a in rows]),
         "credential": Column(
             "credential",
             [f"{k} {i}" for k, i in creds],
@@ -159,15 +160,8 @@ def held_table(plan: Plan, width: int) -> Table:
     by_name = {
         "finding": Column("finding", [ids[h.finding_id] for h in rows]),
         "rule": Column("rule", [h.rule.value for h in rows], flexible=True, minimum=14, keep_start=True),
-        "source": Column("source", [safe(h.source) for h in rows], flexible=True, minimum=8, comfortable=12),
-        "account": Column(
-            "account",
-            [safe(h.username) for h in rows],
-            flexible=True,
-            minimum=8,
-            comfortable=20,
-            keep_start=True,
-        ),
+        "source": source_column([safe(h.source) for h in rows]),
+        "account": account_column([safe(h.username) for h in rows]),
         "credential": Column(
             "credential",
             [safe(h.credential_id or "-") for h in rows],

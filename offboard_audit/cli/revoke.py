@@ -31,7 +31,14 @@ from offboard_audit.core.plan_file import PlanFile, PlanFileError, check_plan_fi
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.engine.journal import ActionOutcome
 from offboard_audit.engine.revocation import ApplyReport, PassInterrupted
-from offboard_audit.report.columns import Column, choose, fitted_table, short_ids
+from offboard_audit.report.columns import (
+    Column,
+    account_column,
+    choose,
+    fitted_table,
+    short_ids,
+    source_column,
+)
 from offboard_audit.report.json import dumps, loads_limited
 from offboard_audit.report.table import console_for, markup_safe, plain, safe
 
@@ -63,17 +70,8 @@ def outcomes_table(outcomes: Sequence[ActionOutcome], title: str, width: int) ->
             comfortable=12,
             keep_start=True,
         ),
-        "source": Column(
-            "source", [safe(o.source) for o in outcomes], flexible=True, minimum=8, comfortable=12
-        ),
-        "account": Column(
-            "account",
-            [safe(o.account) for o in outcomes],
-            flexible=True,
-            minimum=8,
-            comfortable=20,
-            keep_start=True,
-        ),
+        "source": source_column([safe(o.source) for o in outcomes]),
+        "account": account_column([safe(o.account) for o in outcomes]),
         "credential": Column(
             "credential", [safe(o.credential_id) for o in outcomes], flexible=True, minimum=10, comfortable=30
         ),

@@ -109,6 +109,16 @@ class Column:
         return shorten_end(text, width) if self.keep_start else shorten(text, width)
 
 
+def source_column(cells: list[str]) -> Column:
+    """The source name column every action table has (cells already terminal-safe)."""
+    return Column("source", cells, flexible=True, minimum=8, comfortable=12)
+
+
+def account_column(cells: list[str]) -> Column:
+    """The account name column every action table has (cells already terminal-safe)."""
+    return Column("account", cells, flexible=True, minimum=8, comfortable=20, keep_start=True)
+
+
 def _room(columns: Sequence[Column], width: int) -> int:
     return width - 2 * (len(columns) - 1)  # two spaces between columns
 
