@@ -21,6 +21,7 @@ from offboard_audit.cli.app import (
 )
 from offboard_audit.config import Config
 from offboard_audit.core.matching import validate_username_rules
+from offboard_audit.core.selectors import known_prefixes, unknown_prefix
 from offboard_audit.report.audit_trail import AuditTrail
 from offboard_audit.report.table import console_for, markup_safe, plain
 
@@ -85,6 +86,12 @@ def readiness_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
             state = "is not a file" if path.exists() else "does not exist (yet)"
             problem = f"HR file {path} {state}: audits fail on this source until it is there"
             warnings.append(str(s.options.error("path", problem)))
+    # A protected selector for a system not configured yet is allowed (the starter config
+    # protects aws:root before any AWS source exists), but it protects nothing: say so.
+    prefixes = known_prefixes((s.name, s.system) for s in config.sources)
+    for selector in config.policy.protected:
+        if (nothing := unknown_prefix(selector, prefixes)) is not None:
+            warnings.append(str(config.error("policy.protected", f"{nothing}: it protects nothing")))
     webhook = config.webhook
     if webhook.enabled and not env.get(webhook.secret_env):
         # What the daemon refuses at start (daemon/service.check_webhook_secret).

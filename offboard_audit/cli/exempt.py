@@ -11,7 +11,7 @@ from rich.table import Table
 from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
 from offboard_audit.cli.common import actor, check_format, emit
 from offboard_audit.core.records import Exemption
-from offboard_audit.core.selectors import known_prefixes, selector_problem
+from offboard_audit.core.selectors import known_prefixes, selector_problem, unknown_prefix
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, plain
 from offboard_audit.storage.actions import NewEvent, append_event
@@ -60,6 +60,8 @@ def exempt_add(
     # Without a config (--db alone) the sources are unknown: every bare word is refused then.
     prefixes = None if config is None else known_prefixes((s.name, s.system) for s in config.sources)
     problem = selector_problem(selector, prefixes, bare_source=False)
+    if problem is None and prefixes is not None:
+        problem = unknown_prefix(selector, prefixes)
     if problem is not None:
         raise fail(f"SELECTOR: {problem}")
     store = st.store(config)

@@ -47,6 +47,24 @@ def known_prefixes(sources: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(out)
 
 
+def unknown_prefix(selector: str, prefixes: Collection[str]) -> str | None:
+    """Why ``selector`` (with a colon) selects nothing in these sources, or None: its PREFIX
+    (globs allowed) matches none of ``prefixes`` (:func:`known_prefixes`). A reversed
+    ``root:aws`` or a misspelt ``aws-mian:root`` would otherwise protect or exempt nothing,
+    silently, and the credential it was meant to keep would be revoked."""
+    word = selector.strip()
+    if ":" not in word:
+        return None
+    head = word.split(":", 1)[0].lower()
+    if any(fnmatchcase(p, head) for p in prefixes):
+        return None
+    known = ", ".join(sorted(prefixes)) or "none"
+    return (
+        f"{word!r} selects nothing: its PREFIX {head!r} names no configured source or system "
+        f"(configured: {known}); a selector is {FORM}"
+    )
+
+
 def selector_problem(selector: str, prefixes: Collection[str] | None, *, bare_source: bool) -> str | None:
     """Why ``selector`` cannot be used, or None.
 

@@ -130,3 +130,36 @@ def test_config_check_refuses_a_protected_word_that_names_no_source(root: Path) 
     # A source name alone still protects all of it.
     config.write_text(config.read_text().replace('["alice"]', '["aws-main"]'))
     assert cli(root, "config", "check").returncode == 0
+
+
+@pytest.mark.parametrize("selector", ["bob:AKIA1", "AKIA1:aws-main", "aws-mian:bob"])
+def test_exempt_add_refuses_a_selector_whose_prefix_names_no_configured_source(
+    root: Path, selector: str
+) -> None:
+    # A username first, a reversed selector or a misspelt source exempted nothing, silently,
+    # and the credential the operator meant to keep was then revoked.
+    added = cli(root, "exempt", "add", selector, "--reason", "x", "--until", "2099-01-01")
+    assert added.returncode == 2, added.stderr
+    head = selector.split(":")[0].lower()
+    assert f"its PREFIX {head!r} names no configured source or system" in added.stderr
+    assert stored_selectors(root) == []
+    add(root, "aws-main:bob:AKIA1")  # the same credential, spelled as the error says
+    add(root, "aws*:bob")  # a PREFIX glob that matches a configured source
+    assert stored_selectors(root) == ["aws-main:bob:AKIA1", "aws*:bob"]
+
+
+def test_config_check_warns_of_a_protected_selector_whose_prefix_names_no_configured_source(
+    root: Path,
+) -> None:
+    config = root / "c.toml"
+    config.write_text(
+        config.read_text().replace(
+            "[[sources]]", '[policy]\nprotected = ["root:aws", "aws-main:breakglass"]\n\n[[sources]]', 1
+        )
+    )
+    line = config.read_text().splitlines().index('protected = ["root:aws", "aws-main:breakglass"]') + 1
+    checked = cli(root, "config", "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (warning,) = [w for w in checked.stderr.splitlines() if "policy.protected" in w]
+    assert f"line {line}: policy.protected: 'root:aws' selects nothing" in warning
+    assert warning.endswith("it protects nothing")

@@ -159,3 +159,15 @@ def test_an_exemption_of_a_whole_source_must_be_spelled_out() -> None:
     # Without a config the sources are unknown: every bare word is refused.
     assert "has no colon" in str(problem("aws", None, bare_source=False))
     assert problem("aws:*", None, bare_source=False) is None
+
+
+def test_a_selector_whose_prefix_matches_no_source_or_system_selects_nothing_and_says_so() -> None:
+    from offboard_audit.core.selectors import known_prefixes, unknown_prefix
+
+    prefixes = known_prefixes([("aws-main", "aws_iam"), ("corp-ldap", "ldap")])
+    for fine in ("aws:root", "aws-main:111:bob:AKIA*", "AWS_IAM:bob", "corp-*:uid=bob,*", "bare-word"):
+        assert unknown_prefix(fine, prefixes) is None, fine
+    problem = unknown_prefix("root:aws", prefixes)
+    assert problem is not None and "its PREFIX 'root' names no configured source or system" in problem
+    assert "configured: aws, aws-main, aws_iam, corp-ldap, ldap" in problem
+    assert unknown_prefix("gcp:alice", prefixes) is not None
