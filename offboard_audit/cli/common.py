@@ -182,6 +182,16 @@ def held_table(plan: Plan, width: int) -> Table:
 MIN_PREFIX = 6
 
 
+def check_person(store: Store, employee_id: str | None) -> str | None:
+    """``--person``: an employee id the database knows nothing about (no person from HR, no
+    finding) is a usage error (exit 2) naming it; a typo used to read as "nothing to do"."""
+    if employee_id is None:
+        return None
+    if store.person_states_for(employee_id) or store.list_findings(None, person=employee_id):
+        return employee_id
+    raise fail(f"nothing is known about employee id {employee_id!r}: no person from HR and no finding has it")
+
+
 def check_findings(store: Store, ids: Sequence[str]) -> list[str]:
     """The full finding ids for ``ids``: each a full id or a unique prefix of one (the short id
     of the findings table). An unknown id or an ambiguous or too short prefix is a usage error

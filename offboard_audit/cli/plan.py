@@ -11,6 +11,7 @@ from offboard_audit.cli.app import EXIT_OK, app, err, now_utc
 from offboard_audit.cli.common import (
     check_findings,
     check_format,
+    check_person,
     emit,
     engine_for,
     held_table,
@@ -60,6 +61,7 @@ def plan(
     config, store, engine = engine_for(ctx)
     now = now_utc()
     finding = check_findings(store, finding)
+    person = check_person(store, person)
     the_plan = engine.plan(now, finding_ids=finding, person=person)
     # Signed with the audit key when one is set ([audit] key_env): revoke --plan checks it.
     body = plan_json(the_plan, config.audit.key)

@@ -22,6 +22,7 @@ from offboard_audit.cli.common import (
     check_action_id,
     check_findings,
     check_format,
+    check_person,
     emit,
     engine_for,
     held_table,
@@ -197,6 +198,7 @@ def revoke(
     check_format(fmt, ("table", "json"))
     config, store, engine = engine_for(ctx)
     finding = check_findings(store, finding)
+    person = check_person(store, person)
     plan_file: PlanFile | None = None
     if plan_path is not None:
         try:
@@ -289,8 +291,7 @@ def undo(
             # The short id the revoke and undo tables show is a prefix: it names one action.
             report = engine.undo_action(check_action_id(store, action_id), now, apply=apply)
         else:
-            assert person is not None
-            report = engine.undo_person(person, now, apply=apply)
+            report = engine.undo_person(check_person(store, person) or "", now, apply=apply)
     except PassInterrupted as stop:
         return stopped_part_way(stop, fmt, "undo results")
     print_report(report, fmt, "undo results" if apply else "undo (dry run)")
