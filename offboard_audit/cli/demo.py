@@ -139,7 +139,8 @@ def demo(
         err.print(
             plain(
                 "next: `offboard-audit demo --write-config DIR` writes this HR file and a starter config "
-                "(or `offboard-audit config init`); `offboard-audit plan` shows what would be revoked."
+                "(or `offboard-audit config init`); point it at your own systems, then `audit` and "
+                "`plan` (what would be revoked) run on them. The demo's systems were in-memory fakes."
             )
         )
     return EXIT_OK
