@@ -171,3 +171,32 @@ def test_a_selector_whose_prefix_matches_no_source_or_system_selects_nothing_and
     assert problem is not None and "its PREFIX 'root' names no configured source or system" in problem
     assert "configured: aws, aws-main, aws_iam, corp-ldap, ldap" in problem
     assert unknown_prefix("gcp:alice", prefixes) is not None
+
+
+def test_the_selector_refusals_read_exactly_so_for_every_case() -> None:
+    # What an operator reads when a selector is refused: the whole text, each branch.
+    from offboard_audit.core.selectors import known_prefixes, selector_problem, unknown_prefix
+
+    form = (
+        'a selector is PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL] (e.g. "aws:alice", '
+        '"aws-main:111111111111:alice", "corp-ldap:uid=alice,*", "aws-main:bob:AKIA*")'
+    )
+    aws = known_prefixes([("aws-main", "aws_iam")])
+    assert selector_problem("bob", None, bare_source=False) == (
+        f"'bob' has no colon: {form}; everything in a source or system is NAME:*"
+    )
+    nothing = "'bob' names no configured source or system, so it would select nothing"
+    assert selector_problem("bob", frozenset(), bare_source=True) == (
+        f"{nothing}: {form}; a source or system name alone selects all of it (configured: none)"
+    )
+    assert selector_problem("bob", aws, bare_source=True) == (
+        f"{nothing}: {form}; a source or system name alone selects all of it "
+        "(configured: aws, aws-main, aws_iam)"
+    )
+    assert selector_problem("bob", aws, bare_source=False) == (
+        f"{nothing}: {form}; everything in a source or system is NAME:*"
+    )
+    assert unknown_prefix("root:aws:x", frozenset()) == (
+        "'root:aws:x' selects nothing: its PREFIX 'root' names no configured source or system "
+        "(configured: none); a selector is PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]"
+    )
