@@ -124,6 +124,8 @@ def run_json(result: RunResult, actions: ActionInfo | None = None) -> dict[str, 
             "finished_at": iso(result.finished_at),
             "sources": [source_json(s) for s in result.sources],
             "circuit_breaker": result.circuit_breaker,
+            # Added last: the keys before it keep their order. As stored for the run.
+            "status": result.status.value,
         },
         "findings": [finding_json(f, actions) for f in findings],
         "summary": summary(findings),

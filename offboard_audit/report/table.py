@@ -304,5 +304,5 @@ def print_run_table(console: Console, result: RunResult, actions: ActionInfo | N
         )
     else:
         console.print(plain("no findings", "green"))
-    counts = summary(result.findings)
-    console.print(plain("summary: " + ", ".join(f"{k}={v}" for k, v in counts.items())))
+    counts = ", ".join(f"{k}={v}" for k, v in summary(result.findings).items())
+    console.print(plain(f"summary: {counts} (run {result.status.value})"))
