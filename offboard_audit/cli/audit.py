@@ -25,9 +25,10 @@ from offboard_audit.cli.common import (
     render,
 )
 from offboard_audit.core.records import FindingStatus
+from offboard_audit.core.runs import open_not_read
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.report.formats import format_for
-from offboard_audit.report.table import markup_safe
+from offboard_audit.report.table import markup_safe, plain
 
 
 @app.command()
@@ -45,7 +46,10 @@ def audit(
         "the breaker is released for this run (a failed HR source is never accepted).",
     ),
     fail_on: str = typer.Option(
-        "high", "--fail-on", help="Exit 1 on open findings at/above: critical, high, medium, low, none."
+        "high",
+        "--fail-on",
+        help="Exit 1 on open findings at/above: critical, high, medium, low, none "
+        "(findings of the sources read, not of those left out by --source).",
     ),
 ) -> int:
     """Collect from every source, match, evaluate, store and print findings."""
@@ -70,7 +74,17 @@ def audit(
             )
         else:
             err.print("--accept-hr: this HR read is the new baseline (the circuit breaker did not trip)")
-    render(result, fmt, output_file, store.actions_by_finding([f.finding_id for f in result.findings]))
+    not_read = open_not_read(store.list_findings([FindingStatus.OPEN.value]), result)
+    if not_read and fmt == "csv":
+        # A CSV file holds finding rows only: say it here that it is not all that is open.
+        err.print(
+            plain(f"{len(not_read)} open findings from sources not read in this run are not in the CSV")
+            + plain(" (`offboard-audit findings` lists them)")
+        )
+    actions = store.actions_by_finding([f.finding_id for f in result.findings])
+    render(result, fmt, output_file, actions, not_read)
+    # The exit code speaks for the sources this run read (README "Exit codes"): a job auditing
+    # one source does not fail on another's stored findings, which it did not check again.
     return exit_code(result, threshold)
 
 

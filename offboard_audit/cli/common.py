@@ -30,7 +30,7 @@ from offboard_audit.cli.app import (
     source_context,
     state,
 )
-from offboard_audit.core.records import FindingStatus, Severity
+from offboard_audit.core.records import Finding, FindingStatus, Severity
 from offboard_audit.core.runs import RunResult
 from offboard_audit.report.base import ActionInfo
 from offboard_audit.report.columns import (
@@ -261,21 +261,30 @@ def emit(text: str, output_file: Path | None = None) -> None:
         err.print(plain(f"wrote {output_file}"))
 
 
-def render(result: RunResult, fmt: str, output_file: Path | None, actions: ActionInfo | None) -> None:
+def render(
+    result: RunResult,
+    fmt: str,
+    output_file: Path | None,
+    actions: ActionInfo | None,
+    not_read: Sequence[Finding] = (),
+) -> None:
+    """The run in ``fmt``; ``not_read``: the stored open findings of sources it did not read."""
     if output_file is not None:
         # Owner-only, like plan files: the report lists who left and which of their credentials
         # still work. Rendered in memory first, so that a failing format leaves no half file.
         buffer = io.StringIO()
-        format_for(fmt, actions).write_run(buffer, result)
+        format_for(fmt, actions).write_run(buffer, result, not_read=not_read)
         write_private_text(output_file, buffer.getvalue())
         err.print(plain(f"wrote {output_file}"))
     else:
-        format_for(fmt, actions).write_run(sys.stdout, result)
+        format_for(fmt, actions).write_run(sys.stdout, result, not_read=not_read)
         sys.stdout.flush()
 
 
 def exit_code(result: RunResult, threshold: Severity | None) -> int:
-    """3 when a source failed (its results are incomplete), else 1 for open findings at/above threshold."""
+    """3 when a source failed (its results are incomplete), else 1 for open findings at/above
+    threshold: the findings of the sources the run read, never the stored ones of sources it
+    left out (``audit --source``), which it did not check again."""
     if result.any_source_failed:
         return EXIT_SOURCE_FAILED
     if threshold is not None and any(

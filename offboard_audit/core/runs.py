@@ -82,3 +82,12 @@ def run_status(sources: Iterable[SourceRun]) -> RunStatus:
         if s.status is SourceStatus.DEGRADED:
             status = RunStatus.DEGRADED
     return status
+
+
+def open_not_read(stored: Iterable[Finding], result: RunResult) -> tuple[Finding, ...]:
+    """The open findings among ``stored`` whose source ``result`` did not read: those of the
+    sources left out by ``audit --source`` (or of a source no longer configured). They are still
+    open and ``findings``/``revoke`` still act on them, but the run's findings cannot include
+    them, so its output counts them apart for nobody to read "no findings" as "nothing open"."""
+    read = {s.name for s in result.sources}
+    return tuple(f for f in stored if f.status is FindingStatus.OPEN and f.source not in read)

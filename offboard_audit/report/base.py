@@ -33,8 +33,10 @@ class Format(ABC):
         self.actions = actions
 
     @abstractmethod
-    def write_run(self, out: TextIO, result: RunResult) -> None:
-        """A whole run: its sources, its findings (most severe first) and the summary."""
+    def write_run(self, out: TextIO, result: RunResult, *, not_read: Sequence[Finding] = ()) -> None:
+        """A whole run: its sources, its findings (most severe first) and the summary;
+        ``not_read``, the stored open findings of sources the run did not read, counted apart
+        (:func:`offboard_audit.core.runs.open_not_read`)."""
 
     @abstractmethod
     def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:

@@ -22,7 +22,8 @@ from offboard_audit.report.base import ActionInfo, Format, iso, latest_action, s
 class CsvFormat(Format):
     name = "csv"
 
-    def write_run(self, out: TextIO, result: RunResult) -> None:
+    def write_run(self, out: TextIO, result: RunResult, *, not_read: Sequence[Finding] = ()) -> None:
+        # One row per finding of the run: the CLI says on stderr how many are left out.
         out.write(findings_csv(result.findings, self.actions))
 
     def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:

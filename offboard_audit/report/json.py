@@ -19,8 +19,8 @@ from offboard_audit.report.base import ActionInfo, Format, iso, sort_findings, s
 class JsonFormat(Format):
     name = "json"
 
-    def write_run(self, out: TextIO, result: RunResult) -> None:
-        out.write(dumps(run_json(result, self.actions)) + "\n")
+    def write_run(self, out: TextIO, result: RunResult, *, not_read: Sequence[Finding] = ()) -> None:
+        out.write(dumps(run_json(result, self.actions, not_read)) + "\n")
 
     def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
         body = {
@@ -115,9 +115,11 @@ def source_json(s: SourceRun) -> dict[str, Any]:
     }
 
 
-def run_json(result: RunResult, actions: ActionInfo | None = None) -> dict[str, Any]:
+def run_json(
+    result: RunResult, actions: ActionInfo | None = None, not_read: Sequence[Finding] = ()
+) -> dict[str, Any]:
     findings = sort_findings(result.findings)
-    return {
+    out: dict[str, Any] = {
         "run": {
             "id": result.run_id,
             "started_at": iso(result.started_at),
@@ -130,6 +132,15 @@ def run_json(result: RunResult, actions: ActionInfo | None = None) -> dict[str, 
         "findings": [finding_json(f, actions) for f in findings],
         "summary": summary(findings),
     }
+    if not_read:
+        # Open findings of sources this run did not read (``audit --source``): counted, not
+        # listed. Only then: the object of an audit of every source keeps its keys.
+        out["not_read"] = {
+            "open_findings": len(not_read),
+            "sources": sorted({f.source for f in not_read}),
+            "summary": summary(not_read),
+        }
+    return out
 
 
 def dumps(data: Any) -> str:

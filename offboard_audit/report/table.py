@@ -86,8 +86,8 @@ def markup_safe(value: object) -> str:
 class TableFormat(Format):
     name = "table"
 
-    def write_run(self, out: TextIO, result: RunResult) -> None:
-        print_run_table(console_for(out), result, self.actions)
+    def write_run(self, out: TextIO, result: RunResult, *, not_read: Sequence[Finding] = ()) -> None:
+        print_run_table(console_for(out), result, self.actions, not_read)
 
     def write_findings(self, out: TextIO, findings: Sequence[Finding], *, title: str = "findings") -> None:
         console = console_for(out)
@@ -280,7 +280,12 @@ def sources_table(sources: Sequence[SourceRun]) -> Table:
     return table
 
 
-def print_run_table(console: Console, result: RunResult, actions: ActionInfo | None = None) -> None:
+def print_run_table(
+    console: Console,
+    result: RunResult,
+    actions: ActionInfo | None = None,
+    not_read: Sequence[Finding] = (),
+) -> None:
     console.print(sources_table(result.sources))
     for s in result.sources:
         for w in s.warnings[:20]:
@@ -302,7 +307,17 @@ def print_run_table(console: Console, result: RunResult, actions: ActionInfo | N
                 now=result.finished_at,
             )
         )
+    elif not_read:
+        console.print(plain("no findings in the sources this run read"))
     else:
         console.print(plain("no findings", "green"))
+    if not_read:
+        # Still open, and `revoke` still acts on them: "no findings" must not read as "all clear".
+        n = len(not_read)
+        by_severity = ", ".join(f"{k}={v}" for k, v in summary(not_read).items() if v)
+        console.print(
+            plain(f"{n} open finding{'s' if n != 1 else ''} from sources not read in this run", "bold yellow")
+            + plain(f" ({by_severity}; `offboard-audit findings` lists them)")
+        )
     counts = ", ".join(f"{k}={v}" for k, v in summary(result.findings).items())
     console.print(plain(f"summary: {counts} (run {result.status.value})"))
