@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "demo": (("demo",), "Audit an embedded sample organisation: no config, no network, no server."),
     "audit": (("audit",), "Collect from every source, match, evaluate, store and print findings."),
     "findings": (("audit",), "Stored findings from earlier runs."),
+    "runs": (("runs",), "The newest runs: their kind, status, open findings and failed sources."),
     "plan": (("plan",), "The revocation plan for open findings past their grace period (changes nothing)."),
     "revoke": (("revoke",), "Revoke what the plan says: a dry run unless --apply."),
     "undo": (
@@ -76,6 +77,7 @@ _METAVARS = {
     "--head": "HASH",
     "--log-level": "LEVEL",
     "--poll-interval": "SECONDS",
+    "--limit": "N",
 }
 
 

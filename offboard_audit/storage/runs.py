@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, RowMapping, insert, select, update
@@ -37,6 +38,17 @@ _RUNNING = RunStatus.RUNNING.value
 # every quarter of that (``run_renew_every``), so a renewal may wait out a full SQLite busy
 # timeout (30 s) twice before anybody can take the run for dead.
 RUN_LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOverview:
+    """A stored run as ``offboard-audit runs`` lists it."""
+
+    info: RunInfo
+    # Its open findings per severity, as it counted them when it finished (``RunResult.summary``).
+    summary: tuple[tuple[str, int], ...]
+    # The sources that failed in it, or a scope of which failed (what makes it ``failed_sources``).
+    failed_sources: tuple[str, ...]
 
 
 def _wall_clock() -> datetime:
@@ -178,6 +190,31 @@ class RunStore(Database):
         with self.begin() as conn:
             row = conn.execute(q.order_by(RUNS.c.started_at.desc()).limit(1)).mappings().first()
         return record_of(RunInfo, row) if row is not None else None
+
+    def recent_runs(self, limit: int) -> list[RunOverview]:
+        """The newest ``limit`` runs of every kind, newest first, running and abandoned ones
+        included, each with its findings summary and the sources that failed in it."""
+        with self.begin() as conn:
+            q = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc()).limit(limit)
+            rows = conn.execute(q).mappings().all()
+            failed: dict[str, list[str]] = {r["run_id"]: [] for r in rows}
+            s = SOURCE_RUNS.c
+            if failed:
+                sources = select(s.run_id, s.name, s.status, s.failed_scopes_json).where(
+                    s.run_id.in_(list(failed))
+                )
+                for run_id, name, status, scopes in conn.execute(sources.order_by(s.id)):
+                    # The rule of core/runs.run_status: a failed source or a failed scope of one.
+                    if status == SourceStatus.FAILED.value or json.loads(scopes):
+                        failed[run_id].append(name)
+        return [
+            RunOverview(
+                record_of(RunInfo, r),
+                tuple(json.loads(r["summary_json"] or "{}").items()),
+                tuple(failed[r["run_id"]]),
+            )
+            for r in rows
+        ]
 
     def source_runs(self, run_id: str) -> list[SourceRun]:
         with self.begin() as conn:
