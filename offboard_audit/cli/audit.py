@@ -34,7 +34,11 @@ from offboard_audit.report.table import markup_safe, plain
 @app.command()
 def audit(
     ctx: typer.Context,
-    source: list[str] = typer.Option([], "--source", help="Only these account sources (repeatable)."),
+    source: list[str] = typer.Option(
+        [],
+        "--source",
+        help="Only these account sources (repeatable). HR is always read: naming only an HR source reads HR alone.",
+    ),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     output_file: Path | None = typer.Option(
         None, "--output", help="Write the report to FILE (created owner-only, 0600)."
