@@ -281,7 +281,10 @@ def build_plan(
             continue
         if f.stale:
             if listed:
-                hold(f, "data is stale (its source failed in the last audit): re-run the audit")
+                hold(
+                    f,
+                    "data is stale (its source, or the part of it this comes from, was not read in the last audit): see that audit's warnings, then re-run it",
+                )
             continue
         if f.finding_id in pending:
             if listed:

@@ -132,7 +132,7 @@ def _rotation(
     else:
         state = "not rotated since the last access"
     if f.stale:
-        state += " (stale: its source failed in the last audit)"
+        state += " (stale: not read in the last audit, see its warnings)"
     rotated_at: datetime | None = None
     rotated_from: str | None = None
     if by_tool is not None:

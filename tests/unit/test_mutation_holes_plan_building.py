@@ -85,7 +85,7 @@ def test_a_held_finding_carries_the_findings_id_rule_source_account_credential_a
             username="alice",
             credential_id="K1",
             person=person,
-            reason="data is stale (its source failed in the last audit): re-run the audit",
+            reason="data is stale (its source, or the part of it this comes from, was not read in the last audit): see that audit's warnings, then re-run it",
         ),
     )
 

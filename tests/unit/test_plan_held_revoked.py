@@ -118,5 +118,5 @@ def test_an_open_finding_is_listed_as_held_with_or_without_a_delete_stage() -> N
     for policy in (WITH_DELETE, WITHOUT_DELETE):
         plan = build_plan([f], DEFS, policy, NOW)
         assert [h.reason for h in plan.held] == [
-            "data is stale (its source failed in the last audit): re-run the audit"
+            "data is stale (its source, or the part of it this comes from, was not read in the last audit): see that audit's warnings, then re-run it"
         ]
