@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
-from offboard_audit.cli.common import EXIT_REFUSED, emit
+from offboard_audit.cli.common import EXIT_REFUSED, actor, emit
 from offboard_audit.report.audit_trail import AuditTrail, anchor_head, check_trail
 from offboard_audit.report.table import markup_safe, plain
+from offboard_audit.storage.actions import NewEvent, append_event, iter_events
+from offboard_audit.storage.store import Store
 
 # Typer reads help text as rich markup: "\[audit]" in a docstring shows "[audit]" (a bare one
 # would be taken for a style tag and vanish).
@@ -51,15 +53,27 @@ def log_verify(
 
 
 @log_app.command("anchor")
-def log_anchor(ctx: typer.Context) -> int:
+def log_anchor(
+    ctx: typer.Context,
+    start_keyed: bool = typer.Option(
+        False,
+        "--start-keyed",
+        help="The audit key is newly set on a log none of whose events carries a MAC: first append one "
+        "keyed event (audit-key-set) that starts the keyed part, then anchor. Refused once any event "
+        "carries a MAC.",
+    ),
+) -> int:
     r"""Append the log's current head to \[audit] anchor_file (after checking it: run this when you
-    set up anchoring, so that the events written before are anchored too)."""
+    set up anchoring, so that the events written before are anchored too; with --start-keyed when
+    you set \[audit] key_env at the same time on a log written without it)."""
     st = state(ctx)
     config = st.config_if_any()
     trail = AuditTrail.from_config(config)
     if trail.anchor_file is None:
         raise fail("no anchor file: set [audit] anchor_file in the config")
     store = st.store(config)
+    if start_keyed:
+        _start_keyed(store, trail)
     check = check_trail(store, trail)
     if not check.ok:
         for line in check.problems:
@@ -72,3 +86,21 @@ def log_anchor(ctx: typer.Context) -> int:
         return EXIT_OK
     emit(f"anchored: head {anchor.seq} {anchor.hash} ({anchor.count} events) in {trail.anchor_file}")
     return EXIT_OK
+
+
+def _start_keyed(store: Store, trail: AuditTrail) -> None:
+    """Append the keyed event that starts the keyed part of a log written without the key.
+
+    Only while no event carries a MAC: a chain whose MACs were stripped reads the same as one
+    never keyed, and this must not vouch for it (verify names that case). The events before stay
+    unkeyed; verify says what each part proves."""
+    if trail.key is None:
+        raise fail("--start-keyed needs the audit key: set [audit] key_env (and the variable it names)")
+    keyed = next((ev.seq for ev in iter_events(store) if ev.mac), None)
+    if keyed is not None:
+        raise fail(
+            f"--start-keyed refused: event {keyed} already carries a MAC, so the keyed part has begun; "
+            "run `log verify` to see what it finds"
+        )
+    event = append_event(store, NewEvent("audit-key-set", now_utc(), actor(), {"key_id": trail.key.key_id}))
+    err.print(plain(f"appended event {event.seq} (audit-key-set): the keyed part of the log starts here"))

@@ -303,3 +303,48 @@ def test_cli_log_anchor_anchors_a_log_written_before_anchoring_was_set_up(tmp_pa
     assert out.startswith(f"anchored: head {head[0]} {head[8]}")
     assert json.loads(anchors.read_text())["head_hash"] == head[8]
     assert os.stat(anchors).st_mode & 0o077 == 0
+
+
+def test_cli_log_anchor_start_keyed_starts_the_keyed_part_of_a_log_written_without_the_key(
+    tmp_path: Path,
+) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    assert cli(world, "revoke", "--apply", "--person", "E2")[0] == 0  # events without a MAC
+    before = rows(tmp_path / "db.sqlite")
+    assert before and all(r[9] is None for r in before)
+    world.config_path.write_text(
+        world.config_path.read_text()
+        + f'\n[audit]\nkey_env = "OFFBOARD_TEST_AUDIT_KEY"\nanchor_file = "{tmp_path / "anchors.jsonl"}"\n'
+    )
+    key_env = {"OFFBOARD_TEST_AUDIT_KEY": KEY.decode()}
+    # The key newly set: no event carries a MAC, which verify cannot tell from stripped MACs.
+    assert cli(world, "log", "verify", env=key_env)[0] == 1
+    assert cli(world, "log", "anchor", env=key_env)[0] == 1
+
+    code, out, err = cli(world, "log", "anchor", "--start-keyed", env=key_env)
+    assert code == 0, err
+    after = rows(tmp_path / "db.sqlite")
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    seq, _at, kind, *_rest, h, mac, _key_id = after[-1]
+    assert (kind, mac) == ("audit-key-set", expected_mac(KEY, h))
+    assert f"appended event {seq} (audit-key-set)" in err and out.startswith(f"anchored: head {seq} {h}")
+    code, out, err = cli(world, "log", "verify", env=key_env)
+    assert code == 0 and out.startswith("ok:"), err
+
+    # Once any event carries a MAC it is refused: it must never vouch for a stripped chain.
+    code, _out, err = cli(world, "log", "anchor", "--start-keyed", env=key_env)
+    assert code == 2 and f"event {seq} already carries a MAC" in err
+    assert rows(tmp_path / "db.sqlite") == after
+
+
+def test_cli_log_anchor_start_keyed_needs_the_audit_key(tmp_path: Path) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    world.config_path.write_text(
+        world.config_path.read_text() + f'\n[audit]\nanchor_file = "{tmp_path / "anchors.jsonl"}"\n'
+    )
+    before = rows(tmp_path / "db.sqlite")
+    code, _out, err = cli(world, "log", "anchor", "--start-keyed")
+    assert code == 2 and "--start-keyed needs the audit key" in err
+    assert rows(tmp_path / "db.sqlite") == before and not (tmp_path / "anchors.jsonl").exists()
