@@ -1,6 +1,7 @@
 """Files the tool writes that must stay owner-only (0600) whatever the umask: the SQLite database
-(SQLite gives its -wal and -shm files the database file's permissions), plan files, anchor files
-and evidence packs. They hold credential inventories and the audit trail.
+(SQLite gives its -wal and -shm files the database file's permissions), plan files, anchor files,
+evidence packs, audit reports (``audit --output``) and the HR file ``demo --write-config`` writes.
+They hold credential inventories, people and the audit trail.
 
 A file is created with mode 0600 and then ``fchmod``-ed to 0600, so a umask can neither widen
 nor narrow it. A file that already exists keeps its permissions (someone chose them), and
