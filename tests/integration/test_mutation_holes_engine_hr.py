@@ -272,3 +272,20 @@ def test_a_row_that_keeps_changing_gives_up_naming_the_person(
     assert str(err.value) == "person 'A1' kept changing while an HR event was applied; try again"
     (stored,) = store.load_people("hr-a")
     assert stored.status is PersonStatus.ACTIVE
+
+
+def test_a_failed_hr_read_with_no_earlier_people_is_a_failure_that_uses_no_stale_data(config: Config) -> None:
+    src = config.source("hr-a")
+    first = hr_source_run(HRState(src, error="hr.csv: not found"))
+    assert first == SourceRun(
+        "hr-a",
+        src.system,
+        SourceStatus.FAILED,
+        "hr.csv: not found (failed, no earlier data: this source contributes no people)",
+        (("people", 0),),
+    )
+    kept = tuple(staff("hr-a", "E", 2))
+    later = hr_source_run(HRState(src, error="hr.csv: not found", people=kept))
+    assert later == SourceRun(
+        "hr-a", src.system, SourceStatus.FAILED, "hr.csv: not found", (("people", 2),), stale=True
+    )
