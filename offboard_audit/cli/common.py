@@ -192,6 +192,18 @@ def check_person(store: Store, employee_id: str | None) -> str | None:
     raise fail(f"nothing is known about employee id {employee_id!r}: no person from HR and no finding has it")
 
 
+def _one_prefixed(noun: str, given: str, matches: Sequence[str]) -> str:
+    """The one id that ``given`` (not an id itself) is a prefix of, among ``matches`` (at least
+    one): a prefix shorter than ``MIN_PREFIX`` or starting several ids is a usage error (exit 2)
+    naming the candidates. Findings and actions follow the same rule."""
+    if len(given) < MIN_PREFIX:
+        raise fail(f"{noun} id {given!r} is too short: give at least {MIN_PREFIX} characters")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise fail(f"{noun} id {given!r} is ambiguous: it starts {len(matches)} {noun}s ({shown})")
+    return matches[0]
+
+
 def check_findings(store: Store, ids: Sequence[str]) -> list[str]:
     """The full finding ids for ``ids``: each a full id or a unique prefix of one (the short id
     of the findings table). An unknown id or an ambiguous or too short prefix is a usage error
@@ -207,32 +219,21 @@ def check_findings(store: Store, ids: Sequence[str]) -> list[str]:
         if given in exact:
             resolved.append(given)
             continue
-        matches = [k for k in known if k.startswith(given)] if len(given) >= MIN_PREFIX else []
-        if len(given) < MIN_PREFIX and any(k.startswith(given) for k in known):
-            raise fail(f"finding id {given!r} is too short: give at least {MIN_PREFIX} characters")
+        matches = [k for k in known if k.startswith(given)]
         if not matches:
             raise fail(f"unknown finding id: {given}")
-        if len(matches) > 1:
-            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-            raise fail(f"finding id {given!r} is ambiguous: it starts {len(matches)} findings ({shown})")
-        resolved.append(matches[0])
+        resolved.append(_one_prefixed("finding", given, matches))
     return resolved
 
 
 def check_action_id(store: Store, given: str) -> str:
     """The full action id for ``given``: the id itself or a unique prefix of one (the short id of
-    the revoke and undo tables, at least ``MIN_PREFIX`` characters). An ambiguous or too short
-    prefix is a usage error (exit 2) listing the candidates; an unknown id is returned as given,
-    for the engine to refuse."""
+    the revoke and undo tables). An ambiguous or too short prefix is a usage error (exit 2)
+    listing the candidates; an unknown id is returned as given, for the engine to refuse."""
     matches = store.action_ids_starting(given)
     if given in matches or not matches:
         return given
-    if len(given) < MIN_PREFIX:
-        raise fail(f"action id {given!r} is too short: give at least {MIN_PREFIX} characters")
-    if len(matches) > 1:
-        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise fail(f"action id {given!r} is ambiguous: it starts {len(matches)} actions ({shown})")
-    return matches[0]
+    return _one_prefixed("action", given, matches)
 
 
 @contextmanager
