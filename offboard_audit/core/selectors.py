@@ -28,10 +28,14 @@ from fnmatch import fnmatchcase
 from offboard_audit.core.records import Account, Credential, Exemption
 
 
+def _prefixes_of(source: str, system: str) -> set[str]:
+    """The PREFIX words that select a source: its name, its system and the system's short form."""
+    system = system.lower()
+    return {source.lower(), system, system.removesuffix("_iam")}
+
+
 def _prefixes(account: Account) -> set[str]:
-    system = account.system.lower()
-    short = system.removesuffix("_iam")
-    return {account.source.lower(), system, short}
+    return _prefixes_of(account.source, account.system)
 
 
 FORM = "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]"
@@ -39,12 +43,9 @@ EXAMPLES = '"aws:alice", "aws-main:111111111111:alice", "corp-ldap:uid=alice,*",
 
 
 def known_prefixes(sources: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The words a selector's PREFIX may be for these ``(source name, system)`` pairs: each name,
-    each system and its short form (lower case, as matching compares them)."""
-    out: set[str] = set()
-    for name, system in sources:
-        out |= {name.lower(), system.lower(), system.lower().removesuffix("_iam")}
-    return frozenset(out)
+    """The words a selector's PREFIX may be for these ``(source name, system)`` pairs: the same
+    words matching compares (lower case)."""
+    return frozenset(word for name, system in sources for word in _prefixes_of(name, system))
 
 
 def unknown_prefix(selector: str, prefixes: Collection[str]) -> str | None:
