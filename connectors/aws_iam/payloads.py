@@ -99,6 +99,20 @@ class CredentialReport:
     rows: Mapping[str, ReportRow]
     root: ReportRow | None = None
 
+    def row_for(self, user: UserDetail) -> ReportRow | None:
+        """The row of ``user``, or None when the report has none for this very user.
+
+        Rows are keyed by name, and AWS serves one report for up to four hours: a user deleted
+        and re-created under the same name since then has the old user's row, whose password,
+        MFA and certificate columns say nothing about the new one. The creation times (the
+        report has whole seconds) tell them apart."""
+        row = self.rows.get(user.name)
+        if row is None or row.created_at is None or user.created_at is None:
+            return row
+        if row.created_at.replace(microsecond=0) != user.created_at.replace(microsecond=0):
+            return None
+        return row
+
 
 def _slot(raw: Mapping[str, str], prefix: str) -> tuple[bool, datetime | None] | None:
     """(active, last rotated) of one access key or certificate slot, None when the slot is empty.

@@ -197,7 +197,7 @@ class AwsIamSource:
         scan = _ScopeScan(scope=scope, users=users, report=report, read_at=read_at)
         missing: list[str] = []
         for user in users.values():
-            row = report.rows.get(user.name)
+            row = report.row_for(user)
             account_id = tr.account_id_of(scope, user.name, user.arn)
             creds: list[Credential] = []
             if row is None:
@@ -317,9 +317,9 @@ class AwsIamSource:
         scan = self._scans.get(scope)
         user = scan.users.get(username) if scan else None
         report = scan.report if scan else None
-        row: ReportRow | None = report.rows.get(username) if report else None
         if user is None:
             user = self.fetch_user(iam, username, scope)
+        row: ReportRow | None = report.row_for(user) if report else None
         now = self._clock()
         account_id = tr.account_id_of(scope, user.name, user.arn)
         creds: list[Credential] = []
