@@ -169,6 +169,14 @@ def parse_credential_report(content: bytes | str, generated_at: datetime) -> Cre
     rows: dict[str, ReportRow] = {}
     root: ReportRow | None = None
     for raw in reader:
+        # DictReader pads a short row with None and files extra values under None: a row cut
+        # off (or shifted) would read as "no key, no certificate, no MFA" in the missing columns.
+        if None in raw or any(value is None for value in raw.values()):
+            found = sum(v is not None for k, v in raw.items() if k is not None) + len(raw.get(None) or ())
+            raise ValueError(
+                f"credential report line {reader.line_num}: {found} values where the header has "
+                f"{len(reader.fieldnames)} columns: the report is cut off or malformed"
+            )
         row = parse_report_row(raw)
         if row.user == ROOT_ROW:
             root = row

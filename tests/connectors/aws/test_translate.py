@@ -18,7 +18,7 @@ from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.payloads import ROOT_ROW, parse_credential_report, parse_report_time
 from connectors.aws_iam.settings import parse_settings
 from connectors.aws_iam.source import AwsIamSource
-from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.errors import ConfigError, SourceError
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.records import AccountKind, CredentialKind
 
@@ -141,6 +141,40 @@ def test_report_sentinels_are_not_dates_and_root_row_is_kept_apart() -> None:
 def test_report_without_user_header_is_refused() -> None:
     with pytest.raises(ValueError, match="header"):
         parse_credential_report(b"foo,bar\n1,2\n", GENERATED)
+
+
+def cut_after_column(text: str, user: str, columns: int) -> str:
+    """The report ``text`` cut off inside ``user``'s row, after its first ``columns`` values."""
+    start = text.index(f"\n{user},") + 1
+    row = text[start : text.index("\n", start)]
+    return text[:start] + ",".join(row.split(",")[:columns]) + "\n"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # Cut after mfa_active: carol's keys and signing certificate, and every later user, are gone.
+        pytest.param(cut_after_column(report_text(), CAROL, 8), id="row-cut-short"),
+        pytest.param(report_text().replace("\nbob,", "\nbob,extra,", 1), id="row-with-an-extra-field"),
+    ],
+)
+def test_report_with_a_row_that_does_not_fit_the_header_is_refused(content: str) -> None:
+    with pytest.raises(ValueError, match="credential report line"):
+        parse_credential_report(content.encode(), GENERATED)
+
+
+def test_cut_off_report_fails_the_account_instead_of_hiding_a_signing_certificate() -> None:
+    class CutReportIAM(FixtureIAM):
+        def get_credential_report(self, **_: Any) -> dict[str, Any]:
+            content = cut_after_column(report_text(), CAROL, 8).encode()
+            return {"Content": content, "ReportFormat": "text/csv", "GeneratedTime": GENERATED}
+
+    settings = parse_settings(SourceOptions({"name": "aws-fx", "type": "aws_iam", "full_detail": True}))
+    provider = ClientProvider(settings, AwsClients(iam=CutReportIAM(), sts=FixtureSTS()))
+
+    # The only account failed: a failed source, never carol without her certificate.
+    with pytest.raises(SourceError, match="credential report line"):
+        AwsIamSource(settings, provider).collect()
 
 
 def test_bulk_pass_translates_users_and_report_into_accounts_and_slot_credentials() -> None:
