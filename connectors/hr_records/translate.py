@@ -112,18 +112,23 @@ def people_from_rows(
     first_line: dict[str, int] = {}
     conflicted: set[str] = set()
     problems: list[RowProblem] = []
+    # Employee ids with a row that cannot be read: the line of the first such row.
+    bad_line: dict[str, int] = {}
     for line, row in rows:
         if isinstance(row, BadRow):
             problems.append(RowProblem(line, f"{origin} line {line}: {row.error}", row.employee_id))
+            if row.employee_id:
+                bad_line.setdefault(row.employee_id, line)
             continue
         try:
             person = person_from_row(row, s)
         except RowError as exc:
             # The employee id (when the row has one) keeps that person's last good record.
             raw_id = row.get(s.columns["employee_id"])
-            problems.append(
-                RowProblem(line, f"{origin} line {line}: {exc}", str(raw_id).strip() if raw_id else "")
-            )
+            eid = str(raw_id).strip() if raw_id else ""
+            problems.append(RowProblem(line, f"{origin} line {line}: {exc}", eid))
+            if eid:
+                bad_line.setdefault(eid, line)
             continue
         key = person.employee_id
         if key in people:
@@ -140,6 +145,19 @@ def people_from_rows(
             continue
         people[key] = person
         first_line[key] = line
+    # A readable row beside an unreadable one for the same id is a conflict too: the unreadable
+    # row may say something else (a termination with a date in another format), so neither
+    # stands in for the person and their last good record is kept.
+    for key in sorted((people.keys() & bad_line.keys()) - conflicted):
+        conflicted.add(key)
+        problems.append(
+            RowProblem(
+                first_line[key],
+                f"{origin} line {first_line[key]}: employee_id {key!r} also on line {bad_line[key]}, "
+                "which cannot be read; both skipped",
+                key,
+            )
+        )
     for key in conflicted:
         del people[key]
     if not people:
