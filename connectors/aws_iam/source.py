@@ -316,9 +316,21 @@ class AwsIamSource:
         """
         scan = self._scans.get(scope)
         user = scan.users.get(username) if scan else None
-        report = scan.report if scan else None
         if user is None:
             user = self.fetch_user(iam, username, scope)
+        return self.read_user(iam, scope, user, scan.report if scan else None, scan.read_at if scan else None)
+
+    def read_user(
+        self,
+        iam: Client,
+        scope: str,
+        user: UserDetail,
+        report: CredentialReport | None,
+        read_at: datetime | None,
+    ) -> tuple[Account, list[Credential]]:
+        """Every credential of ``user`` (see :meth:`detail_user`), trusting ``report`` (and the
+        ``user`` read at ``read_at``) for what they show; without a report every kind is listed."""
+        username = user.name
         row: ReportRow | None = report.row_for(user) if report else None
         now = self._clock()
         account_id = tr.account_id_of(scope, user.name, user.arn)
@@ -361,7 +373,7 @@ class AwsIamSource:
                 profile = unless_missing(iam.get_login_profile, UserName=username)
             if profile is not None:
                 creds.append(tr.login_profile_credential(self.name, scope, account_id, profile, now))
-        creds.extend(tr.group_credentials(self.name, scope, account_id, user, scan.read_at if scan else now))
+        creds.extend(tr.group_credentials(self.name, scope, account_id, user, read_at or now))
         if self.settings.include_inline_deny:
             creds.append(tr.session_credential(self.name, scope, account_id, user, now, last_login))
         account = tr.make_account(self.name, scope, user, self.settings, creds, last_login)
@@ -405,7 +417,9 @@ class AwsIamSource:
                 attributes, emails = tr.owner_attributes(user, self.settings)
                 values = {user.name.lower(), *emails, *(v.lower() for _, v in attributes)}
                 if values & wanted:
-                    account, creds = self.detail_user(iam, scope, user.name)
+                    # As read now, never the last full read's user or report (a long-lived
+                    # instance keeps them): a password, group or re-creation since must show.
+                    account, creds = self.read_user(iam, scope, user, None, result.read_at)
                     result.accounts.append(account)
                     result.credentials.extend(creds)
             return result
