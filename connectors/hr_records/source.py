@@ -162,7 +162,9 @@ class JsonHRSource:
                 raise SourceError(f"HR endpoint {self.url} unreachable: {exc}") from None
         if response.status_code != 200:
             raise SourceError(f"HR endpoint {self.url} answered HTTP {response.status_code}")
-        return response.text, self.url
+        # A byte order mark is read as in a file (utf-8-sig): json.loads refuses one, and every
+        # read of such an endpoint would fail.
+        return response.text.removeprefix("\ufeff"), self.url
 
     def read_people(self) -> HRRead:
         text, origin = self._fetch()

@@ -139,6 +139,17 @@ def test_a_json_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     assert [p.email for p in source.read_people().people] == ["a@x.org"]
 
 
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json"])
+def test_an_endpoint_answer_with_a_byte_order_mark_is_read_like_a_file_with_one(content_type: str) -> None:
+    body = "\ufeff".encode() + json.dumps([ALICE, BOB]).encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": content_type})
+
+    people = url_source(handler).read_people().people
+    assert [(p.employee_id, p.status.value) for p in people] == [("E1", "active"), ("E2", "terminated")]
+
+
 def test_bad_records_of_a_file_name_the_file(tmp_path: Path) -> None:
     read = file_source(tmp_path, json.dumps([ALICE, {**BOB, "status": "retired"}])).read_people()
     path = tmp_path / "hr.json"
