@@ -29,7 +29,13 @@ from typing import Any, ClassVar, Protocol
 import ldap3
 
 from connectors._shared.actions import define as define_action
-from connectors.ldap.dialects import PPOLICY_PERMANENT_LOCK, UAC_ACCOUNTDISABLE, first, values_of
+from connectors.ldap.dialects import (
+    PPOLICY_PERMANENT_LOCK,
+    UAC_ACCOUNTDISABLE,
+    first,
+    ppolicy_locked_for_good,
+    values_of,
+)
 from connectors.ldap.translate import GROUP_PREFIX, Entry, normalize_dn, ssh_credential_id
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
@@ -170,7 +176,9 @@ class OpenLDAPLock(LockAccount):
     attribute = "pwdAccountLockedTime"
 
     def unlocked(self, value: str | None, target: ActionTarget) -> bool:
-        return value is None
+        # A lockout at a real time may expire (pwdLockoutDuration): it is replaced by the
+        # permanent lock, and undo writes the old time back.
+        return not ppolicy_locked_for_good(value)
 
     def locked_value(self, before: str) -> str:
         return PPOLICY_PERMANENT_LOCK

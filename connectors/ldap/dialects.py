@@ -28,6 +28,18 @@ _FILETIME_EPOCH_OFFSET = 116444736000000000
 _FILETIME_NEVER = {0, 0x7FFFFFFFFFFFFFFF}
 
 
+def ppolicy_locked_for_good(value: str | None) -> bool:
+    """Whether a ``pwdAccountLockedTime`` value locks the account until an administrator unlocks it.
+
+    Only ppolicy's ``000001010000Z`` does. A real time is what ppolicy writes after
+    ``pwdMaxFailure`` failed binds: with a ``pwdLockoutDuration`` in the account's policy (which
+    the audit identity cannot see: the default policy lives in cn=config) that lock lifts by
+    itself, and the value stays until the next successful bind. Counting it as locked would
+    close a leaver's finding (and make ``lock_account`` a no-op) while binds work again.
+    """
+    return value is not None and value.strip() == PPOLICY_PERMANENT_LOCK
+
+
 def first(raw: RawAttrs, name: str) -> str | None:
     """The first value of ``name`` (case-insensitive) decoded as UTF-8, or None."""
     values = values_of(raw, name)
@@ -175,9 +187,7 @@ class Dialect:
         if self.name == "389ds":
             lock = first(raw, "nsAccountLock")
             return lock is None or lock.strip().lower() != "true"
-        # OpenLDAP ppolicy: any pwdAccountLockedTime means locked (the year-0000 value for good,
-        # a real time until pwdLockoutDuration passes; we report it as locked either way).
-        return first(raw, "pwdAccountLockedTime") is None
+        return not ppolicy_locked_for_good(first(raw, "pwdAccountLockedTime"))
 
     def last_login(self, raw: RawAttrs) -> datetime | None:
         """The latest of this dialect's last-login attributes."""
