@@ -3,11 +3,13 @@
 Shared by the source (every pass) and the revoker (state reads). A short result is never
 taken for the whole directory: a truncated search (size, time or admin limit) or a referral
 raises :class:`ScopeReadError` for that base, naming what was read and why it stopped.
-Every value placed in a filter is escaped (RFC 4515).
+Every value placed in a filter is escaped (RFC 4515). An attribute AD sends in ranges
+(``member;range=0-1499``) is read to its end before the entry is used.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,6 +28,8 @@ PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _TRUNCATED = {4: "sizeLimitExceeded", 11: "adminLimitExceeded", 3: "timeLimitExceeded"}
 RESULT_NO_SUCH_OBJECT = 32
 RESULT_REFERRAL = 10
+# AD range retrieval: ``member;range=0-1499`` (more to come) or ``member;range=1500-*`` (the last).
+_RANGED = re.compile(r"^(?P<attr>[^;]+);range=(?P<lo>\d+)-(?P<hi>\d+|\*)$", re.IGNORECASE)
 
 
 class ScopeReadError(Exception):
@@ -105,6 +109,70 @@ def _not_ignored(urls: Sequence[Any] | None, ignore_referrals_to: Sequence[str])
     return [str(u) for u in urls if not any(dn_under(referral_dn(str(u)), d) for d in ignore_referrals_to)]
 
 
+def _ranged_values(raw: Mapping[str, Any], attr: str, lo: int) -> tuple[list[bytes], str] | None:
+    """The values and the range end (a number or ``*``) of ``attr;range=<lo>-...`` in ``raw``."""
+    for key, values in raw.items():
+        m = _RANGED.match(key)
+        if m and m["attr"].lower() == attr and int(m["lo"]) == lo:
+            return list(values or ()), m["hi"]
+    return None
+
+
+def complete_ranges(conn: Any, entry: Entry) -> Entry:
+    """``entry`` with every ranged attribute read to its end, under its plain name.
+
+    Active Directory sends at most MaxValRange (default 1500) values of an attribute per read:
+    a bigger group's ``member`` arrives as ``member;range=0-1499``, and the rest only when asked
+    for (``member;range=1500-*``, MS-ADTS 3.1.1.3.1.3.3). Taken as it came, a big group would
+    look empty (its members' memberships unread, a leaver "no longer a member"). A range that
+    cannot be read to its end raises ScopeReadError: a partial list is never a complete one.
+    """
+    # The ";" test first: this runs for every entry of a large directory.
+    ranged = {key: m for key in entry.raw if ";" in key and (m := _RANGED.match(key))}
+    if not ranged:
+        return entry
+    attrs = LowerAttrs((k, v) for k, v in entry.raw.items() if k not in ranged)
+    for key, m in ranged.items():
+        name = m["attr"].lower()
+        values = list(entry.raw[key])
+        hi = m["hi"]
+        while hi != "*":
+            lo = int(hi) + 1
+            result, response = _search(
+                conn,
+                entry.dn,
+                "(objectClass=*)",
+                search_scope=ldap3.BASE,
+                attributes=[f"{name};range={lo}-*"],
+            )
+            code = int(result.get("result", 0))
+            found = next(
+                (
+                    _ranged_values(item.get("raw_attributes") or {}, name, lo)
+                    for item in response
+                    if item.get("type") == "searchResEntry"
+                ),
+                None,
+            )
+            if code != 0:
+                why = f"{result.get('description')} {result.get('message') or ''}".strip()
+            elif found is None:
+                why = "the server did not send that range"
+            elif found[1] != "*" and (not found[0] or int(found[1]) < lo):
+                why = f"the server sent an empty or backward range ending at {found[1]}"
+            else:
+                why = ""
+            if why or found is None:
+                raise ScopeReadError(
+                    f"read of {name} values {lo} and on of {entry.dn} failed ({why}): only "
+                    f"{len(values)} values were read, refusing to treat them as all"
+                )
+            values.extend(found[0])
+            hi = found[1]
+        attrs[name] = [*attrs.get(name, ()), *values]
+    return Entry(entry.dn, attrs)
+
+
 def paged_search(
     conn: Any,
     base: str,
@@ -138,7 +206,7 @@ def paged_search(
         for item in response:
             kind = item.get("type")
             if kind == "searchResEntry":
-                page.append(Entry(item["dn"], LowerAttrs.of(item["raw_attributes"])))
+                page.append(complete_ranges(conn, Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))))
             elif kind == "searchResRef":
                 references.extend(_not_ignored(item.get("uri") or (), ignore_referrals_to))
         code = int(result.get("result", 0))
@@ -199,5 +267,5 @@ def read_entry(conn: Any, dn: str, attributes: Sequence[str]) -> Entry | None:
         raise ScopeReadError(referral_message(f"read of {dn}", references))
     for item in response:
         if item.get("type") == "searchResEntry":
-            return Entry(item["dn"], LowerAttrs.of(item["raw_attributes"]))
+            return complete_ranges(conn, Entry(item["dn"], LowerAttrs.of(item["raw_attributes"])))
     return None
