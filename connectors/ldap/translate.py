@@ -39,16 +39,32 @@ def dn_under(dn: str, base: str) -> bool:
     return d == b or d.endswith("," + b)
 
 
+def _blob_type(blob: bytes) -> str | None:
+    """The key type a public key blob starts with (an SSH string: 4-byte length, then the name)."""
+    size = int.from_bytes(blob[:4], "big")
+    if len(blob) < 4 + size or not 0 < size <= 64:
+        return None
+    return blob[4 : 4 + size].decode("ascii", "replace")
+
+
 def ssh_fingerprint(key: str) -> str:
-    """OpenSSH's ``SHA256:...`` fingerprint of an authorized_keys line (falls back to the text)."""
+    """OpenSSH's ``SHA256:...`` fingerprint of an authorized_keys line (falls back to the text).
+
+    The key is the base64 blob right after its type word, and the blob names that same type:
+    options before the type may hold quoted spaces (``command="borg serve ..."``), so neither
+    the position of the blob nor "the first base64 word" identifies it.
+    """
     parts = key.split()
-    for part in parts[:3]:
-        # The key blob is the first base64 field that decodes (options may precede the type).
-        if part.startswith("AAAA"):
-            try:
-                blob = base64.b64decode(part, validate=True)
-            except ValueError:
-                break
+    for i, part in enumerate(parts):
+        if not part.startswith("AAAA"):
+            continue
+        try:
+            blob = base64.b64decode(part, validate=True)
+        except ValueError:
+            continue
+        kind = _blob_type(blob)
+        # A bare blob (no type word before it) is accepted when it is the first word.
+        if kind is not None and (parts[i - 1] == kind if i else True):
             digest = hashlib.sha256(blob).digest()
             return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
     digest = hashlib.sha256(key.strip().encode()).digest()

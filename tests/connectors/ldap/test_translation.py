@@ -68,6 +68,20 @@ def test_ssh_fingerprints_equal_what_ssh_keygen_prints() -> None:
     assert ssh_fingerprint('from="10.0.0.0/8" ' + ED25519_KEY) == ED25519_FP
 
 
+def test_ssh_fingerprint_ignores_quoted_options_with_spaces_as_ssh_keygen_does() -> None:
+    # authorized_keys options may hold spaces inside quotes (forced commands of backup keys):
+    # the key is still the blob after its type, and sshd logs and ssh-keygen -l print its hash.
+    forced = 'command="rsync --server -e.LsfxC . /backup",no-pty ' + ED25519_KEY
+    borg = 'from="10.0.0.0/8",command="/usr/bin/borg serve --append-only --restrict-to-path /b" ' + RSA_KEY
+    assert ssh_fingerprint(forced) == ED25519_FP
+    assert ssh_fingerprint(borg) == RSA_FP
+    # A word of a quoted option that is another key's blob is not taken for the key.
+    decoy = (
+        'command="check AAAAC3NzaC1lZDI1NTE5AAAAIEv9DFvl9mwrjX46Ey7ZrHv695WXxoBAIvXlhbE55NhQ now" ' + RSA_KEY
+    )
+    assert ssh_fingerprint(decoy) == RSA_FP
+
+
 # --- dialect state ------------------------------------------------------------------------
 
 
