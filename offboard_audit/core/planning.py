@@ -36,6 +36,7 @@ from offboard_audit.core.records import (
     Exemption,
     Finding,
     FindingStatus,
+    Person,
     Rule,
     require_aware,
     require_aware_fields,
@@ -194,6 +195,7 @@ def build_plan(
     exemptions: Sequence[Exemption] = (),
     finding_ids: Collection[str] = (),
     person: str | None = None,
+    people_now: Sequence[Person] | None = None,
 ) -> Plan:
     """Plan the revocations for ``findings``.
 
@@ -201,10 +203,14 @@ def build_plan(
     revoker are absent). ``history`` holds the actions stored so far; ``observed_at`` gives,
     per finding id, when its credential was last seen active (an action applied before that
     moment did not stick and is planned again). ``finding_ids`` and ``person`` narrow the
-    plan; they never widen what safety allows.
+    plan; they never widen what safety allows. ``people_now`` are the people as HR says now
+    (the stored people, None: not known): a finding whose person HR no longer lists as departed
+    (rehired, or the termination postponed) is held, so nothing is revoked or deleted for it on
+    the strength of the status the finding was made with.
     """
     require_aware(now, "now")
     observed = observed_at or {}
+    hr_now = {(p.source, p.employee_id): p for p in people_now or ()}
     by_key: dict[str, list[ActionRecord]] = {}
     pending: dict[str, list[ActionRecord]] = {}
     for rec in history:
@@ -285,6 +291,11 @@ def build_plan(
                     f,
                     "data is stale (its source, or the part of it this comes from, was not read in the last audit): see that audit's warnings, then re-run it",
                 )
+            continue
+        returned = _no_longer_departed(f, hr_now, now)
+        if returned is not None:
+            if listed:
+                hold(f, returned)
             continue
         if f.finding_id in pending:
             if listed:
@@ -388,6 +399,20 @@ def _rotation(
     # The object acted on is the secret: its own immutable id (an ARN) is what the rotate action
     # re-reads before it changes anything.
     return _planned(f, cred, d, account_uid=cred.credential_id)
+
+
+def _no_longer_departed(f: Finding, hr_now: Mapping[tuple[str, str], Person], now: datetime) -> str | None:
+    """Why ``f`` is held because HR no longer lists its person as departed, or None. A finding
+    keeps its person as they were (a revoked one never changes again): without this a rehired
+    person's credential would be deleted once ``policy.delete_after`` has passed."""
+    p = f.person
+    if p is None:
+        return None
+    current = hr_now.get((p.source, p.employee_id))
+    if current is None or current.is_departed(now):
+        return None
+    when = f", terminated_at {current.terminated_at.isoformat()}" if current.terminated_at else ""
+    return f"{p.employee_id} is no longer departed in HR (now {current.status.value}{when}): nothing is revoked or deleted"
 
 
 def _last_done(by_key: Mapping[str, Sequence[ActionRecord]], key: str) -> datetime | None:

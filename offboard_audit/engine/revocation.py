@@ -169,9 +169,16 @@ class RevocationEngine:
         finding_ids: Collection[str] = (),
         person: str | None = None,
         inputs: Inputs | None = None,
+        breaker: Callable[[], str | None] | None = None,
     ) -> Plan:
-        """The plan for the stored findings (or ``inputs``), given everything applied so far."""
+        """The plan for the stored findings (or ``inputs``), given everything applied so far.
+
+        Findings of people the stored HR data no longer lists as departed (a rehire since) are
+        held, unless the HR circuit breaker (``breaker``, by default the stored one) holds: the
+        stored people are then the last good read, older than the findings, and nothing is
+        applied anyway."""
         findings, observed = inputs if inputs is not None else self.stored_inputs()
+        tripped = (breaker or self.stored_breaker)()
         return build_plan(
             findings,
             self.action_defs(),
@@ -182,6 +189,7 @@ class RevocationEngine:
             exemptions=self.store.list_exemptions(),
             finding_ids=finding_ids,
             person=person,
+            people_now=None if tripped else self.store.load_people(),
         )
 
     # --- revoke ----------------------------------------------------------------------------
@@ -245,7 +253,13 @@ class RevocationEngine:
         def make_plan() -> tuple[Plan, str | None]:
             reason = breaker()
             data = inputs()
-            plan = self.plan(now, finding_ids=scope.finding_ids, person=scope.person, inputs=data)
+            plan = self.plan(
+                now,
+                finding_ids=scope.finding_ids,
+                person=scope.person,
+                inputs=data,
+                breaker=lambda: reason,
+            )
             if plan_file is not None:
                 if plan.fingerprint != plan_file.fingerprint:
                     reason = reason or (
