@@ -23,11 +23,17 @@ app.add_typer(exempt_app, name="exempt")
 
 
 def parse_until(value: str, now: datetime) -> datetime:
-    """``YYYY-MM-DD`` (through the end of that day, UTC) or an ISO date-time with offset."""
+    """``YYYY-MM-DD`` (through the end of that day, UTC) or an ISO date-time with offset.
+
+    Any ISO date alone counts as a date (``20261231`` too, which ``datetime.fromisoformat``
+    would read as midnight at the start of that day: an exemption ending a day early)."""
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        day = date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise fail(f"--until must be a date (YYYY-MM-DD) or an ISO date-time; got {value!r}") from None

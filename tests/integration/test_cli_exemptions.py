@@ -163,3 +163,15 @@ def test_config_check_warns_of_a_protected_selector_whose_prefix_names_no_config
     (warning,) = [w for w in checked.stderr.splitlines() if "policy.protected" in w]
     assert f"line {line}: policy.protected: 'root:aws' selects nothing" in warning
     assert warning.endswith("it protects nothing")
+
+
+def test_exempt_until_a_date_in_iso_basic_form_lasts_through_the_end_of_that_day(root: Path) -> None:
+    # The same day as 2099-12-31, written in ISO 8601's basic form (which Python reads as a
+    # date-time at midnight: the exemption ended a day early).
+    for selector, until in (("aws-main:bob", "2099-12-31"), ("aws-main:carol", "20991231")):
+        added = cli(root, "exempt", "add", selector, "--reason", "legal hold", "--until", until)
+        assert added.returncode == 0, added.stderr
+    listed = cli(root, "exempt", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    until = {row["selector"]: row["until"] for row in json.loads(listed.stdout)}
+    assert until["aws-main:carol"] == until["aws-main:bob"] == "2100-01-01T00:00:00+00:00"
