@@ -115,8 +115,13 @@ class GcpAction(GuardedAction):
             self.unrevoke(target, prior)
 
     def guard(self, target: ActionTarget) -> None:
-        """Refuse, before any call, a protected principal or a target whose parts disagree."""
-        self.gcp.refuse_protected(self.definition.name, [target.account_id.lower()])
+        """Refuse, before any call, a protected principal or a target whose parts disagree.
+
+        A key's or service account's account id is the service account's email; its member is
+        ``serviceAccount:EMAIL``, the form an IAM policy (and so a pattern copied from one) names
+        it by: both are matched, as for a binding's member and email."""
+        email = target.account_id.lower()
+        self.gcp.refuse_protected(self.definition.name, [email, f"serviceaccount:{email}"])
 
     def unrevoke(self, target: ActionTarget, prior: ResourceState) -> None:
         raise RevokeError(

@@ -40,7 +40,8 @@ OPTIONS: dict[str, str] = {
     "protected_principals": "fnmatch patterns (case-insensitive) of what the revoker never touches, "
     "in addition to the core's protected list and Google-managed service agents. Each is matched "
     "against the member (`user:bob@example.com`), its email, and the account id the audit reported "
-    "(`projects/P/<principal>` for a binding; the service account's email for a key or the account).",
+    "(`projects/P/<principal>` for a binding; for a key or the account, the service account's email "
+    "and its member `serviceAccount:EMAIL`).",
     "max_policy_retries": "Attempts of the etag-checked read-modify-write of a project, folder or "
     "organization IAM policy "
     "when it changes concurrently (default 5).",

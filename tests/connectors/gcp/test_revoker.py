@@ -200,6 +200,27 @@ def test_protected_principals_are_refused_before_any_call(
     assert not key.disabled and not ci.disabled
 
 
+def test_a_service_account_protected_in_its_member_form_keeps_its_keys_and_stays_enabled(
+    acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]
+) -> None:
+    # protected_principals is matched against the member (docs/configuration.md): for a service
+    # account that is serviceAccount:EMAIL, the form an IAM policy names it by. The account's
+    # keys and the account itself were disabled all the same.
+    ci = acme.state.add_service_account("acme-prod", "ci-deployer")
+    key = acme.state.add_key(ci.email, created=CREATED)
+    protected = f"serviceAccount:{ci.email.upper()}"
+    revoker = gcp_revoker(projects=["acme-prod"], protected_principals=[protected])
+    acme.state.reset_calls()
+    for action, target in (
+        ("disable_key", key_target(ci.email, key.name, ci.unique_id)),
+        ("disable_service_account", sa_target(ci.email, ci.unique_id)),
+    ):
+        result = apply_step(revoker, action, target)
+        assert result.status == "failed" and "is protected" in (result.error or ""), action
+    assert sum(acme.state.calls.values()) == 0
+    assert not key.disabled and not ci.disabled
+
+
 def test_disable_key_verifies_by_re_reading_and_undo_enables(
     acme: FakeGcp, gcp_revoker: Callable[..., GcpIamRevoker]
 ) -> None:
