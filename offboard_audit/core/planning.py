@@ -320,7 +320,9 @@ def build_plan(
         disabled_at: datetime | None = None
         for d in disable_defs:
             last = _last_done(by_key, f"{f.finding_id}:{d.name}")
-            if last is not None:
+            # The retention window runs from a disable that still holds: one seen active again
+            # since (re-enabled by hand) starts it afresh, never deleting as it is disabled again.
+            if last is not None and _still_holds(last, observed.get(f.finding_id)):
                 disabled_at = last if disabled_at is None else max(disabled_at, last)
             if not is_open:
                 continue

@@ -294,6 +294,33 @@ def test_delete_stage_waits_for_delete_after_and_undo_says_it_is_irreversible(en
     assert env.world.credential("AK1").get("exists") is False
 
 
+def test_a_key_re_enabled_by_hand_is_disabled_again_and_kept_for_a_whole_delete_after(env: Env) -> None:
+    env.reload({"delete_after": "7d"})
+    env.audit()
+    env.engine().revoke(NOW, apply=True)
+    env.audit(NOW + timedelta(hours=1))
+    # Someone turns AK1 back on by hand; the audit ten days later sees it active again.
+    env.world.update(
+        lambda st: next(c for c in st["credentials"] if c["id"] == "AK1").update({"active": True})
+    )
+    again = NOW + timedelta(days=10)
+    env.audit(again)
+    report = env.engine(again).revoke(again, apply=True)
+    # Disabled again, not deleted in the same pass: the window starts afresh (AK2 stayed off).
+    assert sorted((o.credential_id, o.action) for o in report.outcomes) == [
+        ("AK1", "deactivate_key"),
+        ("AK2", "delete_key"),
+    ]
+    assert env.world.credential("AK1").get("exists", True) is True
+    env.audit(again + timedelta(hours=1))
+    early = again + timedelta(days=6)
+    assert env.engine(early).revoke(early, apply=True).outcomes == ()
+    late = again + timedelta(days=8)
+    assert [(o.credential_id, o.action) for o in env.engine(late).revoke(late, apply=True).outcomes] == [
+        ("AK1", "delete_key")
+    ]
+
+
 def test_no_delete_stage_without_delete_after(env: Env) -> None:
     env.audit()
     env.engine().revoke(NOW, apply=True)
