@@ -61,6 +61,7 @@ from offboard_audit.engine.collect import (
 from offboard_audit.engine.exposure import ExposureResult, ExposureStage, managers_of
 from offboard_audit.engine.hr import (
     ChangeNotApplied,
+    HRRound,
     HRState,
     PersonUpdate,
     hr_round,
@@ -213,11 +214,22 @@ class Pipeline:
                     r.name, r.fresh_accounts(), r.fresh_credentials(), run_id, r.stale_scopes
                 )
             read |= exposed.read
+            done = replace(done, keep_open=done.keep_open | self._changed_meanwhile(hr))
             # Without a good (or accepted) HR read nothing can be called resolved.
             self._save_findings(run_id, now, done, read if hr.trusted else set())
             runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
             runs += exposed.runs
             return finish(self.store, run_id, now, runs, done.findings, hr.breaker)
+
+    def _changed_meanwhile(self, hr: HRRound) -> frozenset[str]:
+        """The stored findings of the people an HR webhook event changed (or recorded) while this
+        run read: it judged them on the record it had loaded before the event, so it proves
+        nothing about them and none of their findings may close (the next run judges them)."""
+        if not hr.trusted:
+            return frozenset()  # nothing closes anyway
+        judged = {_key(p): p for p in hr.people}
+        moved = {s.key for s in self.store.load_person_states() if judged.get(s.key) != s.person}
+        return self.store.finding_ids_of_people(moved) if moved else frozenset()
 
     # --- one person ----------------------------------------------------------------------
 

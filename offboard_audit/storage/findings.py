@@ -8,7 +8,7 @@ decision, with one status event per change.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
 
@@ -38,6 +38,17 @@ class FindingStore(Database):
         with self.begin() as conn:
             rows = conn.execute(select(FINDINGS.c.finding_id, FINDINGS.c.first_seen))
             return {finding_id: first_seen for finding_id, first_seen in rows}
+
+    def finding_ids_of_people(self, people: Collection[tuple[str, str]]) -> frozenset[str]:
+        """The ids of the stored findings about these people ((HR source, employee id) pairs)."""
+        wanted = set(people)
+        found: set[str] = set()
+        cols = (FINDINGS.c.finding_id, FINDINGS.c.person_source, FINDINGS.c.person_employee_id)
+        with self.begin() as conn:
+            for batch in chunks(sorted({eid for _source, eid in wanted})):
+                q = select(*cols).where(FINDINGS.c.person_employee_id.in_(list(batch)))
+                found.update(fid for fid, src, eid in conn.execute(q) if (src, eid) in wanted)
+        return frozenset(found)
 
     def stored_findings(self) -> dict[str, StoredFinding]:
         """Every stored finding, as much of it as the lifecycle compares, by id."""
