@@ -170,6 +170,9 @@ def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
         raise Rejected(422, f"body is {exc.msg}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise Rejected(422, "body is not UTF-8 JSON") from None
+    except ValueError:
+        # An integer of more than 4300 digits: Python refuses to convert it (not a JSONDecodeError).
+        raise Rejected(422, "body holds a number too long to read") from None
     if not isinstance(payload, dict):
         raise Rejected(422, "body must be a JSON object")
     event_id = _parse_id(payload, "event_id")

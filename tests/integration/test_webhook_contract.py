@@ -372,6 +372,25 @@ def test_a_signed_but_deeply_nested_body_is_422_not_500(client: TestClient, stor
     assert dump(store) == before
 
 
+@pytest.mark.parametrize(
+    "number", ["1" * 5000, "-" + "9" * 4301], ids=["5000-digits", "negative-4301-digits"]
+)
+def test_a_signed_body_with_a_number_too_long_to_convert_is_422_not_500(
+    client: TestClient, store: Store, metrics: Metrics, number: str
+) -> None:
+    # Python refuses to convert an integer of more than 4300 digits (a ValueError that is not a
+    # JSONDecodeError): the answer must still be the contract's 422, which the HR system does not
+    # retry, and the request counted.
+    before = dump(store)
+    raw = b'{"event_id": "e1", "event": "employee.terminated", "n": ' + number.encode() + b"}"
+    assert len(raw) < MAX_BODY
+    r = post(client, raw, signed_headers(raw, timestamp=TS))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "body holds a number too long to read"
+    assert 'offboard_audit_webhook_requests_total{status="422"} 1' in metrics.render()
+    assert dump(store) == before
+
+
 def test_job_status_reports_the_outcome_and_the_next_attempt(client: TestClient, store: Store) -> None:
     body = body_for("E1", event_id="evt-o")
     job_id = post(client, body, signed_headers(body, timestamp=TS)).json()["job_id"]
