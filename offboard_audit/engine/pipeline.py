@@ -5,7 +5,9 @@ One pipeline, two scopes:
 * **everybody** (:meth:`Pipeline.run`, CLI ``audit``, the daemon's schedule): every HR source is
   read and merged into the stored people (``engine/hr.py``) while every account source is
   collected (on a thread pool: they meet only at matching); snapshots are stored and findings
-  whose scope was read and that were not found again close.
+  whose scope was read and that were not found again close. A person an HR webhook event
+  changes while the run reads is left to the next run (none of their findings is stored, closed
+  or returned for revocation: the run judged them on the record loaded before the event).
 * **one person** (:meth:`Pipeline.run_person`, the HR webhook): an event's change is written to
   that person first; each account source reads only what may be theirs
   (``TargetedSource.collect_for``) or, without it, collects everything; only the links that
@@ -214,22 +216,34 @@ class Pipeline:
                     r.name, r.fresh_accounts(), r.fresh_credentials(), run_id, r.stale_scopes
                 )
             read |= exposed.read
-            done = replace(done, keep_open=done.keep_open | self._changed_meanwhile(hr))
+            done = self._without_changed_meanwhile(hr, done)
             # Without a good (or accepted) HR read nothing can be called resolved.
             self._save_findings(run_id, now, done, read if hr.trusted else set())
             runs = [hr_source_run(s) for s in hr.states] + [source_run(r) for r in done.reads]
             runs += exposed.runs
             return finish(self.store, run_id, now, runs, done.findings, hr.breaker)
 
-    def _changed_meanwhile(self, hr: HRRound) -> frozenset[str]:
-        """The stored findings of the people an HR webhook event changed (or recorded) while this
-        run read: it judged them on the record it had loaded before the event, so it proves
-        nothing about them and none of their findings may close (the next run judges them)."""
+    def _without_changed_meanwhile(self, hr: HRRound, done: _Reconciled) -> _Reconciled:
+        """``done`` less what it says about the people an HR webhook event changed (or recorded)
+        while this run read: it judged them on the record it had loaded before the event (a
+        rehired person as a leaver, a leaver as active), so it proves nothing about them. Their
+        findings of this run are neither stored nor returned (so not revoked), and none of their
+        stored findings closes; the next run judges them."""
         if not hr.trusted:
-            return frozenset()  # nothing closes anyway
+            # It closes and revokes nothing anyway; and a tripped read's people differ from the
+            # stored ones on purpose (it is not stored), which is no webhook event.
+            return done
         judged = {_key(p): p for p in hr.people}
         moved = {s.key for s in self.store.load_person_states() if judged.get(s.key) != s.person}
-        return self.store.finding_ids_of_people(moved) if moved else frozenset()
+        if not moved:
+            return done
+        for key in sorted(moved):
+            log.info("%s/%s changed during this run (an HR webhook event): left to the next run", *key)
+        return replace(
+            done,
+            findings=[f for f in done.findings if f.person is None or _key(f.person) not in moved],
+            keep_open=done.keep_open | self.store.finding_ids_of_people(moved),
+        )
 
     # --- one person ----------------------------------------------------------------------
 

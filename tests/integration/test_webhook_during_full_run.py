@@ -10,12 +10,13 @@ the leaver showed no open finding, and nothing was planned for them, until the n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from offboard_audit.core.jobs import HREventType, Job, JobState
 from offboard_audit.core.people import PersonChange
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Account, FindingStatus, PersonStatus, SourceData
@@ -23,6 +24,8 @@ from offboard_audit.core.runs import RunResult
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
+from tests.support.daemon_world import NOW as WORLD_NOW
+from tests.support.daemon_world import accept, world
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, leaver, person
 
 NOW = T0 + timedelta(days=10)
@@ -101,3 +104,36 @@ def test_a_full_run_does_not_close_the_findings_of_a_termination_that_arrived_wh
         ("K-bob", FindingStatus.OPEN)
     ]
     assert store.list_findings([FindingStatus.RESOLVED.value]) == []
+
+
+def test_a_full_run_does_not_revoke_again_a_person_rehired_while_it_read(tmp_path: Path) -> None:
+    # carol left; the first full run revokes her keys in both systems.
+    w = world(tmp_path, real_engine=True, carol_terminated=True)
+    w.daemon.config = replace(w.config, webhook=replace(w.config.webhook, undo_on_rehire=True))
+    assert w.daemon.run_full("audit") is not None
+    assert sorted(w.changes("apply")) == ["F-carol", "K-carol"]
+
+    # She is rehired while the next full run reads the systems (after it loaded the stored people,
+    # before it stores its findings; the HR export still lists her as terminated): the rehire job
+    # marks her active and restores her keys.
+    rehire = accept(w, "E3", HREventType.REHIRED)
+    jobs: list[Job | None] = []
+    read_detail = w.full.detail
+
+    def detail_during_which_the_rehire_runs(accounts: Sequence[Account]) -> SourceData:
+        if not jobs:
+            jobs.append(w.daemon.run_job(rehire.job_id))
+        return read_detail(accounts)
+
+    w.full.detail = detail_during_which_the_rehire_runs  # type: ignore[method-assign]
+    w.clock.now = WORLD_NOW + timedelta(minutes=15)
+    assert w.daemon.run_full("audit") is not None
+
+    (done,) = jobs
+    assert done is not None and done.state is JobState.DONE, done
+    assert sorted(w.changes("undo")) == ["F-carol", "K-carol"]
+    (carol,) = [p for p in w.store.load_people() if p.employee_id == "E3"]
+    assert carol.status is PersonStatus.ACTIVE
+    # The full run judged her on the record it loaded before the rehire: it must not revoke her
+    # restored keys again.
+    assert sorted(w.changes("apply")) == ["F-carol", "K-carol"]
