@@ -22,7 +22,9 @@ webhook event. Both are HR information of different ages, so neither simply over
   read that changed the status). A status event older than that is *superseded* and changes
   nothing (a retried ``employee.terminated`` never undoes a later ``employee.rehired``).
 * **An event never changes a person it does not name.** An event whose email belongs to a
-  stored person with another employee id is a conflict; nothing changes.
+  stored person with another employee id is a conflict; nothing changes. So is an event whose
+  employee id differs from a stored one only in case or surrounding spaces (matching would take
+  them for one person).
 * **The HR circuit breaker** (:func:`circuit_breaker_reason`, :func:`webhook_breaker_reason`)
   says when a read, or the webhook terminations since the last good read, look like a broken
   feed rather than real departures: then nothing is revoked.
@@ -176,6 +178,11 @@ class ChangeDecision:
         return state.person if state is not None else None
 
 
+def _same_id(a: str, b: str) -> bool:
+    """Whether two employee ids are one to matching (``core/matching.py``): trimmed, any case."""
+    return a.strip().lower() == b.strip().lower()
+
+
 def decide_change(stored: Sequence[PersonState], change: PersonChange, default_source: str) -> ChangeDecision:
     """Which stored person ``change`` is about, and what becomes of them (pure).
 
@@ -209,6 +216,17 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
                 before=found,
             )
     if found is None:
+        # Matching and the people index compare ids trimmed and case insensitively: recorded from
+        # the event, "e2" would be a second E2, leaving E2 as they were and their accounts
+        # ambiguous between the two for good.
+        namesake = next((s.person for s in stored if _same_id(s.person.employee_id, eid)), None)
+        if namesake is not None:
+            return ChangeDecision(
+                ChangeOutcome.CONFLICT,
+                f"the event names employee {eid!r} but the stored person is {namesake.employee_id!r} "
+                f"(HR source {namesake.source}): employee ids that differ only in case or spaces are "
+                "not told apart; nothing changed; correct the event or the HR record",
+            )
         if change.status is None:
             return ChangeDecision(
                 ChangeOutcome.UNKNOWN, f"no stored person with employee id {eid!r}: nothing to update"

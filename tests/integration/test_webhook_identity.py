@@ -147,6 +147,25 @@ def test_person_known_by_neither_id_nor_email_is_recorded_from_the_event(tmp_pat
     )
 
 
+@pytest.mark.parametrize("event", ["employee.terminated", "employee.rehired"])
+def test_an_event_whose_id_differs_from_a_stored_persons_only_in_case_fails_as_a_conflict_and_changes_nothing(
+    tmp_path: Path, event: str
+) -> None:
+    # Matching and the people index compare employee ids trimmed and case insensitively: "e2" is
+    # E2 to them. Recording "e2" as a new person would leave bob (E2) active, and make every
+    # account of his ambiguous between him and that phantom for good (never revoked).
+    w = world(tmp_path, real_engine=True)
+    w.daemon.run_full("audit")
+    before = sorted(w.store.load_people(), key=lambda p: p.employee_id)
+
+    job = Hook(w).send("e2", event)
+
+    assert job["state"] == "failed" and job["event_status"] == "conflict", job
+    assert "conflict" in job["error"] and "'e2'" in job["error"] and "'E2'" in job["error"]
+    assert sorted(w.store.load_people(), key=lambda p: p.employee_id) == before
+    assert w.changes() == [] and w.changes("undo") == []
+
+
 def test_termination_revokes_and_logs_only_the_person_the_event_names(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -136,6 +136,13 @@ def test_the_persons_own_email_or_none_is_no_conflict() -> None:
         assert d.after.hr_row == d.before.hr_row  # type: ignore[union-attr]
 
 
+def test_an_unknown_id_that_is_a_stored_id_in_another_case_is_a_conflict_not_a_new_person() -> None:
+    for named in ("e2", "e2\t"):
+        d = decide_change(stored_org(), terminate(named, None), "hr")
+        assert d.outcome is ChangeOutcome.CONFLICT and d.after is None, named
+        assert f"{named!r}" in d.reason and "'E2'" in d.reason
+
+
 def test_a_person_known_by_neither_id_nor_email_is_recorded() -> None:
     d = decide_change(stored_org(), terminate("E77", "New@Example.com"), "hr")
     assert d.outcome is ChangeOutcome.APPLY and d.before is None and d.after is not None
