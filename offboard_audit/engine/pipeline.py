@@ -273,7 +273,10 @@ class Pipeline:
             before, people, person = list(update.before), list(update.after), update.person
         else:
             before = people = [s.person for s in self.store.person_states_for(employee_id)]
-            found = next((p for p in people if p.employee_id == employee_id), None)
+            same = [p for p in people if p.employee_id == employee_id]
+            # Several HR sources: an id can name one person in each. The job is about the one who
+            # left (an HR refresh's new leaver), never an active namesake of another source.
+            found = next((p for p in same if p.is_departed(now)), same[0] if same else None)
             if found is None:
                 raise ConfigError(f"no stored person with employee id {employee_id!r}")
             person = found
