@@ -101,6 +101,11 @@ TESTS=(
   tests/integration/test_snapshot_diff.py
   tests/integration/test_pipeline_overlap.py
   tests/integration/test_webhook_scales_with_the_person.py
+  tests/integration/test_revocation_rehire.py
+  tests/integration/test_rehired_keys_not_deleted.py
+  tests/integration/test_revoke_after_webhook_rehire.py
+  tests/integration/test_webhook_during_full_run.py
+  tests/integration/test_hr_refresh_namesakes.py
   tests/integration/test_carry_away_sources.py
   tests/connectors/aws/test_revoker.py
   tests/connectors/aws/test_identity.py
@@ -141,6 +146,8 @@ TESTS=(
   tests/connectors/ldap/test_mutation_holes_leave_group.py
   tests/connectors/ldap/test_mutation_holes_lock_ssh.py
   tests/connectors/ldap/test_ad_critical_objects.py
+  tests/connectors/ldap/test_ppolicy_expiring_lock.py
+  tests/connectors/ldap/test_ad_range_retrieval.py
   tests/connectors/vault/test_revoker.py
   tests/connectors/vault/test_rotation.py
   tests/connectors/vault/test_kv_rotate_task.py
