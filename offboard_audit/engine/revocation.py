@@ -44,7 +44,7 @@ from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.plan_file import PlanFile
 from offboard_audit.core.planning import Plan, PlannedAction, build_plan
 from offboard_audit.core.protocols import Revoker, SourceContext
-from offboard_audit.core.records import Exemption, Finding, FindingStatus
+from offboard_audit.core.records import Exemption, Finding, FindingStatus, Person
 from offboard_audit.core.runs import RunResult, RunStatus
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.journal import ActionOutcome, ApplyReport, Journal, dry_run, outcome
@@ -189,8 +189,13 @@ class RevocationEngine:
             exemptions=self.store.list_exemptions(),
             finding_ids=finding_ids,
             person=person,
-            people_now=None if tripped else self.store.load_people(),
+            # By index, only the findings' people: a webhook job's pass must not load the workforce.
+            people_now=None if tripped else self._people_of(findings),
         )
+
+    def _people_of(self, findings: Sequence[Finding]) -> list[Person]:
+        """The stored people of ``findings`` (looked up by employee id, as matching compares)."""
+        return self.store.people_with_keys(("id", f.person.employee_id) for f in findings if f.person)
 
     # --- revoke ----------------------------------------------------------------------------
 

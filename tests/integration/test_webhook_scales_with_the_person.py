@@ -17,6 +17,7 @@ from offboard_audit.core.people import PersonChange
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Person, PersonStatus, Rule
 from offboard_audit.engine.pipeline import Pipeline
+from offboard_audit.engine.revocation import RevocationEngine
 from offboard_audit.storage.store import Store
 from tests.support.configs import config_with
 from tests.support.fakes import T0, FakeAccountSource, FakeHRSource, account, credential, person
@@ -90,3 +91,23 @@ def test_template_username_rules_fall_back_to_everybody_and_stay_correct(tmp_pat
     assert ("bob.smith", Rule.CREDENTIAL_AFTER_TERMINATION) in {
         (f.account.account_id, f.rule) for f in outcome.run.findings
     }
+
+
+def test_the_revocation_plan_after_a_webhook_termination_looks_up_only_the_findings_people(tmp_path, store):
+    # The plan holds the findings of people HR no longer lists as departed, so it needs the
+    # people as stored now: by index, for the findings' people, never the whole workforce.
+    hr, sys = org(staff=200)
+    cfg = config_with(tmp_path, account_sources=[sys.name])
+    ctx = SourceContext(base_dir=tmp_path)
+    pipeline = Pipeline(cfg, store, ctx, instances={"hr": hr, sys.name: sys})
+    pipeline.run(NOW)
+    change = PersonChange("E2", PersonStatus.TERMINATED, NOW - timedelta(hours=1), "bob@example.com")
+    pipeline.run_person("E2", NOW, change)
+
+    store.armed = True
+    plan = RevocationEngine(cfg, store, ctx, "test").plan(NOW, person="E2")
+
+    # The fake system has no revoker, so the leaver's key is held for that, and for nothing else:
+    # E2 is seen as departed (a rehired person's finding would be held as no longer departed).
+    assert plan.actions == ()
+    assert {h.credential_id: h.reason for h in plan.held} == {"K-bs": "source 'sys' has no revoker"}
