@@ -99,10 +99,13 @@ def parse_generalized_time(text: str) -> datetime | None:
     if value.endswith("Z"):
         value = value[:-1]
     elif len(value) > 5 and value[-5] in "+-":
-        sign = 1 if value[-5] == "+" else -1
-        offset = timedelta(hours=int(value[-4:-2]), minutes=int(value[-2:]))
-        tz = timezone(sign * offset)
+        tz = _offset(value[-5:], text)
         value = value[:-5]
+    elif len(value) > 3 and value[-3] in "+-":
+        # RFC 4517's g-differential makes the minutes optional: "+02" is "+0200". Refused, it
+        # failed the whole LDAP read at the first entry written that way.
+        tz = _offset(value[-3:], text)
+        value = value[:-3]
     fraction = 0.0
     if "." in value or "," in value:
         value, _, frac = value.replace(",", ".").partition(".")
@@ -120,6 +123,15 @@ def parse_generalized_time(text: str) -> datetime | None:
         tzinfo=tz,
     )
     return (parsed + timedelta(seconds=fraction)).astimezone(UTC)
+
+
+def _offset(differential: str, text: str) -> timezone:
+    """A GeneralizedTime ``+hh`` or ``+hhmm`` suffix as a fixed offset."""
+    digits = differential[1:]
+    if not digits.isdigit() or int(digits[:2]) > 23 or int(digits[2:] or 0) > 59:
+        raise ValueError(f"not a GeneralizedTime: {text!r}")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    return timezone(offset if differential[0] == "+" else -offset)
 
 
 def parse_filetime(text: str) -> datetime | None:

@@ -51,6 +51,23 @@ def test_generalized_time_variants_parse_to_aware_utc() -> None:
     assert parse_generalized_time("000001010000Z") is None
 
 
+@pytest.mark.parametrize(
+    ("raw_value", "expected"),
+    [
+        # RFC 4517 g-differential: a sign and an hour, the minutes optional.
+        ("20260101120000+02", datetime(2026, 1, 1, 10, 0, tzinfo=UTC)),
+        ("20260101120000-05", datetime(2026, 1, 1, 17, 0, tzinfo=UTC)),
+        ("20260101120000.25+02", datetime(2026, 1, 1, 10, 0, 0, 250000, tzinfo=UTC)),
+        ("202601011200+02", datetime(2026, 1, 1, 10, 0, tzinfo=UTC)),
+        ("2026010112+02", datetime(2026, 1, 1, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_generalized_time_with_an_hour_only_offset_parses_like_its_hhmm_form(
+    raw_value: str, expected: datetime
+) -> None:
+    assert parse_generalized_time(raw_value) == expected
+
+
 def test_filetime_round_trips_and_zero_means_never() -> None:
     # 2026-10-12T17:00:00Z computed independently: (unix seconds + 11644473600) * 10^7.
     unix = int(datetime(2026, 10, 12, 17, tzinfo=UTC).timestamp())
