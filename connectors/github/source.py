@@ -21,8 +21,9 @@ departed or ambiguous people):
   call it; with token auth the source says so in a warning and reads on without them;
 - with ``audit_log = true``: ``GET /orgs/{org}/audit-log?phrase=actor:<login>&include=all&per_page=1``
   per account: the newest event the user acted in (web and git: ``git.clone``,
-  ``repo.download_zip``, ...) is the membership's last use. An audit log that cannot be read is an
-  enrichment failure (last known values kept, nothing resolved for lack of them).
+  ``repo.download_zip``, ...) is the membership's last use. An audit log that cannot be read, or
+  whose newest event under the login is of another user id (a login renamed and taken since), is
+  an enrichment failure (last known values kept, nothing resolved for lack of them).
 
 The organisation is the source's one scope: any list that fails (after the bounded rate-limit waits
 of ``clients.py``) fails it, never an empty list; a failed detail pass returns none of the asked
@@ -382,8 +383,11 @@ class GitHubSource(OrgAccess):
         return out
 
     def last_event(self, user: tr.OrgUser) -> tuple[datetime, str] | None:
-        """The newest audit-log event ``user`` acted in (one call), or None. An event of another
-        user id (the login renamed and taken since) does not count."""
+        """The newest audit-log event ``user`` acted in (one call), or None when there is none.
+
+        The log is searched by login, so the one event read may be of another user id (the login
+        renamed and taken since). It is not ``user``'s, and whether ``user`` acted since is then
+        unknown: a :class:`GitHubCallError` (an enrichment failure), never "no last use"."""
         what = f"GET /orgs/{self.org}/audit-log?phrase=actor:{user.login}"
         rest = self.api.rest
         response = self.api.call(
@@ -393,8 +397,12 @@ class GitHubSource(OrgAccess):
             ),
         )
         for event in self.api.parsed(what, response):
-            if tr.unset(event.actor_id) not in (None, user.user_id):
-                return None
+            actor_id = tr.unset(event.actor_id)
+            if actor_id not in (None, user.user_id):
+                raise GitHubCallError(
+                    f"{what}: the newest event is of user id {actor_id}, not {user.user_id} "
+                    "(the login was held by another account): the last use is unknown"
+                )
             at = tr.audit_event_time(event)
             if at is not None:
                 return at, str(tr.unset(event.action) or "event")

@@ -348,6 +348,30 @@ def test_an_unreadable_audit_log_is_an_enrichment_failure_not_a_missing_value(
     assert membership.account_id == str(users["bob"].id) and membership.last_used_at is None
 
 
+def test_an_audit_log_event_of_another_user_id_under_the_login_is_an_enrichment_failure(
+    github_world: GitHubWorld,
+) -> None:
+    users = seed(github_world)
+    s = github_world.state
+    # The login's earlier holder: the fake finds events by the actor's login, as GitHub does by the
+    # login at the time of the event, so a second user with the same login stands for them.
+    earlier = s.add_user("bobl")
+    s.log(earlier, "git.clone", LEFT + timedelta(days=20), repo="api")
+    s.log(users["bob"], "repo.download_zip", LEFT - timedelta(days=3), repo="api")
+    source = github_world.source(audit_log=True)
+    data = source.collect()
+    detail = source.detail(leaver_accounts(data.accounts, {"BobL", "GraceH"}))
+    assert [f.scope for f in detail.enrichment_failures] == ["acme"]
+    assert detail.enrichment_failures[0].error == (
+        f"audit log: GET /orgs/acme/audit-log?phrase=actor:BobL: the newest event is of user id {earlier.id}, "
+        f"not {users['bob'].id} (the login was held by another account): the last use is unknown"
+    )
+    assert detail.failed_scopes == ()
+    membership = {c.account_id: c for c in detail.credentials if c.credential_id == "membership"}
+    assert membership[str(users["bob"].id)].last_used_at is None
+    assert membership[str(users["grace"].id)].last_used_at is None
+
+
 def test_collect_for_reads_only_what_may_belong_to_the_person(github_world: GitHubWorld) -> None:
     seed(github_world)
     bob = people()[1]
