@@ -52,6 +52,9 @@ JSON_OPTIONS: dict[str, str] = {
     "records_key": "key of the list of people when the document is an object (default: the "
     "document is the list, or the first list value found under employees/people/workers/data)",
     "timeout": 'HTTP timeout for url ("30s")',
+    "max_pages": 'url only: follow the answer\'s Link rel="next" header for up to this many pages in all, '
+    "from url's scheme, host and port only, each page read and checked as the first (default 1: an "
+    "answer that names a next page, by that header or a key such as next or has_more, fails the read)",
 }
 
 
@@ -75,6 +78,8 @@ class JsonSettings:
     url: str | None
     records_key: str | None
     timeout: float
+    # How many pages of url a read may take (Link rel="next"); 1: a paginated answer fails the read.
+    max_pages: int = 1
     # repr=False: a settings object may end up in a log line or a traceback.
     token: str | None = field(default=None, repr=False)
 
@@ -121,6 +126,9 @@ def parse_json_settings(options: SourceOptions, ctx: SourceContext) -> JsonSetti
         loopback = parsed.hostname in {"localhost", "::1"} or (parsed.hostname or "").startswith("127.")
         if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
             raise options.error("url", "must be https:// (http:// is accepted for loopback hosts only)")
+    max_pages = options.integer("max_pages", 1, minimum=1)
+    if path is not None and "max_pages" in options:
+        raise options.error("max_pages", "follows the pages of url; a file has one")
     token = options.secret("token_env", ctx.env, required=False)
     return JsonSettings(
         rows=rows,
@@ -128,5 +136,6 @@ def parse_json_settings(options: SourceOptions, ctx: SourceContext) -> JsonSetti
         url=url,
         records_key=options.opt_str("records_key"),
         timeout=options.duration("timeout", timedelta(seconds=30)).total_seconds(),
+        max_pages=max_pages,
         token=token,
     )

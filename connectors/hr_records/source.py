@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectors.hr_records.clients import http_client
+from connectors.hr_records.paging import body_marker, link_next, origin_text, resolve, same_origin
 from connectors.hr_records.settings import REQUIRED_FIELDS, HrSettings, JsonSettings
 from connectors.hr_records.translate import BadRow, people_from_rows
 from offboard_audit.core.errors import ConfigError, SourceError
@@ -131,7 +132,12 @@ def _ends_inside_quotes(record_lines: list[str]) -> bool:
 
 
 class JsonHRSource:
-    """Reads HR records from a JSON file or an HTTPS endpoint (``GET url`` with a bearer token)."""
+    """Reads HR records from a JSON file or an HTTPS endpoint (``GET url`` with a bearer token).
+
+    An answer that names a next page is never taken for the whole workforce (see ``paging.py``):
+    it fails the read, unless ``max_pages`` lets the source follow its ``Link rel="next"`` pages,
+    each read and checked as the first; any page that fails fails the read.
+    """
 
     def __init__(self, settings: JsonSettings, client: httpx.Client | None = None) -> None:
         self.name = settings.rows.name
@@ -141,38 +147,15 @@ class JsonHRSource:
         self._token = settings.token
         self.records_key = settings.records_key
         self.timeout = settings.timeout
+        self.max_pages = settings.max_pages
         self._client = client
 
-    def _fetch(self) -> tuple[str, str]:
-        if self.path is not None:
-            try:
-                return self.path.read_text(encoding="utf-8-sig"), str(self.path)
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SourceError(f"cannot read HR file {self.path}: {exc}") from None
-        assert self.url is not None
-        headers = {"Accept": "application/json"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        import httpx
-
-        with http_client(self._client, self.timeout) as client:
-            try:
-                response = client.get(self.url, headers=headers)
-            except httpx.HTTPError as exc:
-                raise SourceError(f"HR endpoint {self.url} unreachable: {exc}") from None
-        if response.status_code != 200:
-            raise SourceError(f"HR endpoint {self.url} answered HTTP {response.status_code}")
-        # A byte order mark is read as in a file (utf-8-sig): json.loads refuses one, and every
-        # read of such an endpoint would fail.
-        return response.text.removeprefix("\ufeff"), self.url
-
     def read_people(self) -> HRRead:
-        text, origin = self._fetch()
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{origin} is not valid JSON: {exc}") from None
-        records = self._records(doc, origin)
+        if self.path is not None:
+            records, origin = self._read_file(self.path), str(self.path)
+        else:
+            assert self.url is not None
+            records, origin = self._read_pages(self.url), self.url
         for required in REQUIRED_FIELDS:
             header = self._s.columns[required]
             if records and not any(isinstance(r, dict) and header in r for r in records):
@@ -182,10 +165,81 @@ class JsonHRSource:
                 )
 
         def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
+            # Numbered across the pages of a paged read.
             for index, record in enumerate(records, start=1):
                 yield index, record if isinstance(record, dict) else {}
 
         return people_from_rows(rows(), self._s, f"{origin} record")
+
+    def _read_file(self, path: Path) -> list[Any]:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"cannot read HR file {path}: {exc}") from None
+        doc = _load(text, str(path))
+        records = self._records(doc, str(path))
+        if (marker := body_marker(doc, records)) is not None:
+            raise SourceError(
+                f"HR file {path} is one page of a paginated answer (next-page marker: JSON key {marker}); "
+                "not taking it for the whole workforce"
+            )
+        return records
+
+    def _read_pages(self, url: str) -> list[Any]:
+        headers = {"Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        records: list[Any] = []
+        page, page_url, read = 1, url, {url}
+        with http_client(self._client, self.timeout) as client:
+            while True:
+                where = url if page == 1 else f"{url} page {page} ({page_url})"
+                response = _get(client, page_url, headers, where)
+                # A byte order mark is read as in a file (utf-8-sig): json.loads refuses one, and
+                # every read of such an endpoint would fail.
+                doc = _load(response.text.removeprefix("\ufeff"), where)
+                rows = self._records(doc, where)
+                records.extend(rows)
+                has_next, next_ref = link_next(response.headers.get("link"), response.links)
+                if not has_next:
+                    # Beside a Link next, a body marker names the same next page; without one,
+                    # it names a page this source does not know how to ask for.
+                    if (marker := body_marker(doc, rows)) is not None:
+                        raise SourceError(
+                            f"HR endpoint {where} answered one page of several (next-page marker: JSON key "
+                            f"{marker}); not taking it for the whole workforce: have the endpoint return "
+                            'every person in one answer (only pages named by a Link rel="next" header are '
+                            "followed, with max_pages)"
+                        )
+                    return records
+                if self.max_pages == 1:
+                    raise SourceError(
+                        f"HR endpoint {where} answered one page of several (next-page marker: HTTP header "
+                        'Link rel="next"); not taking it for the whole workforce: set max_pages to follow '
+                        "the Link pages, or have the endpoint return every person in one answer"
+                    )
+                if next_ref is None:
+                    raise SourceError(
+                        f'HR endpoint {where} has a Link rel="next" header without a readable URL'
+                    )
+                if page == self.max_pages:
+                    raise SourceError(
+                        f"HR endpoint {where} names a next page after max_pages = {self.max_pages} pages; "
+                        "not taking the pages read for the whole workforce (raise max_pages)"
+                    )
+                next_url = resolve(page_url, next_ref)
+                # The bearer token goes with every page: only to where url itself points.
+                if not same_origin(next_url, url):
+                    raise SourceError(
+                        f"HR endpoint {where} names a next page {next_url} elsewhere than {origin_text(url)} "
+                        "(pages are read from the configured url's scheme, host and port only)"
+                    )
+                if next_url in read:
+                    raise SourceError(
+                        f"HR endpoint {where} names as its next page {next_url}, a page already read"
+                    )
+                page, page_url = page + 1, next_url
+                read.add(next_url)
 
     def _records(self, doc: Any, origin: str) -> list[Any]:
         if isinstance(doc, list):
@@ -197,3 +251,23 @@ class JsonHRSource:
                 if isinstance(value, list):
                     return value
         raise SourceError(f"{origin}: expected a list of people (or records_key), got {type(doc).__name__}")
+
+
+def _get(client: httpx.Client, url: str, headers: Mapping[str, str], where: str) -> httpx.Response:
+    """One page: anything but a 200 answer fails the read."""
+    import httpx
+
+    try:
+        response = client.get(url, headers=dict(headers))
+    except httpx.HTTPError as exc:
+        raise SourceError(f"HR endpoint {where} unreachable: {exc}") from None
+    if response.status_code != 200:
+        raise SourceError(f"HR endpoint {where} answered HTTP {response.status_code}")
+    return response
+
+
+def _load(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{where} is not valid JSON: {exc}") from None
