@@ -106,7 +106,17 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "connect")
+        def _nul_safe(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            # PostgreSQL text cannot hold NUL; values from other systems may (storage/pg_text.py).
+            from offboard_audit.storage.pg_text import register_nul_safe_text
+
+            register_nul_safe_text(dbapi_conn.adapters)
+
+    return engine
 
 
 class Database:
