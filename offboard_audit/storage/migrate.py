@@ -56,10 +56,17 @@ def upgrade_head(engine: Engine, *, from_scratch: bool = True) -> None:
     """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            # SQLite serialises DDL itself (and a new database has no locks table yet).
             transaction_lock(conn, SCHEMA_UPGRADE)
         if stored_revision(conn) == HEAD:
             return
+        if conn.dialect.name == "sqlite":
+            # Python's sqlite3 opens a transaction only before a data change, so each DDL
+            # statement of a migration would commit by itself: a process killed part way left
+            # half a migration under the old revision, and every later command failed on it.
+            # An explicit write transaction makes the upgrade all or nothing (as on PostgreSQL)
+            # and lets one process upgrade while the others wait (a new file has no locks
+            # table); the revision is read again below, inside it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         from alembic import command
         from alembic.runtime.migration import MigrationContext
 
