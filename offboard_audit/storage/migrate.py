@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlmodel import SQLModel
 
+from offboard_audit.core.errors import ConfigError
 from offboard_audit.storage import models  # noqa: F401  (registers every table on the metadata)
 from offboard_audit.storage.locks import SCHEMA_UPGRADE, transaction_lock
 
@@ -74,6 +75,15 @@ def upgrade_head(engine: Engine, *, from_scratch: bool = True) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         if current == head_revision():
             return
+        if current is not None and current not in known_revisions():
+            # Written by a newer offboard-audit (a replica already upgraded, a rollback of this
+            # one): its schema cannot be read or migrated by this version.
+            raise ConfigError(
+                f"the database is at schema revision {current}, which this version of offboard-audit "
+                f"does not know (its newest is {HEAD}): a newer version upgraded it; run that version "
+                "(or a newer one) on this database",
+                "database.url",
+            )
         cfg.attributes["connection"] = conn
         if from_scratch and current is None and not inspect(conn).get_table_names():
             SQLModel.metadata.create_all(conn)
@@ -96,6 +106,13 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def known_revisions() -> set[str]:
+    """Every revision of the migration scripts."""
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
 def head_revision() -> str | None:
