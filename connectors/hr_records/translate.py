@@ -57,6 +57,19 @@ def parse_termination(value: str, tz: tzinfo) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
 
 
+# A lone UTF-16 surrogate: JSON may carry one ("\\ud800"), but it is not text. No database can
+# store it as UTF-8, nor a terminal print it: kept, it failed the whole audit when the people
+# were saved.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_of(value: str, name: str) -> str:
+    """``value`` if it is text; raises :class:`RowError` for a lone UTF-16 surrogate in it."""
+    if _SURROGATE.search(value):
+        raise RowError(f"{name} holds a lone UTF-16 surrogate, which is not text: {value!r}")
+    return value
+
+
 def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     """One row (header name -> value) as a Person; raises :class:`RowError`."""
 
@@ -64,7 +77,7 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
         value = row.get(s.columns[name])
         if value is None:
             return ""
-        return str(value).strip()
+        return text_of(str(value).strip(), name)
 
     employee_id = field("employee_id")
     email = field("email").lower() or None
@@ -89,9 +102,11 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     aliases_raw = row.get(s.columns["aliases"])
     aliases: tuple[str, ...] = ()
     if isinstance(aliases_raw, list):
-        aliases = tuple(str(a).strip() for a in aliases_raw if str(a).strip())
+        aliases = tuple(text_of(str(a).strip(), "aliases") for a in aliases_raw if str(a).strip())
     elif aliases_raw:
-        aliases = tuple(a.strip() for a in str(aliases_raw).split(s.alias_separator) if a.strip())
+        aliases = tuple(
+            a.strip() for a in text_of(str(aliases_raw), "aliases").split(s.alias_separator) if a.strip()
+        )
     return Person(
         employee_id=employee_id,
         email=email,
@@ -126,6 +141,8 @@ def people_from_rows(
             # The employee id (when the row has one) keeps that person's last good record.
             raw_id = row.get(s.columns["employee_id"])
             eid = str(raw_id).strip() if raw_id else ""
+            # An id that is not text names no stored person (none could be stored).
+            eid = "" if _SURROGATE.search(eid) else eid
             problems.append(RowProblem(line, f"{origin} line {line}: {exc}", eid))
             if eid:
                 bad_line.setdefault(eid, line)
