@@ -65,9 +65,7 @@ def test_a_lone_surrogate_in_one_hr_record_is_a_row_problem_and_everybody_else_i
     sys = FakeAccountSource(accounts=[bob], credentials=[credential(bob, "K-bob")])
     cfg = config_with(tmp_path, account_sources=[sys.name])
 
-    result = Pipeline(cfg, store, SourceContext(base_dir=tmp_path), instances={"hr": hr, "sys": sys}).run(
-        NOW
-    )
+    result = Pipeline(cfg, store, SourceContext(base_dir=tmp_path), instances={"hr": hr, "sys": sys}).run(NOW)
 
     statuses = {s.name: s for s in result.sources}
     assert statuses["sys"].status is SourceStatus.OK
