@@ -15,8 +15,10 @@ else since the audit reads as another identity, and nothing is touched.
 - ``revoke_fine_grained_token``: read = ``GET /orgs/{org}/personal-access-tokens?owner[]=``;
   change = ``POST /orgs/{org}/personal-access-tokens/{pat_id}`` ``{"action": "revoke"}`` (only a
   GitHub App may call either).
-- ``cancel_invitation``: read = ``GET /orgs/{org}/invitations``; change = ``DELETE
-  /orgs/{org}/invitations/{invitation_id}``.
+- ``cancel_invitation``: read = ``GET /orgs/{org}/invitations``; an invitation gone from it whose
+  invitee is an active member now (``GET /orgs/{org}/memberships/{login}``, same user id) was
+  accepted: it reads as still active and the change refuses (never "nothing to revoke" or
+  "cancelled"); change = ``DELETE /orgs/{org}/invitations/{invitation_id}``.
 - ``remove_from_organization`` (delete stage, so it comes last, after the credentials above, and
   only with ``policy.delete_after``): read = ``GET /orgs/{org}/memberships/{login}`` (an outside
   collaborator: ``GET /orgs/{org}/outside_collaborators``); change = ``DELETE
@@ -235,6 +237,7 @@ class CancelInvitation(ListedObjectAction):
         (
             READ_USER,
             "GET /orgs/{org}/invitations",
+            "GET /orgs/{org}/memberships/{username} (an invitation gone from the list: accepted?)",
             "DELETE /orgs/{org}/invitations/{invitation_id}",
             "token scope admin:org (an organisation owner); GitHub App: Members (write)",
         ),
@@ -254,6 +257,33 @@ class CancelInvitation(ListedObjectAction):
     def keys(self, target: ActionTarget, wanted: int) -> Data:
         # The invitee is checked against the listing instead (``found``).
         return ((self.id_key, str(wanted)),)
+
+    def read_object(self, target: ActionTarget) -> ResourceState:
+        state = super().read_object(target)
+        if state.exists or state.identity is None or target.account_id.startswith(tr.EMAIL_PREFIX):
+            return state
+        # Gone from the pending list: cancelled, expired, or accepted. Accepted, the invitee is a
+        # member now: still in, and no cancel can take that back (never "nothing to revoke").
+        api, org, login = self.access.api, self.access.org, target.username
+        membership = api.found(
+            f"GET /orgs/{org}/memberships/{login}", lambda: api.rest.orgs.get_membership_for_user(org, login)
+        )
+        user = getattr(membership, "user", None)
+        if membership is None or str(membership.state) != "active" or user is None:
+            return state
+        if str(user.id) != state.identity:
+            return state
+        accepted = (("accepted", f"{login} is a member of {org} now"),)
+        return ResourceState(exists=True, active=True, data=state.data + accepted, identity=state.identity)
+
+    def revoke(self, target: ActionTarget, before: ResourceState) -> None:
+        accepted = before.value("accepted")
+        if accepted is not None:
+            raise RevokeError(
+                f"invitation {target.credential_id} was accepted: {accepted}; cancelling cannot undo "
+                "that: run the audit again to plan remove_from_organization"
+            )
+        super().revoke(target, before)
 
     def listing(self, target: ActionTarget) -> list[Any]:
         from githubkit_schemas.ghec_v2026_03_10.models import OrganizationInvitation
