@@ -14,7 +14,8 @@ write would show on the engine's re-read, which then reports the change not veri
 - ``revoke_token``: ``POST auth/token/revoke-accessor`` (the token and its children). Cannot be
   undone: re-enabling the entity does not bring a revoked token back.
 - ``delete_userpass_login``: ``DELETE auth/<mount>/users/<name>``. Cannot be undone: userpass has
-  no disabled state and the password cannot be restored.
+  no disabled state and the password cannot be restored. Refused, as the entity itself is, when
+  the entity the login's alias points to is protected by its name.
 - ``rotate_transit_key`` (stage ``rotate``, only with ``policy.auto_rotate_secrets`` and only
   for a key whose ``auto_rotate_period`` is set): ``POST <mount>/keys/<name>/rotate``.
 """
@@ -225,20 +226,24 @@ class DeleteUserpassLogin(_Irreversible):
             raise RevokeError(f"{mount} is not a userpass auth mount (any more)")
         return str(info["accessor"])
 
-    def _owner(self, accessor: str, user: str) -> str | None:
-        """The entity the login's alias points to now, or None when no alias names it."""
+    def _owner(self, target: ActionTarget, accessor: str, user: str) -> str | None:
+        """The entity the login's alias points to now, or None when no alias names it; refused
+        when that entity is protected by its name (the login's own name may not say so)."""
         with self.access.calling("update identity/lookup/entity"):
             found = self.access.api.write(
                 "identity/lookup/entity", {"alias_name": user, "alias_mount_accessor": accessor}
             )
-        return str(found["id"]) if found and found.get("id") else None
+        if not found or not found.get("id"):
+            return None
+        self.access.refuse(target, str(found.get("name") or ""))
+        return str(found["id"])
 
     def _identity(self, target: ActionTarget) -> tuple[str | None, bool, str, str]:
         mount, user = _userpass(target)
         accessor = self._mount_accessor(mount)
         with self.access.calling(f"read {target.credential_id}"):
             exists = self.access.api.read(target.credential_id) is not None
-        owner = self._owner(accessor, user)
+        owner = self._owner(target, accessor, user)
         if owner is not None:
             return owner, exists, mount, user
         if exists or target.account_uid == userpass_uid(accessor, user):

@@ -128,3 +128,25 @@ def test_a_protected_entity_is_refused_before_any_change(
     assert w.root.secrets.identity.read_entity(w.entities["alice"])["data"]["disabled"] is False
     assert w.root.read("auth/userpass/users/alice") is not None
     assert _token_alive(w, accessor)
+
+
+def test_a_login_of_an_entity_protected_by_its_name_is_refused_like_the_entity(
+    vault_world: VaultWorld,
+) -> None:
+    # The break-glass entity is protected by its entity name; its userpass login is "alice"
+    # (the name the audit matches the leaver by), so only the entity's name says it is protected.
+    w = vault_world
+    w.root.write_data(f"identity/entity/id/{w.entities['alice']}", data={"name": "break-glass"})
+    accessor = str(w.login("alice").lookup_token()["data"]["accessor"])
+    w.run()
+    report = w.engine(protected_entities=["Break-Glass"]).revoke(datetime.now(UTC), apply=True, person="E1")
+    assert dict(_outcomes(report)) == {
+        "disable_entity": "failed",
+        "delete_userpass_login": "failed",
+        "revoke_token": "failed",
+    }
+    refusal = "refusing to touch protected Vault entity 'break-glass' (protected_entities)"
+    assert all(refusal in (o.error or "") for o in report.outcomes), report.outcomes
+    assert w.root.read("auth/userpass/users/alice") is not None
+    assert w.root.secrets.identity.read_entity(w.entities["alice"])["data"]["disabled"] is False
+    assert _token_alive(w, accessor)
