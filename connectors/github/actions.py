@@ -22,7 +22,9 @@ else since the audit reads as another identity, and nothing is touched.
 - ``remove_from_organization`` (delete stage, so it comes last, after the credentials above, and
   only with ``policy.delete_after``): read = ``GET /orgs/{org}/memberships/{login}`` (an outside
   collaborator: ``GET /orgs/{org}/outside_collaborators``); change = ``DELETE
-  /orgs/{org}/memberships/{login}`` or ``DELETE /orgs/{org}/outside_collaborators/{login}``.
+  /orgs/{org}/memberships/{login}`` or ``DELETE /orgs/{org}/outside_collaborators/{login}``, as
+  the same user (by id) is in the organisation now: converted since the audit (member to outside
+  collaborator, or back), they are still in, never "nothing to revoke".
   Refused for the organisation's last owner, in the read and again right before the write.
 
 Writes keyed by an immutable id (a credential, a grant, an invitation) cannot reach another user's
@@ -334,12 +336,24 @@ class RemoveFromOrganization(GitHubAction):
 
     def read_object(self, target: ActionTarget) -> ResourceState:
         if target.credential_id == tr.COLLABORATOR_ID:
-            return self._collaborator(target)
-        if target.credential_id != tr.MEMBERSHIP_ID:
+            state = self._collaborator(target)
+            other = self._member
+        elif target.credential_id == tr.MEMBERSHIP_ID:
+            state = self._member(target)
+            other = self._collaborator
+        else:
             raise RevokeError(f"{target.credential_id!r} is not an organisation membership")
+        if state.exists or state.identity is None:
+            return state
+        # Not in the organisation as planned: converted since the audit (a member to an outside
+        # collaborator, or the reverse), the same user is still in, and is removed as they are now.
+        now = other(target, state.identity)
+        return now if now.exists and now.identity == state.identity else state
+
+    def _member(self, target: ActionTarget, known: str | None = None) -> ResourceState:
         membership = self._membership(target.username)
         if membership is None:
-            identity = self.identity(target)
+            identity = known or self.identity(target)
             if identity is None:
                 return ResourceState(exists=False, active=False)
             return ResourceState(
@@ -374,10 +388,10 @@ class RemoveFromOrganization(GitHubAction):
                 "with no owner cannot be administered); make someone else an owner first"
             )
 
-    def _collaborator(self, target: ActionTarget) -> ResourceState:
+    def _collaborator(self, target: ActionTarget, known: str | None = None) -> ResourceState:
         from githubkit_schemas.ghec_v2026_03_10.models import SimpleUser
 
-        identity = self.identity(target)
+        identity = known or self.identity(target)
         if identity is None:
             return ResourceState(exists=False, active=False)
         api, org = self.access.api, self.access.org
@@ -400,7 +414,7 @@ class RemoveFromOrganization(GitHubAction):
         mismatch = identity_mismatch(target, now)
         if mismatch is not None:
             raise TargetChanged(mismatch)
-        if target.credential_id == tr.COLLABORATOR_ID:
+        if now.value("relation") == tr.OUTSIDE_COLLABORATOR:
             api.call(
                 f"DELETE /orgs/{org}/outside_collaborators/{login}",
                 lambda: api.rest.orgs.remove_outside_collaborator(org, login),
