@@ -12,7 +12,8 @@ write would show on the engine's re-read, which then reports the change not veri
 - ``disable_entity``: ``POST identity/entity/id/<id> {"disabled": true}``; undo sets it back.
   A disabled entity's tokens and logins are refused by Vault while it stays disabled.
 - ``revoke_token``: ``POST auth/token/revoke-accessor`` (the token and its children). Cannot be
-  undone: re-enabling the entity does not bring a revoked token back.
+  undone: re-enabling the entity does not bring a revoked token back. A token of an entity merged
+  into the target entity (in its ``merged_entity_ids``) is the target's.
 - ``delete_userpass_login``: ``DELETE auth/<mount>/users/<name>``. Cannot be undone: userpass has
   no disabled state and the password cannot be restored. Refused, as the entity itself is, when
   the entity the login's alias points to is protected by its name.
@@ -151,6 +152,14 @@ def _accessor(target: ActionTarget) -> str:
     return target.credential_id[len("token/") :]
 
 
+def _merged_into(owner: str | None, entity: dict[str, Any] | None) -> str | None:
+    """The entity a token belongs to: a token of an entity merged into ``entity`` keeps the
+    merged entity's id and acts as ``entity`` (Vault resolves it so), so it is ``entity``'s."""
+    if owner and entity is not None and owner in (entity.get("merged_entity_ids") or ()):
+        return str(entity["id"])
+    return owner
+
+
 class RevokeToken(_Irreversible):
     definition: ClassVar[ActionDef] = ActionDef(
         name=REVOKE_TOKEN,
@@ -182,14 +191,18 @@ class RevokeToken(_Irreversible):
         entity = _entity(self.access, target)
         if entity is None:
             return GONE
-        owner = self._owner(accessor)
+        owner = _merged_into(self._owner(accessor), entity)
         if owner is None:
             return ResourceState(exists=False, active=False, identity=str(entity["id"]))
         return ResourceState(exists=True, active=True, data=(("accessor", accessor),), identity=owner or None)
 
     def change(self, target: ActionTarget, before: ResourceState) -> None:
         accessor = _accessor(target)
-        _check(target, self._owner(accessor))
+        owner = self._owner(accessor)
+        if owner and owner != target.account_id:
+            with self.access.calling(f"read identity/entity/id/{target.account_id}"):
+                owner = _merged_into(owner, self.access.entity(target.account_id))
+        _check(target, owner)
         with self.access.calling("update auth/token/revoke-accessor"):
             self.access.api.write("auth/token/revoke-accessor", {"accessor": accessor})
 

@@ -11,8 +11,9 @@ Bulk pass (:meth:`VaultSource.collect`), one scope (the namespace):
 
 Detail pass (:meth:`VaultSource.detail`), for the entities the core asks about only:
 ``LIST auth/token/accessors`` (``sudo``) and ``POST auth/token/lookup-accessor`` for each (Vault
-has no "tokens of an entity" call), keeping the tokens of those entities. With
-``tokens = false`` it is skipped.
+has no "tokens of an entity" call), keeping the tokens of those entities, and of the entities
+merged into them (``merged_entity_ids``: such a token keeps the merged entity's id and acts as
+the entity it was merged into). With ``tokens = false`` it is skipped.
 
 Anything that fails fails the scope (``SourceError`` from the bulk pass, a ``ScopeFailure`` from
 the detail pass): a partial list of entities or tokens is never taken as the whole.
@@ -57,6 +58,8 @@ class VaultSource:
         self.api = api
         # The bulk pass's credentials by account: the detail pass returns them with the tokens.
         self._bulk: dict[str, list[Credential]] = {}
+        # Entities merged into another one (their id -> the surviving entity's), from the bulk pass.
+        self._merged: dict[str, str] = {}
 
     def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1:
@@ -100,6 +103,9 @@ class VaultSource:
                 account = userpass_account(self.name, scope, mount, accessor, user)
                 accounts.append(account)
                 credentials.append(userpass_credential(self.name, scope, account.account_id, mount, user))
+        self._merged = {
+            str(merged): str(e["id"]) for e in entities for merged in e.get("merged_entity_ids") or ()
+        }
         self._bulk = {}
         for c in credentials:
             self._bulk.setdefault(c.account_id, []).append(c)
@@ -119,10 +125,11 @@ class VaultSource:
             infos = self._map(self._token, accessors)
         except VaultCallError as exc:
             return SourceData(failed_scopes=(ScopeFailure(s.scope, f"listing tokens: {exc}"),))
+        owners = {m: e for m, e in self._merged.items() if e in entities} | {e: e for e in entities}
         tokens = [
-            token_credential(self.name, s.scope, info)
+            token_credential(self.name, s.scope, info, owners[str(info.get("entity_id"))])
             for info in infos
-            if info is not None and info.get("entity_id") in entities
+            if info is not None and str(info.get("entity_id")) in owners
         ]
         bulk = [c for a in sorted(entities) for c in self._bulk.get(a, ())]
         return SourceData(credentials=tuple(bulk + tokens), scopes=(s.scope,))

@@ -162,15 +162,18 @@ def userpass_account(source: str, scope: str, mount_path: str, mount_accessor: s
     )
 
 
-def token_credential(source: str, scope: str, info: Mapping[str, Any]) -> Credential:
+def token_credential(
+    source: str, scope: str, info: Mapping[str, Any], account_id: str | None = None
+) -> Credential:
     """A token of an entity, from ``auth/token/lookup-accessor`` (its accessor is its id: the
-    token itself is never read)."""
+    token itself is never read). ``account_id``: the entity it belongs to when that is not its
+    ``entity_id`` (an entity merged into another keeps its tokens, which then act as the other)."""
     accessor = str(info["accessor"])
     expires = parse_time(info.get("expire_time"))
     via = info.get("path") or "?"
     return Credential(
         source=source,
-        account_id=str(info["entity_id"]),
+        account_id=account_id or str(info["entity_id"]),
         credential_id=f"token/{accessor}",
         kind=CredentialKind.ACCESS_KEY,
         active=True,
