@@ -87,8 +87,15 @@ def guid_string(value: bytes | str) -> str:
         raise ValueError(f"objectGUID is neither 16 bytes nor a GUID string: {value!r}") from None
 
 
+# Microseconds in the unit a GeneralizedTime fraction divides, by the length of the digits before it
+# (yyyymmddhh, yyyymmddhhmm, yyyymmddhhmmss).
+_FRACTION_UNIT_US = {10: 3_600_000_000, 12: 60_000_000, 14: 1_000_000}
+
+
 def parse_generalized_time(text: str) -> datetime | None:
     """Parse LDAP GeneralizedTime (``20260930170000Z``, ``20260930170000.123Z``, ``...+0200``).
+
+    Minutes and seconds are optional (RFC 4517); a fraction is of the last unit given.
 
     Returns None for values that are not real instants (ppolicy's year 0000 lock marker).
     """
@@ -106,12 +113,17 @@ def parse_generalized_time(text: str) -> datetime | None:
         # failed the whole LDAP read at the first entry written that way.
         tz = _offset(value[-3:], text)
         value = value[:-3]
-    fraction = 0.0
+    frac = ""
     if "." in value or "," in value:
         value, _, frac = value.replace(",", ".").partition(".")
-        fraction = float("0." + frac) if frac else 0.0
+        if frac and not frac.isdigit():
+            raise ValueError(f"not a GeneralizedTime: {text!r}")
     if len(value) not in (10, 12, 14) or not value.isdigit():
         raise ValueError(f"not a GeneralizedTime: {text!r}")
+    # RFC 4517: the fraction is of the last unit given, so "2026010112.5Z" is 12:30:00 and
+    # "202601011230.5Z" 12:30:30; read as seconds both were off by up to an hour.
+    unit_us = _FRACTION_UNIT_US[len(value)]
+    fraction_us = (int(frac) * unit_us * 2 + 10 ** len(frac)) // (2 * 10 ** len(frac)) if frac else 0
     # Slicing instead of strptime: this runs for every entry of a large directory.
     parsed = datetime(
         int(value[0:4]),
@@ -122,7 +134,7 @@ def parse_generalized_time(text: str) -> datetime | None:
         int(value[12:14] or 0),
         tzinfo=tz,
     )
-    return (parsed + timedelta(seconds=fraction)).astimezone(UTC)
+    return (parsed + timedelta(microseconds=fraction_us)).astimezone(UTC)
 
 
 def _offset(differential: str, text: str) -> timezone:

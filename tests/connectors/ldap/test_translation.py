@@ -68,6 +68,29 @@ def test_generalized_time_with_an_hour_only_offset_parses_like_its_hhmm_form(
     assert parse_generalized_time(raw_value) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw_value", "expected"),
+    [
+        # RFC 4517: the fraction is of the last unit given (hour, minute or second).
+        ("2026010112.5Z", datetime(2026, 1, 1, 12, 0, tzinfo=UTC) + timedelta(hours=0.5)),
+        ("2026010112,25Z", datetime(2026, 1, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=15)),
+        ("202601011230.5Z", datetime(2026, 1, 1, 12, 30, tzinfo=UTC) + timedelta(seconds=30)),
+        ("202601011230.1Z", datetime(2026, 1, 1, 12, 30, tzinfo=UTC) + timedelta(seconds=6)),
+        ("20260101123000.5Z", datetime(2026, 1, 1, 12, 30, tzinfo=UTC) + timedelta(milliseconds=500)),
+        ("2026010114.75+0200", datetime(2026, 1, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=45)),
+        # 0.1 h is 360 s exactly; no float drift into the microseconds.
+        ("2026010112.1Z", datetime(2026, 1, 1, 12, 6, tzinfo=UTC)),
+    ],
+)
+def test_generalized_time_fraction_is_of_the_last_unit_given(raw_value: str, expected: datetime) -> None:
+    assert parse_generalized_time(raw_value) == expected
+
+
+def test_generalized_time_with_a_non_digit_fraction_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a GeneralizedTime"):
+        parse_generalized_time("20260101123000.5xZ")
+
+
 def test_filetime_round_trips_and_zero_means_never() -> None:
     # 2026-10-12T17:00:00Z computed independently: (unix seconds + 11644473600) * 10^7.
     unix = int(datetime(2026, 10, 12, 17, tzinfo=UTC).timestamp())
