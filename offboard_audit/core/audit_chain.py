@@ -189,6 +189,9 @@ def parse_anchor(text: str, line: int) -> Anchor:
     seq, head, count, at = raw.get("head_seq"), raw.get("head_hash"), raw.get("count"), raw.get("at")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise ValueError("head_seq must be a positive integer")
+    if isinstance(head, str):
+        # Hex in any case: an anchor copied back by hand (from the notification) is the same anchor.
+        head = head.strip().lower()
     if not isinstance(head, str) or len(head) != 64:
         raise ValueError("head_hash must be 64 hex characters")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -259,8 +262,11 @@ def verify_chain(
       beyond the head means the tail was cut off.
 
     ``expected_head`` (a hash printed by an earlier verify) must appear in the chain;
-    otherwise the tail was cut off or replaced.
+    otherwise the tail was cut off or replaced. It is hex: compared trimmed and in any case
+    (a head pasted in upper case is the same head, not a cut-off tail).
     """
+    if expected_head is not None:
+        expected_head = expected_head.strip().lower()
     problems: list[ChainProblem] = []
     prev_hash = GENESIS
     prev_seq = 0
@@ -325,7 +331,7 @@ def verify_chain(
                 checked.append((a, f"{count} events up to it in the database, {a.count} when anchored"))
             else:
                 checked.append((a, None))
-        if not head_found and ev.hash == expected_head:
+        if not head_found and ev.hash.lower() == expected_head:
             head_found = True
         prev_hash = ev.hash
         prev_seq = max(prev_seq, ev.seq)

@@ -348,3 +348,17 @@ def test_cli_log_anchor_start_keyed_needs_the_audit_key(tmp_path: Path) -> None:
     code, _out, err = cli(world, "log", "anchor", "--start-keyed")
     assert code == 2 and "--start-keyed needs the audit key" in err
     assert rows(tmp_path / "db.sqlite") == before and not (tmp_path / "anchors.jsonl").exists()
+
+
+def test_cli_log_verify_head_is_hex_in_any_case_and_trimmed(tmp_path: Path) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    assert cli(world, "revoke", "--apply", "--person", "E2")[0] == 0
+    head = rows(tmp_path / "db.sqlite")[-1][8]
+    code, out, err = cli(world, "log", "verify", "--head", f" {head.upper()}\n")
+    assert code == 0 and out.startswith("ok:") and out.split()[-1] == head, err
+    # The same head still exposes a cut-off tail.
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
+    code, out, err = cli(world, "log", "verify", "--head", head.upper())
+    assert code == 1 and f"expected head {head[:16]}... not found: events were cut off" in err

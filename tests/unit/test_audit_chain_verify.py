@@ -250,6 +250,17 @@ def test_a_remembered_head_must_be_in_the_chain() -> None:
     ]
 
 
+def test_a_remembered_head_is_hex_in_any_case_and_pasted_with_spaces() -> None:
+    events = chain(5)
+    head = events[-1].hash
+    assert head == head.lower()  # what verify prints
+    assert problems(events, expected_head=head.upper()) == []
+    assert problems(events, expected_head=f"  {head.upper()}\n") == []
+    assert problems(events[:4], expected_head=head.upper()) == [
+        f"event 4: expected head {head[:16]}... not found: events were cut off or replaced"
+    ]
+
+
 # --- the keyed chain ----------------------------------------------------------------------------
 
 
@@ -347,6 +358,17 @@ def test_a_bad_anchor_line_says_what_is_wrong(changes: dict[str, object], why: s
     good = {"at": "2026-03-01T00:00:00+00:00", "head_seq": 5, "head_hash": "a" * 64, "count": 5}
     with pytest.raises(ValueError, match=f"^{re.escape(why)}$"):
         parse_anchor(json.dumps({**good, **changes}), 1)
+
+
+def test_an_anchor_hash_copied_in_upper_case_is_the_same_anchor() -> None:
+    events = chain(3)
+    line = json.dumps(
+        {"at": T.isoformat(), "head_seq": 3, "head_hash": f" {events[2].hash.upper()} ", "count": 3}
+    )
+    parsed = parse_anchor(line, 1)
+    assert parsed.hash == events[2].hash
+    result = verify_chain(events, anchors=[parsed])
+    assert result.ok and result.anchored_seq == 3
 
 
 def test_an_anchor_line_that_is_not_an_object_is_refused() -> None:
