@@ -36,7 +36,8 @@ from connectors.ldap.dialects import (
     ppolicy_locked_for_good,
     values_of,
 )
-from connectors.ldap.translate import GROUP_PREFIX, Entry, normalize_dn, ssh_credential_id
+from connectors.ldap.dn import normalize_dn
+from connectors.ldap.translate import GROUP_PREFIX, Entry, ssh_credential_id
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.protocols import Restore

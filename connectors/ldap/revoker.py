@@ -62,9 +62,10 @@ from connectors.ldap.actions import (
 )
 from connectors.ldap.clients import Connector, close
 from connectors.ldap.dialects import first, values_of
+from connectors.ldap.dn import dn_under, normalize_dn
 from connectors.ldap.search import ScopeReadError, read_entry
 from connectors.ldap.settings import LdapSettings
-from connectors.ldap.translate import Entry, dn_under, normalize_dn
+from connectors.ldap.translate import Entry
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import ActionSpec

@@ -19,8 +19,9 @@ from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.conv import escape_filter_chars
 
 from connectors.ldap.dialects import LowerAttrs
+from connectors.ldap.dn import dn_under
 from connectors.ldap.settings import LdapSettings
-from connectors.ldap.translate import Entry, dn_under
+from connectors.ldap.translate import Entry
 from offboard_audit.core.records import Person
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"

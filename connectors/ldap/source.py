@@ -30,6 +30,7 @@ from ldap3.core import exceptions as ldap_exc
 
 from connectors.ldap.clients import Connector, close
 from connectors.ldap.dialects import first, values_of
+from connectors.ldap.dn import dn_under, normalize_dn
 from connectors.ldap.search import (
     ScopeReadError,
     group_member_filter,
@@ -41,9 +42,7 @@ from connectors.ldap.settings import LdapSettings
 from connectors.ldap.translate import (
     SYSTEM,
     Entry,
-    dn_under,
     hint_attribute_names,
-    normalize_dn,
     translate_entry,
     wanted_attributes,
 )

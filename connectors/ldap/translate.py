@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.ldap.dialects import HINT_ATTRIBUTES, RawAttrs, first, parse_generalized_time, values_of
+from connectors.ldap.dn import dn_under, normalize_dn
 from connectors.ldap.settings import LdapSettings
 from offboard_audit.core.records import Account, AccountKind, Credential, CredentialKind
 
@@ -27,16 +28,6 @@ SSH_PREFIX = "ssh:"
 class Entry:
     dn: str
     raw: RawAttrs
-
-
-def normalize_dn(dn: str) -> str:
-    """Case- and space-insensitive form of a DN, for comparisons only (never sent to a server)."""
-    return ",".join(part.strip().lower() for part in dn.split(","))
-
-
-def dn_under(dn: str, base: str) -> bool:
-    d, b = normalize_dn(dn), normalize_dn(base)
-    return d == b or d.endswith("," + b)
 
 
 def _blob_type(blob: bytes) -> str | None:
