@@ -6,7 +6,7 @@ import typer
 
 from offboard_audit.cli.app import EXIT_OK, app, err, fail, now_utc, state
 from offboard_audit.cli.common import EXIT_REFUSED, actor, emit
-from offboard_audit.report.audit_trail import AuditTrail, anchor_head, check_trail
+from offboard_audit.report.audit_trail import AUDIT_KEY_SET, AuditTrail, anchor_head, check_trail
 from offboard_audit.report.table import markup_safe, plain
 from offboard_audit.storage.actions import NewEvent, append_event, iter_events
 from offboard_audit.storage.store import Store
@@ -36,6 +36,8 @@ def log_verify(
     err.print(plain(f"mode: {check.mode}"), highlight=False, soft_wrap=True)
     for line in [*check.proves, *check.notes]:
         err.print(plain(f"  {line}"), highlight=False, soft_wrap=True)
+    for line in check.warnings:
+        err.print(f"[bold yellow]warning:[/] {markup_safe(line)}", highlight=False, soft_wrap=True)
     if check.ok:
         emit(f"ok: {result.events} events, chain intact; head {result.head_seq} {result.head_hash}")
         return EXIT_OK
@@ -72,9 +74,8 @@ def log_anchor(
     if trail.anchor_file is None:
         raise fail("no anchor file: set [audit] anchor_file in the config")
     store = st.store(config)
-    if start_keyed:
-        _start_keyed(store, trail)
-    check = check_trail(store, trail)
+    started = _start_keyed(store, trail) if start_keyed else None
+    check = check_trail(store, trail, anchoring_now=started)
     if not check.ok:
         for line in check.problems:
             err.print(f"[bold red]broken:[/] {markup_safe(line)}", highlight=False, soft_wrap=True)
@@ -88,7 +89,7 @@ def log_anchor(
     return EXIT_OK
 
 
-def _start_keyed(store: Store, trail: AuditTrail) -> None:
+def _start_keyed(store: Store, trail: AuditTrail) -> int:
     """Append the keyed event that starts the keyed part of a log written without the key.
 
     Only while no event carries a MAC: a chain whose MACs were stripped reads the same as one
@@ -102,5 +103,6 @@ def _start_keyed(store: Store, trail: AuditTrail) -> None:
             f"--start-keyed refused: event {keyed} already carries a MAC, so the keyed part has begun; "
             "run `log verify` to see what it finds"
         )
-    event = append_event(store, NewEvent("audit-key-set", now_utc(), actor(), {"key_id": trail.key.key_id}))
+    event = append_event(store, NewEvent(AUDIT_KEY_SET, now_utc(), actor(), {"key_id": trail.key.key_id}))
     err.print(plain(f"appended event {event.seq} (audit-key-set): the keyed part of the log starts here"))
+    return event.seq

@@ -16,7 +16,7 @@ docs/revocation.md, "What the audit trail proves", says what each mode protects 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from pathlib import Path
 from offboard_audit.config import Config
 from offboard_audit.core.audit_chain import (
     Anchor,
+    AuditEvent,
     ChainKey,
     VerifyResult,
     anchor_line,
@@ -37,6 +38,10 @@ from offboard_audit.core.stored import ActionRecord
 from offboard_audit.storage.actions import events_up_to, iter_events, last_event, load_actions
 from offboard_audit.storage.db import Database, take_appended, use_chain_key
 from offboard_audit.storage.files import open_private_append
+
+# The event `log anchor --start-keyed` appends right before it anchors the head: the one trace
+# in the log itself that an anchor file was configured and written to.
+AUDIT_KEY_SET = "audit-key-set"
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class TrailCheck:
     actions: Mapping[str, ChainAction]
     keyed: bool
     anchored: bool
+    # What could not be checked although it was asked for; not a problem by itself.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -185,20 +192,33 @@ def check_trail(
     *,
     rows: Sequence[ActionRecord] | None = None,
     expected: Iterable[str] | None = None,
+    anchoring_now: int | None = None,
 ) -> TrailCheck:
     """Verify the whole chain once and compare ``rows`` (default: every action row) with it;
-    actions in ``expected`` (default: every action in the chain) must have a row."""
+    actions in ``expected`` (default: every action in the chain) must have a row.
+
+    ``anchoring_now``: the ``audit-key-set`` event this command has just written and is about
+    to anchor (``log anchor --start-keyed``); it does not count as anchored yet."""
     anchors: list[Anchor] = []
     anchor_problems: list[str] = []
     notes: list[str] = []
+    warnings: list[str] = []
+    exists = True
     if trail.anchor_file is not None:
         anchors, anchor_problems, exists = read_anchors(trail.anchor_file)
-        if not exists:
-            notes.append(
-                f"anchor file {trail.anchor_file} does not exist yet: nothing was checked against it"
-            )
     history = ChainHistory()
-    result = verify_chain(history.feed(iter_events(db)), expected_head, key=trail.key, anchors=anchors)
+    started_keyed: list[int] = []
+    result = verify_chain(
+        _note_key_set(history.feed(iter_events(db)), started_keyed),
+        expected_head,
+        key=trail.key,
+        anchors=anchors,
+    )
+    if trail.anchor_file is not None and not anchors and not anchor_problems:
+        anchored_before = [seq for seq in started_keyed if anchoring_now is None or seq < anchoring_now]
+        _no_anchors(
+            trail.anchor_file, exists, result.events, anchored_before, anchor_problems, warnings, notes
+        )
     actions = history.actions()
     table = load_actions(db) if rows is None else rows
     found = discrepancies(table, actions, actions.keys() if expected is None else expected)
@@ -215,4 +235,55 @@ def check_trail(
         actions,
         keyed=trail.keyed,
         anchored=trail.anchored,
+        warnings=tuple(warnings),
+    )
+
+
+def _note_key_set(events: Iterable[AuditEvent], seqs: list[int]) -> Iterator[AuditEvent]:
+    """``events`` as they are, noting the sequence numbers of ``audit-key-set`` events."""
+    for ev in events:
+        if ev.kind == AUDIT_KEY_SET:
+            seqs.append(ev.seq)
+        yield ev
+
+
+def _no_anchors(
+    path: Path,
+    exists: bool,
+    events: int,
+    started_keyed: Sequence[int],
+    problems: list[str],
+    warnings: list[str],
+    notes: list[str],
+) -> None:
+    """An anchor file that is missing or holds no anchor, said as what it means for this log.
+
+    Deleting the anchor file and cutting the log's tail must not read as "ok". The log records
+    no anchor, so only an ``audit-key-set`` event shows that anchoring happened (``log anchor
+    --start-keyed`` anchors the head right after writing it): then the missing anchors are a
+    problem. Otherwise anchoring may simply not be set up yet (``log anchor`` not run), which
+    cannot be told from a deleted file: a warning naming what went unchecked.
+    """
+    state = "does not exist" if not exists else "holds no anchor"
+    if events == 0:
+        if not exists:
+            notes.append(
+                f"anchor file {path} does not exist yet: the audit log is empty, so nothing is missing"
+            )
+        return
+    if started_keyed:
+        problems.append(
+            f"anchor file {path} {state}, but event {started_keyed[0]} (audit-key-set) was written by "
+            "`log anchor --start-keyed`, which anchored the head in the anchor file: the anchors were "
+            "deleted or emptied (or [audit] anchor_file names another file than it did then), so "
+            "events cut off the end of the log cannot be ruled out; restore the file (the daemon's "
+            "notification channel, if set up, has a copy of each anchor) and verify again"
+        )
+        return
+    warnings.append(
+        f"anchor file {path} {state}: none of the {events} events was checked against an anchor, so "
+        "events cut off the end of the log, or the log replaced wholesale, would go unnoticed. The log "
+        "does not record whether anchors were written before, so a deleted or emptied file cannot be "
+        "told from anchoring not set up yet: if it held anchors, restore it (the daemon's notification "
+        "channel, if set up, has a copy of each anchor) and verify again; if not, run `log anchor`"
     )

@@ -173,7 +173,7 @@ def evidence_json(e: Evidence) -> dict[str, Any]:
             "proves": e.check.proves,
             "chain_verified": e.chain_ok,
             "problems": list(e.chain_problems),
-            "notes": list(e.check.notes),
+            "notes": [*e.check.warnings, *e.check.notes],
             "head_seq": r.head_seq,
             "head_hash": e.chain_head,
             "events_total": r.events,

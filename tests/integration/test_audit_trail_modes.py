@@ -362,3 +362,85 @@ def test_cli_log_verify_head_is_hex_in_any_case_and_trimmed(tmp_path: Path) -> N
         conn.execute("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
     code, out, err = cli(world, "log", "verify", "--head", head.upper())
     assert code == 1 and f"expected head {head[:16]}... not found: events were cut off" in err
+
+
+def started_keyed_world(tmp_path: Path) -> tuple[FakeWorld, dict[str, str], Path]:
+    """A log written without the key, keyed and anchored by `log anchor --start-keyed`, then
+    more events (each pass anchors its own)."""
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    assert cli(world, "revoke", "--apply", "--person", "E2")[0] == 0
+    anchors = tmp_path / "anchors.jsonl"
+    world.config_path.write_text(
+        world.config_path.read_text()
+        + f'\n[audit]\nkey_env = "OFFBOARD_TEST_AUDIT_KEY"\nanchor_file = "{anchors}"\n'
+    )
+    key_env = {"OFFBOARD_TEST_AUDIT_KEY": KEY.decode()}
+    code, _, err = cli(world, "log", "anchor", "--start-keyed", env=key_env)
+    assert code == 0, err
+    assert cli(world, "revoke", "--apply", "--person", "E1", env=key_env)[0] == 0
+    code, out, err = cli(world, "log", "verify", env=key_env)
+    assert code == 0 and out.startswith("ok:") and "warning:" not in err, err
+    return world, key_env, anchors
+
+
+@pytest.mark.parametrize("remove", ["delete", "empty"])
+def test_cli_log_verify_with_the_anchors_gone_after_log_anchor_ran_is_broken(
+    tmp_path: Path, remove: str
+) -> None:
+    world, key_env, anchors = started_keyed_world(tmp_path)
+    db = tmp_path / "db.sqlite"
+    key_set = next(r[0] for r in rows(db) if r[2] == "audit-key-set")
+    assert rows(db)[-1][0] > key_set  # the pass after it wrote events
+    # The attack: the anchors removed and the log's newest event cut off.
+    if remove == "delete":
+        anchors.unlink()
+    else:
+        anchors.write_text("")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
+    code, out, err = cli(world, "log", "verify", env=key_env)
+    state = "does not exist" if remove == "delete" else "holds no anchor"
+    assert code == 1 and out.startswith("BROKEN:"), (out, err)
+    assert f"broken: anchor file {anchors} {state}, but event {key_set} (audit-key-set)" in err
+    # `log anchor` does not vouch for such a log either.
+    code, _, err = cli(world, "log", "anchor", env=key_env)
+    assert code == 1 and "refused: the log does not verify" in err
+    assert not anchors.exists() or anchors.read_text() == ""
+
+
+@pytest.mark.parametrize("remove", ["delete", "empty"])
+def test_cli_log_verify_without_anchors_or_a_trace_of_anchoring_warns_what_went_unchecked(
+    tmp_path: Path, remove: str
+) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    assert cli(world, "revoke", "--apply", "--person", "E2")[0] == 0
+    events = len(rows(tmp_path / "db.sqlite"))
+    anchors = tmp_path / "anchors.jsonl"
+    if remove == "empty":
+        anchors.write_text("")
+    world.config_path.write_text(world.config_path.read_text() + f'\n[audit]\nanchor_file = "{anchors}"\n')
+    code, out, err = cli(world, "log", "verify")
+    # Anchoring configured but `log anchor` not run yet reads the same: exit 0, and a warning.
+    state = "does not exist" if remove == "delete" else "holds no anchor"
+    assert code == 0 and out.startswith("ok:"), err
+    warning = " ".join(err.split())
+    assert (
+        f"warning: anchor file {anchors} {state}: none of the {events} events was checked against an anchor"
+        in warning
+    )
+    assert "events cut off the end of the log" in warning and "run `log anchor`" in warning
+    code, out, err = cli(world, "log", "anchor")
+    assert code == 0 and out.startswith("anchored:"), err
+    code, _, err = cli(world, "log", "verify")
+    assert code == 0 and "warning:" not in err
+
+
+def test_cli_log_verify_of_an_empty_log_without_its_anchor_file_only_notes_it(tmp_path: Path) -> None:
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    anchors = tmp_path / "anchors.jsonl"
+    world.config_path.write_text(world.config_path.read_text() + f'\n[audit]\nanchor_file = "{anchors}"\n')
+    code, out, err = cli(world, "log", "verify")
+    assert code == 0 and out.startswith("ok: 0 events") and "warning:" not in err, err
+    assert f"anchor file {anchors} does not exist yet" in " ".join(err.split())
