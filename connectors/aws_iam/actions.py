@@ -11,7 +11,8 @@ change, one re-read to verify. The classes here only talk to IAM:
   the name now belongs to another user); a user re-created in the instant between that check
   and the write would show on the engine's re-read, which then reports the change not verified.
 
-Calls per applied action, with the engine's two reads: 3 GetUser + 2 object reads + 1 write.
+Calls per applied action, with the engine's two reads: 3 GetUser + 2 object reads + 1 write
+(a group membership adds one ``iam:GetGroup`` before its write: group names are reused too).
 Each class names its IAM calls once (``calls``): the permissions are derived from them.
 Console passwords and MFA devices cannot be switched off reversibly in IAM (the login profile
 is deleted, the MFA device deactivated): those actions have no ``restore``.
@@ -33,7 +34,7 @@ from connectors.aws_iam.clients import Client, items
 from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
-from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
 
@@ -242,26 +243,73 @@ DeactivateServiceCredential = status_action(
 
 
 class RemoveGroupMembership(IamAction):
+    """Group names can be reused like user names (delete ``admins``, create a new ``admins`` with
+    other policies), so the membership is tied to the group's immutable ``GroupId``: the read
+    records it (``group_id``), and ``iam:GetGroup`` re-reads it right before the removal and
+    before the undo re-adds the user, which refuse (``TargetChanged``) when the name now holds
+    another group. An action recorded before group ids were kept has no ``group_id``: its undo
+    refuses rather than re-add the user to whatever group has the name now."""
+
     calls = ("ListGroupsForUser", "RemoveUserFromGroup", "AddUserToGroup")
     definition = iam_action(
         REMOVE_GROUP_MEMBERSHIP,
         CredentialKind.GROUP_MEMBERSHIP,
-        calls,
-        "Remove the user from the group (undo: add it back).",
+        (*calls, "GetGroup"),
+        "Remove the user from the group (undo: add it back, only to the same group: its GroupId "
+        "is checked first).",
     )
     recreates = True
 
     def read_object(self, iam: Client, target: ActionTarget) -> ResourceState:
         user, group = target.username, group_name(target)
-        member = group in {g["GroupName"] for g in items(iam.list_groups_for_user, "Groups", UserName=user)}
-        return ResourceState(exists=member, active=member, data=(("user", user), ("group", group)))
+        ids = {
+            g["GroupName"]: str(g["GroupId"])
+            for g in items(iam.list_groups_for_user, "Groups", UserName=user)
+        }
+        data = [("user", user), ("group", group)]
+        if group in ids:
+            data.append(("group_id", ids[group]))
+        return ResourceState(exists=group in ids, active=group in ids, data=tuple(data))
 
     def revoke(self, iam: Client, target: ActionTarget, before: ResourceState) -> None:
-        iam.remove_user_from_group(UserName=target.username, GroupName=group_name(target))
+        group = group_name(target)
+        expected = before.value("group_id")
+        if expected is not None:
+            self.same_group(iam, target, group, expected)
+        iam.remove_user_from_group(UserName=target.username, GroupName=group)
 
     def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
         # The group remembered at apply time, not whatever the target says now.
-        iam.add_user_to_group(UserName=target.username, GroupName=prior.value("group") or group_name(target))
+        group = prior.value("group") or group_name(target)
+        expected = prior.value("group_id")
+        if expected is None:
+            raise TargetChanged(
+                f"no GroupId was recorded for group {group!r} when this action was applied (an "
+                "action from before group ids were kept): refusing to re-add the user by name, "
+                "which could grant a group re-created under that name; check the group and add "
+                "the user back by hand if it is the same one"
+            )
+        self.same_group(iam, target, group, expected)
+        iam.add_user_to_group(UserName=target.username, GroupName=group)
+
+    def same_group(self, iam: Client, target: ActionTarget, group: str, expected: str) -> None:
+        """``iam:GetGroup``: raise ``TargetChanged`` unless ``group`` is (still) the group with
+        GroupId ``expected``."""
+        with self.access.calling("GetGroup", target):
+            response = unless_missing(iam.get_group, GroupName=group, MaxItems=1)
+        if response is None:
+            raise TargetChanged(f"IAM group {group!r} (GroupId {expected}) no longer exists")
+        now = str(response["Group"]["GroupId"])
+        if now != expected:
+            raise TargetChanged(
+                f"IAM group {group!r} now has GroupId {now}, not {expected} as recorded: the group "
+                "was deleted and the name reused by another group"
+            )
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        # A membership of another group under the same name is not the prior state.
+        recorded = prior.value("group_id")
+        return recorded is None or not state.exists or state.value("group_id") == recorded
 
 
 class DeleteLoginProfile(IamAction):

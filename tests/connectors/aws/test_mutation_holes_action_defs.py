@@ -137,8 +137,15 @@ EXPECTED = {
         "RemoveGroupMembership",
         CredentialKind.GROUP_MEMBERSHIP,
         True,
-        ("iam:GetUser", "iam:ListGroupsForUser", "iam:RemoveUserFromGroup", "iam:AddUserToGroup"),
-        "Remove the user from the group (undo: add it back).",
+        (
+            "iam:GetUser",
+            "iam:ListGroupsForUser",
+            "iam:RemoveUserFromGroup",
+            "iam:AddUserToGroup",
+            "iam:GetGroup",
+        ),
+        "Remove the user from the group (undo: add it back, only to the same group: its GroupId "
+        "is checked first).",
     ),
     "delete_login_profile": (
         "DeleteLoginProfile",

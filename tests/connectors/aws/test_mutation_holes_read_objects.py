@@ -84,11 +84,15 @@ def test_access_key_read_records_the_user_and_the_iam_status_before_and_after(ia
 # --- RemoveGroupMembership.read_object, unrevoke and group_name --------------------------------
 
 
-def test_group_membership_read_records_the_user_and_the_group(iam: Any) -> None:
+def test_group_membership_read_records_the_user_the_group_and_its_group_id(iam: Any) -> None:
     seed_users([SeedUser("grace", groups=("admins",))])
+    group_id = iam.get_group(GroupName="admins")["Group"]["GroupId"]
     t = target("grace", "group/admins", CredentialKind.GROUP_MEMBERSHIP, detail="admins")
     assert read_state(revoker(iam), REMOVE_GROUP_MEMBERSHIP, t) == ResourceState(
-        exists=True, active=True, data=(("user", "grace"), ("group", "admins")), identity=uid("grace")
+        exists=True,
+        active=True,
+        data=(("user", "grace"), ("group", "admins"), ("group_id", group_id)),
+        identity=uid("grace"),
     )
 
 
@@ -129,8 +133,12 @@ def test_undo_re_adds_the_group_remembered_in_the_prior_state_not_the_one_the_ta
     iam.remove_user_from_group(UserName="grace", GroupName="ops")
     spec = revoker(iam).specs[REMOVE_GROUP_MEMBERSHIP]
     t = target("grace", "group/admins", CredentialKind.GROUP_MEMBERSHIP, detail="admins")
+    ops_id = iam.get_group(GroupName="ops")["Group"]["GroupId"]
     prior = ResourceState(
-        exists=True, active=True, data=(("user", "grace"), ("group", "ops")), identity=uid("grace")
+        exists=True,
+        active=True,
+        data=(("user", "grace"), ("group", "ops"), ("group_id", ops_id)),
+        identity=uid("grace"),
     )
     current = spec.read(t)
     assert spec.restore is not None
@@ -139,11 +147,13 @@ def test_undo_re_adds_the_group_remembered_in_the_prior_state_not_the_one_the_ta
 
 
 def test_undo_with_a_prior_state_without_group_falls_back_to_the_targets_group(iam: Any) -> None:
-    # A prior state recorded without data (an older audit row) still restores the membership.
+    # A prior state without the group's name still restores the membership of the target's group
+    # (checked against the recorded GroupId; without one the undo refuses: test_group_identity.py).
     seed_users([SeedUser("grace", groups=("admins", "ops"))])
+    admins_id = iam.get_group(GroupName="admins")["Group"]["GroupId"]
     iam.remove_user_from_group(UserName="grace", GroupName="admins")
     t = target("grace", "group/admins", CredentialKind.GROUP_MEMBERSHIP, detail="admins")
-    prior = ResourceState(exists=True, active=True, identity=uid("grace"))
+    prior = ResourceState(exists=True, active=True, data=(("group_id", admins_id),), identity=uid("grace"))
     undone = undo_step(revoker(iam), REMOVE_GROUP_MEMBERSHIP, t, prior)
     assert undone.status == "restored", undone.error
     assert groups_of(iam, "grace") == {"admins", "ops"}
