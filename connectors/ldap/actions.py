@@ -15,6 +15,8 @@ which first refuses a DN that does not parse or lies outside the configured base
   entry (lock, SSH keys) or of the group entry (membership; memberOf follows).
 - ``restore``: the same identity re-check, then a modify that puts back only the prior values
   that are missing, so a partly restored object is completed, never duplicated.
+- A group membership also checks the group entry's identity (recorded by its read) on the
+  write's connection before the modify: a DN can be reused by another group (``LeaveGroup``).
 
 Every read records the values a change removes in ``ResourceState.data`` (the prior state the
 engine keeps), so that ``restore`` can put back exactly those.
@@ -23,7 +25,7 @@ engine keeps), so that ``restore`` can put back exactly those.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Any, ClassVar, Protocol
 
 import ldap3
@@ -39,7 +41,7 @@ from connectors.ldap.dialects import (
 from connectors.ldap.dn import normalize_dn
 from connectors.ldap.translate import GROUP_PREFIX, Entry, ssh_credential_id
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState
-from offboard_audit.core.errors import RevokeError
+from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.protocols import Restore
 from offboard_audit.core.records import CredentialKind
 
@@ -217,11 +219,18 @@ class ADLock(LockAccount):
 
 
 class LeaveGroup(LdapAction):
-    """Remove the account's values (``member``, ``uniqueMember``, ``memberUid``) from one group."""
+    """Remove the account's values (``member``, ``uniqueMember``, ``memberUid``) from one group.
+
+    A group DN can be reused like an account's (delete ``cn=admins``, add a new ``cn=admins``
+    with other rights), so the read records the group's own identity (``group_identity``: the
+    dialect's ``entryUUID``/``objectGUID``/``nsUniqueId``), and the group is read again on the
+    write's connection right before the modify: ``TargetChanged`` when the DN now holds another
+    group. An undo without a recorded group identity (an action applied by an earlier version)
+    refuses rather than add the member to whatever group has the DN now."""
 
     name = LEAVE_GROUP
     kind = CredentialKind.GROUP_MEMBERSHIP
-    description = "Remove the account from one group; undo adds it back."
+    description = "Remove the account from one group; undo adds it back (to the same group, by its identity)."
 
     def read_with(self, conn: Any, target: ActionTarget) -> ResourceState:
         group_dn = _group_dn(target)
@@ -234,24 +243,44 @@ class LeaveGroup(LdapAction):
             )
         me = normalize_dn(target.account_id)
         uid = first(user.raw, "uid") if user is not None else None
-        data: list[tuple[str, str]] = [("group_dn", group.dn)]
+        members: list[tuple[str, str]] = []
         for attr in ("member", "uniqueMember"):
-            data.extend((attr, v) for v in values_of(group.raw, attr) if normalize_dn(v) == me)
+            members.extend((attr, v) for v in values_of(group.raw, attr) if normalize_dn(v) == me)
         if uid:
-            data.extend(
+            members.extend(
                 ("memberUid", v) for v in values_of(group.raw, "memberUid") if v.lower() == uid.lower()
             )
-        return ResourceState(exists=True, active=len(data) > 1, data=tuple(data), identity=identity)
+        data = [("group_dn", group.dn)]
+        # No readable identity: the removal still goes ahead (it only narrows access), but its
+        # undo will refuse to add the member back by DN alone.
+        with suppress(RevokeError):
+            data.append(("group_identity", self.directory.identity(group)))
+        data.extend(members)
+        return ResourceState(exists=True, active=bool(members), data=tuple(data), identity=identity)
 
     def revoke(self, conn: Any, target: ActionTarget, before: ResourceState) -> None:
+        group_dn = before.value("group_dn") or _group_dn(target)
+        recorded = before.value("group_identity")
+        if recorded is not None:
+            self.same_group(conn, group_dn, recorded)
         changes: Changes = {}
         for attr in MEMBER_ATTRS:
             values = [v for k, v in before.data if k == attr]
             if values:
                 changes[attr] = [(ldap3.MODIFY_DELETE, values)]
-        self.directory.modify(conn, before.value("group_dn") or _group_dn(target), changes)
+        self.directory.modify(conn, group_dn, changes)
 
     def unrevoke(self, conn: Any, target: ActionTarget, current: ResourceState, prior: ResourceState) -> None:
+        group_dn = prior.value("group_dn") or _group_dn(target)
+        recorded = prior.value("group_identity")
+        if recorded is None:
+            raise TargetChanged(
+                f"no identity was recorded for group {group_dn} when this action was applied (an "
+                "action from before group identities were kept): refusing to add the member back "
+                "by DN, which could grant a group re-created under it; check the group and add "
+                "the member back by hand if it is the same one"
+            )
+        self.same_group(conn, group_dn, recorded)
         present = set(current.data)
         changes: Changes = {}
         for attr in MEMBER_ATTRS:
@@ -259,7 +288,20 @@ class LeaveGroup(LdapAction):
             if values:
                 changes[attr] = [(ldap3.MODIFY_ADD, values)]
         if changes:
-            self.directory.modify(conn, prior.value("group_dn") or _group_dn(target), changes)
+            self.directory.modify(conn, group_dn, changes)
+
+    def same_group(self, conn: Any, group_dn: str, recorded: str) -> None:
+        """One base search of the group on the write's connection: ``TargetChanged`` unless it
+        is (still) the group with identity ``recorded``."""
+        group = self.directory.entry(conn, group_dn, [])
+        if group is None:
+            raise TargetChanged(f"group {group_dn} (identity {recorded}) no longer exists")
+        now = self.directory.identity(group)
+        if now != recorded:
+            raise TargetChanged(
+                f"group {group_dn} now has identity {now}, not {recorded} as recorded: the group "
+                "was deleted and its DN reused by another group"
+            )
 
 
 class RemoveSshKey(LdapAction):

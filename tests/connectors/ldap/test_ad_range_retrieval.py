@@ -75,7 +75,12 @@ def ad_with_max_val_range(refuse_more: bool = False) -> Any:
             },
         )
     seed.strategy.add_entry(
-        BIG, {"objectClass": ["top", "group"], "member": [user_dn(i) for i in range(MEMBERS)]}
+        BIG,
+        {
+            "objectClass": ["top", "group"],
+            "objectGUID": ["6f1c2a3b-0000-4000-8000-999999999999"],
+            "member": [user_dn(i) for i in range(MEMBERS)],
+        },
     )
 
     def connect() -> Any:

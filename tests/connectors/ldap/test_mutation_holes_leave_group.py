@@ -68,6 +68,10 @@ def seed(slapd: SlapdServer) -> str:
     return str(attribute(slapd, JANE, "entryUUID")[0])
 
 
+def group_uuid(slapd: SlapdServer, dn: str) -> str:
+    return str(attribute(slapd, dn, "entryUUID")[0])
+
+
 def attribute(slapd: SlapdServer, dn: str, name: str) -> list[Any]:
     conn: Any = slapd.connect()
     try:
@@ -116,15 +120,17 @@ def record_modifies(rev: LdapRevoker, monkeypatch: pytest.MonkeyPatch) -> list[t
 def test_read_of_a_member_records_the_group_dn_and_only_the_accounts_own_values(slapd: SlapdServer) -> None:
     uuid = seed(slapd)
     rev = make_revoker(slapd)
-    assert read_state(rev, LEAVE_GROUP, leave(DEVS, uuid)) == ResourceState(
-        exists=True, active=True, data=(("group_dn", DEVS), ("member", JANE)), identity=uuid
-    )
-    assert read_state(rev, LEAVE_GROUP, leave(UNIX, uuid)) == ResourceState(
-        exists=True, active=True, data=(("group_dn", UNIX), ("memberUid", "jane")), identity=uuid
-    )
-    assert read_state(rev, LEAVE_GROUP, leave(AUDITORS, uuid)) == ResourceState(
-        exists=True, active=True, data=(("group_dn", AUDITORS), ("uniqueMember", JANE)), identity=uuid
-    )
+    for group, value in (
+        (DEVS, ("member", JANE)),
+        (UNIX, ("memberUid", "jane")),
+        (AUDITORS, ("uniqueMember", JANE)),
+    ):
+        assert read_state(rev, LEAVE_GROUP, leave(group, uuid)) == ResourceState(
+            exists=True,
+            active=True,
+            data=(("group_dn", group), ("group_identity", group_uuid(slapd, group)), value),
+            identity=uuid,
+        )
 
 
 def test_apply_records_exact_before_and_after_states_and_deletes_only_janes_value(
@@ -133,11 +139,14 @@ def test_apply_records_exact_before_and_after_states_and_deletes_only_janes_valu
     uuid = seed(slapd)
     rev = make_revoker(slapd)
     step = apply_step(rev, LEAVE_GROUP, leave(UNIX, uuid))
+    unix = ("group_identity", group_uuid(slapd, UNIX))
     assert step.status == ActionStatus.APPLIED
     assert step.before == ResourceState(
-        exists=True, active=True, data=(("group_dn", UNIX), ("memberUid", "jane")), identity=uuid
+        exists=True, active=True, data=(("group_dn", UNIX), unix, ("memberUid", "jane")), identity=uuid
     )
-    assert step.after == ResourceState(exists=True, active=False, data=(("group_dn", UNIX),), identity=uuid)
+    assert step.after == ResourceState(
+        exists=True, active=False, data=(("group_dn", UNIX), unix), identity=uuid
+    )
     assert attribute(slapd, UNIX, "memberUid") == ["karl"]
 
 
@@ -158,13 +167,20 @@ def test_read_after_the_account_is_deleted_has_no_identity_and_still_lists_the_d
     rev = make_revoker(slapd)
     slapd.delete_entry(JANE)
     # uniqueMember is not kept in step by the memberof overlay: the old DN is still there.
+    auditors = ("group_identity", group_uuid(slapd, AUDITORS))
     state = ResourceState(
-        exists=True, active=True, data=(("group_dn", AUDITORS), ("uniqueMember", JANE)), identity=None
+        exists=True,
+        active=True,
+        data=(("group_dn", AUDITORS), auditors, ("uniqueMember", JANE)),
+        identity=None,
     )
     assert read_state(rev, LEAVE_GROUP, leave(AUDITORS, uuid)) == state
     # No uid to compare memberUid values with: none is claimed.
     assert read_state(rev, LEAVE_GROUP, leave(UNIX, uuid)) == ResourceState(
-        exists=True, active=False, data=(("group_dn", UNIX),), identity=None
+        exists=True,
+        active=False,
+        data=(("group_dn", UNIX), ("group_identity", group_uuid(slapd, UNIX))),
+        identity=None,
     )
     step = apply_step(rev, LEAVE_GROUP, leave(AUDITORS, uuid))
     assert step.status == ActionStatus.TARGET_CHANGED and step.before == state
@@ -195,7 +211,10 @@ def test_revoke_and_undo_write_to_the_group_dn_the_read_recorded(
     step = apply_step(rev, LEAVE_GROUP, target)
     assert step.status == ActionStatus.APPLIED
     assert step.before == ResourceState(
-        exists=True, active=True, data=(("group_dn", DEVS), ("member", JANE)), identity=uuid
+        exists=True,
+        active=True,
+        data=(("group_dn", DEVS), ("group_identity", group_uuid(slapd, DEVS)), ("member", JANE)),
+        identity=uuid,
     )
     assert sent == [(DEVS, {"member": [(ldap3.MODIFY_DELETE, [JANE])]})]
     assert attribute(slapd, DEVS, "member") == [KARL]
@@ -215,7 +234,8 @@ def test_a_recorded_state_without_group_dn_falls_back_to_the_targets_group(
     rev = make_revoker(slapd)
     sent = record_modifies(rev, monkeypatch)
     target = leave(DEVS, uuid)
-    recorded = ResourceState(exists=True, active=True, data=(("member", JANE),), identity=uuid)
+    devs = ("group_identity", group_uuid(slapd, DEVS))
+    recorded = ResourceState(exists=True, active=True, data=(devs, ("member", JANE)), identity=uuid)
 
     rev.specs[LEAVE_GROUP].change(target, recorded)
     assert sent == [(DEVS, {"member": [(ldap3.MODIFY_DELETE, [JANE])]})]

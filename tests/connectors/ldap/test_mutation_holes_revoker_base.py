@@ -48,7 +48,9 @@ JANE_UUID = "3f1c1d0e-8a4b-4c5d-9e6f-0a1b2c3d4e5f"
 URL = "ldap://ldap.mock.invalid"
 
 LOCK_DESCRIPTION = "Lock/disable the directory account so that binds fail; undo unlocks it."
-LEAVE_DESCRIPTION = "Remove the account from one group; undo adds it back."
+LEAVE_DESCRIPTION = (
+    "Remove the account from one group; undo adds it back (to the same group, by its identity)."
+)
 SSH_DESCRIPTION = "Remove one sshPublicKey value (by fingerprint); undo re-adds the same key."
 SSH_PERMISSION = "write sshPublicKey on the account entry"
 MEMBER_PERMISSION = "write member, uniqueMember, memberUid on the group entry"
