@@ -141,6 +141,12 @@ def test_an_unknown_id_that_is_a_stored_id_in_another_case_is_a_conflict_not_a_n
         d = decide_change(stored_org(), terminate(named, None), "hr")
         assert d.outcome is ChangeOutcome.CONFLICT and d.after is None, named
         assert f"{named!r}" in d.reason and "'E2'" in d.reason
+    d = decide_change(stored_org(), terminate("e2", None), "hr")
+    assert d.reason == (
+        "the event names employee 'e2' but the stored person is 'E2' (HR source hr): employee ids "
+        "that differ only in case or spaces are not told apart; nothing changed; correct the event "
+        "or the HR record"
+    )
 
 
 def test_a_person_known_by_neither_id_nor_email_is_recorded() -> None:
