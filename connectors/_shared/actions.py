@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import ClassVar, Protocol, TypeVar
 
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
+from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.protocols import ActionSpec
 from offboard_audit.core.records import CredentialKind
 
@@ -45,6 +46,23 @@ def define(
         permissions=permissions,
         description=description,
     )
+
+
+def recorded_group_identity(prior: ResourceState, key: str, id_name: str, group: str) -> str:
+    """The group identity (``prior``'s ``key``) an undo re-checks before it adds a member back.
+
+    An action applied before group identities were kept has none: re-adding by name (or DN) could
+    grant a group deleted and re-created under it since, so that undo is refused
+    (``TargetChanged``), never done by name."""
+    value = prior.value(key)
+    if value is None:
+        raise TargetChanged(
+            f"no {id_name} was recorded for group {group} when this action was applied (an action "
+            f"from before group identities were kept): refusing to add the member back by name, "
+            "which could grant a group re-created under it; check the group and add the member "
+            "back by hand if it is the same one"
+        )
+    return value
 
 
 def definitions(actions: Iterable[type[Defined]]) -> Mapping[str, ActionDef]:

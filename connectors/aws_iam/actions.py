@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
-from connectors._shared.actions import define
+from connectors._shared.actions import define, recorded_group_identity
 from connectors.aws_iam.clients import Client, items
 from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
@@ -281,14 +281,7 @@ class RemoveGroupMembership(IamAction):
     def unrevoke(self, iam: Client, target: ActionTarget, prior: ResourceState) -> None:
         # The group remembered at apply time, not whatever the target says now.
         group = prior.value("group") or group_name(target)
-        expected = prior.value("group_id")
-        if expected is None:
-            raise TargetChanged(
-                f"no GroupId was recorded for group {group!r} when this action was applied (an "
-                "action from before group ids were kept): refusing to re-add the user by name, "
-                "which could grant a group re-created under that name; check the group and add "
-                "the user back by hand if it is the same one"
-            )
+        expected = recorded_group_identity(prior, "group_id", "GroupId", repr(group))
         self.same_group(iam, target, group, expected)
         iam.add_user_to_group(UserName=target.username, GroupName=group)
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Protocol
 import ldap3
 
 from connectors._shared.actions import define as define_action
+from connectors._shared.actions import recorded_group_identity
 from connectors.ldap.dialects import (
     PPOLICY_PERMANENT_LOCK,
     UAC_ACCOUNTDISABLE,
@@ -272,14 +273,7 @@ class LeaveGroup(LdapAction):
 
     def unrevoke(self, conn: Any, target: ActionTarget, current: ResourceState, prior: ResourceState) -> None:
         group_dn = prior.value("group_dn") or _group_dn(target)
-        recorded = prior.value("group_identity")
-        if recorded is None:
-            raise TargetChanged(
-                f"no identity was recorded for group {group_dn} when this action was applied (an "
-                "action from before group identities were kept): refusing to add the member back "
-                "by DN, which could grant a group re-created under it; check the group and add "
-                "the member back by hand if it is the same one"
-            )
+        recorded = recorded_group_identity(prior, "group_identity", "identity", group_dn)
         self.same_group(conn, group_dn, recorded)
         present = set(current.data)
         changes: Changes = {}
