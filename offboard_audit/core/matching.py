@@ -20,7 +20,8 @@ _TEMPLATE_FIELD = re.compile(r"\{(\w+)\}")
 _KNOWN_FIELDS = {"first", "last", "first_initial", "email_local", "employee_id"}
 
 
-def _norm(value: str) -> str:
+def normalized(value: str) -> str:
+    """A name, email or employee id as matching compares it: trimmed, any case."""
     return value.strip().lower()
 
 
@@ -64,7 +65,7 @@ def usernames_for(person: Person, rules: Sequence[str]) -> set[str]:
             fields = _TEMPLATE_FIELD.findall(rule)
             if all(values.get(f) for f in fields):
                 names.add(_TEMPLATE_FIELD.sub(lambda m: values[m.group(1)], rule))
-    return {_norm(n) for n in names if n.strip()}
+    return {normalized(n) for n in names if n.strip()}
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,9 @@ class PeopleIndex:
         emails: dict[str, list[Person]] = defaultdict(list)
         users: dict[str, list[Person]] = defaultdict(list)
         for p in people:
-            ids[_norm(p.employee_id)].append(p)
-            own_emails = {_norm(p.email)} if p.email else set()
-            own_emails.update(_norm(a) for a in p.aliases if "@" in a)
+            ids[normalized(p.employee_id)].append(p)
+            own_emails = {normalized(p.email)} if p.email else set()
+            own_emails.update(normalized(a) for a in p.aliases if "@" in a)
             for e in own_emails:
                 emails[e].append(p)
             for u in usernames_for(p, username_rules):
@@ -98,7 +99,7 @@ class PeopleIndex:
 def _lookup(table: Mapping[str, tuple[Person, ...]], keys: Iterable[str]) -> tuple[Person, ...]:
     found: dict[tuple[str, str], Person] = {}
     for key in keys:
-        for person in table.get(_norm(key), ()):
+        for person in table.get(normalized(key), ()):
             found[(person.source, person.employee_id)] = person
     return tuple(found.values())
 

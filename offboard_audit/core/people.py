@@ -40,6 +40,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from offboard_audit.core.matching import normalized
 from offboard_audit.core.records import HRRead, Person, PersonStatus, require_aware_fields
 from offboard_audit.core.stored import PersonState
 
@@ -179,8 +180,8 @@ class ChangeDecision:
 
 
 def _same_id(a: str, b: str) -> bool:
-    """Whether two employee ids are one to matching (``core/matching.py``): trimmed, any case."""
-    return a.strip().lower() == b.strip().lower()
+    """Whether two employee ids are one to matching (its own comparison: trimmed, any case)."""
+    return normalized(a) == normalized(b)
 
 
 def decide_change(stored: Sequence[PersonState], change: PersonChange, default_source: str) -> ChangeDecision:
