@@ -99,6 +99,7 @@ def test_job_whose_read_of_the_person_failed_is_incomplete_and_retried_with_back
     w.clock.now = job.next_attempt_at
     assert w.daemon.process_due() == 1
     done = wait_job(w.store, job.job_id)
+    assert w.daemon.gate.wait_idle(10) == 0  # its outcome counted in the metrics too
     assert done.state is JobState.DONE and done.attempts == 4, done
     assert sorted(a.source for a in done.actions if a.status == "applied") == ["full", "tgt"]
     assert sorted(w.changes()) == ["F-bob", "K-bob"]  # each key changed once
@@ -115,6 +116,9 @@ def wait_job_state(w: World, job_id: str, state: JobState, after_attempts: int) 
     while time.monotonic() < deadline:
         job = WebhookStore(w.store).job(job_id)
         if job is not None and job.state is state and job.attempts > after_attempts:
+            # Stored is not finished: the job still counts its outcome in the metrics. Its worker
+            # leaves the daemon's work gate when it is done.
+            assert w.daemon.gate.wait_idle(10) == 0, "the job's worker did not finish"
             return job
         time.sleep(0.02)
     raise AssertionError(f"job {job_id} did not reach {state} again")
