@@ -131,7 +131,9 @@ def _parse_time(value: Any, field: str) -> datetime:
             f"{field} must be a time of day with a UTC offset, not a date alone (e.g. 2026-01-31T17:00:00Z)",
         )
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        # No rewrite of "Z" to "+00:00": Python >= 3.11 reads a trailing Z as UTC itself, and a
+        # rewrite of every Z made malformed values parse ("2026-01-31ZZ" as midnight UTC).
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Rejected(422, f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:

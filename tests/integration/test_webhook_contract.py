@@ -213,6 +213,8 @@ def _bad_requests() -> list[tuple[str, int, Any]]:
         ("termination without effective_at", 422, field(effective_at=...)),
         ("effective_at without offset", 422, field(effective_at="2026-03-02T11:00:00")),
         ("effective_at not a time", 422, field(effective_at="soon")),
+        # Not midnight UTC: a date with stray Zs has no time of day.
+        ("effective_at a date with stray Zs", 422, field(effective_at="2026-03-02ZZ")),
         ("email not an address", 422, field(email="nobody")),
         ("event_id too long", 422, field(event_id="e" * 129)),
     ]

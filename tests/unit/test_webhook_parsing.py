@@ -271,6 +271,16 @@ def test_a_date_without_a_time_of_day_is_422_saying_a_date_alone_is_not_enough(v
     )
 
 
+# A date followed by stray Zs carries no time of day. Rewriting every Z to "+00:00" before parsing
+# turned these into "2026-01-31+00:00+00:00" and the like, which Python reads as midnight UTC: a
+# termination time the sender never wrote.
+@pytest.mark.parametrize("value", ["2026-01-31ZZ", "2026-01-31Z9Z", "2026-01-31Z:00Z"])
+def test_a_date_followed_by_stray_zs_is_422_never_read_as_midnight_utc(value: str) -> None:
+    exc = rejected(lambda: parse(body(effective_at=value)))
+    assert exc.status == 422
+    assert exc.message == f"effective_at is not an ISO 8601 time: {value!r}"
+
+
 @pytest.mark.parametrize(
     ("value", "utc"),
     [
