@@ -47,9 +47,8 @@ def test_a_rehired_persons_key_is_not_deleted_once_delete_after_has_passed(env: 
     assert held and "no longer departed" in held[0].reason
 
 
-def test_revoke_after_a_rehire_event_leaves_the_rehired_person_alone(env: Env) -> None:
-    env.audit()
-    # The HR webhook's rehire (without undo_on_rehire) marks alice active; no audit has run since.
+def rehire_alice(env: Env) -> None:
+    """The HR webhook's rehire (without undo_on_rehire) marks alice active in the stored people."""
     pipeline = Pipeline(env.config, env.store, SourceContext(base_dir=env.config.base_dir))
     update = pipeline.update_person(
         PersonChange(
@@ -58,7 +57,42 @@ def test_revoke_after_a_rehire_event_leaves_the_rehired_person_alone(env: Env) -
         "job:j-1",
     )
     assert update.applied
+
+
+def test_revoke_after_a_rehire_event_leaves_the_rehired_person_alone(env: Env) -> None:
+    env.audit()
+    # No audit has run since the rehire.
+    rehire_alice(env)
     report = env.engine().revoke(NOW + timedelta(minutes=5), apply=True)
     touched = {o.credential_id for o in report.outcomes}
     assert touched == {"bob", "AK2"}
     assert {c for _, c in env.world.changes()} == {"bob", "AK2"}
+
+
+def test_an_auto_pass_holds_a_rehired_persons_findings_by_its_own_runs_verdict_not_the_stored_one(
+    env: Env,
+) -> None:
+    # The pass is given a run whose HR read was good. Alice is rehired after it (the HR webhook),
+    # and the newest audit's HR read failed since (an empty export), so the stored verdict is a
+    # tripped circuit breaker. That verdict is not this pass's: the people as stored now (Alice
+    # active) still hold her findings back, and only Bob loses access.
+    result = env.audit()
+    assert result.circuit_breaker is None
+    rehire_alice(env)
+    env.world.write_hr([])
+    later = NOW + timedelta(hours=1)
+    assert env.audit(later).circuit_breaker is not None
+    engine = env.engine(later)
+    assert engine.stored_breaker() is not None
+    [alice] = env.store.people_with_keys([("id", "E1")])
+    assert alice.status is PersonStatus.ACTIVE
+
+    report = engine.auto_revoke(result, later)
+
+    assert report.refused is None
+    assert {o.credential_id for o in report.outcomes} == {"bob", "AK2"}
+    assert {c for _, c in env.world.changes()} == {"bob", "AK2"}
+    assert report.plan is not None
+    held = {h.credential_id: h.reason for h in report.plan.held}
+    assert {"alice", "AK1", "group/g-admins"} <= held.keys()
+    assert all("no longer departed" in held[c] for c in ("alice", "AK1", "group/g-admins"))
