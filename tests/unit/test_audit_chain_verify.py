@@ -261,6 +261,16 @@ def test_a_remembered_head_is_hex_in_any_case_and_pasted_with_spaces() -> None:
     ]
 
 
+def test_a_blank_remembered_head_is_a_head_not_found_never_no_head_at_all() -> None:
+    # `log verify --head "$HEAD"` with HEAD unset or empty must fail, not verify as if no head
+    # had been given.
+    events = chain(5)
+    for blank in ("", "  \n"):
+        assert problems(events, expected_head=blank) == [
+            "event 5: expected head ... not found: events were cut off or replaced"
+        ]
+
+
 # --- the keyed chain ----------------------------------------------------------------------------
 
 
