@@ -120,6 +120,12 @@ def verify(
 # A date alone, with or without an offset (``2026-01-31``, ``2026-01-31+05:00``, ``2026-01-31Z``,
 # as XML Schema's xs:date writes it): no time of day, so it cannot say when the change takes effect.
 _DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
+# A date (calendar or week, extended or basic) and the date-time separator ISO 8601 and RFC 3339
+# allow. Python's parser takes any one character there, so without this check a date with an offset
+# and a stray Z ("2026-01-31+05:00Z") read as 05:00 UTC: a time the sender never wrote.
+_DATE_THEN_TIME = re.compile(
+    r"(?:[0-9]{4}-(?:[0-9]{2}-[0-9]{2}|W[0-9]{2}-[0-9])|[0-9]{8}|[0-9]{4}W[0-9]{3})[Tt ][0-9]"
+)
 
 
 def _parse_time(value: Any, field: str) -> datetime:
@@ -130,6 +136,8 @@ def _parse_time(value: Any, field: str) -> datetime:
             422,
             f"{field} must be a time of day with a UTC offset, not a date alone (e.g. 2026-01-31T17:00:00Z)",
         )
+    if not _DATE_THEN_TIME.match(value):
+        raise Rejected(422, f"{field} is not an ISO 8601 time: {value[:40]!r}")
     try:
         # No rewrite of "Z" to "+00:00": Python >= 3.11 reads a trailing Z as UTC itself, and a
         # rewrite of every Z made malformed values parse ("2026-01-31ZZ" as midnight UTC).

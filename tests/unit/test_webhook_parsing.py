@@ -281,10 +281,26 @@ def test_a_date_followed_by_stray_zs_is_422_never_read_as_midnight_utc(value: st
     assert exc.message == f"effective_at is not an ISO 8601 time: {value!r}"
 
 
+# Python's parser takes any character between date and time; only T, t and a space separate them
+# (ISO 8601, RFC 3339). A date with an offset and a stray Z must not become a time of day.
+@pytest.mark.parametrize(
+    "value", ["2026-01-31+05:00Z", "2026-01-31Z17:00:00Z", "2026-01-31x17:00:00Z", "2026-01-31_17:00:00Z"]
+)
+def test_a_date_and_time_joined_by_anything_but_t_or_a_space_is_422_never_read_as_a_time(value: str) -> None:
+    exc = rejected(lambda: parse(body(effective_at=value)))
+    assert exc.status == 422
+    assert exc.message == f"effective_at is not an ISO 8601 time: {value!r}"
+
+
 @pytest.mark.parametrize(
     ("value", "utc"),
     [
         ("2026-01-31T17:00:00Z", datetime(2026, 1, 31, 17, 0, tzinfo=UTC)),
+        # The other separators and forms ISO 8601 / RFC 3339 allow.
+        ("2026-01-31t17:00:00Z", datetime(2026, 1, 31, 17, 0, tzinfo=UTC)),
+        ("2026-01-31 17:00:00+01:00", datetime(2026, 1, 31, 16, 0, tzinfo=UTC)),
+        ("20260131T170000Z", datetime(2026, 1, 31, 17, 0, tzinfo=UTC)),
+        ("2026-W05-6T17:00:00Z", datetime(2026, 1, 31, 17, 0, tzinfo=UTC)),
         ("2026-01-31T17:00:00+02:00", datetime(2026, 1, 31, 15, 0, tzinfo=UTC)),
         ("2026-01-31T17:00:00-05:30", datetime(2026, 1, 31, 22, 30, tzinfo=UTC)),
         # The edges of what can be stored and read back in any zone: both are accepted.
