@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from connectors.github import make_exposure, make_source  # noqa: E402
+from connectors.github import PLUGIN  # noqa: E402
 from connectors.github.clients import GitHubClients  # noqa: E402
 from connectors.github.demo_fake import FakeGitHubServer, GitHubFakeState, fake_github_client  # noqa: E402
 from offboard_audit.core.options import SourceOptions  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
     client = GitHubClients(fake_github_client(server, "ghs_bench"))
     ctx = SourceContext(base_dir=REPO, env={}, clients={"gh": client})
     try:
-        source = make_source(options, ctx)
+        source = PLUGIN.make_source(options, ctx)
 
         def measure(label: str, fn: Any) -> Any:
             server.calls.clear()
@@ -131,7 +131,8 @@ def main() -> None:
         asked = [a for a in data.accounts if a.username.casefold() in wanted]
         detail = measure(f"detail pass ({len(asked)} leavers)", lambda: source.detail(asked))
         print(f"  -> {len(detail.credentials)} credentials, warnings {list(detail.warnings)}")
-        reader = make_exposure(options, ctx)
+        assert PLUGIN.make_exposure is not None
+        reader = PLUGIN.make_exposure(options, ctx)
         assert reader is not None
         batches = measure("deploy keys: events", lambda: list(reader.read_events({}, NOW)))
         events = [e for b in batches for e in b.events]

@@ -6,7 +6,7 @@ per-user calls only for the users that matter) and ``revoker.py`` for the write 
 
 from __future__ import annotations
 
-from connectors._shared.plugin import lazy_demo, wired
+from connectors._shared.plugin import account_plugin, lazy_demo
 from connectors.aws_iam.clients import AwsClients, ClientProvider
 from connectors.aws_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
 from connectors.aws_iam.exposure.actions import AwsRevoker
@@ -15,7 +15,7 @@ from connectors.aws_iam.settings import OPTIONS, AwsSettings, parse_settings
 from connectors.aws_iam.source import AwsIamSource
 from connectors.aws_iam.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 
 READ_PERMISSIONS: tuple[str, ...] = (
     "iam:GenerateCredentialReport",
@@ -45,19 +45,14 @@ def _wire(options: SourceOptions, ctx: SourceContext) -> tuple[AwsSettings, Clie
     return settings, ClientProvider(settings, AwsClients.coerce(ctx.clients.get(settings.name)))
 
 
-make_source = wired(_wire, AwsIamSource)
-# The revoker carries the exposure action ``rotate_secret`` too (planned only with
-# policy.auto_rotate_secrets).
-make_revoker = wired(_wire, AwsRevoker)
-
-
-PLUGIN = ConnectorPlugin(
-    type_name="aws_iam",
-    kind=SourceKind.ACCOUNTS,
-    system=SYSTEM,
-    make_source=make_source,
-    make_revoker=make_revoker,
-    revoker_actions=AwsRevoker.actions,
+PLUGIN = account_plugin(
+    "aws_iam",
+    SYSTEM,
+    _wire,
+    source=AwsIamSource,
+    # The revoker carries the exposure action ``rotate_secret`` too (planned only with
+    # policy.auto_rotate_secrets).
+    revoker=AwsRevoker,
     # With a [sources.exposure] table the source also reads what leavers could carry away.
     read_permissions=READ_PERMISSIONS
     + tuple(
@@ -81,6 +76,4 @@ __all__ = [
     "AwsIamRevoker",
     "AwsIamSource",
     "AwsSettings",
-    "make_revoker",
-    "make_source",
 ]

@@ -9,7 +9,7 @@ for the write path and ``clients.py`` for rate limits and pagination.
 
 from __future__ import annotations
 
-from connectors._shared.plugin import lazy_demo, wired
+from connectors._shared.plugin import account_plugin, lazy_demo, wired
 from connectors.github.clients import GitHubApi, GitHubClients
 from connectors.github.exposure import EXPOSURE_PERMISSIONS, GitHubExposure
 from connectors.github.revoker import GitHubRevoker
@@ -17,7 +17,7 @@ from connectors.github.settings import OPTIONS, GitHubSettings, parse_settings
 from connectors.github.source import GitHubSource
 from connectors.github.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 
 READ_PERMISSIONS: tuple[str, ...] = (
     "GET /orgs/{org}/members, /outside_collaborators, /invitations (token scope read:org of an "
@@ -46,18 +46,12 @@ def _exposure(settings: GitHubSettings, api: GitHubApi) -> GitHubExposure | None
     return GitHubExposure(settings, api) if settings.deploy_keys else None
 
 
-make_source = wired(_api, GitHubSource)
-make_revoker = wired(_api, GitHubRevoker)
-make_exposure = wired(_api, _exposure)
-
-
-PLUGIN = ConnectorPlugin(
-    type_name="github",
-    kind=SourceKind.ACCOUNTS,
-    system=SYSTEM,
-    make_source=make_source,
-    make_revoker=make_revoker,
-    revoker_actions=GitHubRevoker.actions,
+PLUGIN = account_plugin(
+    "github",
+    SYSTEM,
+    _api,
+    source=GitHubSource,
+    revoker=GitHubRevoker,
     read_permissions=READ_PERMISSIONS + tuple(f"{p} (deploy_keys = true)" for p in EXPOSURE_PERMISSIONS),
     options=OPTIONS,
     # The SAML nameId is an email or an employee id, whichever the IdP sends; owners map: an email.
@@ -67,7 +61,7 @@ PLUGIN = ConnectorPlugin(
     ),
     # Lazy: the demo starts a local fake server an ordinary audit never needs.
     demo=lazy_demo("connectors.github.demo:demo"),
-    make_exposure=make_exposure,
+    make_exposure=wired(_api, _exposure),
     exposure_permissions=EXPOSURE_PERMISSIONS,
 )
 
@@ -78,7 +72,4 @@ __all__ = [
     "GitHubRevoker",
     "GitHubSettings",
     "GitHubSource",
-    "make_exposure",
-    "make_revoker",
-    "make_source",
 ]

@@ -8,7 +8,7 @@ reads: paging, truncation, referrals, escaped filters), both shared by source an
 
 from __future__ import annotations
 
-from connectors._shared.plugin import wired
+from connectors._shared.plugin import RevokerChoice, account_plugin
 from connectors.ldap.clients import Connector, injected_connector, real_connector
 from connectors.ldap.demo import demo
 from connectors.ldap.revoker import LdapRevoker, revoker_for
@@ -16,7 +16,7 @@ from connectors.ldap.settings import OPTIONS, LdapSettings, parse_settings
 from connectors.ldap.source import LdapSource
 from connectors.ldap.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 
 
 def _connect(options: SourceOptions, ctx: SourceContext) -> tuple[LdapSettings, Connector]:
@@ -29,18 +29,13 @@ def _connect(options: SourceOptions, ctx: SourceContext) -> tuple[LdapSettings, 
     return settings, client or real_connector(settings)
 
 
-make_source = wired(_connect, LdapSource)
-# The dialect's revoker (OpenLDAP, AD or 389-DS).
-make_revoker = wired(_connect, revoker_for)
-
-
-PLUGIN = ConnectorPlugin(
-    type_name="ldap",
-    kind=SourceKind.ACCOUNTS,
-    system=SYSTEM,
-    make_source=make_source,
-    make_revoker=make_revoker,
-    revoker_actions=LdapRevoker.actions,
+PLUGIN = account_plugin(
+    "ldap",
+    SYSTEM,
+    _connect,
+    source=LdapSource,
+    # The dialect's revoker (OpenLDAP, AD or 389-DS); LdapRevoker.actions declares all of theirs.
+    revoker=RevokerChoice(LdapRevoker.actions, revoker_for),
     read_permissions=(
         "bind as bind_dn (simple bind, over TLS unless the link is trusted)",
         "search + read on account entries under base_dn/extra_base_dns (and group entries under "
@@ -63,4 +58,4 @@ PLUGIN = ConnectorPlugin(
     demo=demo,
 )
 
-__all__ = ["PLUGIN", "LdapRevoker", "LdapSource", "make_revoker", "make_source"]
+__all__ = ["PLUGIN", "LdapRevoker", "LdapSource"]

@@ -11,7 +11,7 @@ part: ``offboard-audit demo`` runs without Vault.
 
 from __future__ import annotations
 
-from connectors._shared.plugin import wired
+from connectors._shared.plugin import account_plugin, wired
 from connectors.vault.clients import VaultApi
 from connectors.vault.exposure import EXPOSURE_PERMISSIONS, VaultExposureSource
 from connectors.vault.revoker import VaultRevoker
@@ -19,7 +19,7 @@ from connectors.vault.settings import OPTIONS, VaultSettings, parse_settings
 from connectors.vault.source import READ_PERMISSIONS, VaultSource
 from connectors.vault.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 
 
 def _settings_and_api(options: SourceOptions, ctx: SourceContext) -> tuple[VaultSettings, VaultApi]:
@@ -38,22 +38,16 @@ def _exposure(settings: VaultSettings, api: VaultApi) -> VaultExposureSource | N
     return None if settings.audit_log is None else VaultExposureSource(settings, api)
 
 
-make_source = wired(_settings_and_api, VaultSource)
-make_revoker = wired(_settings_and_api, VaultRevoker)
-make_exposure = wired(_settings_and_api, _exposure)
-
-
-PLUGIN = ConnectorPlugin(
-    type_name="vault",
-    kind=SourceKind.ACCOUNTS,
-    system=SYSTEM,
-    make_source=make_source,
-    make_revoker=make_revoker,
-    revoker_actions=VaultRevoker.actions,
+PLUGIN = account_plugin(
+    "vault",
+    SYSTEM,
+    _settings_and_api,
+    source=VaultSource,
+    revoker=VaultRevoker,
     read_permissions=READ_PERMISSIONS + tuple(f"{p} (with audit_log)" for p in EXPOSURE_PERMISSIONS),
     options=OPTIONS,
     match=MatchSpec(employee_id_attributes=("employee_id",), email_attributes=("email",)),
-    make_exposure=make_exposure,
+    make_exposure=wired(_settings_and_api, _exposure),
     exposure_permissions=EXPOSURE_PERMISSIONS,
 )
 
@@ -64,7 +58,4 @@ __all__ = [
     "VaultRevoker",
     "VaultSettings",
     "VaultSource",
-    "make_exposure",
-    "make_revoker",
-    "make_source",
 ]

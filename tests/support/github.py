@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 
-from connectors.github import GitHubClients, GitHubExposure, GitHubRevoker, GitHubSource, make_exposure
-from connectors.github import make_revoker as make_github_revoker
-from connectors.github import make_source as make_github_source
+from connectors.github import PLUGIN, GitHubClients, GitHubExposure, GitHubRevoker, GitHubSource
 from connectors.github.demo_fake import FakeGitHubServer, GitHubFakeState, fake_github_client
 from offboard_audit.core.options import SourceOptions
 from offboard_audit.core.protocols import SourceContext
@@ -129,14 +127,20 @@ class GitHubWorld:
         return SourceContext(base_dir=Path.cwd(), env={}, clients={name: self.client()})
 
     def source(self, **extra: Any) -> GitHubSource:
-        return make_github_source(self.options(**extra), self.context())
+        source = PLUGIN.make_source(self.options(**extra), self.context())
+        assert isinstance(source, GitHubSource)
+        return source
 
     def revoker(self, **extra: Any) -> GitHubRevoker:
-        return make_github_revoker(self.options(**extra), self.context())
+        assert PLUGIN.make_revoker is not None
+        revoker = PLUGIN.make_revoker(self.options(**extra), self.context())
+        assert isinstance(revoker, GitHubRevoker)
+        return revoker
 
     def exposure(self, **extra: Any) -> GitHubExposure:
-        reader = make_exposure(self.options(**extra), self.context())
-        assert reader is not None
+        assert PLUGIN.make_exposure is not None
+        reader = PLUGIN.make_exposure(self.options(**extra), self.context())
+        assert isinstance(reader, GitHubExposure)
         return reader
 
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.github import make_source
+from connectors.github import PLUGIN
 from connectors.github.demo_fake import GitHubFakeState
 from offboard_audit.core.protocols import SourceContext
 from tests.support.github import NOW, ORG, GitHubWorld, MeteredGitHubServer, Sleeps
@@ -42,7 +42,7 @@ def second_world() -> Iterator[GitHubWorld]:
 def _collect_with_app_auth(world: GitHubWorld, pem: str) -> None:
     world.state.add_member("BobL")
     # app_id 42, installation 7 on both servers; no injected client: the real githubkit client.
-    source = make_source(world.options(), SourceContext(base_dir=Path.cwd(), env={"GH_APP_KEY": pem}))
+    source = PLUGIN.make_source(world.options(), SourceContext(base_dir=Path.cwd(), env={"GH_APP_KEY": pem}))
     data = source.collect()
     assert [a.username for a in data.accounts] == ["BobL"]
 

@@ -386,7 +386,7 @@ def test_github_app_auth_exchanges_its_jwt_for_an_installation_token_and_lists_t
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from connectors.github import make_source
+    from connectors.github import PLUGIN
 
     users = seed(github_world)
     github_world.state.grant(users["bob"], last_used_at=LEFT + timedelta(days=1))
@@ -397,7 +397,7 @@ def test_github_app_auth_exchanges_its_jwt_for_an_installation_token_and_lists_t
     github_world.app_token = True
     options = github_world.options()  # app_id 42, installation 7, private key from GH_APP_KEY
     ctx = SourceContext(base_dir=Path.cwd(), env={"GH_APP_KEY": pem})  # no injected client
-    source = make_source(options, ctx)
+    source = PLUGIN.make_source(options, ctx)
     data = source.collect()
     # githubkit caches the installation token; the five lists starting together may each fetch one.
     exchanged = github_world.server.calls["POST /app/installations/7/access_tokens"]
@@ -409,8 +409,8 @@ def test_github_app_auth_exchanges_its_jwt_for_an_installation_token_and_lists_t
 
 
 def test_a_missing_token_variable_fails_the_source_naming_it(github_world: GitHubWorld) -> None:
-    from connectors.github import make_source
+    from connectors.github import PLUGIN
 
-    source = make_source(github_world.options(), SourceContext(base_dir=Path.cwd(), env={}))
+    source = PLUGIN.make_source(github_world.options(), SourceContext(base_dir=Path.cwd(), env={}))
     with pytest.raises(SourceError, match="environment variable GH_TOKEN is not set"):
         source.collect()
