@@ -10,6 +10,7 @@ Google APIs; the tests' failure injection and call counters are in ``tests/suppo
 
 from __future__ import annotations
 
+from connectors._shared.plugin import account_plugin
 from connectors.gcp_iam.clients import GcpClients, injected_clients
 from connectors.gcp_iam.demo import demo
 from connectors.gcp_iam.exposure import EXPOSURE_PERMISSIONS, make_exposure
@@ -19,7 +20,7 @@ from connectors.gcp_iam.settings import OPTIONS, GcpSettings, parse_settings
 from connectors.gcp_iam.source import GcpIamSource
 from connectors.gcp_iam.translate import SYSTEM
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import ConnectorPlugin, MatchSpec, SourceContext, SourceKind
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 
 __all__ = [
     "PLUGIN",
@@ -27,38 +28,28 @@ __all__ = [
     "GcpIamRevoker",
     "GcpIamSource",
     "GcpSettings",
-    "make_revoker",
-    "make_source",
 ]
 
 
-def make_source(options: SourceOptions, ctx: SourceContext) -> GcpIamSource:
-    """Build the ``gcp_iam`` source.
-
-    ``ctx.clients[name]``, when present, must be a :class:`GcpClients` (``iam``: an
-    ``iam_admin_v1.IAMClient``; ``projects``/``folders``: ``resourcemanager_v3`` clients;
-    ``activity``: an :class:`~connectors.gcp_iam.clients.ActivityClient` or None). Otherwise
-    clients are built on first use from ``iam_endpoint`` / ``resource_manager_endpoint`` /
-    ``policy_analyzer_endpoint`` or Application Default Credentials. No secret is read from
-    the config: credentials come from the environment (ADC) only.
-    """
+def _wire(options: SourceOptions, ctx: SourceContext) -> tuple[GcpSettings, GcpClients | None]:
+    # Injected clients: ``ctx.clients[<source name>]``, when present, must be a :class:`GcpClients`
+    # (``iam``: an ``iam_admin_v1.IAMClient``; ``projects``/``folders``: ``resourcemanager_v3``
+    # clients; ``activity``: an :class:`~connectors.gcp_iam.clients.ActivityClient` or None).
+    # Otherwise clients are built on first use from ``iam_endpoint`` / ``resource_manager_endpoint``
+    # / ``policy_analyzer_endpoint`` or Application Default Credentials. No secret is read from the
+    # config: credentials come from the environment (ADC) only.
     settings = parse_settings(options)
-    parse_exposure(options)  # validated here too, so that `config check` names a bad exposure key
-    return GcpIamSource(settings, clients=injected_clients(options, ctx))
+    # Validated here too, so that `config check` (it builds the source) names a bad exposure key.
+    parse_exposure(options)
+    return settings, injected_clients(options, ctx)
 
 
-def make_revoker(options: SourceOptions, ctx: SourceContext) -> GcpIamRevoker:
-    """Build the ``gcp_iam`` revoker; client injection as for :func:`make_source`."""
-    return GcpIamRevoker(parse_settings(options), clients=injected_clients(options, ctx))
-
-
-PLUGIN = ConnectorPlugin(
-    type_name="gcp_iam",
-    kind=SourceKind.ACCOUNTS,
-    system=SYSTEM,
-    make_source=make_source,
-    make_revoker=make_revoker,
-    revoker_actions=GcpIamRevoker.actions,
+PLUGIN = account_plugin(
+    "gcp_iam",
+    SYSTEM,
+    _wire,
+    source=GcpIamSource,
+    revoker=GcpIamRevoker,
     read_permissions=(
         "resourcemanager.projects.get",
         "resourcemanager.projects.getIamPolicy",
