@@ -1,8 +1,11 @@
-"""The steps the GCP and GitHub actions share around their API calls.
+"""What the connectors' actions share: how a definition is stated, the state of an object that is
+gone, and the steps the GCP and GitHub actions take around their API calls.
 
-Both systems' actions refuse a target before any call (the revoker's guard), then make their calls
-inside ``calling``, which turns the client library's error into a ``RevokeError`` naming the
-action and the credential. The engine composes ``read`` and ``change`` (``engine/steps.py``).
+Every action's definition is built by ``define`` (or ``irreversible``), so the rule for which
+actions can be undone is stated once. The GCP and GitHub actions refuse a target before any call
+(the revoker's guard), then make their calls inside ``calling``, which turns the client library's
+error into a ``RevokeError`` naming the action and the credential. The engine composes ``read``
+and ``change`` (``engine/steps.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
+from functools import partial
 from types import MappingProxyType
 from typing import ClassVar, Protocol, TypeVar
 
@@ -19,6 +23,10 @@ from offboard_audit.core.protocols import ActionSpec
 from offboard_audit.core.records import CredentialKind
 
 A = TypeVar("A")
+
+# No object there (any more), and no identity to compare: what a read returns for a user, entry or
+# object that is gone.
+GONE = ResourceState(exists=False, active=False)
 
 
 class Defined(Protocol):
@@ -46,6 +54,10 @@ def define(
         permissions=permissions,
         description=description,
     )
+
+
+# The definition of an action this tool cannot undo in any stage (its description says why).
+irreversible = partial(define, reversible=False)
 
 
 def recorded_group_identity(prior: ResourceState, key: str, id_name: str, group: str) -> str:

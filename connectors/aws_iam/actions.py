@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
-from connectors._shared.actions import define, recorded_group_identity
+from connectors._shared.actions import GONE, define, recorded_group_identity
 from connectors.aws_iam.clients import Client, items
 from connectors.aws_iam.errors import unless_missing
 from connectors.aws_iam.translate import DENY_POLICY_NAME
@@ -46,8 +46,6 @@ REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
 DELETE_LOGIN_PROFILE = "delete_login_profile"
 DEACTIVATE_MFA_DEVICE = "deactivate_mfa_device"
 DENY_ISSUED_SESSIONS = "deny_issued_sessions"
-
-GONE = ResourceState(exists=False, active=False)
 
 
 class IamAccess(Protocol):

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from contextlib import AbstractContextManager
-from functools import partial
 from typing import Any, ClassVar, Protocol
 
-from connectors._shared.actions import GuardedAction, define
+from connectors._shared.actions import GONE, GuardedAction, irreversible
 from connectors.github import translate as tr
 from connectors.github.clients import GitHubApi
 from offboard_audit.core.actions import ActionTarget, ResourceState, Stage
@@ -77,9 +76,8 @@ class GitHubAccess(Protocol):
         ...
 
 
-# Every action reads the user's identity first, and none can be undone by this tool.
+# Every action reads the user's identity first (and none can be undone by this tool).
 READ_USER = "GET /users/{username}"
-irreversible = partial(define, reversible=False)
 
 
 class GitHubAction(GuardedAction):
@@ -123,7 +121,7 @@ class ListedObjectAction(GitHubAction):
         wanted = _object_id(target, self.prefix)
         identity = self.identity(target)
         if identity is None:
-            return ResourceState(exists=False, active=False)
+            return GONE
         match = next((o for o in self.listing(target) if self.object_id(o) == wanted), None)
         data = self.keys(target, wanted)
         if match is None:
@@ -355,7 +353,7 @@ class RemoveFromOrganization(GitHubAction):
         if membership is None:
             identity = known or self.identity(target)
             if identity is None:
-                return ResourceState(exists=False, active=False)
+                return GONE
             return ResourceState(
                 exists=False, active=False, data=(("login", target.username),), identity=identity
             )
@@ -393,7 +391,7 @@ class RemoveFromOrganization(GitHubAction):
 
         identity = known or self.identity(target)
         if identity is None:
-            return ResourceState(exists=False, active=False)
+            return GONE
         api, org = self.access.api, self.access.org
         found = api.pages(
             f"GET /orgs/{org}/outside_collaborators",

@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Protocol
 
 import ldap3
 
+from connectors._shared.actions import GONE, recorded_group_identity
 from connectors._shared.actions import define as define_action
-from connectors._shared.actions import recorded_group_identity
 from connectors.ldap.dialects import (
     PPOLICY_PERMANENT_LOCK,
     UAC_ACCOUNTDISABLE,
@@ -141,7 +141,7 @@ class LockAccount(LdapAction):
     def read_with(self, conn: Any, target: ActionTarget) -> ResourceState:
         entry = self.directory.entry(conn, target.account_id, [self.attribute])
         if entry is None:
-            return ResourceState(exists=False, active=False)
+            return GONE
         value = first(entry.raw, self.attribute)
         return ResourceState(
             exists=True,
@@ -308,7 +308,7 @@ class RemoveSshKey(LdapAction):
     def read_with(self, conn: Any, target: ActionTarget) -> ResourceState:
         entry = self.directory.entry(conn, target.account_id, ["sshPublicKey"])
         if entry is None:
-            return ResourceState(exists=False, active=False)
+            return GONE
         keys = [
             k for k in values_of(entry.raw, "sshPublicKey") if ssh_credential_id(k) == target.credential_id
         ]

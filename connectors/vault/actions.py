@@ -24,12 +24,13 @@ write would show on the engine's re-read, which then reports the change not veri
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
+from connectors._shared.actions import GONE, define, irreversible
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
 from connectors.vault.translate import parse_time, userpass_uid
-from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage, identity_mismatch
+from offboard_audit.core.actions import ActionTarget, ResourceState, Stage, identity_mismatch
 from offboard_audit.core.errors import RevokeError, TargetChanged
 from offboard_audit.core.exposure import exposed_until
 from offboard_audit.core.protocols import Restore
@@ -39,8 +40,6 @@ DISABLE_ENTITY = "disable_entity"
 REVOKE_TOKEN = "revoke_token"
 DELETE_USERPASS_LOGIN = "delete_userpass_login"
 ROTATE_TRANSIT_KEY = "rotate_transit_key"
-
-GONE = ResourceState(exists=False, active=False)
 
 
 class VaultAccess(Protocol):
@@ -100,13 +99,11 @@ def _check(target: ActionTarget, identity: str | None) -> None:
 
 
 class DisableEntity(_Action):
-    definition: ClassVar[ActionDef] = ActionDef(
-        name=DISABLE_ENTITY,
-        credential_kind=CredentialKind.ACCOUNT,
-        stage=Stage.DISABLE,
-        reversible=True,
-        permissions=("read, update on identity/entity/id/*",),
-        description="Disable the identity entity: Vault refuses every token and login of it while it "
+    definition = define(
+        DISABLE_ENTITY,
+        CredentialKind.ACCOUNT,
+        ("read, update on identity/entity/id/*",),
+        "Disable the identity entity: Vault refuses every token and login of it while it "
         "is disabled (undo: enable it again).",
     )
 
@@ -161,17 +158,15 @@ def _merged_into(owner: str | None, entity: dict[str, Any] | None) -> str | None
 
 
 class RevokeToken(_Irreversible):
-    definition: ClassVar[ActionDef] = ActionDef(
-        name=REVOKE_TOKEN,
-        credential_kind=CredentialKind.ACCESS_KEY,
-        stage=Stage.DISABLE,
-        reversible=False,
-        permissions=(
+    definition = irreversible(
+        REVOKE_TOKEN,
+        CredentialKind.ACCESS_KEY,
+        (
             "read on identity/entity/id/*",
             "update on auth/token/lookup-accessor",
             "update on auth/token/revoke-accessor",
         ),
-        description="Revoke the token (and the tokens made from it) by its accessor. IRREVERSIBLE: a "
+        "Revoke the token (and the tokens made from it) by its accessor. IRREVERSIBLE: a "
         "revoked token cannot be restored, and undoing disable_entity does not bring it back.",
     )
 
@@ -216,18 +211,16 @@ def _userpass(target: ActionTarget) -> tuple[str, str]:
 
 
 class DeleteUserpassLogin(_Irreversible):
-    definition: ClassVar[ActionDef] = ActionDef(
-        name=DELETE_USERPASS_LOGIN,
-        credential_kind=CredentialKind.PASSWORD,
-        stage=Stage.DISABLE,
-        reversible=False,
-        permissions=(
+    definition = irreversible(
+        DELETE_USERPASS_LOGIN,
+        CredentialKind.PASSWORD,
+        (
             "read on sys/auth",
             "update on identity/lookup/entity",
             "read on identity/entity/id/*",
             "read, delete on auth/<userpass mount>/users/*",
         ),
-        description="Delete the userpass user (its password). IRREVERSIBLE: userpass has no disabled "
+        "Delete the userpass user (its password). IRREVERSIBLE: userpass has no disabled "
         "state, and undo cannot restore the password (a new one would have to be issued).",
     )
 
@@ -291,17 +284,16 @@ class RotateTransitKey(_Irreversible):
     ``POST <mount>/keys/<name>/rotate``.
     """
 
-    definition: ClassVar[ActionDef] = ActionDef(
-        name=ROTATE_TRANSIT_KEY,
-        credential_kind=CredentialKind.TRANSIT_KEY,
-        stage=Stage.ROTATE,
-        reversible=False,
-        permissions=("read on <transit mount>/keys/*", "update on <transit mount>/keys/*/rotate"),
-        description="Rotate the transit key (policy.auto_rotate_secrets; only keys whose auto_rotate_period "
+    definition = irreversible(
+        ROTATE_TRANSIT_KEY,
+        CredentialKind.TRANSIT_KEY,
+        ("read on <transit mount>/keys/*", "update on <transit mount>/keys/*/rotate"),
+        "Rotate the transit key (policy.auto_rotate_secrets; only keys whose auto_rotate_period "
         "is set): a new latest version signs and encrypts from now on. IRREVERSIBLE. Older versions stay "
         "usable (verify, decrypt) until min_decryption_version and min_encryption_version are raised above "
         "the exposed ones: the finding stays open until someone does that, once what they protect is "
         "re-encrypted or re-signed.",
+        stage=Stage.ROTATE,
     )
 
     def _split(self, target: ActionTarget) -> tuple[str, str]:

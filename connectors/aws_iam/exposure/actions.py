@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from connectors._shared.actions import GONE, irreversible
 from connectors.aws_iam.clients import ClientProvider
 from connectors.aws_iam.errors import describe, error_code
 from connectors.aws_iam.exposure.clients import ExposureClients
@@ -35,24 +36,21 @@ from offboard_audit.core.records import CredentialKind
 
 ROTATE_SECRET = "rotate_secret"
 
-GONE = ResourceState(exists=False, active=False)
-
 
 class RotateSecret:
     """One ActionSpec: rotate a Secrets Manager secret with its configured rotation."""
 
-    definition: ClassVar[ActionDef] = ActionDef(
-        name=ROTATE_SECRET,
-        credential_kind=CredentialKind.SECRET,
-        stage=Stage.ROTATE,
-        reversible=False,
-        permissions=(
+    definition = irreversible(
+        ROTATE_SECRET,
+        CredentialKind.SECRET,
+        (
             "secretsmanager:DescribeSecret",
             "secretsmanager:ListSecretVersionIds",
             "secretsmanager:RotateSecret",
         ),
-        description="rotate the secret with its configured rotation (policy.auto_rotate_secrets); "
+        "rotate the secret with its configured rotation (policy.auto_rotate_secrets); "
         "the old value stops working once the rotation function finishes",
+        stage=Stage.ROTATE,
     )
 
     def __init__(self, clients: ExposureClients) -> None:
