@@ -116,6 +116,12 @@ class ListedObjectAction(GitHubAction):
     prefix: ClassVar[str]
     # The id's name in the state's data.
     id_key: ClassVar[str]
+    # The requests, as errors name them: the listing (narrowed to the target's {login} where
+    # GitHub can) and the one that revokes an object by its {id}. The listing's items' githubkit
+    # model is named, not imported: githubkit is imported only when a call is made.
+    listed: ClassVar[str]
+    model: ClassVar[str]
+    removed: ClassVar[str]
 
     def read_object(self, target: ActionTarget) -> ResourceState:
         wanted = _object_id(target, self.prefix)
@@ -130,7 +136,8 @@ class ListedObjectAction(GitHubAction):
         return ResourceState(exists=True, active=active, data=data + more, identity=identity)
 
     def revoke(self, target: ActionTarget, before: ResourceState) -> None:
-        self.delete(_object_id(target, self.prefix))
+        object_id, org = _object_id(target, self.prefix), self.access.org
+        self.access.api.call(self.removed.format(org=org, id=object_id), lambda: self.remove(org, object_id))
 
     def keys(self, target: ActionTarget, wanted: int) -> Data:
         """What the state records whether or not the object is still there."""
@@ -139,16 +146,28 @@ class ListedObjectAction(GitHubAction):
     def object_id(self, obj: Any) -> int:
         return int(obj.id)
 
-    @abstractmethod
     def listing(self, target: ActionTarget) -> list[Any]:
         """Every object of the listing that holds the target's (all pages)."""
+        from githubkit_schemas.ghec_v2026_03_10 import models
+
+        api, org, login = self.access.api, self.access.org, target.username
+        return api.pages(
+            self.listed.format(org=org, login=login),
+            lambda: self.first_page(org, login),
+            getattr(models, self.model),
+        )
+
+    @abstractmethod
+    def first_page(self, org: str, login: str) -> Any:
+        """The listing's first request (githubkit's typed call, 100 a page)."""
 
     @abstractmethod
     def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
         """Whether the listed object is still active, and what the state records of it."""
 
     @abstractmethod
-    def delete(self, object_id: int) -> None: ...
+    def remove(self, org: str, object_id: int) -> Any:
+        """The request that revokes the object (githubkit's typed call)."""
 
 
 class RevokeSsoAuthorization(ListedObjectAction):
@@ -167,16 +186,12 @@ class RevokeSsoAuthorization(ListedObjectAction):
 
     prefix = tr.SSO_PREFIX
     id_key = "credential_id"
+    listed = "GET /orgs/{org}/credential-authorizations?login={login}"
+    model = "CredentialAuthorization"
+    removed = "DELETE /orgs/{org}/credential-authorizations/{id}"
 
-    def listing(self, target: ActionTarget) -> list[Any]:
-        from githubkit_schemas.ghec_v2026_03_10.models import CredentialAuthorization
-
-        api, org, login = self.access.api, self.access.org, target.username
-        return api.pages(
-            f"GET /orgs/{org}/credential-authorizations?login={login}",
-            lambda: api.rest.orgs.list_saml_sso_authorizations(org, login=login, per_page=100),
-            CredentialAuthorization,
-        )
+    def first_page(self, org: str, login: str) -> Any:
+        return self.access.api.rest.orgs.list_saml_sso_authorizations(org, login=login, per_page=100)
 
     def object_id(self, obj: Any) -> int:
         return int(obj.credential_id)
@@ -184,12 +199,8 @@ class RevokeSsoAuthorization(ListedObjectAction):
     def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
         return True, (("credential_type", str(obj.credential_type)),)
 
-    def delete(self, object_id: int) -> None:
-        api, org = self.access.api, self.access.org
-        api.call(
-            f"DELETE /orgs/{org}/credential-authorizations/{object_id}",
-            lambda: api.rest.orgs.remove_saml_sso_authorization(org, object_id),
-        )
+    def remove(self, org: str, object_id: int) -> Any:
+        return self.access.api.rest.orgs.remove_saml_sso_authorization(org, object_id)
 
 
 class RevokeFineGrainedToken(ListedObjectAction):
@@ -208,26 +219,18 @@ class RevokeFineGrainedToken(ListedObjectAction):
 
     prefix = tr.PAT_PREFIX
     id_key = "pat_id"
+    listed = "GET /orgs/{org}/personal-access-tokens?owner[]={login}"
+    model = "OrganizationProgrammaticAccessGrant"
+    removed = "POST /orgs/{org}/personal-access-tokens/{id}"
 
-    def listing(self, target: ActionTarget) -> list[Any]:
-        from githubkit_schemas.ghec_v2026_03_10.models import OrganizationProgrammaticAccessGrant
-
-        api, org, login = self.access.api, self.access.org, target.username
-        return api.pages(
-            f"GET /orgs/{org}/personal-access-tokens?owner[]={login}",
-            lambda: api.rest.orgs.list_pat_grants(org, owner=[login], per_page=100),
-            OrganizationProgrammaticAccessGrant,
-        )
+    def first_page(self, org: str, login: str) -> Any:
+        return self.access.api.rest.orgs.list_pat_grants(org, owner=[login], per_page=100)
 
     def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
         return not obj.token_expired, (("token_id", str(obj.token_id)), ("token_name", str(obj.token_name)))
 
-    def delete(self, object_id: int) -> None:
-        api, org = self.access.api, self.access.org
-        api.call(
-            f"POST /orgs/{org}/personal-access-tokens/{object_id}",
-            lambda: api.rest.orgs.update_pat_access(org, object_id, action="revoke"),
-        )
+    def remove(self, org: str, object_id: int) -> Any:
+        return self.access.api.rest.orgs.update_pat_access(org, object_id, action="revoke")
 
 
 class CancelInvitation(ListedObjectAction):
@@ -247,6 +250,9 @@ class CancelInvitation(ListedObjectAction):
 
     prefix = tr.INVITATION_PREFIX
     id_key = "invitation_id"
+    listed = "GET /orgs/{org}/invitations"
+    model = "OrganizationInvitation"
+    removed = "DELETE /orgs/{org}/invitations/{id}"
 
     def identity(self, target: ActionTarget) -> str | None:
         # An invitation to an address with no GitHub account: the address is the identity.
@@ -285,15 +291,8 @@ class CancelInvitation(ListedObjectAction):
             )
         super().revoke(target, before)
 
-    def listing(self, target: ActionTarget) -> list[Any]:
-        from githubkit_schemas.ghec_v2026_03_10.models import OrganizationInvitation
-
-        api, org = self.access.api, self.access.org
-        return api.pages(
-            f"GET /orgs/{org}/invitations",
-            lambda: api.rest.orgs.list_pending_invitations(org, per_page=100),
-            OrganizationInvitation,
-        )
+    def first_page(self, org: str, login: str) -> Any:
+        return self.access.api.rest.orgs.list_pending_invitations(org, per_page=100)
 
     def found(self, target: ActionTarget, obj: Any) -> tuple[bool, Data]:
         invitee = (obj.login or obj.email or "").casefold()
@@ -304,12 +303,8 @@ class CancelInvitation(ListedObjectAction):
             )
         return True, (("invitee", invitee), ("role", str(obj.role)))
 
-    def delete(self, object_id: int) -> None:
-        api, org = self.access.api, self.access.org
-        api.call(
-            f"DELETE /orgs/{org}/invitations/{object_id}",
-            lambda: api.rest.orgs.cancel_invitation(org, object_id),
-        )
+    def remove(self, org: str, object_id: int) -> Any:
+        return self.access.api.rest.orgs.cancel_invitation(org, object_id)
 
 
 class RemoveFromOrganization(GitHubAction):
