@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol, TypeVar
 
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import TargetChanged
-from offboard_audit.core.protocols import ActionSpec
+from offboard_audit.core.protocols import ActionSpec, Restore
 from offboard_audit.core.records import CredentialKind
 
 A = TypeVar("A")
@@ -58,6 +58,18 @@ def define(
 
 # The definition of an action this tool cannot undo in any stage (its description says why).
 irreversible = partial(define, reversible=False)
+
+
+class NoUndo:
+    """An action this tool cannot undo (its definition says ``reversible=False`` and why): it has
+    no restore, and no state counts as restored."""
+
+    @property
+    def restore(self) -> Restore | None:
+        return None
+
+    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
+        return False
 
 
 def recorded_group_identity(prior: ResourceState, key: str, id_name: str, group: str) -> str:

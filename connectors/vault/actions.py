@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from connectors._shared.actions import GONE, define, irreversible
+from connectors._shared.actions import GONE, NoUndo, define, irreversible
 from connectors.vault.clients import VaultApi, VaultCallError
 from connectors.vault.settings import VaultSettings
 from connectors.vault.translate import parse_time, userpass_uid
@@ -77,17 +77,6 @@ class _Action:
 
     def __init__(self, access: VaultAccess) -> None:
         self.access = access
-
-
-class _Irreversible(_Action):
-    """An action this tool cannot undo (its definition says ``reversible=False`` and why)."""
-
-    @property
-    def restore(self) -> Restore | None:
-        return None
-
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return False
 
 
 def _check(target: ActionTarget, identity: str | None) -> None:
@@ -157,7 +146,7 @@ def _merged_into(owner: str | None, entity: dict[str, Any] | None) -> str | None
     return owner
 
 
-class RevokeToken(_Irreversible):
+class RevokeToken(NoUndo, _Action):
     definition = irreversible(
         REVOKE_TOKEN,
         CredentialKind.ACCESS_KEY,
@@ -210,7 +199,7 @@ def _userpass(target: ActionTarget) -> tuple[str, str]:
     return f"{head}/", user
 
 
-class DeleteUserpassLogin(_Irreversible):
+class DeleteUserpassLogin(NoUndo, _Action):
     definition = irreversible(
         DELETE_USERPASS_LOGIN,
         CredentialKind.PASSWORD,
@@ -274,7 +263,7 @@ class DeleteUserpassLogin(_Irreversible):
             self.access.api.delete(target.credential_id)
 
 
-class RotateTransitKey(_Irreversible):
+class RotateTransitKey(NoUndo, _Action):
     """Rotate a transit key a leaver exported, only where its own rotation is configured.
 
     ``read``: ``GET <mount>/keys/<name>``: gone is ``target-changed`` (nothing to rotate, and

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from connectors._shared.actions import GONE, irreversible
+from connectors._shared.actions import GONE, NoUndo, irreversible
 from connectors.aws_iam.clients import ClientProvider
 from connectors.aws_iam.errors import describe, error_code
 from connectors.aws_iam.exposure.clients import ExposureClients
@@ -31,13 +31,13 @@ from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.exposure import base_scope, exposed_until
-from offboard_audit.core.protocols import ActionSpec, Restore
+from offboard_audit.core.protocols import ActionSpec
 from offboard_audit.core.records import CredentialKind
 
 ROTATE_SECRET = "rotate_secret"
 
 
-class RotateSecret:
+class RotateSecret(NoUndo):
     """One ActionSpec: rotate a Secrets Manager secret with its configured rotation."""
 
     definition = irreversible(
@@ -105,13 +105,6 @@ class RotateSecret:
             sm.rotate_secret(SecretId=before.identity or target.credential_id)
         except Exception as exc:
             raise RevokeError(f"secretsmanager:RotateSecret {target.credential_id}: {describe(exc)}") from exc
-
-    @property
-    def restore(self) -> Restore | None:
-        return None
-
-    def restored(self, state: ResourceState, prior: ResourceState) -> bool:
-        return False
 
 
 class AwsRevoker(AwsIamRevoker):
