@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pytest
 
+from connectors._shared.actions import GONE
 from connectors.vault.actions import (
     DELETE_USERPASS_LOGIN,
     DISABLE_ENTITY,
-    GONE,
     REVOKE_TOKEN,
     ROTATE_TRANSIT_KEY,
 )
@@ -264,7 +264,7 @@ def test_entity_of_a_login_only_account_id_is_none_without_asking_the_server(vau
     assert w.api.calls == [("read", f"identity/entity/id/{w.entities['alice']}")]
 
 
-# --- _Irreversible.restored ------------------------------------------------------------------------
+# --- NoUndo.restored (the vault irreversible actions) --------------------------------------------
 
 
 @pytest.mark.parametrize("action", [REVOKE_TOKEN, DELETE_USERPASS_LOGIN, ROTATE_TRANSIT_KEY])
