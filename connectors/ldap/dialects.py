@@ -124,6 +124,10 @@ def parse_generalized_time(text: str) -> datetime | None:
     # "202601011230.5Z" 12:30:30; read as seconds both were off by up to an hour.
     unit_us = _FRACTION_UNIT_US[len(value)]
     fraction_us = (int(frac) * unit_us * 2 + 10 ** len(frac)) // (2 * 10 ** len(frac)) if frac else 0
+    # RFC 4517 allows a leap second (second 60), which datetime cannot hold: it is read as the
+    # first instant of the next minute. Refused, it failed the whole LDAP read at that entry.
+    second = int(value[12:14] or 0)
+    leap = second == 60
     # Slicing instead of strptime: this runs for every entry of a large directory.
     parsed = datetime(
         int(value[0:4]),
@@ -131,10 +135,10 @@ def parse_generalized_time(text: str) -> datetime | None:
         int(value[6:8]),
         int(value[8:10]),
         int(value[10:12] or 0),
-        int(value[12:14] or 0),
+        59 if leap else second,
         tzinfo=tz,
     )
-    return (parsed + timedelta(microseconds=fraction_us)).astimezone(UTC)
+    return (parsed + timedelta(seconds=leap, microseconds=fraction_us)).astimezone(UTC)
 
 
 def _offset(differential: str, text: str) -> timezone:

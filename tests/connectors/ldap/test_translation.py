@@ -51,6 +51,28 @@ def test_generalized_time_variants_parse_to_aware_utc() -> None:
     assert parse_generalized_time("000001010000Z") is None
 
 
+# RFC 4517 allows second 60 (a leap second); datetime cannot hold it, and refusing it failed the
+# whole LDAP read at the first entry stamped during one.
+@pytest.mark.parametrize(
+    ("raw_value", "expected"),
+    [
+        ("20161231235960Z", datetime(2017, 1, 1, 0, 0, tzinfo=UTC)),
+        ("20161231235960.5Z", datetime(2017, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)),
+        ("20170101025960+0300", datetime(2017, 1, 1, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_leap_second_reads_as_the_first_instant_of_the_next_minute(
+    raw_value: str, expected: datetime
+) -> None:
+    assert parse_generalized_time(raw_value) == expected
+
+
+@pytest.mark.parametrize("raw_value", ["20161231235961Z", "20161231236000Z"])
+def test_a_second_past_60_or_a_minute_of_60_is_still_not_a_generalized_time(raw_value: str) -> None:
+    with pytest.raises(ValueError, match=r"must be in 0\.\.59"):
+        parse_generalized_time(raw_value)
+
+
 @pytest.mark.parametrize(
     ("raw_value", "expected"),
     [
