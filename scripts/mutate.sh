@@ -23,6 +23,7 @@ MODULES=(
   "offboard_audit/engine/pipeline.py"
   "offboard_audit/daemon/webhook.py"
   "offboard_audit/core/audit_chain.py"
+  "offboard_audit/core/chain_verify.py"
   "offboard_audit/core/chain_history.py"
   "offboard_audit/core/stored.py"
   "offboard_audit/core/selectors.py"

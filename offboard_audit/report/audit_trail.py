@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 from offboard_audit.config import Config
-from offboard_audit.core.audit_chain import (
+from offboard_audit.core.audit_chain import AuditEvent, ChainKey
+from offboard_audit.core.chain_history import ChainAction, ChainHistory, Discrepancy, discrepancies
+from offboard_audit.core.chain_verify import (
     Anchor,
-    AuditEvent,
-    ChainKey,
     VerifyResult,
     anchor_line,
     mode_name,
@@ -33,7 +33,6 @@ from offboard_audit.core.audit_chain import (
     verify_chain,
     what_it_proves,
 )
-from offboard_audit.core.chain_history import ChainAction, ChainHistory, Discrepancy, discrepancies
 from offboard_audit.core.stored import ActionRecord
 from offboard_audit.storage.actions import events_up_to, iter_events, last_event, load_actions
 from offboard_audit.storage.db import Database, take_appended, use_chain_key

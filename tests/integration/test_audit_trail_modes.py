@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from offboard_audit.core.audit_chain import ChainKey, event_hash, verify_chain
+from offboard_audit.core.audit_chain import ChainKey, event_hash
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.report.audit_trail import AuditTrail, attach, check_trail, write_anchor
 from offboard_audit.storage.actions import NewEvent, append_event, iter_events
 from offboard_audit.storage.store import Store

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import Rule
 from offboard_audit.core.runs import SourceStatus

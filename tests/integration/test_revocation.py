@@ -339,7 +339,7 @@ def test_auto_revoke_for_one_person_touches_only_that_person(env: Env) -> None:
 
 
 def test_every_action_has_intent_before_and_outcome_after_in_a_verified_chain(env: Env) -> None:
-    from offboard_audit.core.audit_chain import verify_chain
+    from offboard_audit.core.chain_verify import verify_chain
 
     env.audit()
     report = env.engine(actor="cli:alice").revoke(NOW, apply=True)

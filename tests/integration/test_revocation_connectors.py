@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.core.protocols import Revoker
 from offboard_audit.demo import demo_org
 from offboard_audit.engine.pipeline import Pipeline

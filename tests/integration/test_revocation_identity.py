@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.core.records import Exemption, FindingStatus
 from offboard_audit.core.stored import ActionStatus
 from offboard_audit.storage.actions import NewEvent, iter_events, load_actions, record_new_action

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.storage.actions import iter_events, load_actions
 from offboard_audit.storage.store import Store
 from tests.support.fake_connector import FakeWorld, fake_env, standard_world

@@ -18,17 +18,19 @@ import pytest
 
 from offboard_audit.core.audit_chain import (
     GENESIS,
-    Anchor,
     AuditEvent,
     ChainKey,
+    canonical_payload,
+    event_hash,
+    recompute,
+)
+from offboard_audit.core.chain_verify import (
+    Anchor,
     ChainProblem,
     VerifyResult,
     anchor_line,
-    canonical_payload,
-    event_hash,
     mode_name,
     parse_anchor,
-    recompute,
     verify_chain,
     what_it_proves,
 )

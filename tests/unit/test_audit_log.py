@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from offboard_audit.core.audit_chain import GENESIS, recompute, verify_chain
+from offboard_audit.core.audit_chain import GENESIS, recompute
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.storage.actions import NewEvent, append_event, iter_events
 from offboard_audit.storage.store import Store
 

@@ -13,7 +13,8 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from offboard_audit.core.audit_chain import GENESIS, Anchor, AuditEvent, ChainKey, recompute, verify_chain
+from offboard_audit.core.audit_chain import GENESIS, AuditEvent, ChainKey, recompute
+from offboard_audit.core.chain_verify import Anchor, verify_chain
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 SECRET = b"k" * 32

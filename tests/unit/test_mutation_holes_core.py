@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from offboard_audit.core.audit_chain import Anchor, AuditEvent, VerifyResult, anchor_line, what_it_proves
+from offboard_audit.core.audit_chain import AuditEvent
 from offboard_audit.core.chain_history import Discrepancy, chain_actions, discrepancies
+from offboard_audit.core.chain_verify import Anchor, VerifyResult, anchor_line, what_it_proves
 from offboard_audit.core.errors import SourceError
 from offboard_audit.core.people import ChangeDecision, ChangeOutcome, HRMerge, PersonChange, decide_change
 from offboard_audit.core.records import HRRead, PersonStatus

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.storage.actions import iter_events
 from offboard_audit.storage.store import Store
 from tests.support.aws import FAKE_AWS_ENV, SeedUser, seed_users

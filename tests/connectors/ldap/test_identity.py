@@ -27,7 +27,7 @@ from connectors.ldap.dialects import AD, guid_string
 from connectors.ldap.revoker import LEAVE_GROUP, LOCK, REMOVE_SSH_KEY
 from offboard_audit.config import Config, load_config
 from offboard_audit.core.actions import ResourceState
-from offboard_audit.core.audit_chain import verify_chain
+from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.core.errors import TargetChanged
 from offboard_audit.core.protocols import SourceContext
 from offboard_audit.core.records import CredentialKind
