@@ -17,6 +17,7 @@ MODULES=(
   "offboard_audit/core/caps.py"
   "offboard_audit/core/evaluate.py"
   "offboard_audit/core/planning.py"
+  "offboard_audit/core/plan_records.py"
   "offboard_audit/engine/revocation.py"
   "offboard_audit/engine/steps.py"
   "offboard_audit/engine/journal.py"

@@ -48,7 +48,7 @@ from offboard_audit.storage.files import write_private_text
 
 if TYPE_CHECKING:
     from offboard_audit.config import Config
-    from offboard_audit.core.planning import Plan, PlannedAction
+    from offboard_audit.core.plan_records import Plan, PlannedAction
     from offboard_audit.engine.revocation import RevocationEngine
     from offboard_audit.storage.store import Store
 

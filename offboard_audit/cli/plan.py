@@ -18,7 +18,7 @@ from offboard_audit.cli.common import (
     print_plan_table,
 )
 from offboard_audit.core.plan_file import plan_json
-from offboard_audit.core.planning import Plan
+from offboard_audit.core.plan_records import Plan
 from offboard_audit.report.json import dumps
 from offboard_audit.report.table import console_for, markup_safe
 from offboard_audit.storage.files import write_private_text

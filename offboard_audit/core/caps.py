@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from offboard_audit.core.planning import PlannedAction
+from offboard_audit.core.plan_records import PlannedAction
 
 
 def person_key(action: PlannedAction) -> str:

@@ -1,4 +1,4 @@
-"""Plan files: a :class:`~offboard_audit.core.planning.Plan` as one JSON object, and the checks
+"""Plan files: a :class:`~offboard_audit.core.plan_records.Plan` as one JSON object, and the checks
 ``revoke --plan`` makes before it uses one. Pure.
 
 The file carries a ``checksum`` over everything else in it and, with the audit key
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from offboard_audit.core.audit_chain import ChainKey
-from offboard_audit.core.planning import HeldFinding, Plan, PlannedAction, plan_id_of
+from offboard_audit.core.plan_records import HeldFinding, Plan, PlannedAction, plan_id_of
 from offboard_audit.core.rotation import rotate_task_json
 
 PLAN_FORMAT = "offboard-audit-plan/1"

@@ -1,5 +1,8 @@
 """Revocation planning. Pure: findings + revoker ActionDefs + policy + history + ``now`` -> Plan.
 
+The plan's records (:class:`Plan`, :class:`PlannedAction`, :class:`HeldFinding`) are in
+``core/plan_records.py``; this module decides what goes in them.
+
 No I/O here. The revocation engine loads the inputs (stored findings, the actions already
 taken, exemptions) and hands them in; the same inputs always give the same plan.
 
@@ -22,15 +25,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from offboard_audit.core import selectors
 from offboard_audit.core.actions import ActionDef, Stage
+from offboard_audit.core.plan_records import HeldFinding, Plan, PlannedAction
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
-    Account,
     Credential,
     CredentialKind,
     Exemption,
@@ -39,7 +41,6 @@ from offboard_audit.core.records import (
     Person,
     Rule,
     require_aware,
-    require_aware_fields,
 )
 from offboard_audit.core.rotation import (
     EXPOSURE_RULES,
@@ -47,106 +48,12 @@ from offboard_audit.core.rotation import (
     may_auto_rotate,
     rotate_task,
 )
-from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus, TargetFields
+from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus
 
 NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
 
 _STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1, Stage.ROTATE: 2}
 _KIND_ORDER = {kind: i for i, kind in enumerate(CredentialKind)}
-
-
-@dataclass(frozen=True)
-class PlannedAction(TargetFields):
-    """One action the plan would apply: what it changes, whether it is reversible, what it needs."""
-
-    finding_id: str
-    rule: Rule
-    severity: str
-    person: str | None
-    person_name: str
-    terminated_at: datetime | None
-    action: str
-    stage: Stage
-    reversible: bool
-    permissions: tuple[str, ...]
-    description: str
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        """Identity of the action across runs: the same finding and action name."""
-        return f"{self.finding_id}:{self.action}"
-
-    def account(self) -> Account:
-        return Account(
-            source=self.source,
-            system=self.system,
-            account_id=self.account_id,
-            username=self.username,
-            enabled=True,
-            scope=self.scope,
-            uid=self.account_uid,
-        )
-
-    def credential(self) -> Credential:
-        return Credential(
-            source=self.source,
-            account_id=self.account_id,
-            credential_id=self.credential_id,
-            kind=self.credential_kind,
-            active=True,
-            detail=self.detail,
-            scope=self.scope,
-        )
-
-
-@dataclass(frozen=True)
-class HeldFinding:
-    """A finding the plan lists but does not act on, with the reason."""
-
-    finding_id: str
-    rule: Rule
-    source: str
-    username: str
-    credential_id: str | None
-    person: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The ordered actions for the given findings, plus what was held back and why.
-
-    ``fingerprint`` summarises the findings the plan was made from: a plan file whose
-    fingerprint no longer matches the stored findings is stale. ``done`` lists the keys of
-    actions skipped because they were already applied.
-    """
-
-    created_at: datetime
-    fingerprint: str
-    actions: tuple[PlannedAction, ...]
-    held: tuple[HeldFinding, ...] = ()
-    done: tuple[str, ...] = ()
-    # Rotate / remove tasks of the exposure findings, with their owners (core/rotation.py).
-    tasks: tuple[RotateTask, ...] = ()
-
-    def __post_init__(self) -> None:
-        require_aware_fields(self, "created_at")
-
-    @property
-    def plan_id(self) -> str:
-        return plan_id_of(self.fingerprint, [a.key for a in self.actions])
-
-    def only(self, keys: Collection[str]) -> Plan:
-        """The same plan restricted to the given action keys (order kept)."""
-        wanted = set(keys)
-        return replace(self, actions=tuple(a for a in self.actions if a.key in wanted))
-
-
-def plan_id_of(fingerprint: str, keys: Iterable[str]) -> str:
-    """A plan's id: derived from the findings it was made from and its action keys."""
-    raw = "\n".join([fingerprint, *keys])
-    return "p-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
 
 def findings_fingerprint(findings: Iterable[Finding]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from offboard_audit.core.actions import ResourceState, state_json
 from offboard_audit.core.jobs import JobAction
-from offboard_audit.core.planning import Plan, PlannedAction
+from offboard_audit.core.plan_records import Plan, PlannedAction
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.steps import Step
 from offboard_audit.storage.actions import NewEvent, record_new_action, record_outcome

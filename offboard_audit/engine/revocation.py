@@ -42,7 +42,8 @@ from offboard_audit.core.actions import ActionDef
 from offboard_audit.core.caps import cap_refusal
 from offboard_audit.core.errors import RevokeError
 from offboard_audit.core.plan_file import PlanFile
-from offboard_audit.core.planning import Plan, PlannedAction, build_plan
+from offboard_audit.core.plan_records import Plan, PlannedAction
+from offboard_audit.core.planning import build_plan
 from offboard_audit.core.protocols import Revoker, SourceContext
 from offboard_audit.core.records import Exemption, Finding, FindingStatus, Person
 from offboard_audit.core.runs import RunResult, RunStatus

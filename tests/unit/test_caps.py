@@ -10,7 +10,7 @@ from offboard_audit.config import load_config
 from offboard_audit.core.actions import Stage
 from offboard_audit.core.caps import cap_refusal, person_key
 from offboard_audit.core.errors import ConfigError
-from offboard_audit.core.planning import PlannedAction
+from offboard_audit.core.plan_records import PlannedAction
 from offboard_audit.core.records import CredentialKind, Rule
 
 

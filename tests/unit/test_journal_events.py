@@ -20,7 +20,7 @@ import pytest
 
 from offboard_audit.core.actions import ResourceState, Stage
 from offboard_audit.core.audit_chain import AuditEvent
-from offboard_audit.core.planning import PlannedAction
+from offboard_audit.core.plan_records import PlannedAction
 from offboard_audit.core.records import CredentialKind, Rule
 from offboard_audit.core.stored import ActionRecord, ActionStatus
 from offboard_audit.engine.journal import (

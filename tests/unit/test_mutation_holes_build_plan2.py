@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from offboard_audit.core.planning import HeldFinding, build_plan
+from offboard_audit.core.plan_records import HeldFinding
+from offboard_audit.core.planning import build_plan
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,

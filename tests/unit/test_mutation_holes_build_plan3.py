@@ -13,7 +13,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from offboard_audit.core.actions import ActionDef, Stage
-from offboard_audit.core.planning import HeldFinding, build_plan
+from offboard_audit.core.plan_records import HeldFinding
+from offboard_audit.core.planning import build_plan
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,

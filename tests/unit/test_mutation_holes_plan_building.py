@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from offboard_audit.core.actions import ActionDef, Stage
-from offboard_audit.core.planning import HeldFinding, build_plan, findings_fingerprint
+from offboard_audit.core.plan_records import HeldFinding
+from offboard_audit.core.planning import build_plan, findings_fingerprint
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from offboard_audit.core.actions import ActionDef, Stage
-from offboard_audit.core.planning import Plan, build_plan
+from offboard_audit.core.plan_records import Plan
+from offboard_audit.core.planning import build_plan
 from offboard_audit.core.policy import PolicyConfig
 from offboard_audit.core.records import (
     Account,

@@ -18,7 +18,7 @@ import pytest
 from offboard_audit.core.actions import Stage
 from offboard_audit.core.audit_chain import ChainKey
 from offboard_audit.core.plan_file import PlanFile, PlanFileError, check_plan_file, plan_json, read_plan_json
-from offboard_audit.core.planning import HeldFinding, Plan, PlannedAction
+from offboard_audit.core.plan_records import HeldFinding, Plan, PlannedAction
 from offboard_audit.core.records import CredentialKind, OwnerVia, RotateOwner, Rule
 from offboard_audit.core.rotation import RotateTask, rotate_task_json
 
