@@ -48,14 +48,12 @@ from connectors.gcp_iam.clients import (
 )
 from connectors.gcp_iam.discovery import discover
 from connectors.gcp_iam.settings import GcpSettings
-from connectors.gcp_iam.translate import (
-    SYSTEM,
+from connectors.gcp_iam.translate import SYSTEM, policy_bindings, translate_policy
+from connectors.gcp_iam.translate_service_accounts import (
     key_id_of,
     last_auth_by_key,
     last_auth_by_service_account,
-    policy_bindings,
     translate_key,
-    translate_policy,
     translate_service_account,
 )
 from offboard_audit.core.errors import SourceError

@@ -20,7 +20,7 @@ from connectors.gcp_iam.exposure.translate import (
     binding_object_id,
     key_name,
 )
-from connectors.gcp_iam.translate import ts_to_datetime
+from connectors.gcp_iam.times import ts_to_datetime
 from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.records import CredentialKind
 

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.gcp_iam.translate import condition_key, parse_rfc3339
+from connectors.gcp_iam.times import parse_rfc3339
+from connectors.gcp_iam.translate import condition_key
 from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef
 from offboard_audit.core.records import CredentialKind, ExposureHow
 

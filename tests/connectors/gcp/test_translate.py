@@ -15,14 +15,16 @@ from google.protobuf import json_format
 from connectors.gcp_iam.translate import (
     BindingRef,
     binding_credential_id,
-    last_auth_by_key,
-    last_auth_by_service_account,
     parse_binding_credential_id,
     parse_member,
     policy_bindings,
+    translate_policy,
+)
+from connectors.gcp_iam.translate_service_accounts import (
+    last_auth_by_key,
+    last_auth_by_service_account,
     service_account_owners,
     translate_key,
-    translate_policy,
     translate_service_account,
 )
 from offboard_audit.core.records import AccountKind, CredentialKind
