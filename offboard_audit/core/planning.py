@@ -51,6 +51,9 @@ from offboard_audit.core.rotation import (
 from offboard_audit.core.stored import DONE_STATUSES, ActionRecord, ActionStatus
 
 NEVER_PLANNED_RULES = frozenset({Rule.AMBIGUOUS_OWNER, Rule.ORPHAN_ACCOUNT})
+# The findings a plan is made from, so also the ones its fingerprint covers: open ones are acted
+# on, exempted ones listed, revoked ones can still reach the delete stage.
+_PLANNED_STATUSES = frozenset({FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED})
 
 _STAGE_ORDER = {Stage.DISABLE: 0, Stage.DELETE: 1, Stage.ROTATE: 2}
 _KIND_ORDER = {kind: i for i, kind in enumerate(CredentialKind)}
@@ -72,7 +75,7 @@ def findings_fingerprint(findings: Iterable[Finding]) -> str:
             )
         )
         for f in findings
-        if f.status in (FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED)
+        if f.status in _PLANNED_STATUSES
     )
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
@@ -151,7 +154,7 @@ def build_plan(
             continue
         if person is not None and (f.person is None or f.person.employee_id != person):
             continue
-        if f.status not in (FindingStatus.OPEN, FindingStatus.EXEMPTED, FindingStatus.REVOKED):
+        if f.status not in _PLANNED_STATUSES:
             continue
         is_open = f.status is FindingStatus.OPEN
         # A revoked finding matters only for the delete stage: what holds it back is listed when
