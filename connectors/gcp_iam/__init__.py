@@ -2,8 +2,9 @@
 their user-managed keys.
 
 Source type ``gcp_iam``, in the layout of ``connectors/README.md``: ``settings``, ``clients``,
-:mod:`connectors.gcp_iam.source` (read), :mod:`connectors.gcp_iam.translate` (payload ->
-records, and the service-account owner convention), :mod:`connectors.gcp_iam.revoker` (write)
+:mod:`connectors.gcp_iam.source` (read), :mod:`connectors.gcp_iam.translate` (IAM policy
+payloads -> records) and :mod:`connectors.gcp_iam.translate_service_accounts` (service accounts,
+their keys and the owner convention), :mod:`connectors.gcp_iam.revoker` (write)
 and ``demo`` (seeded on :mod:`connectors.gcp_iam.demo_fake`, local servers that speak the
 Google APIs; the tests' failure injection and call counters are in ``tests/support/gcp.py``).
 """

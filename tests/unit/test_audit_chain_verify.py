@@ -1,4 +1,4 @@
-"""The audit chain's rules (``core/audit_chain.py``), checked against answers computed here with
+"""The audit chain's rules (``core/audit_chain.py``, ``core/chain_verify.py``), checked against answers computed here with
 ``hashlib``/``hmac`` directly: what an event's hash and MAC are, which event a broken chain
 names and with which words, what the anchors prove, and what ``log verify`` says it proves.
 

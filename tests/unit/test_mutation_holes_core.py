@@ -103,7 +103,7 @@ def test_a_change_not_applied_reads_as_the_reason_it_was_not_applied() -> None:
     assert str(exc) == decision.reason and exc.decision is decision
 
 
-# --- core/audit_chain: anchors and what a verification proves ----------------------------------
+# --- core/chain_verify: anchors and what a verification proves ---------------------------------
 
 
 def test_an_anchor_refuses_a_naive_time_and_names_the_field() -> None:
