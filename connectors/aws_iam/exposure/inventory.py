@@ -107,10 +107,11 @@ class AccountInventory:
         for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
             for raw in page.get("Parameters") or ():
                 name = str(raw["Name"])
-                aliases = set(tr._path_aliases(at.region, name))
+                listed_state = tr.parameter_state(at, raw, None, {})
                 history: list[Any] | None = None
                 tags: dict[str, str] = {}
-                if wanted & aliases:
+                # A read by ARN names the parameter by its secret_id, a read by name or path by an alias.
+                if wanted & {listed_state.secret_id, *listed_state.aliases}:
                     history = []
                     # WithDecryption is never set: the history is read without values.
                     for hpage in ssm.get_paginator("get_parameter_history").paginate(Name=name):

@@ -126,6 +126,19 @@ def _secret_id(region: str, value: str) -> str:
     return value if value.startswith("arn:") else f"{region}:{value}"
 
 
+def _parameter_id(region: str, value: Any) -> str:
+    """The parameter an SSM read or write names: ``region:name``, or its ARN (the inventory's id)
+    when called by ARN, without a ``:version`` / ``:label`` selector (SSM takes ``name:3`` and
+    ``name:prod`` for one version; a parameter name never holds a colon)."""
+    text = str(value)
+    if text.startswith("arn:"):
+        parts = text.split(":", 5)
+        if len(parts) == 6 and ":" in parts[5]:
+            parts[5] = parts[5].partition(":")[0]
+        return ":".join(parts)
+    return f"{region}:{text.partition(':')[0]}"
+
+
 def _digest(document: Any) -> str:
     """A stable digest of a policy document (URL-encoded JSON text or a parsed object)."""
     if isinstance(document, str):
@@ -164,13 +177,15 @@ def _targets(
         return [ObjectRef(scope, CredentialKind.SECRET, _secret_id(region, str(req["secretId"])))]
     if source == SSM:
         if name == "PutParameter":
-            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{req['name']}")]
+            return [ObjectRef(scope, CredentialKind.PARAMETER, _parameter_id(region, req["name"]))]
         if not req.get("withDecryption"):
             return []  # a SecureString read without decryption returns ciphertext only
         if name == "GetParameter":
-            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{req['name']}")]
+            return [ObjectRef(scope, CredentialKind.PARAMETER, _parameter_id(region, req["name"]))]
         if name == "GetParameters":
-            return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{n}") for n in req["names"]]
+            return [
+                ObjectRef(scope, CredentialKind.PARAMETER, _parameter_id(region, n)) for n in req["names"]
+            ]
         path = str(req["path"]).rstrip("/")
         wildcard = "*" if req.get("recursive") else "+"
         return [ObjectRef(scope, CredentialKind.PARAMETER, f"{region}:{path}/{wildcard}")]

@@ -706,3 +706,47 @@ def test_the_login_profile_date_in_cloudtrails_console_form_becomes_the_fingerpr
     response["loginProfile"]["createDate"] = "not a date"
     (event,) = record_events(rec, "aws")
     assert event.target.fingerprint == ""  # unknown: the profile in place is taken as hers
+
+
+def test_parameters_read_by_arn_version_or_label_are_the_parameters_read(world: World) -> None:
+    """SSM takes a parameter's ARN for its name, and ``name:version`` / ``name:label`` (also after
+    an ARN) to read one version; CloudTrail logs the name as sent. Each such read handed the value
+    over as a read by plain name does: the finding names the parameter."""
+    ssm = world.client("ssm")
+    names = (
+        "/app/prod/by-arn",
+        "/app/prod/by-version",
+        "/app/prod/by-label",
+        "/app/prod/arn-version",
+        "flat",
+    )
+    for name in names:
+        ssm.put_parameter(Name=name, Value="v", Type="SecureString")
+        backdate_parameter(name, LONG_AGO)
+        world.ids[name] = ssm.get_parameter(Name=name)["Parameter"]["ARN"]
+    ssm.label_parameter_version(Name="/app/prod/by-label", ParameterVersion=1, Labels=["prod"])
+
+    def read(event: str, request: dict[str, Any], event_id: str) -> dict[str, Any]:
+        return record(event, SSM, ACTED_AT, ALICE, {**request, "withDecryption": True}, event_id=event_id)
+
+    world.log(
+        ACTED_AT,
+        [
+            read("GetParameter", {"name": world.ids["/app/prod/by-arn"]}, "ev-arn"),
+            read("GetParameter", {"name": "/app/prod/by-version:1"}, "ev-version"),
+            read("GetParameters", {"names": ["/app/prod/by-label:prod", "flat:1"]}, "ev-label"),
+            read("GetParameter", {"name": world.ids["/app/prod/arn-version"] + ":1"}, "ev-arn-version"),
+        ],
+    )
+    result = world.run()
+    assert result.status.value == "done", [(s.name, s.error, s.failed_scopes) for s in result.sources]
+    found = {k[2]: [a.event_id for a in f.exposure] for k, f in world.open_findings().items()}
+    assert found == {
+        world.ids["/app/prod/by-arn"]: ["ev-arn"],
+        world.ids["/app/prod/by-version"]: ["ev-version"],
+        world.ids["/app/prod/by-label"]: ["ev-label#0"],
+        world.ids["flat"]: ["ev-label#1"],
+        world.ids["/app/prod/arn-version"]: ["ev-arn-version"],
+    }
+    # The inventory read the version history of each of them, the one read by ARN too.
+    assert world.count("ssm", "GetParameterHistory") == len(names)
