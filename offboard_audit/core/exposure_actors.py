@@ -2,7 +2,8 @@
 
 Actors are matched with the account matching (``matching.py``): an actor that is an account of
 the source has that account's link (an IAM user by its UserId, ``Actor.uid``; never by its ARN
-to an account of another UserId); any other actor (a session, a Vault alias, a deleted user) is
+to an account of another UserId), unless that account stands for nobody, when its names decide
+(a session an identity broker's user made, named after the person it serves); any other actor (a session, a Vault alias, a deleted user) is
 matched name by name, strongest first (``Actor.names``), each name as an account username would
 be (an email, ``DOMAIN\\user`` / ``user@realm`` forms, the configured username rules). The first
 name that finds anyone decides; several people is ambiguous and nobody is blamed.
@@ -72,20 +73,27 @@ def link_actor(source: str, system: str, actor: Actor, index: ActorIndex) -> Lin
     if actor.uid:
         known = index.by_uid.get((source, actor.uid))
         if known is not None:
-            return known
+            # An account that stands for nobody (an identity broker's user that made a session
+            # named after the person it serves) lets the actor's names decide.
+            return known if known.people else _by_name(source, system, actor, index) or known
     if actor.account_id:
         known = index.links.get((source, actor.account_id))
         # Not found by its uid, the account holding its name under a uid is another identity
         # (the user was deleted and the name given to someone else): not the actor's link.
         if known is not None and not (actor.uid and known.account.uid):
             return known
+    return _by_name(source, system, actor, index) or Link(acting_account(source, system, actor), (), "")
+
+
+def _by_name(source: str, system: str, actor: Actor, index: ActorIndex) -> Link | None:
+    """The link of the first of the actor's names that finds anyone, or None."""
     account = acting_account(source, system, actor)
     for name in actor.names:
         probe = replace(account, username=name)
         found = match_account(probe, _NO_SPEC, index.people)
         if found.people:
             return Link(account, found.people, f"{found.matched_by} ({name})")
-    return Link(account, (), "")
+    return None
 
 
 def link_actors(source: str, system: str, actors: Iterable[Actor], index: ActorIndex) -> dict[str, Link]:

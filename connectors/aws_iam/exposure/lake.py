@@ -50,6 +50,10 @@ _COLUMNS = (
     "userIdentity.username",
     "userIdentity.sessioncontext.sourceidentity",
     "userIdentity.onbehalfof.userid",
+    "userIdentity.sessioncontext.sessionissuer.type",
+    "userIdentity.sessioncontext.sessionissuer.principalid",
+    "userIdentity.sessioncontext.sessionissuer.arn",
+    "userIdentity.sessioncontext.sessionissuer.username",
     "requestParameters",
     "responseElements",
 )
@@ -116,8 +120,19 @@ def row_record(row: list[Mapping[str, str]]) -> dict[str, Any]:
         identity["principalId"] = cells["userIdentity.principalid"]
     if cells.get("userIdentity.username"):
         identity["userName"] = cells["userIdentity.username"]
+    context: dict[str, Any] = {}
     if cells.get("userIdentity.sessioncontext.sourceidentity"):
-        identity["sessionContext"] = {"sourceIdentity": cells["userIdentity.sessioncontext.sourceidentity"]}
+        context["sourceIdentity"] = cells["userIdentity.sessioncontext.sourceidentity"]
+    issuer = {
+        field: cells[f"userIdentity.sessioncontext.sessionissuer.{field.lower()}"]
+        for field in ("type", "principalId", "arn", "userName")
+        if cells.get(f"userIdentity.sessioncontext.sessionissuer.{field.lower()}")
+    }
+    if issuer:
+        # Who made a federated session (an IAM user): the session is linked as that user.
+        context["sessionIssuer"] = issuer
+    if context:
+        identity["sessionContext"] = context
     if cells.get("userIdentity.onbehalfof.userid"):
         identity["onBehalfOf"] = {"userId": cells["userIdentity.onbehalfof.userid"]}
     return {

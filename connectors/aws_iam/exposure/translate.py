@@ -113,12 +113,28 @@ def actor_of(identity: Mapping[str, Any]) -> Actor | None:
             names.append(str(identity["userName"]))
         user_id = str(identity.get("principalId") or "")
         return Actor(user_id or arn, "iam-user", account_id=arn, names=tuple(names), uid=user_id)
+    issuer = context.get("sessionIssuer") or {}
+    issuer_id = str(issuer.get("principalId") or "") if issuer.get("type") == "IAMUser" else ""
+    if kind == "FederatedUser" and issuer_id and issuer.get("userName"):
+        # Before the session name, which the issuer chose: a broker's user (nobody's) falls to it.
+        names.append(str(issuer["userName"]))
     if kind in ("AssumedRole", "FederatedUser") and "/" in arn:
         names.append(arn.rsplit("/", 1)[1])  # the session name (an email or user name for SSO)
     base = arn or on_behalf_user or str(identity.get("principalId") or "")
     if not base:
         return None
     who = [w for w in (source_identity, on_behalf_user) if w and w != base]
+    if kind == "FederatedUser" and issuer_id:
+        # A GetFederationToken session acts with the IAM user that made it (sessionIssuer), under
+        # any name that user chose: it is linked as that user (its UserId), as the user's own
+        # calls are, and sessions of one name made by two users are two actors.
+        return Actor(
+            "#".join((base, *who, issuer_id)),
+            "federateduser",
+            account_id=str(issuer.get("arn") or ""),
+            names=tuple(dict.fromkeys(names)),
+            uid=issuer_id,
+        )
     return Actor("#".join((base, *who)), kind.lower(), names=tuple(dict.fromkeys(names)))
 
 

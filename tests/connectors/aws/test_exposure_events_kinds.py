@@ -750,3 +750,89 @@ def test_parameters_read_by_arn_version_or_label_are_the_parameters_read(world: 
     }
     # The inventory read the version history of each of them, the one read by ARN too.
     assert world.count("ssm", "GetParameterHistory") == len(names)
+
+
+def federated_session(name: str, issuer: dict[str, Any]) -> dict[str, Any]:
+    """The ``userIdentity`` of a ``GetFederationToken`` session: its name is whatever the caller
+    chose; ``sessionIssuer`` is the IAM user whose credentials made it (CloudTrail's own example)."""
+    account = str(issuer["accountId"])
+    return {
+        "type": "FederatedUser",
+        "principalId": f"{account}:{name}",
+        "arn": f"arn:aws:sts::{account}:federated-user/{name}",
+        "accountId": account,
+        "accessKeyId": "ASIAEXAMPLEFEDERATED",
+        "sessionContext": {
+            "sessionIssuer": {
+                "type": "IAMUser",
+                "principalId": issuer["principalId"],
+                "arn": issuer["arn"],
+                "accountId": account,
+                "userName": issuer["userName"],
+            },
+            "attributes": {"creationDate": "2025-01-01T00:00:00Z", "mfaAuthenticated": "false"},
+        },
+    }
+
+
+def test_a_federated_session_is_the_iam_user_that_made_it(world: World) -> None:
+    """A ``GetFederationToken`` session acts with its issuer's permissions under a name the issuer
+    chose: what it reads, the issuer's person read (matched by the user's UserId)."""
+    sm, iam = world.client("secretsmanager"), world.client("iam")
+    for name in ("prod/via-federation", "prod/bob-federated"):
+        world.ids[name] = sm.create_secret(Name=name, SecretString="v")["ARN"]
+        backdate_secret(name, LONG_AGO)
+    alice, bob = (iam_user(n, user_id=iam.get_user(UserName=n)["User"]["UserId"]) for n in ("alice", "bob"))
+    world.log(
+        ACTED_AT,
+        [
+            record(
+                "GetSecretValue",
+                SECRETS,
+                ACTED_AT,
+                federated_session("tmp-export", alice),
+                {"secretId": "prod/via-federation"},
+                event_id="ev-federated",
+            ),
+            # Bob (active) under the same session name: his read is his, and raises nothing.
+            record(
+                "GetSecretValue",
+                SECRETS,
+                ACTED_AT,
+                federated_session("tmp-export", bob),
+                {"secretId": "prod/bob-federated"},
+                event_id="ev-bob-federated",
+            ),
+        ],
+    )
+    result = world.run()
+    assert result.status.value == "done", [(s.name, s.error, s.failed_scopes) for s in result.sources]
+    [(key, finding)] = world.open_findings().items()
+    assert key == ("secret-exposed-to-leaver", "E1", world.ids["prod/via-federation"])
+    assert [a.event_id for a in finding.exposure] == ["ev-federated"]
+
+
+def test_a_federated_session_made_by_a_broker_user_that_is_nobodys_is_matched_by_its_name(
+    world: World,
+) -> None:
+    """An identity broker's IAM user (nobody's) makes sessions named after the people it serves:
+    its session for Alice is Alice's, as it was before the issuer was read."""
+    sm, iam = world.client("secretsmanager"), world.client("iam")
+    world.ids["prod/brokered"] = sm.create_secret(Name="prod/brokered", SecretString="v")["ARN"]
+    backdate_secret("prod/brokered", LONG_AGO)
+    broker = iam_user("svc-build", user_id=iam.get_user(UserName="svc-build")["User"]["UserId"])
+    world.log(
+        ACTED_AT,
+        [
+            record(
+                "GetSecretValue",
+                SECRETS,
+                ACTED_AT,
+                federated_session("alice@example.com", broker),
+                {"secretId": "prod/brokered"},
+                event_id="ev-brokered",
+            )
+        ],
+    )
+    world.run()
+    assert set(world.open_findings()) == {("secret-exposed-to-leaver", "E1", world.ids["prod/brokered"])}

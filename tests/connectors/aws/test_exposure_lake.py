@@ -146,6 +146,36 @@ def test_a_lake_row_names_an_iam_user_by_its_user_id_as_a_trail_record_does() ->
     assert actor is not None and (actor.identity, actor.uid) == ("AIDAOLD", "AIDAOLD")
 
 
+def test_a_lake_row_names_a_federated_session_by_the_iam_user_that_made_it() -> None:
+    from connectors.aws_iam.exposure.lake import row_record
+    from connectors.aws_iam.exposure.translate import actor_of
+
+    issuer = "userIdentity.sessioncontext.sessionissuer"
+    assert f"{issuer}.principalid" in lake_query(STORE, "2026-06-01 00:00:00")
+    cells = row("e1", "2026-06-01 10:00:00.000", "GetSecretValue", {})
+    cells = [
+        c for c in cells if not {"userIdentity.type", "userIdentity.arn", "userIdentity.username"} & set(c)
+    ]
+    record = row_record(
+        [
+            *cells,
+            {"userIdentity.type": "FederatedUser"},
+            {"userIdentity.arn": f"arn:aws:sts::{ACCOUNT}:federated-user/tmp-export"},
+            {f"{issuer}.type": "IAMUser"},
+            {f"{issuer}.principalid": "AIDAALICE"},
+            {f"{issuer}.arn": f"arn:aws:iam::{ACCOUNT}:user/alice"},
+            {f"{issuer}.username": "alice"},
+        ]
+    )
+    actor = actor_of(record["userIdentity"])
+    assert actor is not None
+    assert (actor.uid, actor.account_id, actor.names) == (
+        "AIDAALICE",
+        f"arn:aws:iam::{ACCOUNT}:user/alice",
+        ("alice", "tmp-export"),
+    )
+
+
 def test_a_failed_lake_query_is_a_failed_read() -> None:
     ct = client()
     reader = LakeReader("aws", ct, STORE, timedelta(days=365), HOUR, lambda: [ACCOUNT], sleep=lambda _s: None)
