@@ -19,7 +19,7 @@ Nothing here ever holds a secret value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from offboard_audit.core.records import (
     CredentialKind,
@@ -274,6 +274,20 @@ class InventoryRead:
     def lists(self, kind: CredentialKind, secret_id: str) -> bool:
         """Whether this read's listings cover a secret of ``kind`` with id ``secret_id``."""
         return self.listed is None or any(x.covers(kind, secret_id) for x in self.listed)
+
+
+# --- which versions an access exposed -----------------------------------------------------------
+
+# A log dates a call from when it began (CloudTrail to the second: "...:05Z"), and a call that
+# writes a value makes its version during the call (AWS stamps it "...:05.350"): a version
+# created this soon after a write is the one the write made, never a rotation after it.
+MADE_BY_THE_CALL = timedelta(minutes=1)
+
+
+def exposed_through(at: datetime, how: ExposureHow) -> datetime:
+    """The latest creation time of a version an access at ``at`` (``how``) handed over: ``at``
+    for a read, an export or a use, the end of the call for a write (the version it made)."""
+    return at + MADE_BY_THE_CALL if how is ExposureHow.CREATED else at
 
 
 # --- the secret detail shared by the finding and the rotate action ------------------------------

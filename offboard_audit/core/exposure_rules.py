@@ -34,6 +34,7 @@ from offboard_audit.core.exposure import (
     ObjectRef,
     PersistenceState,
     SecretState,
+    exposed_through,
     exposure_scope,
     secret_detail,
 )
@@ -133,7 +134,8 @@ def _exposed(secret: SecretState, events: Sequence[ExposureEvent], granted: bool
     usable_since = min(versions) if versions else None
     if usable_since is None:
         return material  # no version date known: nothing proves it was rotated
-    return [e for e in material if e.at >= usable_since]
+    # A version made after the access ends it; the version a write made is not made after it.
+    return [e for e in material if exposed_through(e.at, e.how) >= usable_since]
 
 
 def evaluate_exposure(
@@ -270,7 +272,12 @@ def _secret_finding(
         active=secret.enabled,
         created_at=secret.current_version_created_at or secret.created_at,
         last_used_at=last.at,
-        detail=secret_detail(secret.name or secret.secret_id, last.at, secret.rotation_configured),
+        # The rotate action takes a version made after this for a rotation (exposed_until).
+        detail=secret_detail(
+            secret.name or secret.secret_id,
+            max(exposed_through(e.at, e.how) for e in exposing),
+            secret.rotation_configured,
+        ),
         scope=exposure_scope(secret.scope),
     )
     owner = rotate_owner(secret.owner, person)

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from offboard_audit.core.chain_history import ChainAction
-from offboard_audit.core.exposure import SECRET_KINDS, SecretState, base_scope
+from offboard_audit.core.exposure import SECRET_KINDS, SecretState, base_scope, exposed_through
 from offboard_audit.core.records import (
     CredentialKind,
     ExposureAccess,
@@ -116,7 +116,8 @@ def _rotation(
     by_tool: ChainAction | None,
 ) -> Rotation:
     assert f.credential is not None
-    last = max((a.at for a in f.exposure), default=None)
+    # The latest version an access handed over (a write's own version is no rotation).
+    last = max((exposed_through(a.at, a.how) for a in f.exposure), default=None)
     task = "rotate" if f.credential.kind in SECRET_KINDS else "remove"
     current = secret.current_version_created_at if secret else None
     oldest = secret.oldest_enabled_version_created_at if secret else None

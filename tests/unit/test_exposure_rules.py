@@ -326,3 +326,24 @@ def test_a_key_made_for_an_impersonated_service_account_is_persistence_left_by_t
     assert f.credential is not None and f.credential.credential_id.endswith(
         f"/serviceAccounts/{service_account}/keys/c2a1f0e9d8b7a6c5b4a3f2e1d0c9b8a7f6e5d4c3"
     )
+
+
+def test_the_version_a_leavers_write_made_is_hers_though_stamped_after_the_logged_call() -> None:
+    """CloudTrail dates a call to its second; the version the call made is stamped a moment later.
+    It is the value she wrote (finding; the rotate action's boundary and the evidence pack's
+    rotation state say so); a version made minutes later is a rotation."""
+    from offboard_audit.core.exposure import exposed_until
+    from offboard_audit.core.records import FindingStatus
+    from offboard_audit.report.carry_away import carried_secrets
+
+    wrote_at = NOW - timedelta(days=20)
+    put = event(IAM_ALICE, SECRET_REF, ExposureHow.CREATED, wrote_at, action="PutSecretValue")
+    hers = replace(SECRET, current_version_created_at=wrote_at + timedelta(milliseconds=350))
+    [f] = run([put], [hers])
+    assert [a.event_id for a in f.exposure] == ["e1"] and f.status is FindingStatus.OPEN
+    # A version made after this ends her exposure (what the rotate actions compare with).
+    assert f.credential is not None and exposed_until(f.credential.detail) == wrote_at + timedelta(minutes=1)
+    [entry] = carried_secrets([f], {"aws": [hers]}, {}, {}, lambda _h: (None, False))
+    assert (entry.rotation.state, entry.rotation.rotated_at) == ("not rotated since the last access", None)
+    rotated = replace(SECRET, current_version_created_at=wrote_at + timedelta(minutes=5))
+    assert run([put], [rotated]) == []

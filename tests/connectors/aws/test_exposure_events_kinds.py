@@ -836,3 +836,52 @@ def test_a_federated_session_made_by_a_broker_user_that_is_nobodys_is_matched_by
     )
     world.run()
     assert set(world.open_findings()) == {("secret-exposed-to-leaver", "E1", world.ids["prod/brokered"])}
+
+
+# --- a value the leaver wrote is the value they had ---------------------------------------------
+
+
+def test_a_value_the_leaver_wrote_is_exposed_though_aws_stamps_its_version_after_the_call(
+    world: World,
+) -> None:
+    """CloudTrail's eventTime is the call's second (``...:05Z``); AWS stamps the version the call
+    made a moment later, with milliseconds (``...:05.350``). That version is the leaver's value:
+    it was not made after their write."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    sm, ssm = world.client("secretsmanager"), world.client("ssm")
+    world.ids["secret"] = sm.create_secret(Name="prod/written", SecretString="hers")["ARN"]
+    stamped = ACTED_AT + timedelta(milliseconds=350)
+    secret = secretsmanager_backends[MOTO_ACCOUNT]["us-east-1"].secrets["prod/written"]
+    for version in secret.versions.values():
+        version["createdate"] = stamped.timestamp()
+    ssm.put_parameter(Name="/app/prod/written", Value="hers", Type="SecureString")
+    backdate_parameter("/app/prod/written", stamped)
+    world.ids["param"] = ssm.get_parameter(Name="/app/prod/written")["Parameter"]["ARN"]
+    world.log(
+        ACTED_AT,
+        [
+            record(
+                "PutSecretValue",
+                SECRETS,
+                ACTED_AT,
+                ALICE,
+                {"secretId": "prod/written", "clientRequestToken": "t-9"},
+                {"arn": world.ids["secret"], "versionId": "t-9", "versionStages": ["AWSCURRENT"]},
+                event_id="ev-put-secret",
+            ),
+            record(
+                "PutParameter",
+                SSM,
+                ACTED_AT,
+                ALICE,
+                {"name": "/app/prod/written", "type": "SecureString", "overwrite": True},
+                {"version": 1, "tier": "Standard"},
+                event_id="ev-put-param",
+            ),
+        ],
+    )
+    result = world.run()
+    assert result.status.value == "done", [(s.name, s.error, s.failed_scopes) for s in result.sources]
+    found = {k[2]: [a.event_id for a in f.exposure] for k, f in world.open_findings().items()}
+    assert found == {world.ids["secret"]: ["ev-put-secret"], world.ids["param"]: ["ev-put-param"]}
