@@ -40,7 +40,9 @@ RELEVANT: dict[tuple[str, str], ExposureHow] = {
     (SECRETS, "AccessSecretVersion"): ExposureHow.READ,
     (KMS, "CreateCryptoKey"): ExposureHow.CREATED,
     (KMS, "AsymmetricSign"): ExposureHow.USED,
-    (KMS, "ImportCryptoKeyVersion"): ExposureHow.EXPORTED,
+    # The call makes a version from material the caller holds (as a Vault transit import):
+    # created, so the version it made, stamped a moment after the entry, is theirs.
+    (KMS, "ImportCryptoKeyVersion"): ExposureHow.CREATED,
     # SetIamPolicy of the resources whose policy the inventory can re-read.
     (RESOURCE_MANAGER, "SetIamPolicy"): ExposureHow.CHANGED_ACCESS,
     (SECRETS, "SetIamPolicy"): ExposureHow.CHANGED_ACCESS,

@@ -414,3 +414,46 @@ def test_a_role_granted_to_another_member_resolves_once_revoked(world: World) ->
     holder.bindings = [b for b in holder.bindings if "user:mallory@outside.example" not in b["members"]]
     world.run(NOW + timedelta(hours=1))
     assert world.stored()[key].status is FindingStatus.RESOLVED
+
+
+def test_key_material_and_a_secret_value_the_leaver_supplied_are_exposed_though_stamped_after_the_entry(
+    world: World,
+) -> None:
+    """The audit entry is dated when the call arrived; the key version an import made and the
+    secret version an AddSecretVersion made are created during the call, a moment later. Alice
+    supplied both values: her import of signing material is critical, her secret value high."""
+    st = world.state
+    p1 = "projects/p1"
+    stamped = READ_AT + timedelta(milliseconds=300)
+    imported = st.add_crypto_key("p1", "release", "imported", "ASYMMETRIC_SIGN", LONG_AGO, [])
+    imported.versions.append(type(world.state.keys[SIGNER].versions[0])(1, stamped, "ENABLED", "ij-1"))
+    st.audit_entry(
+        p1,
+        READ_AT,
+        KMS,
+        "ImportCryptoKeyVersion",
+        "alice@example.com",
+        imported.name,
+        request={"parent": imported.name, "importJob": "ij-1"},
+        response={"name": f"{imported.name}/cryptoKeyVersions/1"},
+        insert_id="ev-import",
+    )
+    written = st.add_secret("p1", "partner-token", LONG_AGO, [(stamped, "ENABLED")])
+    st.audit_entry(
+        p1,
+        READ_AT,
+        SECRETS,
+        SM + "AddSecretVersion",
+        "alice@example.com",
+        written.name,
+        request={"parent": written.name},
+        response={"name": f"{written.name}/versions/1"},
+        insert_id="ev-add-version",
+    )
+    world.run()
+    found = world.stored()
+    key = found[("secret-exposed-to-leaver", "E1", imported.name)]
+    assert (key.status, key.severity.value) == (FindingStatus.OPEN, "critical")
+    assert [a.event_id for a in key.exposure] == ["ev-import"]
+    secret = found[("secret-exposed-to-leaver", "E1", "projects/p1/secrets/partner-token")]
+    assert (secret.status, [a.event_id for a in secret.exposure]) == (FindingStatus.OPEN, ["ev-add-version"])
