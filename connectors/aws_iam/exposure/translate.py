@@ -36,6 +36,8 @@ RELEVANT: dict[tuple[str, str], ExposureHow] = {
     (SSM, "GetParameter"): ExposureHow.READ,
     (SSM, "GetParameters"): ExposureHow.READ,
     (SSM, "GetParametersByPath"): ExposureHow.READ,
+    # With decryption it returns the values of the parameter's versions (up to the last 100).
+    (SSM, "GetParameterHistory"): ExposureHow.READ,
     (SSM, "PutParameter"): ExposureHow.CREATED,
     (KMS, "CreateKey"): ExposureHow.CREATED,
     (KMS, "PutKeyPolicy"): ExposureHow.CHANGED_ACCESS,
@@ -196,7 +198,7 @@ def _targets(
             return [ObjectRef(scope, CredentialKind.PARAMETER, _parameter_id(region, req["name"]))]
         if not req.get("withDecryption"):
             return []  # a SecureString read without decryption returns ciphertext only
-        if name == "GetParameter":
+        if name in ("GetParameter", "GetParameterHistory"):
             return [ObjectRef(scope, CredentialKind.PARAMETER, _parameter_id(region, req["name"]))]
         if name == "GetParameters":
             return [

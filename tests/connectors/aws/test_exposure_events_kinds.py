@@ -885,3 +885,38 @@ def test_a_value_the_leaver_wrote_is_exposed_though_aws_stamps_its_version_after
     assert result.status.value == "done", [(s.name, s.error, s.failed_scopes) for s in result.sources]
     found = {k[2]: [a.event_id for a in f.exposure] for k, f in world.open_findings().items()}
     assert found == {world.ids["secret"]: ["ev-put-secret"], world.ids["param"]: ["ev-put-param"]}
+
+
+def test_a_parameters_history_read_with_decryption_is_a_read_of_its_values(world: World) -> None:
+    """``GetParameterHistory`` with decryption returns every version's value (up to the last
+    100): the leaver read the parameter as surely as with ``GetParameter``. Without decryption it
+    returns ciphertext only."""
+    ssm = world.client("ssm")
+    for name in ("/app/prod/history", "/app/prod/history-ciphertext"):
+        ssm.put_parameter(Name=name, Value="v", Type="SecureString")
+        backdate_parameter(name, LONG_AGO)
+        world.ids[name] = ssm.get_parameter(Name=name)["Parameter"]["ARN"]
+    world.log(
+        ACTED_AT,
+        [
+            record(
+                "GetParameterHistory",
+                SSM,
+                ACTED_AT,
+                ALICE,
+                {"name": "/app/prod/history", "withDecryption": True},
+                event_id="ev-history",
+            ),
+            record(
+                "GetParameterHistory",
+                SSM,
+                ACTED_AT,
+                ALICE,
+                {"name": "/app/prod/history-ciphertext", "withDecryption": False},
+                event_id="ev-history-ciphertext",
+            ),
+        ],
+    )
+    world.run()
+    found = {k[2]: [(a.how, a.event_id) for a in f.exposure] for k, f in world.open_findings().items()}
+    assert found == {world.ids["/app/prod/history"]: [(ExposureHow.READ, "ev-history")]}
