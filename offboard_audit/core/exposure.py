@@ -103,7 +103,9 @@ class ObjectRef:
     (``PERSISTENCE_KINDS``), in one scope.
 
     ``owner`` is the identity the object belongs to (the IAM user of an access key or login
-    profile, the role of a trust policy; "" for secrets). ``fingerprint`` says which version of
+    profile, the role of a trust policy; "" for secrets, except the principal of another account
+    a ``changed-access`` event granted the use of a key to: while a grant to it is live, the key
+    is exposed). ``fingerprint`` says which version of
     it the event made (the ``UserId`` a CreateUser returned, a digest of the trust policy set),
     so that the inventory can tell the leaver's object from one re-created since.
     """

@@ -9,7 +9,8 @@ Rules (design.md):
   created before their last such access: not rotated since. For a key whose material cannot
   leave the system (an AWS-generated KMS key) only an export counts, a use of the key
   (``used``: a signature made with it stays valid while that version is enabled; high, never
-  critical: the material stayed put), or a grant to the leaver that is still live. A secret
+  critical: the material stayed put), a grant to the leaver that is still live, or one the
+  leaver made to an identity of another account that is still live (high). A secret
   that is gone or disabled raises nothing; a secret the inventory does not list is gone.
 * ``persistence-left-by-leaver`` (high): an IAM user, access key, login profile, role trust
   policy or attached policy that a departed person created for *another* identity (not one of
@@ -114,13 +115,25 @@ def _person_id(p: Person) -> str:
     return f"person:{p.source}/{p.employee_id}"
 
 
+def _granted_away(secret: SecretState, events: Sequence[ExposureEvent]) -> list[ExposureEvent]:
+    """The grants the person made to an identity outside the key's account (``ObjectRef.owner``
+    of a ``changed-access`` event) that are still live: its holder uses the key from there."""
+    return [
+        e
+        for e in events
+        if e.how is ExposureHow.CHANGED_ACCESS and e.target.owner and e.target.owner in secret.grantees
+    ]
+
+
 def _exposed(secret: SecretState, events: Sequence[ExposureEvent], granted: bool) -> list[ExposureEvent]:
     """The events that still expose ``secret``: accesses to its material made at or after the
-    version(s) still usable were created; every access when a grant to the person is live."""
+    version(s) still usable were created, and live grants the person made to another account;
+    every access when a grant to the person is live."""
     if not secret.enabled:
         return []
     if granted:
         return list(events)
+    away = _granted_away(secret, events)
     # A use of a key (ExposureHow.USED: a signature made with it) exposes it whether or not its
     # material can leave the system: what was signed stays valid until that version is retired.
     material = [
@@ -128,14 +141,13 @@ def _exposed(secret: SecretState, events: Sequence[ExposureEvent], granted: bool
         for e in events
         if e.how in (ExposureHow.EXPORTED, ExposureHow.USED) or (secret.exportable and e.how in _MATERIAL)
     ]
-    if not material:
-        return []
     versions = [t for t in (secret.current_version_created_at, secret.oldest_enabled_version_created_at) if t]
     usable_since = min(versions) if versions else None
     if usable_since is None:
-        return material  # no version date known: nothing proves it was rotated
+        return material + away  # no version date known: nothing proves it was rotated
     # A version made after the access ends it; the version a write made is not made after it.
-    return [e for e in material if exposed_through(e.at, e.how) >= usable_since]
+    # A grant ends only when it is retired or revoked, whatever the versions.
+    return [e for e in material if exposed_through(e.at, e.how) >= usable_since] + away
 
 
 def evaluate_exposure(
@@ -262,6 +274,11 @@ def _secret_finding(
     )
     if granted:
         reason += "; a grant to them is still live"
+    away = sorted(
+        {e.target.owner for e in exposing if e.how is ExposureHow.CHANGED_ACCESS and e.target.owner}
+    )
+    if away and not granted:
+        reason += f"; a grant they made to {', '.join(away)} (another account) is still live"
     if severity is Severity.CRITICAL:
         reason += "; it is a signing key whose material they had"
     credential = Credential(

@@ -157,6 +157,15 @@ def _parameter_id(region: str, value: Any) -> str:
     return f"{region}:{text.partition(':')[0]}"
 
 
+_ACCOUNT_OF = re.compile(r"^(?:arn:aws[\w-]*:(?:iam|sts)::)?(\d{12})(?:$|:)")
+
+
+def _account_of(principal: str) -> str | None:
+    """The account of an IAM principal (ARN or bare account id); None for a service principal."""
+    m = _ACCOUNT_OF.match(principal)
+    return m.group(1) if m else None
+
+
 def _digest(document: Any) -> str:
     """A stable digest of a policy document (URL-encoded JSON text or a parsed object)."""
     if isinstance(document, str):
@@ -212,7 +221,12 @@ def _targets(
             meta = (resp or {}).get("keyMetadata") or {}
             arn = meta.get("arn") or meta.get("keyId")
             return [ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(arn)))] if arn else []
-        return [ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(req["keyId"])))]
+        named = _secret_id(region, str(req["keyId"]))
+        grantee = str(req.get("granteePrincipal") or "") if name == "CreateGrant" else ""
+        if _account_of(grantee) not in (None, scope):
+            # A grant to another account: its holder uses the key from there while it is live.
+            return [ObjectRef(scope, CredentialKind.KMS_KEY, named, owner=grantee)]
+        return [ObjectRef(scope, CredentialKind.KMS_KEY, named)]
     # IAM: objects made for an identity (persistence)
     if name == "CreateUser":
         user = (resp or {}).get("user") or {}

@@ -920,3 +920,45 @@ def test_a_parameters_history_read_with_decryption_is_a_read_of_its_values(world
     world.run()
     found = {k[2]: [(a.how, a.event_id) for a in f.exposure] for k, f in world.open_findings().items()}
     assert found == {world.ids["/app/prod/history"]: [(ExposureHow.READ, "ev-history")]}
+
+
+# --- KMS grants a leaver made to another account ------------------------------------------------
+
+
+def test_a_kms_grant_the_leaver_made_to_another_account_exposes_the_key_while_it_is_live(
+    world: World,
+) -> None:
+    """A grant lets its grantee use the key from its own account (sign, decrypt) with no key
+    policy change: one the leaver made to another account keeps the key working for whoever holds
+    that account, whatever becomes of her. A grant to a role of the key's own account is no such
+    door. Revoking the grant resolves it."""
+    kms = world.client("kms")
+    key = kms.create_key(Description="token signer", KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")[
+        "KeyMetadata"
+    ]
+    app = kms.create_key(Description="app data key")["KeyMetadata"]
+    outside = f"arn:aws:iam::{OUTSIDE}:root"
+    inside = f"arn:aws:iam::{MOTO_ACCOUNT}:role/app"
+    grant = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=outside, Operations=["Sign"])
+    kms.create_grant(KeyId=app["KeyId"], GranteePrincipal=inside, Operations=["Decrypt"])
+
+    def create_grant(key_id: str, grantee: str, grant_id: str, event_id: str) -> dict[str, Any]:
+        request = {"keyId": key_id, "granteePrincipal": grantee, "operations": ["Sign"]}
+        return record("CreateGrant", KMS, ACTED_AT, ALICE, request, {"grantId": grant_id}, event_id=event_id)
+
+    world.log(
+        ACTED_AT,
+        [
+            create_grant(key["KeyId"], outside, grant["GrantId"], "ev-grant-outside"),
+            create_grant(app["KeyId"], inside, "g-inside", "ev-grant-inside"),
+        ],
+    )
+    world.run()
+    found = world.open_findings()
+    assert set(found) == {("secret-exposed-to-leaver", "E1", key["Arn"])}
+    f = found[("secret-exposed-to-leaver", "E1", key["Arn"])]
+    assert f.severity.value == "high" and outside in f.reason
+    assert [(a.how, a.event_id) for a in f.exposure] == [(ExposureHow.CHANGED_ACCESS, "ev-grant-outside")]
+    kms.revoke_grant(KeyId=key["KeyId"], GrantId=grant["GrantId"])
+    world.run()
+    assert world.stored()[("secret-exposed-to-leaver", "E1", key["Arn"])].status is FindingStatus.RESOLVED
