@@ -3,7 +3,9 @@
 Order of evidence, strongest first: employee id, then emails and aliases (case-insensitive,
 trimmed), then usernames derived by the configured rules. The first kind of evidence that
 finds anyone decides; if it finds more than one person the link is ambiguous and nobody is
-guessed.
+guessed. An employee id and an email of the same account that find different people make it
+ambiguous too: the id does not overrule the email, since acting on the wrong one of them would
+revoke somebody who still works here.
 """
 
 from __future__ import annotations
@@ -107,8 +109,7 @@ def _lookup(table: Mapping[str, tuple[Person, ...]], keys: Iterable[str]) -> tup
 def match_account(account: Account, spec: MatchSpec, index: PeopleIndex) -> Link:
     """Link one account to the people it belongs to (zero, one, or several = ambiguous)."""
     ids = [v for attr in spec.employee_id_attributes for v in account.attribute_values(attr) if v.strip()]
-    if ids and (people := _lookup(index.by_employee_id, ids)):
-        return Link(account, people, "employee_id")
+    by_id = _lookup(index.by_employee_id, ids) if ids else ()
 
     emails = list(account.emails)
     emails.extend(v for attr in spec.email_attributes for v in account.attribute_values(attr))
@@ -116,8 +117,20 @@ def match_account(account: Account, spec: MatchSpec, index: PeopleIndex) -> Link
     if "@" in username:
         emails.append(username)
     emails = [e for e in emails if "@" in e]
-    if emails and (people := _lookup(index.by_email, emails)):
-        return Link(account, people, "email")
+    by_email = _lookup(index.by_email, emails) if emails else ()
+
+    if by_id:
+        # The account's own owner evidence names somebody else too (a rehire under a new
+        # employee id whose old account keeps the old id tag, an account handed over with only
+        # its email changed): which of them it belongs to is not certain, so it is ambiguous,
+        # reported and never acted on, rather than the employee id silently winning.
+        named = {(p.source, p.employee_id) for p in by_id}
+        others = tuple(p for p in by_email if (p.source, p.employee_id) not in named)
+        if others:
+            return Link(account, by_id + others, "employee_id and email")
+        return Link(account, by_id, "employee_id")
+    if by_email:
+        return Link(account, by_email, "email")
 
     candidates = [username]
     # DOMAIN\user and user@realm style names also carry the plain username.

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from offboard_audit.core.evaluate import evaluate
 from offboard_audit.core.matching import (
     PeopleIndex,
     match_account,
@@ -8,7 +11,9 @@ from offboard_audit.core.matching import (
     validate_username_rules,
 )
 from offboard_audit.core.protocols import MatchSpec
-from tests.support.fakes import account, person
+from offboard_audit.core.records import Rule
+from offboard_audit.engine.collect import group_credentials
+from tests.support.fakes import T0, account, credential, leaver, person
 
 SPEC = MatchSpec(employee_id_attributes=("employeeNumber",), email_attributes=("mail",))
 RULES = ("alias", "email_local")
@@ -18,13 +23,39 @@ def index(*people):
     return PeopleIndex.build(people, RULES)
 
 
-def test_employee_id_beats_an_email_that_points_at_someone_else():
-    alice = person("E1", "alice@example.com")
+def test_an_employee_id_and_an_email_naming_different_people_make_the_account_ambiguous():
+    # The id tag says E1 (who left), the email says E2 (who works here): acting on the id would
+    # revoke E2's access if the account is really theirs, so nobody is picked.
+    alice = leaver("E1", T0, email="alice@example.com")
     bob = person("E2", "bob@example.com")
     acct = account("a", attributes=(("employeeNumber", "E1"), ("mail", "bob@example.com")))
     link = match_account(acct, SPEC, index(alice, bob))
-    assert link.person == alice
-    assert link.matched_by == "employee_id"
+    assert link.ambiguous and link.person is None
+    assert {p.employee_id for p in link.people} == {"E1", "E2"}
+
+
+def test_employee_id_decides_when_the_email_names_the_same_person_or_nobody():
+    alice = person("E1", "alice@example.com")
+    bob = person("E2", "bob@example.com")
+    idx = index(alice, bob)
+    same = account("a", attributes=(("employeeNumber", "E1"), ("mail", "ALICE@example.com")))
+    unknown = account("b", attributes=(("employeeNumber", "E1"), ("mail", "nobody@example.com")))
+    for acct in (same, unknown):
+        link = match_account(acct, SPEC, idx)
+        assert link.person == alice and link.matched_by == "employee_id"
+
+
+def test_rehire_under_a_new_id_whose_account_keeps_the_old_id_tag_is_not_revoked():
+    # Rehired as E5 with their old email; the old account still carries the old id E1, which HR
+    # keeps as terminated. The account is theirs again: no finding may ask to revoke it.
+    old = leaver("E1", T0, email="alice@example.com")
+    rehired = person("E5", "alice@example.com")
+    acct = account("alice", attributes=(("employeeNumber", "E1"), ("mail", "alice@example.com")))
+    key = credential(acct, "AKIA1")
+    links = match_all([acct], {"sys": SPEC}, [old, rehired], RULES)
+    findings = evaluate(links, group_credentials([key]), T0 + timedelta(days=30))
+    assert [f.rule for f in findings] == [Rule.AMBIGUOUS_OWNER]
+    assert {p.employee_id for p in findings[0].candidates} == {"E1", "E5"}
 
 
 def test_email_match_is_case_insensitive_and_trimmed():
