@@ -6,7 +6,9 @@ Rules (design.md):
   last use is after its owner's termination.
 * ``credential-after-termination`` (high): an active credential or enabled account of a
   departed person.
-* ``ambiguous-owner`` (medium): an enabled human account that matches several people.
+* ``ambiguous-owner`` (medium): an enabled human account that matches several people; also a
+  service or disabled account that matches several people, one of them departed, while it holds
+  an active credential (owned by the departed one alone it would be flagged).
 * ``orphan-account`` (medium): an enabled human account that matches nobody.
 
 One finding per credential: the most severe rule wins. Inactive credentials raise nothing;
@@ -63,6 +65,20 @@ def _fmt(t: datetime) -> str:
 def _used_after(credential: Credential, person: Person) -> bool:
     assert person.terminated_at is not None
     return credential.last_used_at is not None and credential.last_used_at > person.terminated_at
+
+
+def _ambiguous_leaver_holding(
+    link: Link, creds: Sequence[Credential], now: datetime, policy: EvalPolicy
+) -> bool:
+    """Whether a service account, or a disabled account, is ambiguous between people of whom one
+    has left while it still holds an active credential. Owned by that person alone, it would be
+    flagged; a second candidate (a new hire given the leaver's email, a rehire) must not make
+    it vanish from the findings (and resolve the open ones): it is reported as ambiguous."""
+    if not link.ambiguous or not any(p.is_departed(now) for p in link.people):
+        return False
+    if link.account.kind is AccountKind.SERVICE and not policy.service_accounts_owned:
+        return False
+    return any(c.active and not c.provisional for c in creds)
 
 
 def evaluate(
@@ -153,7 +169,9 @@ def evaluate(
                         make(Rule.CREDENTIAL_AFTER_TERMINATION, account, person, cred, reason, due)
                     )
             continue
-        if account.kind is not AccountKind.HUMAN or not account.enabled:
+        if (account.kind is not AccountKind.HUMAN or not account.enabled) and not _ambiguous_leaver_holding(
+            link, creds, now, policy
+        ):
             continue
         if selectors.first_match(policy.protected, account) is not None:
             continue

@@ -124,6 +124,33 @@ def test_service_account_owned_by_a_leaver_is_flagged():
     assert run([Link(sa, (grace,))], [key], policy=EvalPolicy(service_accounts_owned=False)) == []
 
 
+def test_service_account_ambiguous_between_a_leaver_and_a_new_hire_is_reported_not_dropped():
+    # The leaver's email was given to a new hire: the service account the leaver owned now matches
+    # both. Owned by the leaver alone its key is flagged; the second candidate must not make it
+    # vanish from the findings (storage would resolve the open one), nor make it revocable.
+    left = leaver("E7", T0, email="grace@example.com")
+    new_hire = person("E70", "grace@example.com")
+    sa = account("ci-deployer", kind=AccountKind.SERVICE)
+    key = credential(sa, "keys/1", kind=CredentialKind.SERVICE_ACCOUNT_KEY)
+    (f,) = run([Link(sa, (left, new_hire), "email")], [key])
+    assert f.rule is Rule.AMBIGUOUS_OWNER and f.person is None and f.credential is None
+    assert {p.employee_id for p in f.candidates} == {"E7", "E70"}
+    # Service accounts' owners switched off, or nobody of them departed: nothing, as before.
+    assert run([Link(sa, (left, new_hire))], [key], policy=EvalPolicy(service_accounts_owned=False)) == []
+    assert run([Link(sa, (person("E8"), new_hire))], [key]) == []
+
+
+def test_disabled_account_holding_a_key_ambiguous_with_a_leaver_is_reported():
+    left = leaver("E7", T0, email="grace@example.com")
+    rehired = person("E71", "grace@example.com")
+    old = account("grace", enabled=False)
+    key = credential(old, "ssh-1", kind=CredentialKind.SSH_KEY)
+    (f,) = run([Link(old, (left, rehired), "email")], [key])
+    assert f.rule is Rule.AMBIGUOUS_OWNER
+    # Nothing active left on it: nothing to report.
+    assert run([Link(old, (left, rehired))], [replace(key, active=False)]) == []
+
+
 def test_stale_scope_marks_findings_stale():
     bob = leaver("E2", T0)
     a = account("bob", scope="111")
