@@ -5,7 +5,8 @@ trimmed), then usernames derived by the configured rules. The first kind of evid
 finds anyone decides; if it finds more than one person the link is ambiguous and nobody is
 guessed. An employee id and an email of the same account that find different people make it
 ambiguous too: the id does not overrule the email, since acting on the wrong one of them would
-revoke somebody who still works here.
+revoke somebody who still works here. A ``user@domain`` username stands for its plain
+username only with people who have an address in that domain.
 """
 
 from __future__ import annotations
@@ -133,14 +134,29 @@ def match_account(account: Account, spec: MatchSpec, index: PeopleIndex) -> Link
         return Link(account, by_email, "email")
 
     candidates = [username]
-    # DOMAIN\user and user@realm style names also carry the plain username.
+    # DOMAIN\user style names also carry the plain username.
     if "\\" in username:
         candidates.append(username.rsplit("\\", 1)[1])
+    people = _lookup(index.by_username, [c for c in candidates if c])
     if "@" in username:
-        candidates.append(username.split("@", 1)[0])
-    if people := _lookup(index.by_username, [c for c in candidates if c]):
+        # user@domain carries the plain username only within the domain of the person's own
+        # addresses: bob@partner.example is not our bob@example.com (the address matched nobody
+        # above), and taking it for them would revoke a stranger's access when bob leaves.
+        local, domain = username.split("@", 1)[0], username.rsplit("@", 1)[1]
+        seen = {(p.source, p.employee_id) for p in people}
+        people += tuple(
+            p
+            for p in _lookup(index.by_username, [local] if local else [])
+            if (p.source, p.employee_id) not in seen and normalized(domain) in _email_domains(p)
+        )
+    if people:
         return Link(account, people, "username")
     return Link(account, (), "")
+
+
+def _email_domains(person: Person) -> set[str]:
+    addresses = [person.email or "", *person.aliases]
+    return {normalized(a.rsplit("@", 1)[1]) for a in addresses if "@" in a}
 
 
 def match_all(

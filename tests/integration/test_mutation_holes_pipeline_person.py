@@ -86,8 +86,12 @@ def test_the_plain_username_inside_a_qualified_name_finds_the_other_person_it_is
     # "bob" is E2's by the part of E2's email before the @, and E9's by alias: a qualified name whose
     # plain username is "bob" matches both. The lookup must find E9 by the plain username "bob" (the
     # text after the last backslash, before the first @), or the account is wrongly bob's alone.
+    # Both have an address in realm.example: a user@domain name carries the plain username only
+    # within the domains of the person's own addresses.
     stored(
-        store, leaver("E2", T0, email="bob@example.com"), person("E9", "robert@example.com", aliases=("bob",))
+        store,
+        leaver("E2", T0, email="bob@example.com", aliases=("b.smith@realm.example",)),
+        person("E9", "robert@example.com", aliases=("bob", "robert@realm.example")),
     )
     assert rules_of_bob(tmp_path, store, username) == {("acct-1", Rule.AMBIGUOUS_OWNER)}
 
@@ -113,7 +117,11 @@ def test_a_plain_username_finds_the_other_person_whose_email_local_part_it_is(
 
 def test_an_account_only_the_leaver_can_own_is_the_leavers(tmp_path: Path, store: Store) -> None:
     # The control for the tests above: nobody else is "bob", so the same names are bob's alone.
-    stored(store, leaver("E2", T0, email="bob@example.com"), person("E9", "robert@example.com"))
+    stored(
+        store,
+        leaver("E2", T0, email="bob@example.com", aliases=("b.smith@realm.example",)),
+        person("E9", "robert@example.com", aliases=("robert@realm.example",)),
+    )
     for username in ("CORP\\bob", "bob@realm.example", "bob@example.com", "bob"):
         assert rules_of_bob(tmp_path, store, username) == {("acct-1", Rule.CREDENTIAL_AFTER_TERMINATION)}
 

@@ -75,6 +75,27 @@ def test_username_that_is_an_email_matches_by_email():
     assert match_account(account("alice@example.com"), SPEC, index(alice)).person == alice
 
 
+def test_an_address_at_another_domain_is_not_our_person_with_the_same_local_part():
+    # An IAM user (or a GitHub invitation, a Vault OIDC alias) named bob@partner.example belongs
+    # to somebody HR does not know; our bob@example.com leaving must not revoke it.
+    bob = leaver("E2", T0, email="bob@example.com")
+    stranger = account("bob@partner.example")
+    key = credential(stranger, "AKIA2")
+    links = match_all([stranger], {"sys": SPEC}, [bob], RULES)
+    assert links[0].people == ()
+    findings = evaluate(links, group_credentials([key]), T0 + timedelta(days=30))
+    assert [f.rule for f in findings] == [Rule.ORPHAN_ACCOUNT]
+
+
+def test_user_at_domain_names_carry_the_plain_username_within_the_person_s_domains():
+    jane = person("E3", "jane.doe@example.com", aliases=("jdoe", "jd@corp.example.com"))
+    idx = index(jane)
+    assert match_account(account("JDoe@Example.com"), SPEC, idx).person == jane
+    assert match_account(account("jdoe@corp.example.com"), SPEC, idx).person == jane
+    assert match_account(account("jdoe@partner.example"), SPEC, idx).people == ()
+    assert match_account(account("jane.doe@partner.example"), SPEC, idx).people == ()
+
+
 def test_username_rules_email_local_and_alias():
     bob = person("E2", "bob@example.com", aliases=("bleaver",))
     idx = index(bob)
