@@ -15,7 +15,14 @@ from typing import Any
 
 from connectors.hr_records.settings import HrSettings
 from offboard_audit.core.errors import SourceError
-from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem, storable_time_problem
+from offboard_audit.core.records import (
+    HRRead,
+    Person,
+    PersonStatus,
+    RowProblem,
+    canonical_identifier,
+    storable_time_problem,
+)
 
 
 class RowError(ValueError):
@@ -79,8 +86,10 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
             return ""
         return text_of(str(value).strip(), name)
 
-    employee_id = field("employee_id")
-    email = field("email").lower() or None
+    # Identifiers in one Unicode form (core.records.canonical_identifier): matching compares them
+    # as strings, so a zero-width space or a decomposed accent would hide who shares an address.
+    employee_id = canonical_identifier(field("employee_id"))
+    email = canonical_identifier(field("email")).lower() or None
     if not employee_id and not email:
         raise RowError("has neither employee_id nor email")
     if not employee_id:
@@ -102,11 +111,12 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     aliases_raw = row.get(s.columns["aliases"])
     aliases: tuple[str, ...] = ()
     if isinstance(aliases_raw, list):
-        aliases = tuple(text_of(str(a).strip(), "aliases") for a in aliases_raw if str(a).strip())
+        listed = [text_of(str(a), "aliases") for a in aliases_raw]
     elif aliases_raw:
-        aliases = tuple(
-            a.strip() for a in text_of(str(aliases_raw), "aliases").split(s.alias_separator) if a.strip()
-        )
+        listed = text_of(str(aliases_raw), "aliases").split(s.alias_separator)
+    else:
+        listed = []
+    aliases = tuple(a for a in map(canonical_identifier, listed) if a)
     return Person(
         employee_id=employee_id,
         email=email,
@@ -115,7 +125,7 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
         terminated_at=terminated_at,
         aliases=aliases,
         source=s.name,
-        manager_email=field("manager_email").lower() or None,
+        manager_email=canonical_identifier(field("manager_email")).lower() or None,
     )
 
 
@@ -131,16 +141,17 @@ def people_from_rows(
     bad_line: dict[str, int] = {}
     for line, row in rows:
         if isinstance(row, BadRow):
-            problems.append(RowProblem(line, f"{origin} line {line}: {row.error}", row.employee_id))
-            if row.employee_id:
-                bad_line.setdefault(row.employee_id, line)
+            bad_id = canonical_identifier(row.employee_id)
+            problems.append(RowProblem(line, f"{origin} line {line}: {row.error}", bad_id))
+            if bad_id:
+                bad_line.setdefault(bad_id, line)
             continue
         try:
             person = person_from_row(row, s)
         except RowError as exc:
             # The employee id (when the row has one) keeps that person's last good record.
             raw_id = row.get(s.columns["employee_id"])
-            eid = str(raw_id).strip() if raw_id else ""
+            eid = canonical_identifier(str(raw_id)) if raw_id else ""
             # An id that is not text names no stored person (none could be stored).
             eid = "" if _SURROGATE.search(eid) else eid
             problems.append(RowProblem(line, f"{origin} line {line}: {exc}", eid))

@@ -8,6 +8,7 @@ the storage module maps them to and from SQLModel tables.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -54,6 +55,15 @@ def storable_time_problem(value: datetime) -> str | None:
             f"{EARLIEST_STORABLE.isoformat()} and {LATEST_STORABLE.isoformat()} in UTC"
         )
     return None
+
+
+def canonical_identifier(value: str) -> str:
+    """An identifier (employee id, email, alias) in one Unicode form: invisible format characters
+    (zero-width spaces and joiners, byte order marks, direction marks, soft hyphens) removed, then
+    NFC, then trimmed. Pasted or exported text carries both; kept, an address is another string
+    than the same address elsewhere, and two people sharing it are no longer seen to."""
+    visible = "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFC", visible).strip()
 
 
 class PersonStatus(StrEnum):

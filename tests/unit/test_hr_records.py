@@ -10,9 +10,11 @@ import pytest
 
 from connectors.hr_records import make_csv_source, make_json_source
 from offboard_audit.core.errors import ConfigError, SourceError
+from offboard_audit.core.matching import match_all
 from offboard_audit.core.options import SourceOptions
-from offboard_audit.core.protocols import SourceContext
+from offboard_audit.core.protocols import MatchSpec, SourceContext
 from offboard_audit.core.records import PersonStatus
+from tests.support.fakes import account
 
 HEADER = "employee_id,email,name,status,termination_date,aliases"
 
@@ -216,3 +218,30 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path):
     options = SourceOptions({"name": "hrj", "type": "hr_json", "url": "http://hr.example.com/people"})
     with pytest.raises(ConfigError, match="https"):
         make_json_source(options, SourceContext(base_dir=tmp_path))
+
+
+def test_hr_identifiers_are_read_in_one_unicode_form_without_invisible_characters(tmp_path: Path):
+    # A zero-width space pasted into a new hire's email, or an accent typed decomposed (NFD), made
+    # the address another string: the account of a reused address matched only the leaver, whose
+    # HR record keeps it, and the new hire's credentials were taken for the leaver's.
+    nfd = "andre\u0301@example.com"  # "andré" decomposed
+    text = (
+        f"{HEADER}\n"
+        "E1,alice@example.com,Alice Old,terminated,2026-01-31,\n"
+        "E5,alice\u200b@example.com,Alice New,active,,\n"
+        "E2,andr\u00e9@example.com,Andre Old,terminated,2026-01-31,\n"
+        f"E6,{nfd},Andre New,active,,\ufeffa\u200d\u00e9@example.com\n"
+        "E7\u2060,eve@example.com,Eve,active,,\n"
+    )
+    people = csv_source(tmp_path, text).read_people().people
+    by_id = {p.employee_id: p for p in people}
+    assert set(by_id) == {"E1", "E5", "E2", "E6", "E7"}
+    assert by_id["E5"].email == "alice@example.com"
+    assert by_id["E6"].email == "andr\u00e9@example.com" and by_id["E6"].aliases == ("a\u00e9@example.com",)
+    spec = MatchSpec()
+    accounts = [
+        account("alice", emails=("alice@example.com",)),
+        account("andre", emails=("andr\u00e9@example.com",)),
+    ]
+    links = match_all(accounts, {"sys": spec}, people, ("alias", "email_local"))
+    assert [sorted(p.employee_id for p in link.people) for link in links] == [["E1", "E5"], ["E2", "E6"]]
