@@ -22,9 +22,9 @@ webhook event. Both are HR information of different ages, so neither simply over
   read that changed the status). A status event older than that is *superseded* and changes
   nothing (a retried ``employee.terminated`` never undoes a later ``employee.rehired``).
 * **An event never changes a person it does not name.** An event whose email belongs to a
-  stored person with another employee id is a conflict; nothing changes. So is an event whose
-  employee id differs from a stored one only in case or surrounding spaces (matching would take
-  them for one person).
+  stored person with another employee id (as their email or an email alias) is a conflict;
+  nothing changes. So is an event whose employee id differs from a stored one only in case or
+  surrounding spaces (matching would take them for one person).
 * **The HR circuit breaker** (:func:`circuit_breaker_reason`, :func:`webhook_breaker_reason`)
   says when a read, or the webhook terminations since the last good read, look like a broken
   feed rather than real departures: then nothing is revoked.
@@ -184,6 +184,12 @@ def _same_id(a: str, b: str) -> bool:
     return normalized(a) == normalized(b)
 
 
+def _addresses(person: Person) -> set[str]:
+    """The addresses matching links ``person``'s accounts by: the email and the email aliases,
+    compared as matching compares them."""
+    return {normalized(a) for a in (person.email or "", *person.aliases) if "@" in a}
+
+
 def decide_change(stored: Sequence[PersonState], change: PersonChange, default_source: str) -> ChangeDecision:
     """Which stored person ``change`` is about, and what becomes of them (pure).
 
@@ -201,11 +207,7 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
     found = same_id[0] if same_id else None
     if email is not None:
         owner = next(
-            (
-                s.person
-                for s in stored
-                if s.person.employee_id != eid and s.person.email and s.person.email.lower() == email
-            ),
+            (s.person for s in stored if s.person.employee_id != eid and email in _addresses(s.person)),
             None,
         )
         if owner is not None:

@@ -127,6 +127,20 @@ def test_a_known_id_with_somebody_elses_email_is_a_conflict() -> None:
     )
 
 
+def test_an_event_with_another_persons_email_alias_is_a_conflict() -> None:
+    # alice@example.com is E1's address as an alias (matching links E1's accounts by it). An event
+    # giving it to E2 (or to an unknown E404) would move E1's accounts to "ambiguous" and, for E2,
+    # replace their own address: their accounts would no longer be theirs.
+    e1 = read_state(person("E1", "alice.smith@example.com", aliases=("asmith", " Alice@Example.com ")))
+    stored = [e1, read_state(person("E2", "bob@example.com"))]
+    for eid in ("E2", "E404"):
+        d = decide_change(stored, terminate(eid, "alice@example.com"), "hr")
+        assert d.outcome is ChangeOutcome.CONFLICT and "'E1'" in d.reason and d.after is None, eid
+    # A username alias is not an address: no conflict.
+    d = decide_change(stored, terminate("E2", "asmith@example.com"), "hr")
+    assert d.outcome is ChangeOutcome.APPLY
+
+
 def test_the_persons_own_email_or_none_is_no_conflict() -> None:
     for email in ("BOB@example.com", None):
         d = decide_change(stored_org(), terminate("E2", email), "hr")
