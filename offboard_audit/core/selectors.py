@@ -120,7 +120,12 @@ def matches(selector: str, account: Account, credential: Credential | None = Non
         # A bare source name or system selects everything in it (policy.protected; exemptions
         # are refused in this form when added, see selector_problem).
         return pattern in _prefixes(account)
-    return any(fnmatchcase(c, pattern) for c in candidates(account, credential))
+    # "[" opens a character class in a glob, but names have brackets too (an AD "CN=Break Glass
+    # [DO NOT DISABLE]"): a selector that writes such a name out, globs around it or not, must
+    # select it. So "[" is also read as itself; other names than the ones the glob selects can
+    # only match by containing the bracketed text as written.
+    literal = pattern.replace("[", "[[]")
+    return any(fnmatchcase(c, pattern) or fnmatchcase(c, literal) for c in candidates(account, credential))
 
 
 def first_match(

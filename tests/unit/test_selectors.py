@@ -65,6 +65,25 @@ def test_ad_names_match_whatever_their_case():
     assert selectors.matches("corp-ad:cn=break glass,*", acct)
 
 
+def test_a_name_with_brackets_is_selected_by_itself_written_out() -> None:
+    # "[" starts a glob character class: the break-glass account's own DN, copied into
+    # policy.protected or an exemption, selected nothing, and the account was planned for
+    # disabling. A selector equal to a candidate name selects it; globs still work.
+    acct = Account(
+        source="corp-ad",
+        system="ldap",
+        account_id="CN=Break Glass [DO NOT DISABLE],OU=Admins,DC=example,DC=test",
+        username="breakglass",
+        enabled=True,
+        scope="DC=example,DC=test",
+    )
+    assert selectors.matches("corp-ad:CN=Break Glass [DO NOT DISABLE],OU=Admins,DC=example,DC=test", acct)
+    assert selectors.first_match(["ldap:cn=break glass [do not disable],*"], acct) is not None
+    assert selectors.matches("corp-ad:cn=break glass [[]do not disable],*", acct)
+    assert selectors.matches("corp-ad:cn=break glass [a-f]*", replace(acct, account_id="CN=Break Glass D"))
+    assert not selectors.matches("corp-ad:cn=break glass [do not disable],*", replace(acct, account_id="x"))
+
+
 def test_a_selector_for_another_source_does_not_match():
     assert not selectors.matches("gcp:breakglass", iam_user("breakglass", "111111111111"))
 
