@@ -25,7 +25,7 @@ from connectors.aws_iam.clients import ClientProvider
 from connectors.aws_iam.errors import describe, error_code
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.inventory import secret_versions
-from connectors.aws_iam.exposure.translate import aware
+from connectors.aws_iam.exposure.states import aware
 from connectors.aws_iam.revoker import AwsIamRevoker
 from connectors.aws_iam.settings import AwsSettings
 from offboard_audit.core.actions import ActionDef, ActionTarget, ResourceState, Stage

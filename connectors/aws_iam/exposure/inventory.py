@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connectors.aws_iam.errors import error_code
+from connectors.aws_iam.exposure import states as st
 from connectors.aws_iam.exposure import translate as tr
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.settings import ExposureSettings
@@ -83,31 +84,31 @@ class AccountInventory:
         out: list[SecretState] = []
         s = self.settings
         for region in s.regions:
-            at = tr.Listing(self.source, self.account, region, s.owner_tag_keys, s.signing_tags)
+            at = st.Listing(self.source, self.account, region, s.owner_tag_keys, s.signing_tags)
             out.extend(self._secrets_manager(at, wanted_ids))
             out.extend(self._parameters(at, wanted_ids))
             out.extend(self._kms(at, wanted_ids))
         return out
 
-    def _secrets_manager(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+    def _secrets_manager(self, at: st.Listing, wanted: set[str]) -> list[SecretState]:
         sm = self._client("secretsmanager", at.region)
         out: list[SecretState] = []
         for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
             for raw in page.get("SecretList") or ():
-                state = tr.secret_state(at, raw, None)
+                state = st.secret_state(at, raw, None)
                 if wanted & {state.secret_id, *state.aliases}:
-                    state = tr.secret_state(at, raw, secret_versions(sm, state.secret_id))
+                    state = st.secret_state(at, raw, secret_versions(sm, state.secret_id))
                 out.append(state)
         return out
 
-    def _parameters(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+    def _parameters(self, at: st.Listing, wanted: set[str]) -> list[SecretState]:
         ssm = self._client("ssm", at.region)
         out: list[SecretState] = []
         filters = [{"Key": "Type", "Option": "Equals", "Values": ["SecureString"]}]
         for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
             for raw in page.get("Parameters") or ():
                 name = str(raw["Name"])
-                listed_state = tr.parameter_state(at, raw, None, {})
+                listed_state = st.parameter_state(at, raw, None, {})
                 history: list[Any] | None = None
                 tags: dict[str, str] = {}
                 # A read by ARN names the parameter by its secret_id, a read by name or path by an alias.
@@ -117,11 +118,11 @@ class AccountInventory:
                     for hpage in ssm.get_paginator("get_parameter_history").paginate(Name=name):
                         history.extend(hpage.get("Parameters") or ())
                     listed = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
-                    tags = tr._tags(listed.get("TagList"))
-                out.append(tr.parameter_state(at, raw, history, tags))
+                    tags = st.tags_of(listed.get("TagList"))
+                out.append(st.parameter_state(at, raw, history, tags))
         return out
 
-    def _kms(self, at: tr.Listing, wanted: set[str]) -> list[SecretState]:
+    def _kms(self, at: st.Listing, wanted: set[str]) -> list[SecretState]:
         kms = self._client("kms", at.region)
         out: list[SecretState] = []
         for page in kms.get_paginator("list_keys").paginate():
@@ -142,8 +143,8 @@ class AccountInventory:
                 grants: list[Any] = []
                 for gpage in kms.get_paginator("list_grants").paginate(KeyId=key_id):
                     grants.extend(gpage.get("Grants") or ())
-                tags = tr._tags(kms.list_resource_tags(KeyId=key_id).get("Tags"))
-                out.append(tr.kms_state(at, meta, rotation, grants, tags))
+                tags = st.tags_of(kms.list_resource_tags(KeyId=key_id).get("Tags"))
+                out.append(st.kms_state(at, meta, rotation, grants, tags))
         return out
 
     # --- persistence ---------------------------------------------------------------------------
@@ -154,42 +155,42 @@ class AccountInventory:
 
     def _object(self, iam: Any, ref: ObjectRef) -> PersistenceState:
         def gone(detail: str = "") -> PersistenceState:
-            return tr.persistence_state(self.source, ref, False, detail)
+            return st.persistence_state(self.source, ref, False, detail)
 
         try:
             if ref.kind is CredentialKind.ACCOUNT:
                 user = iam.get_user(UserName=ref.object_id)["User"]
                 same = not ref.fingerprint or str(user["UserId"]) == ref.fingerprint
-                return tr.persistence_state(self.source, ref, same, "" if same else "re-created since")
+                return st.persistence_state(self.source, ref, same, "" if same else "re-created since")
             if ref.kind is CredentialKind.ACCESS_KEY:
                 keys = iam.list_access_keys(UserName=ref.owner)["AccessKeyMetadata"]
                 for k in keys:
                     if k["AccessKeyId"] == ref.object_id:
                         active = k.get("Status") == "Active"
-                        return tr.persistence_state(
+                        return st.persistence_state(
                             self.source, ref, active, "active" if active else "inactive"
                         )
                 return gone()
             if ref.kind is CredentialKind.PASSWORD:
                 profile = iam.get_login_profile(UserName=ref.owner)["LoginProfile"]
-                created = tr.aware(profile.get("CreateDate"))
+                created = st.aware(profile.get("CreateDate"))
                 made = tr.response_time(ref.fingerprint)
                 same = made is None or created is None or abs((created - made).total_seconds()) < 300
-                return tr.persistence_state(self.source, ref, same, "" if same else "re-created since")
+                return st.persistence_state(self.source, ref, same, "" if same else "re-created since")
             if ref.kind is CredentialKind.TRUST_POLICY:
                 role = iam.get_role(RoleName=ref.object_id)["Role"]
                 document = role["AssumeRolePolicyDocument"]
                 if isinstance(document, str):
                     document = json.loads(urllib.parse.unquote(document))
                 same = tr.policy_digest(document) == ref.fingerprint
-                outside = tr.trust_policy_outside(document, self.account)
+                outside = st.trust_policy_outside(document, self.account)
                 detail = f"trust policy lets {', '.join(outside)} assume it" if outside else ""
-                return tr.persistence_state(self.source, ref, same, detail if same else "changed since")
+                return st.persistence_state(self.source, ref, same, detail if same else "changed since")
             if ref.kind is CredentialKind.IAM_BINDING:
                 policy_arn = ref.object_id.split("/", 1)[1]
                 pages = iam.get_paginator("list_attached_user_policies").paginate(UserName=ref.owner)
                 attached = {str(p["PolicyArn"]) for page in pages for p in page.get("AttachedPolicies") or ()}
-                return tr.persistence_state(self.source, ref, policy_arn in attached)
+                return st.persistence_state(self.source, ref, policy_arn in attached)
         except Exception as exc:
             if error_code(exc) == "NoSuchEntity":
                 return gone()
