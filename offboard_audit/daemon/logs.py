@@ -44,21 +44,22 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the exception, if any)."""
+    """One JSON object per record: time, level, logger, message (and the exception, if any).
+
+    Each value is redacted before it is encoded: in the encoded line a secret with a quote, a
+    backslash or a control character is JSON-escaped (``pa\\"ss``), which the redaction of the raw
+    secret would not find, and the log shipper decodes it back to the secret."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redacted(self._format(record))
-
-    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redacted(record.getMessage()),
             "thread": record.threadName,
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redacted(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 

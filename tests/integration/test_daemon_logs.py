@@ -222,3 +222,48 @@ def test_a_revocation_pass_that_stops_part_way_fails_the_job_lists_what_it_did_a
     assert (
         samples(w)[("offboard_audit_webhook_jobs_total", (("kind", "terminate"), ("outcome", "failed")))] == 1
     )
+
+
+def test_a_database_password_with_json_escaped_characters_never_reaches_the_json_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--log-format json`` redacts like the text format: a password with a quote or a backslash
+    is written JSON-escaped (``pa\\"ss``), which the redaction of the raw password did not match,
+    and a log shipper decodes it back to the password."""
+    import json
+    import sys
+    from dataclasses import replace
+
+    from offboard_audit.daemon.notify import redact_secrets
+    from tests.support.configs import config_with
+
+    password = 'pa"ss\\wd'
+    config = replace(
+        config_with(tmp_path),
+        database_url="postgresql+psycopg://audit:pa%22ss%5Cwd@db.example:5432/audit",
+    )
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure_logging("info", "json", stream=sys.stderr)
+        redact_secrets(config, {})
+        log = logging.getLogger("offboard_audit.daemon.test")
+        try:
+            raise RuntimeError(f"cannot connect (password {password})")
+        except RuntimeError:
+            log.exception("leadership step failed: password %s", password)
+        lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+        (entry,) = lines
+        shown = entry["message"] + entry["exception"]
+        assert password not in shown
+        assert entry["message"] == "leadership step failed: password ***"
+        assert "cannot connect (password ***)" in entry["exception"]
+    finally:
+        from offboard_audit.daemon import logs
+
+        logs._REDACTIONS.clear()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
