@@ -54,7 +54,20 @@ class Message:
     data: tuple[tuple[str, Any], ...] = ()
 
     def payload(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind, "source": "offboard-audit", **dict(self.data)}
+        return {
+            "text": chat_text(self.text),
+            "kind": self.kind,
+            "source": "offboard-audit",
+            **dict(self.data),
+        }
+
+
+def chat_text(text: str) -> str:
+    """``text`` escaped as Slack asks (``&``, ``<``, ``>``): the texts quote names, paths and errors
+    from HR and the systems, and Slack (and Mattermost, which reads its syntax) takes ``<...>`` as
+    a control sequence: ``<!channel>`` pings everyone, ``<https://host|words>`` is a link showing
+    only ``words``. Slack shows the escaped text as it was; ``data`` (for machines) stays as it is."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def redact_url(url: str) -> str:
