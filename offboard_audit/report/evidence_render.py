@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -218,6 +219,27 @@ def content_security_policy(style: str = _STYLE) -> str:
     )
 
 
+# Characters that reorder or hide the text around them when shown: bidirectional marks, embeddings,
+# overrides and isolates (``bob\u202eexe.nimda`` reads as ``bobadmin.exe``), and the C0/C1
+# controls but tab and newline. Escaping to HTML does not touch them.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _shown(value: Any) -> Any:
+    """Each value the page prints, with those characters as ``\\u202e``-style text, as the
+    terminal shows them (``report/table.safe``); the page's own markup (its style) as it is."""
+    from markupsafe import Markup
+
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _UNSHOWN.sub(_escape_char, value)
+    return value
+
+
 def _render(template: str, context: Mapping[str, Any]) -> str:
     """Render one of the package's Jinja2 templates with autoescaping (imported only here: a
     report is the only output that needs it)."""
@@ -228,6 +250,7 @@ def _render(template: str, context: Mapping[str, Any]) -> str:
         autoescape=True,
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        finalize=_shown,
     )
     return env.get_template(template).render(**context)
 

@@ -186,3 +186,38 @@ policy_analyzer_endpoint = "{gcp_fake.rest_url}"
     assert not any(a.startswith("on") for a in parsed.attributes)
     text = "".join(parsed.text)
     assert SCRIPT in text and IMG in text and SVG in text
+
+
+# A right-to-left override makes what follows it read backwards: "bob\u202eexe.nimda" is shown
+# as "bobadmin.exe". In the terminal such characters are shown as text (``report/table.safe``).
+RLO = "\u202e"
+
+
+def test_bidi_overrides_in_names_are_shown_as_text_never_reorder_the_page(env: Env) -> None:
+    name = f"Alice {RLO}nitraM"
+    username = f"alice{RLO}nimda"
+    env.world.write_hr(
+        [
+            ("E1", "alice@example.com", name, "terminated", "2026-01-10"),
+            ("E2", "bob@example.com", "Bob", "terminated", "2026-01-12"),
+        ]
+    )
+
+    def hostile(st: dict) -> None:
+        alice = next(a for a in st["accounts"] if a["id"] == "alice")
+        alice["username"] = username
+
+    env.world.update(hostile)
+    env.audit()
+    env.engine().revoke(NOW, apply=True, person="E1")
+    page = evidence_html(collect_evidence(env.store, "E1", NOW + timedelta(minutes=1)))
+
+    parsed = Tags()
+    parsed.feed(page)
+    text = "".join(parsed.text)
+    # No character that reorders or hides text reaches the page...
+    assert not any(
+        ch in text for ch in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    )
+    # ...and the reader sees that the name holds one, as the terminal shows it.
+    assert "Alice \\u202enitraM" in text and "alice\\u202enimda" in text
