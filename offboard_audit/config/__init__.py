@@ -225,7 +225,7 @@ def build_config(
 
     database = root.table("database")
     reject_unknown(database, DATABASE_OPTIONS)
-    url = db_override or env.get(DB_ENV) or database.opt_str("url") or default_db_url(base_dir)
+    url = db_override or env.get(DB_ENV) or database.opt_str("url", shown=False) or default_db_url(base_dir)
     if problem := database_url_problem(url):
         if db_override or env.get(DB_ENV):
             raise ConfigError(problem, key=f"--db (or ${DB_ENV})")

@@ -301,7 +301,7 @@ def notification_config(table: SourceOptions, env: Mapping[str, str]) -> Notific
     """``[notifications]``: every URL (those in ``$urls_env`` too, when it is set) is http(s)."""
     reject_unknown(table, NOTIFICATION_OPTIONS)
     # Named by position, never shown: a URL may carry its token (NOTIFICATION_OPTIONS).
-    for n, url in enumerate(table.strings("urls"), start=1):
+    for n, url in enumerate(table.strings("urls", shown=False), start=1):
         if problem := _url_problem(url):
             raise table.error("urls", f"URL {n}: {problem}")
     var = table.opt_str("urls_env")
@@ -310,7 +310,7 @@ def notification_config(table: SourceOptions, env: Mapping[str, str]) -> Notific
         if problem := _url_problem(url):
             raise table.error("urls_env", f"${var}, URL {n}: {problem}")
     notifications = NotificationConfig(
-        urls=table.strings("urls"),
+        urls=table.strings("urls", shown=False),
         urls_env=table.opt_str("urls_env"),
         timeout=table.duration("timeout", timedelta(seconds=5)),
         retries=table.integer("retries", 3, minimum=0),

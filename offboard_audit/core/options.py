@@ -73,16 +73,19 @@ class SourceOptions:
             return None
         return self.raw[key]
 
-    def string(self, key: str) -> str:
+    def string(self, key: str, shown: bool = True) -> str:
+        """``shown=False`` for a value that may carry a secret (a URL with a password or a
+        token): an error names its type, never the value."""
         value = self._get(key, True)
         if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"must be a non-empty string, got {value!r}")
+            got = repr(value) if shown else _kind(value)
+            raise self.error(key, f"must be a non-empty string, got {got}")
         return value
 
-    def opt_str(self, key: str, default: str | None = None) -> str | None:
+    def opt_str(self, key: str, default: str | None = None, shown: bool = True) -> str | None:
         if key not in self.raw:
             return default
-        return self.string(key)
+        return self.string(key, shown)
 
     def integer(self, key: str, default: int | None = None, minimum: int | None = None) -> int:
         value = self._get(key, default is None)
@@ -112,14 +115,20 @@ class SourceOptions:
             raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def strings(self, key: str, default: tuple[str, ...] = (), shown: bool = True) -> tuple[str, ...]:
+        """``shown=False``: as for :meth:`string`, an error names the wrong item by position."""
         value = self._get(key, False)
         if value is None:
             return default
         if isinstance(value, str):
             return (value,)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(key, f"must be a list of strings, got {value!r}")
+            if shown:
+                raise self.error(key, f"must be a list of strings, got {value!r}")
+            if not isinstance(value, list):
+                raise self.error(key, f"must be a list of strings, got {_kind(value)}")
+            n, item = next((n, v) for n, v in enumerate(value, start=1) if not isinstance(v, str))
+            raise self.error(key, f"must be a list of strings; item {n} is {_kind(item)}")
         return tuple(value)
 
     def pairs(self, key: str, default: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
@@ -193,3 +202,9 @@ class SourceOptions:
         if value is None or value == "":
             raise self.error(key, f"environment variable {var} is not set")
         return value
+
+
+def _kind(value: object) -> str:
+    """What a TOML value is (``an integer``, ``a list``), for an error that must not show it."""
+    name = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return name.get(type(value), "a table" if isinstance(value, dict) else f"a {type(value).__name__}")

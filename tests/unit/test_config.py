@@ -213,3 +213,14 @@ def test_notification_urls_must_be_http_or_https_and_are_named_by_position_never
         env_text.replace("[notifications]", '[notifications]\nurls = ["HTTP://h:8080/x"]'), env={}
     )
     assert good.notifications.urls == ("HTTP://h:8080/x",)
+
+
+def test_a_notification_url_or_database_url_of_the_wrong_type_is_refused_without_showing_it():
+    # A notification URL carries its token and a database URL may carry its password: an error
+    # about their type quoted the whole value (to stderr, to CI logs).
+    err = _error(GOOD + '\n[notifications]\nurls = ["https://hooks.example.org/T/B/tok-123", 5]\n')
+    assert err.key == "notifications.urls" and "tok-123" not in str(err)
+    assert "must be a list of strings; item 2 is an integer" in str(err)
+    err = _error(GOOD.replace('url = "sqlite:///audit.db"', 'url = ["postgresql://audit:s3cret@db/x"]'))
+    assert err.key == "database.url" and "s3cret" not in str(err)
+    assert "must be a non-empty string, got a list" in str(err)
