@@ -45,7 +45,7 @@ from offboard_audit.core.job_json import action_json, takeover_json
 from offboard_audit.core.jobs import EventStatus, HREvent, HREventType, Job, JobKind, JobState
 from offboard_audit.core.stored import RunKind
 from offboard_audit.daemon.metrics import CONTENT_TYPE, Metrics
-from offboard_audit.report.json import JsonTooDeep, loads_limited
+from offboard_audit.report.json import JsonNumberTooLong, JsonTooDeep, loads_limited
 from offboard_audit.storage.store import Store
 from offboard_audit.storage.webhook_store import WebhookStore, new_job_id
 
@@ -178,11 +178,11 @@ def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
         payload = loads_limited(body)
     except JsonTooDeep as exc:
         raise Rejected(422, f"body is {exc.msg}") from None
+    except JsonNumberTooLong:
+        # An integer of more than 4300 digits: Python refuses to convert it.
+        raise Rejected(422, "body holds a number too long to read") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise Rejected(422, "body is not UTF-8 JSON") from None
-    except ValueError:
-        # An integer of more than 4300 digits: Python refuses to convert it (not a JSONDecodeError).
-        raise Rejected(422, "body holds a number too long to read") from None
     if not isinstance(payload, dict):
         raise Rejected(422, "body must be a JSON object")
     event_id = _parse_id(payload, "event_id")

@@ -162,12 +162,18 @@ class JsonTooDeep(json.JSONDecodeError):
     already answers malformed JSON (the webhook's 422, a refused plan file) answers this too."""
 
 
+class JsonNumberTooLong(json.JSONDecodeError):
+    """A JSON document with an integer of more than 4300 digits, which Python refuses to convert
+    (with a plain ``ValueError``). A ``JSONDecodeError`` for the same reason as ``JsonTooDeep``."""
+
+
 def loads_limited(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that refuses documents nested deeper than ``max_depth`` before parsing them.
 
     ``json.loads`` of ``[[[[...]]]]`` a few thousand levels deep raises ``RecursionError``, which
     is not a ``ValueError`` and would escape as a 500 (or a crash). The nesting is measured first
-    by a linear scan that skips strings, so the parser never sees such a document.
+    by a linear scan that skips strings, so the parser never sees such a document. Every other
+    document it cannot read is a ``JSONDecodeError`` too.
     """
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")  # UnicodeDecodeError, like json.loads of invalid UTF-8
@@ -180,4 +186,11 @@ def loads_limited(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
                 raise JsonTooDeep(f"nested deeper than {max_depth} levels", text, m.start())
         elif token in "]}":
             depth -= 1
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        # An integer of more than 4300 digits (Python's int conversion limit) raises a plain
+        # ValueError, which callers that answer malformed JSON (a refused plan file) missed.
+        raise JsonNumberTooLong(str(exc), text, 0) from None

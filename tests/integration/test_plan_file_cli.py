@@ -73,3 +73,19 @@ def test_with_the_audit_key_plans_are_signed_and_an_unsigned_one_is_refused(tmp_
     code, _, err = cli(world, "revoke", "--plan", str(signed), "--apply", env=env)
     assert code == 0, err
     assert sorted(c for _, c in world.changes()) == ["AK2", "bob"]
+
+
+def test_a_plan_file_with_a_number_too_long_to_read_is_refused_not_an_internal_error(tmp_path: Path) -> None:
+    # json.loads raises a plain ValueError (not a JSONDecodeError) for an integer of more than
+    # 4300 digits: the edited file ended in "internal error ... this is a bug" (exit 4).
+    world = standard_world(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cli(world, "audit")
+    plan = tmp_path / "plan.json"
+    assert cli(world, "plan", "--person", "E2", "--output", str(plan))[0] == 0
+    edited = tmp_path / "edited.json"
+    edited.write_text(plan.read_text().replace("{", '{"extra": ' + "9" * 5000 + ", ", 1))
+
+    code, _, err = cli(world, "revoke", "--plan", str(edited), "--apply")
+    assert code == 1, err
+    assert "refused" in err and "internal error" not in err
+    assert world.changes() == []
