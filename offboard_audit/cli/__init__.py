@@ -19,7 +19,7 @@ try:  # Typer 0.2x vendors Click; older Typer raises the click package's excepti
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from offboard_audit.cli.app import EXIT_INTERNAL, EXIT_USAGE, app, debug_wanted, err
+from offboard_audit.cli.app import EXIT_INTERNAL, EXIT_USAGE, anchor_failed, app, debug_wanted, err
 from offboard_audit.cli.loader import tidy
 from offboard_audit.core.errors import ConfigError
 
@@ -59,13 +59,14 @@ def _environment_failure(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps errors to the exit codes promised in design.md (4: internal error)."""
     logging.lastResort = _SafeStderrHandler(logging.WARNING)
+    anchor_failed(clear=True)
     command = typer.main.get_command(app)
     with typer.Context(command, info_name=PROG_NAME) as ctx:
         tidy(command, ctx)
     try:
         rv = command.main(args=argv, prog_name=PROG_NAME, standalone_mode=False)
     except Exit as exc:
-        sys.exit(exc.exit_code)
+        sys.exit(_unless_unanchored(exc.exit_code))
     except ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
@@ -97,7 +98,13 @@ def main(argv: list[str] | None = None) -> None:
                 "to see the traceback, and report it",
             )
         sys.exit(EXIT_INTERNAL)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    sys.exit(_unless_unanchored(rv if isinstance(rv, int) else 0))
+
+
+def _unless_unanchored(code: int) -> int:
+    """``code``, except that a command that would exit 0 but could not write the audit anchor of
+    the events it appended exits 4: the disk failed, and cron or CI must not read it as done."""
+    return EXIT_INTERNAL if code == 0 and anchor_failed() else code
 
 
 __all__ = ["app", "main"]

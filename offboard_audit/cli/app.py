@@ -111,10 +111,14 @@ class CliState:
         from offboard_audit.report.audit_trail import write_anchor
         from offboard_audit.report.table import plain
 
+        global _anchor_failed
         for store, trail in self.opened:
             try:
                 write_anchor(store, trail, now_utc())
             except Exception as exc:
+                # The command's own result stands (it is printed), but it may not exit 0:
+                # main() makes that 4, as for a failed disk (README "Exit codes").
+                _anchor_failed = True
                 err.print(
                     plain("error: ", "bold red")
                     + plain(f"could not write the audit anchor to {trail.anchor_file}: {exc}"),
@@ -135,6 +139,16 @@ def debug_wanted() -> bool:
 
 
 _debug = False
+# Set when a command could not write the audit anchor of the events it appended (CliState.close).
+_anchor_failed = False
+
+
+def anchor_failed(clear: bool = False) -> bool:
+    """A command ended without anchoring the events it appended: it must not exit 0. ``clear``:
+    forget it (each ``main()`` starts afresh, as tests call it several times in one process)."""
+    global _anchor_failed
+    failed, _anchor_failed = _anchor_failed, _anchor_failed and not clear
+    return failed
 
 
 def source_context(config: Config) -> SourceContext:
