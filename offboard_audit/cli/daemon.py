@@ -7,10 +7,13 @@ import os
 import typer
 
 from offboard_audit.cli.app import EXIT_OK, EXIT_SOURCE_FAILED, app, err, source_context, state
+from offboard_audit.cli.common import EXIT_REFUSED
 from offboard_audit.core.errors import ConfigError
+from offboard_audit.core.jobs import JobState
 from offboard_audit.daemon.logs import FORMATS, configure_logging
 from offboard_audit.daemon.notify import redact_secrets
 from offboard_audit.daemon.service import Daemon, DaemonOptions, check_webhook_secret, open_store
+from offboard_audit.daemon.summary import job_error, revocation_failed
 from offboard_audit.report.table import plain
 
 
@@ -59,15 +62,23 @@ def daemon(
     sctx = source_context(config)
     d = Daemon(config, store, sctx, options, secret=raw_secret)
     if once:
-        result = d.run_once()
-        if result is None:
+        run = d.run_once()
+        if run is None:
             err.print(
                 "no reconcile ran (another process holds the reconcile lock, or it failed: see the log)"
             )
             return EXIT_SOURCE_FAILED
+        result = run.result
         summary = ", ".join(f"{k}={v}" for k, v in result.summary().items())
         err.print(f"run {result.run_id}: {len(result.findings)} findings ({summary})")
         if result.circuit_breaker:
             err.print(plain(f"circuit breaker: {result.circuit_breaker}"))
-        return EXIT_SOURCE_FAILED if result.any_source_failed else EXIT_OK
+        if result.any_source_failed:
+            return EXIT_SOURCE_FAILED
+        # With auto_revoke, the run's point is the revocation: a refused pass (cap, breaker), a
+        # failed action or a pass that raised must not read as done to cron (as for revoke).
+        if revocation_failed(run.revocation):
+            err.print(plain(f"auto-revoke: {job_error(JobState.FAILED, run.revocation)}"))
+            return EXIT_REFUSED
+        return EXIT_OK
     return d.serve()

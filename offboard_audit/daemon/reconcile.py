@@ -57,6 +57,8 @@ class FullRun:
 
     result: RunResult
     new_leavers: tuple[str, ...] = ()
+    # What the auto-revoke pass after the run did (None: auto_revoke off, or an HR refresh).
+    revocation: RevokeSummary | None = None
 
 
 @dataclass(eq=False)
@@ -152,7 +154,7 @@ class Reconciler:
         summary, messages = self._revoke(result, now, None, kind)
         self.notify(messages, f"run:{result.run_id}")
         self._record_run(result, kind, summary)
-        return FullRun(result)
+        return FullRun(result, revocation=summary)
 
     # --- jobs -----------------------------------------------------------------------------
 

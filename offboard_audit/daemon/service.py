@@ -42,7 +42,7 @@ from offboard_audit.daemon.jobs import JobRunner, WorkGate
 from offboard_audit.daemon.logs import quiet_third_party
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.daemon.notify import Dispatcher, Notifier
-from offboard_audit.daemon.reconcile import Reconciler
+from offboard_audit.daemon.reconcile import FullRun, Reconciler
 from offboard_audit.daemon.runs import EngineFactory, RunTrackingStore, shared_engine
 from offboard_audit.daemon.scheduler import Leadership, Schedule
 from offboard_audit.daemon.webhook import WebhookSettings, create_app
@@ -235,12 +235,16 @@ class Daemon:
 
         Anyone an HR refresh finds newly departed gets a targeted reconcile job.
         """
+        run = self._full_run(kind, tick)
+        return None if run is None else run.result
+
+    def _full_run(self, kind: str, tick: str | None = None) -> FullRun | None:
         run = self.reconciler.run_full(kind, tick)
         if run is None:
             return None
         for employee_id in run.new_leavers:
             self.jobs.enqueue(JobKind.HR_REFRESH, employee_id)
-        return run.result
+        return run
 
     def run_scheduled(self, kind: str) -> RunResult | None:
         """A tick of the schedule: recorded (``daemon_ticks``) so that the next leader re-runs it
@@ -418,12 +422,13 @@ class Daemon:
             os._exit(0)
         return 0
 
-    def run_once(self) -> RunResult | None:
-        """``daemon --once``: one full reconcile (with auto-revoke if configured), then return."""
+    def run_once(self) -> FullRun | None:
+        """``daemon --once``: one full reconcile (with auto-revoke if configured), then return
+        the run and what its revocation pass did (None when no reconcile ran)."""
         with _ACTIVE_LOCK:
             _ACTIVE.append(self)
         try:
-            return self.run_full("audit")
+            return self._full_run("audit")
         finally:
             with _ACTIVE_LOCK:
                 if self in _ACTIVE:
