@@ -1,12 +1,13 @@
 """Link accounts to HR people. Pure: no I/O, linear in people + accounts.
 
-Order of evidence, strongest first: employee id, then emails and aliases (case-insensitive,
-trimmed), then usernames derived by the configured rules. The first kind of evidence that
-finds anyone decides; if it finds more than one person the link is ambiguous and nobody is
-guessed. An employee id and an email of the same account that find different people make it
-ambiguous too: the id does not overrule the email, since acting on the wrong one of them would
-revoke somebody who still works here. A ``user@domain`` username stands for its plain
-username only with people who have an address in that domain.
+Order of evidence, strongest first: employee id, then emails and aliases, then usernames derived
+by the configured rules, every one of them compared in one form (:func:`normalized`: NFC, without
+invisible format characters, trimmed, case-insensitive) on the account side as on the HR side.
+The first kind of evidence that finds anyone decides; if it finds more than one person the link
+is ambiguous and nobody is guessed. An employee id and an email of the same account that find
+different people make it ambiguous too: the id does not overrule the email, since acting on the
+wrong one of them would revoke somebody who still works here. A ``user@domain`` username stands
+for its plain username only with people who have an address in that domain.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from offboard_audit.core.protocols import MatchSpec
-from offboard_audit.core.records import Account, Link, Person
+from offboard_audit.core.records import Account, Link, Person, identifier_key
 
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)\}")
 _KNOWN_FIELDS = {"first", "last", "first_initial", "email_local", "employee_id"}
 
 
 def normalized(value: str) -> str:
-    """A name, email or employee id as matching compares it: trimmed, any case."""
-    return value.strip().lower()
+    """A name, email or employee id as matching compares it, account side and HR side alike:
+    ``core.records.identifier_key`` (one Unicode form, no invisible characters, trimmed, any
+    case), the form the stored ``person_keys`` are written in too."""
+    return identifier_key(value)
 
 
 def validate_username_rules(rules: Sequence[str]) -> list[str]:
@@ -68,7 +71,8 @@ def usernames_for(person: Person, rules: Sequence[str]) -> set[str]:
             fields = _TEMPLATE_FIELD.findall(rule)
             if all(values.get(f) for f in fields):
                 names.add(_TEMPLATE_FIELD.sub(lambda m: values[m.group(1)], rule))
-    return {normalized(n) for n in names if n.strip()}
+    # A name of invisible characters only is no name (normalized, it is empty).
+    return {key for key in map(normalized, names) if key}
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,8 @@ class PeopleIndex:
 
 def _lookup(table: Mapping[str, tuple[Person, ...]], keys: Iterable[str]) -> tuple[Person, ...]:
     found: dict[tuple[str, str], Person] = {}
-    for key in keys:
-        for person in table.get(normalized(key), ()):
+    for key in filter(None, map(normalized, keys)):  # an invisible-only value names nobody
+        for person in table.get(key, ()):
             found[(person.source, person.employee_id)] = person
     return tuple(found.values())
 

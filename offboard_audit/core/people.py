@@ -180,7 +180,8 @@ class ChangeDecision:
 
 
 def _same_id(a: str, b: str) -> bool:
-    """Whether two employee ids are one to matching (its own comparison: trimmed, any case)."""
+    """Whether two employee ids are one to matching (its own comparison: one Unicode form, trimmed,
+    any case)."""
     return normalized(a) == normalized(b)
 
 
@@ -199,7 +200,9 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
     recorded from the event (an ``employee.updated`` for nobody does nothing).
     """
     eid = change.employee_id
-    email = change.email.strip().lower() if change.email and change.email.strip() else None
+    # In the form matching compares (and HR sources store) addresses: an event's address typed
+    # decomposed is still the one stored person's.
+    email = (normalized(change.email) or None) if change.email else None
     same_id = sorted(
         (s for s in stored if s.person.employee_id == eid),
         key=lambda s: (s.person.source != default_source, s.person.source),

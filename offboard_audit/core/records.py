@@ -66,6 +66,15 @@ def canonical_identifier(value: str) -> str:
     return unicodedata.normalize("NFC", visible).strip()
 
 
+def identifier_key(value: str) -> str:
+    """An identifier as every comparison of identifiers takes it (``core.matching.normalized``,
+    the stored ``person_keys``): :func:`canonical_identifier`, any case. Lower case rather than
+    ``casefold``, which would make different addresses one (``strauss@`` and ``strauß@``); NFC
+    again after it, as lowering can leave a string that NFC writes otherwise. Look-alike letters
+    of other scripts (Cyrillic U+0430 for a Latin "a") stay different: they are other characters."""
+    return unicodedata.normalize("NFC", canonical_identifier(value).lower())
+
+
 class PersonStatus(StrEnum):
     ACTIVE = "active"
     ON_LEAVE = "on_leave"

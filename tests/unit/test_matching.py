@@ -122,6 +122,40 @@ def test_two_people_sharing_an_alias_make_the_account_ambiguous():
     assert {p.employee_id for p in link.people} == {"E8", "E9"}
 
 
+def test_an_account_address_typed_decomposed_is_the_hr_address_so_the_leavers_credential_is_flagged():
+    # HR reads josé in NFC; LDAP or a tag may hold the same address decomposed (e + U+0301), in
+    # another case. Compared as raw strings the account was nobody's (an orphan) and the leaver's
+    # live key went unflagged.
+    jose = leaver("E2", T0, email="jos\u00e9@example.com")
+    acct = account("j.old", attributes=(("mail", "JOSE\u0301@Example.com"),))
+    key = credential(acct, "AKIA-JOSE")
+    links = match_all([acct], {"sys": SPEC}, [jose, person("E3", "jose@example.com")], RULES)
+    assert [p.employee_id for p in links[0].people] == ["E2"]
+    findings = evaluate(links, group_credentials([key]), T0 + timedelta(days=30))
+    assert [(f.rule, f.person) for f in findings] == [(Rule.CREDENTIAL_AFTER_TERMINATION, jose)]
+
+
+def test_a_zero_width_space_in_an_account_email_does_not_hide_that_the_address_was_reused():
+    # The old account keeps its old id tag E1 (the leaver) and holds the address HR has given to
+    # the new hire E5, with a zero-width space pasted in. Unseen, the id alone named the leaver and
+    # the new hire's key was flagged for revocation; seen, the account is ambiguous.
+    old = leaver("E1", T0, email="alice@example.com")
+    new = person("E5", "alice@example.com")
+    acct = account("a1", attributes=(("employeeNumber", "E1"), ("mail", "alice\u200b@example.com")))
+    key = credential(acct, "AKIA-A1")
+    links = match_all([acct], {"sys": SPEC}, [old, new], RULES)
+    findings = evaluate(links, group_credentials([key]), T0 + timedelta(days=30))
+    assert [f.rule for f in findings] == [Rule.AMBIGUOUS_OWNER]
+    assert {p.employee_id for p in findings[0].candidates} == {"E1", "E5"}
+
+
+def test_an_identifier_of_invisible_characters_only_matches_nobody():
+    # In one form it is empty: two such values are no evidence that two things are one.
+    blank = person("E4", "dana@example.com", aliases=("\u200b",))
+    assert match_account(account("x", username="\u200b"), SPEC, index(blank)).people == ()
+    assert match_account(account("y", username="\u200bdana"), SPEC, index(blank)).people == (blank,)
+
+
 def test_no_evidence_means_no_match():
     link = match_account(account("mallory"), SPEC, index(person("E1", "alice@example.com")))
     assert link.people == ()

@@ -141,6 +141,18 @@ def test_an_event_with_another_persons_email_alias_is_a_conflict() -> None:
     assert d.outcome is ChangeOutcome.APPLY
 
 
+def test_an_event_email_in_another_unicode_form_is_still_the_stored_persons_address() -> None:
+    # HR stores josé in NFC; an event may carry the address decomposed (e + U+0301), in another
+    # case. For an unknown id it is a conflict with E4, not a new person with E4's address; for
+    # E4 it is their own address, stored in the one form.
+    stored = [*stored_org(), read_state(person("E4", "jos\u00e9@example.com"))]
+    d = decide_change(stored, terminate("E404", "JOSE\u0301@example.com"), "hr")
+    assert d.outcome is ChangeOutcome.CONFLICT and "'E4'" in d.reason and d.after is None
+    d = decide_change(stored, terminate("E4", "JOSE\u0301@example.com"), "hr")
+    assert d.outcome is ChangeOutcome.APPLY and d.after is not None
+    assert d.after.person.email == "jos\u00e9@example.com"
+
+
 def test_the_persons_own_email_or_none_is_no_conflict() -> None:
     for email in ("BOB@example.com", None):
         d = decide_change(stored_org(), terminate("E2", email), "hr")
