@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from offboard_audit.core.records import Person, PersonStatus
+from offboard_audit.core.records import Person, PersonStatus, identifier_key
 from offboard_audit.core.stored import PersonState
 from offboard_audit.storage.db import Database, chunks, is_postgres
 from offboard_audit.storage.rows import record_of, row_of
@@ -60,11 +60,12 @@ class PeopleStore(Database):
     def people_with_keys(self, keys: Iterable[tuple[str, str]]) -> list[Person]:
         """The stored people having any of ``keys`` (kind, value): kinds ``id``, ``email``,
         ``alias`` (a username alias) and ``local`` (the part of the email before ``@``), values
-        compared as matching compares them (trimmed, case insensitive)."""
+        compared as matching compares them (``core.records.identifier_key``: one Unicode form,
+        without invisible characters, trimmed, case insensitive)."""
         return [s.person for s in self.person_states_with_keys(keys)]
 
     def person_states_with_keys(self, keys: Iterable[tuple[str, str]]) -> list[PersonState]:
-        wanted = sorted({_key(kind, value) for kind, value in keys if value and value.strip()})
+        wanted = sorted({_key(kind, value) for kind, value in keys if identifier_key(value)})
         if not wanted:
             return []
         found: set[tuple[str, str]] = set()
@@ -189,12 +190,11 @@ class PeopleStore(Database):
 # --- match keys -----------------------------------------------------------------------------
 
 
-def _norm(value: str) -> str:
-    return value.strip().lower()
-
-
 def _key(kind: str, value: str) -> str:
-    return f"{kind}:{_norm(value)}"[:700]
+    # The very function matching compares with (``core.matching.normalized``): a key written in
+    # another form than the lookup's finds nobody, and the webhook path then misses a person an
+    # account's address belongs to. Migration 0014 rewrote the keys stored before.
+    return f"{kind}:{identifier_key(value)}"[:700]
 
 
 def person_keys(p: Person) -> set[str]:
@@ -203,9 +203,9 @@ def person_keys(p: Person) -> set[str]:
     keys = {_key("id", p.employee_id)}
     emails = {p.email} if p.email else set()
     emails.update(a for a in p.aliases if "@" in a)
-    keys.update(_key("email", e) for e in emails if e.strip())
-    keys.update(_key("alias", a) for a in p.aliases if "@" not in a and a.strip())
-    if p.email and p.email.split("@", 1)[0].strip():
+    keys.update(_key("email", e) for e in emails if identifier_key(e))
+    keys.update(_key("alias", a) for a in p.aliases if "@" not in a and identifier_key(a))
+    if p.email and identifier_key(p.email.split("@", 1)[0]):
         keys.add(_key("local", p.email.split("@", 1)[0]))
     return keys
 

@@ -28,6 +28,46 @@ def ids(people: list[Person]) -> list[tuple[str, str]]:
     return sorted((p.source, p.employee_id) for p in people)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store.open(f"sqlite:///{tmp_path / 'p.db'}")
+    return Store.open(request.getfixturevalue("postgres_url"))
+
+
+def test_people_are_found_by_identifiers_in_any_unicode_form_and_with_invisible_characters(
+    store: Store,
+) -> None:
+    # Keys and lookups are compared as matching compares: NFC, without invisible format
+    # characters, any case. An account's address typed decomposed (e + U+0301) or carrying a
+    # zero-width space finds the person HR stores in NFC, and a person stored in another form
+    # (recorded from an older event) is found by the NFC address.
+    store.save_people(
+        "hr",
+        [
+            person("E1", "jos\u00e9@example.com", ("jos\u00e9", "jos\u00e9.m@old.example.com")),
+            person("E2", "zoe\u0308\u200b@example.com"),
+            person("E3", "jose@example.com"),
+        ],
+        "r1",
+    )
+    for key in [
+        ("email", "JOSE\u0301@Example.com"),
+        ("email", "jos\ufeff\u00e9@example.com"),
+        ("email", "jose\u0301.m@old.example.com"),
+        ("alias", "Jose\u0301"),
+        ("local", "jos\u00e9\u00ad"),
+        ("id", "E\u200d1"),
+    ]:
+        assert ids(store.people_with_keys([key])) == [("hr", "E1")], key
+    assert ids(store.people_with_keys([("email", "zo\u00eb@example.com"), ("local", "ZO\u00cb")])) == [
+        ("hr", "E2")
+    ]
+    assert ids(store.people_with_keys([("email", "jose@example.com")])) == [("hr", "E3")]  # no accent: E3
+    assert store.people_with_keys([("email", "\u200b"), ("alias", "\ufeff ")]) == []
+    assert [s.person.employee_id for s in store.person_states_for("E404", "JOSE\u0301@example.com")] == ["E1"]
+
+
 def test_people_are_found_by_id_email_alias_and_email_local_part_case_insensitively(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'p.db'}")
     store.save_people(
