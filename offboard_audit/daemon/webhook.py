@@ -31,6 +31,7 @@ import hmac
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -162,10 +163,12 @@ def _parse_time(value: Any, field: str) -> datetime:
     return utc
 
 
-def _parse_id(payload: Mapping[str, Any], field: str) -> str:
+def _parse_id(payload: Mapping[str, Any], field: str, *, nfc: bool = False) -> str:
     value = payload.get(field)
     if not isinstance(value, str) or not value.strip():
         raise Rejected(422, f"{field} must be a non-empty string")
+    if nfc:
+        value = unicodedata.normalize("NFC", value)
     if len(value) > MAX_ID or not value.isprintable():
         raise Rejected(422, f"{field} must be at most {MAX_ID} printable characters")
     return value.strip()
@@ -186,12 +189,17 @@ def parse_event(body: bytes, signed_at: datetime, now: datetime) -> HREvent:
     if not isinstance(payload, dict):
         raise Rejected(422, "body must be a JSON object")
     event_id = _parse_id(payload, "event_id")
-    employee_id = _parse_id(payload, "employee_id")
+    # An employee id and an email in NFC, as HR sources read them (core.records.
+    # canonical_identifier): "E\u0301" is the stored "É", not a person of its own. Invisible
+    # characters are not printable: refused below rather than removed.
+    employee_id = _parse_id(payload, "employee_id", nfc=True)
     try:
         event = HREventType(str(payload.get("event")))
     except ValueError:
         raise Rejected(422, f"event must be one of {', '.join(e.value for e in HREventType)}") from None
     email = payload.get("email")
+    if isinstance(email, str):
+        email = unicodedata.normalize("NFC", email)
     if email is not None and (
         not isinstance(email, str) or "@" not in email or len(email) > MAX_EMAIL or not email.isprintable()
     ):

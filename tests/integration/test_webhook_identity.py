@@ -4,6 +4,7 @@ and the real revocation engine acts on fake systems whose every change is logged
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from offboard_audit.core.records import Person, PersonStatus
+from offboard_audit.core.records import Person, PersonStatus, Rule
 from offboard_audit.daemon.metrics import Metrics
 from offboard_audit.daemon.webhook import WebhookSettings, create_app
 from offboard_audit.storage.webhook_store import WebhookStore
 from tests.support.daemon import SECRET, event_body, signed_headers
 from tests.support.daemon_world import NOW, World, world
+from tests.support.fake_connector import read_state_file
+from tests.support.fakes import account, credential
 
 EARLIER = NOW - timedelta(minutes=30)
 LATER = NOW - timedelta(minutes=10)
@@ -297,3 +300,55 @@ def test_a_webhook_event_older_than_a_status_change_read_from_the_hr_file_is_sup
     assert late["state"] == "superseded" and "hr:hr run" in late["detail"]
     bob = person(w, "E2")
     assert bob is not None and bob.status is PersonStatus.TERMINATED
+
+
+# --- identifiers in one Unicode form ------------------------------------------------------------
+
+JOSE = "jos\u00e9@example.com"  # as HR sources store it: NFC
+JOSE_NFD = "jose\u0301@example.com"  # the same address, the accent decomposed
+
+
+def test_termination_with_unknown_id_and_a_decomposed_form_of_a_stored_email_is_a_conflict(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    w = world(tmp_path, real_engine=True, db_url=db_url)
+    w.hr((tmp_path / "hr.csv").read_text() + f"E4,{JOSE},Jose,active,,\n")
+    w.daemon.run_full("audit")
+
+    job = Hook(w).send("E404", email=JOSE_NFD.upper())
+
+    assert job["state"] == "failed" and job["event_status"] == "conflict", job
+    assert "'E4'" in job["error"]
+    assert person(w, "E404") is None
+    jose = person(w, "E4")
+    assert jose is not None and jose.status is PersonStatus.ACTIVE and jose.email == JOSE
+
+
+def test_a_termination_sees_the_reused_address_of_an_account_that_holds_it_decomposed(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    # E4 leaves; HR has given their address to E6 as an alias. An account of the full-read source
+    # holds it decomposed. The targeted run looks up who the account can be by the stored keys:
+    # written in another form than the lookup's, they found nobody but the leaver, and the new
+    # hire's key was revoked as the leaver's. Found, the account is ambiguous: reported, kept.
+    w = world(tmp_path, real_engine=True, db_url=db_url)
+    w.hr(
+        (tmp_path / "hr.csv").read_text()
+        + f"E4,{JOSE},Jose,active,,\nE6,jorge@example.com,Jorge,active,,{JOSE}\n"
+    )
+    shared = account("jose2", source="full", emails=(JOSE_NFD,))
+    w.full.accounts.append(shared)
+    w.full.credentials.append(credential(shared, "F-jose"))
+    state = read_state_file(w.state_files["full"])
+    state["accounts"].append({"id": "jose2", "username": "jose2"})
+    state["credentials"].append({"account_id": "jose2", "id": "F-jose", "kind": "access_key", "active": True})
+    w.state_files["full"].write_text(json.dumps(state))
+    w.daemon.run_full("audit")
+
+    job = Hook(w).send("E4")
+
+    assert job["state"] == "done" and job["event_status"] == "applied", job
+    found = [f for f in w.store.list_findings(["open"]) if f.account.account_id == "jose2"]
+    assert [f.rule for f in found] == [Rule.AMBIGUOUS_OWNER]
+    assert sorted(p.employee_id for p in found[0].candidates) == ["E4", "E6"]
+    assert w.changes() == []

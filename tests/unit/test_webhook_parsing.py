@@ -224,6 +224,19 @@ def test_a_valid_event_carries_every_field_trimmed_and_the_body_as_text() -> Non
     )
 
 
+def test_employee_id_and_email_are_read_in_nfc_and_invisible_characters_are_still_refused() -> None:
+    # HR sources store identifiers in NFC: an event that spells the accent decomposed (E + U+0301,
+    # e + U+0301) names the stored person, not a new one. The event id is the sender's own.
+    event = parse(body(event_id="evt-E\u0301", employee_id=" E\u03011 ", email="jose\u0301@example.com"))
+    assert (event.event_id, event.employee_id, event.email) == (
+        "evt-E\u0301",
+        "\u00c91",
+        "jos\u00e9@example.com",
+    )
+    assert rejected(lambda: parse(body(employee_id="E\u200b1"))).status == 422
+    assert rejected(lambda: parse(body(email="alice\u200b@example.com"))).status == 422
+
+
 # --- effective_at (_parse_time) --------------------------------------------------------------------
 
 
