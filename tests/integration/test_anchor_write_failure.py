@@ -4,24 +4,9 @@ every later event unanchored (a cut-off tail goes unnoticed) with nobody told bu
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.fake_connector import FakeWorld, fake_env, standard_world
-
-
-def cli(world: FakeWorld, *args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
+from tests.support.fake_connector import cli, standard_world
 
 
 def test_a_revoke_whose_anchor_cannot_be_written_exits_4_not_0(tmp_path: Path) -> None:

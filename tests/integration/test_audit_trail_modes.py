@@ -13,8 +13,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,7 @@ from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.report.audit_trail import AuditTrail, attach, check_trail, write_anchor
 from offboard_audit.storage.actions import NewEvent, append_event, iter_events
 from offboard_audit.storage.store import Store
-from tests.support.fake_connector import FakeWorld, fake_env, standard_world
+from tests.support.fake_connector import FakeWorld, cli, standard_world
 
 KEY = b"k" * 16 + b"0123456789abcdef"  # 32 bytes
 OTHER_KEY = b"x" * 32
@@ -232,19 +230,6 @@ def test_an_unreadable_anchor_line_is_a_problem(db: tuple[Store, Path], tmp_path
 
 
 # --- through the CLI --------------------------------------------------------------------------------
-
-
-def cli(world: FakeWorld, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env={**fake_env(), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def keyed_world(tmp_path: Path) -> FakeWorld:

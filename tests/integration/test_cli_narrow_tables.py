@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
 
-from tests.support.fake_connector import FakeWorld, fake_env
+from tests.support.fake_connector import FakeWorld
 
 TIMEOUT = 120
 LONG_KEY = "AKIARZPUZDIKG4NYZKNC"
@@ -56,15 +55,7 @@ def long_world(root: Path) -> FakeWorld:
 
 
 def cli(world: FakeWorld, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env={**fake_env(), "COLUMNS": str(columns)},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    return world.run(*args, env={"COLUMNS": str(columns)}, timeout=TIMEOUT)
 
 
 TITLES = ("revocation plan ", "listed, not planned", "revocation results", "undo results", "undo (dry run)")

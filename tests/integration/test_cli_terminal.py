@@ -53,15 +53,7 @@ def hostile_world(root: Path, email: str = EMAIL) -> FakeWorld:
 
 
 def cli(world: FakeWorld, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env={**fake_env(), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    return world.run(*args, env=env, timeout=TIMEOUT)
 
 
 def assert_no_escape(proc: subprocess.CompletedProcess[str]) -> None:

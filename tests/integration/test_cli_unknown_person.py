@@ -5,23 +5,14 @@ in a subprocess, with the fake connector world."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from tests.support.fake_connector import FakeWorld, fake_env, standard_world
+from tests.support.fake_connector import FakeWorld, standard_world
 
 
 def cli(world: FakeWorld, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return world.run(*args)
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.fake_connector import FakeWorld, fake_env, standard_world
+from tests.support.fake_connector import cli, standard_world
 
 KEY = "0123456789abcdef0123456789abcdef"
-
-
-def cli(world: FakeWorld, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env={**fake_env(), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def rehash(body: dict[str, Any]) -> dict[str, Any]:

@@ -56,16 +56,7 @@ def test_an_existing_database_keeps_the_permissions_someone_gave_it(tmp_path: Pa
 
 
 def cli(world: FakeWorld, *args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: os.umask(0),  # the most permissive umask there is
-    )
+    done = world.run(*args, umask=0)  # the most permissive umask there is
     return done.returncode, done.stdout, done.stderr
 
 

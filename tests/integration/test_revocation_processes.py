@@ -21,21 +21,8 @@ import pytest
 from offboard_audit.core.chain_verify import verify_chain
 from offboard_audit.storage.actions import iter_events, load_actions
 from offboard_audit.storage.store import Store
-from tests.support.fake_connector import FakeWorld, fake_env, standard_world
+from tests.support.fake_connector import FakeWorld, cli, fake_env, standard_world
 from tests.support.processes import TIMEOUT, Proc, start
-
-
-def cli(world: FakeWorld, *args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env=fake_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture

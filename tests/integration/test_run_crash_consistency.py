@@ -73,15 +73,7 @@ def _mass_termination(world: FakeWorld) -> None:
 
 
 def _cli(world: FakeWorld, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard_audit", "--config", str(world.config_path), *args],
-        cwd=world.root,
-        env={**fake_env(), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    return world.run(*args, env=env, timeout=TIMEOUT)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -407,6 +408,28 @@ class FakeWorld:
         with locked_state(self.state_path) as st:
             fn(st)
 
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120, umask: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m offboard_audit --config <this world's config> ARGS`` in a child process in
+        :attr:`root`, the fake source type registered (:func:`fake_env`, plus ``env``), stdin
+        closed; ``umask`` sets the child's (the files it creates)."""
+
+        def set_umask() -> None:
+            if umask is not None:
+                os.umask(umask)
+
+        return subprocess.run(
+            [sys.executable, "-m", "offboard_audit", "--config", str(self.config_path), *args],
+            cwd=self.root,
+            env={**fake_env(), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=None if umask is None else set_umask,
+        )
+
     def changes(self, op: str = "apply") -> list[tuple[str, str]]:
         return [(e["action"], e["credential_id"]) for e in self.state().get("log", []) if e["op"] == op]
 
@@ -459,3 +482,9 @@ def standard_world(root: Path, db_url: str, policy: Mapping[str, Any] | None = N
     )
     world.write_config({"protected": ["fake:breakglass"], **(policy or {})})
     return world
+
+
+def cli(world: FakeWorld, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """:meth:`FakeWorld.run` as (exit code, stdout, stderr)."""
+    done = world.run(*args, env=env)
+    return done.returncode, done.stdout, done.stderr
