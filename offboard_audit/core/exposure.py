@@ -58,6 +58,11 @@ PERSISTENCE_KINDS = frozenset(
 
 _EXPOSURE_SCOPE = "exposure:"
 
+# A grantee that is an account the key's own policy lets use it (``policy:210987654321``;
+# ``policy:*`` for any account), not the principal of a grant: both end only when revoked, but
+# each in its own place (the policy, the grant).
+POLICY_GRANTEE_PREFIX = "policy:"
+
 
 def exposure_scope(scope: str) -> str:
     """The scope exposure findings of ``scope`` (an AWS account, a GCP project) are stored under.
@@ -104,8 +109,9 @@ class ObjectRef:
 
     ``owner`` is the identity the object belongs to (the IAM user of an access key or login
     profile, the role of a trust policy; "" for secrets, except the principal of another account
-    a ``changed-access`` event granted the use of a key to: while a grant to it is live, the key
-    is exposed). ``fingerprint`` says which version of
+    a ``changed-access`` event gave the use of a key to: a grant's grantee, or
+    ``POLICY_GRANTEE_PREFIX`` + the account a key policy the event set lets use the key; while
+    the key's ``SecretState.grantees`` holds it, the key is exposed). ``fingerprint`` says which version of
     it the event made (the ``UserId`` a CreateUser returned, a digest of the trust policy set),
     so that the inventory can tell the leaver's object from one re-created since.
     """
@@ -153,7 +159,8 @@ class SecretState:
     material can leave the system (a secret value, an imported or exportable key), so a read or
     creation hands it over; an AWS-generated KMS key only leaves through an export.
     ``signing``: a signing key (a KMS SIGN_VERIFY key, a secret tagged as one): exported, it is
-    critical. ``grantees``: identities holding a live grant to use it (KMS grants).
+    critical. ``grantees``: identities holding a live grant to use it (KMS grants), and
+    ``POLICY_GRANTEE_PREFIX`` + each other account its resource policy lets use it now.
     ``aliases``: the other ids events may name it by (a Secrets Manager name or partial ARN, a
     KMS key id, an SSM path pattern such as ``us-east-1:/app/*`` that a read by path covers);
     an event's ``ObjectRef.object_id`` equal to ``secret_id`` or to an alias names this secret.

@@ -10,7 +10,8 @@ Rules (design.md):
   leave the system (an AWS-generated KMS key) only an export counts, a use of the key
   (``used``: a signature made with it stays valid while that version is enabled; high, never
   critical: the material stayed put), a grant to the leaver that is still live, or one the
-  leaver made to an identity of another account that is still live (high). A secret
+  leaver made to an identity of another account that is still live, or a key policy the leaver
+  set that lets another account use it while the policy in force still does (high). A secret
   that is gone or disabled raises nothing; a secret the inventory does not list is gone.
 * ``persistence-left-by-leaver`` (high): an IAM user, access key, login profile, role trust
   policy or attached policy that a departed person created for *another* identity (not one of
@@ -30,6 +31,7 @@ from datetime import datetime
 from offboard_audit.core import selectors
 from offboard_audit.core.exposure import (
     PERSISTENCE_KINDS,
+    POLICY_GRANTEE_PREFIX,
     SECRET_KINDS,
     ExposureEvent,
     ObjectRef,
@@ -277,8 +279,15 @@ def _secret_finding(
     away = sorted(
         {e.target.owner for e in exposing if e.how is ExposureHow.CHANGED_ACCESS and e.target.owner}
     )
-    if away and not granted:
-        reason += f"; a grant they made to {', '.join(away)} (another account) is still live"
+    by_grant = [a for a in away if not a.startswith(POLICY_GRANTEE_PREFIX)]
+    by_policy = [a.removeprefix(POLICY_GRANTEE_PREFIX) for a in away if a.startswith(POLICY_GRANTEE_PREFIX)]
+    if by_grant and not granted:
+        reason += f"; a grant they made to {', '.join(by_grant)} (another account) is still live"
+    if by_policy and not granted:
+        reason += (
+            f"; the key policy they set lets account {', '.join(by_policy)} use it, and the policy "
+            "in force still does"
+        )
     if severity is Severity.CRITICAL:
         reason += "; it is a signing key whose material they had"
     credential = Credential(

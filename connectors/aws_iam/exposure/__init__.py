@@ -5,6 +5,7 @@
   streamed) or from a CloudTrail Lake event data store;
 - ``inventory.py``: Secrets Manager, SSM SecureString, KMS, and the IAM objects leavers made;
 - ``translate.py``: pure, CloudTrail records and inventory payloads to the core's records;
+- ``key_policy.py``: pure, the other accounts a KMS key policy lets use the key;
 - ``source.py``: :class:`AwsExposureSource`, the ``ExposureSource`` the engine reads;
 - ``actions.py``: ``rotate_secret`` (Secrets Manager ``RotateSecret``), only with
   ``policy.auto_rotate_secrets`` and only where rotation is configured.
@@ -37,6 +38,7 @@ EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "kms:GetKeyRotationStatus",
     "kms:ListGrants",
     "kms:ListResourceTags",
+    "kms:GetKeyPolicy",
     "iam:GetUser",
     "iam:ListAccessKeys",
     "iam:GetLoginProfile",

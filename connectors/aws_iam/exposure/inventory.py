@@ -7,8 +7,9 @@ Per account and region (``[sources.exposure] regions``):
   ``AWSCURRENT`` stage). Never ``GetSecretValue``.
 - SSM: ``DescribeParameters`` (SecureString only), then ``GetParameterHistory`` (without
   decryption) and ``ListTagsForResource`` for the parameters a leaver touched.
-- KMS: ``ListKeys``, then ``DescribeKey``, ``GetKeyRotationStatus``, ``ListGrants`` and
-  ``ListResourceTags`` for the keys a leaver touched (customer-managed keys only).
+- KMS: ``ListKeys``, then ``DescribeKey``, ``GetKeyRotationStatus``, ``ListGrants``,
+  ``ListResourceTags`` and ``GetKeyPolicy`` for the keys a leaver touched (customer-managed keys
+  only).
 - IAM, for the objects a leaver made (global): ``GetUser`` (same ``UserId`` as created),
   ``ListAccessKeys`` (key still there and active), ``GetLoginProfile`` (same creation time),
   ``GetRole`` (the trust policy they set still in place; accounts outside it named),
@@ -144,7 +145,9 @@ class AccountInventory:
                 for gpage in kms.get_paginator("list_grants").paginate(KeyId=key_id):
                     grants.extend(gpage.get("Grants") or ())
                 tags = st.tags_of(kms.list_resource_tags(KeyId=key_id).get("Tags"))
-                out.append(st.kms_state(at, meta, rotation, grants, tags))
+                # The policy in force: the accounts a leaver's PutKeyPolicy let in that still are.
+                policy = kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+                out.append(st.kms_state(at, meta, rotation, grants, tags, policy))
         return out
 
     # --- persistence ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class AwsExposureSource:
     ``secretsmanager:ListSecretVersionIds``; ``ssm:DescribeParameters``,
     ``ssm:GetParameterHistory``, ``ssm:ListTagsForResource``; ``kms:ListKeys``,
     ``kms:DescribeKey``, ``kms:GetKeyRotationStatus``, ``kms:ListGrants``,
-    ``kms:ListResourceTags``; ``iam:GetUser``, ``iam:ListAccessKeys``, ``iam:GetLoginProfile``,
+    ``kms:ListResourceTags``, ``kms:GetKeyPolicy``; ``iam:GetUser``, ``iam:ListAccessKeys``, ``iam:GetLoginProfile``,
     ``iam:GetRole``, ``iam:ListAttachedUserPolicies``. Never ``secretsmanager:GetSecretValue``
     nor a decrypted ``ssm:GetParameter``: no secret value is ever read.
     """

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors._shared.marks import is_signing, owner_from
+from connectors.aws_iam.exposure.key_policy import outside_accounts, policy_grantee
 from connectors.aws_iam.exposure.translate import parse_time
 from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.records import CredentialKind
@@ -139,8 +140,10 @@ def kms_state(
     rotation_enabled: bool,
     grants: Sequence[Mapping[str, Any]],
     tags: Mapping[str, str],
+    policy: Any = None,
 ) -> SecretState:
-    """A customer-managed KMS key from ``DescribeKey`` (+ rotation status, grants, tags)."""
+    """A customer-managed KMS key from ``DescribeKey`` (+ rotation status, grants, tags, and the
+    key policy from ``GetKeyPolicy``: each other account it lets use the key is a grantee)."""
     arn = str(meta["Arn"])
     key_id = str(meta["KeyId"])
     state = str(meta.get("KeyState") or "")
@@ -160,7 +163,12 @@ def kms_state(
         # AWS-generated material never leaves KMS; imported (EXTERNAL) material was in someone's hands.
         exportable=origin == "EXTERNAL",
         signing=str(meta.get("KeyUsage") or "") == "SIGN_VERIFY",
-        grantees=tuple(sorted({str(g["GranteePrincipal"]) for g in grants if g.get("GranteePrincipal")})),
+        grantees=tuple(
+            sorted(
+                {str(g["GranteePrincipal"]) for g in grants if g.get("GranteePrincipal")}
+                | {policy_grantee(a) for a in (outside_accounts(policy, at.scope) if policy else ())}
+            )
+        ),
         aliases=(f"{at.region}:{key_id}", f"{at.region}:{arn}", key_id),
     )
 

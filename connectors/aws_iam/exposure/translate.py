@@ -13,10 +13,12 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from offboard_audit.core.exposure import Actor, ExposureEvent, ObjectRef
+from connectors.aws_iam.exposure.key_policy import outside_accounts, policy_grantee
+from offboard_audit.core.exposure import SECRET_KINDS, Actor, ExposureEvent, ObjectRef
 from offboard_audit.core.records import CredentialKind, ExposureHow
 
 SECRETS = "secretsmanager.amazonaws.com"
@@ -163,6 +165,11 @@ def _account_of(principal: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _opened_to(key: ObjectRef, policy: Any, scope: str) -> list[ObjectRef]:
+    """The key once per other account the key policy set lets use it (as ``owner``)."""
+    return [replace(key, owner=policy_grantee(a)) for a in outside_accounts(policy, scope)]
+
+
 def _digest(document: Any) -> str:
     """A stable digest of a policy document (URL-encoded JSON text or a parsed object)."""
     if isinstance(document, str):
@@ -217,8 +224,15 @@ def _targets(
         if name == "CreateKey":
             meta = (resp or {}).get("keyMetadata") or {}
             arn = meta.get("arn") or meta.get("keyId")
-            return [ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(arn)))] if arn else []
+            if not arn:
+                return []
+            made = ObjectRef(scope, CredentialKind.KMS_KEY, _secret_id(region, str(arn)))
+            policy = req.get("policy")  # optional: without one, AWS sets the account-only default
+            return [made, *_opened_to(made, policy, scope)] if policy else [made]
         named = _secret_id(region, str(req["keyId"]))
+        if name == "PutKeyPolicy":
+            changed = ObjectRef(scope, CredentialKind.KMS_KEY, named)
+            return _opened_to(changed, req["policy"], scope) or [changed]
         grantee = str(req.get("granteePrincipal") or "") if name == "CreateGrant" else ""
         if _account_of(grantee) not in (None, scope):
             # A grant to another account: its holder uses the key from there while it is live.
@@ -293,7 +307,10 @@ def record_events(raw: Mapping[str, Any], source: str, stream: str = "") -> list
     out: list[ExposureEvent] = []
     for i, target in enumerate(targets):
         eid = event_id if len(targets) == 1 else f"{event_id}#{i}"
-        out.append(ExposureEvent(source, scope, eid, at, str(name), how, actor, target, stream))
+        # A key handed to another account (its owner) is a change of access, whatever the call
+        # (a CreateKey with a policy also made the key).
+        target_how = ExposureHow.CHANGED_ACCESS if target.owner and target.kind in SECRET_KINDS else how
+        out.append(ExposureEvent(source, scope, eid, at, str(name), target_how, actor, target, stream))
     return out
 
 

@@ -962,3 +962,99 @@ def test_a_kms_grant_the_leaver_made_to_another_account_exposes_the_key_while_it
     kms.revoke_grant(KeyId=key["KeyId"], GrantId=grant["GrantId"])
     world.run()
     assert world.stored()[("secret-exposed-to-leaver", "E1", key["Arn"])].status is FindingStatus.RESOLVED
+
+
+# --- KMS key policies a leaver opened to another account ----------------------------------------
+
+
+def key_policy(*outside: str) -> str:
+    """A key policy: the key's own account administers it (AWS's default statement), and each
+    principal of ``outside`` may sign and decrypt with it."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{MOTO_ACCOUNT}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if outside:
+        statements.append(
+            {
+                "Sid": "Partner use",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(outside)},
+                "Action": ["kms:Sign", "kms:Decrypt", "kms:DescribeKey"],
+                "Resource": "*",
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Id": "key-consolepolicy-3", "Statement": statements})
+
+
+def test_a_key_policy_the_leaver_opened_to_another_account_exposes_the_key_while_it_still_does(
+    world: World,
+) -> None:
+    """A key policy that lets a principal of another account use the key works from there like a
+    grant, and outlives any rotation. A policy the leaver set (PutKeyPolicy, or CreateKey with a
+    policy) that the policy in force (GetKeyPolicy) still agrees with is a door she left open; a
+    policy she set for the key's own account only, or one replaced since by a policy without the
+    outside account, is none. Putting the account-only policy back resolves it."""
+    kms = world.client("kms")
+    signer = kms.create_key(Description="token signer", KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")[
+        "KeyMetadata"
+    ]
+    own = kms.create_key(Description="app data key")["KeyMetadata"]
+    closed = kms.create_key(Description="closed since")["KeyMetadata"]
+    partner = f"arn:aws:iam::{OUTSIDE}:role/partner-signer"
+    other = "123456789099"
+    made = kms.create_key(Description="made open", Policy=key_policy(other))["KeyMetadata"]
+    for key, policy in ((signer, key_policy(partner)), (own, key_policy()), (closed, key_policy(partner))):
+        kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
+    # An administrator closed that one again since.
+    kms.put_key_policy(KeyId=closed["KeyId"], PolicyName="default", Policy=key_policy())
+
+    def put_policy(key_id: str, policy: str, event_id: str) -> dict[str, Any]:
+        request = {"keyId": key_id, "policyName": "default", "policy": policy}
+        return record("PutKeyPolicy", KMS, ACTED_AT, ALICE, request, event_id=event_id)
+
+    world.log(
+        ACTED_AT,
+        [
+            put_policy(signer["KeyId"], key_policy(partner), "ev-policy-outside"),
+            put_policy(own["KeyId"], key_policy(), "ev-policy-own"),
+            put_policy(closed["KeyId"], key_policy(partner), "ev-policy-closed"),
+            record(
+                "CreateKey",
+                KMS,
+                ACTED_AT,
+                ALICE,
+                {"description": "made open", "policy": key_policy(other)},
+                {"keyMetadata": {"keyId": made["KeyId"], "arn": made["Arn"]}},
+                event_id="ev-create-open",
+            ),
+        ],
+    )
+    result = world.run()
+    assert result.status.value == "done", [(s.name, s.error, s.failed_scopes) for s in result.sources]
+    found = world.open_findings()
+    assert set(found) == {
+        ("secret-exposed-to-leaver", "E1", signer["Arn"]),
+        ("secret-exposed-to-leaver", "E1", made["Arn"]),
+    }
+    f = found[("secret-exposed-to-leaver", "E1", signer["Arn"])]
+    assert f.severity.value == "high" and f"account {OUTSIDE}" in f.reason
+    assert [(a.how, a.event_id) for a in f.exposure] == [(ExposureHow.CHANGED_ACCESS, "ev-policy-outside")]
+    g = found[("secret-exposed-to-leaver", "E1", made["Arn"])]
+    assert f"account {other}" in g.reason
+    assert [(a.how, a.event_id) for a in g.exposure] == [
+        (ExposureHow.CREATED, "ev-create-open#0"),
+        (ExposureHow.CHANGED_ACCESS, "ev-create-open#1"),
+    ]
+    assert world.count("kms", "GetKeyPolicy") == 4
+
+    kms.put_key_policy(KeyId=signer["KeyId"], PolicyName="default", Policy=key_policy())
+    world.run()
+    stored = world.stored()
+    assert stored[("secret-exposed-to-leaver", "E1", signer["Arn"])].status is FindingStatus.RESOLVED
+    assert stored[("secret-exposed-to-leaver", "E1", made["Arn"])].status is FindingStatus.OPEN
