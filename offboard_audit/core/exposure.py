@@ -18,6 +18,7 @@ Nothing here ever holds a secret value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -302,13 +303,45 @@ def exposed_through(at: datetime, how: ExposureHow) -> datetime:
 # --- the secret detail shared by the finding and the rotate action ------------------------------
 
 _EXPOSED_UNTIL = "exposed until "
+# Access the leaver gave another account (a grant, a key policy) that is still in force; a
+# version made later does not end it. "only": the leaver had nothing a rotation would take back.
+_ACCESS_GIVEN_TO = "access given to "
+_ONLY_ACCESS_GIVEN_TO = "exposed only through access given to "
 
 
-def secret_detail(name: str, exposed_until: datetime, rotation_configured: bool) -> str:
+def secret_detail(
+    name: str,
+    exposed_until: datetime,
+    rotation_configured: bool,
+    access_given_to: Sequence[str] = (),
+    material: bool = True,
+) -> str:
     """The ``Credential.detail`` of a secret in an exposure finding. A rotate action reads the
-    time back with :func:`exposed_until`: a version made after it ends the exposure."""
+    time back with :func:`exposed_until`: a version made after it ends the exposure.
+
+    ``access_given_to`` names the holders of access the leaver gave away that is still in force
+    (a grant's grantee, ``POLICY_GRANTEE_PREFIX`` + an account a key policy lets in);
+    ``material`` says whether the leaver also had what a rotation takes back (a value read or
+    written, exported material, a signature made). Without it the finding is exposed only
+    through that access (:func:`exposed_only_through_access`): revoking it is the task, not a
+    rotation."""
     rotation = "rotation configured" if rotation_configured else "no rotation configured"
-    return f"{name}; {rotation}; {_EXPOSED_UNTIL}{exposed_until.isoformat()}"
+    out = f"{name}; {rotation}; {_EXPOSED_UNTIL}{exposed_until.isoformat()}"
+    if access_given_to:
+        holders = ", ".join(
+            f"account {h.removeprefix(POLICY_GRANTEE_PREFIX)} (key policy)"
+            if h.startswith(POLICY_GRANTEE_PREFIX)
+            else f"{h} (grant)"
+            for h in access_given_to
+        )
+        out += f"; {_ACCESS_GIVEN_TO if material else _ONLY_ACCESS_GIVEN_TO}{holders}"
+    return out
+
+
+def exposed_only_through_access(detail: str) -> bool:
+    """Whether a secret detail of :func:`secret_detail` says the secret is exposed only through
+    access given to another account (rotating it would leave that access in place)."""
+    return any(part.startswith(_ONLY_ACCESS_GIVEN_TO) for part in detail.split("; "))
 
 
 def exposed_until(detail: str) -> datetime | None:

@@ -303,6 +303,10 @@ def _secret_finding(
             secret.name or secret.secret_id,
             max(exposed_through(e.at, e.how) for e in exposing),
             secret.rotation_configured,
+            access_given_to=() if granted else away,
+            # Access given away outlives a rotation; anything else exposing the secret ends with one.
+            material=granted
+            or any(not (e.how is ExposureHow.CHANGED_ACCESS and e.target.owner) for e in exposing),
         ),
         scope=exposure_scope(secret.scope),
     )

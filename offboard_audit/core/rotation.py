@@ -5,6 +5,11 @@ uses it, so by default nothing is rotated automatically. Each open exposure find
 task with an owner (the secret's owner tag, else the leaver's manager, else unassigned):
 
 - ``rotate``: a secret or key of ``secret-exposed-to-leaver`` (make a new version, retire the old);
+- ``revoke-access``: a key of ``secret-exposed-to-leaver`` exposed only through access the leaver
+  gave another account (a KMS grant, a key policy) that is still in force: a new version would
+  leave that access in place, so the task is to revoke the grant or take the account out of the
+  policy (a secret whose material the leaver also had stays ``rotate``; its detail names the
+  access to revoke as well);
 - ``remove``: an object of ``persistence-left-by-leaver`` (delete the access key, user, login
   profile or policy attachment; restore the trust policy).
 
@@ -20,7 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from offboard_audit.core.exposure import SECRET_KINDS, base_scope, rotation_configured
+from offboard_audit.core.exposure import (
+    SECRET_KINDS,
+    base_scope,
+    exposed_only_through_access,
+    rotation_configured,
+)
 from offboard_audit.core.records import Finding, FindingStatus, OwnerVia, RotateOwner, Rule
 
 EXPOSURE_RULES = frozenset({Rule.SECRET_EXPOSED_TO_LEAVER, Rule.PERSISTENCE_LEFT_BY_LEAVER})
@@ -33,7 +43,7 @@ class RotateTask:
     finding_id: str
     rule: Rule
     severity: str
-    task: str  # "rotate" | "remove"
+    task: str  # "rotate" | "revoke-access" | "remove" (task_kind)
     source: str
     system: str
     scope: str
@@ -54,6 +64,14 @@ class RotateTask:
         return f"{self.finding_id}:{self.task}"
 
 
+def task_kind(f: Finding) -> str:
+    """``rotate``, ``revoke-access`` or ``remove`` for an exposure finding (module docstring)."""
+    c = f.credential
+    if c is None or c.kind not in SECRET_KINDS:
+        return "remove"
+    return "revoke-access" if exposed_only_through_access(c.detail) else "rotate"
+
+
 def rotate_task(f: Finding, auto: bool = False) -> RotateTask | None:
     """The task for one exposure finding, or None for any other finding (or one without a
     credential or person)."""
@@ -65,7 +83,7 @@ def rotate_task(f: Finding, auto: bool = False) -> RotateTask | None:
         finding_id=f.finding_id,
         rule=f.rule,
         severity=f.severity.value,
-        task="rotate" if c.kind in SECRET_KINDS else "remove",
+        task=task_kind(f),
         source=f.source,
         system=f.system,
         scope=base_scope(f.account.scope or c.scope),
@@ -84,7 +102,8 @@ def rotate_task(f: Finding, auto: bool = False) -> RotateTask | None:
 
 def may_auto_rotate(f: Finding, auto_rotate_secrets: bool) -> bool:
     """Whether the plan may act on ``f`` itself: only a secret of ``secret-exposed-to-leaver``
-    whose rotation is configured, and only with ``policy.auto_rotate_secrets``."""
+    whose rotation is configured, and only with ``policy.auto_rotate_secrets``; never one exposed
+    only through access given away (a rotation would not end it)."""
     return (
         auto_rotate_secrets
         and f.rule is Rule.SECRET_EXPOSED_TO_LEAVER
@@ -93,6 +112,7 @@ def may_auto_rotate(f: Finding, auto_rotate_secrets: bool) -> bool:
         and f.credential is not None
         and f.credential.kind in SECRET_KINDS
         and rotation_configured(f.credential.detail)
+        and not exposed_only_through_access(f.credential.detail)
     )
 
 
