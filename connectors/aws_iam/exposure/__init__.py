@@ -44,6 +44,9 @@ EXPOSURE_PERMISSIONS: tuple[str, ...] = (
     "iam:GetLoginProfile",
     "iam:GetRole",
     "iam:ListAttachedUserPolicies",
+    # The password_last_changed of a user whose password a leaver set (UpdateLoginProfile).
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
     "cloudtrail:StartQuery",
     "cloudtrail:GetQueryResults",
 )

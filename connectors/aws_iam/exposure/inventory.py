@@ -11,7 +11,9 @@ Per account and region (``[sources.exposure] regions``):
   ``ListResourceTags`` and ``GetKeyPolicy`` for the keys a leaver touched (customer-managed keys
   only).
 - IAM, for the objects a leaver made (global): ``GetUser`` (same ``UserId`` as created),
-  ``ListAccessKeys`` (key still there and active), ``GetLoginProfile`` (same creation time),
+  ``ListAccessKeys`` (key still there and active), ``GetLoginProfile`` (same creation time; for a
+  password a leaver set with ``UpdateLoginProfile``, not made since, and the credential report's
+  ``password_last_changed`` not after it: ``GenerateCredentialReport`` / ``GetCredentialReport``),
   ``GetRole`` (the trust policy they set still in place; accounts outside it named),
   ``ListAttachedUserPolicies``.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +34,7 @@ from connectors.aws_iam.exposure import states as st
 from connectors.aws_iam.exposure import translate as tr
 from connectors.aws_iam.exposure.clients import ExposureClients
 from connectors.aws_iam.exposure.settings import ExposureSettings
+from connectors.aws_iam.payloads import CredentialReport
 from offboard_audit.core.exposure import (
     InventoryRead,
     ObjectRef,
@@ -71,11 +74,22 @@ class AccountInventory:
     account: str
     clients: ExposureClients
     settings: ExposureSettings
+    # The IAM source's credential report reader (generate, then poll within report_timeout).
+    read_report: Callable[[Any], CredentialReport] | None = None
     # The account the clients are made for: "" is the home account's own credentials.
     _client_account: str = field(init=False, repr=False)
+    _report_read: CredentialReport | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._client_account = "" if self.account == self.clients.provider.home_account() else self.account
+
+    def _report(self, iam: Any) -> CredentialReport:
+        """The account's credential report, read once, when a password a leaver set is checked."""
+        if self._report_read is None:
+            if self.read_report is None:
+                raise RuntimeError("no credential report reader: a password change cannot be dated")
+            self._report_read = self.read_report(iam)
+        return self._report_read
 
     def _client(self, service: str, region: str) -> Any:
         return self.clients.client(self._client_account, service, region)
@@ -177,6 +191,12 @@ class AccountInventory:
             if ref.kind is CredentialKind.PASSWORD:
                 profile = iam.get_login_profile(UserName=ref.owner)["LoginProfile"]
                 created = st.aware(profile.get("CreateDate"))
+                set_at = tr.password_set_at(ref.fingerprint)
+                if set_at is not None:
+                    # Only the credential report dates a password change (GetLoginProfile does not).
+                    row = self._report(iam).rows.get(ref.owner)
+                    changed = row.password_last_changed if row is not None else None
+                    return st.password_set_state(self.source, ref, set_at, created, changed)
                 made = tr.response_time(ref.fingerprint)
                 same = made is None or created is None or abs((created - made).total_seconds()) < 300
                 return st.persistence_state(self.source, ref, same, "" if same else "re-created since")

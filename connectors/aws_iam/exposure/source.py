@@ -43,7 +43,8 @@ class AwsExposureSource:
     ``ssm:GetParameterHistory``, ``ssm:ListTagsForResource``; ``kms:ListKeys``,
     ``kms:DescribeKey``, ``kms:GetKeyRotationStatus``, ``kms:ListGrants``,
     ``kms:ListResourceTags``, ``kms:GetKeyPolicy``; ``iam:GetUser``, ``iam:ListAccessKeys``, ``iam:GetLoginProfile``,
-    ``iam:GetRole``, ``iam:ListAttachedUserPolicies``. Never ``secretsmanager:GetSecretValue``
+    ``iam:GetRole``, ``iam:ListAttachedUserPolicies``, ``iam:GenerateCredentialReport``,
+    ``iam:GetCredentialReport``. Never ``secretsmanager:GetSecretValue``
     nor a decrypted ``ssm:GetParameter``: no secret value is ever read.
     """
 
@@ -85,7 +86,7 @@ class AwsExposureSource:
         refs = [r for r in wanted if r.kind in PERSISTENCE_KINDS]
 
         def one(account: str) -> ScopeFound | ScopeFailure:
-            inv = AccountInventory(self.name, account, self.clients, self.settings)
+            inv = AccountInventory(self.name, account, self.clients, self.settings, self.accounts.read_report)
             try:
                 return ScopeFound(inv.secrets(wanted), inv.objects(refs))
             except Exception as exc:

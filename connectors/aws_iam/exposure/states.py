@@ -19,7 +19,7 @@ from typing import Any
 from connectors._shared.marks import is_signing, owner_from
 from connectors.aws_iam.exposure.key_policy import outside_accounts, policy_grantee
 from connectors.aws_iam.exposure.translate import parse_time
-from offboard_audit.core.exposure import ObjectRef, PersistenceState, SecretState
+from offboard_audit.core.exposure import MADE_BY_THE_CALL, ObjectRef, PersistenceState, SecretState
 from offboard_audit.core.records import CredentialKind
 
 _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
@@ -197,6 +197,27 @@ def trust_policy_outside(document: Any, scope: str) -> list[str]:
             elif m and m.group(1) != scope:
                 found.add(m.group(1))
     return sorted(found)
+
+
+def password_set_state(
+    source: str,
+    ref: ObjectRef,
+    set_at: datetime,
+    profile_created: datetime | None,
+    password_changed: datetime | None,
+) -> PersistenceState:
+    """A login profile whose password a leaver set (UpdateLoginProfile at ``set_at``), as
+    ``GetLoginProfile`` (``profile_created``) and the credential report's
+    ``password_last_changed`` see it now: still the password they set unless the profile was made
+    after the call (deleted and given again) or its password changed after it. The call's own
+    change is stamped during the call, up to ``MADE_BY_THE_CALL`` after its logged second. A date
+    that is not known proves no change."""
+    limit = set_at + MADE_BY_THE_CALL
+    if profile_created is not None and profile_created > limit:
+        return PersistenceState(source, ref, False, "re-created since")
+    if password_changed is not None and password_changed > limit:
+        return PersistenceState(source, ref, False, "password changed since")
+    return PersistenceState(source, ref, True, "password set by the leaver not changed since")
 
 
 def persistence_state(source: str, ref: ObjectRef, present: bool, detail: str = "") -> PersistenceState:

@@ -47,6 +47,8 @@ RELEVANT: dict[tuple[str, str], ExposureHow] = {
     (IAM, "CreateUser"): ExposureHow.CREATED,
     (IAM, "CreateAccessKey"): ExposureHow.CREATED,
     (IAM, "CreateLoginProfile"): ExposureHow.CREATED,
+    # A new console password for an existing login profile: whoever set it knows it.
+    (IAM, "UpdateLoginProfile"): ExposureHow.CHANGED_ACCESS,
     (IAM, "UpdateAssumeRolePolicy"): ExposureHow.CHANGED_ACCESS,
     (IAM, "CreateRole"): ExposureHow.CREATED,
     (IAM, "AttachUserPolicy"): ExposureHow.CHANGED_ACCESS,
@@ -186,6 +188,22 @@ def policy_digest(document: Any) -> str:
     return _digest(document)
 
 
+# The fingerprint of a login profile whose password a call set (UpdateLoginProfile): when.
+_PASSWORD_SET = "password-set:"
+
+
+def password_set(at: datetime) -> str:
+    return f"{_PASSWORD_SET}{at.isoformat()}"
+
+
+def password_set_at(fingerprint: str) -> datetime | None:
+    """When the call of a :func:`password_set` fingerprint set the password; None for another
+    fingerprint (a CreateLoginProfile's creation date)."""
+    if not fingerprint.startswith(_PASSWORD_SET):
+        return None
+    return parse_time(fingerprint[len(_PASSWORD_SET) :])
+
+
 def _targets(
     source: str,
     name: str,
@@ -194,6 +212,7 @@ def _targets(
     req: Mapping[str, Any],
     resp: Mapping[str, Any],
     actor: Actor,
+    at: datetime,
 ) -> list[ObjectRef]:
     if source == SECRETS:
         if name == "BatchGetSecretValue":
@@ -267,6 +286,11 @@ def _targets(
                 _iso(response_time(str(profile.get("createDate") or ""))),
             )
         ]
+    if name == "UpdateLoginProfile":
+        # No response: the fingerprint is when the password was set, which the inventory compares
+        # with the profile's creation and the password's last change.
+        user = str(req["userName"])
+        return [ObjectRef(scope, CredentialKind.PASSWORD, f"{user}/login-profile", user, password_set(at))]
     if name in ("UpdateAssumeRolePolicy", "CreateRole"):
         role = str(req["roleName"])
         doc = req["policyDocument"] if name == "UpdateAssumeRolePolicy" else req["assumeRolePolicyDocument"]
@@ -299,7 +323,7 @@ def record_events(raw: Mapping[str, Any], source: str, stream: str = "") -> list
         scope = str(raw.get("recipientAccountId") or raw["userIdentity"].get("accountId") or "")
         req = raw.get("requestParameters") or {}
         resp = raw.get("responseElements") or {}
-        targets = _targets(str(raw["eventSource"]), str(name), region, scope, req, resp, actor)
+        targets = _targets(str(raw["eventSource"]), str(name), region, scope, req, resp, actor, at)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedRecord(
             f"{name} record {raw.get('eventID', '?')}: missing or bad field {exc}"

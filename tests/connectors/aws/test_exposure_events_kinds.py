@@ -340,6 +340,63 @@ def test_a_console_password_a_leaver_gave_another_user_is_persistence(world: Wor
     assert [a.event_id for a in f.exposure] == ["ev-login-profile"]
 
 
+def _password_dated(user: str, when: datetime) -> None:
+    """Give ``user`` a console password dated ``when``: moto reports the user's creation time as
+    its login profile's CreateDate and as the credential report's password_last_changed."""
+    from tests.support.aws import iam_backend
+
+    iam = iam_backend()
+    iam.create_login_profile(user, "Seeded-Passw0rd!")
+    iam.get_user(user).create_date = when
+
+
+def _update_login_profile(user: str, event_id: str) -> dict[str, Any]:
+    # CloudTrail leaves the password out of the record (AWS's documented example has no response).
+    request = {"userName": user, "passwordResetRequired": False}
+    return record("UpdateLoginProfile", IAM, ACTED_AT, ALICE, request, event_id=event_id)
+
+
+def test_a_console_password_a_leaver_set_for_another_user_is_persistence_until_changed(
+    world: World,
+) -> None:
+    """UpdateLoginProfile gives an existing login profile a password the caller knows: set on
+    another user (a service user nobody watches), it is a login she can still use, like one she
+    created. Her own password is no backdoor; a password changed since (the credential report's
+    password_last_changed after her call) or a profile deleted since is no longer hers."""
+    _password_dated("svc-build", LONG_AGO)
+    _password_dated("alice", LONG_AGO)
+    world.client("iam").create_user(UserName="svc-changed")
+    # Its password changed after her call (moto dates the change by the user's creation).
+    _password_dated("svc-changed", ACTED_AT + timedelta(days=1))
+    world.log(
+        ACTED_AT,
+        [
+            _update_login_profile("svc-build", "ev-update-password"),
+            _update_login_profile("alice", "ev-update-own-password"),
+            _update_login_profile("svc-changed", "ev-update-changed"),
+        ],
+    )
+    result = world.run()
+    exposure = next(s for s in result.sources if s.name == "aws/exposure")
+    assert exposure.failed_scopes == (), exposure.failed_scopes
+    found = world.open_findings()
+    assert set(found) == {("persistence-left-by-leaver", "E1", "svc-build/login-profile")}
+    f = found[("persistence-left-by-leaver", "E1", "svc-build/login-profile")]
+    assert f.credential is not None and f.credential.kind is CredentialKind.PASSWORD
+    assert [(a.how, a.event_id, a.action) for a in f.exposure] == [
+        (ExposureHow.CHANGED_ACCESS, "ev-update-password", "UpdateLoginProfile")
+    ]
+    assert world.count("iam", "GetCredentialReport") >= 1
+
+    world.client("iam").delete_login_profile(UserName="svc-build")
+    world.run()
+    stored = world.stored()
+    assert (
+        stored[("persistence-left-by-leaver", "E1", "svc-build/login-profile")].status
+        is FindingStatus.RESOLVED
+    )
+
+
 # --- SSM parameters, Secrets Manager secrets, KMS key policies ----------------------------------
 
 
