@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from offboard_audit.core.chain_history import ChainAction
-from offboard_audit.core.exposure import SECRET_KINDS, SecretState, base_scope, exposed_through
+from offboard_audit.core.exposure import SecretState, base_scope, exposed_through
 from offboard_audit.core.records import (
     CredentialKind,
     ExposureAccess,
@@ -35,7 +35,7 @@ from offboard_audit.core.records import (
     RotateOwner,
     Rule,
 )
-from offboard_audit.core.rotation import EXPOSURE_RULES, owner_json, owner_label
+from offboard_audit.core.rotation import EXPOSURE_RULES, owner_json, owner_label, task_kind
 
 TITLE = "Secrets this person could carry away"
 
@@ -118,7 +118,8 @@ def _rotation(
     assert f.credential is not None
     # The latest version an access handed over (a write's own version is no rotation).
     last = max((exposed_through(a.at, a.how) for a in f.exposure), default=None)
-    task = "rotate" if f.credential.kind in SECRET_KINDS else "remove"
+    # The plan's task for the finding (rotate, revoke-access or remove): one rule for both.
+    task = task_kind(f)
     current = secret.current_version_created_at if secret else None
     oldest = secret.oldest_enabled_version_created_at if secret else None
     newer = current is not None and last is not None and current > last
@@ -127,7 +128,13 @@ def _rotation(
     if task == "remove":
         state = "removed or changed since" if closed else "still in place"
     elif closed:
-        state = "deleted" if secret is None else "rotated" if secret.enabled else "disabled"
+        if secret is None or not secret.enabled:
+            state = "deleted" if secret is None else "disabled"
+        else:
+            state = "access given away revoked since" if task == "revoke-access" else "rotated"
+    elif task == "revoke-access":
+        # A new version would not end it: the grant or key policy is what still lets them in.
+        state = "access given to another account still in force"
     elif newer and old_usable:
         state = "rotated, but a version from before the last access is still usable"
     else:

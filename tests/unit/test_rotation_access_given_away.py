@@ -74,3 +74,23 @@ def test_secrets_read_and_keys_granted_to_the_leaver_keep_the_rotate_task() -> N
         task_of(run([event(IAM_ALICE, REF, ExposureHow.CHANGED_ACCESS, action="CreateGrant")], [to_her]))
         == "rotate"
     )
+
+
+def test_the_evidence_pack_gives_the_plans_task_and_says_the_access_given_away_is_still_in_force() -> None:
+    """The evidence pack's rotation entry decides the task by the plan's own rule: for a key exposed
+    only through a grant, "rotate" and "not rotated since the last access" would send the reader
+    to make a new version, which leaves the grant in place."""
+    from offboard_audit.core.records import FindingStatus
+    from offboard_audit.report.carry_away import carried_secrets
+
+    [f] = run([GRANT], [KEY])
+    [entry] = carried_secrets([f], {"aws": [KEY]}, {}, {}, lambda _h: (None, False))
+    assert (entry.rotation.task, entry.rotation.state) == (
+        "revoke-access",
+        "access given to another account still in force",
+    )
+    assert entry.rotation.rotated_at is None
+    # Closed while the key is still enabled: the access was revoked, the key was not rotated.
+    closed = replace(f, status=FindingStatus.RESOLVED)
+    [entry] = carried_secrets([closed], {"aws": [KEY]}, {}, {}, lambda _h: (None, False))
+    assert (entry.rotation.task, entry.rotation.state) == ("revoke-access", "access given away revoked since")
