@@ -306,8 +306,9 @@ def circuit_breaker_reason(
 ) -> str | None:
     """Why revocations must not run on this HR read, or None when it looks sane.
 
-    Trips when an HR source failed, when the read is empty, when the people newly departed
-    since the last good read exceed both ``max_share`` of the workforce and ``min_count``, or
+    Trips when an HR source failed, when the read is empty, when the people newly terminated
+    since the last good read (at any termination date: a future one counts when it first appears)
+    exceed both ``max_share`` of the workforce and ``min_count``, or
     when the people of the last good read (``previous_read`` of them) missing from this one,
     ``missing`` (the caller leaves out terminated people, who are kept), exceed both
     ``max_missing`` and ``min_count``. The first read is the baseline.
@@ -323,10 +324,13 @@ def circuit_breaker_reason(
         before = {(p.source, p.employee_id): p for p in previous}
         newly = 0
         for p in current:
-            if not p.is_departed(now):
+            # Counted when the termination first appears, whatever its date: counted only once
+            # departed, a termination dated in the future never was (nobody had left on the read
+            # that brought it, and the next read found it in the baseline already).
+            if p.status is not PersonStatus.TERMINATED:
                 continue
             old = before.get((p.source, p.employee_id))
-            if old is None or not old.is_departed(now):
+            if old is None or old.status is not PersonStatus.TERMINATED:
                 newly += 1
         if exceeds(newly, size, max_share, min_count):
             reasons.append(

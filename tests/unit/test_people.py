@@ -240,3 +240,31 @@ def test_breaker_for_new_terminations_honours_min_breaker_count() -> None:
     reason = circuit_breaker_reason(staff, four, [], 0.05, NOW)
     assert reason is not None and "4 of 10 people" in reason and "min_breaker_count = 3" in reason
     assert circuit_breaker_reason(staff, one, [], 0.05, NOW, min_count=0) is not None
+
+
+def test_a_mass_termination_dated_in_the_future_trips_the_breaker_on_the_read_that_brings_it() -> None:
+    # A bad feed marks half the staff terminated "tomorrow". Counted only once departed, it was
+    # never counted: on the read that brought it nobody had left yet, and by the next read the
+    # stored people (that read, accepted) already held them terminated, so not "newly".
+    staff = [person(f"E{i}") for i in range(20)]
+    tomorrow = NOW + timedelta(days=1)
+    bad = [leaver(f"E{i}", tomorrow) if i < 10 else p for i, p in enumerate(staff)]
+    reason = circuit_breaker_reason(staff, bad, [], 0.05, NOW)
+    assert reason is not None and "10 of 20 people" in reason
+    # Once accepted (stored as the baseline), the day they leave is no new termination.
+    assert circuit_breaker_reason(bad, bad, [], 0.05, NOW + timedelta(days=2)) is None
+
+
+def test_a_future_dated_termination_taken_into_the_baseline_is_counted_when_it_first_appears() -> None:
+    # Through the merge the pipeline uses: the read with the future dates, then the same export
+    # once the date has passed. One of the two reads must trip.
+    staff = [person(f"E{i}") for i in range(20)]
+    stored = [read_state(p) for p in staff]
+    tomorrow = NOW + timedelta(days=1)
+    bad = HRRead(people=tuple(leaver(f"E{i}", tomorrow) if i < 10 else p for i, p in enumerate(staff)))
+    first = merge_hr_read("hr", stored, bad, NOW, "hr:hr run r1")
+    tripped = circuit_breaker_reason(staff, first.people, [], 0.05, NOW)
+    later = NOW + timedelta(days=2)
+    second = merge_hr_read("hr", first.states, bad, later, "hr:hr run r2")
+    tripped_later = circuit_breaker_reason(first.people, second.people, [], 0.05, later)
+    assert tripped is not None or tripped_later is not None
