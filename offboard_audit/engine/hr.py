@@ -277,12 +277,14 @@ def held_hr_breaker(store: Store) -> str | None:
     """Why the newest full HR read tripped the circuit breaker, when it did and was not accepted.
 
     Such a read is not stored, so until an operator accepts it (``audit --accept-hr``) the HR
-    feed is in doubt: a run about one person may not revoke either.
+    feed is in doubt: a run about one person may not revoke either. A full run that failed
+    (raised) since releases nothing.
     """
-    runs = [r for r in (store.latest_run(kind) for kind in FULL_HR_KINDS) if r is not None]
-    if not runs:
+    # The newest full run that finished reading: one that raised afterwards (a config error, a
+    # crash) stored nothing and accepted nothing, so the verdict before it still holds.
+    newest = store.latest_completed_run(FULL_HR_KINDS)
+    if newest is None:
         return None
-    newest = max(runs, key=lambda r: r.started_at)
     if newest.circuit_breaker:
         return f"the HR circuit breaker holds since run {newest.run_id}: {newest.circuit_breaker}"
     return None
