@@ -283,6 +283,7 @@ def decide_change(stored: Sequence[PersonState], change: PersonChange, default_s
 # --- the HR circuit breaker ----------------------------------------------------------------
 
 DEFAULT_MIN_BREAKER_COUNT = 3
+NO_HR_READ = "no HR read is stored yet: run a full reconcile before the webhook may revoke"
 
 
 def exceeds(count: int, total: int, max_share: float, min_count: int) -> bool:
@@ -368,7 +369,7 @@ def webhook_breaker_reason(
     """
     size = len(after) if workforce is None else workforce
     if size - (len(after) - len(before)) <= 0:
-        return "no HR read is stored yet: run a full reconcile before the webhook may revoke"
+        return NO_HR_READ
     reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count, total=size)
     if reason:
         return reason

@@ -23,6 +23,7 @@ from datetime import datetime
 from offboard_audit.config import Config, SourceConfig
 from offboard_audit.core.errors import ConfigError
 from offboard_audit.core.people import (
+    NO_HR_READ,
     ChangeDecision,
     ChangeOutcome,
     HRMerge,
@@ -268,9 +269,8 @@ def update_person(store: Store, change: PersonChange, default_source: str, run_i
 
 def last_hr_read(store: Store) -> datetime | None:
     """When the newest full run that read HR (and finished reading) started."""
-    runs = (store.latest_run(kind) for kind in FULL_HR_KINDS)
-    times = [r.started_at for r in runs if r is not None and r.status.completed]
-    return max(times) if times else None
+    newest = store.latest_completed_run(FULL_HR_KINDS)
+    return newest.started_at if newest is not None else None
 
 
 def held_hr_breaker(store: Store) -> str | None:
@@ -293,11 +293,17 @@ def held_hr_breaker(store: Store) -> str | None:
 def webhook_breaker(
     store: Store, before: Sequence[Person], after: Sequence[Person], config: Config, now: datetime
 ) -> str | None:
-    """The breaker of a run about one person: the held HR breaker, else ``webhook_breaker_reason``."""
+    """The breaker of a run about one person: the held HR breaker, no full HR read finished yet,
+    else ``webhook_breaker_reason``."""
     held = held_hr_breaker(store)
     if held is not None:
         return held
-    recent = WebhookStore(store).terminations_since(last_hr_read(store))
+    since = last_hr_read(store)
+    if since is None:
+        # People recorded from earlier events are stored, but no HR read: judged by the number of
+        # people stored, the second event would count as having a workforce behind it.
+        return NO_HR_READ
+    recent = WebhookStore(store).terminations_since(since)
     policy = config.policy
     return webhook_breaker_reason(
         before,
