@@ -83,6 +83,16 @@ class CsvHRSource:
                 key=f"sources.{self.name}.columns",
             )
 
+        # A column the source reads, named twice: the row's dict keeps the last value, so a first
+        # ``status`` saying terminated under a second saying active read as active. Which one is
+        # HR's word cannot be told: not read.
+        read_columns = set(self._s.columns.values())
+        repeated = sorted({h for h in header if h in read_columns and header.count(h) > 1})
+        if repeated:
+            raise SourceError(
+                f"HR file {self.path} has the column {', '.join(map(repr, repeated))} more than once "
+                f"(header: {', '.join(header)}); not reading it: which one holds HR's value cannot be told"
+            )
         id_column = self._s.columns["employee_id"]
 
         def rows() -> Iterator[tuple[int, Mapping[str, Any] | BadRow]]:
