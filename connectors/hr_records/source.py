@@ -174,9 +174,25 @@ class JsonHRSource:
                     key=f"sources.{self.name}.columns",
                 )
 
-        def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
+        read_keys = set(self._s.columns.values())
+        id_key = self._s.columns["employee_id"]
+
+        def rows() -> Iterator[tuple[int, Mapping[str, Any] | BadRow]]:
             # Numbered across the pages of a paged read.
             for index, record in enumerate(records, start=1):
+                repeated = sorted(read_keys & set(getattr(record, "repeated", ())))
+                if repeated:
+                    # Which of the values is HR's cannot be told: a bad row, whose employee id
+                    # (when it is not itself repeated) keeps that person's last good record.
+                    eid = record.get(id_key) if id_key not in repeated else None
+                    yield (
+                        index,
+                        BadRow(
+                            f"key {', '.join(map(repr, repeated))} more than once in one record",
+                            eid if isinstance(eid, str) else "",
+                        ),
+                    )
+                    continue
                 yield index, record if isinstance(record, dict) else {}
 
         return people_from_rows(rows(), self._s, f"{origin} record")
@@ -276,8 +292,26 @@ def _get(client: httpx.Client, url: str, headers: Mapping[str, str], where: str)
     return response
 
 
+class _Object(dict[str, Any]):
+    """A JSON object that named keys more than once (``repeated``): ``json`` keeps the last value
+    of a repeated key, so a first ``"status": "terminated"`` under a later ``"status": "active"``
+    would read as active."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj  # the usual case, a plain dict
+    keys = [k for k, _ in pairs]
+    marked = _Object(pairs)
+    marked.repeated = tuple(sorted({k for k in keys if keys.count(k) > 1}))
+    return marked
+
+
 def _load(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{where} is not valid JSON: {exc}") from None
