@@ -309,7 +309,8 @@ def circuit_breaker_reason(
 
     Trips when an HR source failed, when the read is empty, when the people newly terminated
     since the last good read (at any termination date: a future one counts when it first appears)
-    exceed both ``max_share`` of the workforce and ``min_count``, or
+    exceed both ``max_share`` of the workforce (the people not terminated in the last good read,
+    and newcomers) and ``min_count``, or
     when the people of the last good read (``previous_read`` of them) missing from this one,
     ``missing`` (the caller leaves out terminated people, who are kept), exceed both
     ``max_missing`` and ``min_count``. The first read is the baseline.
@@ -318,21 +319,26 @@ def circuit_breaker_reason(
         return f"HR source failed: {', '.join(hr_failed)}"
     if not current:
         return "HR read returned nobody"
-    # ``total``: the workforce, when ``previous``/``current`` hold only the people that changed.
-    size = len(current) if total is None else total
     reasons: list[str] = []
     if previous:
         before = {(p.source, p.employee_id): p for p in previous}
         newly = 0
+        # The workforce: everybody but those already terminated in the last good read. Kept
+        # leavers (terminations are sticky, exports list leavers for years) would otherwise
+        # dilute the share more every year.
+        workforce = 0
         for p in current:
+            old = before.get((p.source, p.employee_id))
+            if old is not None and old.status is PersonStatus.TERMINATED:
+                continue
+            workforce += 1
             # Counted when the termination first appears, whatever its date: counted only once
             # departed, a termination dated in the future never was (nobody had left on the read
             # that brought it, and the next read found it in the baseline already).
-            if p.status is not PersonStatus.TERMINATED:
-                continue
-            old = before.get((p.source, p.employee_id))
-            if old is None or old.status is not PersonStatus.TERMINATED:
+            if p.status is PersonStatus.TERMINATED:
                 newly += 1
+        # ``total``: the workforce, when ``previous``/``current`` hold only the people that changed.
+        size = workforce if total is None else total
         if exceeds(newly, size, max_share, min_count):
             reasons.append(
                 f"{newly} of {size} people ({newly / size:.1%}) newly terminated since the "

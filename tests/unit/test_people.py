@@ -268,3 +268,17 @@ def test_a_future_dated_termination_taken_into_the_baseline_is_counted_when_it_f
     second = merge_hr_read("hr", first.states, bad, later, "hr:hr run r2")
     tripped_later = circuit_breaker_reason(first.people, second.people, [], 0.05, later)
     assert tripped is not None or tripped_later is not None
+
+
+def test_people_who_left_before_the_last_good_read_are_not_the_workforce_the_share_is_of() -> None:
+    # Terminations are sticky and exports list leavers for years: 100 at work, 100 long gone.
+    # A bad feed terminating 8 of the 100 at work is 8% of the workforce, over 5%; counted
+    # against everybody ever listed (200) it was 4% and revoked them all.
+    gone = [leaver(f"L{i}", T1 - timedelta(days=400)) for i in range(100)]
+    staff = [person(f"E{i}") for i in range(100)]
+    bad = [leaver(f"E{i}", T1) if i < 8 else p for i, p in enumerate(staff)]
+    reason = circuit_breaker_reason([*gone, *staff], [*gone, *bad], [], 0.05, NOW)
+    assert reason is not None and "8 of 100 people (8.0%)" in reason
+    # 5 of the 100 at work is exactly 5%: allowed, however many left long ago.
+    five = [leaver(f"E{i}", T1) if i < 5 else p for i, p in enumerate(staff)]
+    assert circuit_breaker_reason([*gone, *staff], [*gone, *five], [], 0.05, NOW) is None
