@@ -35,7 +35,7 @@ from offboard_audit.daemon.summary import (
     run_messages,
     summarize,
 )
-from offboard_audit.engine.hr import ChangeNotApplied
+from offboard_audit.engine.hr import ChangeNotApplied, last_good_hr_read
 from offboard_audit.engine.pipeline import Pipeline
 from offboard_audit.engine.revocation import PassInterrupted
 from offboard_audit.report.audit_trail import AuditTrail, anchor_data, anchor_text, write_anchor
@@ -143,12 +143,15 @@ class Reconciler:
         now = self.clock()
         if kind == "hr_refresh":
             before = self.store.load_people()
+            # Departed as of the last HR read that stored people, not as of now: a termination
+            # dated in the future, stored by an earlier read, has passed its date since and is new.
+            since = last_good_hr_read(self.store) or now
             result = self.pipeline.run(now, only=[s.name for s in self.config.hr_sources], kind="hr_refresh")
             test_point(f"{kind}-run-finished")
             self._record_run(result, kind, None)
             if result.circuit_breaker is not None:
                 return FullRun(result)
-            return FullRun(result, _new_leavers(before, self.store.load_people(), now))
+            return FullRun(result, _new_leavers(before, self.store.load_people(), since, now))
         result = self.pipeline.run(now)
         test_point(f"{kind}-run-finished")
         summary, messages = self._revoke(result, now, None, kind)
@@ -357,7 +360,11 @@ class Reconciler:
             log.info("%s", line)
 
 
-def _new_leavers(before: Sequence[Person], after: Sequence[Person], now: datetime) -> tuple[str, ...]:
-    """The people an HR refresh found newly departed (each gets a targeted reconcile job)."""
-    was = {(p.source, p.employee_id) for p in before if p.is_departed(now)}
+def _new_leavers(
+    before: Sequence[Person], after: Sequence[Person], since: datetime, now: datetime
+) -> tuple[str, ...]:
+    """The people an HR refresh found newly departed (each gets a targeted reconcile job): departed
+    now, and not as the stored people ``before`` it stood at the last HR read that stored them
+    (``since``)."""
+    was = {(p.source, p.employee_id) for p in before if p.is_departed(since)}
     return tuple(p.employee_id for p in after if p.is_departed(now) and (p.source, p.employee_id) not in was)

@@ -273,6 +273,13 @@ def last_hr_read(store: Store) -> datetime | None:
     return newest.started_at if newest is not None else None
 
 
+def last_good_hr_read(store: Store) -> datetime | None:
+    """When the newest full run that stored its HR read (finished reading, no breaker held) started:
+    what the stored people say is as of then."""
+    newest = store.latest_completed_run(FULL_HR_KINDS, untripped=True)
+    return newest.started_at if newest is not None else None
+
+
 def held_hr_breaker(store: Store) -> str | None:
     """Why the newest full HR read tripped the circuit breaker, when it did and was not accepted.
 

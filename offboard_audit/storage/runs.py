@@ -183,11 +183,15 @@ class RunStore(Database):
         full = self._newest_finished(RUNS.c.kind != RunKind.TARGETED.value)
         return full if full is not None and full.circuit_breaker else newest
 
-    def latest_completed_run(self, kinds: Sequence[str]) -> RunInfo | None:
+    def latest_completed_run(self, kinds: Sequence[str], *, untripped: bool = False) -> RunInfo | None:
         """The newest run of one of ``kinds`` that finished reading its sources (its status is
-        ``completed``): a run that raised stored nothing, so it never speaks for what is stored."""
+        ``completed``): a run that raised stored nothing, so it never speaks for what is stored.
+        ``untripped``: only a run whose circuit breaker did not trip (or was released)."""
         completed = [s.value for s in RunStatus if s.completed]
-        return self._newest_finished(RUNS.c.kind.in_(list(kinds)), RUNS.c.status.in_(completed))
+        where = [RUNS.c.kind.in_(list(kinds)), RUNS.c.status.in_(completed)]
+        if untripped:
+            where.append(RUNS.c.circuit_breaker.is_(None))
+        return self._newest_finished(*where)
 
     def _newest_finished(self, *where: ColumnElement[bool]) -> RunInfo | None:
         q = select(RUNS).where(
