@@ -312,6 +312,10 @@ def webhook_breaker(
         return NO_HR_READ
     recent = WebhookStore(store).terminations_since(since)
     policy = config.policy
+    # The workforce: the people not terminated, and those the webhook terminated since the last
+    # HR read (they were at work then). Leavers kept from earlier reads (terminations are sticky)
+    # would dilute the share more every year.
+    workforce = store.count_workforce(recent)
     return webhook_breaker_reason(
         before,
         after,
@@ -319,5 +323,5 @@ def webhook_breaker(
         policy.max_new_terminations,
         now,
         min_count=policy.min_breaker_count,
-        workforce=store.count_people(),
+        workforce=workforce,
     )

@@ -96,6 +96,17 @@ class PeopleStore(Database):
         with self.begin() as conn:
             return int(conn.execute(select(func.count()).select_from(PEOPLE)).scalar() or 0)
 
+    def count_workforce(self, terminated_since: Iterable[str]) -> int:
+        """The people stored not terminated, and the terminated ones among ``terminated_since``
+        (employee ids terminated since some time: at work before it)."""
+        terminated = PEOPLE.c.status == PersonStatus.TERMINATED.value
+        count = select(func.count()).select_from(PEOPLE)
+        with self.begin() as conn:
+            n = int(conn.execute(count.where(~terminated)).scalar() or 0)
+            for ids in chunks(sorted(set(terminated_since))):
+                n += int(conn.execute(count.where(terminated, PEOPLE.c.employee_id.in_(ids))).scalar() or 0)
+        return n
+
     def save_person_states(
         self,
         source: str,
