@@ -35,6 +35,22 @@ _NEXT_KEYS = frozenset(
 )
 # Keys that say, as true or false, whether more pages follow.
 _MORE_KEYS = frozenset({"hasmore", "hasnext", "hasnextpage", "moreresults", "moreavailable"})
+# Keys holding how many records the whole answer has (APIs paged by offset name no next page but
+# say the total), compared as ``_NEXT_KEYS`` are.
+_TOTAL_KEYS = frozenset(
+    {
+        "total",
+        "count",
+        "totalcount",
+        "totalresults",
+        "totalrecords",
+        "totalitems",
+        "totalsize",
+        "totalentries",
+        "totalelements",
+        "odatacount",
+    }
+)
 # How deep into the document's other values markers are looked for (meta.pagination.links.next).
 _DEPTH = 4
 _LINK_NEXT = re.compile(r"""rel\s*=\s*"?[^";,]*\bnext\b""", re.IGNORECASE)
@@ -83,6 +99,29 @@ def _marker(value: Any, records: list[Any], where: str, depth: int) -> str | Non
             if isinstance(item, dict) and _rel_next(item):
                 return f"{where}[{i}] rel=next"
     return None
+
+
+def declared_total(doc: Any, records: list[Any]) -> tuple[str, int] | None:
+    """The largest count of records a JSON answer declares outside its list of people ``records``
+    (``total``, ``meta.totalCount``, ``@odata.count``), with its path, or None."""
+    found: list[tuple[str, int]] = []
+    if isinstance(doc, dict):
+        _totals(doc, records, "", 0, found)
+    return max(found, key=lambda f: f[1]) if found else None
+
+
+def _totals(
+    value: dict[Any, Any], records: list[Any], where: str, depth: int, found: list[tuple[str, int]]
+) -> None:
+    for key, item in value.items():
+        if item is records:
+            continue
+        path = f"{where}.{key}" if where else str(key)
+        # A number only (bool is an int in Python, and a string may be anything).
+        if _plain(str(key)) in _TOTAL_KEYS and isinstance(item, int) and not isinstance(item, bool):
+            found.append((path, item))
+        elif isinstance(item, dict) and depth < _DEPTH:
+            _totals(item, records, path, depth + 1, found)
 
 
 def link_next(header: str | None, links: Mapping[str | None, Mapping[str, str]]) -> tuple[bool, str | None]:

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectors.hr_records.clients import http_client
-from connectors.hr_records.paging import body_marker, link_next, origin_text, resolve, same_origin
+from connectors.hr_records.paging import (
+    body_marker,
+    declared_total,
+    link_next,
+    origin_text,
+    resolve,
+    same_origin,
+)
 from connectors.hr_records.settings import REQUIRED_FIELDS, HrSettings, JsonSettings
 from connectors.hr_records.translate import BadRow, people_from_rows
 from offboard_audit.core.errors import ConfigError, SourceError
@@ -209,6 +216,7 @@ class JsonHRSource:
                 f"HR file {path} is one page of a paginated answer (next-page marker: JSON key {marker}); "
                 "not taking it for the whole workforce"
             )
+        _check_total(declared_total(doc, records), len(records), f"HR file {path}")
         return records
 
     def _read_pages(self, url: str) -> list[Any]:
@@ -217,6 +225,7 @@ class JsonHRSource:
             headers["Authorization"] = f"Bearer {self._token}"
         records: list[Any] = []
         page, page_url, read = 1, url, {url}
+        total: tuple[str, int] | None = None  # the largest count any page declares
         with http_client(self._client, self.timeout) as client:
             while True:
                 where = url if page == 1 else f"{url} page {page} ({page_url})"
@@ -226,6 +235,9 @@ class JsonHRSource:
                 doc = _load(response.text.removeprefix("\ufeff"), where)
                 rows = self._records(doc, where)
                 records.extend(rows)
+                declared = declared_total(doc, rows)
+                if declared is not None and (total is None or declared[1] > total[1]):
+                    total = declared
                 has_next, next_ref = link_next(response.headers.get("link"), response.links)
                 if not has_next:
                     # Beside a Link next, a body marker names the same next page; without one,
@@ -237,6 +249,7 @@ class JsonHRSource:
                             'every person in one answer (only pages named by a Link rel="next" header are '
                             "followed, with max_pages)"
                         )
+                    _check_total(total, len(records), f"HR endpoint {url}")
                     return records
                 if self.max_pages == 1:
                     raise SourceError(
@@ -277,6 +290,17 @@ class JsonHRSource:
                 if isinstance(value, list):
                     return value
         raise SourceError(f"{origin}: expected a list of people (or records_key), got {type(doc).__name__}")
+
+
+def _check_total(total: tuple[str, int] | None, read: int, where: str) -> None:
+    """Fail a read whose answer declares more records than it held: a first page of an API paged
+    by offset (it names no next page, only the total)."""
+    if total is not None and total[1] > read:
+        key, count = total
+        raise SourceError(
+            f"{where}: JSON key {key} says {count} people, {read} read; not taking a part for the whole "
+            "workforce: have the endpoint return every person in one answer"
+        )
 
 
 def _get(client: httpx.Client, url: str, headers: Mapping[str, str], where: str) -> httpx.Response:
