@@ -30,8 +30,8 @@ POLICY_OPTIONS: dict[str, str] = {
     "max_revocations_per_run": "old name of max_people_per_run, still read (setting both is an error)",
     "max_new_terminations": "HR circuit breaker: largest share of the workforce newly terminated "
     "since the last good HR read before nothing is revoked (0.05 = 5%); a termination dated in the future "
-    "counts on the read that first lists it; the workforce is everybody that read did not have as terminated, "
-    "and newcomers",
+    "counts on the read that first lists it; the workforce is everybody the last good read did not have as "
+    "terminated, and newcomers (leavers kept from earlier reads do not dilute the share)",
     "max_missing_people": "HR circuit breaker: largest share of the people in the last good HR read "
     "that may be missing from a new one before nothing is revoked (default 0.05 = 5%); terminated people "
     "who drop out do not count (they are kept as terminated)",
