@@ -64,7 +64,9 @@ def parse_anchor(text: str, line: int) -> Anchor:
     if isinstance(head, str):
         # Hex in any case: an anchor copied back by hand (from the notification) is the same anchor.
         head = head.strip().lower()
-    if not isinstance(head, str) or len(head) != 64:
+    # Checked character by character: ``int(head, 16)`` would let "0x", "_" and inner spaces through,
+    # and a non-hex head can never match a chain hash, so it is an unreadable line, not a disagreement.
+    if not isinstance(head, str) or len(head) != 64 or not set(head) <= set("0123456789abcdef"):
         raise ValueError("head_hash must be 64 hex characters")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ValueError("count must be a non-negative integer")

@@ -229,6 +229,19 @@ def test_an_unreadable_anchor_line_is_a_problem(db: tuple[Store, Path], tmp_path
     ]
 
 
+def test_an_anchor_line_whose_head_is_not_hex_is_unreadable_not_compared(
+    db: tuple[Store, Path], tmp_path: Path
+) -> None:
+    store, _ = db
+    anchors = tmp_path / "anchors.jsonl"
+    anchors.write_text(
+        json.dumps({"at": T.isoformat(), "head_seq": 1, "head_hash": "z" * 64, "count": 1}) + "\n"
+    )
+    assert problems(store, AuditTrail(None, anchors)) == [
+        f"anchor file {anchors} line 1 is not an anchor: head_hash must be 64 hex characters"
+    ]
+
+
 # --- through the CLI --------------------------------------------------------------------------------
 
 
