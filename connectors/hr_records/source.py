@@ -27,7 +27,7 @@ from connectors.hr_records.paging import (
     same_origin,
 )
 from connectors.hr_records.settings import REQUIRED_FIELDS, HrSettings, JsonSettings
-from connectors.hr_records.translate import BadRow, people_from_rows
+from connectors.hr_records.translate import BadRow, is_employee_id, people_from_rows
 from offboard_audit.core.errors import ConfigError, SourceError
 from offboard_audit.core.records import HRRead
 
@@ -196,7 +196,7 @@ class JsonHRSource:
                         index,
                         BadRow(
                             f"key {', '.join(map(repr, repeated))} more than once in one record",
-                            eid if isinstance(eid, str) else "",
+                            str(eid) if is_employee_id(eid) else "",
                         ),
                     )
                     continue

@@ -7,6 +7,7 @@ them as gone. A future termination date is passed through as it is: the core dec
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,22 @@ def text_of(value: str, name: str) -> str:
     return value
 
 
+def is_employee_id(value: Any) -> bool:
+    """Whether a cell can be an employee id: text (every CSV cell), or a JSON integer."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _json_kind(value: Any) -> str:
+    """``value`` as the JSON it was read from ("NaN", "1e+20", "true", "an object")."""
+    if isinstance(value, bool | float):
+        return json.dumps(value)  # NaN, Infinity, -Infinity and 1e+20 as written
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
 def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
     """One row (header name -> value) as a Person; raises :class:`RowError`."""
 
@@ -86,6 +103,11 @@ def person_from_row(row: Mapping[str, Any], s: HrSettings) -> Person:
             return ""
         return text_of(str(value).strip(), name)
 
+    raw_id = row.get(s.columns["employee_id"])
+    if raw_id is not None and not is_employee_id(raw_id):
+        # A float is no id: JSON NaN (which Python's json reads) became the person "nan", 1e20
+        # the person "1e+20", and true the person "True".
+        raise RowError(f"employee_id must be a string or an integer, got {_json_kind(raw_id)}")
     # Identifiers in one Unicode form (core.records.canonical_identifier): matching compares them
     # as strings, so a zero-width space or a decomposed accent would hide who shares an address.
     employee_id = canonical_identifier(field("employee_id"))
@@ -151,7 +173,7 @@ def people_from_rows(
         except RowError as exc:
             # The employee id (when the row has one) keeps that person's last good record.
             raw_id = row.get(s.columns["employee_id"])
-            eid = canonical_identifier(str(raw_id)) if raw_id else ""
+            eid = canonical_identifier(str(raw_id)) if is_employee_id(raw_id) else ""
             # An id that is not text names no stored person (none could be stored).
             eid = "" if _SURROGATE.search(eid) else eid
             problems.append(RowProblem(line, f"{origin} line {line}: {exc}", eid))
