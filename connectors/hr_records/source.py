@@ -73,7 +73,9 @@ class CsvHRSource:
         header: list[str] = []
         # Blank lines before the header are skipped, as blank lines between rows are: taken for
         # the header, one would send the operator to the `columns` mapping for a missing column.
+        header_start = 0
         while not any(h.strip() for h in header):
+            header_start = reader.line_num
             try:
                 header = next(reader)
             except StopIteration:
@@ -82,6 +84,13 @@ class CsvHRSource:
                 raise SourceError(f"HR file {self.path} line {reader.line_num}: {exc}") from None
         header = [h.strip() for h in header]
         missing = [f for f in REQUIRED_FIELDS if self._s.columns[f] not in header]
+        if missing and self._separated_by_semicolons(lines[header_start : reader.line_num]):
+            # Told to map columns, the operator would chase names the file does have. The
+            # delimiter is never guessed: a wrong guess reads every row wrongly.
+            raise ConfigError(
+                f"HR file {self.path} looks separated by ';', but hr_csv reads ',' — export it comma-separated",
+                key=f"sources.{self.name}.path",
+            )
         if missing:
             names = ", ".join(repr(self._s.columns[f]) for f in missing)
             raise ConfigError(
@@ -136,6 +145,19 @@ class CsvHRSource:
                 yield reader.line_num, row
 
         return people_from_rows(rows(), self._s, str(self.path))
+
+    def _separated_by_semicolons(self, header_lines: list[str]) -> bool:
+        """Whether the header, split at ``;``, names every column the source needs."""
+        if not any(";" in line for line in header_lines):
+            return False
+        try:
+            names = {
+                h.strip()
+                for h in next(csv.reader(iter(header_lines), delimiter=";", skipinitialspace=True), [])
+            }
+        except csv.Error:
+            return False
+        return all(self._s.columns[f] in names for f in REQUIRED_FIELDS)
 
 
 def _ends_inside_quotes(record_lines: list[str]) -> bool:

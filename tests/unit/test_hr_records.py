@@ -81,6 +81,38 @@ def test_missing_required_column_is_a_config_error_naming_it(tmp_path: Path):
         csv_source(tmp_path, "employee_id,email,name,status\nE1,a@x,A,active\n").read_people()
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "employee_id;email;name;status;termination_date",
+        '\n"employee_id"; "email";name;status;termination_date;aliases',  # blank line, quotes, spaces
+    ],
+)
+def test_a_semicolon_separated_export_fails_saying_so_not_to_map_columns(tmp_path: Path, header: str):
+    text = header + "\nE1;a@x.org;Alice;terminated;2026-01-15\n"
+    with pytest.raises(ConfigError) as err:
+        csv_source(tmp_path, text).read_people()
+    assert str(err.value) == (
+        f"sources.hr.path: HR file {tmp_path / 'hr.csv'} looks separated by ';', but hr_csv reads ',' "
+        "— export it comma-separated"
+    )
+
+
+def test_a_semicolon_header_naming_other_columns_is_the_missing_column_error(tmp_path: Path):
+    # Split by ';' it still lacks termination_date: nothing says the separator is the problem.
+    text = "employee_id;email;name;status\nE1;a@x.org;Alice;active\n"
+    with pytest.raises(ConfigError) as err:
+        csv_source(tmp_path, text).read_people()
+    assert "map other header names with the source's `columns` table" in str(err.value)
+    assert "';'" not in str(err.value)
+
+
+def test_a_semicolon_in_a_comma_separated_header_is_read_as_usual(tmp_path: Path):
+    text = "employee_id,email,name,status,termination_date,notes;misc\nE1,a@x.org,Alice,active,,x\n"
+    (p,) = csv_source(tmp_path, text).read_people().people
+    assert p.employee_id == "E1"
+
+
 def test_column_mapping_and_status_map_read_workday_style_exports(tmp_path: Path):
     text = "Worker ID,Work Email,Legal Name,Worker Status,Termination Date\nW1,a@x.com,A,Terminated - Voluntary,2026-01-02\n"
     source = csv_source(
