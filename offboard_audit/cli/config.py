@@ -132,7 +132,7 @@ def config_check(ctx: typer.Context) -> int:
             f"policy: grace_period={pol.grace_period}, auto_revoke={pol.auto_revoke}, "
             f"max_people_per_run={pol.max_people_per_run}, max_actions_per_run={pol.max_actions_per_run}, "
             f"max_new_terminations={pol.max_new_terminations}, max_missing_people={pol.max_missing_people}, "
-            f"min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
+            f"max_rehires={pol.max_rehires}, min_breaker_count={pol.min_breaker_count}, protected={list(pol.protected)}"
         )
     )
     for line in schedules:

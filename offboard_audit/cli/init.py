@@ -34,6 +34,7 @@ max_people_per_run = 25             # blast-radius cap: a plan touching more peo
 max_actions_per_run = 1000          # ... or more actions
 max_new_terminations = 0.05         # HR circuit breaker: share of people newly terminated since the last good read
 max_missing_people = 0.05           # HR circuit breaker: share of people missing from a new read
+max_rehires = 0.05                  # HR circuit breaker: share of the leavers listed as not terminated again
 min_breaker_count = 3               # ... counted only when more people than this are behind the share
 orphan_accounts = true              # report enabled human accounts that match nobody in HR
 protected = ["aws:root", "ldap:uid=breakglass,*"]    # never revoked (selectors, globs allowed)

@@ -35,8 +35,12 @@ POLICY_OPTIONS: dict[str, str] = {
     "max_missing_people": "HR circuit breaker: largest share of the people in the last good HR read "
     "that may be missing from a new one before nothing is revoked (default 0.05 = 5%); terminated people "
     "who drop out do not count (they are kept as terminated)",
+    "max_rehires": "HR circuit breaker: largest share of the people terminated in the last good HR read "
+    "that a new read may list as not terminated again (rehired) before nothing is revoked (default "
+    "0.05 = 5%); a share of the leavers, not of the workforce, so a feed that resets every status to "
+    "active trips it however few the leavers are, while a rehire or two stays under min_breaker_count",
     "min_breaker_count": "HR circuit breaker: a share above its limit trips the breaker only when the "
-    "count behind it (newly terminated, missing, terminated by webhook) is also above this "
+    "count behind it (newly terminated, missing, rehired, terminated by webhook) is also above this "
     "(default 3), so one termination in a small organisation does not stop everything",
     "orphan_accounts": "report enabled human accounts that match nobody in HR",
     "protected": 'selectors never revoked: "PREFIX[:SCOPE]:ACCOUNT[:CREDENTIAL]", PREFIX a source '
@@ -205,6 +209,9 @@ def policy_config(table: SourceOptions) -> PolicyConfig:
     max_missing = table.number("max_missing_people", 0.05)
     if not 0 <= max_missing <= 1:
         raise table.error("max_missing_people", f"must be a share between 0 and 1, got {max_missing}")
+    max_rehires = table.number("max_rehires", 0.05)
+    if not 0 <= max_rehires <= 1:
+        raise table.error("max_rehires", f"must be a share between 0 and 1, got {max_rehires}")
     return PolicyConfig(
         grace_period=table.duration("grace_period", timedelta(0)),
         auto_revoke=table.flag("auto_revoke", False),
@@ -212,6 +219,7 @@ def policy_config(table: SourceOptions) -> PolicyConfig:
         max_actions_per_run=table.integer("max_actions_per_run", 1000, minimum=0),
         max_new_terminations=max_new,
         max_missing_people=max_missing,
+        max_rehires=max_rehires,
         min_breaker_count=table.integer("min_breaker_count", 3, minimum=0),
         orphan_accounts=table.flag("orphan_accounts", True),
         protected=table.strings("protected"),

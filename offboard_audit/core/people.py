@@ -303,6 +303,7 @@ def circuit_breaker_reason(
     missing: int = 0,
     previous_read: int = 0,
     max_missing: float = 0.05,
+    max_rehires: float | None = 0.05,
     total: int | None = None,
 ) -> str | None:
     """Why revocations must not run on this HR read, or None when it looks sane.
@@ -313,7 +314,9 @@ def circuit_breaker_reason(
     and newcomers) and ``min_count``, or
     when the people of the last good read (``previous_read`` of them) missing from this one,
     ``missing`` (the caller leaves out terminated people, who are kept), exceed both
-    ``max_missing`` and ``min_count``. The first read is the baseline.
+    ``max_missing`` and ``min_count``, or when the people terminated in the last good read who
+    are not terminated in this one (rehires) exceed both ``max_rehires`` of the people terminated
+    in the last good read and ``min_count`` (None: not counted). The first read is the baseline.
     """
     if hr_failed:
         return f"HR source failed: {', '.join(hr_failed)}"
@@ -323,6 +326,12 @@ def circuit_breaker_reason(
     if previous:
         before = {(p.source, p.employee_id): p for p in previous}
         newly = 0
+        # Leavers listed as not terminated again. The share is of the leavers, not of the
+        # workforce: a feed that resets every status to 'active' brings back all of them (100%),
+        # however few they are beside the people at work, while a rehire or two stays under
+        # ``min_count``.
+        rehired = 0
+        leavers = sum(1 for p in previous if p.status is PersonStatus.TERMINATED)
         # The workforce: everybody but those already terminated in the last good read. Kept
         # leavers (terminations are sticky, exports list leavers for years) would otherwise
         # dilute the share more every year.
@@ -330,6 +339,8 @@ def circuit_breaker_reason(
         for p in current:
             old = before.get((p.source, p.employee_id))
             if old is not None and old.status is PersonStatus.TERMINATED:
+                if p.status is not PersonStatus.TERMINATED:
+                    rehired += 1
                 continue
             workforce += 1
             # Counted when the termination first appears, whatever its date: counted only once
@@ -343,6 +354,12 @@ def circuit_breaker_reason(
             reasons.append(
                 f"{newly} of {size} people ({newly / size:.1%}) newly terminated since the "
                 f"last good HR read, above policy.max_new_terminations = {max_share:.1%} "
+                f"and policy.min_breaker_count = {min_count}"
+            )
+        if max_rehires is not None and exceeds(rehired, leavers, max_rehires, min_count):
+            reasons.append(
+                f"{rehired} of {leavers} people terminated in the last good HR read ({rehired / leavers:.1%}) "
+                f"are active again in this one (not terminated), above policy.max_rehires = {max_rehires:.1%} "
                 f"and policy.min_breaker_count = {min_count}"
             )
     if exceeds(missing, previous_read, max_missing, min_count):
@@ -376,7 +393,11 @@ def webhook_breaker_reason(
     size = len(after) if workforce is None else workforce
     if size - (len(after) - len(before)) <= 0:
         return NO_HR_READ
-    reason = circuit_breaker_reason(before, after, [], max_share, now, min_count=min_count, total=size)
+    # A rehire event names one person and is signed: no feed that flips leavers back, and
+    # judged as a share of the leavers among the people it concerns, it would be 1 of 1.
+    reason = circuit_breaker_reason(
+        before, after, [], max_share, now, min_count=min_count, max_rehires=None, total=size
+    )
     if reason:
         return reason
     n = webhook_terminations

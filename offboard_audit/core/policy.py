@@ -20,6 +20,7 @@ class PolicyConfig:
     max_actions_per_run: int = 1000
     max_new_terminations: float = 0.05
     max_missing_people: float = 0.05
+    max_rehires: float = 0.05
     min_breaker_count: int = 3
     orphan_accounts: bool = True
     protected: tuple[str, ...] = ()

@@ -140,6 +140,7 @@ def hr_round(
         missing=sum(len(m.dropped) for m in merges),
         previous_read=sum(m.previous_read for m in merges),
         max_missing=policy.max_missing_people,
+        max_rehires=policy.max_rehires,
     )
     accepted = None
     if breaker is not None and accept_hr and not failed:

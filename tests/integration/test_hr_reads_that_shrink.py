@@ -163,6 +163,54 @@ def test_breaker_trips_when_too_many_people_of_the_last_read_are_missing(
     assert org.run(4).circuit_breaker is None
 
 
+def test_a_feed_that_lists_the_leavers_as_active_again_trips_the_breaker_and_resolves_nothing(
+    tmp_path: Path, store: Store
+) -> None:
+    gone = [f"T{i},t{i}@example.com,T{i},terminated,2026-04-0{i + 1}," for i in range(4)]
+    org = Org(tmp_path, store, [ALICE, *staff(30), BOB, CAROL, *gone])
+    org.run()
+    bob, carol = org.open_findings("E2"), org.open_findings("E3")
+    assert bob and carol
+    # An export job that reset every status to 'active': the 6 leavers come back, nobody is
+    # newly terminated or missing.
+    flipped = [
+        "E2,bob@example.com,Bob,active,,",
+        "E3,carol@example.com,Carol,active,,",
+        *(f"T{i},t{i}@example.com,T{i},active,," for i in range(4)),
+    ]
+    org.write([ALICE, *staff(30), *flipped])
+
+    result = org.run(1)
+
+    assert result.circuit_breaker is not None
+    assert (
+        "6 of 6 people terminated in the last good HR read (100.0%) are active again"
+        in result.circuit_breaker
+    )
+    assert "max_rehires" in result.circuit_breaker
+    # Not the new baseline: the leavers stay terminated, their findings open, nothing resolved.
+    assert org.person("E2") == (PersonStatus.TERMINATED, datetime(2026, 5, 1, tzinfo=UTC))
+    assert org.person("T0")[0] is PersonStatus.TERMINATED
+    assert org.open_findings("E2") == bob and org.open_findings("E3") == carol
+    assert store.list_findings(["resolved"]) == []
+    assert org.run(2).circuit_breaker is not None  # holds until accepted
+    assert org.open_findings("E2") == bob
+
+    accepted = org.run(3, accept_hr=True)
+    assert accepted.circuit_breaker is None
+    assert org.pipeline.accepted_breaker is not None and "max_rehires" in org.pipeline.accepted_breaker
+    assert org.person("E2") == (PersonStatus.ACTIVE, None) and org.open_findings("E2") == set()
+
+
+def test_one_leaver_rehired_does_not_trip_the_breaker(tmp_path: Path, store: Store) -> None:
+    gone = [f"T{i},t{i}@example.com,T{i},terminated,2026-04-0{i + 1}," for i in range(4)]
+    org = Org(tmp_path, store, [ALICE, *staff(20), BOB, CAROL, *gone])
+    org.run()
+    org.write([ALICE, *staff(20), "E2,bob@example.com,Bob,active,,", CAROL, *gone])  # 1 of 6
+    assert org.run(1).circuit_breaker is None
+    assert org.person("E2") == (PersonStatus.ACTIVE, None) and org.open_findings("E2") == set()
+
+
 def test_terminated_people_dropped_from_the_export_do_not_trip_the_breaker(
     tmp_path: Path, store: Store
 ) -> None:

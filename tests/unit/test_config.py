@@ -224,3 +224,14 @@ def test_a_notification_url_or_database_url_of_the_wrong_type_is_refused_without
     err = _error(GOOD.replace('url = "sqlite:///audit.db"', 'url = ["postgresql://audit:s3cret@db/x"]'))
     assert err.key == "database.url" and "s3cret" not in str(err)
     assert "must be a non-empty string, got a list" in str(err)
+
+
+def test_max_rehires_is_read_and_must_be_a_share(tmp_path: Path):
+    cfg = parse_config(
+        GOOD.replace("[policy]\n", "[policy]\nmax_rehires = 0.2\n"), tmp_path / "c.toml", env={}
+    )
+    assert cfg.policy.max_rehires == 0.2
+    assert parse_config(GOOD, tmp_path / "c.toml", env={}).policy.max_rehires == 0.05
+    err = _error(GOOD.replace("[policy]\n", "[policy]\nmax_rehires = 1.5\n"))
+    assert err.key == "policy.max_rehires" and "between 0 and 1" in str(err)
+    assert _error(GOOD.replace("[policy]\n", "[policy]\nmax_rehires = -0.1\n")).key == "policy.max_rehires"

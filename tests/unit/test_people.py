@@ -13,8 +13,9 @@ from offboard_audit.core.people import (
     exceeds,
     merge_hr_read,
     merge_row,
+    webhook_breaker_reason,
 )
-from offboard_audit.core.records import HRRead, PersonStatus, RowProblem
+from offboard_audit.core.records import HRRead, Person, PersonStatus, RowProblem
 from offboard_audit.core.stored import PersonState
 from tests.support.fakes import leaver, person
 
@@ -282,3 +283,89 @@ def test_people_who_left_before_the_last_good_read_are_not_the_workforce_the_sha
     # 5 of the 100 at work is exactly 5%: allowed, however many left long ago.
     five = [leaver(f"E{i}", T1) if i < 5 else p for i, p in enumerate(staff)]
     assert circuit_breaker_reason([*gone, *staff], [*gone, *five], [], 0.05, NOW) is None
+
+
+# --- the breaker: leavers listed as not terminated again --------------------------------------
+
+
+def test_a_feed_that_lists_every_leaver_as_active_again_trips_the_breaker() -> None:
+    # An export job that reset every status to 'active': the 10 leavers of the last good read
+    # come back. Nobody is newly terminated or missing, so only the rehires can tell; counted as a
+    # share of the 100 at work (10%) the same flip of 4 leavers would be 4% and pass.
+    gone = [leaver(f"L{i}", T1 - timedelta(days=400)) for i in range(10)]
+    staff = [person(f"E{i}") for i in range(100)]
+    flipped = [person(f"L{i}") for i in range(10)]
+    reason = circuit_breaker_reason([*gone, *staff], [*flipped, *staff], [], 0.05, NOW)
+    assert reason is not None
+    assert "10 of 10 people terminated in the last good HR read (100.0%) are active again" in reason
+    assert "max_rehires = 5.0%" in reason and "min_breaker_count = 3" in reason
+    # On leave is not terminated either.
+    on_leave = [person(f"L{i}", status=PersonStatus.ON_LEAVE) for i in range(10)]
+    assert "10 of 10 people terminated" in (
+        circuit_breaker_reason([*gone, *staff], [*on_leave, *staff], [], 0.05, NOW) or ""
+    )
+
+
+def test_one_rehire_among_many_leavers_does_not_trip_the_breaker() -> None:
+    gone = [leaver(f"L{i}", T1) for i in range(100)]
+    staff = [person(f"E{i}") for i in range(20)]
+    one = [person("L0"), *gone[1:]]
+    assert circuit_breaker_reason([*gone, *staff], [*one, *staff], [], 0.05, NOW) is None
+    # Leavers who stay terminated, or drop out of the read (kept as terminated), are no rehires.
+    assert circuit_breaker_reason([*gone, *staff], [*gone, *staff], [], 0.05, NOW, min_count=0) is None
+
+
+def test_rehires_trip_above_max_rehires_of_the_leavers_not_at_it() -> None:
+    gone = [leaver(f"L{i}", T1) for i in range(100)]
+    staff = [person(f"E{i}") for i in range(20)]
+
+    def back(n: int) -> list[Person]:
+        return [person(f"L{i}") if i < n else p for i, p in enumerate(gone)]
+
+    assert circuit_breaker_reason([*gone, *staff], [*back(5), *staff], [], 0.05, NOW) is None  # exactly 5%
+    reason = circuit_breaker_reason([*gone, *staff], [*back(6), *staff], [], 0.05, NOW)
+    assert reason is not None and "6 of 100 people terminated in the last good HR read (6.0%)" in reason
+    assert circuit_breaker_reason([*gone, *staff], [*back(6), *staff], [], 0.05, NOW, max_rehires=0.1) is None
+    assert (
+        circuit_breaker_reason([*gone, *staff], [*back(6), *staff], [], 0.05, NOW, max_rehires=None) is None
+    )
+
+
+def test_rehires_honour_min_breaker_count() -> None:
+    gone = [leaver(f"L{i}", T1) for i in range(10)]
+    staff = [person(f"E{i}") for i in range(20)]
+    three = [person(f"L{i}") if i < 3 else p for i, p in enumerate(gone)]  # 30%, but only 3
+    four = [person(f"L{i}") if i < 4 else p for i, p in enumerate(gone)]
+    assert circuit_breaker_reason([*gone, *staff], [*three, *staff], [], 0.05, NOW) is None
+    assert "4 of 10 people terminated" in (
+        circuit_breaker_reason([*gone, *staff], [*four, *staff], [], 0.05, NOW) or ""
+    )
+    one = [person("L0"), *gone[1:]]
+    reason = circuit_breaker_reason([*gone, *staff], [*one, *staff], [], 0.05, NOW, min_count=0)
+    assert reason is not None and "1 of 10 people terminated" in reason and "min_breaker_count = 0" in reason
+
+
+def test_a_flip_through_the_merge_trips_while_a_webhook_termination_left_alone_does_not_count() -> None:
+    # Through the merge the pipeline uses. E0 was terminated by a webhook after the last read and
+    # its unchanged active row keeps the termination: no rehire. The 5 leavers whose rows now say
+    # active are.
+    gone = [leaver(f"L{i}", T1) for i in range(5)]
+    staff = [person(f"E{i}") for i in range(20)]
+    stored = [read_state(p) for p in [*gone, *staff]]
+    stored[5] = webhook_terminated(stored[5])
+    previous = [s.person for s in stored]
+    flipped = HRRead(people=tuple([*(person(f"L{i}") for i in range(5)), *staff]))
+    merged = merge_hr_read("hr", stored, flipped, NOW, "hr:hr run r1")
+    reason = circuit_breaker_reason(previous, merged.people, [], 0.05, NOW)
+    assert reason is not None and "5 of 6 people terminated in the last good HR read" in reason
+    same = merge_hr_read("hr", stored, HRRead(people=tuple([*gone, *staff])), NOW, "hr:hr run r1")
+    assert circuit_breaker_reason(previous, same.people, [], 0.05, NOW, min_count=0) is None
+
+
+def test_a_webhook_rehire_event_is_no_flipped_feed() -> None:
+    # One signed event about one person: 1 of the 1 leaver it concerns, not a share of a feed.
+    # Judged like a read, it was 1 of 1 (100%) and, with min_breaker_count = 0, held the rehire.
+    assert (
+        webhook_breaker_reason([leaver("L0", T1)], [person("L0")], 0, 0.05, NOW, min_count=0, workforce=30)
+        is None
+    )
