@@ -120,10 +120,18 @@ def _person_id(p: Person) -> str:
 def _granted_away(secret: SecretState, events: Sequence[ExposureEvent]) -> list[ExposureEvent]:
     """The grants the person made to an identity outside the key's account (``ObjectRef.owner``
     of a ``changed-access`` event) that are still live: its holder uses the key from there."""
+    # A key policy in force that lets any account use the key still lets in the account the
+    # person's policy named: that door is open whoever widened it since.
+    any_account = f"{POLICY_GRANTEE_PREFIX}*" in secret.grantees
     return [
         e
         for e in events
-        if e.how is ExposureHow.CHANGED_ACCESS and e.target.owner and e.target.owner in secret.grantees
+        if e.how is ExposureHow.CHANGED_ACCESS
+        and e.target.owner
+        and (
+            e.target.owner in secret.grantees
+            or (any_account and e.target.owner.startswith(POLICY_GRANTEE_PREFIX))
+        )
     ]
 
 

@@ -94,3 +94,16 @@ def test_the_evidence_pack_gives_the_plans_task_and_says_the_access_given_away_i
     closed = replace(f, status=FindingStatus.RESOLVED)
     [entry] = carried_secrets([closed], {"aws": [KEY]}, {}, {}, lambda _h: (None, False))
     assert (entry.rotation.task, entry.rotation.state) == ("revoke-access", "access given away revoked since")
+
+
+def test_a_leavers_key_policy_account_stays_exposed_while_the_policy_in_force_lets_any_account_in() -> None:
+    # She opened the key to 123456789099; the policy in force now lets every account use it
+    # ("*", read as policy:*), so that account still can: the finding stays, naming it.
+    widened = replace(KEY, grantees=(f"{POLICY_GRANTEE_PREFIX}*",))
+    [f] = run([POLICY], [widened])
+    assert f.credential is not None
+    assert f.credential.detail.endswith(
+        "exposed only through access given to account 123456789099 (key policy)"
+    )
+    # Closed to every other account since: resolved.
+    assert run([POLICY], [replace(KEY, grantees=())]) == []
