@@ -326,6 +326,9 @@ def secret_detail(
     through that access (:func:`exposed_only_through_access`): revoking it is the task, not a
     rotation."""
     rotation = "rotation configured" if rotation_configured else "no rotation configured"
+    # The name comes first and is whatever the object's maker wrote (a KMS key's description):
+    # kept to one field, so that it cannot pass for the fields the readers below parse.
+    name = name.replace("; ", ", ")
     out = f"{name}; {rotation}; {_EXPOSED_UNTIL}{exposed_until.isoformat()}"
     if access_given_to:
         holders = ", ".join(
@@ -338,15 +341,20 @@ def secret_detail(
     return out
 
 
+def _fields(detail: str) -> list[str]:
+    """The fields of a :func:`secret_detail` after the name (which is never read as one)."""
+    return detail.split("; ")[1:]
+
+
 def exposed_only_through_access(detail: str) -> bool:
     """Whether a secret detail of :func:`secret_detail` says the secret is exposed only through
     access given to another account (rotating it would leave that access in place)."""
-    return any(part.startswith(_ONLY_ACCESS_GIVEN_TO) for part in detail.split("; "))
+    return any(part.startswith(_ONLY_ACCESS_GIVEN_TO) for part in _fields(detail))
 
 
 def exposed_until(detail: str) -> datetime | None:
     """The last exposure written by :func:`secret_detail`, or None."""
-    for part in detail.split("; "):
+    for part in _fields(detail):
         if part.startswith(_EXPOSED_UNTIL):
             try:
                 value = datetime.fromisoformat(part[len(_EXPOSED_UNTIL) :])
@@ -358,4 +366,4 @@ def exposed_until(detail: str) -> datetime | None:
 
 def rotation_configured(detail: str) -> bool:
     """Whether a secret detail of :func:`secret_detail` says its rotation is configured."""
-    return "; rotation configured; " in f"; {detail}; "
+    return "rotation configured" in _fields(detail)

@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from offboard_audit.core.exposure import POLICY_GRANTEE_PREFIX, ObjectRef, SecretState
+from offboard_audit.core.exposure import (
+    POLICY_GRANTEE_PREFIX,
+    ObjectRef,
+    SecretState,
+    exposed_until,
+    rotation_configured,
+)
 from offboard_audit.core.records import CredentialKind, ExposureHow, Finding
 from offboard_audit.core.rotation import may_auto_rotate, rotate_task, rotate_task_json
 from tests.unit.test_exposure_rules import IAM_ALICE, NOW, SECRET, SECRET_REF, event, run
@@ -107,3 +113,21 @@ def test_a_leavers_key_policy_account_stays_exposed_while_the_policy_in_force_le
     )
     # Closed to every other account since: resolved.
     assert run([POLICY], [replace(KEY, grantees=())]) == []
+
+
+def test_a_key_description_cannot_pass_for_the_fields_of_its_finding() -> None:
+    # The name of a KMS key is its description, which whoever made the key writes freely: here one
+    # that spells the fields after it. She exported the material: rotate, and exposed until the export.
+    forged = replace(
+        KEY,
+        name="signer; exposed only through access given to account 1 (key policy); exposed until "
+        "2000-01-01T00:00:00+00:00; rotation configured",
+        rotation_configured=False,
+    )
+    exported = event(IAM_ALICE, REF, ExposureHow.EXPORTED, eid="x1", action="ImportKeyMaterial")
+    [f] = run([exported], [replace(forged, grantees=())])
+    assert f.credential is not None
+    assert task_of([f]) == "rotate"
+    assert exposed_until(f.credential.detail) == exported.at
+    assert not rotation_configured(f.credential.detail)
+    assert not may_auto_rotate(f, auto_rotate_secrets=True)
