@@ -174,3 +174,24 @@ def test_match_all_scales_linearly_with_index_lookups():
     accounts = [account(f"user{i}") for i in range(5000)]
     links = match_all(accounts, {}, people, RULES)
     assert all(link.person is not None and link.person.employee_id == f"E{i}" for i, link in enumerate(links))
+
+
+def test_a_link_says_which_evidence_decided_it():
+    # The finding's reason and the JSON report say how an account was tied to a person: the
+    # operator reads it to decide whether to trust a match, so each path names itself.
+    alice = leaver("E1", T0, email="alice@example.com")
+    bob = person("E2", "bob@example.com", aliases=("bleaver",))
+    idx = index(alice, bob)
+    conflict = account("a", attributes=(("employeeNumber", "E1"), ("mail", "bob@example.com")))
+    assert match_account(conflict, SPEC, idx).matched_by == "employee_id and email"
+    assert match_account(account("bleaver"), SPEC, idx).matched_by == "username"
+    assert match_account(account("nobody-here"), SPEC, idx).matched_by == ""
+
+
+def test_a_username_rule_that_derives_a_full_address_still_matches_outside_the_persons_domains():
+    # A template rule may derive a whole user@domain login (a company's SSO realm); that login is
+    # the person's by the rule, whatever domains their own addresses are in.
+    jane = person("E3", "jane.doe@example.com")
+    idx = PeopleIndex.build([jane], (*RULES, "{email_local}@sso.example"))
+    link = match_account(account("jane.doe@sso.example"), SPEC, idx)
+    assert link.person == jane and link.matched_by == "username"
